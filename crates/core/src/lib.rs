@@ -1,0 +1,23 @@
+//! Tollgate's domain: identifiers, the secret-key format, permissions, key lifecycle rules and
+//! the clock. Nothing in this crate performs I/O; every rule here is a plain function or type
+//! with unit tests beside it.
+
+pub mod base62;
+pub mod clock;
+pub mod duration;
+pub mod error;
+pub mod ids;
+pub mod key;
+pub mod lifecycle;
+pub mod money;
+pub mod password;
+pub mod permissions;
+pub mod secret;
+
+pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
+pub use error::{ErrorKind, OpenAiError};
+pub use ids::{AuditId, KeyId, OrgId, ProjectId, ServiceAccountId, UserId};
+pub use key::{KeyFormat, KeyKind, ParsedKey, SecretKey};
+pub use money::MicroUsd;
+pub use permissions::{Access, Permissions, Scope};
+pub use secret::{KeyHash, KeyHasher, ServerSecret};
