@@ -1,1 +1,97 @@
-//! placeholder
+//! Tollgate's control plane: the operations people perform on organizations, projects,
+//! service accounts and keys. The CLI calls it directly on the database today; the admin API and
+//! console will call the same functions. Here ids and timestamps are made, rules from
+//! `tollgate-core` are applied, and each change goes to the store with its audit entry.
+
+mod bootstrap;
+mod error;
+mod keys;
+mod projects;
+
+pub use bootstrap::FirstRun;
+pub use error::{ControlError, ErrorClass};
+pub use keys::{CreatedKey, KeyOwnerRequest, NewKey, RevokeOutcome, Rotation};
+
+use std::sync::Arc;
+use tollgate_core::{AuditId, Clock, KeyFormat, KeyHasher, ProjectId};
+use tollgate_store::{Actor, AuditEntry, Organization, Store, UsageGrouping, UsageRow};
+
+pub type Result<T, E = ControlError> = std::result::Result<T, E>;
+
+/// The control plane over one store.
+#[derive(Clone, Debug)]
+pub struct Control {
+    store: Store,
+    hasher: KeyHasher,
+    format: KeyFormat,
+    clock: Arc<dyn Clock>,
+}
+
+impl Control {
+    pub fn new(store: Store, hasher: KeyHasher, format: KeyFormat, clock: Arc<dyn Clock>) -> Control {
+        Control {
+            store,
+            hasher,
+            format,
+            clock,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn key_format(&self) -> &KeyFormat {
+        &self.format
+    }
+
+    /// The organization this deployment serves; an error until the first run has set it up.
+    pub async fn organization(&self) -> Result<Organization> {
+        self.store
+            .default_organization()
+            .await?
+            .ok_or(ControlError::NotInitialized)
+    }
+
+    /// Usage between two instants' UTC days, grouped as asked.
+    pub async fn usage(
+        &self,
+        grouping: UsageGrouping,
+        since: tollgate_core::UnixTime,
+        until: tollgate_core::UnixTime,
+    ) -> Result<Vec<UsageRow>> {
+        let org = self.organization().await?;
+        Ok(self.store.usage_report(&org.id, grouping, since, until).await?)
+    }
+
+    /// The newest audit entries, optionally about one resource.
+    pub async fn audit(&self, resource_id: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
+        let org = self.organization().await?;
+        Ok(self.store.audit_entries(&org.id, resource_id, limit).await?)
+    }
+
+    pub fn now(&self) -> tollgate_core::UnixTime {
+        self.clock.now()
+    }
+
+    fn audit_entry(
+        &self,
+        org: &Organization,
+        actor: &Actor,
+        event_type: &str,
+        project_id: Option<&ProjectId>,
+        resource_id: &str,
+        data: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            id: AuditId::generate(),
+            org_id: org.id.clone(),
+            event_type: event_type.to_owned(),
+            actor: actor.clone(),
+            project_id: project_id.cloned(),
+            resource_id: Some(resource_id.to_owned()),
+            data,
+            created_at: self.clock.now(),
+        }
+    }
+}

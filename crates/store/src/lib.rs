@@ -1,1 +1,31 @@
-//! placeholder
+//! Tollgate's persistence. [`Store`] is the one interface the rest of the product uses; its
+//! methods take and return domain records, so no caller sees which database sits behind it.
+//! Today that is SQLite (WAL mode, foreign keys on, migrations embedded and applied at open).
+//!
+//! The store writes what it is given: ids, timestamps and rules come from the control plane.
+//! Every mutation writes its audit entry, and for keys and projects a change-log row, in the
+//! same transaction, so a change is either wholly there or not at all.
+
+mod audit;
+mod change_log;
+mod error;
+mod keys;
+mod location;
+mod open;
+mod organizations;
+mod projects;
+mod records;
+mod service_accounts;
+mod usage;
+
+pub use error::StoreError;
+pub use location::DatabaseLocation;
+pub use records::*;
+
+/// The database behind Tollgate.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: sqlx::SqlitePool,
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,231 @@
+use crate::bootstrap::key_audit_data;
+use crate::{Control, ControlError, Result};
+use serde_json::json;
+use tollgate_core::duration::Span;
+use tollgate_core::lifecycle::{check_rotatable, rotation_expiry, validate_name, KeyStatus, LifecycleError};
+use tollgate_core::secret::HASH_VERSION;
+use tollgate_core::{KeyId, KeyKind, Permissions, SecretKey, ServiceAccountId, UnixTime};
+use tollgate_store::{Actor, KeyFilter, KeyOwner, KeyRecord, ProjectStatus};
+
+/// Whose key to create.
+#[derive(Debug, Clone)]
+pub enum KeyOwnerRequest {
+    /// A project key owned by the organization's owner; the default project when `None`.
+    Project(Option<String>),
+    /// A key of this service account, in its project.
+    ServiceAccount(String),
+    /// An organization-level admin key.
+    Admin,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub name: String,
+    pub owner: KeyOwnerRequest,
+    pub permissions: Permissions,
+    pub expires_in: Option<Span>,
+}
+
+/// A key just made: the record and the secret, which is not kept anywhere and is shown once.
+#[derive(Debug)]
+pub struct CreatedKey {
+    pub record: KeyRecord,
+    pub secret: SecretKey,
+}
+
+#[derive(Debug)]
+pub enum RevokeOutcome {
+    Revoked(KeyRecord),
+    /// It was revoked before; nothing changed.
+    AlreadyRevoked(KeyRecord),
+}
+
+#[derive(Debug)]
+pub struct Rotation {
+    /// The old key, with the end of its grace as its expiry.
+    pub old: KeyRecord,
+    pub new: CreatedKey,
+}
+
+impl Control {
+    pub async fn create_key(&self, actor: &Actor, request: NewKey) -> Result<CreatedKey> {
+        let org = self.organization().await?;
+        let name = validate_name(&request.name)?;
+        let now = self.clock.now();
+        let expires_at = match request.expires_in {
+            Some(span) if span.seconds() <= 0 => return Err(LifecycleError::ExpiryInPast.into()),
+            Some(span) => Some(now.plus_seconds(span.seconds())),
+            None => None,
+        };
+        let owner_user = self.store.organization_owner(&org.id).await?;
+        let (kind, project_id, owner) = match &request.owner {
+            KeyOwnerRequest::Project(project) => {
+                let project = match project {
+                    Some(p) => self.active_project(p).await?,
+                    None => self.store.default_project(&org.id).await?,
+                };
+                (KeyKind::Project, Some(project.id), KeyOwner::User(owner_user.id))
+            }
+            KeyOwnerRequest::ServiceAccount(account) => {
+                let id = ServiceAccountId::parse(account).map_err(|e| ControlError::Invalid(e.to_string()))?;
+                let account = self.store.service_account(&id).await?;
+                let project = self.active_project(account.project_id.as_str()).await?;
+                (KeyKind::ServiceAccount, Some(project.id), KeyOwner::ServiceAccount(account.id))
+            }
+            KeyOwnerRequest::Admin => {
+                if request.permissions != Permissions::All {
+                    return Err(ControlError::Invalid(
+                        "admin keys always have full access to the admin API; leave out --permissions and --scope".into(),
+                    ));
+                }
+                (KeyKind::Admin, None, KeyOwner::User(owner_user.id))
+            }
+        };
+        let secret = self.format.generate(kind);
+        let record = KeyRecord {
+            id: secret.id(),
+            org_id: org.id.clone(),
+            project_id,
+            kind,
+            name,
+            hash: self.hasher.hash(&secret),
+            hash_version: HASH_VERSION,
+            redacted: secret.redacted(),
+            owner,
+            permissions: request.permissions,
+            created_by: actor.label(),
+            created_at: now,
+            last_used_at: None,
+            expires_at,
+            revoked_at: None,
+            rotated_from: None,
+            rotated_to: None,
+        };
+        let entry = self.audit_entry(&org, actor, "api_key.created", record.project_id.as_ref(), record.id.as_str(), key_audit_data(&record));
+        self.store.insert_key(&record, &entry).await?;
+        Ok(CreatedKey { record, secret })
+    }
+
+    /// Keys, newest first, optionally of one project (id or name) or kind.
+    pub async fn keys(&self, project: Option<&str>, kind: Option<KeyKind>) -> Result<Vec<KeyRecord>> {
+        let org = self.organization().await?;
+        let project_id = match project {
+            Some(p) => Some(self.store.find_project(&org.id, p).await?.id),
+            None => None,
+        };
+        let filter = KeyFilter { project_id, kind };
+        Ok(self.store.keys(&org.id, &filter).await?)
+    }
+
+    pub async fn key(&self, id: &str) -> Result<KeyRecord> {
+        let org = self.organization().await?;
+        let id = parse_key_id(id)?;
+        Ok(self.store.key(&org.id, &id).await?)
+    }
+
+    pub async fn rename_key(&self, actor: &Actor, id: &str, name: &str) -> Result<KeyRecord> {
+        let org = self.organization().await?;
+        let key = self.key(id).await?;
+        let name = validate_name(name)?;
+        if key.status(self.clock.now()) == KeyStatus::Revoked {
+            return Err(LifecycleError::Revoked(key.id).into());
+        }
+        let entry = self.audit_entry(&org, actor, "api_key.updated", key.project_id.as_ref(), key.id.as_str(), json!({"changes_requested": {"name": name}, "previous": {"name": key.name}}));
+        self.store.rename_key(&key.id, &name, &entry).await?;
+        Ok(KeyRecord { name, ..key })
+    }
+
+    /// Revokes a key at once; every server following the store stops accepting it within a
+    /// second. Revoking a revoked key changes nothing and says so.
+    pub async fn revoke_key(&self, actor: &Actor, id: &str) -> Result<RevokeOutcome> {
+        let org = self.organization().await?;
+        let key = self.key(id).await?;
+        if key.revoked_at.is_some() {
+            return Ok(RevokeOutcome::AlreadyRevoked(key));
+        }
+        let now = self.clock.now();
+        let entry = self.audit_entry(&org, actor, "api_key.revoked", key.project_id.as_ref(), key.id.as_str(), json!({"name": key.name, "redacted_value": key.redacted}));
+        self.store.revoke_key(&key.id, now, &entry).await?;
+        Ok(RevokeOutcome::Revoked(KeyRecord {
+            revoked_at: Some(now),
+            ..key
+        }))
+    }
+
+    /// Rotates a key: a successor with the same project, owner, permissions and expiry, while the
+    /// old key keeps working for `grace` (never past its own expiry) and then stops by itself.
+    pub async fn rotate_key(&self, actor: &Actor, id: &str, grace: Span) -> Result<Rotation> {
+        let org = self.organization().await?;
+        let old = self.key(id).await?;
+        let now = self.clock.now();
+        check_rotatable(&old.id, &old.state(), now)?;
+        let old_expires_at = rotation_expiry(now, grace, old.expires_at)?;
+        if let Some(project) = &old.project_id {
+            let project = self.store.find_project(&org.id, project.as_str()).await?;
+            if project.status == ProjectStatus::Archived {
+                return Err(ControlError::Conflict(format!("project {} is archived; its keys cannot be rotated", project.id)));
+            }
+        }
+        let secret = self.format.generate(old.kind);
+        let new = KeyRecord {
+            id: secret.id(),
+            hash: self.hasher.hash(&secret),
+            hash_version: HASH_VERSION,
+            redacted: secret.redacted(),
+            created_by: actor.label(),
+            created_at: now,
+            last_used_at: None,
+            rotated_from: Some(old.id.clone()),
+            rotated_to: None,
+            ..old.clone()
+        };
+        let entry = self.audit_entry(
+            &org,
+            actor,
+            "api_key.rotated",
+            old.project_id.as_ref(),
+            old.id.as_str(),
+            json!({"successor_id": new.id, "successor_redacted_value": new.redacted, "grace": grace.to_string(), "old_key_expires_at": old_expires_at}),
+        );
+        self.store.rotate_key(&old.id, old_expires_at, &new, &entry).await?;
+        Ok(Rotation {
+            old: KeyRecord {
+                expires_at: Some(old_expires_at),
+                rotated_to: Some(new.id.clone()),
+                ..old
+            },
+            new: CreatedKey { record: new, secret },
+        })
+    }
+
+    /// Makes a key expire `after` from now (`immediate` expires it at once).
+    pub async fn expire_key(&self, actor: &Actor, id: &str, after: Span) -> Result<KeyRecord> {
+        let org = self.organization().await?;
+        let key = self.key(id).await?;
+        let now = self.clock.now();
+        match key.status(now) {
+            KeyStatus::Revoked => return Err(LifecycleError::Revoked(key.id).into()),
+            KeyStatus::Expired => return Err(LifecycleError::Expired(key.id).into()),
+            KeyStatus::Active => {}
+        }
+        let at: UnixTime = now.plus_seconds(after.seconds());
+        let at = key.expires_at.map_or(at, |current| current.min(at));
+        let entry = self.audit_entry(&org, actor, "api_key.updated", key.project_id.as_ref(), key.id.as_str(), json!({"changes_requested": {"expires_at": at}, "previous": {"expires_at": key.expires_at}}));
+        self.store.set_key_expiry(&key.id, Some(at), &entry).await?;
+        Ok(KeyRecord {
+            expires_at: Some(at),
+            ..key
+        })
+    }
+}
+
+fn parse_key_id(id: &str) -> Result<KeyId> {
+    if id.starts_with(KeyId::PREFIX) {
+        return KeyId::parse(id).map_err(|e| ControlError::Invalid(e.to_string()));
+    }
+    // Anything else may be a secret pasted by mistake: quote it only masked.
+    Err(ControlError::Invalid(format!(
+        "`{}` is not an API key id: ids look like key_ followed by 20 letters or digits (see `tollgate keys list`). Pass the id, never the secret key",
+        tollgate_core::key::mask_presented(id)
+    )))
+}

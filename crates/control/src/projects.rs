@@ -1,0 +1,96 @@
+use crate::{Control, ControlError, Result};
+use serde_json::json;
+use tollgate_core::lifecycle::validate_name;
+use tollgate_core::{ProjectId, ServiceAccountId};
+use tollgate_store::{Actor, Project, ProjectStatus, ServiceAccount};
+
+impl Control {
+    pub async fn create_project(&self, actor: &Actor, name: &str) -> Result<Project> {
+        let org = self.organization().await?;
+        let name = validate_name(name)?;
+        let project = Project {
+            id: ProjectId::generate(),
+            org_id: org.id.clone(),
+            name,
+            status: ProjectStatus::Active,
+            is_default: false,
+            created_at: self.clock.now(),
+            archived_at: None,
+        };
+        let entry = self.audit_entry(&org, actor, "project.created", Some(&project.id), project.id.as_str(), json!({"name": project.name}));
+        self.store.insert_project(&project, &entry).await?;
+        Ok(project)
+    }
+
+    pub async fn projects(&self, include_archived: bool) -> Result<Vec<Project>> {
+        let org = self.organization().await?;
+        Ok(self.store.projects(&org.id, include_archived).await?)
+    }
+
+    /// A project by id (`proj_…`) or exact name.
+    pub async fn project(&self, id_or_name: &str) -> Result<Project> {
+        let org = self.organization().await?;
+        Ok(self.store.find_project(&org.id, id_or_name).await?)
+    }
+
+    /// Archives a project: its keys stop working and it takes no new keys. The default project
+    /// cannot be archived, as on OpenAI.
+    pub async fn archive_project(&self, actor: &Actor, id_or_name: &str) -> Result<Project> {
+        let org = self.organization().await?;
+        let project = self.store.find_project(&org.id, id_or_name).await?;
+        if project.is_default {
+            return Err(ControlError::Conflict(format!(
+                "{} is the default project and cannot be archived",
+                project.id
+            )));
+        }
+        if project.status == ProjectStatus::Archived {
+            return Err(ControlError::Conflict(format!("project {} is already archived", project.id)));
+        }
+        let now = self.clock.now();
+        let entry = self.audit_entry(&org, actor, "project.archived", Some(&project.id), project.id.as_str(), json!({"name": project.name}));
+        self.store.archive_project(&project.id, now, &entry).await?;
+        Ok(Project {
+            status: ProjectStatus::Archived,
+            archived_at: Some(now),
+            ..project
+        })
+    }
+
+    /// Creates a service account (a bot identity) in an active project.
+    pub async fn create_service_account(&self, actor: &Actor, project: &str, name: &str) -> Result<ServiceAccount> {
+        let org = self.organization().await?;
+        let project = self.active_project(project).await?;
+        let account = ServiceAccount {
+            id: ServiceAccountId::generate(),
+            project_id: project.id.clone(),
+            name: validate_name(name)?,
+            role: "member".into(),
+            created_by: actor.label(),
+            created_at: self.clock.now(),
+        };
+        let entry = self.audit_entry(&org, actor, "service_account.created", Some(&project.id), account.id.as_str(), json!({"name": account.name, "role": account.role}));
+        self.store.insert_service_account(&account, &entry).await?;
+        Ok(account)
+    }
+
+    pub async fn service_accounts(&self, project: Option<&str>) -> Result<Vec<ServiceAccount>> {
+        let org = self.organization().await?;
+        let project_id = match project {
+            Some(p) => Some(self.store.find_project(&org.id, p).await?.id),
+            None => None,
+        };
+        Ok(self.store.service_accounts(&org.id, project_id.as_ref()).await?)
+    }
+
+    pub(crate) async fn active_project(&self, id_or_name: &str) -> Result<Project> {
+        let project = self.project(id_or_name).await?;
+        if project.status == ProjectStatus::Archived {
+            return Err(ControlError::Conflict(format!(
+                "project {} ({}) is archived; archived projects cannot be used or changed",
+                project.id, project.name
+            )));
+        }
+        Ok(project)
+    }
+}

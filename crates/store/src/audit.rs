@@ -1,0 +1,83 @@
+use crate::{Actor, AuditEntry, Result, Store};
+use tollgate_core::{AuditId, OrgId, ProjectId, UnixTime};
+
+pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+/// Writes `entry` inside the caller's transaction.
+pub(crate) async fn append(tx: &mut Tx, entry: &AuditEntry) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (id, org_id, event_type, actor_type, actor_id, project_id, resource_id, data, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(entry.id.as_str())
+    .bind(entry.org_id.as_str())
+    .bind(&entry.event_type)
+    .bind(&entry.actor.kind)
+    .bind(&entry.actor.id)
+    .bind(entry.project_id.as_ref().map(ProjectId::as_str))
+    .bind(entry.resource_id.as_deref())
+    .bind(entry.data.to_string())
+    .bind(entry.created_at.seconds())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: String,
+    org_id: String,
+    event_type: String,
+    actor_type: String,
+    actor_id: String,
+    project_id: Option<String>,
+    resource_id: Option<String>,
+    data: String,
+    created_at: i64,
+}
+
+impl From<AuditRow> for AuditEntry {
+    fn from(row: AuditRow) -> Self {
+        AuditEntry {
+            id: AuditId::from_trusted(row.id),
+            org_id: OrgId::from_trusted(row.org_id),
+            event_type: row.event_type,
+            actor: Actor {
+                kind: row.actor_type,
+                id: row.actor_id,
+            },
+            project_id: row.project_id.map(ProjectId::from_trusted),
+            resource_id: row.resource_id,
+            data: serde_json::from_str(&row.data).unwrap_or(serde_json::Value::Null),
+            created_at: UnixTime(row.created_at),
+        }
+    }
+}
+
+impl Store {
+    pub(crate) async fn begin(&self) -> Result<Tx> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// The newest audit entries first, optionally only those about `resource_id`.
+    pub async fn audit_entries(
+        &self,
+        org: &OrgId,
+        resource_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, org_id, event_type, actor_type, actor_id, project_id, resource_id, data, created_at
+             FROM audit_log
+             WHERE org_id = ? AND (? IS NULL OR resource_id = ?)
+             ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(org.as_str())
+        .bind(resource_id)
+        .bind(resource_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
+    }
+}

@@ -1,0 +1,50 @@
+use crate::audit::Tx;
+use crate::{Change, ChangedEntity, Result, Store};
+use tollgate_core::{KeyId, ProjectId, UnixTime};
+
+/// Records inside the caller's transaction that `entity` changed.
+pub(crate) async fn append(tx: &mut Tx, entity: &ChangedEntity, at: UnixTime) -> Result<()> {
+    let (kind, id) = match entity {
+        ChangedEntity::Key(id) => ("key", id.as_str()),
+        ChangedEntity::Project(id) => ("project", id.as_str()),
+    };
+    sqlx::query("INSERT INTO change_log (entity, entity_id, created_at) VALUES (?, ?, ?)")
+        .bind(kind)
+        .bind(id)
+        .bind(at.seconds())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The sequence number of the newest change, 0 when there is none.
+    pub async fn latest_change(&self) -> Result<i64> {
+        let (seq,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM change_log")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// Changes after `seq`, oldest first, at most `limit`.
+    pub async fn changes_after(&self, seq: i64, limit: i64) -> Result<Vec<Change>> {
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT seq, entity, entity_id FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, entity, id)| Change {
+                seq,
+                entity: if entity == "project" {
+                    ChangedEntity::Project(ProjectId::from_trusted(id))
+                } else {
+                    ChangedEntity::Key(KeyId::from_trusted(id))
+                },
+            })
+            .collect())
+    }
+}

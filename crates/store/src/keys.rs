@@ -1,0 +1,283 @@
+use crate::audit::Tx;
+use crate::error::conflict_on_unique;
+use crate::{
+    audit, change_log, AuditEntry, AuthKey, ChangedEntity, KeyFilter, KeyOwner, KeyRecord,
+    ProjectStatus, Result, Store, StoreError,
+};
+use tollgate_core::{
+    KeyHash, KeyId, KeyKind, OrgId, Permissions, ProjectId, ServiceAccountId, UnixTime, UserId,
+};
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: String,
+    org_id: String,
+    project_id: Option<String>,
+    kind: String,
+    name: String,
+    hash: Vec<u8>,
+    hash_version: i64,
+    redacted: String,
+    owner_user_id: Option<String>,
+    owner_service_account_id: Option<String>,
+    permissions: String,
+    created_by: String,
+    created_at: i64,
+    last_used_at: Option<i64>,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    rotated_from: Option<String>,
+    rotated_to: Option<String>,
+    project_status: Option<String>,
+}
+
+impl KeyRow {
+    fn into_auth_key(self) -> AuthKey {
+        let project_status = self.project_status.as_deref().map(ProjectStatus::from_db);
+        let mut hash = [0u8; 32];
+        if self.hash.len() == 32 {
+            hash.copy_from_slice(&self.hash);
+        }
+        let owner = match (self.owner_user_id, self.owner_service_account_id) {
+            (_, Some(account)) => KeyOwner::ServiceAccount(ServiceAccountId::from_trusted(account)),
+            (Some(user), None) => KeyOwner::User(UserId::from_trusted(user)),
+            (None, None) => KeyOwner::User(UserId::from_trusted(String::new())),
+        };
+        AuthKey {
+            key: KeyRecord {
+                id: KeyId::from_trusted(self.id),
+                org_id: OrgId::from_trusted(self.org_id),
+                project_id: self.project_id.map(ProjectId::from_trusted),
+                // An unreadable kind is treated as the least powerful one that cannot call models.
+                kind: KeyKind::parse(&self.kind).unwrap_or(KeyKind::Admin),
+                name: self.name,
+                hash: KeyHash(hash),
+                hash_version: self.hash_version,
+                redacted: self.redacted,
+                owner,
+                permissions: Permissions::from_json(&self.permissions),
+                created_by: self.created_by,
+                created_at: UnixTime(self.created_at),
+                last_used_at: self.last_used_at.map(UnixTime),
+                expires_at: self.expires_at.map(UnixTime),
+                revoked_at: self.revoked_at.map(UnixTime),
+                rotated_from: self.rotated_from.map(KeyId::from_trusted),
+                rotated_to: self.rotated_to.map(KeyId::from_trusted),
+            },
+            project_status,
+        }
+    }
+}
+
+/// The key columns with the project's status, for every read below.
+macro_rules! select_keys {
+    ($tail:literal) => {
+        concat!(
+            "SELECT k.id, k.org_id, k.project_id, k.kind, k.name, k.hash, k.hash_version, k.redacted,
+                    k.owner_user_id, k.owner_service_account_id, k.permissions, k.created_by,
+                    k.created_at, k.last_used_at, k.expires_at, k.revoked_at, k.rotated_from,
+                    k.rotated_to, p.status AS project_status
+             FROM api_keys k LEFT JOIN projects p ON p.id = k.project_id ",
+            $tail
+        )
+    };
+}
+
+pub(crate) async fn insert(tx: &mut Tx, key: &KeyRecord) -> Result<()> {
+    let (owner_user, owner_account) = match &key.owner {
+        KeyOwner::User(id) => (Some(id.as_str()), None),
+        KeyOwner::ServiceAccount(id) => (None, Some(id.as_str())),
+    };
+    sqlx::query(
+        "INSERT INTO api_keys (id, org_id, project_id, kind, name, hash, hash_version, redacted,
+             owner_user_id, owner_service_account_id, permissions, created_by, created_at,
+             last_used_at, expires_at, revoked_at, rotated_from, rotated_to)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(key.id.as_str())
+    .bind(key.org_id.as_str())
+    .bind(key.project_id.as_ref().map(ProjectId::as_str))
+    .bind(key.kind.as_str())
+    .bind(&key.name)
+    .bind(&key.hash.0[..])
+    .bind(key.hash_version)
+    .bind(&key.redacted)
+    .bind(owner_user)
+    .bind(owner_account)
+    .bind(key.permissions.to_json())
+    .bind(&key.created_by)
+    .bind(key.created_at.seconds())
+    .bind(key.last_used_at.map(UnixTime::seconds))
+    .bind(key.expires_at.map(UnixTime::seconds))
+    .bind(key.revoked_at.map(UnixTime::seconds))
+    .bind(key.rotated_from.as_ref().map(KeyId::as_str))
+    .bind(key.rotated_to.as_ref().map(KeyId::as_str))
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| conflict_on_unique(e, || format!("key {} already exists", key.id)))?;
+    change_log::append(tx, &ChangedEntity::Key(key.id.clone()), key.created_at).await
+}
+
+/// Applies `update` (which must touch one row of `api_keys`, bound to `id` last) with its audit
+/// entry and change-log row, all or nothing.
+async fn update_one<'q>(
+    store: &Store,
+    id: &KeyId,
+    entry: &AuditEntry,
+    update: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+) -> Result<()> {
+    let mut tx = store.begin().await?;
+    let done = update.execute(&mut *tx).await?;
+    if done.rows_affected() != 1 {
+        let (exists,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = ?)")
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        return Err(if exists {
+            StoreError::Conflict(format!("key {id} is revoked; nothing was changed"))
+        } else {
+            StoreError::not_found("API key", id)
+        });
+    }
+    audit::append(&mut tx, entry).await?;
+    change_log::append(&mut tx, &ChangedEntity::Key(id.clone()), entry.created_at).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn insert_key(&self, key: &KeyRecord, entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin().await?;
+        insert(&mut tx, key).await?;
+        audit::append(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn key(&self, org: &OrgId, id: &KeyId) -> Result<KeyRecord> {
+        let row: Option<KeyRow> = sqlx::query_as(select_keys!("WHERE k.org_id = ? AND k.id = ?"))
+            .bind(org.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.into_auth_key().key)
+            .ok_or_else(|| StoreError::not_found("API key", id))
+    }
+
+    /// Keys of the organization, newest first.
+    pub async fn keys(&self, org: &OrgId, filter: &KeyFilter) -> Result<Vec<KeyRecord>> {
+        let project = filter.project_id.as_ref().map(ProjectId::as_str);
+        let kind = filter.kind.map(KeyKind::as_str);
+        let rows: Vec<KeyRow> = sqlx::query_as(select_keys!(
+            "WHERE k.org_id = ? AND (? IS NULL OR k.project_id = ?) AND (? IS NULL OR k.kind = ?)
+             ORDER BY k.created_at DESC, k.rowid DESC"
+        ))
+        .bind(org.as_str())
+        .bind(project)
+        .bind(project)
+        .bind(kind)
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.into_auth_key().key).collect())
+    }
+
+    pub async fn rename_key(&self, id: &KeyId, name: &str, entry: &AuditEntry) -> Result<()> {
+        let update = sqlx::query("UPDATE api_keys SET name = ? WHERE id = ?")
+            .bind(name)
+            .bind(id.as_str());
+        update_one(self, id, entry, update).await
+    }
+
+    /// Revokes a live key. A key that is already revoked is left as it is (`Conflict`).
+    pub async fn revoke_key(&self, id: &KeyId, at: UnixTime, entry: &AuditEntry) -> Result<()> {
+        let update = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(at.seconds())
+            .bind(id.as_str());
+        update_one(self, id, entry, update).await
+    }
+
+    pub async fn set_key_expiry(&self, id: &KeyId, at: Option<UnixTime>, entry: &AuditEntry) -> Result<()> {
+        let update = sqlx::query("UPDATE api_keys SET expires_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(at.map(UnixTime::seconds))
+            .bind(id.as_str());
+        update_one(self, id, entry, update).await
+    }
+
+    /// Writes the successor of `old`, and gives `old` its end of grace, in one transaction.
+    /// Fails with `Conflict` if `old` was revoked or rotated in the meantime.
+    pub async fn rotate_key(
+        &self,
+        old: &KeyId,
+        old_expires_at: UnixTime,
+        successor: &KeyRecord,
+        entry: &AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        insert(&mut tx, successor).await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET expires_at = ?, rotated_to = ?
+             WHERE id = ? AND revoked_at IS NULL AND rotated_to IS NULL",
+        )
+        .bind(old_expires_at.seconds())
+        .bind(successor.id.as_str())
+        .bind(old.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "key {old} was revoked or rotated by someone else meanwhile; nothing was changed"
+            )));
+        }
+        audit::append(&mut tx, entry).await?;
+        change_log::append(&mut tx, &ChangedEntity::Key(old.clone()), entry.created_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every key with its project's status: what a server loads into memory at start.
+    pub async fn auth_keys(&self) -> Result<Vec<AuthKey>> {
+        let rows: Vec<KeyRow> = sqlx::query_as(select_keys!("ORDER BY k.rowid"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(KeyRow::into_auth_key).collect())
+    }
+
+    /// One key as authentication sees it; `None` if it no longer exists.
+    pub async fn auth_key(&self, id: &KeyId) -> Result<Option<AuthKey>> {
+        let row: Option<KeyRow> = sqlx::query_as(select_keys!("WHERE k.id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(KeyRow::into_auth_key))
+    }
+
+    /// The keys of one project, as authentication sees them.
+    pub async fn auth_keys_of_project(&self, project: &ProjectId) -> Result<Vec<AuthKey>> {
+        let rows: Vec<KeyRow> = sqlx::query_as(select_keys!("WHERE k.project_id = ?"))
+            .bind(project.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(KeyRow::into_auth_key).collect())
+    }
+
+    /// Writes a batch of last-used times in one transaction, never moving one backwards. These
+    /// writes do not enter the change log: they change nothing authentication depends on.
+    pub async fn touch_keys(&self, used: &[(KeyId, UnixTime)]) -> Result<()> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for (id, at) in used {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
+            )
+            .bind(at.seconds())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

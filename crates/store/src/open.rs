@@ -1,0 +1,113 @@
+use crate::error::{sqlite_code, SQLITE_CANTOPEN, SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_READONLY};
+use crate::{DatabaseLocation, Result, Store, StoreError};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::path::Path;
+use std::time::Duration;
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The value of `tollgate_meta.schema` in every Tollgate database.
+const SCHEMA_MARK: &str = "tollgate";
+
+impl Store {
+    /// Opens (creating if needed) the database at `location`, refuses a damaged or foreign one,
+    /// and applies pending migrations.
+    pub async fn open(location: &DatabaseLocation) -> Result<Store> {
+        let DatabaseLocation::Sqlite(path) = location;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(StoreError::BadLocation(format!(
+                    "the directory {} for the database does not exist; create it first",
+                    dir.display()
+                )));
+            }
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|err| classify_open_error(path, err))?;
+        let store = Store { pool };
+        store.check_ownership(path).await?;
+        MIGRATIONS.run(&store.pool).await.map_err(|err| match err {
+            sqlx::migrate::MigrateError::VersionMissing(version) => {
+                StoreError::TooNew(format!("migration {version} is unknown to this build"))
+            }
+            sqlx::migrate::MigrateError::Execute(inner) => classify_open_error(path, inner),
+            other => StoreError::Migration(other),
+        })?;
+        sqlx::query("INSERT OR IGNORE INTO tollgate_meta (name, value) VALUES ('schema', ?)")
+            .bind(SCHEMA_MARK)
+            .execute(&store.pool)
+            .await
+            .map_err(|err| classify_open_error(path, err))?;
+        Ok(store)
+    }
+
+    /// Refuses a database that already holds another application's tables.
+    async fn check_ownership(&self, path: &Path) -> Result<()> {
+        let tables: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|err| classify_open_error(path, err))?;
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let has_meta = tables.iter().any(|(name,)| name == "tollgate_meta");
+        if !has_meta {
+            return Err(StoreError::Foreign {
+                path: path.to_owned(),
+            });
+        }
+        let mark: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM tollgate_meta WHERE name = 'schema'")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|err| classify_open_error(path, err))?;
+        match mark {
+            Some((value,)) if value == SCHEMA_MARK => Ok(()),
+            _ => Err(StoreError::Foreign {
+                path: path.to_owned(),
+            }),
+        }
+    }
+
+    /// Reads a value from the store's own settings table.
+    pub async fn meta(&self, name: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT value FROM tollgate_meta WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(value,)| value))
+    }
+
+    /// Waits for open connections to finish and closes them (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn classify_open_error(path: &Path, err: sqlx::Error) -> StoreError {
+    let reason = err.to_string();
+    match sqlite_code(&err) {
+        Some(SQLITE_NOTADB | SQLITE_CORRUPT) => StoreError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        },
+        Some(SQLITE_READONLY | SQLITE_CANTOPEN) => StoreError::Unwritable {
+            path: path.to_owned(),
+            reason,
+        },
+        _ => StoreError::Database(err),
+    }
+}

@@ -1,0 +1,123 @@
+use crate::audit::Tx;
+use crate::error::conflict_on_unique;
+use crate::{audit, change_log, AuditEntry, ChangedEntity, Project, ProjectStatus, Result, Store, StoreError};
+use tollgate_core::{OrgId, ProjectId, UnixTime};
+
+#[derive(sqlx::FromRow)]
+struct ProjectRow {
+    id: String,
+    org_id: String,
+    name: String,
+    status: String,
+    is_default: bool,
+    created_at: i64,
+    archived_at: Option<i64>,
+}
+
+impl From<ProjectRow> for Project {
+    fn from(row: ProjectRow) -> Self {
+        Project {
+            id: ProjectId::from_trusted(row.id),
+            org_id: OrgId::from_trusted(row.org_id),
+            name: row.name,
+            status: ProjectStatus::from_db(&row.status),
+            is_default: row.is_default,
+            created_at: UnixTime(row.created_at),
+            archived_at: row.archived_at.map(UnixTime),
+        }
+    }
+}
+
+pub(crate) async fn insert(tx: &mut Tx, project: &Project) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO projects (id, org_id, name, status, is_default, created_at, archived_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(project.id.as_str())
+    .bind(project.org_id.as_str())
+    .bind(&project.name)
+    .bind(project.status.as_str())
+    .bind(project.is_default)
+    .bind(project.created_at.seconds())
+    .bind(project.archived_at.map(UnixTime::seconds))
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        conflict_on_unique(e, || {
+            format!("a project named \"{}\" already exists; pick another name", project.name)
+        })
+    })?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn insert_project(&self, project: &Project, entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin().await?;
+        insert(&mut tx, project).await?;
+        audit::append(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn projects(&self, org: &OrgId, include_archived: bool) -> Result<Vec<Project>> {
+        // The flag decides in SQL whether archived projects are included.
+        let rows: Vec<ProjectRow> = sqlx::query_as(
+            "SELECT id, org_id, name, status, is_default, created_at, archived_at
+             FROM projects WHERE org_id = ? AND (? OR status = 'active')
+             ORDER BY created_at, rowid",
+        )
+            .bind(org.as_str())
+            .bind(include_archived)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Project::from).collect())
+    }
+
+    /// A project found by id or by exact name.
+    pub async fn find_project(&self, org: &OrgId, id_or_name: &str) -> Result<Project> {
+        let row: Option<ProjectRow> = sqlx::query_as(
+            "SELECT id, org_id, name, status, is_default, created_at, archived_at
+             FROM projects WHERE org_id = ? AND (id = ? OR name = ?)
+             ORDER BY (id = ?) DESC LIMIT 1",
+        )
+        .bind(org.as_str())
+        .bind(id_or_name)
+        .bind(id_or_name)
+        .bind(id_or_name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Project::from)
+            .ok_or_else(|| StoreError::not_found("project", id_or_name))
+    }
+
+    pub async fn default_project(&self, org: &OrgId) -> Result<Project> {
+        let row: Option<ProjectRow> = sqlx::query_as(
+            "SELECT id, org_id, name, status, is_default, created_at, archived_at
+             FROM projects WHERE org_id = ? AND is_default = 1 LIMIT 1",
+        )
+        .bind(org.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Project::from)
+            .ok_or_else(|| StoreError::not_found("default project of", org))
+    }
+
+    /// Marks a project archived; its keys stop working on every server that follows the log.
+    pub async fn archive_project(&self, id: &ProjectId, at: UnixTime, entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE projects SET status = 'archived', archived_at = ? WHERE id = ? AND status = 'active'",
+        )
+        .bind(at.seconds())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("project {id} is already archived")));
+        }
+        audit::append(&mut tx, entry).await?;
+        change_log::append(&mut tx, &ChangedEntity::Project(id.clone()), at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,253 @@
+//! The records the store reads and writes.
+
+use serde::Serialize;
+use tollgate_core::lifecycle::{KeyState, KeyStatus};
+use tollgate_core::{
+    AuditId, KeyHash, KeyId, KeyKind, MicroUsd, OrgId, Permissions, ProjectId, ServiceAccountId,
+    UnixTime, UserId,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Organization {
+    pub id: OrgId,
+    pub name: String,
+    pub created_at: UnixTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub name: String,
+    pub created_at: UnixTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Reader,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Reader => "reader",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectStatus {
+    Active,
+    Archived,
+}
+
+impl ProjectStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectStatus::Active => "active",
+            ProjectStatus::Archived => "archived",
+        }
+    }
+
+    pub(crate) fn from_db(text: &str) -> ProjectStatus {
+        if text == "active" {
+            ProjectStatus::Active
+        } else {
+            ProjectStatus::Archived
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Project {
+    pub id: ProjectId,
+    pub org_id: OrgId,
+    pub name: String,
+    pub status: ProjectStatus,
+    pub is_default: bool,
+    pub created_at: UnixTime,
+    pub archived_at: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceAccount {
+    pub id: ServiceAccountId,
+    pub project_id: ProjectId,
+    pub name: String,
+    pub role: String,
+    pub created_by: String,
+    pub created_at: UnixTime,
+}
+
+/// Who owns a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum KeyOwner {
+    User(UserId),
+    ServiceAccount(ServiceAccountId),
+}
+
+/// One API key as stored: never the secret, only its keyed hash and redacted form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: KeyId,
+    pub org_id: OrgId,
+    pub project_id: Option<ProjectId>,
+    pub kind: KeyKind,
+    pub name: String,
+    pub hash: KeyHash,
+    pub hash_version: i64,
+    pub redacted: String,
+    pub owner: KeyOwner,
+    pub permissions: Permissions,
+    pub created_by: String,
+    pub created_at: UnixTime,
+    pub last_used_at: Option<UnixTime>,
+    pub expires_at: Option<UnixTime>,
+    pub revoked_at: Option<UnixTime>,
+    pub rotated_from: Option<KeyId>,
+    pub rotated_to: Option<KeyId>,
+}
+
+impl KeyRecord {
+    pub fn state(&self) -> KeyState {
+        KeyState {
+            revoked_at: self.revoked_at,
+            expires_at: self.expires_at,
+            rotated_to: self.rotated_to.clone(),
+        }
+    }
+
+    pub fn status(&self, now: UnixTime) -> KeyStatus {
+        self.state().status(now)
+    }
+}
+
+/// A key with what authentication needs to know about its project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthKey {
+    pub key: KeyRecord,
+    pub project_status: Option<ProjectStatus>,
+}
+
+/// Which keys to list.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub project_id: Option<ProjectId>,
+    pub kind: Option<KeyKind>,
+}
+
+/// Who did something.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    /// `system`, `cli`, `user` or `api_key`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+impl Actor {
+    pub fn system() -> Actor {
+        Actor {
+            kind: "system".into(),
+            id: "tollgate".into(),
+        }
+    }
+
+    /// The local operator running the CLI against the database.
+    pub fn cli(user: &str) -> Actor {
+        Actor {
+            kind: "cli".into(),
+            id: user.into(),
+        }
+    }
+
+    /// The `created_by` text for records: `type:id`.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.kind, self.id)
+    }
+}
+
+/// One audit-log entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub id: AuditId,
+    pub org_id: OrgId,
+    pub event_type: String,
+    pub actor: Actor,
+    pub project_id: Option<ProjectId>,
+    pub resource_id: Option<String>,
+    pub data: serde_json::Value,
+    pub created_at: UnixTime,
+}
+
+/// Everything a first run creates, written in one transaction.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub organization: Organization,
+    pub owner: User,
+    pub owner_password_hash: String,
+    pub project: Project,
+    pub admin_key: KeyRecord,
+    pub secret_fingerprint: String,
+    pub audit: Vec<AuditEntry>,
+}
+
+/// One change a running server must apply to its key table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub seq: i64,
+    pub entity: ChangedEntity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangedEntity {
+    Key(KeyId),
+    Project(ProjectId),
+}
+
+/// One metered request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageEvent {
+    pub request_id: String,
+    pub org_id: OrgId,
+    pub project_id: ProjectId,
+    pub key_id: KeyId,
+    pub model_requested: String,
+    pub model_served: String,
+    pub endpoint: String,
+    pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub output_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub cost: MicroUsd,
+    pub status: u16,
+    pub latency_ms: i64,
+    pub client_ip: Option<String>,
+    pub created_at: UnixTime,
+}
+
+/// How a usage report groups its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageGrouping {
+    Day,
+    Model,
+    Key,
+    Project,
+}
+
+/// One row of a usage report: `group` is the day, model, key id or project id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    pub group: String,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub output_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub cost: MicroUsd,
+}

@@ -1,0 +1,82 @@
+use crate::error::conflict_on_unique;
+use crate::{audit, AuditEntry, Result, ServiceAccount, Store, StoreError};
+use tollgate_core::{OrgId, ProjectId, ServiceAccountId, UnixTime};
+
+#[derive(sqlx::FromRow)]
+struct ServiceAccountRow {
+    id: String,
+    project_id: String,
+    name: String,
+    role: String,
+    created_by: String,
+    created_at: i64,
+}
+
+impl From<ServiceAccountRow> for ServiceAccount {
+    fn from(row: ServiceAccountRow) -> Self {
+        ServiceAccount {
+            id: ServiceAccountId::from_trusted(row.id),
+            project_id: ProjectId::from_trusted(row.project_id),
+            name: row.name,
+            role: row.role,
+            created_by: row.created_by,
+            created_at: UnixTime(row.created_at),
+        }
+    }
+}
+
+impl Store {
+    pub async fn insert_service_account(&self, account: &ServiceAccount, entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO service_accounts (id, project_id, name, role, created_by, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(account.id.as_str())
+        .bind(account.project_id.as_str())
+        .bind(&account.name)
+        .bind(&account.role)
+        .bind(&account.created_by)
+        .bind(account.created_at.seconds())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            conflict_on_unique(e, || {
+                format!(
+                    "project {} already has a service account named \"{}\"",
+                    account.project_id, account.name
+                )
+            })
+        })?;
+        audit::append(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Service accounts of the organization, optionally of one project.
+    pub async fn service_accounts(&self, org: &OrgId, project: Option<&ProjectId>) -> Result<Vec<ServiceAccount>> {
+        let rows: Vec<ServiceAccountRow> = sqlx::query_as(
+            "SELECT s.id, s.project_id, s.name, s.role, s.created_by, s.created_at
+             FROM service_accounts s JOIN projects p ON p.id = s.project_id
+             WHERE p.org_id = ? AND (? IS NULL OR s.project_id = ?)
+             ORDER BY s.created_at, s.rowid",
+        )
+        .bind(org.as_str())
+        .bind(project.map(ProjectId::as_str))
+        .bind(project.map(ProjectId::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(ServiceAccount::from).collect())
+    }
+
+    pub async fn service_account(&self, id: &ServiceAccountId) -> Result<ServiceAccount> {
+        let row: Option<ServiceAccountRow> = sqlx::query_as(
+            "SELECT id, project_id, name, role, created_by, created_at FROM service_accounts WHERE id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(ServiceAccount::from)
+            .ok_or_else(|| StoreError::not_found("service account", id))
+    }
+}

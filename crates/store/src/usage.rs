@@ -1,0 +1,128 @@
+use crate::{Result, Store, UsageEvent, UsageGrouping, UsageRow};
+use tollgate_core::{MicroUsd, OrgId, UnixTime};
+
+/// The roll-up summed by one column; `$column` and `$order` are literals, never input.
+macro_rules! usage_sql {
+    ($column:literal, $order:literal) => {
+        concat!(
+            "SELECT ", $column, " AS grp, SUM(requests) AS requests, SUM(input_tokens) AS input_tokens,
+                    SUM(cached_input_tokens) AS cached_input_tokens, SUM(output_tokens) AS output_tokens,
+                    SUM(reasoning_tokens) AS reasoning_tokens, SUM(cost_micro_usd) AS cost_micro_usd
+             FROM usage_daily WHERE org_id = ? AND day >= ? AND day <= ?
+             GROUP BY grp ORDER BY ", $order
+        )
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct UsageRowDb {
+    grp: String,
+    requests: i64,
+    input_tokens: i64,
+    cached_input_tokens: i64,
+    output_tokens: i64,
+    reasoning_tokens: i64,
+    cost_micro_usd: i64,
+}
+
+impl Store {
+    /// Writes a batch of usage events and folds them into the daily roll-up, in one transaction.
+    /// An event whose request id is already stored is skipped, so a retried batch counts once.
+    pub async fn record_usage(&self, events: &[UsageEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for event in events {
+            let inserted = sqlx::query(
+                "INSERT OR IGNORE INTO usage_events (request_id, org_id, project_id, key_id,
+                     model_requested, model_served, endpoint, input_tokens, cached_input_tokens,
+                     output_tokens, reasoning_tokens, cost_micro_usd, status, latency_ms, client_ip, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&event.request_id)
+            .bind(event.org_id.as_str())
+            .bind(event.project_id.as_str())
+            .bind(event.key_id.as_str())
+            .bind(&event.model_requested)
+            .bind(&event.model_served)
+            .bind(&event.endpoint)
+            .bind(event.input_tokens)
+            .bind(event.cached_input_tokens)
+            .bind(event.output_tokens)
+            .bind(event.reasoning_tokens)
+            .bind(event.cost.0)
+            .bind(i64::from(event.status))
+            .bind(event.latency_ms)
+            .bind(event.client_ip.as_deref())
+            .bind(event.created_at.seconds())
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO usage_daily (day, org_id, project_id, key_id, model, requests, input_tokens,
+                     cached_input_tokens, output_tokens, reasoning_tokens, cost_micro_usd)
+                 VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
+                 ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET
+                     requests = requests + 1,
+                     input_tokens = input_tokens + excluded.input_tokens,
+                     cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
+                     output_tokens = output_tokens + excluded.output_tokens,
+                     reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+                     cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd",
+            )
+            .bind(event.created_at.utc_date())
+            .bind(event.org_id.as_str())
+            .bind(event.project_id.as_str())
+            .bind(event.key_id.as_str())
+            .bind(&event.model_served)
+            .bind(event.input_tokens)
+            .bind(event.cached_input_tokens)
+            .bind(event.output_tokens)
+            .bind(event.reasoning_tokens)
+            .bind(event.cost.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Usage from the daily roll-up between two UTC days (inclusive), grouped as asked.
+    pub async fn usage_report(
+        &self,
+        org: &OrgId,
+        grouping: UsageGrouping,
+        since: UnixTime,
+        until: UnixTime,
+    ) -> Result<Vec<UsageRow>> {
+        // One static statement per grouping: the grouped column is never spliced into SQL.
+        let sql = match grouping {
+            UsageGrouping::Day => usage_sql!("day", "grp ASC"),
+            UsageGrouping::Model => usage_sql!("model", "cost_micro_usd DESC, grp"),
+            UsageGrouping::Key => usage_sql!("key_id", "cost_micro_usd DESC, grp"),
+            UsageGrouping::Project => usage_sql!("project_id", "cost_micro_usd DESC, grp"),
+        };
+        let rows: Vec<UsageRowDb> = sqlx::query_as(sql)
+            .bind(org.as_str())
+            .bind(since.utc_date())
+            .bind(until.utc_date())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UsageRow {
+                group: r.grp,
+                requests: r.requests,
+                input_tokens: r.input_tokens,
+                cached_input_tokens: r.cached_input_tokens,
+                output_tokens: r.output_tokens,
+                reasoning_tokens: r.reasoning_tokens,
+                cost: MicroUsd(r.cost_micro_usd),
+            })
+            .collect())
+    }
+}
+
