@@ -1,1 +1,107 @@
-fn main() {}
+//! `tollgate`: the gateway server and the management CLI in one binary.
+
+mod app;
+mod cli;
+mod commands;
+mod config;
+mod failure;
+mod output;
+mod secret_file;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use config::{LogFormat, Overrides, Settings};
+use failure::Failure;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let serving = matches!(cli.command, Command::Serve(_));
+    let mut overrides = Overrides {
+        config: cli.config,
+        database_url: cli.database_url,
+        secret_file: cli.secret_file,
+        log_level: cli.log_level,
+        ..Overrides::default()
+    };
+    match &cli.command {
+        Command::Serve(args) => {
+            overrides.listen = args.listen.clone();
+            overrides.log_format = args.log_format;
+            overrides.owner_email = args.init.owner_email.clone();
+            overrides.key_prefix = args.init.key_prefix.clone();
+        }
+        Command::Init(args) => {
+            overrides.owner_email = args.owner_email.clone();
+            overrides.key_prefix = args.key_prefix.clone();
+        }
+        _ => {}
+    }
+    let explicit_level = overrides.log_level.is_some();
+    let settings = Settings::resolve(overrides)?;
+    // Management commands keep stderr quiet unless asked; the server logs at info.
+    let level = if serving || explicit_level {
+        settings.log_level.as_str()
+    } else {
+        "warn"
+    };
+    init_logging(level, settings.log_format)?;
+    let json = cli.json;
+    match cli.command {
+        Command::Serve(_) => commands::serve::serve(&settings).await,
+        Command::Init(_) => commands::serve::init(&settings, json).await,
+        Command::Keys(command) => {
+            commands::keys::run(&app::manage(&settings).await?, command, json).await
+        }
+        Command::Projects(command) => {
+            commands::projects::run(&app::manage(&settings).await?, command, json).await
+        }
+        Command::ServiceAccounts(command) => {
+            commands::service_accounts::run(&app::manage(&settings).await?, command, json).await
+        }
+        Command::Usage(args) => {
+            commands::usage::run(&app::manage(&settings).await?, args, json).await
+        }
+        Command::Audit(args) => {
+            commands::audit::run(&app::manage(&settings).await?, args, json).await
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) -> Result<(), Failure> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
+        Failure::environment(format!(
+            "the log filter `{level}` is not valid ({e}); use info, warn, debug or target=level"
+        ))
+    })?;
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| Failure::environment(format!("cannot start logging: {e}")))
+}

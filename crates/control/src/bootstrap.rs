@@ -3,7 +3,9 @@ use serde_json::json;
 use tollgate_core::password::{generate_password, hash_password};
 use tollgate_core::secret::HASH_VERSION;
 use tollgate_core::{KeyKind, OrgId, Permissions, ProjectId, SecretKey, UserId};
-use tollgate_store::{Actor, Bootstrap, KeyOwner, KeyRecord, Organization, Project, ProjectStatus, User};
+use tollgate_store::{
+    Actor, Bootstrap, KeyOwner, KeyRecord, Organization, Project, ProjectStatus, User,
+};
 
 /// What a first run created; the password and admin key exist nowhere else and are shown once.
 #[derive(Debug)]
@@ -76,10 +78,38 @@ impl Control {
             rotated_to: None,
         };
         let audit = vec![
-            self.audit_entry(&organization, &system, "organization.created", None, organization.id.as_str(), json!({"name": organization.name})),
-            self.audit_entry(&organization, &system, "user.added", None, owner.id.as_str(), json!({"email": owner.email, "role": "owner"})),
-            self.audit_entry(&organization, &system, "project.created", Some(&project.id), project.id.as_str(), json!({"name": project.name})),
-            self.audit_entry(&organization, &system, "api_key.created", None, admin_key_record.id.as_str(), key_audit_data(&admin_key_record)),
+            self.audit_entry(
+                &organization,
+                &system,
+                "organization.created",
+                None,
+                organization.id.as_str(),
+                json!({"name": organization.name}),
+            ),
+            self.audit_entry(
+                &organization,
+                &system,
+                "user.added",
+                None,
+                owner.id.as_str(),
+                json!({"email": owner.email, "role": "owner"}),
+            ),
+            self.audit_entry(
+                &organization,
+                &system,
+                "project.created",
+                Some(&project.id),
+                project.id.as_str(),
+                json!({"name": project.name}),
+            ),
+            self.audit_entry(
+                &organization,
+                &system,
+                "api_key.created",
+                None,
+                admin_key_record.id.as_str(),
+                key_audit_data(&admin_key_record),
+            ),
         ];
         let boot = Bootstrap {
             organization: organization.clone(),
@@ -88,6 +118,7 @@ impl Control {
             project: project.clone(),
             admin_key: admin_key_record.clone(),
             secret_fingerprint: self.hasher.fingerprint(),
+            key_prefix: self.format.prefix().to_owned(),
             audit,
         };
         if !self.store.bootstrap(&boot).await? {

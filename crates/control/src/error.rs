@@ -38,7 +38,9 @@ impl ControlError {
             ControlError::Invalid(_) => ErrorClass::Invalid,
             ControlError::Conflict(_) => ErrorClass::Conflict,
             ControlError::Lifecycle(
-                LifecycleError::BadName | LifecycleError::GraceTooLong(_) | LifecycleError::ExpiryInPast,
+                LifecycleError::BadName
+                | LifecycleError::GraceTooLong(_)
+                | LifecycleError::ExpiryInPast,
             ) => ErrorClass::Invalid,
             ControlError::Lifecycle(_) => ErrorClass::Conflict,
             ControlError::Store(err) => match err {

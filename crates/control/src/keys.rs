@@ -2,7 +2,9 @@ use crate::bootstrap::key_audit_data;
 use crate::{Control, ControlError, Result};
 use serde_json::json;
 use tollgate_core::duration::Span;
-use tollgate_core::lifecycle::{check_rotatable, rotation_expiry, validate_name, KeyStatus, LifecycleError};
+use tollgate_core::lifecycle::{
+    check_rotatable, rotation_expiry, validate_name, KeyStatus, LifecycleError,
+};
 use tollgate_core::secret::HASH_VERSION;
 use tollgate_core::{KeyId, KeyKind, Permissions, SecretKey, ServiceAccountId, UnixTime};
 use tollgate_store::{Actor, KeyFilter, KeyOwner, KeyRecord, ProjectStatus};
@@ -64,13 +66,22 @@ impl Control {
                     Some(p) => self.active_project(p).await?,
                     None => self.store.default_project(&org.id).await?,
                 };
-                (KeyKind::Project, Some(project.id), KeyOwner::User(owner_user.id))
+                (
+                    KeyKind::Project,
+                    Some(project.id),
+                    KeyOwner::User(owner_user.id),
+                )
             }
             KeyOwnerRequest::ServiceAccount(account) => {
-                let id = ServiceAccountId::parse(account).map_err(|e| ControlError::Invalid(e.to_string()))?;
+                let id = ServiceAccountId::parse(account)
+                    .map_err(|e| ControlError::Invalid(e.to_string()))?;
                 let account = self.store.service_account(&id).await?;
                 let project = self.active_project(account.project_id.as_str()).await?;
-                (KeyKind::ServiceAccount, Some(project.id), KeyOwner::ServiceAccount(account.id))
+                (
+                    KeyKind::ServiceAccount,
+                    Some(project.id),
+                    KeyOwner::ServiceAccount(account.id),
+                )
             }
             KeyOwnerRequest::Admin => {
                 if request.permissions != Permissions::All {
@@ -101,13 +112,24 @@ impl Control {
             rotated_from: None,
             rotated_to: None,
         };
-        let entry = self.audit_entry(&org, actor, "api_key.created", record.project_id.as_ref(), record.id.as_str(), key_audit_data(&record));
+        let entry = self.audit_entry(
+            &org,
+            actor,
+            "api_key.created",
+            record.project_id.as_ref(),
+            record.id.as_str(),
+            key_audit_data(&record),
+        );
         self.store.insert_key(&record, &entry).await?;
         Ok(CreatedKey { record, secret })
     }
 
     /// Keys, newest first, optionally of one project (id or name) or kind.
-    pub async fn keys(&self, project: Option<&str>, kind: Option<KeyKind>) -> Result<Vec<KeyRecord>> {
+    pub async fn keys(
+        &self,
+        project: Option<&str>,
+        kind: Option<KeyKind>,
+    ) -> Result<Vec<KeyRecord>> {
         let org = self.organization().await?;
         let project_id = match project {
             Some(p) => Some(self.store.find_project(&org.id, p).await?.id),
@@ -130,7 +152,14 @@ impl Control {
         if key.status(self.clock.now()) == KeyStatus::Revoked {
             return Err(LifecycleError::Revoked(key.id).into());
         }
-        let entry = self.audit_entry(&org, actor, "api_key.updated", key.project_id.as_ref(), key.id.as_str(), json!({"changes_requested": {"name": name}, "previous": {"name": key.name}}));
+        let entry = self.audit_entry(
+            &org,
+            actor,
+            "api_key.updated",
+            key.project_id.as_ref(),
+            key.id.as_str(),
+            json!({"changes_requested": {"name": name}, "previous": {"name": key.name}}),
+        );
         self.store.rename_key(&key.id, &name, &entry).await?;
         Ok(KeyRecord { name, ..key })
     }
@@ -144,7 +173,14 @@ impl Control {
             return Ok(RevokeOutcome::AlreadyRevoked(key));
         }
         let now = self.clock.now();
-        let entry = self.audit_entry(&org, actor, "api_key.revoked", key.project_id.as_ref(), key.id.as_str(), json!({"name": key.name, "redacted_value": key.redacted}));
+        let entry = self.audit_entry(
+            &org,
+            actor,
+            "api_key.revoked",
+            key.project_id.as_ref(),
+            key.id.as_str(),
+            json!({"name": key.name, "redacted_value": key.redacted}),
+        );
         self.store.revoke_key(&key.id, now, &entry).await?;
         Ok(RevokeOutcome::Revoked(KeyRecord {
             revoked_at: Some(now),
@@ -163,7 +199,10 @@ impl Control {
         if let Some(project) = &old.project_id {
             let project = self.store.find_project(&org.id, project.as_str()).await?;
             if project.status == ProjectStatus::Archived {
-                return Err(ControlError::Conflict(format!("project {} is archived; its keys cannot be rotated", project.id)));
+                return Err(ControlError::Conflict(format!(
+                    "project {} is archived; its keys cannot be rotated",
+                    project.id
+                )));
             }
         }
         let secret = self.format.generate(old.kind);
@@ -187,14 +226,19 @@ impl Control {
             old.id.as_str(),
             json!({"successor_id": new.id, "successor_redacted_value": new.redacted, "grace": grace.to_string(), "old_key_expires_at": old_expires_at}),
         );
-        self.store.rotate_key(&old.id, old_expires_at, &new, &entry).await?;
+        self.store
+            .rotate_key(&old.id, old_expires_at, &new, &entry)
+            .await?;
         Ok(Rotation {
             old: KeyRecord {
                 expires_at: Some(old_expires_at),
                 rotated_to: Some(new.id.clone()),
                 ..old
             },
-            new: CreatedKey { record: new, secret },
+            new: CreatedKey {
+                record: new,
+                secret,
+            },
         })
     }
 

@@ -28,7 +28,12 @@ pub struct Control {
 }
 
 impl Control {
-    pub fn new(store: Store, hasher: KeyHasher, format: KeyFormat, clock: Arc<dyn Clock>) -> Control {
+    pub fn new(
+        store: Store,
+        hasher: KeyHasher,
+        format: KeyFormat,
+        clock: Arc<dyn Clock>,
+    ) -> Control {
         Control {
             store,
             hasher,
@@ -39,6 +44,14 @@ impl Control {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn hasher(&self) -> &KeyHasher {
+        &self.hasher
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     pub fn key_format(&self) -> &KeyFormat {
@@ -61,13 +74,19 @@ impl Control {
         until: tollgate_core::UnixTime,
     ) -> Result<Vec<UsageRow>> {
         let org = self.organization().await?;
-        Ok(self.store.usage_report(&org.id, grouping, since, until).await?)
+        Ok(self
+            .store
+            .usage_report(&org.id, grouping, since, until)
+            .await?)
     }
 
     /// The newest audit entries, optionally about one resource.
     pub async fn audit(&self, resource_id: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
         let org = self.organization().await?;
-        Ok(self.store.audit_entries(&org.id, resource_id, limit).await?)
+        Ok(self
+            .store
+            .audit_entries(&org.id, resource_id, limit)
+            .await?)
     }
 
     pub fn now(&self) -> tollgate_core::UnixTime {

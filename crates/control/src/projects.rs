@@ -17,7 +17,14 @@ impl Control {
             created_at: self.clock.now(),
             archived_at: None,
         };
-        let entry = self.audit_entry(&org, actor, "project.created", Some(&project.id), project.id.as_str(), json!({"name": project.name}));
+        let entry = self.audit_entry(
+            &org,
+            actor,
+            "project.created",
+            Some(&project.id),
+            project.id.as_str(),
+            json!({"name": project.name}),
+        );
         self.store.insert_project(&project, &entry).await?;
         Ok(project)
     }
@@ -45,10 +52,20 @@ impl Control {
             )));
         }
         if project.status == ProjectStatus::Archived {
-            return Err(ControlError::Conflict(format!("project {} is already archived", project.id)));
+            return Err(ControlError::Conflict(format!(
+                "project {} is already archived",
+                project.id
+            )));
         }
         let now = self.clock.now();
-        let entry = self.audit_entry(&org, actor, "project.archived", Some(&project.id), project.id.as_str(), json!({"name": project.name}));
+        let entry = self.audit_entry(
+            &org,
+            actor,
+            "project.archived",
+            Some(&project.id),
+            project.id.as_str(),
+            json!({"name": project.name}),
+        );
         self.store.archive_project(&project.id, now, &entry).await?;
         Ok(Project {
             status: ProjectStatus::Archived,
@@ -57,10 +74,19 @@ impl Control {
         })
     }
 
-    /// Creates a service account (a bot identity) in an active project.
-    pub async fn create_service_account(&self, actor: &Actor, project: &str, name: &str) -> Result<ServiceAccount> {
+    /// Creates a service account (a bot identity) in an active project, the default one when
+    /// none is named.
+    pub async fn create_service_account(
+        &self,
+        actor: &Actor,
+        project: Option<&str>,
+        name: &str,
+    ) -> Result<ServiceAccount> {
         let org = self.organization().await?;
-        let project = self.active_project(project).await?;
+        let project = match project {
+            Some(p) => self.active_project(p).await?,
+            None => self.store.default_project(&org.id).await?,
+        };
         let account = ServiceAccount {
             id: ServiceAccountId::generate(),
             project_id: project.id.clone(),
@@ -69,7 +95,14 @@ impl Control {
             created_by: actor.label(),
             created_at: self.clock.now(),
         };
-        let entry = self.audit_entry(&org, actor, "service_account.created", Some(&project.id), account.id.as_str(), json!({"name": account.name, "role": account.role}));
+        let entry = self.audit_entry(
+            &org,
+            actor,
+            "service_account.created",
+            Some(&project.id),
+            account.id.as_str(),
+            json!({"name": account.name, "role": account.role}),
+        );
         self.store.insert_service_account(&account, &entry).await?;
         Ok(account)
     }
@@ -80,7 +113,10 @@ impl Control {
             Some(p) => Some(self.store.find_project(&org.id, p).await?.id),
             None => None,
         };
-        Ok(self.store.service_accounts(&org.id, project_id.as_ref()).await?)
+        Ok(self
+            .store
+            .service_accounts(&org.id, project_id.as_ref())
+            .await?)
     }
 
     pub(crate) async fn active_project(&self, id_or_name: &str) -> Result<Project> {

@@ -46,6 +46,35 @@ impl fmt::Display for UnixTime {
     }
 }
 
+impl UnixTime {
+    /// Midnight UTC of a `YYYY-MM-DD` date; `None` if it is not a real date.
+    pub fn from_date(text: &str) -> Option<UnixTime> {
+        let mut parts = text.trim().splitn(3, '-');
+        let year: i64 = parts.next()?.parse().ok()?;
+        let month: u32 = parts.next()?.parse().ok()?;
+        let day: u32 = parts.next()?.parse().ok()?;
+        if !(1..=12).contains(&month) || day == 0 || !(1..=9999).contains(&year) {
+            return None;
+        }
+        let days = days_from_civil(year, month, day);
+        let time = UnixTime(days * 86_400);
+        // Reject 2026-02-30 and the like: the date must survive the round trip.
+        (time.utc_date() == format!("{year:04}-{month:02}-{day:02}")).then_some(time)
+    }
+}
+
+/// Howard Hinnant's civil-to-days algorithm.
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let month = i64::from(month);
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -113,6 +142,22 @@ mod tests {
         assert_eq!(UnixTime(951_782_400).utc_date(), "2000-02-29");
         assert_eq!(UnixTime(1_795_478_399).rfc3339(), "2026-11-23T23:59:59Z");
         assert_eq!(UnixTime(-1).rfc3339(), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn dates_parse_back() {
+        assert_eq!(UnixTime::from_date("1970-01-01"), Some(UnixTime(0)));
+        assert_eq!(
+            UnixTime::from_date("2026-11-23").map(UnixTime::utc_date),
+            Some("2026-11-23".into())
+        );
+        assert_eq!(
+            UnixTime::from_date("2000-02-29").map(|t| t.seconds()),
+            Some(951_782_400)
+        );
+        for bad in ["2026-02-30", "2026-13-01", "yesterday", "2026-1", ""] {
+            assert_eq!(UnixTime::from_date(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,1 +1,21 @@
-//! placeholder
+//! Tollgate's data plane: the OpenAI-compatible HTTP API.
+//!
+//! Authentication never touches the database on a request's path. Every key lives in an
+//! in-memory [`KeyTable`] loaded at start and kept in step by following the store's change
+//! log, so a bad, unknown or flooded key is answered from memory, and a revoke made anywhere
+//! (CLI, another replica) takes effect here within the follow interval.
+
+mod auth;
+mod error;
+mod key_table;
+mod last_used;
+mod models;
+mod request_id;
+mod server;
+mod settings;
+
+pub use auth::Principal;
+pub use error::GatewayError;
+pub use key_table::KeyTable;
+pub use server::{Gateway, RunningGateway, StartError};
+pub use settings::{GatewaySettings, ModelEntry};

@@ -35,7 +35,10 @@ impl StoreError {
 /// SQLite's primary result code of an error, if it came from SQLite.
 pub(crate) fn sqlite_code(err: &sqlx::Error) -> Option<i32> {
     match err {
-        sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff),
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .map(|c| c & 0xff),
         _ => None,
     }
 }

@@ -129,10 +129,11 @@ async fn update_one<'q>(
     let mut tx = store.begin().await?;
     let done = update.execute(&mut *tx).await?;
     if done.rows_affected() != 1 {
-        let (exists,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = ?)")
-            .bind(id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
+        let (exists,): (bool,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = ?)")
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
         return Err(if exists {
             StoreError::Conflict(format!("key {id} is revoked; nothing was changed"))
         } else {
@@ -191,16 +192,23 @@ impl Store {
 
     /// Revokes a live key. A key that is already revoked is left as it is (`Conflict`).
     pub async fn revoke_key(&self, id: &KeyId, at: UnixTime, entry: &AuditEntry) -> Result<()> {
-        let update = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(at.seconds())
-            .bind(id.as_str());
+        let update =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(at.seconds())
+                .bind(id.as_str());
         update_one(self, id, entry, update).await
     }
 
-    pub async fn set_key_expiry(&self, id: &KeyId, at: Option<UnixTime>, entry: &AuditEntry) -> Result<()> {
-        let update = sqlx::query("UPDATE api_keys SET expires_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(at.map(UnixTime::seconds))
-            .bind(id.as_str());
+    pub async fn set_key_expiry(
+        &self,
+        id: &KeyId,
+        at: Option<UnixTime>,
+        entry: &AuditEntry,
+    ) -> Result<()> {
+        let update =
+            sqlx::query("UPDATE api_keys SET expires_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(at.map(UnixTime::seconds))
+                .bind(id.as_str());
         update_one(self, id, entry, update).await
     }
 

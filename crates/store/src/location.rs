@@ -48,7 +48,12 @@ mod tests {
 
     #[test]
     fn sqlite_forms_are_understood() {
-        for url in ["./t.db", "sqlite://./t.db", "sqlite:./t.db", "sqlite://./t.db?mode=rwc"] {
+        for url in [
+            "./t.db",
+            "sqlite://./t.db",
+            "sqlite:./t.db",
+            "sqlite://./t.db?mode=rwc",
+        ] {
             assert_eq!(
                 DatabaseLocation::parse(url).ok(),
                 Some(DatabaseLocation::Sqlite(PathBuf::from("./t.db"))),

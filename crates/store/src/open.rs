@@ -84,10 +84,11 @@ impl Store {
 
     /// Reads a value from the store's own settings table.
     pub async fn meta(&self, name: &str) -> Result<Option<String>> {
-        let row: Option<(String,)> = sqlx::query_as("SELECT value FROM tollgate_meta WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM tollgate_meta WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|(value,)| value))
     }
 

@@ -31,18 +31,25 @@ impl Store {
         .bind(owner.created_at.seconds())
         .execute(&mut *tx)
         .await
-        .map_err(|e| conflict_on_unique(e, || format!("a user with email {} already exists", owner.email)))?;
-        sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, ?, ?)")
-            .bind(org.id.as_str())
-            .bind(owner.id.as_str())
-            .bind(Role::Owner.as_str())
-            .bind(owner.created_at.seconds())
-            .execute(&mut *tx)
-            .await?;
+        .map_err(|e| {
+            conflict_on_unique(e, || {
+                format!("a user with email {} already exists", owner.email)
+            })
+        })?;
+        sqlx::query(
+            "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(org.id.as_str())
+        .bind(owner.id.as_str())
+        .bind(Role::Owner.as_str())
+        .bind(owner.created_at.seconds())
+        .execute(&mut *tx)
+        .await?;
         crate::projects::insert(&mut tx, &boot.project).await?;
         keys::insert(&mut tx, &boot.admin_key).await?;
-        sqlx::query("INSERT INTO tollgate_meta (name, value) VALUES ('secret_fingerprint', ?)")
+        sqlx::query("INSERT INTO tollgate_meta (name, value) VALUES ('secret_fingerprint', ?), ('key_prefix', ?)")
             .bind(&boot.secret_fingerprint)
+            .bind(&boot.key_prefix)
             .execute(&mut *tx)
             .await?;
         for entry in &boot.audit {

@@ -1,6 +1,8 @@
 use crate::audit::Tx;
 use crate::error::conflict_on_unique;
-use crate::{audit, change_log, AuditEntry, ChangedEntity, Project, ProjectStatus, Result, Store, StoreError};
+use crate::{
+    audit, change_log, AuditEntry, ChangedEntity, Project, ProjectStatus, Result, Store, StoreError,
+};
 use tollgate_core::{OrgId, ProjectId, UnixTime};
 
 #[derive(sqlx::FromRow)]
@@ -44,7 +46,10 @@ pub(crate) async fn insert(tx: &mut Tx, project: &Project) -> Result<()> {
     .await
     .map_err(|e| {
         conflict_on_unique(e, || {
-            format!("a project named \"{}\" already exists; pick another name", project.name)
+            format!(
+                "a project named \"{}\" already exists; pick another name",
+                project.name
+            )
         })
     })?;
     Ok(())
@@ -66,10 +71,10 @@ impl Store {
              FROM projects WHERE org_id = ? AND (? OR status = 'active')
              ORDER BY created_at, rowid",
         )
-            .bind(org.as_str())
-            .bind(include_archived)
-            .fetch_all(&self.pool)
-            .await?;
+        .bind(org.as_str())
+        .bind(include_archived)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.into_iter().map(Project::from).collect())
     }
 
@@ -103,7 +108,12 @@ impl Store {
     }
 
     /// Marks a project archived; its keys stop working on every server that follows the log.
-    pub async fn archive_project(&self, id: &ProjectId, at: UnixTime, entry: &AuditEntry) -> Result<()> {
+    pub async fn archive_project(
+        &self,
+        id: &ProjectId,
+        at: UnixTime,
+        entry: &AuditEntry,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE projects SET status = 'archived', archived_at = ? WHERE id = ? AND status = 'active'",
@@ -113,7 +123,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("project {id} is already archived")));
+            return Err(StoreError::Conflict(format!(
+                "project {id} is already archived"
+            )));
         }
         audit::append(&mut tx, entry).await?;
         change_log::append(&mut tx, &ChangedEntity::Project(id.clone()), at).await?;

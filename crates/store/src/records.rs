@@ -194,6 +194,8 @@ pub struct Bootstrap {
     pub project: Project,
     pub admin_key: KeyRecord,
     pub secret_fingerprint: String,
+    /// The word this deployment's keys start with; fixed from the first run on.
+    pub key_prefix: String,
     pub audit: Vec<AuditEntry>,
 }
 

@@ -26,7 +26,11 @@ impl From<ServiceAccountRow> for ServiceAccount {
 }
 
 impl Store {
-    pub async fn insert_service_account(&self, account: &ServiceAccount, entry: &AuditEntry) -> Result<()> {
+    pub async fn insert_service_account(
+        &self,
+        account: &ServiceAccount,
+        entry: &AuditEntry,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO service_accounts (id, project_id, name, role, created_by, created_at)
@@ -54,7 +58,11 @@ impl Store {
     }
 
     /// Service accounts of the organization, optionally of one project.
-    pub async fn service_accounts(&self, org: &OrgId, project: Option<&ProjectId>) -> Result<Vec<ServiceAccount>> {
+    pub async fn service_accounts(
+        &self,
+        org: &OrgId,
+        project: Option<&ProjectId>,
+    ) -> Result<Vec<ServiceAccount>> {
         let rows: Vec<ServiceAccountRow> = sqlx::query_as(
             "SELECT s.id, s.project_id, s.name, s.role, s.created_by, s.created_at
              FROM service_accounts s JOIN projects p ON p.id = s.project_id

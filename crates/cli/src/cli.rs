@@ -1,0 +1,228 @@
+//! The command line.
+
+use crate::config::LogFormat;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const ENVIRONMENT_HELP: &str = "\
+Environment:
+  TOLLGATE_SECRET       The server secret (32+ bytes) that keys are hashed with, instead of the
+                        secret file. Never pass it as a flag.
+  OPENAI_API_KEY        The real OpenAI key of the default `openai` provider (stays on the server).
+  OPENAI_BASE_URL       The default provider's base URL (default https://api.openai.com/v1).
+
+Settings are read from the config file first, then TOLLGATE_* variables, then flags.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Self-hosted API-key platform and OpenAI-compatible LLM gateway",
+    after_help = ENVIRONMENT_HELP
+)]
+pub struct Cli {
+    /// Config file [default: ./tollgate.toml if it exists]
+    #[arg(long, global = true, env = "TOLLGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database: a SQLite file path or sqlite:// URL [default: ./tollgate.db]
+    #[arg(long, global = true, env = "TOLLGATE_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// File holding the server secret [default: beside the database, NAME.secret]
+    #[arg(long, global = true, env = "TOLLGATE_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Log filter, such as info, warn or tollgate_gateway=debug [default: info for serve, warn otherwise]
+    #[arg(long, global = true, env = "TOLLGATE_LOG", value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Print JSON instead of tables and prose
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (OpenAI-compatible API at /v1); sets up an empty database on first run
+    #[command(after_help = ENVIRONMENT_HELP)]
+    Serve(ServeArgs),
+    /// Set up an empty database (organization, owner, default project, admin key) without serving
+    Init(InitArgs),
+    /// Create, list, show, rename, revoke, rotate and expire API keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Create, list and archive projects
+    #[command(subcommand)]
+    Projects(ProjectsCommand),
+    /// Create and list service accounts (bot identities that own keys in a project)
+    #[command(subcommand, name = "service-accounts")]
+    ServiceAccounts(ServiceAccountsCommand),
+    /// Tokens and cost, by day, model, key or project
+    Usage(UsageArgs),
+    /// The audit log: who changed what, newest first
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "TOLLGATE_LISTEN", value_name = "IP:PORT")]
+    pub listen: Option<String>,
+    /// Log format [default: text]
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    pub init: InitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Email of the owner account a first run creates [default: owner@localhost]
+    #[arg(long, env = "TOLLGATE_OWNER_EMAIL", value_name = "EMAIL")]
+    pub owner_email: Option<String>,
+    /// The word keys start with: `sk` makes sk-proj-..., sk-svcacct-..., sk-admin-... [default: sk]
+    #[arg(long, env = "TOLLGATE_KEY_PREFIX", value_name = "WORD")]
+    pub key_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SecretFormat {
+    /// The key with a reminder to store it
+    Text,
+    /// Only `export OPENAI_API_KEY=...`
+    Env,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    Project,
+    ServiceAccount,
+    Admin,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its secret is printed once and never again
+    Create(CreateKeyArgs),
+    /// List keys, newest first
+    List {
+        /// Only keys of this project (id or name)
+        #[arg(long)]
+        project: Option<String>,
+        /// Only keys of this kind
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+    },
+    /// Show one key and its recent audit entries
+    Show { key_id: String },
+    /// Give a key a new name
+    Rename { key_id: String, name: String },
+    /// Revoke a key: it stops working at once on every server
+    Revoke { key_id: String },
+    /// Replace a key with a new one; the old one keeps working for the grace period
+    Rotate {
+        key_id: String,
+        /// How long the old key keeps working: immediate, 1h, 24h, 7d (any duration up to 30d)
+        #[arg(long, value_name = "DURATION")]
+        grace: String,
+        /// How to print the new secret
+        #[arg(long, value_enum, default_value = "text")]
+        format: SecretFormat,
+    },
+    /// Make a key expire, now or after a duration
+    Expire {
+        key_id: String,
+        /// When, from now: immediate, 30m, 24h, 7d
+        #[arg(long = "in", value_name = "DURATION", default_value = "immediate")]
+        after: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateKeyArgs {
+    /// A name people will recognise, such as "Project Alpha Dev"
+    #[arg(long)]
+    pub name: String,
+    /// Project (id or name) of a project key [default: the default project]
+    #[arg(long, conflicts_with_all = ["service_account", "admin"])]
+    pub project: Option<String>,
+    /// Make a service-account key owned by this service account (svc_acct_...)
+    #[arg(long, value_name = "ID", conflicts_with = "admin")]
+    pub service_account: Option<String>,
+    /// Make an organization admin key (for the admin API; it cannot call models)
+    #[arg(long)]
+    pub admin: bool,
+    /// What the key may do: all, read-only, or restricted (with --scope)
+    #[arg(long, default_value = "all")]
+    pub permissions: String,
+    /// For restricted keys, SCOPE:ACCESS such as chat.completions:write or models:read (repeatable)
+    #[arg(long = "scope", value_name = "SCOPE:ACCESS")]
+    pub scopes: Vec<String>,
+    /// Expire the key after this long: 30d, 12h, ... [default: never]
+    #[arg(long, value_name = "DURATION")]
+    pub expires_in: Option<String>,
+    /// How to print the secret
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: SecretFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectsCommand {
+    /// Create a project
+    Create { name: String },
+    /// List projects
+    List {
+        /// Include archived projects
+        #[arg(long)]
+        all: bool,
+    },
+    /// Archive a project: its keys stop working
+    Archive { project: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceAccountsCommand {
+    /// Create a service account in a project
+    Create {
+        name: String,
+        /// Project (id or name) [default: the default project]
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// List service accounts
+    List {
+        /// Only those of this project (id or name)
+        #[arg(long)]
+        project: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupBy {
+    Day,
+    Model,
+    Key,
+    Project,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// How to group the rows
+    #[arg(long, value_enum, default_value = "day")]
+    pub by: GroupBy,
+    /// First UTC day, YYYY-MM-DD [default: 30 days ago]
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Last UTC day, YYYY-MM-DD [default: today]
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only entries about this resource (key, project, service account id)
+    #[arg(long, value_name = "ID")]
+    pub resource: Option<String>,
+    /// How many entries
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+}

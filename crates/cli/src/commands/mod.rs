@@ -1,0 +1,8 @@
+//! One module per command group.
+
+pub mod audit;
+pub mod keys;
+pub mod projects;
+pub mod serve;
+pub mod service_accounts;
+pub mod usage;

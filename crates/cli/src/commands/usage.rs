@@ -1,0 +1,85 @@
+use crate::cli::{GroupBy, UsageArgs};
+use crate::failure::Failure;
+use crate::output::{print_json, print_table};
+use tollgate_control::Control;
+use tollgate_core::{MicroUsd, UnixTime};
+use tollgate_store::UsageGrouping;
+
+pub async fn run(control: &Control, args: UsageArgs, json: bool) -> Result<(), Failure> {
+    let now = control.now();
+    let since = day(args.since.as_deref(), now.plus_seconds(-30 * 86_400))?;
+    let until = day(args.until.as_deref(), now)?;
+    if since > until {
+        return Err(Failure::invalid(format!(
+            "--since {} is after --until {}",
+            since.utc_date(),
+            until.utc_date()
+        )));
+    }
+    let (grouping, label) = match args.by {
+        GroupBy::Day => (UsageGrouping::Day, "DAY"),
+        GroupBy::Model => (UsageGrouping::Model, "MODEL"),
+        GroupBy::Key => (UsageGrouping::Key, "KEY"),
+        GroupBy::Project => (UsageGrouping::Project, "PROJECT"),
+    };
+    let rows = control.usage(grouping, since, until).await?;
+    if json {
+        return Ok(print_json(&serde_json::json!({
+            "object": "usage.report",
+            "since": since.utc_date(),
+            "until": until.utc_date(),
+            "group_by": label.to_lowercase(),
+            "data": rows,
+        }))?);
+    }
+    if rows.is_empty() {
+        println!(
+            "No usage between {} and {} (UTC).",
+            since.utc_date(),
+            until.utc_date()
+        );
+        return Ok(());
+    }
+    let mut table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.group.clone(),
+                r.requests.to_string(),
+                r.input_tokens.to_string(),
+                r.cached_input_tokens.to_string(),
+                r.output_tokens.to_string(),
+                r.cost.to_string(),
+            ]
+        })
+        .collect();
+    let total = rows
+        .iter()
+        .fold(MicroUsd::ZERO, |acc, r| acc.saturating_add(r.cost));
+    table.push(vec![
+        "TOTAL".into(),
+        rows.iter().map(|r| r.requests).sum::<i64>().to_string(),
+        rows.iter().map(|r| r.input_tokens).sum::<i64>().to_string(),
+        rows.iter()
+            .map(|r| r.cached_input_tokens)
+            .sum::<i64>()
+            .to_string(),
+        rows.iter()
+            .map(|r| r.output_tokens)
+            .sum::<i64>()
+            .to_string(),
+        total.to_string(),
+    ]);
+    Ok(print_table(
+        &[label, "REQUESTS", "INPUT", "CACHED", "OUTPUT", "COST"],
+        &table,
+    )?)
+}
+
+fn day(text: Option<&str>, default: UnixTime) -> Result<UnixTime, Failure> {
+    match text {
+        None => Ok(default),
+        Some(t) => UnixTime::from_date(t)
+            .ok_or_else(|| Failure::invalid(format!("`{t}` is not a date: write YYYY-MM-DD"))),
+    }
+}

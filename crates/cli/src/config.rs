@@ -1,0 +1,338 @@
+//! One typed configuration: the file (`tollgate.toml`), then `TOLLGATE_*` environment variables,
+//! then flags, validated at start with messages a person can act on.
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tollgate_gateway::ModelEntry;
+use tollgate_store::DatabaseLocation;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE: &str = "./tollgate.db";
+pub const DEFAULT_CONFIG: &str = "tollgate.toml";
+pub const DEFAULT_OWNER_EMAIL: &str = "owner@localhost";
+
+/// The file's shape. Unknown fields are errors, so a typo never goes unnoticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub owner_email: Option<String>,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub keys: KeysConfig,
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: Option<String>,
+    pub format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The word keys start with (`sk` gives `sk-proj-…`).
+    pub prefix: Option<String>,
+}
+
+/// An OpenAI-compatible model provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub base_url: String,
+    /// The environment variable holding the provider's real API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// Models this provider serves.
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+/// The settings every command resolves, after file, environment and flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseLocation,
+    pub secret_file: PathBuf,
+    /// The key prefix asked for; it only takes effect on the first run (see `app`).
+    pub key_prefix: Option<String>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub listen: SocketAddr,
+    pub owner_email: String,
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// What the command line and environment supplied (clap merges flag over env).
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub owner_email: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub key_prefix: Option<String>,
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    pub fn resolve(overrides: Overrides) -> Result<Settings, ConfigError> {
+        let file = load_file(overrides.config.as_deref())?;
+        let database_url = overrides
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+        let database =
+            DatabaseLocation::parse(&database_url).map_err(|e| ConfigError(e.to_string()))?;
+        let secret_file = overrides
+            .secret_file
+            .or(file.secret_file)
+            .unwrap_or_else(|| default_secret_file(database.path()));
+        let key_prefix = overrides.key_prefix.or(file.keys.prefix);
+        if let Some(prefix) = &key_prefix {
+            tollgate_core::KeyFormat::new(prefix)
+                .map_err(|e| ConfigError(format!("keys.prefix: {e}")))?;
+        }
+        let listen_text = overrides
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse().map_err(|_| {
+            ConfigError(format!(
+                "listen: `{listen_text}` is not an address to listen on; write IP:PORT, such as 127.0.0.1:8080 or 0.0.0.0:8080"
+            ))
+        })?;
+        let owner_email = overrides
+            .owner_email
+            .or(file.owner_email)
+            .unwrap_or_else(|| DEFAULT_OWNER_EMAIL.to_owned());
+        let providers = resolve_providers(file.providers)?;
+        Ok(Settings {
+            database,
+            secret_file,
+            key_prefix,
+            log_level: overrides
+                .log_level
+                .or(file.log.level)
+                .unwrap_or_else(|| "info".to_owned()),
+            log_format: overrides.log_format.or(file.log.format).unwrap_or_default(),
+            listen,
+            owner_email,
+            providers,
+        })
+    }
+
+    /// The models the routes offer, for `GET /v1/models`.
+    pub fn models(&self) -> Vec<ModelEntry> {
+        self.providers
+            .iter()
+            .flat_map(|p| {
+                p.models.iter().map(|m| ModelEntry {
+                    id: m.clone(),
+                    provider: p.name.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// `tollgate.secret` beside `tollgate.db`.
+pub fn default_secret_file(database: &Path) -> PathBuf {
+    let stem = database
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tollgate".to_owned());
+    database.with_file_name(format!("{stem}.secret"))
+}
+
+fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let (path, required) = match explicit {
+        Some(path) => (path.to_owned(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(FileConfig::default())
+        }
+        Err(err) => {
+            return Err(ConfigError(format!(
+                "cannot read the config file {}: {err}",
+                path.display()
+            )))
+        }
+    };
+    toml::from_str(&text).map_err(|err| {
+        ConfigError(format!(
+            "the config file {} is not valid: {}",
+            path.display(),
+            err.to_string().trim_end()
+        ))
+    })
+}
+
+/// The default OpenAI provider (from `OPENAI_BASE_URL`/`OPENAI_API_KEY`) unless the file names
+/// one called `openai`, then the file's providers, checked.
+fn resolve_providers(declared: Vec<ProviderConfig>) -> Result<Vec<ProviderConfig>, ConfigError> {
+    let mut providers = Vec::new();
+    if !declared.iter().any(|p| p.name == "openai") {
+        providers.push(ProviderConfig {
+            name: "openai".into(),
+            base_url: std::env::var("OPENAI_BASE_URL")
+                .unwrap_or_else(|_| "https://api.openai.com/v1".into()),
+            api_key_env: Some("OPENAI_API_KEY".into()),
+            models: Vec::new(),
+        });
+    }
+    providers.extend(declared);
+    let mut names = HashSet::new();
+    let mut models = HashSet::new();
+    for p in &providers {
+        if p.name.is_empty()
+            || !p
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError(format!(
+                "providers: `{}` is not a provider name; use letters, digits, - and _",
+                p.name
+            )));
+        }
+        if !names.insert(p.name.clone()) {
+            return Err(ConfigError(format!(
+                "providers: the name `{}` is used twice",
+                p.name
+            )));
+        }
+        if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "providers.{}: base_url `{}` must start with http:// or https://",
+                p.name, p.base_url
+            )));
+        }
+        for model in &p.models {
+            if model.trim().is_empty() {
+                return Err(ConfigError(format!(
+                    "providers.{}: a model name is empty",
+                    p.name
+                )));
+            }
+            if !models.insert(model.clone()) {
+                return Err(ConfigError(format!(
+                    "providers.{}: the model `{model}` is offered by two providers; each model goes to one",
+                    p.name
+                )));
+            }
+        }
+    }
+    Ok(providers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("tollgate.toml");
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        (dir, path)
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let (_dir, path) = write("listen = \"127.0.0.1:9000\"\ndatabase_url = \"/tmp/x.db\"\n");
+        let settings = Settings::resolve(Overrides {
+            config: Some(path),
+            listen: Some("127.0.0.1:9100".into()),
+            ..Overrides::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(settings.listen.port(), 9100);
+        assert_eq!(settings.database.path(), &PathBuf::from("/tmp/x.db"));
+        assert_eq!(settings.secret_file, PathBuf::from("/tmp/x.secret"));
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_explained() {
+        let (_dir, path) = write("listn = \"127.0.0.1:9000\"\n");
+        let err = Settings::resolve(Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        });
+        let message = err.err().map(|e| e.0).unwrap_or_default();
+        assert!(message.contains("unknown field `listn`"), "{message}");
+
+        let (_dir, path) = write("listen = \"localhost\"\n");
+        let err = Settings::resolve(Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        });
+        assert!(err
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default()
+            .contains("IP:PORT"));
+
+        let (_dir, path) = write("[[providers]]\nname = \"a\"\nbase_url = \"ftp://x\"\n");
+        let err = Settings::resolve(Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        });
+        assert!(err
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default()
+            .contains("http://"));
+
+        let missing = Settings::resolve(Overrides {
+            config: Some(PathBuf::from("/nonexistent/tollgate.toml")),
+            ..Overrides::default()
+        });
+        assert!(missing.is_err());
+    }
+
+    #[test]
+    fn models_come_from_providers_and_must_be_unique() {
+        let (_dir, path) = write(
+            "[[providers]]\nname = \"local\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"llama\", \"qwen\"]\n",
+        );
+        let settings = Settings::resolve(Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<String> = settings.models().into_iter().map(|m| m.id).collect();
+        assert_eq!(ids, ["llama", "qwen"]);
+
+        let (_dir, path) = write(
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://x\"\nmodels = [\"m\"]\n[[providers]]\nname = \"b\"\nbase_url = \"http://y\"\nmodels = [\"m\"]\n",
+        );
+        assert!(Settings::resolve(Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! What commands print: aligned tables for people, JSON (`--json`) for scripts.
+
+use serde::Serialize;
+use std::io::Write;
+use tollgate_core::UnixTime;
+use tollgate_store::{KeyOwner, KeyRecord, Project, ServiceAccount};
+
+/// A key as the CLI and (later) the admin API show it; OpenAI's field names where they exist.
+#[derive(Debug, Serialize)]
+pub struct KeyView<'a> {
+    pub object: &'static str,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub kind: &'static str,
+    pub redacted_value: &'a str,
+    pub status: &'static str,
+    pub project_id: Option<&'a str>,
+    pub owner: &'a KeyOwner,
+    pub permissions: String,
+    pub created_by: &'a str,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub rotated_from: Option<&'a str>,
+    pub rotated_to: Option<&'a str>,
+}
+
+impl<'a> KeyView<'a> {
+    pub fn new(key: &'a KeyRecord, now: UnixTime) -> KeyView<'a> {
+        KeyView {
+            object: match key.kind {
+                tollgate_core::KeyKind::Admin => "organization.admin_api_key",
+                tollgate_core::KeyKind::ServiceAccount => {
+                    "organization.project.service_account.api_key"
+                }
+                tollgate_core::KeyKind::Project => "organization.project.api_key",
+            },
+            id: key.id.as_str(),
+            name: &key.name,
+            kind: key.kind.as_str(),
+            redacted_value: &key.redacted,
+            status: key.status(now).as_str(),
+            project_id: key.project_id.as_ref().map(|p| p.as_str()),
+            owner: &key.owner,
+            permissions: key.permissions.to_string(),
+            created_by: &key.created_by,
+            created_at: key.created_at.seconds(),
+            last_used_at: key.last_used_at.map(UnixTime::seconds),
+            expires_at: key.expires_at.map(UnixTime::seconds),
+            revoked_at: key.revoked_at.map(UnixTime::seconds),
+            rotated_from: key.rotated_from.as_ref().map(|k| k.as_str()),
+            rotated_to: key.rotated_to.as_ref().map(|k| k.as_str()),
+        }
+    }
+}
+
+/// A key with its secret: only ever printed right after it was made.
+#[derive(Debug, Serialize)]
+pub struct CreatedKeyView<'a> {
+    #[serde(flatten)]
+    pub key: KeyView<'a>,
+    pub value: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProjectView<'a> {
+    pub object: &'static str,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub status: &'static str,
+    pub is_default: bool,
+    pub created_at: i64,
+    pub archived_at: Option<i64>,
+}
+
+impl<'a> From<&'a Project> for ProjectView<'a> {
+    fn from(p: &'a Project) -> Self {
+        ProjectView {
+            object: "organization.project",
+            id: p.id.as_str(),
+            name: &p.name,
+            status: p.status.as_str(),
+            is_default: p.is_default,
+            created_at: p.created_at.seconds(),
+            archived_at: p.archived_at.map(UnixTime::seconds),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceAccountView<'a> {
+    pub object: &'static str,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub project_id: &'a str,
+    pub role: &'a str,
+    pub created_by: &'a str,
+    pub created_at: i64,
+}
+
+impl<'a> From<&'a ServiceAccount> for ServiceAccountView<'a> {
+    fn from(s: &'a ServiceAccount) -> Self {
+        ServiceAccountView {
+            object: "organization.project.service_account",
+            id: s.id.as_str(),
+            name: &s.name,
+            project_id: s.project_id.as_str(),
+            role: &s.role,
+            created_by: &s.created_by,
+            created_at: s.created_at.seconds(),
+        }
+    }
+}
+
+/// OpenAI's list envelope.
+#[derive(Debug, Serialize)]
+pub struct ListView<T: Serialize> {
+    pub object: &'static str,
+    pub data: Vec<T>,
+}
+
+pub fn print_json<T: Serialize>(value: &T) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")
+}
+
+pub fn print_list_json<T: Serialize>(data: Vec<T>) -> std::io::Result<()> {
+    print_json(&ListView {
+        object: "list",
+        data,
+    })
+}
+
+/// Prints rows under a header, each column as wide as its widest cell.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let line = |cells: Vec<String>| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|h| h.to_string()).collect())
+    )?;
+    for row in rows {
+        writeln!(out, "{}", line(row.clone()))?;
+    }
+    Ok(())
+}
+
+/// `2026-11-23T10:00:00Z`, or `-` for none.
+pub fn time_or_dash(t: Option<UnixTime>) -> String {
+    t.map(|t| t.rfc3339()).unwrap_or_else(|| "-".into())
+}

@@ -1,0 +1,119 @@
+use crate::error::GatewayError;
+use crate::server::AppState;
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use tollgate_core::key::mask_presented;
+use tollgate_core::lifecycle::KeyStatus;
+use tollgate_core::{Access, KeyKind, Scope};
+use tollgate_store::{AuthKey, ProjectStatus};
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key: Arc<AuthKey>,
+}
+
+impl Principal {
+    /// Fails with OpenAI's missing-scope error unless the key grants `access` to `scope`.
+    pub fn require(&self, scope: Scope, access: Access) -> Result<(), GatewayError> {
+        let record = &self.key.key;
+        if record.kind == KeyKind::Admin || !record.permissions.allows(scope, access) {
+            return Err(GatewayError::MissingScope(scope.openai_name(access)));
+        }
+        Ok(())
+    }
+}
+
+/// Middleware for every `/v1/*` route: resolves the bearer key to a [`Principal`] from memory,
+/// or answers with OpenAI's 401.
+pub(crate) async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match resolve(&state, request.headers()) {
+        Ok(principal) => {
+            tracing::Span::current().record("key_id", principal.key.key.id.as_str());
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(err) => {
+            tracing::info!(reason = %err, "request refused");
+            err.into_response()
+        }
+    }
+}
+
+fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Principal, GatewayError> {
+    let presented = bearer(headers).ok_or(GatewayError::MissingKey)?;
+    // Format and checksum first: junk costs no hashing and no lookup.
+    let parsed = state
+        .format
+        .parse(presented)
+        .map_err(|_| GatewayError::InvalidKey {
+            shown: mask_presented(presented),
+        })?;
+    let key = state
+        .keys
+        .get(&state.hasher.hash(&parsed.secret))
+        .ok_or_else(|| GatewayError::InvalidKey {
+            shown: mask_presented(presented),
+        })?;
+    let record = &key.key;
+    let now = state.clock.now();
+    match record.status(now) {
+        KeyStatus::Active => {}
+        KeyStatus::Revoked => {
+            tracing::warn!(key_id = %record.id, "a revoked key was presented");
+            return Err(GatewayError::RevokedKey {
+                redacted: record.redacted.clone(),
+            });
+        }
+        KeyStatus::Expired => {
+            return Err(GatewayError::ExpiredKey {
+                redacted: record.redacted.clone(),
+                at: record.expires_at.map(|t| t.rfc3339()).unwrap_or_default(),
+            })
+        }
+    }
+    if key.project_status == Some(ProjectStatus::Archived) {
+        return Err(GatewayError::ArchivedProject {
+            project: record
+                .project_id
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+        });
+    }
+    if let Some(org) = header(headers, "openai-organization") {
+        if org != record.org_id.as_str() {
+            return Err(GatewayError::MismatchedOrganization);
+        }
+    }
+    if let Some(project) = header(headers, "openai-project") {
+        if record.project_id.as_ref().map(|p| p.as_str()) != Some(project) {
+            return Err(GatewayError::MismatchedProject);
+        }
+    }
+    state.last_used.record(&record.id, now);
+    Ok(Principal { key })
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = header(headers, "authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}

@@ -1,0 +1,103 @@
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tollgate_core::{ErrorKind, OpenAiError};
+
+const NO_KEY: &str = "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). You can create a key with `tollgate keys create` or in the Tollgate console.";
+
+/// Everything the data plane itself rejects; rendered in one place as OpenAI's envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no API key")]
+    MissingKey,
+    /// Malformed, unknown or of a revoked key; `shown` is the masked or redacted form.
+    #[error("incorrect API key {shown}")]
+    InvalidKey { shown: String },
+    #[error("revoked key {redacted}")]
+    RevokedKey { redacted: String },
+    #[error("expired key {redacted}")]
+    ExpiredKey { redacted: String, at: String },
+    #[error("key of archived project {project}")]
+    ArchivedProject { project: String },
+    #[error("OpenAI-Organization header mismatch")]
+    MismatchedOrganization,
+    #[error("OpenAI-Project header mismatch")]
+    MismatchedProject,
+    #[error("missing scope {0}")]
+    MissingScope(&'static str),
+    #[error("no route for {method} {path}")]
+    UnknownRoute { method: String, path: String },
+    #[error("method {method} not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+}
+
+impl GatewayError {
+    pub fn to_openai(&self) -> OpenAiError {
+        use ErrorKind::*;
+        match self {
+            GatewayError::MissingKey => OpenAiError::new(Authentication, NO_KEY),
+            GatewayError::InvalidKey { shown } => OpenAiError::new(
+                Authentication,
+                format!("Incorrect API key provided: {shown}. You can find your API keys with `tollgate keys list` or in the Tollgate console."),
+            )
+            .with_code("invalid_api_key"),
+            GatewayError::RevokedKey { redacted } => OpenAiError::new(
+                Authentication,
+                format!("Incorrect API key provided: {redacted}. This key has been revoked; ask its owner for a new one."),
+            )
+            .with_code("invalid_api_key"),
+            GatewayError::ExpiredKey { redacted, at } => OpenAiError::new(
+                Authentication,
+                format!("Incorrect API key provided: {redacted}. This key expired at {at}; ask its owner for a new one."),
+            )
+            .with_code("invalid_api_key"),
+            GatewayError::ArchivedProject { project } => OpenAiError::new(
+                Authentication,
+                format!("The project {project} of this API key is archived; archived projects cannot be used."),
+            )
+            .with_code("invalid_api_key"),
+            GatewayError::MismatchedOrganization => OpenAiError::new(
+                Authentication,
+                "OpenAI-Organization header should match organization for API key",
+            )
+            .with_code("mismatched_organization"),
+            GatewayError::MismatchedProject => OpenAiError::new(
+                Authentication,
+                "OpenAI-Project header should match project for API key",
+            )
+            .with_code("mismatched_project"),
+            GatewayError::MissingScope(scope) => OpenAiError::new(
+                Authentication,
+                format!("You have insufficient permissions for this operation. Missing scopes: {scope}. Check that you have the correct role in your organization (Reader, Owner) and project (Member, Owner), and if you're using a restricted API key, that it has the necessary scopes."),
+            ),
+            GatewayError::UnknownRoute { method, path } => {
+                OpenAiError::new(NotFound, format!("Invalid URL ({method} {path})"))
+            }
+            GatewayError::MethodNotAllowed { method, path } => {
+                OpenAiError::new(MethodNotAllowed, format!("Method not allowed ({method} {path})"))
+            }
+        }
+    }
+}
+
+/// Renders any OpenAI error as its HTTP response.
+pub(crate) fn openai_response(error: &OpenAiError) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, error.to_json()).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"Tollgate\""),
+        );
+    }
+    response
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        openai_response(&self.to_openai())
+    }
+}

@@ -1,0 +1,44 @@
+use crate::auth::Principal;
+use crate::error::GatewayError;
+use crate::server::AppState;
+use axum::extract::State;
+use axum::{Extension, Json};
+use serde::Serialize;
+use tollgate_core::{Access, Scope};
+
+#[derive(Serialize)]
+pub(crate) struct ModelList {
+    object: &'static str,
+    data: Vec<Model>,
+}
+
+#[derive(Serialize)]
+struct Model {
+    id: String,
+    object: &'static str,
+    created: i64,
+    owned_by: String,
+}
+
+/// `GET /v1/models`: the models the configured routes offer, in OpenAI's list shape.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<ModelList>, GatewayError> {
+    principal.require(Scope::Models, Access::Read)?;
+    let data = state
+        .settings
+        .models
+        .iter()
+        .map(|m| Model {
+            id: m.id.clone(),
+            object: "model",
+            created: state.started_at.seconds(),
+            owned_by: m.provider.clone(),
+        })
+        .collect();
+    Ok(Json(ModelList {
+        object: "list",
+        data,
+    }))
+}

@@ -1,0 +1,183 @@
+use crate::error::GatewayError;
+use crate::key_table::KeyTable;
+use crate::last_used::LastUsed;
+use crate::settings::GatewaySettings;
+use crate::{auth, models, request_id};
+use axum::http::{Method, Uri};
+use axum::routing::{any, get};
+use axum::{middleware, Json, Router};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tollgate_core::{Clock, KeyFormat, KeyHasher, UnixTime};
+use tollgate_store::{Store, StoreError};
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    pub keys: Arc<KeyTable>,
+    pub hasher: KeyHasher,
+    pub format: KeyFormat,
+    pub clock: Arc<dyn Clock>,
+    pub last_used: Arc<LastUsed>,
+    pub settings: Arc<GatewaySettings>,
+    pub started_at: UnixTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("could not load the keys: {0}")]
+    Store(#[from] StoreError),
+    #[error("could not listen on {addr}: {source}. Is another server using that port? Pick another with --listen")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The data plane, ready to start.
+#[derive(Debug)]
+pub struct Gateway {
+    pub settings: GatewaySettings,
+    pub store: Store,
+    pub hasher: KeyHasher,
+    pub format: KeyFormat,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A gateway serving requests in the background.
+#[derive(Debug)]
+pub struct RunningGateway {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+    grace: std::time::Duration,
+    keys: Arc<KeyTable>,
+}
+
+impl Gateway {
+    /// Loads the keys, binds the listener and starts serving, following the change log and
+    /// flushing last-used times in the background.
+    pub async fn start(self) -> Result<RunningGateway, StartError> {
+        let keys = Arc::new(KeyTable::load(&self.store).await?);
+        let listener = tokio::net::TcpListener::bind(self.settings.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: self.settings.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: self.settings.listen,
+            source,
+        })?;
+        let (stop, stop_rx) = watch::channel(false);
+        let last_used = Arc::new(LastUsed::default());
+        let background = vec![
+            tokio::spawn(keys.clone().follow(
+                self.store.clone(),
+                self.settings.follow_interval,
+                stop_rx.clone(),
+            )),
+            tokio::spawn(last_used.clone().run(
+                self.store.clone(),
+                self.settings.last_used_flush,
+                stop_rx.clone(),
+            )),
+        ];
+        let grace = self.settings.shutdown_grace;
+        let state = AppState {
+            keys: keys.clone(),
+            hasher: self.hasher,
+            format: self.format,
+            started_at: self.clock.now(),
+            clock: self.clock,
+            last_used,
+            settings: Arc::new(self.settings),
+        };
+        let app = router(state);
+        let mut shutdown_rx = stop_rx;
+        let server = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = shutdown_rx.changed().await;
+            };
+            if let Err(err) = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+            {
+                tracing::error!(error = %err, "the HTTP server stopped with an error");
+            }
+        });
+        tracing::info!(%addr, keys = keys.len(), "gateway listening");
+        Ok(RunningGateway {
+            addr,
+            stop,
+            server,
+            background,
+            grace,
+            keys,
+        })
+    }
+}
+
+impl RunningGateway {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The in-memory key table (for tests and diagnostics).
+    pub fn keys(&self) -> &Arc<KeyTable> {
+        &self.keys
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the grace period), and writes
+    /// what is still pending.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(self.grace, self.server).await.is_err() {
+            tracing::warn!("requests still in flight after the shutdown grace period were cut off");
+        }
+        for task in self.background {
+            let _ = task.await;
+        }
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/models", get(models::list).fallback(method_not_allowed))
+        .route("/v1/{*rest}", any(unknown_route))
+        .route("/v1", any(unknown_route))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    Router::new()
+        .route("/healthz", get(health))
+        .merge(v1)
+        .fallback(unknown_route)
+        .layer(middleware::from_fn(request_id::tag))
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> GatewayError {
+    GatewayError::UnknownRoute {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> GatewayError {
+    GatewayError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
