@@ -1,0 +1,562 @@
+//! The data plane over real HTTP, on a real SQLite file, with a controllable clock.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tollgate_control::{Control, CreatedKey, KeyOwnerRequest, NewKey};
+use tollgate_core::duration::Span;
+use tollgate_core::{
+    KeyFormat, KeyHasher, KeyKind, ManualClock, Permissions, ServerSecret, UnixTime,
+};
+use tollgate_gateway::{Gateway, GatewaySettings, ModelEntry, RunningGateway};
+use tollgate_store::{Actor, DatabaseLocation, Store};
+
+const START: UnixTime = UnixTime(1_800_000_000);
+
+/// A running gateway on port 0 over a fresh SQLite file, with the control plane beside it.
+struct TestApp {
+    _dir: tempfile::TempDir,
+    control: Control,
+    store: Store,
+    clock: ManualClock,
+    gateway: Option<RunningGateway>,
+    base: String,
+    http: reqwest::Client,
+    org_id: String,
+    project_id: String,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl TestApp {
+    async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    async fn spawn_with(adjust: impl FnOnce(&mut GatewaySettings)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let location = DatabaseLocation::Sqlite(dir.path().join("tollgate.db"));
+        let store = Store::open(&location).await.unwrap();
+        let mut secret = vec![0u8; 32];
+        tollgate_core::ids::fill_random(&mut secret);
+        let hasher = KeyHasher::new(ServerSecret::new(secret).unwrap());
+        let clock = ManualClock::at(START);
+        let control = Control::new(
+            store.clone(),
+            hasher.clone(),
+            KeyFormat::default(),
+            Arc::new(clock.clone()),
+        );
+        let first = control
+            .bootstrap("owner@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        let mut settings = GatewaySettings::new("127.0.0.1:0".parse().unwrap());
+        settings.models = vec![
+            ModelEntry {
+                id: "gpt-4o-mini".into(),
+                provider: "openai".into(),
+            },
+            ModelEntry {
+                id: "llama-3.1-8b".into(),
+                provider: "local".into(),
+            },
+        ];
+        settings.follow_interval = Duration::from_millis(50);
+        settings.last_used_flush = Duration::from_millis(100);
+        adjust(&mut settings);
+        let gateway = Gateway {
+            settings,
+            store: store.clone(),
+            hasher,
+            format: KeyFormat::default(),
+            clock: Arc::new(clock.clone()),
+        }
+        .start()
+        .await
+        .unwrap();
+        let base = format!("http://{}", gateway.addr());
+        TestApp {
+            _dir: dir,
+            control,
+            store,
+            clock,
+            gateway: Some(gateway),
+            base,
+            http: reqwest::Client::new(),
+            org_id: first.organization.id.to_string(),
+            project_id: first.project.id.to_string(),
+        }
+    }
+
+    fn actor() -> Actor {
+        Actor::cli("tester")
+    }
+
+    async fn create_key(
+        &self,
+        name: &str,
+        owner: KeyOwnerRequest,
+        permissions: Permissions,
+    ) -> CreatedKey {
+        let created = self
+            .control
+            .create_key(
+                &Self::actor(),
+                NewKey {
+                    name: name.into(),
+                    owner,
+                    permissions,
+                    expires_in: None,
+                },
+            )
+            .await
+            .unwrap();
+        self.wait_until_loaded(&created).await;
+        created
+    }
+
+    async fn project_key(&self) -> CreatedKey {
+        self.create_key("app", KeyOwnerRequest::Project(None), Permissions::All)
+            .await
+    }
+
+    /// Waits until the gateway's key table has picked the key up from the change log.
+    async fn wait_until_loaded(&self, key: &CreatedKey) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let hash = self.control.hasher().hash(&key.secret);
+        while self.gateway.as_ref().unwrap().keys().get(&hash).is_none() {
+            assert!(Instant::now() < deadline, "key never reached the gateway");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn get(&self, path: &str, bearer: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        Reply::read(response).await
+    }
+
+    async fn models(&self, key: &str) -> Reply {
+        self.get("/v1/models", Some(key), &[]).await
+    }
+}
+
+impl Reply {
+    async fn read(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn assert_error(&self, status: u16, code: Option<&str>, message_part: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        let error = &self.body["error"];
+        assert_eq!(
+            error.as_object().map(|o| o.len()),
+            Some(4),
+            "envelope has message, type, param, code: {}",
+            self.body
+        );
+        assert_eq!(error["type"], "invalid_request_error");
+        assert_eq!(error["code"].as_str(), code);
+        assert!(error["param"].is_null());
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains(message_part),
+            "{message:?} should contain {message_part:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_valid_key_lists_the_routed_models_in_openai_shape() {
+    let app = TestApp::spawn().await;
+    let key = app.project_key().await;
+    let reply = app.models(key.secret.expose()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["object"], "list");
+    let ids: Vec<&str> = reply.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gpt-4o-mini", "llama-3.1-8b"]);
+    assert_eq!(reply.body["data"][1]["object"], "model");
+    assert_eq!(reply.body["data"][1]["owned_by"], "local");
+    assert!(reply.body["data"][0]["created"].is_i64());
+    let request_id = reply.headers["x-request-id"].to_str().unwrap();
+    assert!(
+        request_id.starts_with("req_") && request_id.len() == 36,
+        "{request_id}"
+    );
+    assert!(reply.headers["openai-processing-ms"]
+        .to_str()
+        .unwrap()
+        .parse::<u64>()
+        .is_ok());
+}
+
+#[tokio::test]
+async fn missing_malformed_and_unknown_keys_get_openai_401s() {
+    let app = TestApp::spawn().await;
+    let key = app.project_key().await;
+
+    app.get("/v1/models", None, &[])
+        .await
+        .assert_error(401, None, "You didn't provide an API key");
+    let basic = app
+        .get(
+            "/v1/models",
+            None,
+            &[("authorization", "Basic dXNlcjpwYXNz")],
+        )
+        .await;
+    basic.assert_error(401, None, "You didn't provide an API key");
+
+    // One character changed: the checksum catches it; the message quotes only a masked form.
+    let mut typo = key.secret.expose().to_owned().into_bytes();
+    typo[20] = if typo[20] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    let reply = app.models(&typo).await;
+    reply.assert_error(
+        401,
+        Some("invalid_api_key"),
+        "Incorrect API key provided: sk-proj-",
+    );
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(
+        !message.contains(&typo[8..typo.len() - 4]),
+        "the presented key must not be echoed"
+    );
+    assert_eq!(
+        reply.headers["www-authenticate"],
+        "Bearer realm=\"Tollgate\""
+    );
+
+    // Well formed with a valid checksum, but never issued here.
+    let stranger = KeyFormat::default().generate(KeyKind::Project);
+    app.models(stranger.expose()).await.assert_error(
+        401,
+        Some("invalid_api_key"),
+        "Incorrect API key provided",
+    );
+
+    // An OpenAI-looking key is not ours either.
+    app.models("sk-proj-abcdefghijklmnopqrstuvwxyzABCDEFGHIJ")
+        .await
+        .assert_error(401, Some("invalid_api_key"), "sk-proj-");
+}
+
+#[tokio::test]
+async fn a_revoke_reaches_the_running_gateway_within_a_second() {
+    let app = TestApp::spawn().await;
+    let key = app.project_key().await;
+    assert_eq!(app.models(key.secret.expose()).await.status, StatusCode::OK);
+
+    app.control
+        .revoke_key(&TestApp::actor(), key.record.id.as_str())
+        .await
+        .unwrap();
+    let revoked_at = Instant::now();
+    loop {
+        let reply = app.models(key.secret.expose()).await;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            reply.assert_error(401, Some("invalid_api_key"), "has been revoked");
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "revoked key still accepted after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn rotation_grace_ends_on_the_clock_and_the_successor_works() {
+    let app = TestApp::spawn().await;
+    let old = app.project_key().await;
+    let rotation = app
+        .control
+        .rotate_key(&TestApp::actor(), old.record.id.as_str(), Span(3_600))
+        .await
+        .unwrap();
+    app.wait_until_loaded(&rotation.new).await;
+    assert_eq!(
+        rotation.new.record.rotated_from.as_ref(),
+        Some(&old.record.id)
+    );
+    assert_eq!(rotation.new.record.project_id, old.record.project_id);
+
+    assert_eq!(
+        app.models(old.secret.expose()).await.status,
+        StatusCode::OK,
+        "old key works during grace"
+    );
+    assert_eq!(
+        app.models(rotation.new.secret.expose()).await.status,
+        StatusCode::OK
+    );
+
+    app.clock.advance(59 * 60);
+    assert_eq!(
+        app.models(old.secret.expose()).await.status,
+        StatusCode::OK,
+        "59 minutes in"
+    );
+
+    app.clock.advance(60);
+    app.models(old.secret.expose())
+        .await
+        .assert_error(401, Some("invalid_api_key"), "expired at");
+    assert_eq!(
+        app.models(rotation.new.secret.expose()).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_expiring_key_stops_at_its_expiry() {
+    let app = TestApp::spawn().await;
+    let key = app
+        .control
+        .create_key(
+            &TestApp::actor(),
+            NewKey {
+                name: "short-lived".into(),
+                owner: KeyOwnerRequest::Project(None),
+                permissions: Permissions::All,
+                expires_in: Some(Span(3_600)),
+            },
+        )
+        .await
+        .unwrap();
+    app.wait_until_loaded(&key).await;
+    app.clock.advance(3_599);
+    assert_eq!(app.models(key.secret.expose()).await.status, StatusCode::OK);
+    app.clock.advance(1);
+    app.models(key.secret.expose())
+        .await
+        .assert_error(401, Some("invalid_api_key"), "expired at");
+}
+
+#[tokio::test]
+async fn organization_and_project_headers_must_match_the_key() {
+    let app = TestApp::spawn().await;
+    let key = app.project_key().await;
+    let secret = key.secret.expose();
+    let ok = app
+        .get(
+            "/v1/models",
+            Some(secret),
+            &[
+                ("OpenAI-Organization", &app.org_id),
+                ("OpenAI-Project", &app.project_id),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    app.get(
+        "/v1/models",
+        Some(secret),
+        &[("OpenAI-Organization", "org-somebodyElse000000000000")],
+    )
+    .await
+    .assert_error(
+        401,
+        Some("mismatched_organization"),
+        "OpenAI-Organization header should match",
+    );
+    app.get(
+        "/v1/models",
+        Some(secret),
+        &[("OpenAI-Project", "proj_other0000000000000000000")],
+    )
+    .await
+    .assert_error(
+        401,
+        Some("mismatched_project"),
+        "OpenAI-Project header should match",
+    );
+}
+
+#[tokio::test]
+async fn admin_and_restricted_keys_lack_the_models_scope() {
+    let app = TestApp::spawn().await;
+    let admin = app
+        .create_key("admin", KeyOwnerRequest::Admin, Permissions::All)
+        .await;
+    app.models(admin.secret.expose()).await.assert_error(
+        401,
+        None,
+        "Missing scopes: api.model.read",
+    );
+
+    let embeddings_only =
+        Permissions::from_parts("restricted", &["embeddings:write".into()]).unwrap();
+    let restricted = app
+        .create_key("embed", KeyOwnerRequest::Project(None), embeddings_only)
+        .await;
+    app.models(restricted.secret.expose()).await.assert_error(
+        401,
+        None,
+        "Missing scopes: api.model.read",
+    );
+
+    let models_read = Permissions::from_parts("restricted", &["models:read".into()]).unwrap();
+    let reader = app
+        .create_key("reader", KeyOwnerRequest::Project(None), models_read)
+        .await;
+    assert_eq!(
+        app.models(reader.secret.expose()).await.status,
+        StatusCode::OK
+    );
+    let read_only = app
+        .create_key("ro", KeyOwnerRequest::Project(None), Permissions::ReadOnly)
+        .await;
+    assert_eq!(
+        app.models(read_only.secret.expose()).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn keys_of_an_archived_project_stop_working() {
+    let app = TestApp::spawn().await;
+    let project = app
+        .control
+        .create_project(&TestApp::actor(), "Mobile")
+        .await
+        .unwrap();
+    let account = app
+        .control
+        .create_service_account(&TestApp::actor(), Some("Mobile"), "ios-backend")
+        .await
+        .unwrap();
+    let key = app
+        .create_key(
+            "ios",
+            KeyOwnerRequest::ServiceAccount(account.id.to_string()),
+            Permissions::All,
+        )
+        .await;
+    assert!(key.secret.expose().starts_with("sk-svcacct-"));
+    assert_eq!(app.models(key.secret.expose()).await.status, StatusCode::OK);
+
+    app.control
+        .archive_project(&TestApp::actor(), project.id.as_str())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let reply = app.models(key.secret.expose()).await;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            reply.assert_error(401, Some("invalid_api_key"), "is archived");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "archived project's key still accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn authentication_answers_from_memory_even_with_the_database_closed() {
+    let app = TestApp::spawn().await;
+    let key = app.project_key().await;
+    // From here on every database call fails: anything that reached the store would error.
+    app.store.close().await;
+
+    let mut tasks = Vec::new();
+    for i in 0..2_000 {
+        let http = app.http.clone();
+        let url = format!("{}/v1/models", app.base);
+        let token = if i % 2 == 0 {
+            KeyFormat::default()
+                .generate(KeyKind::Project)
+                .expose()
+                .to_owned()
+        } else {
+            format!("sk-proj-junk{i:0>45}")
+        };
+        tasks.push(tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        app.models(key.secret.expose()).await.status,
+        StatusCode::OK,
+        "a known key still works without the database"
+    );
+}
+
+#[tokio::test]
+async fn last_used_is_written_in_batches_and_flushed_at_shutdown() {
+    let mut app = TestApp::spawn_with(|s| s.last_used_flush = Duration::from_secs(3_600)).await;
+    let key = app.project_key().await;
+    for _ in 0..20 {
+        assert_eq!(app.models(key.secret.expose()).await.status, StatusCode::OK);
+    }
+    let stored = app.control.key(key.record.id.as_str()).await.unwrap();
+    assert_eq!(stored.last_used_at, None, "no write per request");
+
+    app.gateway.take().unwrap().shutdown().await;
+    let stored = app.control.key(key.record.id.as_str()).await.unwrap();
+    assert_eq!(stored.last_used_at, Some(START), "flushed once at shutdown");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_the_envelope() {
+    let app = TestApp::spawn().await;
+    let key = app.project_key().await;
+    app.get("/v1/nope", None, &[])
+        .await
+        .assert_error(401, None, "You didn't provide an API key");
+    app.get("/v1/nope", Some(key.secret.expose()), &[])
+        .await
+        .assert_error(404, None, "Invalid URL (GET /v1/nope)");
+    app.get("/elsewhere", None, &[])
+        .await
+        .assert_error(404, None, "Invalid URL (GET /elsewhere)");
+    let post = app
+        .http
+        .post(format!("{}/v1/models", app.base))
+        .bearer_auth(key.secret.expose())
+        .send()
+        .await
+        .unwrap();
+    Reply::read(post)
+        .await
+        .assert_error(405, None, "Method not allowed (POST /v1/models)");
+    let health = app.get("/healthz", None, &[]).await;
+    assert_eq!(health.body["status"], "ok");
+}
