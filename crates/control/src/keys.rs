@@ -218,7 +218,17 @@ impl Control {
             rotated_to: None,
             ..old.clone()
         };
-        let entry = self.audit_entry(
+        let mut created = key_audit_data(&new);
+        created["rotated_from"] = json!(old.id);
+        let created = self.audit_entry(
+            &org,
+            actor,
+            "api_key.created",
+            new.project_id.as_ref(),
+            new.id.as_str(),
+            created,
+        );
+        let rotated = self.audit_entry(
             &org,
             actor,
             "api_key.rotated",
@@ -227,7 +237,7 @@ impl Control {
             json!({"successor_id": new.id, "successor_redacted_value": new.redacted, "grace": grace.to_string(), "old_key_expires_at": old_expires_at}),
         );
         self.store
-            .rotate_key(&old.id, old_expires_at, &new, &entry)
+            .rotate_key(&old.id, old_expires_at, &new, &[created, rotated])
             .await?;
         Ok(Rotation {
             old: KeyRecord {

@@ -219,7 +219,7 @@ impl Store {
         old: &KeyId,
         old_expires_at: UnixTime,
         successor: &KeyRecord,
-        entry: &AuditEntry,
+        entries: &[AuditEntry],
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         insert(&mut tx, successor).await?;
@@ -237,8 +237,15 @@ impl Store {
                 "key {old} was revoked or rotated by someone else meanwhile; nothing was changed"
             )));
         }
-        audit::append(&mut tx, entry).await?;
-        change_log::append(&mut tx, &ChangedEntity::Key(old.clone()), entry.created_at).await?;
+        for entry in entries {
+            audit::append(&mut tx, entry).await?;
+        }
+        change_log::append(
+            &mut tx,
+            &ChangedEntity::Key(old.clone()),
+            successor.created_at,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1,6 +1,9 @@
 use crate::error::{sqlite_code, SQLITE_CANTOPEN, SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_READONLY};
 use crate::{DatabaseLocation, Result, Store, StoreError};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Connection;
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,13 +25,23 @@ impl Store {
                 )));
             }
         }
-        let options = SqliteConnectOptions::new()
+        let base = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
+            .busy_timeout(Duration::from_secs(5));
+        // Look before touching: a plain connection changes nothing (no journal-mode switch), so
+        // a damaged or foreign file is refused exactly as it was found.
+        {
+            let mut conn = SqliteConnection::connect_with(&base)
+                .await
+                .map_err(|err| classify_open_error(path, err))?;
+            check_ownership(&mut conn, path).await?;
+            let _ = conn.close().await;
+        }
+        let options = base
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
@@ -36,7 +49,6 @@ impl Store {
             .await
             .map_err(|err| classify_open_error(path, err))?;
         let store = Store { pool };
-        store.check_ownership(path).await?;
         MIGRATIONS.run(&store.pool).await.map_err(|err| match err {
             sqlx::migrate::MigrateError::VersionMissing(version) => {
                 StoreError::TooNew(format!("migration {version} is unknown to this build"))
@@ -50,36 +62,6 @@ impl Store {
             .await
             .map_err(|err| classify_open_error(path, err))?;
         Ok(store)
-    }
-
-    /// Refuses a database that already holds another application's tables.
-    async fn check_ownership(&self, path: &Path) -> Result<()> {
-        let tables: Vec<(String,)> = sqlx::query_as(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|err| classify_open_error(path, err))?;
-        if tables.is_empty() {
-            return Ok(());
-        }
-        let has_meta = tables.iter().any(|(name,)| name == "tollgate_meta");
-        if !has_meta {
-            return Err(StoreError::Foreign {
-                path: path.to_owned(),
-            });
-        }
-        let mark: Option<(String,)> =
-            sqlx::query_as("SELECT value FROM tollgate_meta WHERE name = 'schema'")
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|err| classify_open_error(path, err))?;
-        match mark {
-            Some((value,)) if value == SCHEMA_MARK => Ok(()),
-            _ => Err(StoreError::Foreign {
-                path: path.to_owned(),
-            }),
-        }
     }
 
     /// Reads a value from the store's own settings table.
@@ -110,5 +92,35 @@ fn classify_open_error(path: &Path, err: sqlx::Error) -> StoreError {
             reason,
         },
         _ => StoreError::Database(err),
+    }
+}
+
+/// Refuses a database that already holds another application's tables.
+async fn check_ownership(conn: &mut SqliteConnection, path: &Path) -> Result<()> {
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|err| classify_open_error(path, err))?;
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let has_meta = tables.iter().any(|(name,)| name == "tollgate_meta");
+    if !has_meta {
+        return Err(StoreError::Foreign {
+            path: path.to_owned(),
+        });
+    }
+    let mark: Option<(String,)> =
+        sqlx::query_as("SELECT value FROM tollgate_meta WHERE name = 'schema'")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|err| classify_open_error(path, err))?;
+    match mark {
+        Some((value,)) if value == SCHEMA_MARK => Ok(()),
+        _ => Err(StoreError::Foreign {
+            path: path.to_owned(),
+        }),
     }
 }

@@ -1,0 +1,528 @@
+//! The control plane on a real SQLite file: every key operation, its rules, and its audit trail.
+
+use std::sync::Arc;
+use tollgate_control::{Control, ControlError, ErrorClass, KeyOwnerRequest, NewKey, RevokeOutcome};
+use tollgate_core::duration::Span;
+use tollgate_core::lifecycle::KeyStatus;
+use tollgate_core::{
+    KeyFormat, KeyHasher, KeyKind, ManualClock, Permissions, ServerSecret, UnixTime,
+};
+use tollgate_store::{Actor, DatabaseLocation, KeyOwner, Store, UsageEvent, UsageGrouping};
+
+const START: UnixTime = UnixTime(1_800_000_000);
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    control: Control,
+    clock: ManualClock,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&DatabaseLocation::Sqlite(dir.path().join("t.db")))
+        .await
+        .unwrap();
+    let hasher = KeyHasher::new(ServerSecret::new(vec![42; 32]).unwrap());
+    let clock = ManualClock::at(START);
+    let control = Control::new(store, hasher, KeyFormat::default(), Arc::new(clock.clone()));
+    control
+        .bootstrap("owner@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    Setup {
+        _dir: dir,
+        control,
+        clock,
+    }
+}
+
+fn actor() -> Actor {
+    Actor::cli("alice")
+}
+
+fn new_key(name: &str, owner: KeyOwnerRequest) -> NewKey {
+    NewKey {
+        name: name.into(),
+        owner,
+        permissions: Permissions::All,
+        expires_in: None,
+    }
+}
+
+fn class<T: std::fmt::Debug>(result: Result<T, ControlError>) -> ErrorClass {
+    result.expect_err("should fail").class()
+}
+
+#[tokio::test]
+async fn bootstrap_happens_once_and_checks_the_secret_afterwards() {
+    let s = setup().await;
+    assert!(
+        s.control
+            .bootstrap("owner@example.com")
+            .await
+            .unwrap()
+            .is_none(),
+        "second run creates nothing"
+    );
+    let projects = s.control.projects(false).await.unwrap();
+    assert_eq!(projects.len(), 1);
+    assert_eq!(projects[0].name, "Default project");
+    assert!(projects[0].id.as_str().starts_with("proj_"));
+    let keys = s.control.keys(None, Some(KeyKind::Admin)).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].redacted.starts_with("sk-admin-..."));
+
+    let other = Control::new(
+        s.control.store().clone(),
+        KeyHasher::new(ServerSecret::new(vec![7; 32]).unwrap()),
+        KeyFormat::default(),
+        Arc::new(s.clock.clone()),
+    );
+    let err = other.bootstrap("owner@example.com").await.unwrap_err();
+    assert!(matches!(err, ControlError::WrongSecret), "{err}");
+    assert_eq!(err.class(), ErrorClass::Environment);
+}
+
+#[tokio::test]
+async fn the_whole_key_lifecycle_is_stored_and_audited() {
+    let s = setup().await;
+    let c = &s.control;
+    // Create: the default project when none is named; the secret is not what is stored.
+    let created = c
+        .create_key(
+            &actor(),
+            new_key("Project Alpha Dev", KeyOwnerRequest::Project(None)),
+        )
+        .await
+        .unwrap();
+    let id = created.record.id.clone();
+    assert_eq!(created.secret.id(), id, "the id derives from the secret");
+    assert_eq!(created.record.hash, c.hasher().hash(&created.secret));
+    assert_eq!(created.record.created_by, "cli:alice");
+    assert_eq!(created.record.redacted, created.secret.redacted());
+
+    // List and retrieve.
+    let listed = c.keys(Some("Default project"), None).await.unwrap();
+    assert_eq!(listed.iter().map(|k| &k.id).collect::<Vec<_>>(), [&id]);
+    assert_eq!(c.key(id.as_str()).await.unwrap().name, "Project Alpha Dev");
+
+    // Rename.
+    s.clock.advance(10);
+    assert_eq!(
+        c.rename_key(&actor(), id.as_str(), "  Alpha prod ")
+            .await
+            .unwrap()
+            .name,
+        "Alpha prod"
+    );
+    assert_eq!(c.key(id.as_str()).await.unwrap().name, "Alpha prod");
+
+    // Expire in an hour, then rotate with a day of grace: the grace cannot outlive the expiry.
+    s.clock.advance(10);
+    let expiring = c
+        .expire_key(&actor(), id.as_str(), Span(3_600))
+        .await
+        .unwrap();
+    assert_eq!(expiring.expires_at, Some(START.plus_seconds(20 + 3_600)));
+    s.clock.advance(10);
+    let rotation = c
+        .rotate_key(&actor(), id.as_str(), Span(86_400))
+        .await
+        .unwrap();
+    assert_eq!(rotation.old.expires_at, expiring.expires_at);
+    let new_id = rotation.new.record.id.clone();
+    assert_ne!(new_id, id);
+    assert_eq!(rotation.new.record.name, "Alpha prod");
+    assert_eq!(
+        rotation.new.record.expires_at, expiring.expires_at,
+        "the successor keeps the expiry policy"
+    );
+    let stored_old = c.key(id.as_str()).await.unwrap();
+    assert_eq!(stored_old.rotated_to.as_ref(), Some(&new_id));
+    assert_eq!(
+        c.key(new_id.as_str()).await.unwrap().rotated_from.as_ref(),
+        Some(&id)
+    );
+
+    // Rotating it again is refused, and names the successor.
+    let again = c.rotate_key(&actor(), id.as_str(), Span(3_600)).await;
+    assert!(again
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains(new_id.as_str()));
+    assert_eq!(class(again), ErrorClass::Conflict);
+
+    // Revoke the successor; revoking twice changes nothing; revoked keys cannot be rotated or renamed.
+    s.clock.advance(10);
+    assert!(matches!(
+        c.revoke_key(&actor(), new_id.as_str()).await.unwrap(),
+        RevokeOutcome::Revoked(_)
+    ));
+    assert!(matches!(
+        c.revoke_key(&actor(), new_id.as_str()).await.unwrap(),
+        RevokeOutcome::AlreadyRevoked(_)
+    ));
+    assert_eq!(
+        class(c.rotate_key(&actor(), new_id.as_str(), Span(0)).await),
+        ErrorClass::Conflict
+    );
+    assert_eq!(
+        class(c.rename_key(&actor(), new_id.as_str(), "x").await),
+        ErrorClass::Conflict
+    );
+    assert_eq!(
+        c.key(new_id.as_str()).await.unwrap().status(c.now()),
+        KeyStatus::Revoked
+    );
+
+    // After the old key's expiry it cannot be rotated either.
+    s.clock.advance(3_600);
+    assert_eq!(
+        c.key(id.as_str()).await.unwrap().status(c.now()),
+        KeyStatus::Expired
+    );
+    assert_eq!(
+        class(c.rotate_key(&actor(), id.as_str(), Span(0)).await),
+        ErrorClass::Conflict
+    );
+
+    // Every change is in the audit log with actor and time, newest first.
+    let trail: Vec<(String, String, i64)> = c
+        .audit(Some(id.as_str()), 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            (
+                e.event_type,
+                e.actor.label(),
+                e.created_at.seconds() - START.seconds(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            ("api_key.rotated".to_owned(), "cli:alice".to_owned(), 30),
+            ("api_key.updated".to_owned(), "cli:alice".to_owned(), 20),
+            ("api_key.updated".to_owned(), "cli:alice".to_owned(), 10),
+            ("api_key.created".to_owned(), "cli:alice".to_owned(), 0),
+        ]
+    );
+    let successor_trail: Vec<String> = c
+        .audit(Some(new_id.as_str()), 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(
+        successor_trail,
+        ["api_key.revoked", "api_key.created"],
+        "revoking twice writes one entry"
+    );
+}
+
+#[tokio::test]
+async fn immediate_rotation_ends_the_old_key_now() {
+    let s = setup().await;
+    let created = s
+        .control
+        .create_key(&actor(), new_key("k", KeyOwnerRequest::Project(None)))
+        .await
+        .unwrap();
+    let rotation = s
+        .control
+        .rotate_key(
+            &actor(),
+            created.record.id.as_str(),
+            Span::parse("immediate").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotation.old.expires_at, Some(START));
+    assert_eq!(rotation.old.status(START), KeyStatus::Expired);
+    assert_eq!(
+        class(
+            s.control
+                .rotate_key(&actor(), rotation.new.record.id.as_str(), Span(31 * 86_400))
+                .await
+        ),
+        ErrorClass::Invalid
+    );
+}
+
+#[tokio::test]
+async fn projects_service_accounts_and_key_kinds() {
+    let s = setup().await;
+    let c = &s.control;
+    let project = c.create_project(&actor(), "Mobile").await.unwrap();
+    assert_eq!(
+        class(c.create_project(&actor(), "Mobile").await),
+        ErrorClass::Conflict
+    );
+    assert_eq!(
+        class(c.create_project(&actor(), "  ").await),
+        ErrorClass::Invalid
+    );
+
+    let key = c
+        .create_key(
+            &actor(),
+            new_key(
+                "mobile",
+                KeyOwnerRequest::Project(Some(project.id.to_string())),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(key.record.project_id.as_ref(), Some(&project.id));
+    assert!(key.secret.expose().starts_with("sk-proj-"));
+
+    let account = c
+        .create_service_account(&actor(), Some("Mobile"), "ios-backend")
+        .await
+        .unwrap();
+    assert_eq!(
+        class(
+            c.create_service_account(&actor(), Some("Mobile"), "ios-backend")
+                .await
+        ),
+        ErrorClass::Conflict
+    );
+    let bot_key = c
+        .create_key(
+            &actor(),
+            new_key(
+                "ios",
+                KeyOwnerRequest::ServiceAccount(account.id.to_string()),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bot_key.record.kind, KeyKind::ServiceAccount);
+    assert_eq!(
+        bot_key.record.owner,
+        KeyOwner::ServiceAccount(account.id.clone())
+    );
+    assert_eq!(bot_key.record.project_id.as_ref(), Some(&project.id));
+    assert_eq!(c.service_accounts(Some("Mobile")).await.unwrap().len(), 1);
+    assert!(c
+        .service_accounts(None)
+        .await
+        .unwrap()
+        .iter()
+        .any(|a| a.id == account.id));
+
+    let admin = c
+        .create_key(&actor(), new_key("ops", KeyOwnerRequest::Admin))
+        .await
+        .unwrap();
+    assert!(admin.secret.expose().starts_with("sk-admin-"));
+    assert_eq!(admin.record.project_id, None);
+    let restricted_admin = NewKey {
+        permissions: Permissions::ReadOnly,
+        ..new_key("ops", KeyOwnerRequest::Admin)
+    };
+    assert_eq!(
+        class(c.create_key(&actor(), restricted_admin).await),
+        ErrorClass::Invalid
+    );
+
+    // Unknown project, unknown or malformed service account.
+    assert_eq!(
+        class(
+            c.create_key(
+                &actor(),
+                new_key("x", KeyOwnerRequest::Project(Some("Nope".into())))
+            )
+            .await
+        ),
+        ErrorClass::NotFound
+    );
+    assert_eq!(
+        class(
+            c.create_key(
+                &actor(),
+                new_key(
+                    "x",
+                    KeyOwnerRequest::ServiceAccount("svc_acct_000000000000000000000000".into())
+                )
+            )
+            .await
+        ),
+        ErrorClass::NotFound
+    );
+    assert_eq!(
+        class(
+            c.create_key(
+                &actor(),
+                new_key("x", KeyOwnerRequest::ServiceAccount("bob".into()))
+            )
+            .await
+        ),
+        ErrorClass::Invalid
+    );
+
+    // Archive: no new keys or accounts in it; the default project cannot be archived.
+    c.archive_project(&actor(), "Mobile").await.unwrap();
+    assert_eq!(
+        class(c.archive_project(&actor(), "Mobile").await),
+        ErrorClass::Conflict
+    );
+    assert_eq!(
+        class(
+            c.create_key(
+                &actor(),
+                new_key("x", KeyOwnerRequest::Project(Some("Mobile".into())))
+            )
+            .await
+        ),
+        ErrorClass::Conflict
+    );
+    assert_eq!(
+        class(
+            c.create_service_account(&actor(), Some("Mobile"), "other")
+                .await
+        ),
+        ErrorClass::Conflict
+    );
+    assert_eq!(
+        class(
+            c.rotate_key(&actor(), key.record.id.as_str(), Span(0))
+                .await
+        ),
+        ErrorClass::Conflict
+    );
+    assert_eq!(
+        class(c.archive_project(&actor(), "Default project").await),
+        ErrorClass::Conflict
+    );
+    assert_eq!(c.projects(false).await.unwrap().len(), 1);
+    assert_eq!(c.projects(true).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn bad_key_ids_are_explained_without_echoing_secrets() {
+    let s = setup().await;
+    let created = s
+        .control
+        .create_key(&actor(), new_key("k", KeyOwnerRequest::Project(None)))
+        .await
+        .unwrap();
+    let err = s.control.key(created.secret.expose()).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Invalid);
+    let message = err.to_string();
+    assert!(
+        !message.contains(&created.secret.expose()[8..]),
+        "{message}"
+    );
+    assert!(message.contains("never the secret"), "{message}");
+    assert_eq!(class(s.control.key("key_short").await), ErrorClass::Invalid);
+    assert_eq!(
+        class(s.control.key("key_00000000000000000000").await),
+        ErrorClass::NotFound
+    );
+    assert_eq!(
+        class(
+            s.control
+                .rename_key(&actor(), created.record.id.as_str(), &"n".repeat(200))
+                .await
+        ),
+        ErrorClass::Invalid
+    );
+}
+
+#[tokio::test]
+async fn usage_rolls_up_by_day_model_key_and_project_and_counts_a_retried_batch_once() {
+    let s = setup().await;
+    let key = s
+        .control
+        .create_key(&actor(), new_key("k", KeyOwnerRequest::Project(None)))
+        .await
+        .unwrap();
+    let org = s.control.organization().await.unwrap();
+    let event = |n: u32, day_offset: i64, model: &str, cost: i64| UsageEvent {
+        request_id: format!("req_{n:032}"),
+        org_id: org.id.clone(),
+        project_id: key.record.project_id.clone().unwrap(),
+        key_id: key.record.id.clone(),
+        model_requested: model.into(),
+        model_served: model.into(),
+        endpoint: "/v1/chat/completions".into(),
+        input_tokens: 100,
+        cached_input_tokens: 20,
+        output_tokens: 50,
+        reasoning_tokens: 0,
+        cost: tollgate_core::MicroUsd(cost),
+        status: 200,
+        latency_ms: 12,
+        client_ip: Some("127.0.0.1".into()),
+        created_at: START.plus_seconds(day_offset * 86_400),
+    };
+    let batch = vec![
+        event(1, 0, "gpt-4o", 1_500),
+        event(2, 0, "gpt-4o-mini", 90),
+        event(3, 1, "gpt-4o", 2_500),
+    ];
+    s.control.store().record_usage(&batch).await.unwrap();
+    s.control.store().record_usage(&batch).await.unwrap();
+
+    let until = START.plus_seconds(2 * 86_400);
+    let by_day = s
+        .control
+        .usage(UsageGrouping::Day, START, until)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_day
+            .iter()
+            .map(|r| (r.requests, r.cost.0))
+            .collect::<Vec<_>>(),
+        [(2, 1_590), (1, 2_500)]
+    );
+    assert_eq!(by_day[0].group, START.utc_date());
+    let by_model = s
+        .control
+        .usage(UsageGrouping::Model, START, until)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_model
+            .iter()
+            .map(|r| (r.group.as_str(), r.input_tokens, r.cost.0))
+            .collect::<Vec<_>>(),
+        [("gpt-4o", 200, 4_000), ("gpt-4o-mini", 100, 90)]
+    );
+    let by_key = s
+        .control
+        .usage(UsageGrouping::Key, START, until)
+        .await
+        .unwrap();
+    assert_eq!(by_key.len(), 1);
+    assert_eq!(
+        (
+            by_key[0].requests,
+            by_key[0].output_tokens,
+            by_key[0].cached_input_tokens
+        ),
+        (3, 150, 60)
+    );
+    let by_project = s
+        .control
+        .usage(UsageGrouping::Project, START, until)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_project[0].group,
+        key.record.project_id.as_ref().unwrap().as_str()
+    );
+    let first_day_only = s
+        .control
+        .usage(UsageGrouping::Day, START, START)
+        .await
+        .unwrap();
+    assert_eq!(first_day_only.len(), 1);
+}
