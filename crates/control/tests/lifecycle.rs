@@ -1,5 +1,7 @@
 //! The control plane on a real SQLite file: every key operation, its rules, and its audit trail.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use std::sync::Arc;
 use tollgate_control::{Control, ControlError, ErrorClass, KeyOwnerRequest, NewKey, RevokeOutcome};
 use tollgate_core::duration::Span;

@@ -1,5 +1,7 @@
 //! The data plane over real HTTP, on a real SQLite file, with a controllable clock.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;

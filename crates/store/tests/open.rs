@@ -1,5 +1,7 @@
 //! Opening databases that are new, damaged, foreign or newer, and writes that are all or nothing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use serde_json::json;
 use tollgate_core::{
     AuditId, KeyFormat, KeyHasher, KeyKind, OrgId, Permissions, ServerSecret, UnixTime, UserId,

@@ -33,13 +33,15 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
         format: control.key_format().clone(),
         clock: control.clock(),
     };
+    // Listen for signals before announcing readiness, so an early SIGTERM still stops cleanly.
+    let stop_signal = StopSignal::install()?;
     let running = gateway.start().await?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "Tollgate listening on http://{}", running.addr())?;
         out.flush()?;
     }
-    wait_for_stop_signal().await;
+    stop_signal.wait().await;
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     running.shutdown().await;
     control.store().close().await;
@@ -95,24 +97,34 @@ fn print_banner(first: &FirstRun, settings: &Settings) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn wait_for_stop_signal() {
+/// SIGTERM or Ctrl-C, registered up front.
+struct StopSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    fn install() -> Result<StopSignal, Failure> {
+        #[cfg(unix)]
+        {
+            let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            Ok(StopSignal { term })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(StopSignal {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

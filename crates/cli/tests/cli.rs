@@ -1,0 +1,739 @@
+//! The `tollgate` binary end to end: first run, the key lifecycle from the CLI, a revoke reaching
+//! a running server, bad input, and a scan proving no secret is written anywhere it should not be.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
+mod support;
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use support::{contains, files_under, Deployment, Run};
+
+async fn models(base: &str, key: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/v1/models"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn secret_from_env_line(run: &Run) -> String {
+    let line = run.stdout.trim();
+    assert_eq!(
+        run.stdout.lines().count(),
+        1,
+        "--format env prints one line: {:?}",
+        run.stdout
+    );
+    line.strip_prefix("export OPENAI_API_KEY=")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned()
+}
+
+/// The value after `label` on the banner line that starts with it.
+fn banner_value(banner: &str, label: &str) -> String {
+    banner
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {label:?} in banner:\n{banner}"))
+}
+
+#[tokio::test]
+async fn a_first_run_sets_up_and_prints_once_then_never_again() {
+    let d = Deployment::new();
+    let server = d.serve(&[]);
+    let banner = server.stdout();
+    assert!(banner.contains("This is shown only once"), "{banner}");
+    let org = banner_value(&banner, "Organization");
+    assert!(org.starts_with("org-"), "{org}");
+    assert!(banner_value(&banner, "Project").contains("(Default project)"));
+    let sign_in = banner_value(&banner, "Sign in");
+    assert!(
+        sign_in.starts_with("owner@localhost with password "),
+        "{sign_in}"
+    );
+    let admin_key = banner_value(&banner, "Admin key");
+    assert!(admin_key.starts_with("sk-admin-"));
+    // The admin key is real: the gateway knows it, and refuses it only for lack of a model scope.
+    let (status, body) = models(&server.base, &admin_key).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Missing scopes"),
+        "{body}"
+    );
+    let first = server.stop();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(first.stderr.contains("created the server secret file"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(d.path("tollgate.secret"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    let second = d.serve(&[]);
+    let out = second.stdout();
+    assert!(
+        !out.contains("shown only once") && !out.contains("sk-admin-"),
+        "a later run prints no set-up: {out}"
+    );
+    assert!(out.starts_with("Tollgate listening on http://"));
+    second.stop();
+    let init = d.run(&["init"]).ok();
+    assert!(init.stdout.contains("already set up; nothing was changed"));
+    let projects = d.run(&["projects", "list", "--json"]).ok().json();
+    assert_eq!(
+        projects["data"].as_array().unwrap().len(),
+        1,
+        "no second organization or project"
+    );
+}
+
+#[tokio::test]
+async fn the_key_lifecycle_from_the_cli() {
+    let d = Deployment::new();
+    d.run(&["init"]).ok();
+
+    let text = d
+        .run(&["keys", "create", "--name", "Project Alpha Dev"])
+        .ok();
+    assert!(
+        text.stdout
+            .contains("Store this key somewhere safe now: it is shown only once"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("sk-proj-"));
+
+    let env = d
+        .run(&["keys", "create", "--name", "CI", "--format", "env"])
+        .ok();
+    let ci_secret = secret_from_env_line(&env);
+
+    let project = d
+        .run(&["projects", "create", "Mobile", "--json"])
+        .ok()
+        .json();
+    assert_eq!(project["object"], "organization.project");
+    let account = d
+        .run(&[
+            "service-accounts",
+            "create",
+            "ios-backend",
+            "--project",
+            "Mobile",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let account_id = account["id"].as_str().unwrap();
+    let bot = d
+        .run(&[
+            "keys",
+            "create",
+            "--name",
+            "ios",
+            "--service-account",
+            account_id,
+            "--expires-in",
+            "30d",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert!(bot["value"].as_str().unwrap().starts_with("sk-svcacct-"));
+    assert_eq!(bot["project_id"], project["id"]);
+    assert!(
+        bot["expires_at"].as_i64().unwrap() > bot["created_at"].as_i64().unwrap() + 29 * 86_400
+    );
+    let restricted = d
+        .run(&[
+            "keys",
+            "create",
+            "--name",
+            "embedder",
+            "--permissions",
+            "restricted",
+            "--scope",
+            "embeddings:write",
+            "--scope",
+            "models:read",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        restricted["permissions"],
+        "restricted(models:read,embeddings:write)"
+    );
+
+    let listed = d.run(&["keys", "list", "--json"]).ok().json();
+    let names: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "embedder",
+            "ios",
+            "CI",
+            "Project Alpha Dev",
+            "Initial admin key"
+        ]
+    );
+    assert!(
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k.get("value").is_none()),
+        "listing never shows secrets"
+    );
+    let mobile_only = d
+        .run(&["keys", "list", "--project", "Mobile", "--json"])
+        .ok()
+        .json();
+    assert_eq!(mobile_only["data"].as_array().unwrap().len(), 1);
+
+    let ci = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "CI")
+        .unwrap();
+    let ci_id = ci["id"].as_str().unwrap();
+    assert_eq!(
+        ci["redacted_value"].as_str().unwrap(),
+        format!("sk-proj-...{}", &ci_secret[ci_secret.len() - 4..])
+    );
+
+    d.run(&["keys", "rename", ci_id, "CI pipeline"]).ok();
+    let rotated = d
+        .run(&["keys", "rotate", ci_id, "--grace", "24h", "--json"])
+        .ok()
+        .json();
+    assert_eq!(rotated["rotated_from"], ci_id);
+    assert_eq!(rotated["name"], "CI pipeline");
+    let shown = d.run(&["keys", "show", ci_id, "--json"]).ok().json();
+    assert_eq!(shown["key"]["rotated_to"], rotated["id"]);
+    let grace_end = shown["key"]["expires_at"].as_i64().unwrap();
+    assert!(
+        (grace_end - shown["key"]["created_at"].as_i64().unwrap() - 86_400).abs() < 60,
+        "24 h of grace"
+    );
+    let events: Vec<&str> = shown["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["api_key.rotated", "api_key.updated", "api_key.created"]
+    );
+    assert!(shown["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor"]["id"] == "tester"));
+
+    let revoked = d
+        .run(&["keys", "revoke", rotated["id"].as_str().unwrap()])
+        .ok();
+    assert!(revoked.stdout.contains("Revoked"));
+    let again = d
+        .run(&["keys", "revoke", rotated["id"].as_str().unwrap()])
+        .ok();
+    assert!(again.stdout.contains("already revoked"));
+    let expired = d
+        .run(&["keys", "expire", bot["id"].as_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(expired["status"], "expired");
+
+    let table = d.run(&["keys", "list"]).ok().stdout;
+    assert!(table.lines().next().unwrap().starts_with("ID "));
+    assert!(
+        table.contains("revoked")
+            && table.contains("expired")
+            && table.contains("(rotated to key_"),
+        "{table}"
+    );
+    let usage = d.run(&["usage", "--by", "model"]).ok();
+    assert!(
+        usage.stdout.starts_with("No usage between"),
+        "{}",
+        usage.stdout
+    );
+    let usage = d.run(&["usage", "--json"]).ok().json();
+    assert_eq!(usage["data"], serde_json::json!([]));
+    let audit = d.run(&["audit", "--json", "--limit", "100"]).ok().json();
+    assert!(audit["data"].as_array().unwrap().len() >= 12);
+}
+
+#[tokio::test]
+async fn a_revoke_from_the_cli_reaches_a_running_server_within_one_second() {
+    let d = Deployment::new();
+    let server = d.serve(&[]);
+    let key = secret_from_env_line(
+        &d.run(&["keys", "create", "--name", "app", "--format", "env"])
+            .ok(),
+    );
+    let id = d
+        .run(&["keys", "list", "--kind", "project", "--json"])
+        .ok()
+        .json()["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while models(&server.base, &key).await.0 != 200 {
+        assert!(Instant::now() < deadline, "a new key never became usable");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    d.run(&["keys", "revoke", &id]).ok();
+    let revoked_at = Instant::now();
+    loop {
+        let (status, body) = models(&server.base, &key).await;
+        if status == 401 {
+            assert_eq!(body["error"]["code"], "invalid_api_key");
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "still accepted {:?} after the revoke",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("revoke took effect after {:?}", revoked_at.elapsed());
+    assert_eq!(server.stop().code, 0);
+}
+
+#[tokio::test]
+async fn configuration_layers_file_then_environment_then_flags() {
+    let mut d = Deployment::new();
+    std::fs::write(
+        d.path("tollgate.toml"),
+        "listen = \"127.0.0.1:1\"\n[[providers]]\nname = \"local\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"llama-3.1-8b\", \"qwen2.5\"]\n",
+    )
+    .unwrap();
+    // The flag (127.0.0.1:0 from serve()) beats the environment, which beats the file.
+    d.env.push(("TOLLGATE_LISTEN".into(), "127.0.0.1:2".into()));
+    let server = d.serve(&[]);
+    let admin = banner_value(&server.stdout(), "Admin key");
+    assert!(admin.starts_with("sk-admin-"));
+    let key = secret_from_env_line(
+        &d.run(&["keys", "create", "--name", "m", "--format", "env"])
+            .ok(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        let (status, body) = models(&server.base, &key).await;
+        if status == 200 {
+            break body;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["llama-3.1-8b", "qwen2.5"]);
+    assert_eq!(body["data"][0]["owned_by"], "local");
+    server.stop();
+
+    std::fs::write(
+        d.path("tollgate.toml"),
+        "listen = \"127.0.0.1:1\"\nlisten_port = 3\n",
+    )
+    .unwrap();
+    let bad = d.run(&["keys", "list"]);
+    assert_eq!(bad.code, 3);
+    assert!(
+        bad.stderr.contains("unknown field `listen_port`"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn serve_help_documents_every_option() {
+    let d = Deployment::new();
+    let help = d.run(&["serve", "--help"]).ok().stdout;
+    for option in [
+        "--listen",
+        "--database-url",
+        "--config",
+        "--secret-file",
+        "--log-level",
+        "--log-format",
+        "--owner-email",
+        "--key-prefix",
+        "--json",
+        "TOLLGATE_LISTEN",
+        "TOLLGATE_DATABASE_URL",
+        "TOLLGATE_CONFIG",
+        "TOLLGATE_SECRET",
+        "TOLLGATE_LOG",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+    ] {
+        assert!(
+            help.contains(option),
+            "serve --help does not mention {option}:\n{help}"
+        );
+    }
+}
+
+/// Asserts a failed run: exit code, a message fragment, and no panic or backtrace.
+fn assert_fails(run: &Run, code: i32, message: &str) {
+    assert_eq!(
+        run.code,
+        code,
+        "`tollgate {}`: {}{}",
+        run.args.join(" "),
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(message),
+        "`tollgate {}` said {:?}, expected {:?}",
+        run.args.join(" "),
+        run.stderr,
+        message
+    );
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: ") && !run.stderr.contains("panicked"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_input_gets_clear_messages_exit_codes_and_loses_nothing() {
+    let d = Deployment::new();
+    assert_fails(&d.run(&["keys", "list"]), 3, "has not been set up yet");
+    d.run(&["init"]).ok();
+    let key = d
+        .run(&["keys", "create", "--name", "k", "--json"])
+        .ok()
+        .json();
+    let key_id = key["id"].as_str().unwrap();
+    let secret = key["value"].as_str().unwrap();
+    d.run(&["projects", "create", "Mobile"]).ok();
+    let before = d.run(&["keys", "list", "--json"]).ok().stdout;
+
+    assert_fails(
+        &d.run(&["keys", "create", "--name", "x", "--project", "Nope"]),
+        4,
+        "project Nope was not found",
+    );
+    assert_fails(
+        &d.run(&["projects", "create", "Mobile"]),
+        5,
+        "a project named \"Mobile\" already exists",
+    );
+    assert_fails(
+        &d.run(&["projects", "archive", "Default project"]),
+        5,
+        "cannot be archived",
+    );
+    assert_fails(
+        &d.run(&["keys", "show", "key_nope"]),
+        2,
+        "not a valid API key id",
+    );
+    assert_fails(
+        &d.run(&["keys", "show", "key_00000000000000000000"]),
+        4,
+        "was not found",
+    );
+    let pasted = d.run(&["keys", "revoke", secret]);
+    assert_fails(&pasted, 2, "never the secret key");
+    assert!(
+        !pasted.stderr.contains(&secret[8..secret.len() - 4]),
+        "the secret is not echoed"
+    );
+    assert_fails(
+        &d.run(&["keys", "rotate", key_id, "--grace", "2w"]),
+        2,
+        "is not a duration",
+    );
+    assert_fails(
+        &d.run(&["keys", "rotate", key_id, "--grace", "60d"]),
+        2,
+        "too long",
+    );
+    assert_fails(
+        &d.run(&[
+            "keys",
+            "create",
+            "--name",
+            "x",
+            "--permissions",
+            "restricted",
+            "--scope",
+            "chat:write",
+        ]),
+        2,
+        "is not a scope",
+    );
+    assert_fails(
+        &d.run(&["keys", "create", "--name", " "]),
+        2,
+        "a key name must have 1 to 128 characters",
+    );
+    assert_fails(
+        &d.run(&["usage", "--since", "2026-02-30"]),
+        2,
+        "is not a date",
+    );
+    assert_eq!(
+        d.run(&["keys", "frobnicate"]).code,
+        2,
+        "clap's usage errors exit 2"
+    );
+
+    d.run(&["keys", "revoke", key_id]).ok();
+    assert_fails(
+        &d.run(&["keys", "rotate", key_id, "--grace", "1h"]),
+        5,
+        "is revoked",
+    );
+    let after_revoke = d.run(&["keys", "list", "--json"]).ok().json();
+    let before: Value = serde_json::from_str(&before).unwrap();
+    assert_eq!(
+        after_revoke["data"].as_array().unwrap().len(),
+        before["data"].as_array().unwrap().len(),
+        "failed commands wrote no keys"
+    );
+
+    // The server secret: wrong, missing, readable by others.
+    let mut wrong = Deployment {
+        dir: tempfile::tempdir().unwrap(),
+        env: vec![],
+        runs: Default::default(),
+    };
+    std::fs::copy(d.path("tollgate.db"), wrong.path("tollgate.db")).unwrap();
+    wrong.env.push((
+        "TOLLGATE_SECRET".into(),
+        "a-different-secret-of-at-least-32-bytes".into(),
+    ));
+    assert_fails(
+        &wrong.run(&["keys", "list"]),
+        3,
+        "does not match the one this database was set up with",
+    );
+    wrong.env.clear();
+    assert_fails(
+        &wrong.run(&["keys", "list"]),
+        3,
+        "is missing, but the database was set up with one",
+    );
+    assert_fails(
+        &wrong.run(&["serve", "--listen", "127.0.0.1:0"]),
+        3,
+        "is missing",
+    );
+    std::fs::copy(d.path("tollgate.secret"), wrong.path("tollgate.secret")).unwrap();
+    std::fs::set_permissions(
+        wrong.path("tollgate.secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    assert_fails(&wrong.run(&["keys", "list"]), 3, "chmod 600");
+    std::fs::set_permissions(
+        wrong.path("tollgate.secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    assert_eq!(
+        wrong.run(&["keys", "list", "--json"]).ok().stdout,
+        d.run(&["keys", "list", "--json"]).ok().stdout
+    );
+
+    // The prefix is fixed at set-up.
+    assert_fails(
+        &d.run(&["serve", "--key-prefix", "acme"]),
+        3,
+        "the prefix cannot change after set-up",
+    );
+
+    // Damaged, foreign and unwritable databases.
+    std::fs::write(d.path("corrupt.db"), "definitely not sqlite ".repeat(100)).unwrap();
+    assert_fails(
+        &d.run(&["--database-url", "corrupt.db", "keys", "list"]),
+        3,
+        "is not a SQLite database or is damaged",
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.path("corrupt.db")).unwrap(),
+        "definitely not sqlite ".repeat(100)
+    );
+    assert_fails(
+        &d.run(&["--database-url", "missing/dir/t.db", "init"]),
+        3,
+        "does not exist",
+    );
+    assert_fails(
+        &d.run(&["--database-url", "postgres://localhost/x", "keys", "list"]),
+        3,
+        "PostgreSQL is not supported",
+    );
+
+    let locked = Deployment::new();
+    std::fs::create_dir(locked.path("ro")).unwrap();
+    std::fs::copy(d.path("tollgate.db"), locked.path("ro/tollgate.db")).unwrap();
+    std::fs::copy(d.path("tollgate.secret"), locked.path("ro/tollgate.secret")).unwrap();
+    for (path, mode) in [
+        ("", 0o755),
+        ("ro", 0o755),
+        ("ro/tollgate.db", 0o644),
+        ("ro/tollgate.secret", 0o644),
+    ] {
+        std::fs::set_permissions(
+            locked.path(path),
+            std::os::unix::fs::PermissionsExt::from_mode(mode),
+        )
+        .unwrap();
+    }
+    let as_nobody = locked.run_as_nobody(&[
+        "--database-url",
+        "ro/tollgate.db",
+        "--secret-file",
+        "ro/tollgate.secret",
+        "keys",
+        "create",
+        "--name",
+        "x",
+    ]);
+    assert_fails(&as_nobody, 3, "cannot be opened for writing");
+
+    // A port already taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    assert_fails(
+        &d.run(&["serve", "--listen", &format!("127.0.0.1:{port}")]),
+        3,
+        "could not listen",
+    );
+    assert_fails(&d.run(&["serve", "--listen", "localhost"]), 3, "IP:PORT");
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_the_database_files_logs_or_other_output() {
+    let mut d = Deployment::new();
+    d.env.push(("TOLLGATE_LOG".into(), "debug".into()));
+    let server = d.serve(&[]);
+    let banner = server.stdout();
+    let admin_key = banner_value(&banner, "Admin key");
+    let password = banner_value(&banner, "Sign in")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let mut secrets = vec![admin_key.clone(), password.clone()];
+    secrets.push(secret_from_env_line(
+        &d.run(&["keys", "create", "--name", "env", "--format", "env"])
+            .ok(),
+    ));
+    let json = d
+        .run(&["keys", "create", "--name", "json", "--json"])
+        .ok()
+        .json();
+    secrets.push(json["value"].as_str().unwrap().to_owned());
+    let text = d.run(&["keys", "create", "--name", "text"]).ok();
+    secrets.push(
+        text.stdout
+            .split_whitespace()
+            .find(|w| w.starts_with("sk-proj-"))
+            .unwrap()
+            .to_owned(),
+    );
+    let rotated = d
+        .run(&[
+            "keys",
+            "rotate",
+            json["id"].as_str().unwrap(),
+            "--grace",
+            "1h",
+            "--format",
+            "env",
+        ])
+        .ok();
+    secrets.push(secret_from_env_line(&rotated));
+
+    // Use every key against the server, plus typos of them, so the logs have every chance to leak.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for secret in &secrets[2..] {
+        assert_eq!(models(&server.base, secret).await.0, 200);
+        let typo = format!("{}x", &secret[..secret.len() - 1]);
+        assert_eq!(models(&server.base, &typo).await.0, 401);
+    }
+    d.run(&["keys", "revoke", json["id"].as_str().unwrap()])
+        .ok();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(models(&server.base, &secrets[3]).await.0, 401);
+    d.run(&["keys", "list"]).ok();
+    d.run(&["audit"]).ok();
+    let stopped = server.stop();
+    assert_eq!(stopped.code, 0);
+    assert!(stopped.stderr.contains("DEBUG"), "debug logging was on");
+
+    let server_secret = std::fs::read_to_string(d.path("tollgate.secret"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let files = files_under(d.dir.path());
+    assert!(files.iter().any(|(p, _)| p.ends_with("tollgate.db")));
+    let runs = d.all_runs();
+    for secret in secrets.iter().chain([&server_secret]) {
+        for (path, bytes) in &files {
+            if path.ends_with("tollgate.secret") && secret == &server_secret {
+                continue;
+            }
+            assert!(
+                !contains(bytes, secret),
+                "a secret is stored in plain text in {}",
+                path.display()
+            );
+            assert!(
+                !contains(bytes, &secret[secret.len() / 2..]),
+                "half a secret is stored in {}",
+                path.display()
+            );
+        }
+        for run in &runs {
+            assert!(
+                !run.stderr.contains(secret.as_str()),
+                "a secret reached the logs of `tollgate {}`",
+                run.args.join(" ")
+            );
+        }
+        // Shown exactly once: by the one command that created it (the server secret: never).
+        let shown = runs
+            .iter()
+            .filter(|r| r.stdout.contains(secret.as_str()))
+            .count();
+        let expected = usize::from(secret != &server_secret);
+        assert_eq!(shown, expected, "a secret was printed {shown} times");
+    }
+}
