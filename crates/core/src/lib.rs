@@ -12,7 +12,10 @@ pub mod lifecycle;
 pub mod money;
 pub mod password;
 pub mod permissions;
+pub mod pricing;
+pub mod routing;
 pub mod secret;
+pub mod usage;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use error::{ErrorKind, OpenAiError};
