@@ -70,6 +70,9 @@ pub struct ServeArgs {
     /// Log format [default: text]
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Answer with the built-in simulated provider instead of OpenAI (no provider key needed)
+    #[arg(long)]
+    pub demo: bool,
     #[command(flatten)]
     pub init: InitArgs,
 }

@@ -3,9 +3,12 @@
 
 use serde::Deserialize;
 use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use tollgate_gateway::ModelEntry;
+use tollgate_core::pricing::{parse_dollars, Price, PricingTable};
+use tollgate_core::routing::{ModelPattern, RouteTable};
+use tollgate_gateway::UnpricedPolicy;
 use tollgate_store::DatabaseLocation;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -25,8 +28,80 @@ pub struct FileConfig {
     pub log: LogConfig,
     #[serde(default)]
     pub keys: KeysConfig,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: Option<usize>,
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,
+    /// Model names that stand for another model: `fast = "gpt-4o-mini"`.
+    #[serde(default)]
+    pub aliases: HashMap<String, String>,
+    #[serde(default)]
+    pub pricing: PricingConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnpricedChoice {
+    /// Refuse requests for a routed model with no price.
+    #[default]
+    Refuse,
+    /// Meter them at the `fallback` price.
+    Fallback,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingConfig {
+    #[serde(default)]
+    pub unpriced: UnpricedChoice,
+    pub fallback: Option<PriceConfig>,
+    /// Prices that replace or extend the shipped list.
+    #[serde(default)]
+    pub models: BTreeMap<String, PriceConfig>,
+}
+
+/// Dollars per million tokens, written as strings ("2.50") or numbers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub input: toml::Value,
+    pub cached_input: Option<toml::Value>,
+    pub output: toml::Value,
+}
+
+impl PriceConfig {
+    fn price(&self, what: &str) -> Result<Price, ConfigError> {
+        let amount = |v: &toml::Value| -> Result<i64, ConfigError> {
+            let text = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => format!("{f}"),
+                other => other.to_string(),
+            };
+            parse_dollars(&text).map_err(|e| ConfigError(format!("{what}: {e}")))
+        };
+        let input = amount(&self.input)?;
+        Ok(Price {
+            input,
+            cached_input: self
+                .cached_input
+                .as_ref()
+                .map(amount)
+                .transpose()?
+                .unwrap_or(input),
+            output: amount(&self.output)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderType {
+    /// Any OpenAI-compatible HTTP API.
+    #[default]
+    Openai,
+    /// Tollgate's built-in simulated provider.
+    Mock,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,16 +127,29 @@ pub struct KeysConfig {
 }
 
 /// An OpenAI-compatible model provider.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub name: String,
+    #[serde(default, rename = "type")]
+    pub kind: ProviderType,
+    /// Base URL including `/v1` (not used by `type = "mock"`).
+    #[serde(default)]
     pub base_url: String,
     /// The environment variable holding the provider's real API key (never the key itself).
     pub api_key_env: Option<String>,
-    /// Models this provider serves.
+    /// Extra headers sent with every request to this provider.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Longest wait for the provider to start answering, and between streamed pieces.
+    pub timeout_secs: Option<u64>,
+    pub connect_timeout_secs: Option<u64>,
+    /// Models routed to this provider: exact names or `*` patterns. None: the models its
+    /// `GET /models` lists.
     #[serde(default)]
     pub models: Vec<String>,
+    /// For `type = "mock"`: pause between streamed words, in milliseconds.
+    pub stream_delay_ms: Option<u64>,
 }
 
 /// The settings every command resolves, after file, environment and flags.
@@ -76,6 +164,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub owner_email: String,
     pub providers: Vec<ProviderConfig>,
+    pub aliases: HashMap<String, String>,
+    pub pricing: PricingTable,
+    pub unpriced: UnpricedPolicy,
+    pub max_body_bytes: usize,
 }
 
 /// What the command line and environment supplied (clap merges flag over env).
@@ -89,6 +181,8 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     pub key_prefix: Option<String>,
     pub log_level: Option<String>,
+    /// Serve the simulated demo provider in place of the default OpenAI one.
+    pub demo: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +220,25 @@ impl Settings {
             .owner_email
             .or(file.owner_email)
             .unwrap_or_else(|| DEFAULT_OWNER_EMAIL.to_owned());
-        let providers = resolve_providers(file.providers)?;
+        let providers = resolve_providers(file.providers, overrides.demo)?;
+        let mut pricing = PricingTable::shipped().map_err(|e| ConfigError(e.to_string()))?;
+        for (model, price) in &file.pricing.models {
+            pricing.set(model, price.price(&format!("pricing.models.{model}"))?);
+        }
+        let unpriced = match (file.pricing.unpriced, &file.pricing.fallback) {
+            (UnpricedChoice::Refuse, _) => UnpricedPolicy::Refuse,
+            (UnpricedChoice::Fallback, Some(price)) => UnpricedPolicy::Fallback(price.price("pricing.fallback")?),
+            (UnpricedChoice::Fallback, None) => {
+                return Err(ConfigError("pricing.unpriced = \"fallback\" needs a pricing.fallback price: fallback = { input = \"1.00\", output = \"3.00\" }".into()))
+            }
+        };
+        for (alias, target) in &file.aliases {
+            if alias.trim().is_empty() || target.trim().is_empty() {
+                return Err(ConfigError(format!(
+                    "aliases: `{alias}` = `{target}` has an empty name"
+                )));
+            }
+        }
         Ok(Settings {
             database,
             secret_file,
@@ -139,20 +251,22 @@ impl Settings {
             listen,
             owner_email,
             providers,
+            aliases: file.aliases,
+            pricing,
+            unpriced,
+            max_body_bytes: file.max_body_bytes.unwrap_or(32 * 1024 * 1024),
         })
     }
 
-    /// The models the routes offer, for `GET /v1/models`.
-    pub fn models(&self) -> Vec<ModelEntry> {
-        self.providers
+    /// The routing table: each provider's models as routes, and the aliases.
+    pub fn routes(&self) -> RouteTable {
+        let routes = self
+            .providers
             .iter()
-            .flat_map(|p| {
-                p.models.iter().map(|m| ModelEntry {
-                    id: m.clone(),
-                    provider: p.name.clone(),
-                })
-            })
-            .collect()
+            .enumerate()
+            .flat_map(|(i, p)| p.models.iter().map(move |m| (ModelPattern::new(m), i)))
+            .collect();
+        RouteTable::new(self.providers.len(), routes, self.aliases.clone())
     }
 }
 
@@ -192,16 +306,30 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
 }
 
 /// The default OpenAI provider (from `OPENAI_BASE_URL`/`OPENAI_API_KEY`) unless the file names
-/// one called `openai`, then the file's providers, checked.
-fn resolve_providers(declared: Vec<ProviderConfig>) -> Result<Vec<ProviderConfig>, ConfigError> {
+/// one called `openai` (or `--demo` puts the simulated provider first), then the file's
+/// providers, checked.
+fn resolve_providers(
+    declared: Vec<ProviderConfig>,
+    demo: bool,
+) -> Result<Vec<ProviderConfig>, ConfigError> {
     let mut providers = Vec::new();
-    if !declared.iter().any(|p| p.name == "openai") {
+    if demo {
+        providers.push(ProviderConfig {
+            name: "demo".into(),
+            kind: ProviderType::Mock,
+            models: tollgate_gateway::mock::DEMO_MODELS
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            ..ProviderConfig::default()
+        });
+    } else if !declared.iter().any(|p| p.name == "openai") {
         providers.push(ProviderConfig {
             name: "openai".into(),
             base_url: std::env::var("OPENAI_BASE_URL")
                 .unwrap_or_else(|_| "https://api.openai.com/v1".into()),
             api_key_env: Some("OPENAI_API_KEY".into()),
-            models: Vec::new(),
+            ..ProviderConfig::default()
         });
     }
     providers.extend(declared);
@@ -225,7 +353,9 @@ fn resolve_providers(declared: Vec<ProviderConfig>) -> Result<Vec<ProviderConfig
                 p.name
             )));
         }
-        if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+        if p.kind == ProviderType::Openai
+            && !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://"))
+        {
             return Err(ConfigError(format!(
                 "providers.{}: base_url `{}` must start with http:// or https://",
                 p.name, p.base_url
@@ -323,8 +453,14 @@ mod tests {
             ..Overrides::default()
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        let ids: Vec<String> = settings.models().into_iter().map(|m| m.id).collect();
+        let routes = settings.routes();
+        let ids: Vec<String> = routes.listable().into_iter().map(|(m, _)| m).collect();
         assert_eq!(ids, ["llama", "qwen"]);
+        assert_eq!(
+            routes.resolve("qwen").map(|r| r.provider),
+            Some(1),
+            "after the default openai provider"
+        );
 
         let (_dir, path) = write(
             "[[providers]]\nname = \"a\"\nbase_url = \"http://x\"\nmodels = [\"m\"]\n[[providers]]\nname = \"b\"\nbase_url = \"http://y\"\nmodels = [\"m\"]\n",
@@ -334,5 +470,62 @@ mod tests {
             ..Overrides::default()
         })
         .is_err());
+    }
+
+    #[test]
+    fn pricing_overrides_fallback_aliases_and_demo() {
+        let (_dir, path) = write(
+            "[aliases]\nfast = \"gpt-4o-mini\"\n[pricing]\nunpriced = \"fallback\"\nfallback = { input = \"1\", output = 3.5 }\n[pricing.models.\"llama-3\"]\ninput = \"0.05\"\ncached_input = \"0.01\"\noutput = \"0.10\"\n",
+        );
+        let settings = Settings::resolve(Overrides {
+            config: Some(path),
+            demo: true,
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(
+            settings.pricing.price("llama-3"),
+            Some(Price {
+                input: 50_000,
+                cached_input: 10_000,
+                output: 100_000
+            })
+        );
+        assert_eq!(
+            settings.unpriced,
+            UnpricedPolicy::Fallback(Price {
+                input: 1_000_000,
+                cached_input: 1_000_000,
+                output: 3_500_000
+            })
+        );
+        assert_eq!(settings.providers[0].name, "demo");
+        assert!(
+            settings.providers.iter().all(|p| p.name != "openai"),
+            "demo replaces the default provider"
+        );
+        assert_eq!(
+            settings.routes().resolve("fast").map(|r| r.model),
+            Some("gpt-4o-mini".into())
+        );
+
+        let (_dir, path) = write("[pricing]\nunpriced = \"fallback\"\n");
+        let err = Settings::resolve(Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.0.contains("needs a pricing.fallback price"),
+            "{}",
+            err.0
+        );
+        let (_dir, path) = write("[pricing.models.x]\ninput = \"cheap\"\noutput = \"1\"\n");
+        let err = Settings::resolve(Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(err.0.contains("pricing.models.x"), "{}", err.0);
     }
 }

@@ -48,6 +48,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => {
             overrides.listen = args.listen.clone();
             overrides.log_format = args.log_format;
+            overrides.demo = args.demo;
             overrides.owner_email = args.init.owner_email.clone();
             overrides.key_prefix = args.init.key_prefix.clone();
         }

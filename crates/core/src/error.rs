@@ -22,8 +22,12 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// 500 `server_error`.
     Server,
+    /// 502 `server_error`: the provider could not be reached.
+    BadGateway,
     /// 503 `server_error`.
     Unavailable,
+    /// 504 `server_error`: the provider did not answer in time.
+    GatewayTimeout,
 }
 
 impl ErrorKind {
@@ -37,13 +41,18 @@ impl ErrorKind {
             ErrorKind::Conflict => 409,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Server => 500,
+            ErrorKind::BadGateway => 502,
             ErrorKind::Unavailable => 503,
+            ErrorKind::GatewayTimeout => 504,
         }
     }
 
     pub fn type_name(self) -> &'static str {
         match self {
-            ErrorKind::Server | ErrorKind::Unavailable => "server_error",
+            ErrorKind::Server
+            | ErrorKind::BadGateway
+            | ErrorKind::Unavailable
+            | ErrorKind::GatewayTimeout => "server_error",
             _ => "invalid_request_error",
         }
     }

@@ -28,6 +28,18 @@ pub enum GatewayError {
     UnknownRoute { method: String, path: String },
     #[error("method {method} not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
+    #[error("request body is not JSON")]
+    InvalidJson(String),
+    #[error("no model in the request")]
+    MissingModel,
+    #[error("request body over {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("model {0} is not routed")]
+    ModelNotFound(String),
+    #[error("model {0} has no price")]
+    ModelNotPriced(String),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
 }
 
 impl GatewayError {
@@ -75,6 +87,33 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { method, path } => {
                 OpenAiError::new(MethodNotAllowed, format!("Method not allowed ({method} {path})"))
             }
+            GatewayError::InvalidJson(detail) => OpenAiError::new(
+                InvalidRequest,
+                format!("We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The API expects a JSON payload, but what was sent was not valid JSON: {detail}.)"),
+            ),
+            GatewayError::MissingModel => OpenAiError::new(InvalidRequest, "you must provide a model parameter").with_param("model"),
+            GatewayError::BodyTooLarge { limit } => OpenAiError::new(
+                PayloadTooLarge,
+                format!("The request body is larger than this Tollgate accepts ({limit} bytes). Send less, or raise max_body_bytes in tollgate.toml."),
+            )
+            .with_code("request_too_large"),
+            GatewayError::ModelNotFound(model) => OpenAiError::new(
+                NotFound,
+                format!("The model `{model}` does not exist or you do not have access to it. `GET /v1/models` lists the models you can use."),
+            )
+            .with_code("model_not_found"),
+            GatewayError::ModelNotPriced(model) => OpenAiError::new(
+                PermissionDenied,
+                format!("The model `{model}` has no price configured, so this Tollgate will not serve it. Add it under [pricing] in tollgate.toml, or set a fallback price."),
+            )
+            .with_code("model_not_priced"),
+            GatewayError::Upstream(err) => match err {
+                crate::upstream::UpstreamError::Timeout { .. } => OpenAiError::new(
+                    GatewayTimeout,
+                    format!("{err}. The request may still be running there; retry later or raise the provider's timeout_secs."),
+                ),
+                _ => OpenAiError::new(BadGateway, format!("{err}. Check the provider's base_url and that it is running.")),
+            },
         }
     }
 }

@@ -6,16 +6,25 @@
 //! (CLI, another replica) takes effect here within the follow interval.
 
 mod auth;
+mod catalog;
 mod error;
 mod key_table;
 mod last_used;
+mod metering;
+pub mod mock;
 mod models;
+mod proxy;
 mod request_id;
 mod server;
 mod settings;
+mod sse;
+mod tokens;
+mod upstream;
 
 pub use auth::Principal;
 pub use error::GatewayError;
 pub use key_table::KeyTable;
 pub use server::{Gateway, RunningGateway, StartError};
-pub use settings::{GatewaySettings, ModelEntry};
+pub use settings::{
+    GatewaySettings, MeteringSettings, ProviderKey, ProviderSettings, UnpricedPolicy,
+};

@@ -27,14 +27,19 @@ pub(crate) async fn list(
 ) -> Result<Json<ModelList>, GatewayError> {
     principal.require(Scope::Models, Access::Read)?;
     let data = state
-        .settings
-        .models
-        .iter()
-        .map(|m| Model {
-            id: m.id.clone(),
+        .catalog
+        .routes()
+        .listable()
+        .into_iter()
+        .map(|(id, provider)| Model {
+            id,
             object: "model",
             created: state.started_at.seconds(),
-            owned_by: m.provider.clone(),
+            owned_by: state
+                .upstreams
+                .get(provider)
+                .map(|u| u.settings.name.clone())
+                .unwrap_or_default(),
         })
         .collect();
     Ok(Json(ModelList {

@@ -5,6 +5,10 @@ use axum::response::Response;
 use std::time::Instant;
 use tracing::Instrument;
 
+/// The request's id, for handlers (from the request's extensions).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// A fresh request id, `req_` and 32 hex digits, as OpenAI's.
 pub(crate) fn new_request_id() -> String {
     let mut bytes = [0u8; 16];
@@ -19,8 +23,9 @@ pub(crate) fn new_request_id() -> String {
 
 /// Gives every request an id (in its log span and the `x-request-id` header) and reports its
 /// processing time in `openai-processing-ms`.
-pub(crate) async fn tag(request: Request, next: Next) -> Response {
+pub(crate) async fn tag(mut request: Request, next: Next) -> Response {
     let id = new_request_id();
+    request.extensions_mut().insert(RequestId(id.clone()));
     let started = Instant::now();
     let span = tracing::info_span!(
         "request",

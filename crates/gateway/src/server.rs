@@ -1,10 +1,13 @@
+use crate::catalog::Catalog;
 use crate::error::GatewayError;
 use crate::key_table::KeyTable;
 use crate::last_used::LastUsed;
+use crate::metering::{self, UsageSink};
 use crate::settings::GatewaySettings;
-use crate::{auth, models, request_id};
+use crate::upstream::Upstream;
+use crate::{auth, models, proxy, request_id};
 use axum::http::{Method, Uri};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::{middleware, Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +26,9 @@ pub(crate) struct AppState {
     pub last_used: Arc<LastUsed>,
     pub settings: Arc<GatewaySettings>,
     pub started_at: UnixTime,
+    pub catalog: Arc<Catalog>,
+    pub upstreams: Arc<Vec<Upstream>>,
+    pub usage: UsageSink,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +40,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("could not set up the HTTP client for provider {provider}: {reason}")]
+    Client { provider: String, reason: String },
 }
 
 /// The data plane, ready to start.
@@ -55,6 +63,7 @@ pub struct RunningGateway {
     background: Vec<JoinHandle<()>>,
     grace: std::time::Duration,
     keys: Arc<KeyTable>,
+    metering: JoinHandle<()>,
 }
 
 impl Gateway {
@@ -72,8 +81,27 @@ impl Gateway {
             addr: self.settings.listen,
             source,
         })?;
+        let upstreams = self
+            .settings
+            .providers
+            .iter()
+            .map(|p| {
+                Upstream::new(p.clone()).map_err(|e| StartError::Client {
+                    provider: p.name.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let upstreams = Arc::new(upstreams);
+        let catalog = Arc::new(Catalog::new(self.settings.routes.clone()));
+        catalog.refresh(&upstreams).await;
         let (stop, stop_rx) = watch::channel(false);
         let last_used = Arc::new(LastUsed::default());
+        let (usage, metering) = metering::start(
+            self.store.clone(),
+            self.settings.metering.capacity,
+            self.settings.metering.batch,
+        );
         let background = vec![
             tokio::spawn(keys.clone().follow(
                 self.store.clone(),
@@ -83,6 +111,11 @@ impl Gateway {
             tokio::spawn(last_used.clone().run(
                 self.store.clone(),
                 self.settings.last_used_flush,
+                stop_rx.clone(),
+            )),
+            tokio::spawn(catalog.clone().run(
+                upstreams.clone(),
+                self.settings.model_refresh,
                 stop_rx.clone(),
             )),
         ];
@@ -95,6 +128,9 @@ impl Gateway {
             clock: self.clock,
             last_used,
             settings: Arc::new(self.settings),
+            catalog,
+            upstreams,
+            usage,
         };
         let app = router(state);
         let mut shutdown_rx = stop_rx;
@@ -120,6 +156,7 @@ impl Gateway {
             background,
             grace,
             keys,
+            metering,
         })
     }
 }
@@ -134,23 +171,44 @@ impl RunningGateway {
         &self.keys
     }
 
-    /// Stops accepting, lets requests in flight finish (up to the grace period), and writes
-    /// what is still pending.
+    /// Stops accepting, lets requests in flight finish (up to the grace period), then writes
+    /// every pending usage event and last-used time before returning.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        if tokio::time::timeout(self.grace, self.server).await.is_err() {
+        let server = self.server;
+        let abort = server.abort_handle();
+        if tokio::time::timeout(self.grace, server).await.is_err() {
             tracing::warn!("requests still in flight after the shutdown grace period were cut off");
+            abort.abort();
         }
         for task in self.background {
             let _ = task.await;
         }
+        // The writer ends once the last request holding a usage sink has finished.
+        let _ = self.metering.await;
     }
 }
 
 fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/models", get(models::list).fallback(method_not_allowed))
-        .route("/v1/{*rest}", any(unknown_route))
+        .route(
+            "/v1/chat/completions",
+            post(proxy::chat_completions).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/responses",
+            post(proxy::responses).fallback(proxy::other),
+        )
+        .route(
+            "/v1/completions",
+            post(proxy::completions).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/embeddings",
+            post(proxy::embeddings).fallback(method_not_allowed),
+        )
+        .route("/v1/{*rest}", any(proxy::other))
         .route("/v1", any(unknown_route))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -1,19 +1,74 @@
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tollgate_core::pricing::{Price, PricingTable};
+use tollgate_core::routing::RouteTable;
 
-/// One model a route offers, as `GET /v1/models` lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelEntry {
-    pub id: String,
-    /// The provider serving it, shown as `owned_by`.
-    pub provider: String,
+/// A provider's real API key. Prints as `*****`.
+#[derive(Clone)]
+pub struct ProviderKey(String);
+
+impl ProviderKey {
+    pub fn new(key: String) -> ProviderKey {
+        ProviderKey(key)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ProviderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ProviderKey(*****)")
+    }
+}
+
+/// One OpenAI-compatible upstream.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    pub name: String,
+    /// Base URL including `/v1`, without a trailing slash.
+    pub base_url: String,
+    pub api_key: Option<ProviderKey>,
+    /// Extra headers sent on every request to this provider.
+    pub headers: Vec<(String, String)>,
+    /// Longest wait for the response to start (and between two pieces of a streamed body).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// What happens to a routed model with no price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnpricedPolicy {
+    /// Refuse the request: nothing is served for free by accident.
+    Refuse,
+    /// Meter it at this price.
+    Fallback(Price),
+}
+
+/// The metering pipeline's sizes.
+#[derive(Debug, Clone, Copy)]
+pub struct MeteringSettings {
+    /// Events waiting to be written before requests wait (back-pressure).
+    pub capacity: usize,
+    /// Most events written in one transaction.
+    pub batch: usize,
 }
 
 /// Everything the data plane needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
     pub listen: SocketAddr,
-    pub models: Vec<ModelEntry>,
+    pub providers: Vec<ProviderSettings>,
+    pub routes: RouteTable,
+    pub pricing: PricingTable,
+    pub unpriced: UnpricedPolicy,
+    /// Largest request body accepted on metered endpoints.
+    pub max_body_bytes: usize,
+    /// How often providers without routes are asked for their models.
+    pub model_refresh: Duration,
+    pub metering: MeteringSettings,
     /// How often the store's change log is read.
     pub follow_interval: Duration,
     /// How often last-used times are written.
@@ -26,7 +81,16 @@ impl GatewaySettings {
     pub fn new(listen: SocketAddr) -> GatewaySettings {
         GatewaySettings {
             listen,
-            models: Vec::new(),
+            providers: Vec::new(),
+            routes: RouteTable::default(),
+            pricing: PricingTable::shipped().unwrap_or_default(),
+            unpriced: UnpricedPolicy::Refuse,
+            max_body_bytes: 32 * 1024 * 1024,
+            model_refresh: Duration::from_secs(600),
+            metering: MeteringSettings {
+                capacity: 16_384,
+                batch: 1_024,
+            },
             follow_interval: Duration::from_millis(200),
             last_used_flush: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),

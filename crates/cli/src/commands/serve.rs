@@ -1,12 +1,15 @@
 use crate::app;
+use crate::config::ProviderType;
 use crate::config::Settings;
 use crate::failure::Failure;
 use crate::output::print_json;
 use crate::secret_file::SecretSource;
 use serde_json::json;
 use std::io::Write;
+use std::time::Duration;
 use tollgate_control::FirstRun;
-use tollgate_gateway::{Gateway, GatewaySettings};
+use tollgate_gateway::mock::{MockProvider, MockSettings};
+use tollgate_gateway::{Gateway, GatewaySettings, ProviderKey, ProviderSettings, UnpricedPolicy};
 
 /// `tollgate serve`: set up on first run, then serve until SIGTERM or Ctrl-C.
 pub async fn serve(settings: &Settings) -> Result<(), Failure> {
@@ -17,15 +20,14 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     if let Some(first) = &first_run {
         print_banner(first, settings)?;
     }
-    for provider in &settings.providers {
-        if let Some(var) = &provider.api_key_env {
-            if std::env::var(var).map(|v| v.is_empty()).unwrap_or(true) {
-                tracing::warn!(provider = %provider.name, variable = %var, "the provider's API key variable is not set; requests routed to it will be refused by the provider");
-            }
-        }
-    }
+    let (providers, _mocks) = providers(settings).await?;
     let mut gateway_settings = GatewaySettings::new(settings.listen);
-    gateway_settings.models = settings.models();
+    gateway_settings.providers = providers;
+    gateway_settings.routes = settings.routes();
+    gateway_settings.pricing = settings.pricing.clone();
+    gateway_settings.unpriced = settings.unpriced;
+    gateway_settings.max_body_bytes = settings.max_body_bytes;
+    warn_about_unpriced_routes(settings);
     let gateway = Gateway {
         settings: gateway_settings,
         store: control.store().clone(),
@@ -47,6 +49,83 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     control.store().close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The providers as the gateway needs them, starting the simulated ones. The returned mock
+/// handles keep those running; drop them after the gateway stops.
+async fn providers(
+    settings: &Settings,
+) -> Result<(Vec<ProviderSettings>, Vec<MockProvider>), Failure> {
+    let mut out = Vec::new();
+    let mut mocks = Vec::new();
+    for p in &settings.providers {
+        let base_url = match p.kind {
+            ProviderType::Openai => p.base_url.trim_end_matches('/').to_owned(),
+            ProviderType::Mock => {
+                let mut mock_settings = MockSettings::default();
+                if let Some(ms) = p.stream_delay_ms {
+                    mock_settings.token_delay = Duration::from_millis(ms);
+                }
+                if !p.models.is_empty() {
+                    mock_settings.models = p
+                        .models
+                        .iter()
+                        .filter(|m| !m.contains('*'))
+                        .cloned()
+                        .collect();
+                }
+                let mock = MockProvider::start(mock_settings).await?;
+                tracing::warn!(provider = %p.name, url = %mock.base_url(), "SIMULATED provider: its replies are generated locally by Tollgate's demo provider, not by a model");
+                let url = mock.base_url();
+                mocks.push(mock);
+                url
+            }
+        };
+        let api_key = match &p.api_key_env {
+            Some(var) => match std::env::var(var) {
+                Ok(value) if !value.is_empty() => Some(ProviderKey::new(value)),
+                _ => {
+                    tracing::warn!(provider = %p.name, variable = %var, "the provider's API key variable is not set; requests routed to it go without a key");
+                    None
+                }
+            },
+            None => None,
+        };
+        out.push(ProviderSettings {
+            name: p.name.clone(),
+            base_url,
+            api_key,
+            headers: p
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            timeout: Duration::from_secs(p.timeout_secs.unwrap_or(600)),
+            connect_timeout: Duration::from_secs(p.connect_timeout_secs.unwrap_or(5)),
+        });
+    }
+    Ok((out, mocks))
+}
+
+/// Start-up warning for routed models that have no price.
+fn warn_about_unpriced_routes(settings: &Settings) {
+    for (model, provider) in settings.routes().listable() {
+        if settings.pricing.price(&model).is_none() {
+            let provider = settings
+                .providers
+                .get(provider)
+                .map(|p| p.name.as_str())
+                .unwrap_or("?");
+            match settings.unpriced {
+                UnpricedPolicy::Refuse => {
+                    tracing::warn!(%model, %provider, "model has no price and will be refused; add it under [pricing.models] or set a fallback")
+                }
+                UnpricedPolicy::Fallback(_) => {
+                    tracing::warn!(%model, %provider, "model has no price; it is metered at the fallback price")
+                }
+            }
+        }
+    }
 }
 
 /// `tollgate init`: set up an empty database and print what was made, once.

@@ -1,0 +1,522 @@
+//! The demo provider: a simulated OpenAI-compatible server that Tollgate runs on a loopback port
+//! inside its own process (`tollgate serve --demo`, or a provider with `type = "mock"`). Replies
+//! are deterministic text marked `[simulated]`, usage is counted with the real tokenizer, and
+//! streams send one word per event with a configurable delay. Tests use it as the fake upstream;
+//! the `x-mock-fail` request header makes it answer with an error (`500`, `429`) or hang (`slow`).
+
+use crate::tokens;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The models the demo provider serves unless told otherwise.
+pub const DEMO_MODELS: &[&str] = &[
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1-mini",
+    "gpt-4.1",
+    "o4-mini",
+    "text-embedding-3-small",
+];
+
+#[derive(Debug, Clone)]
+pub struct MockSettings {
+    pub models: Vec<String>,
+    /// Pause between two streamed words.
+    pub token_delay: Duration,
+}
+
+impl Default for MockSettings {
+    fn default() -> Self {
+        MockSettings {
+            models: DEMO_MODELS.iter().map(|m| m.to_string()).collect(),
+            token_delay: Duration::from_millis(20),
+        }
+    }
+}
+
+/// A request the mock received, for tests to inspect.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Clone)]
+struct MockState {
+    settings: Arc<MockSettings>,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+}
+
+/// A running demo provider.
+#[derive(Debug)]
+pub struct MockProvider {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    stop: watch::Sender<bool>,
+}
+
+impl MockProvider {
+    /// Starts serving on `127.0.0.1` at a free port.
+    pub async fn start(settings: MockSettings) -> std::io::Result<MockProvider> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = MockState {
+            settings: Arc::new(settings),
+            seen: seen.clone(),
+        };
+        let app = Router::new()
+            .route("/v1/models", get(models))
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/completions", post(completions))
+            .route("/v1/responses", post(responses))
+            .route("/v1/embeddings", post(embeddings))
+            .fallback(echo)
+            .with_state(state);
+        let (stop, mut stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop_rx.changed().await;
+            };
+            if let Err(err) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %err, "the demo provider stopped");
+            }
+        });
+        Ok(MockProvider { addr, seen, stop })
+    }
+
+    /// `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The requests received so far (the last 1,000).
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for MockProvider {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn remember(state: &MockState, path: &str, headers: &HeaderMap, body: &Value) {
+    if let Ok(mut seen) = state.seen.lock() {
+        if seen.len() >= 1_000 {
+            seen.remove(0);
+        }
+        seen.push(SeenRequest {
+            path: path.to_owned(),
+            headers: headers.clone(),
+            body: body.clone(),
+        });
+    }
+}
+
+/// The failure a test asked for, if any.
+async fn injected_failure(headers: &HeaderMap) -> Option<Response> {
+    match headers.get("x-mock-fail").and_then(|v| v.to_str().ok())? {
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(3_600)).await;
+            None
+        }
+        "429" => Some(
+            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "7"), ("x-ratelimit-limit-requests", "3")], Json(json!({"error": {"message": "Rate limit reached for demo on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 7s.", "type": "requests", "param": null, "code": "rate_limit_exceeded"}})))
+                .into_response(),
+        ),
+        _ => Some((StatusCode::INTERNAL_SERVER_ERROR, [("retry-after", "1")], Json(json!({"error": {"message": "The server had an error while processing your request. Sorry about that!", "type": "server_error", "param": null, "code": null}}))).into_response()),
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn id(prefix: &str) -> String {
+    format!("{prefix}{}", tollgate_core::ids::random_base62(24))
+}
+
+/// The simulated reply, cut to `max_tokens` words.
+fn reply_words(body: &Value) -> Vec<String> {
+    let prompt = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .map(|m| m["content"].clone())
+        .or_else(|| Some(body["input"].clone()))
+        .unwrap_or(Value::Null);
+    let prompt = match &prompt {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let shown: String = prompt.chars().take(40).collect();
+    let text = format!("[simulated] This is Tollgate's demo provider answering \"{shown}\". No model was called; the text and token counts are produced locally so you can see the whole flow.");
+    let limit = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|k| body[*k].as_u64())
+        .unwrap_or(u64::MAX) as usize;
+    text.split(' ')
+        .take(limit.max(1))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn model_of(body: &Value) -> String {
+    body["model"].as_str().unwrap_or("gpt-4o-mini").to_owned()
+}
+
+fn chat_usage(prompt: i64, completion: i64) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}})
+}
+
+fn sse(events: Vec<(Option<&'static str>, Value)>, delay: Duration, done: bool) -> Response {
+    let stream = futures_util::stream::unfold(
+        (events.into_iter(), false, done),
+        move |(mut events, started, done)| async move {
+            if started {
+                tokio::time::sleep(delay).await;
+            }
+            match events.next() {
+                Some((name, data)) => {
+                    let text = match name {
+                        Some(name) => format!("event: {name}\ndata: {data}\n\n"),
+                        None => format!("data: {data}\n\n"),
+                    };
+                    Some((
+                        Ok::<Bytes, std::io::Error>(Bytes::from(text)),
+                        (events, true, done),
+                    ))
+                }
+                None if done => Some((
+                    Ok(Bytes::from_static(b"data: [DONE]\n\n")),
+                    (events, true, false),
+                )),
+                None => None,
+            }
+        },
+    );
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        "x-tollgate-simulated",
+        axum::http::HeaderValue::from_static("true"),
+    );
+    response
+}
+
+fn simulated(value: Value) -> Response {
+    let mut response = Json(value).into_response();
+    response.headers_mut().insert(
+        "x-tollgate-simulated",
+        axum::http::HeaderValue::from_static("true"),
+    );
+    response
+}
+
+async fn models(State(state): State<MockState>) -> Response {
+    let data: Vec<Value> = state.settings.models.iter().map(|m| json!({"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "tollgate-demo"})).collect();
+    simulated(json!({"object": "list", "data": data}))
+}
+
+async fn chat(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    remember(&state, "/v1/chat/completions", &headers, &body);
+    if let Some(failure) = injected_failure(&headers).await {
+        return failure;
+    }
+    let words = reply_words(&body);
+    let text = words.join(" ");
+    let prompt = tokens::count_request(&serde_json::to_vec(&body).unwrap_or_default());
+    let completion = tokens::count(&text);
+    let (id, created, model) = (id("chatcmpl-"), now(), model_of(&body));
+    if body["stream"].as_bool() != Some(true) {
+        return simulated(
+            json!({"id": id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []}, "logprobs": null, "finish_reason": "stop"}],
+            "usage": chat_usage(prompt, completion), "service_tier": "default", "system_fingerprint": "tollgate-demo"}),
+        );
+    }
+    let include_usage = body["stream_options"]["include_usage"].as_bool() == Some(true);
+    let chunk = |delta: Value, finish: Value| {
+        let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "service_tier": "default", "system_fingerprint": "tollgate-demo",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        (None, c)
+    };
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    for (i, word) in words.iter().enumerate() {
+        let piece = if i == 0 {
+            word.clone()
+        } else {
+            format!(" {word}")
+        };
+        events.push(chunk(json!({"content": piece}), Value::Null));
+    }
+    events.push(chunk(json!({}), json!("stop")));
+    if include_usage {
+        events.push((None, json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "service_tier": "default", "system_fingerprint": "tollgate-demo", "choices": [], "usage": chat_usage(prompt, completion)})));
+    }
+    sse(events, state.settings.token_delay, true)
+}
+
+async fn completions(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    remember(&state, "/v1/completions", &headers, &body);
+    if let Some(failure) = injected_failure(&headers).await {
+        return failure;
+    }
+    let words = reply_words(&json!({"input": body["prompt"], "max_tokens": body["max_tokens"]}));
+    let text = words.join(" ");
+    let prompt = tokens::count_request(&serde_json::to_vec(&body).unwrap_or_default());
+    let (id, created, model) = (id("cmpl-"), now(), model_of(&body));
+    let usage = json!({"prompt_tokens": prompt, "completion_tokens": tokens::count(&text), "total_tokens": prompt + tokens::count(&text)});
+    if body["stream"].as_bool() != Some(true) {
+        return simulated(
+            json!({"id": id, "object": "text_completion", "created": created, "model": model, "system_fingerprint": "tollgate-demo",
+            "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": "stop"}], "usage": usage}),
+        );
+    }
+    let include_usage = body["stream_options"]["include_usage"].as_bool() == Some(true);
+    let mut events: Vec<(Option<&'static str>, Value)> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (None, json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [{"text": if i == 0 { w.clone() } else { format!(" {w}") }, "index": 0, "logprobs": null, "finish_reason": null}]})))
+        .collect();
+    if include_usage {
+        events.push((None, json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [], "usage": usage})));
+    }
+    sse(events, state.settings.token_delay, true)
+}
+
+async fn responses(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    remember(&state, "/v1/responses", &headers, &body);
+    if let Some(failure) = injected_failure(&headers).await {
+        return failure;
+    }
+    let words = reply_words(&body);
+    let text = words.join(" ");
+    let input = tokens::count_request(&serde_json::to_vec(&body).unwrap_or_default());
+    let output = tokens::count(&text);
+    let (resp_id, msg_id, created, model) = (id("resp_"), id("msg_"), now(), model_of(&body));
+    let message = |status: &str, text: &str| json!({"type": "message", "id": msg_id, "status": status, "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]});
+    let response = |status: &str, output_items: Value, usage: Value| {
+        json!({"id": resp_id, "object": "response", "created_at": created, "status": status, "background": false, "error": null, "incomplete_details": null,
+            "instructions": body.get("instructions").cloned().unwrap_or(Value::Null), "max_output_tokens": body.get("max_output_tokens").cloned().unwrap_or(Value::Null),
+            "model": model, "output": output_items, "parallel_tool_calls": true, "previous_response_id": null, "reasoning": {"effort": null, "summary": null},
+            "service_tier": "default", "store": true, "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"}, "tool_choice": "auto", "tools": [],
+            "top_p": 1.0, "truncation": "disabled", "usage": usage, "user": null, "metadata": {}})
+    };
+    let usage = json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": output, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input + output});
+    if body["stream"].as_bool() != Some(true) {
+        return simulated(response(
+            "completed",
+            json!([message("completed", &text)]),
+            usage,
+        ));
+    }
+    let mut seq = 0;
+    let mut next = |name: &'static str, mut data: Value| {
+        data["type"] = json!(name);
+        data["sequence_number"] = json!(seq);
+        seq += 1;
+        (Some(name), data)
+    };
+    let mut events = vec![
+        next(
+            "response.created",
+            json!({"response": response("in_progress", json!([]), Value::Null)}),
+        ),
+        next(
+            "response.in_progress",
+            json!({"response": response("in_progress", json!([]), Value::Null)}),
+        ),
+        next(
+            "response.output_item.added",
+            json!({"output_index": 0, "item": {"type": "message", "id": msg_id, "status": "in_progress", "role": "assistant", "content": []}}),
+        ),
+        next(
+            "response.content_part.added",
+            json!({"item_id": msg_id, "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
+        ),
+    ];
+    for (i, word) in words.iter().enumerate() {
+        let piece = if i == 0 {
+            word.clone()
+        } else {
+            format!(" {word}")
+        };
+        events.push(next("response.output_text.delta", json!({"item_id": msg_id, "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []})));
+    }
+    events.push(next("response.output_text.done", json!({"item_id": msg_id, "output_index": 0, "content_index": 0, "text": text, "logprobs": []})));
+    events.push(next("response.content_part.done", json!({"item_id": msg_id, "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": [], "logprobs": []}})));
+    events.push(next(
+        "response.output_item.done",
+        json!({"output_index": 0, "item": message("completed", &text)}),
+    ));
+    events.push(next(
+        "response.completed",
+        json!({"response": response("completed", json!([message("completed", &text)]), usage)}),
+    ));
+    sse(events, state.settings.token_delay, false)
+}
+
+async fn embeddings(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    remember(&state, "/v1/embeddings", &headers, &body);
+    if let Some(failure) = injected_failure(&headers).await {
+        return failure;
+    }
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| i.to_string())
+            })
+            .collect(),
+        other => vec![other.to_string()],
+    };
+    let dims = body["dimensions"].as_u64().unwrap_or(256).clamp(1, 3_072) as usize;
+    let base64 = body["encoding_format"].as_str() == Some("base64");
+    let mut prompt = 0;
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            prompt += tokens::count(text);
+            let vector = pseudo_embedding(text, dims);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+                json!(base64_encode(&bytes))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    simulated(
+        json!({"object": "list", "data": data, "model": model_of(&body), "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}),
+    )
+}
+
+/// Any other path: 200 with what was received, so pass-through can be observed.
+async fn echo(
+    State(state): State<MockState>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let value = json!({"method": method.as_str(), "path": uri.path(), "query": uri.query(), "bytes": body.len()});
+    remember(&state, uri.path(), &headers, &value);
+    if let Some(failure) = injected_failure(&headers).await {
+        return failure;
+    }
+    simulated(json!({"object": "tollgate.mock.echo", "received": value}))
+}
+
+/// A unit vector that depends only on the text.
+fn pseudo_embedding(text: &str, dims: usize) -> Vec<f32> {
+    let mut state: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        state = (state ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let raw: Vec<f32> = (0..dims)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect();
+    let norm = raw
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
+    raw.into_iter().map(|x| x / norm).collect()
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn embeddings_are_deterministic_unit_vectors() {
+        let a = pseudo_embedding("hello", 64);
+        assert_eq!(a, pseudo_embedding("hello", 64));
+        assert_ne!(a, pseudo_embedding("hellp", 64));
+        let norm: f32 = a.iter().map(|x| x * x).sum();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
+}

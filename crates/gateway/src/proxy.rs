@@ -1,0 +1,621 @@
+//! Forwarding to providers: the metered endpoints (chat completions, responses, completions,
+//! embeddings) and the pass-through of every other `/v1/*` path, both streamed.
+
+use crate::auth::Principal;
+use crate::error::GatewayError;
+use crate::request_id::RequestId;
+use crate::server::AppState;
+use crate::settings::UnpricedPolicy;
+use crate::sse::SseMeter;
+use crate::tokens;
+use crate::upstream::{client_headers, Upstream};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{BoxStream, StreamExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tollgate_core::pricing::Price;
+use tollgate_core::usage::TokenUsage;
+use tollgate_core::{Access, Scope};
+use tollgate_store::UsageEvent;
+
+/// Largest non-streamed response body kept to read its usage; larger ones pass through unread.
+const MAX_METERED_BODY: usize = 16 * 1024 * 1024;
+
+/// An endpoint that bills tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Responses,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/v1/chat/completions",
+            Endpoint::Responses => "/v1/responses",
+            Endpoint::Completions => "/v1/completions",
+            Endpoint::Embeddings => "/v1/embeddings",
+        }
+    }
+
+    fn scope(self) -> Scope {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::Completions => Scope::ChatCompletions,
+            Endpoint::Responses => Scope::Responses,
+            Endpoint::Embeddings => Scope::Embeddings,
+        }
+    }
+
+    /// Whether the endpoint takes `stream_options.include_usage`.
+    fn takes_stream_options(self) -> bool {
+        matches!(self, Endpoint::ChatCompletions | Endpoint::Completions)
+    }
+}
+
+/// The few request fields routing and metering need; everything else is left unparsed.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(borrow, default)]
+    stream_options: Option<&'a RawValue>,
+}
+
+/// The request as it will be sent: the body (rewritten only when it must be) and what the
+/// client asked for.
+struct Prepared {
+    body: Bytes,
+    model: String,
+    stream: bool,
+    client_wants_usage: bool,
+}
+
+fn prepare(
+    endpoint: Endpoint,
+    raw: &Bytes,
+    served_model: impl FnOnce(&str) -> Result<String, GatewayError>,
+) -> Result<Prepared, GatewayError> {
+    let head: Head =
+        serde_json::from_slice(raw).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+    let model: String = head
+        .model
+        .and_then(|m| serde_json::from_str::<String>(m.get()).ok())
+        .filter(|m| !m.is_empty())
+        .ok_or(GatewayError::MissingModel)?;
+    let served = served_model(&model)?;
+    let stream = head.stream.unwrap_or(false);
+    let options: serde_json::Map<String, serde_json::Value> = head
+        .stream_options
+        .and_then(|o| serde_json::from_str(o.get()).ok())
+        .unwrap_or_default();
+    let client_wants_usage = options
+        .get("include_usage")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let add_usage = stream && endpoint.takes_stream_options() && !client_wants_usage;
+    if served == model && !add_usage {
+        return Ok(Prepared {
+            body: raw.clone(),
+            model: served,
+            stream,
+            client_wants_usage,
+        });
+    }
+    let mut fields: BTreeMap<String, Box<RawValue>> =
+        serde_json::from_slice(raw).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+    let to_raw = |v: &serde_json::Value| {
+        RawValue::from_string(v.to_string()).map_err(|e| GatewayError::InvalidJson(e.to_string()))
+    };
+    fields.insert(
+        "model".into(),
+        to_raw(&serde_json::Value::String(served.clone()))?,
+    );
+    if add_usage {
+        let mut options = options;
+        options.insert("include_usage".into(), serde_json::Value::Bool(true));
+        fields.insert(
+            "stream_options".into(),
+            to_raw(&serde_json::Value::Object(options))?,
+        );
+    }
+    let body = serde_json::to_vec(&fields).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+    Ok(Prepared {
+        body: Bytes::from(body),
+        model: served,
+        stream,
+        client_wants_usage,
+    })
+}
+
+/// Reads a request body up to the configured limit.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, GatewayError> {
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| GatewayError::BodyTooLarge { limit })
+}
+
+/// A request's usage event in the making.
+struct Meter {
+    state: AppState,
+    event: UsageEvent,
+    price: Price,
+    started: Instant,
+    request: Bytes,
+}
+
+impl Meter {
+    fn event(mut self, usage: TokenUsage, status: u16) -> (AppState, UsageEvent) {
+        self.event.input_tokens = usage.input;
+        self.event.cached_input_tokens = usage.cached_input;
+        self.event.output_tokens = usage.output;
+        self.event.reasoning_tokens = usage.reasoning;
+        self.event.cost = self.price.cost(&usage);
+        self.event.status = status;
+        self.event.latency_ms = self.started.elapsed().as_millis() as i64;
+        (self.state, self.event)
+    }
+
+    async fn finish(self, usage: TokenUsage, status: u16) {
+        let (state, event) = self.event(usage, status);
+        state.usage.record(event).await;
+    }
+
+    /// For a response the client abandoned: bill what was produced, counted locally.
+    fn abandon(self, delivered: &str) {
+        let usage = TokenUsage {
+            input: tokens::count_request(&self.request),
+            cached_input: 0,
+            output: tokens::count(delivered),
+            reasoning: 0,
+        };
+        let (state, event) = self.event(usage, 499);
+        tracing::info!(request_id = %event.request_id, output_tokens = event.output_tokens, "client disconnected; billed the delivered part");
+        state.usage.record_detached(event);
+    }
+}
+
+/// The response body: the provider's body passed through piece by piece, read on the way.
+struct Relay {
+    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    sse: Option<SseMeter>,
+    /// Copy of a non-streamed body, to read its usage at the end.
+    copy: Option<BytesMut>,
+    meter: Option<Meter>,
+    status: u16,
+}
+
+impl Relay {
+    fn usage(&self) -> Option<TokenUsage> {
+        if let Some(sse) = &self.sse {
+            return sse.usage;
+        }
+        let copy = self.copy.as_ref()?;
+        let value: serde_json::Value = serde_json::from_slice(copy).ok()?;
+        TokenUsage::from_usage(&value["usage"])
+    }
+
+    async fn end(&mut self) {
+        let Some(meter) = self.meter.take() else {
+            return;
+        };
+        let usage = if self.status >= 400 {
+            TokenUsage::default()
+        } else {
+            self.usage().unwrap_or_else(|| {
+                let text = self.sse.as_ref().map(|s| s.text.as_str()).unwrap_or("");
+                TokenUsage {
+                    input: tokens::count_request(&meter.request),
+                    cached_input: 0,
+                    output: tokens::count(text),
+                    reasoning: 0,
+                }
+            })
+        };
+        meter.finish(usage, self.status).await;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(meter) = self.meter.take() {
+            let text = self
+                .sse
+                .as_ref()
+                .map(|s| s.text.clone())
+                .unwrap_or_default();
+            meter.abandon(&text);
+        }
+    }
+}
+
+fn relay_body(relay: Relay) -> Body {
+    let stream = futures_util::stream::unfold(Some(relay), |state| async move {
+        let mut relay = state?;
+        loop {
+            match relay.upstream.next().await {
+                Some(Ok(chunk)) => {
+                    let out = match relay.sse.as_mut() {
+                        Some(sse) => sse.push(&chunk),
+                        None => {
+                            if let Some(copy) = relay.copy.as_mut() {
+                                if copy.len() + chunk.len() <= MAX_METERED_BODY {
+                                    copy.extend_from_slice(&chunk);
+                                } else {
+                                    relay.copy = None;
+                                }
+                            }
+                            chunk
+                        }
+                    };
+                    if !out.is_empty() {
+                        return Some((Ok::<Bytes, std::io::Error>(out), Some(relay)));
+                    }
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "the provider's response broke off");
+                    relay.end().await;
+                    return Some((Err(std::io::Error::other(err)), None));
+                }
+                None => {
+                    let rest = relay.sse.as_mut().map(SseMeter::finish).unwrap_or_default();
+                    relay.end().await;
+                    return if rest.is_empty() {
+                        None
+                    } else {
+                        Some((Ok(rest), None))
+                    };
+                }
+            }
+        }
+    });
+    Body::from_stream(stream)
+}
+
+/// Tollgate's headers on every proxied response.
+fn add_identity_headers(headers: &mut HeaderMap, principal: &Principal) {
+    let key = &principal.key.key;
+    if let Ok(v) = HeaderValue::from_str(key.org_id.as_str()) {
+        headers.insert("openai-organization", v);
+    }
+    if let Some(Ok(v)) = key
+        .project_id
+        .as_ref()
+        .map(|p| HeaderValue::from_str(p.as_str()))
+    {
+        headers.insert("openai-project", v);
+    }
+    headers.insert("openai-version", HeaderValue::from_static("2020-10-01"));
+}
+
+pub(crate) struct Call {
+    pub state: AppState,
+    pub principal: Principal,
+    pub request_id: RequestId,
+    pub peer: SocketAddr,
+}
+
+impl Call {
+    fn event(&self, endpoint: &str, requested: &str, served: &str) -> UsageEvent {
+        let key = &self.principal.key.key;
+        UsageEvent {
+            request_id: self.request_id.0.clone(),
+            org_id: key.org_id.clone(),
+            project_id: key
+                .project_id
+                .clone()
+                .unwrap_or_else(|| tollgate_core::ProjectId::from_trusted(String::new())),
+            key_id: key.id.clone(),
+            model_requested: requested.to_owned(),
+            model_served: served.to_owned(),
+            endpoint: endpoint.to_owned(),
+            input_tokens: 0,
+            cached_input_tokens: 0,
+            output_tokens: 0,
+            reasoning_tokens: 0,
+            cost: tollgate_core::MicroUsd::ZERO,
+            status: 0,
+            latency_ms: 0,
+            client_ip: Some(self.peer.ip().to_string()),
+            created_at: self.state.clock.now(),
+        }
+    }
+}
+
+/// A metered endpoint: route by model, forward, stream back, meter.
+pub(crate) async fn metered(
+    call: Call,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let started = Instant::now();
+    call.principal.require(endpoint.scope(), Access::Write)?;
+    let raw = read_body(body, &headers, call.state.settings.max_body_bytes).await?;
+    let routes = call.state.catalog.routes();
+    let mut provider = 0;
+    let mut requested = String::new();
+    let prepared = prepare(endpoint, &raw, |model| {
+        requested = model.to_owned();
+        let resolved = routes
+            .resolve(model)
+            .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
+        provider = resolved.provider;
+        Ok(resolved.model)
+    })?;
+    let price = match (
+        call.state.settings.pricing.price(&prepared.model),
+        call.state.settings.unpriced,
+    ) {
+        (Some(price), _) => price,
+        (None, UnpricedPolicy::Fallback(price)) => price,
+        (None, UnpricedPolicy::Refuse) => return Err(GatewayError::ModelNotPriced(prepared.model)),
+    };
+    let upstream: &Upstream = call
+        .state
+        .upstreams
+        .get(provider)
+        .ok_or_else(|| GatewayError::ModelNotFound(requested.clone()))?;
+    let request = upstream
+        .request(Method::POST, endpoint.path(), &headers, true)
+        .header("content-type", "application/json")
+        .body(prepared.body.clone());
+    let meter = Meter {
+        state: call.state.clone(),
+        event: call.event(endpoint.path(), &requested, &prepared.model),
+        price,
+        started,
+        request: raw,
+    };
+    let response = match upstream.send(request).await {
+        Ok(response) => response,
+        Err(err) => {
+            meter.finish(TokenUsage::default(), 502).await;
+            return Err(err.into());
+        }
+    };
+    let status = response.status();
+    let mut out_headers = client_headers(response.headers());
+    let is_sse = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let relay = Relay {
+        upstream: response.bytes_stream().boxed(),
+        sse: (is_sse && prepared.stream).then(|| SseMeter::new(!prepared.client_wants_usage)),
+        copy: (!is_sse).then(BytesMut::new),
+        meter: Some(meter),
+        status: status.as_u16(),
+    };
+    add_identity_headers(&mut out_headers, &call.principal);
+    let mut reply = (
+        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+        relay_body(relay),
+    )
+        .into_response();
+    reply.headers_mut().extend(out_headers);
+    Ok(reply)
+}
+
+/// Any other `/v1/*` request: forwarded to the default provider with both bodies streamed.
+pub(crate) async fn pass_through(call: Call, request: Request) -> Result<Response, GatewayError> {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let scope = scope_of(parts.uri.path());
+    let access = if parts.method == Method::GET || parts.method == Method::HEAD {
+        Access::Read
+    } else {
+        Access::Write
+    };
+    call.principal.require(scope, access)?;
+    let upstream = call
+        .state
+        .upstreams
+        .first()
+        .ok_or_else(|| GatewayError::UnknownRoute {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+        })?;
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/v1");
+    let stream = body.into_data_stream();
+    let request = upstream
+        .request(parts.method.clone(), path_and_query, &parts.headers, false)
+        .body(reqwest::Body::wrap_stream(stream));
+    let meter = Meter {
+        state: call.state.clone(),
+        event: call.event(parts.uri.path(), "", ""),
+        price: Price {
+            input: 0,
+            cached_input: 0,
+            output: 0,
+        },
+        started,
+        request: Bytes::new(),
+    };
+    let response = match upstream.send(request).await {
+        Ok(response) => response,
+        Err(err) => {
+            meter.finish(TokenUsage::default(), 502).await;
+            return Err(err.into());
+        }
+    };
+    let status = response.status();
+    let mut out_headers = client_headers(response.headers());
+    let relay = Relay {
+        upstream: response.bytes_stream().boxed(),
+        sse: None,
+        copy: None,
+        meter: Some(meter),
+        status: status.as_u16(),
+    };
+    add_identity_headers(&mut out_headers, &call.principal);
+    let mut reply = (
+        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+        relay_body(relay),
+    )
+        .into_response();
+    reply.headers_mut().extend(out_headers);
+    Ok(reply)
+}
+
+/// The permission group of a pass-through path.
+fn scope_of(path: &str) -> Scope {
+    let rest = path.trim_start_matches("/v1/");
+    let first = rest.split('/').next().unwrap_or("");
+    match first {
+        "files" | "uploads" | "vector_stores" => Scope::Files,
+        "images" => Scope::Images,
+        "audio" => Scope::Audio,
+        "moderations" => Scope::Moderations,
+        "batches" => Scope::Batches,
+        "fine_tuning" => Scope::FineTuning,
+        "models" => Scope::Models,
+        "responses" => Scope::Responses,
+        "embeddings" => Scope::Embeddings,
+        _ => Scope::ChatCompletions,
+    }
+}
+
+macro_rules! metered_handler {
+    ($name:ident, $endpoint:expr) => {
+        pub(crate) async fn $name(
+            State(state): State<AppState>,
+            Extension(principal): Extension<Principal>,
+            Extension(request_id): Extension<RequestId>,
+            ConnectInfo(peer): ConnectInfo<SocketAddr>,
+            headers: HeaderMap,
+            body: Body,
+        ) -> Result<Response, GatewayError> {
+            metered(
+                Call {
+                    state,
+                    principal,
+                    request_id,
+                    peer,
+                },
+                $endpoint,
+                headers,
+                body,
+            )
+            .await
+        }
+    };
+}
+
+metered_handler!(chat_completions, Endpoint::ChatCompletions);
+metered_handler!(responses, Endpoint::Responses);
+metered_handler!(completions, Endpoint::Completions);
+metered_handler!(embeddings, Endpoint::Embeddings);
+
+pub(crate) async fn other(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, GatewayError> {
+    pass_through(
+        Call {
+            state,
+            principal,
+            request_id,
+            peer,
+        },
+        request,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn served(model: &str) -> Result<String, GatewayError> {
+        Ok(if model == "fast" {
+            "gpt-4o-mini".into()
+        } else {
+            model.into()
+        })
+    }
+
+    #[test]
+    fn untouched_requests_are_forwarded_byte_for_byte() {
+        let raw = Bytes::from_static(br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],  "temperature":0.2}"#);
+        let prepared = prepare(Endpoint::ChatCompletions, &raw, served)
+            .ok()
+            .map(|p| p.body);
+        assert_eq!(prepared, Some(raw));
+    }
+
+    #[test]
+    fn streaming_gets_include_usage_and_aliases_are_rewritten() {
+        let raw = Bytes::from_static(br#"{"model":"fast","stream":true,"stream_options":{"include_obfuscation":false},"messages":[]}"#);
+        let prepared =
+            prepare(Endpoint::ChatCompletions, &raw, served).unwrap_or_else(|_| unreachable!());
+        let sent: serde_json::Value = serde_json::from_slice(&prepared.body).unwrap_or_default();
+        assert_eq!(sent["model"], "gpt-4o-mini");
+        assert_eq!(
+            sent["stream_options"],
+            serde_json::json!({"include_obfuscation": false, "include_usage": true})
+        );
+        assert!(!prepared.client_wants_usage);
+        let asked = Bytes::from_static(
+            br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#,
+        );
+        let prepared =
+            prepare(Endpoint::ChatCompletions, &asked, served).unwrap_or_else(|_| unreachable!());
+        assert!(prepared.client_wants_usage);
+        assert_eq!(prepared.body, asked);
+        let responses = Bytes::from_static(br#"{"model":"gpt-4o","stream":true,"input":"x"}"#);
+        assert_eq!(
+            prepare(Endpoint::Responses, &responses, served)
+                .map(|p| p.body)
+                .ok(),
+            Some(responses),
+            "responses takes no stream_options"
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_named() {
+        for (raw, expected) in [
+            (&b"{not json"[..], "InvalidJson"),
+            (b"{\"messages\":[]}", "MissingModel"),
+            (b"{\"model\":42}", "MissingModel"),
+            (b"[]", "InvalidJson"),
+        ] {
+            let err = prepare(
+                Endpoint::ChatCompletions,
+                &Bytes::copy_from_slice(raw),
+                served,
+            )
+            .err()
+            .map(|e| format!("{e:?}"))
+            .unwrap_or_default();
+            assert!(err.starts_with(expected), "{err}");
+        }
+    }
+}
