@@ -87,6 +87,11 @@ fn prepare(
     raw: &Bytes,
     served_model: impl FnOnce(&str) -> Result<String, GatewayError>,
 ) -> Result<Prepared, GatewayError> {
+    if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(GatewayError::InvalidJson(
+            "the body must be a JSON object".into(),
+        ));
+    }
     let head: Head =
         serde_json::from_slice(raw).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
     let model: String = head
@@ -615,7 +620,11 @@ mod tests {
             .err()
             .map(|e| format!("{e:?}"))
             .unwrap_or_default();
-            assert!(err.starts_with(expected), "{err}");
+            assert!(
+                err.starts_with(expected),
+                "{err} for {}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 }

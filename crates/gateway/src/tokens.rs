@@ -19,26 +19,24 @@ pub fn count_request(body: &[u8]) -> i64 {
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
         return 0;
     };
-    let mut text = String::new();
+    let mut pieces = Vec::new();
     let mut overhead = 0;
     if let Some(messages) = value["messages"].as_array() {
         overhead = 3 + 4 * messages.len() as i64;
         for message in messages {
-            collect_text(&message["content"], &mut text);
+            collect_text(&message["content"], &mut pieces);
         }
     }
     for field in ["prompt", "input", "instructions"] {
-        collect_text(&value[field], &mut text);
+        collect_text(&value[field], &mut pieces);
     }
-    count(&text) + overhead
+    pieces.iter().map(|p| count(p)).sum::<i64>() + overhead
 }
 
-fn collect_text(value: &Value, out: &mut String) {
+/// Every string of a content value (plain text, or the text parts of a parts array).
+fn collect_text<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
     match value {
-        Value::String(s) => {
-            out.push_str(s);
-            out.push('\n');
-        }
+        Value::String(s) => out.push(s),
         Value::Array(items) => items.iter().for_each(|v| collect_text(v, out)),
         Value::Object(map) => {
             for key in ["text", "content", "input_text"] {

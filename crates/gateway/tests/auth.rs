@@ -2,191 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
+mod support;
+
 use reqwest::StatusCode;
-use serde_json::Value;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tollgate_control::{Control, CreatedKey, KeyOwnerRequest, NewKey};
+use support::{Reply, TestApp, START};
+use tollgate_control::{KeyOwnerRequest, NewKey};
 use tollgate_core::duration::Span;
-use tollgate_core::{
-    KeyFormat, KeyHasher, KeyKind, ManualClock, Permissions, ServerSecret, UnixTime,
-};
-use tollgate_gateway::{Gateway, GatewaySettings, ModelEntry, RunningGateway};
-use tollgate_store::{Actor, DatabaseLocation, Store};
-
-const START: UnixTime = UnixTime(1_800_000_000);
-
-/// A running gateway on port 0 over a fresh SQLite file, with the control plane beside it.
-struct TestApp {
-    _dir: tempfile::TempDir,
-    control: Control,
-    store: Store,
-    clock: ManualClock,
-    gateway: Option<RunningGateway>,
-    base: String,
-    http: reqwest::Client,
-    org_id: String,
-    project_id: String,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-impl TestApp {
-    async fn spawn() -> TestApp {
-        TestApp::spawn_with(|_| {}).await
-    }
-
-    async fn spawn_with(adjust: impl FnOnce(&mut GatewaySettings)) -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
-        let location = DatabaseLocation::Sqlite(dir.path().join("tollgate.db"));
-        let store = Store::open(&location).await.unwrap();
-        let mut secret = vec![0u8; 32];
-        tollgate_core::ids::fill_random(&mut secret);
-        let hasher = KeyHasher::new(ServerSecret::new(secret).unwrap());
-        let clock = ManualClock::at(START);
-        let control = Control::new(
-            store.clone(),
-            hasher.clone(),
-            KeyFormat::default(),
-            Arc::new(clock.clone()),
-        );
-        let first = control
-            .bootstrap("owner@example.com")
-            .await
-            .unwrap()
-            .unwrap();
-        let mut settings = GatewaySettings::new("127.0.0.1:0".parse().unwrap());
-        settings.models = vec![
-            ModelEntry {
-                id: "gpt-4o-mini".into(),
-                provider: "openai".into(),
-            },
-            ModelEntry {
-                id: "llama-3.1-8b".into(),
-                provider: "local".into(),
-            },
-        ];
-        settings.follow_interval = Duration::from_millis(50);
-        settings.last_used_flush = Duration::from_millis(100);
-        adjust(&mut settings);
-        let gateway = Gateway {
-            settings,
-            store: store.clone(),
-            hasher,
-            format: KeyFormat::default(),
-            clock: Arc::new(clock.clone()),
-        }
-        .start()
-        .await
-        .unwrap();
-        let base = format!("http://{}", gateway.addr());
-        TestApp {
-            _dir: dir,
-            control,
-            store,
-            clock,
-            gateway: Some(gateway),
-            base,
-            http: reqwest::Client::new(),
-            org_id: first.organization.id.to_string(),
-            project_id: first.project.id.to_string(),
-        }
-    }
-
-    fn actor() -> Actor {
-        Actor::cli("tester")
-    }
-
-    async fn create_key(
-        &self,
-        name: &str,
-        owner: KeyOwnerRequest,
-        permissions: Permissions,
-    ) -> CreatedKey {
-        let created = self
-            .control
-            .create_key(
-                &Self::actor(),
-                NewKey {
-                    name: name.into(),
-                    owner,
-                    permissions,
-                    expires_in: None,
-                },
-            )
-            .await
-            .unwrap();
-        self.wait_until_loaded(&created).await;
-        created
-    }
-
-    async fn project_key(&self) -> CreatedKey {
-        self.create_key("app", KeyOwnerRequest::Project(None), Permissions::All)
-            .await
-    }
-
-    /// Waits until the gateway's key table has picked the key up from the change log.
-    async fn wait_until_loaded(&self, key: &CreatedKey) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let hash = self.control.hasher().hash(&key.secret);
-        while self.gateway.as_ref().unwrap().keys().get(&hash).is_none() {
-            assert!(Instant::now() < deadline, "key never reached the gateway");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn get(&self, path: &str, bearer: Option<&str>, headers: &[(&str, &str)]) -> Reply {
-        let mut request = self.http.get(format!("{}{path}", self.base));
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.unwrap();
-        Reply::read(response).await
-    }
-
-    async fn models(&self, key: &str) -> Reply {
-        self.get("/v1/models", Some(key), &[]).await
-    }
-}
-
-impl Reply {
-    async fn read(response: reqwest::Response) -> Reply {
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.json().await.unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    fn assert_error(&self, status: u16, code: Option<&str>, message_part: &str) {
-        assert_eq!(self.status.as_u16(), status, "{}", self.body);
-        let error = &self.body["error"];
-        assert_eq!(
-            error.as_object().map(|o| o.len()),
-            Some(4),
-            "envelope has message, type, param, code: {}",
-            self.body
-        );
-        assert_eq!(error["type"], "invalid_request_error");
-        assert_eq!(error["code"].as_str(), code);
-        assert!(error["param"].is_null());
-        let message = error["message"].as_str().unwrap();
-        assert!(
-            message.contains(message_part),
-            "{message:?} should contain {message_part:?}"
-        );
-    }
-}
+use tollgate_core::{KeyFormat, KeyKind, Permissions};
 
 #[tokio::test]
 async fn a_valid_key_lists_the_routed_models_in_openai_shape() {
@@ -201,9 +24,22 @@ async fn a_valid_key_lists_the_routed_models_in_openai_shape() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["gpt-4o-mini", "llama-3.1-8b"]);
+    assert_eq!(
+        ids,
+        [
+            "gpt-4o-mini",
+            "gpt-4o",
+            "o4-mini",
+            "text-embedding-3-small",
+            "unpriced-model",
+            "o3-mini",
+            "fast"
+        ],
+        "exact routes, then aliases; patterns are not listable"
+    );
     assert_eq!(reply.body["data"][1]["object"], "model");
-    assert_eq!(reply.body["data"][1]["owned_by"], "local");
+    assert_eq!(reply.body["data"][5]["owned_by"], "dead");
+    assert_eq!(reply.body["data"][0]["owned_by"], "mock");
     assert!(reply.body["data"][0]["created"].is_i64());
     let request_id = reply.headers["x-request-id"].to_str().unwrap();
     assert!(
@@ -537,15 +373,19 @@ async fn last_used_is_written_in_batches_and_flushed_at_shutdown() {
 }
 
 #[tokio::test]
-async fn unknown_routes_and_methods_answer_in_the_envelope() {
+async fn unknown_routes_and_methods_answer_in_the_envelope_and_other_v1_paths_are_forwarded() {
     let app = TestApp::spawn().await;
     let key = app.project_key().await;
     app.get("/v1/nope", None, &[])
         .await
         .assert_error(401, None, "You didn't provide an API key");
-    app.get("/v1/nope", Some(key.secret.expose()), &[])
-        .await
-        .assert_error(404, None, "Invalid URL (GET /v1/nope)");
+    let forwarded = app.get("/v1/nope", Some(key.secret.expose()), &[]).await;
+    assert_eq!(
+        forwarded.status,
+        StatusCode::OK,
+        "other /v1 paths go to the provider after authentication"
+    );
+    assert_eq!(forwarded.body["received"]["path"], "/v1/nope");
     app.get("/elsewhere", None, &[])
         .await
         .assert_error(404, None, "Invalid URL (GET /elsewhere)");

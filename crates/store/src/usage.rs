@@ -1,5 +1,5 @@
 use crate::{Result, Store, UsageEvent, UsageGrouping, UsageRow};
-use tollgate_core::{MicroUsd, OrgId, UnixTime};
+use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
 
 /// The roll-up summed by one column; `$column` and `$order` are literals, never input.
 macro_rules! usage_sql {
@@ -12,6 +12,49 @@ macro_rules! usage_sql {
              GROUP BY grp ORDER BY ", $order
         )
     };
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    request_id: String,
+    org_id: String,
+    project_id: String,
+    key_id: String,
+    model_requested: String,
+    model_served: String,
+    endpoint: String,
+    input_tokens: i64,
+    cached_input_tokens: i64,
+    output_tokens: i64,
+    reasoning_tokens: i64,
+    cost_micro_usd: i64,
+    status: i64,
+    latency_ms: i64,
+    client_ip: Option<String>,
+    created_at: i64,
+}
+
+impl From<EventRow> for UsageEvent {
+    fn from(r: EventRow) -> Self {
+        UsageEvent {
+            request_id: r.request_id,
+            org_id: OrgId::from_trusted(r.org_id),
+            project_id: ProjectId::from_trusted(r.project_id),
+            key_id: KeyId::from_trusted(r.key_id),
+            model_requested: r.model_requested,
+            model_served: r.model_served,
+            endpoint: r.endpoint,
+            input_tokens: r.input_tokens,
+            cached_input_tokens: r.cached_input_tokens,
+            output_tokens: r.output_tokens,
+            reasoning_tokens: r.reasoning_tokens,
+            cost: MicroUsd(r.cost_micro_usd),
+            status: u16::try_from(r.status).unwrap_or(0),
+            latency_ms: r.latency_ms,
+            client_ip: r.client_ip,
+            created_at: UnixTime(r.created_at),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -88,6 +131,20 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The newest usage events, newest first.
+    pub async fn recent_usage(&self, org: &OrgId, limit: i64) -> Result<Vec<UsageEvent>> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT request_id, org_id, project_id, key_id, model_requested, model_served, endpoint, input_tokens,
+                    cached_input_tokens, output_tokens, reasoning_tokens, cost_micro_usd, status, latency_ms, client_ip, created_at
+             FROM usage_events WHERE org_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(org.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(UsageEvent::from).collect())
     }
 
     /// Usage from the daily roll-up between two UTC days (inclusive), grouped as asked.

@@ -1,0 +1,269 @@
+//! The shared test harness: a real gateway on port 0 over a fresh SQLite file, with the
+//! control plane beside it, a controllable clock, and Tollgate's demo provider as the in-process
+//! fake upstream.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tollgate_control::{Control, CreatedKey, KeyOwnerRequest, NewKey};
+use tollgate_core::routing::{ModelPattern, RouteTable};
+use tollgate_core::{KeyFormat, KeyHasher, ManualClock, Permissions, ServerSecret, UnixTime};
+use tollgate_gateway::mock::{MockProvider, MockSettings};
+use tollgate_gateway::{Gateway, GatewaySettings, ProviderKey, ProviderSettings, RunningGateway};
+use tollgate_store::{Actor, DatabaseLocation, Store, UsageEvent};
+
+/// The provider key the fake upstream must receive (never the client's key).
+pub const PROVIDER_KEY: &str = "sk-upstream-provider-secret-0123456789";
+
+pub const START: UnixTime = UnixTime(1_800_000_000);
+
+/// A running gateway on port 0 over a fresh SQLite file, with the control plane beside it.
+pub struct TestApp {
+    pub mock: MockProvider,
+    pub _dir: tempfile::TempDir,
+    pub control: Control,
+    pub store: Store,
+    pub clock: ManualClock,
+    pub gateway: Option<RunningGateway>,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub org_id: String,
+    pub project_id: String,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut GatewaySettings)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let location = DatabaseLocation::Sqlite(dir.path().join("tollgate.db"));
+        let store = Store::open(&location).await.unwrap();
+        let mut secret = vec![0u8; 32];
+        tollgate_core::ids::fill_random(&mut secret);
+        let hasher = KeyHasher::new(ServerSecret::new(secret).unwrap());
+        let clock = ManualClock::at(START);
+        let control = Control::new(
+            store.clone(),
+            hasher.clone(),
+            KeyFormat::default(),
+            Arc::new(clock.clone()),
+        );
+        let first = control
+            .bootstrap("owner@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        let mock = MockProvider::start(MockSettings {
+            token_delay: Duration::from_millis(5),
+            ..MockSettings::default()
+        })
+        .await
+        .unwrap();
+        let mut settings = GatewaySettings::new("127.0.0.1:0".parse().unwrap());
+        let provider = |name: &str, base_url: String| ProviderSettings {
+            name: name.into(),
+            base_url,
+            api_key: Some(ProviderKey::new(PROVIDER_KEY.into())),
+            headers: vec![("x-provider-header".into(), "from-config".into())],
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+        };
+        settings.providers = vec![
+            provider("mock", mock.base_url()),
+            provider("dead", "http://127.0.0.1:1/v1".into()),
+        ];
+        let routes = [
+            "gpt-4o-mini",
+            "gpt-4o",
+            "o4-mini",
+            "text-embedding-3-small",
+            "unpriced-model",
+            "gpt-4.1*",
+        ]
+        .iter()
+        .map(|m| (ModelPattern::new(m), 0))
+        .chain([(ModelPattern::new("o3-mini"), 1)])
+        .collect();
+        settings.routes = RouteTable::new(
+            2,
+            routes,
+            HashMap::from([("fast".to_owned(), "gpt-4o-mini".to_owned())]),
+        );
+        settings.follow_interval = Duration::from_millis(50);
+        settings.last_used_flush = Duration::from_millis(100);
+        adjust(&mut settings);
+        let gateway = Gateway {
+            settings,
+            store: store.clone(),
+            hasher,
+            format: KeyFormat::default(),
+            clock: Arc::new(clock.clone()),
+        }
+        .start()
+        .await
+        .unwrap();
+        let base = format!("http://{}", gateway.addr());
+        TestApp {
+            mock,
+            _dir: dir,
+            control,
+            store,
+            clock,
+            gateway: Some(gateway),
+            base,
+            http: reqwest::Client::new(),
+            org_id: first.organization.id.to_string(),
+            project_id: first.project.id.to_string(),
+        }
+    }
+
+    pub fn actor() -> Actor {
+        Actor::cli("tester")
+    }
+
+    pub async fn create_key(
+        &self,
+        name: &str,
+        owner: KeyOwnerRequest,
+        permissions: Permissions,
+    ) -> CreatedKey {
+        let created = self
+            .control
+            .create_key(
+                &Self::actor(),
+                NewKey {
+                    name: name.into(),
+                    owner,
+                    permissions,
+                    expires_in: None,
+                },
+            )
+            .await
+            .unwrap();
+        self.wait_until_loaded(&created).await;
+        created
+    }
+
+    pub async fn project_key(&self) -> CreatedKey {
+        self.create_key("app", KeyOwnerRequest::Project(None), Permissions::All)
+            .await
+    }
+
+    /// Waits until the gateway's key table has picked the key up from the change log.
+    pub async fn wait_until_loaded(&self, key: &CreatedKey) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let hash = self.control.hasher().hash(&key.secret);
+        while self.gateway.as_ref().unwrap().keys().get(&hash).is_none() {
+            assert!(Instant::now() < deadline, "key never reached the gateway");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn get(&self, path: &str, bearer: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        Reply::read(response).await
+    }
+
+    pub async fn models(&self, key: &str) -> Reply {
+        self.get("/v1/models", Some(key), &[]).await
+    }
+}
+
+impl Reply {
+    pub async fn read(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn assert_error(&self, status: u16, code: Option<&str>, message_part: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        let error = &self.body["error"];
+        assert_eq!(
+            error.as_object().map(|o| o.len()),
+            Some(4),
+            "envelope has message, type, param, code: {}",
+            self.body
+        );
+        let expected_type = if status >= 500 {
+            "server_error"
+        } else {
+            "invalid_request_error"
+        };
+        assert_eq!(error["type"], expected_type);
+        assert_eq!(error["code"].as_str(), code);
+        assert!(error["param"].is_null());
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains(message_part),
+            "{message:?} should contain {message_part:?}"
+        );
+    }
+}
+
+impl TestApp {
+    pub async fn post(
+        &self,
+        path: &str,
+        key: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(&body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Reply::read(request.send().await.unwrap()).await
+    }
+
+    pub fn clock_now(&self) -> UnixTime {
+        use tollgate_core::Clock;
+        self.clock.now()
+    }
+
+    /// Waits until `count` usage events are stored; returns them newest first.
+    pub async fn usage_events(&self, count: usize) -> Vec<UsageEvent> {
+        let org = self.control.organization().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let events = self.store.recent_usage(&org.id, 1_000).await.unwrap();
+            if events.len() >= count {
+                return events;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} usage events were stored",
+                events.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
