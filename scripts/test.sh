@@ -9,3 +9,12 @@ echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
 cargo test --workspace --locked
+
+echo "== the official OpenAI Python SDK against tollgate serve"
+cargo build --locked --bin tollgate
+venv=target/sdk-venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+TOLLGATE_BIN="$PWD/target/debug/tollgate" "$venv/bin/python" -m pytest -q tests/sdk
