@@ -526,11 +526,8 @@ fn bad_input_gets_clear_messages_exit_codes_and_loses_nothing() {
     );
 
     // The server secret: wrong, missing, readable by others.
-    let mut wrong = Deployment {
-        dir: tempfile::tempdir().unwrap(),
-        env: vec![],
-        runs: Default::default(),
-    };
+    let mut wrong = Deployment::new();
+    wrong.env.clear();
     std::fs::copy(d.path("tollgate.db"), wrong.path("tollgate.db")).unwrap();
     wrong.env.push((
         "TOLLGATE_SECRET".into(),
@@ -736,4 +733,61 @@ async fn no_secret_appears_in_the_database_files_logs_or_other_output() {
         let expected = usize::from(secret != &server_secret);
         assert_eq!(shown, expected, "a secret was printed {shown} times");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_streams_in_flight_finish_and_loses_no_usage_event() {
+    let d = Deployment::new();
+    std::fs::write(
+        d.path("tollgate.toml"),
+        "[[providers]]\nname = \"sim\"\ntype = \"mock\"\nstream_delay_ms = 25\nmodels = [\"gpt-4o-mini\"]\n",
+    )
+    .unwrap();
+    let server = d.serve(&[]);
+    let created = d
+        .run(&["keys", "create", "--name", "streams", "--json"])
+        .ok()
+        .json();
+    let key = created["value"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while models(&server.base, &key).await.0 != 200 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = serde_json::json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "a long answer"}]});
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let request = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", server.base))
+            .bearer_auth(&key)
+            .json(&body);
+        clients.push(tokio::spawn(async move {
+            request.send().await.unwrap().text().await.unwrap()
+        }));
+    }
+    // Each stream takes ~30 words x 25 ms; SIGTERM arrives while all of them are running.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    for client in clients {
+        assert!(
+            client.await.unwrap().ends_with("data: [DONE]\n\n"),
+            "every stream ran to its end"
+        );
+    }
+    let report = d.run(&["usage", "--by", "key", "--json"]).ok().json();
+    let row = report["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"] == created["id"])
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        row["requests"], 10,
+        "all ten streams were metered: {report}"
+    );
+    assert!(row["output_tokens"].as_i64().unwrap() > 10 * 20);
 }

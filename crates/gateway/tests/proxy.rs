@@ -557,3 +557,52 @@ async fn shutdown_finishes_streams_in_flight_and_stores_every_event() {
         .iter()
         .all(|e| e.status == 200 && e.output_tokens > 10));
 }
+
+#[tokio::test]
+async fn a_provider_without_routes_serves_the_models_it_lists() {
+    use std::collections::HashMap;
+    use tollgate_core::routing::{ModelPattern, RouteTable};
+    let app = TestApp::spawn_with(|s| {
+        s.routes = RouteTable::new(2, vec![(ModelPattern::new("o3-mini"), 1)], HashMap::new())
+    })
+    .await;
+    let key = app.project_key().await;
+    let listed = app.models(key.secret.expose()).await;
+    let ids: Vec<&str> = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    for model in tollgate_gateway::mock::DEMO_MODELS {
+        assert!(
+            ids.contains(model),
+            "{model} was discovered from the provider's /models"
+        );
+    }
+    assert_eq!(
+        app.post(
+            "/v1/chat/completions",
+            key.secret.expose(),
+            chat("gpt-4.1"),
+            &[]
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let unknown = app
+        .post(
+            "/v1/chat/completions",
+            key.secret.expose(),
+            chat("llama-3-70b"),
+            &[],
+        )
+        .await;
+    unknown.assert_error(404, Some("model_not_found"), "llama-3-70b");
+    assert_eq!(
+        app.mock.requests().len(),
+        1,
+        "the unknown model was refused without asking the provider"
+    );
+}

@@ -48,7 +48,11 @@ impl Deployment {
     pub fn new() -> Deployment {
         Deployment {
             dir: tempfile::tempdir().unwrap(),
-            env: vec![("USER".into(), "tester".into())],
+            // Test traffic stays on this machine: the default provider points at a closed port.
+            env: vec![
+                ("USER".into(), "tester".into()),
+                ("OPENAI_BASE_URL".into(), "http://127.0.0.1:9/v1".into()),
+            ],
             runs: Arc::default(),
         }
     }
