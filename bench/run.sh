@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Load benchmark: the fake upstream direct, nginx proxy_pass in front of it, and Tollgate in
+# front of it (auth, routing, metering and usage writes all on), measured in one run with oha.
+# All traffic stays on 127.0.0.1; every oha call is bounded in time.
+#
+#   bench/run.sh            # ~2 minutes; prints a table and writes bench/results/run-<UTC>.json
+#   DURATION=20 RATE=1000 CONC=32 bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+BENCH=$PWD
+ROOT=$(cd .. && pwd)
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-3}
+CONC=${CONC:-32}
+RATE=${RATE:-1000}
+RATE_CONC=${RATE_CONC:-64}
+LOG_LEVEL=${LOG_LEVEL:-warn}
+UPSTREAM=http://127.0.0.1:18480
+PROXY=http://127.0.0.1:18481
+TOLLGATE_ADDR=127.0.0.1:18482
+BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}'
+RUN=$BENCH/run
+mkdir -p "$RUN/tmp" "$BENCH/results"
+
+need() {
+  command -v oha >/dev/null || command -v "$HOME/.cargo/bin/oha" >/dev/null || {
+    echo "installing oha (cargo install oha --locked; ~15 min on 2 cores)"; cargo install oha --locked; }
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || {
+    echo "installing nginx"; apt-get update -qq && apt-get install -y -qq nginx; }
+}
+need
+OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+echo "building tollgate (release)"
+(cd "$ROOT" && cargo build --release --locked --quiet)
+TOLLGATE=$ROOT/target/release/tollgate
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  [ -f "$RUN/nginx.pid" ] && "$NGINX" -p "$BENCH/" -c "$BENCH/nginx.conf" -s stop 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+"$NGINX" -p "$BENCH/" -c "$BENCH/nginx.conf" -e "$RUN/nginx-error.log"
+
+# A fresh Tollgate deployment routed to the fake upstream.
+DEPLOY=$RUN/tollgate
+rm -rf "$DEPLOY" && mkdir -p "$DEPLOY"
+cat >"$DEPLOY/tollgate.toml" <<TOML
+listen = "$TOLLGATE_ADDR"
+[[providers]]
+name = "openai"
+base_url = "$UPSTREAM/v1"
+models = ["gpt-4o-mini"]
+TOML
+(cd "$DEPLOY" && "$TOLLGATE" init >/dev/null)
+KEY=$(cd "$DEPLOY" && "$TOLLGATE" keys create --name bench --format env | sed 's/^export OPENAI_API_KEY=//')
+(cd "$DEPLOY" && exec "$TOLLGATE" serve --log-level "$LOG_LEVEL" >"$RUN/tollgate.out" 2>"$RUN/tollgate.err") &
+pids+=($!)
+for _ in $(seq 100); do
+  curl -fsS -o /dev/null "http://$TOLLGATE_ADDR/healthz" 2>/dev/null && break
+  sleep 0.1
+done
+
+oha_json() { # url outfile args...
+  local url=$1 out=$2; shift 2
+  timeout -k 5 $((DURATION + 40)) "$OHA" --no-tui --output-format json -t 10s -m POST \
+    -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d "$BODY" "$@" "$url/v1/chat/completions" >"$out"
+}
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RAW=$RUN/raw-$STAMP
+mkdir -p "$RAW"
+for target in direct=$UPSTREAM nginx=$PROXY tollgate=http://$TOLLGATE_ADDR; do
+  name=${target%%=*} url=${target#*=}
+  echo "== $name ($url)"
+  oha_json "$url" "$RAW/$name-warmup.json" -z "${WARMUP}s" -c "$CONC"
+  oha_json "$url" "$RAW/$name-c$CONC.json" -z "${DURATION}s" -c "$CONC"
+  sleep 1
+  oha_json "$url" "$RAW/$name-rate$RATE.json" -z "${DURATION}s" -c "$RATE_CONC" -q "$RATE" --latency-correction
+done
+
+# Every request through Tollgate must have been metered: compare the stored events.
+sleep 1
+kill -TERM "${pids[0]}" && wait "${pids[0]}" 2>/dev/null || true
+pids=()
+METERED=$(cd "$DEPLOY" && "$TOLLGATE" usage --by key --json | python3 -c 'import json,sys; print(sum(r["requests"] for r in json.load(sys.stdin)["data"]))')
+
+python3 - "$RAW" "$CONC" "$RATE" "$METERED" "$BENCH/results/run-$STAMP.json" "$LOG_LEVEL" <<'PY'
+import json, os, platform, sys
+raw, conc, rate, metered, out, log_level = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
+def load(name):
+    with open(os.path.join(raw, name)) as f:
+        d = json.load(f)
+    codes = {str(k): v for k, v in (d.get("statusCodeDistribution") or {}).items()}
+    total = d["summary"].get("total") or 1
+    return {
+        "ok_rps": round(codes.get("200", 0) / total, 1),
+        "non_200": sum(v for k, v in codes.items() if k != "200"),
+        "errors": sum((d.get("errorDistribution") or {}).values()),
+        "p50_ms": round((d["latencyPercentiles"].get("p50") or 0) * 1000, 3),
+        "p99_ms": round((d["latencyPercentiles"].get("p99") or 0) * 1000, 3),
+        "requests": sum(codes.values()),
+    }
+rows = {}
+sent_to_tollgate = 0
+for name in ("direct", "nginx", "tollgate"):
+    c = load(f"{name}-c{conc}.json"); r = load(f"{name}-rate{rate}.json")
+    rows[name] = {"rps": c["ok_rps"], "p50": r["p50_ms"], "p99": r["p99_ms"], "non_200": c["non_200"] + r["non_200"], "errors": c["errors"] + r["errors"]}
+    if name == "tollgate":
+        sent_to_tollgate = c["requests"] + r["requests"] + load("tollgate-warmup.json")["requests"]
+result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "concurrency": int(conc), "rate": int(rate),
+          "tollgate_log_level": log_level, "targets": rows,
+          "tollgate_vs_nginx_throughput": round(rows["tollgate"]["rps"] / max(rows["nginx"]["rps"], 1), 3),
+          "tollgate_p50_overhead_ms": round(rows["tollgate"]["p50"] - rows["direct"]["p50"], 3),
+          "tollgate_p99_overhead_ms": round(rows["tollgate"]["p99"] - rows["direct"]["p99"], 3),
+          "nginx_p99_overhead_ms": round(rows["nginx"]["p99"] - rows["direct"]["p99"], 3),
+          "tollgate_requests_sent": sent_to_tollgate, "tollgate_usage_events_stored": metered}
+with open(out, "w") as f:
+    json.dump(result, f, indent=2)
+print(f"\n{'target':<10} {'req/s @c' + conc:>12} {'p50 @' + rate + '/s':>12} {'p99 @' + rate + '/s':>12} {'non-200':>8} {'errors':>7}")
+for name, r in rows.items():
+    print(f"{name:<10} {r['rps']:>12.0f} {r['p50']:>10.3f}ms {r['p99']:>10.3f}ms {r['non_200']:>8} {r['errors']:>7}")
+print(f"\nTollgate throughput = {result['tollgate_vs_nginx_throughput']:.0%} of nginx proxy_pass")
+print(f"Tollgate overhead over direct: p50 +{result['tollgate_p50_overhead_ms']:.3f} ms, p99 +{result['tollgate_p99_overhead_ms']:.3f} ms at {rate} req/s (nginx: p99 +{result['nginx_p99_overhead_ms']:.3f} ms)")
+print(f"Usage events stored: {metered} of {sent_to_tollgate} requests sent to Tollgate")
+print(f"written to {out}")
+PY
