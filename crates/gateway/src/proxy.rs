@@ -311,6 +311,48 @@ fn add_identity_headers(headers: &mut HeaderMap, principal: &Principal) {
     headers.insert("openai-version", HeaderValue::from_static("2020-10-01"));
 }
 
+/// Sends `request` and relays the provider's answer, metering it whatever happens. `reading`
+/// says, from whether the answer is an event stream, how to read it on the way: an SSE meter,
+/// and whether to keep a copy of the body for its usage.
+async fn forward(
+    upstream: &Upstream,
+    request: reqwest::RequestBuilder,
+    meter: Meter,
+    principal: &Principal,
+    reading: impl FnOnce(bool) -> (Option<SseMeter>, bool),
+) -> Result<Response, GatewayError> {
+    let response = match upstream.send(request).await {
+        Ok(response) => response,
+        Err(err) => {
+            meter.finish(TokenUsage::default(), 502).await;
+            return Err(err.into());
+        }
+    };
+    let status = response.status();
+    let mut headers = client_headers(response.headers());
+    let is_sse = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let (sse, copy) = reading(is_sse);
+    let relay = Relay {
+        upstream: response.bytes_stream().boxed(),
+        sse,
+        copy: copy.then(BytesMut::new),
+        meter: Some(meter),
+        status: status.as_u16(),
+    };
+    add_identity_headers(&mut headers, principal);
+    let mut reply = (
+        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+        relay_body(relay),
+    )
+        .into_response();
+    reply.headers_mut().extend(headers);
+    Ok(reply)
+}
+
 pub(crate) struct Call {
     pub state: AppState,
     pub principal: Principal,
@@ -390,35 +432,12 @@ pub(crate) async fn metered(
         started,
         request: raw,
     };
-    let response = match upstream.send(request).await {
-        Ok(response) => response,
-        Err(err) => {
-            meter.finish(TokenUsage::default(), 502).await;
-            return Err(err.into());
-        }
-    };
-    let status = response.status();
-    let mut out_headers = client_headers(response.headers());
-    let is_sse = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let relay = Relay {
-        upstream: response.bytes_stream().boxed(),
-        sse: (is_sse && prepared.stream).then(|| SseMeter::new(!prepared.client_wants_usage)),
-        copy: (!is_sse).then(BytesMut::new),
-        meter: Some(meter),
-        status: status.as_u16(),
-    };
-    add_identity_headers(&mut out_headers, &call.principal);
-    let mut reply = (
-        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
-        relay_body(relay),
-    )
-        .into_response();
-    reply.headers_mut().extend(out_headers);
-    Ok(reply)
+    let stream = prepared.stream;
+    let withhold = !prepared.client_wants_usage;
+    forward(upstream, request, meter, &call.principal, |is_sse| {
+        ((is_sse && stream).then(|| SseMeter::new(withhold)), !is_sse)
+    })
+    .await
 }
 
 /// Any other `/v1/*` request: forwarded to the default provider with both bodies streamed.
@@ -460,30 +479,7 @@ pub(crate) async fn pass_through(call: Call, request: Request) -> Result<Respons
         started,
         request: Bytes::new(),
     };
-    let response = match upstream.send(request).await {
-        Ok(response) => response,
-        Err(err) => {
-            meter.finish(TokenUsage::default(), 502).await;
-            return Err(err.into());
-        }
-    };
-    let status = response.status();
-    let mut out_headers = client_headers(response.headers());
-    let relay = Relay {
-        upstream: response.bytes_stream().boxed(),
-        sse: None,
-        copy: None,
-        meter: Some(meter),
-        status: status.as_u16(),
-    };
-    add_identity_headers(&mut out_headers, &call.principal);
-    let mut reply = (
-        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
-        relay_body(relay),
-    )
-        .into_response();
-    reply.headers_mut().extend(out_headers);
-    Ok(reply)
+    forward(upstream, request, meter, &call.principal, |_| (None, false)).await
 }
 
 /// The permission group of a pass-through path.
