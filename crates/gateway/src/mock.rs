@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -56,6 +57,27 @@ pub struct SeenRequest {
 struct MockState {
     settings: Arc<MockSettings>,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
+    cut_off: Arc<AtomicUsize>,
+}
+
+/// Counts a stream that was dropped before its last event (the caller went away).
+struct StreamGuard {
+    finished: bool,
+    cut_off: Arc<AtomicUsize>,
+}
+
+impl StreamGuard {
+    fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cut_off.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// A running demo provider.
@@ -63,6 +85,7 @@ struct MockState {
 pub struct MockProvider {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
+    cut_off: Arc<AtomicUsize>,
     stop: watch::Sender<bool>,
 }
 
@@ -72,9 +95,11 @@ impl MockProvider {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let cut_off = Arc::new(AtomicUsize::new(0));
         let state = MockState {
             settings: Arc::new(settings),
             seen: seen.clone(),
+            cut_off: cut_off.clone(),
         };
         let app = Router::new()
             .route("/v1/models", get(models))
@@ -96,12 +121,22 @@ impl MockProvider {
                 tracing::error!(error = %err, "the demo provider stopped");
             }
         });
-        Ok(MockProvider { addr, seen, stop })
+        Ok(MockProvider {
+            addr,
+            seen,
+            cut_off,
+            stop,
+        })
     }
 
     /// `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// How many streamed answers were cut off because the caller went away.
+    pub fn streams_cut_off(&self) -> usize {
+        self.cut_off.load(Ordering::SeqCst)
     }
 
     /// The requests received so far (the last 1,000).
@@ -189,10 +224,15 @@ fn chat_usage(prompt: i64, completion: i64) -> Value {
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}})
 }
 
-fn sse(events: Vec<(Option<&'static str>, Value)>, delay: Duration, done: bool) -> Response {
+fn sse(state: &MockState, events: Vec<(Option<&'static str>, Value)>, done: bool) -> Response {
+    let delay = state.settings.token_delay;
+    let guard = StreamGuard {
+        finished: false,
+        cut_off: state.cut_off.clone(),
+    };
     let stream = futures_util::stream::unfold(
-        (events.into_iter(), false, done),
-        move |(mut events, started, done)| async move {
+        (events.into_iter(), false, done, guard),
+        move |(mut events, started, done, guard)| async move {
             if started {
                 tokio::time::sleep(delay).await;
             }
@@ -204,14 +244,17 @@ fn sse(events: Vec<(Option<&'static str>, Value)>, delay: Duration, done: bool) 
                     };
                     Some((
                         Ok::<Bytes, std::io::Error>(Bytes::from(text)),
-                        (events, true, done),
+                        (events, true, done, guard),
                     ))
                 }
                 None if done => Some((
                     Ok(Bytes::from_static(b"data: [DONE]\n\n")),
-                    (events, true, false),
+                    (events, true, false, guard),
                 )),
-                None => None,
+                None => {
+                    guard.finish();
+                    None
+                }
             }
         },
     );
@@ -287,7 +330,7 @@ async fn chat(
     if include_usage {
         events.push((None, json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "service_tier": "default", "system_fingerprint": "tollgate-demo", "choices": [], "usage": chat_usage(prompt, completion)})));
     }
-    sse(events, state.settings.token_delay, true)
+    sse(&state, events, true)
 }
 
 async fn completions(
@@ -319,7 +362,7 @@ async fn completions(
     if include_usage {
         events.push((None, json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [], "usage": usage})));
     }
-    sse(events, state.settings.token_delay, true)
+    sse(&state, events, true)
 }
 
 async fn responses(
@@ -395,7 +438,7 @@ async fn responses(
         "response.completed",
         json!({"response": response("completed", json!([message("completed", &text)]), usage)}),
     ));
-    sse(events, state.settings.token_delay, false)
+    sse(&state, events, false)
 }
 
 async fn embeddings(

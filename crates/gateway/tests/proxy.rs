@@ -514,6 +514,14 @@ async fn a_client_that_hangs_up_mid_stream_is_billed_for_what_it_received() {
     }
     drop(stream);
     let event = &app.usage_events(1).await[0];
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while app.mock.streams_cut_off() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the provider's stream was never cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(event.status, 499, "client closed request");
     assert!(event.input_tokens > 0);
     assert!(
