@@ -66,7 +66,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     } else {
         "warn"
     };
-    init_logging(level, settings.log_format)?;
+    // Held until the command ends, so every log line is written before exit.
+    let _log_writer = init_logging(level, settings.log_format)?;
     let json = cli.json;
     match cli.command {
         Command::Serve(_) => commands::serve::serve(&settings).await,
@@ -89,20 +90,30 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn init_logging(level: &str, format: LogFormat) -> Result<(), Failure> {
+/// Logs go to stderr from a background thread, so a request never waits on a terminal or pipe;
+/// the writer blocks rather than drop lines when it falls behind.
+fn init_logging(
+    level: &str,
+    format: LogFormat,
+) -> Result<tracing_appender::non_blocking::WorkerGuard, Failure> {
     let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
         Failure::environment(format!(
             "the log filter `{level}` is not valid ({e}); use info, warn, debug or target=level"
         ))
     })?;
     use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-    result.map_err(|e| Failure::environment(format!("cannot start logging: {e}")))
+    result.map_err(|e| Failure::environment(format!("cannot start logging: {e}")))?;
+    Ok(guard)
 }
