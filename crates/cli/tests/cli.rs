@@ -756,17 +756,28 @@ async fn sigterm_lets_streams_in_flight_finish_and_loses_no_usage_event() {
     }
     let body = serde_json::json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "a long answer"}]});
     let mut clients = Vec::new();
+    let (started_tx, mut started) = tokio::sync::mpsc::channel::<()>(10);
     for _ in 0..10 {
         let request = reqwest::Client::new()
             .post(format!("{}/v1/chat/completions", server.base))
             .bearer_auth(&key)
             .json(&body);
+        let started_tx = started_tx.clone();
         clients.push(tokio::spawn(async move {
-            request.send().await.unwrap().text().await.unwrap()
+            let mut response = request.send().await.unwrap();
+            let first = response.chunk().await.unwrap().unwrap_or_default();
+            let mut text = String::from_utf8_lossy(&first).into_owned();
+            started_tx.send(()).await.unwrap();
+            while let Some(chunk) = response.chunk().await.unwrap() {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            text
         }));
     }
-    // Each stream takes ~30 words x 25 ms; SIGTERM arrives while all of them are running.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SIGTERM once every stream has begun (each takes ~30 words x 25 ms to finish).
+    for _ in 0..10 {
+        started.recv().await.unwrap();
+    }
     let stopped = tokio::task::spawn_blocking(move || server.stop())
         .await
         .unwrap();

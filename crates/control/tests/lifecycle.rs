@@ -528,3 +528,66 @@ async fn usage_rolls_up_by_day_model_key_and_project_and_counts_a_retried_batch_
         .unwrap();
     assert_eq!(first_day_only.len(), 1);
 }
+
+#[tokio::test]
+async fn a_large_batch_spanning_several_statements_is_stored_and_rolled_up_exactly() {
+    let s = setup().await;
+    let key = s
+        .control
+        .create_key(&actor(), new_key("k", KeyOwnerRequest::Project(None)))
+        .await
+        .unwrap();
+    let org = s.control.organization().await.unwrap();
+    let events: Vec<UsageEvent> = (0..2_500)
+        .map(|n| UsageEvent {
+            request_id: format!("req_{n:032}"),
+            org_id: org.id.clone(),
+            project_id: key.record.project_id.clone().unwrap(),
+            key_id: key.record.id.clone(),
+            model_requested: "gpt-4o".into(),
+            model_served: if n % 2 == 0 {
+                "gpt-4o".into()
+            } else {
+                "gpt-4o-mini".into()
+            },
+            endpoint: "/v1/chat/completions".into(),
+            input_tokens: 10,
+            cached_input_tokens: 0,
+            output_tokens: 5,
+            reasoning_tokens: 0,
+            cost: tollgate_core::MicroUsd(7),
+            status: 200,
+            latency_ms: 1,
+            client_ip: None,
+            created_at: START,
+        })
+        .collect();
+    s.control.store().record_usage(&events).await.unwrap();
+    s.control
+        .store()
+        .record_usage(&events[1_000..1_200])
+        .await
+        .unwrap();
+    let by_model = s
+        .control
+        .usage(UsageGrouping::Model, START, START)
+        .await
+        .unwrap();
+    let totals: Vec<(&str, i64, i64)> = by_model
+        .iter()
+        .map(|r| (r.group.as_str(), r.requests, r.cost.0))
+        .collect();
+    assert_eq!(
+        totals,
+        [("gpt-4o", 1_250, 8_750), ("gpt-4o-mini", 1_250, 8_750)]
+    );
+    assert_eq!(
+        s.control
+            .store()
+            .recent_usage(&org.id, 5_000)
+            .await
+            .unwrap()
+            .len(),
+        2_500
+    );
+}

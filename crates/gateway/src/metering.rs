@@ -38,19 +38,35 @@ impl UsageSink {
 }
 
 /// Starts the writer; it ends when every [`UsageSink`] is dropped and all events are stored.
+/// After the first event of a batch it waits up to `linger` for more (or until `batch` are
+/// in), so a busy gateway writes few, large transactions.
 pub fn start(
     store: Store,
     capacity: usize,
     batch: usize,
+    linger: Duration,
 ) -> (UsageSink, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let writer = tokio::spawn(write_batches(store, rx, batch.max(1)));
+    let writer = tokio::spawn(write_batches(store, rx, batch.max(1), linger));
     (UsageSink { tx }, writer)
 }
 
-async fn write_batches(store: Store, mut rx: mpsc::Receiver<UsageEvent>, max: usize) {
+async fn write_batches(
+    store: Store,
+    mut rx: mpsc::Receiver<UsageEvent>,
+    max: usize,
+    linger: Duration,
+) {
     let mut batch = Vec::with_capacity(max);
     while rx.recv_many(&mut batch, max).await > 0 {
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < max {
+            let room = max - batch.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         let mut delay = Duration::from_millis(100);
         while let Err(err) = store.record_usage(&batch).await {
             tracing::warn!(error = %err, events = batch.len(), "could not store usage events; retrying");

@@ -213,9 +213,14 @@ impl Relay {
         if let Some(sse) = &self.sse {
             return sse.usage;
         }
-        let copy = self.copy.as_ref()?;
-        let value: serde_json::Value = serde_json::from_slice(copy).ok()?;
-        TokenUsage::from_usage(&value["usage"])
+        // Only `usage` is built; the rest of the body is skipped over, not materialised.
+        #[derive(Deserialize)]
+        struct UsageOnly {
+            #[serde(default)]
+            usage: serde_json::Value,
+        }
+        let body: UsageOnly = serde_json::from_slice(self.copy.as_ref()?).ok()?;
+        TokenUsage::from_usage(&body.usage)
     }
 
     async fn end(&mut self) {

@@ -9,15 +9,43 @@ use tracing::Instrument;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// A fresh request id, `req_` and 32 hex digits, as OpenAI's.
+/// A fresh request id: `req_` and 32 hex digits, as OpenAI's. The first 12 digits are the
+/// Unix time in milliseconds, so ids sort by time and the usage table's index grows at its end
+/// instead of being rewritten all over; the other 20 come from a per-thread generator seeded
+/// once from the OS (ids are not secrets, but stay unguessable enough not to collide).
 pub(crate) fn new_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    tollgate_core::ids::fill_random(&mut bytes);
+    use std::cell::Cell;
+    use std::fmt::Write;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut seed = [0u8; 8];
+            tollgate_core::ids::fill_random(&mut seed);
+            u64::from_le_bytes(seed) | 1
+        });
+    }
+    // splitmix64: two outputs give 128 bits, of which 80 are used.
+    let next = || {
+        STATE.with(|state| {
+            let mut z = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            state.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        })
+    };
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     let mut id = String::with_capacity(36);
     id.push_str("req_");
-    for b in bytes {
-        id.push_str(&format!("{b:02x}"));
-    }
+    let _ = write!(
+        id,
+        "{:012x}{:016x}{:04x}",
+        millis & 0xffff_ffff_ffff,
+        next(),
+        next() & 0xffff
+    );
     id
 }
 
@@ -54,4 +82,25 @@ pub(crate) async fn tag(mut request: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_openai_shaped_distinct_and_time_ordered() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_request_id()).collect();
+        assert!(ids.iter().all(|id| id.len() == 36
+            && id.starts_with("req_")
+            && id[4..].bytes().all(|b| b.is_ascii_hexdigit())));
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = new_request_id();
+        assert!(
+            ids.iter().all(|id| id[4..16] <= later[4..16]),
+            "the time prefix never goes backwards"
+        );
+    }
 }

@@ -101,6 +101,7 @@ impl Gateway {
             self.store.clone(),
             self.settings.metering.capacity,
             self.settings.metering.batch,
+            self.settings.metering.linger,
         );
         let background = vec![
             tokio::spawn(keys.clone().follow(

@@ -54,6 +54,8 @@ pub struct MeteringSettings {
     pub capacity: usize,
     /// Most events written in one transaction.
     pub batch: usize,
+    /// How long the writer waits for more events before writing a batch.
+    pub linger: Duration,
 }
 
 /// Everything the data plane needs from the configuration.
@@ -89,7 +91,8 @@ impl GatewaySettings {
             model_refresh: Duration::from_secs(600),
             metering: MeteringSettings {
                 capacity: 16_384,
-                batch: 1_024,
+                batch: 2_048,
+                linger: Duration::from_millis(50),
             },
             follow_interval: Duration::from_millis(200),
             last_used_flush: Duration::from_secs(5),

@@ -75,6 +75,9 @@ impl Upstream {
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .pool_max_idle_per_host(512)
             .tcp_nodelay(true)
+            // A proxy passes redirects back to its client and never replays a request itself.
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
             .build()?;
         Ok(Upstream { settings, client })
     }

@@ -1,6 +1,9 @@
 use crate::{Result, Store, UsageEvent, UsageGrouping, UsageRow};
 use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
 
+/// Rows in one multi-row insert: 16 parameters each, well under SQLite's limit of 32,766.
+const EVENTS_PER_STATEMENT: usize = 1_000;
+
 /// The roll-up summed by one column; `$column` and `$order` are literals, never input.
 macro_rules! usage_sql {
     ($column:literal, $order:literal) => {
@@ -69,66 +72,64 @@ struct UsageRowDb {
 }
 
 impl Store {
-    /// Writes a batch of usage events and folds them into the daily roll-up, in one transaction.
-    /// An event whose request id is already stored is skipped, so a retried batch counts once.
+    /// Writes a batch of usage events and folds them into the daily roll-up, in one transaction
+    /// of three statements whatever the batch size. An event whose request id is already stored
+    /// is skipped, so a retried batch counts once.
     pub async fn record_usage(&self, events: &[UsageEvent]) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        for event in events {
-            let inserted = sqlx::query(
-                "INSERT OR IGNORE INTO usage_events (request_id, org_id, project_id, key_id,
-                     model_requested, model_served, endpoint, input_tokens, cached_input_tokens,
-                     output_tokens, reasoning_tokens, cost_micro_usd, status, latency_ms, client_ip, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&event.request_id)
-            .bind(event.org_id.as_str())
-            .bind(event.project_id.as_str())
-            .bind(event.key_id.as_str())
-            .bind(&event.model_requested)
-            .bind(&event.model_served)
-            .bind(&event.endpoint)
-            .bind(event.input_tokens)
-            .bind(event.cached_input_tokens)
-            .bind(event.output_tokens)
-            .bind(event.reasoning_tokens)
-            .bind(event.cost.0)
-            .bind(i64::from(event.status))
-            .bind(event.latency_ms)
-            .bind(event.client_ip.as_deref())
-            .bind(event.created_at.seconds())
-            .execute(&mut *tx)
+        // Rows this transaction inserts get rowids above the current maximum (the write lock is
+        // held from BEGIN IMMEDIATE), so the roll-up below sees exactly the new events.
+        let (before,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(rowid), 0) FROM usage_events")
+            .fetch_one(&mut *tx)
             .await?;
-            if inserted.rows_affected() == 0 {
-                continue;
-            }
-            sqlx::query(
-                "INSERT INTO usage_daily (day, org_id, project_id, key_id, model, requests, input_tokens,
-                     cached_input_tokens, output_tokens, reasoning_tokens, cost_micro_usd)
-                 VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
-                 ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET
-                     requests = requests + 1,
-                     input_tokens = input_tokens + excluded.input_tokens,
-                     cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
-                     output_tokens = output_tokens + excluded.output_tokens,
-                     reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-                     cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd",
-            )
-            .bind(event.created_at.utc_date())
-            .bind(event.org_id.as_str())
-            .bind(event.project_id.as_str())
-            .bind(event.key_id.as_str())
-            .bind(&event.model_served)
-            .bind(event.input_tokens)
-            .bind(event.cached_input_tokens)
-            .bind(event.output_tokens)
-            .bind(event.reasoning_tokens)
-            .bind(event.cost.0)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT OR IGNORE INTO usage_events (request_id, org_id, project_id, key_id, model_requested,
+                     model_served, endpoint, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
+                     cost_micro_usd, status, latency_ms, client_ip, created_at) ",
+            );
+            insert.push_values(chunk, |mut row, event| {
+                row.push_bind(event.request_id.as_str())
+                    .push_bind(event.org_id.as_str())
+                    .push_bind(event.project_id.as_str())
+                    .push_bind(event.key_id.as_str())
+                    .push_bind(event.model_requested.as_str())
+                    .push_bind(event.model_served.as_str())
+                    .push_bind(event.endpoint.as_str())
+                    .push_bind(event.input_tokens)
+                    .push_bind(event.cached_input_tokens)
+                    .push_bind(event.output_tokens)
+                    .push_bind(event.reasoning_tokens)
+                    .push_bind(event.cost.0)
+                    .push_bind(i64::from(event.status))
+                    .push_bind(event.latency_ms)
+                    .push_bind(event.client_ip.as_deref())
+                    .push_bind(event.created_at.seconds());
+            });
+            insert.build().execute(&mut *tx).await?;
         }
+        sqlx::query(
+            "INSERT INTO usage_daily (day, org_id, project_id, key_id, model, requests, input_tokens,
+                 cached_input_tokens, output_tokens, reasoning_tokens, cost_micro_usd)
+             SELECT strftime('%Y-%m-%d', created_at, 'unixepoch'), org_id, project_id, key_id, model_served,
+                    COUNT(*), SUM(input_tokens), SUM(cached_input_tokens), SUM(output_tokens),
+                    SUM(reasoning_tokens), SUM(cost_micro_usd)
+             FROM usage_events WHERE rowid > ?
+             GROUP BY 1, org_id, project_id, key_id, model_served
+             ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET
+                 requests = requests + excluded.requests,
+                 input_tokens = input_tokens + excluded.input_tokens,
+                 cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
+                 output_tokens = output_tokens + excluded.output_tokens,
+                 reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+                 cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
