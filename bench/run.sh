@@ -108,18 +108,23 @@ def load(name):
     }
 rows = {}
 sent_to_tollgate = 0
+completed_by_tollgate = 0
 for name in ("direct", "nginx", "tollgate"):
     c = load(f"{name}-c{conc}.json"); r = load(f"{name}-rate{rate}.json")
     rows[name] = {"rps": c["ok_rps"], "p50": r["p50_ms"], "p99": r["p99_ms"], "non_200": c["non_200"] + r["non_200"], "errors": c["errors"] + r["errors"]}
     if name == "tollgate":
-        sent_to_tollgate = c["requests"] + r["requests"] + load("tollgate-warmup.json")["requests"]
+        phases = [c, r, load("tollgate-warmup.json")]
+        sent_to_tollgate = sum(p["requests"] for p in phases)
+        completed_by_tollgate = sum(p["requests"] - p["errors"] for p in phases)
 result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "concurrency": int(conc), "rate": int(rate),
           "tollgate_log_level": log_level, "targets": rows,
           "tollgate_vs_nginx_throughput": round(rows["tollgate"]["rps"] / max(rows["nginx"]["rps"], 1), 3),
           "tollgate_p50_overhead_ms": round(rows["tollgate"]["p50"] - rows["direct"]["p50"], 3),
           "tollgate_p99_overhead_ms": round(rows["tollgate"]["p99"] - rows["direct"]["p99"], 3),
           "nginx_p99_overhead_ms": round(rows["nginx"]["p99"] - rows["direct"]["p99"], 3),
-          "tollgate_requests_sent": sent_to_tollgate, "tollgate_usage_events_stored": metered}
+          "tollgate_requests_sent": sent_to_tollgate, "tollgate_requests_completed": completed_by_tollgate,
+          "tollgate_usage_events_stored": metered,
+          "metering_complete": completed_by_tollgate <= metered <= sent_to_tollgate}
 with open(out, "w") as f:
     json.dump(result, f, indent=2)
 print(f"\n{'target':<10} {'req/s @c' + conc:>12} {'p50 @' + rate + '/s':>12} {'p99 @' + rate + '/s':>12} {'non-200':>8} {'cut off':>8}")
@@ -127,6 +132,7 @@ for name, r in rows.items():
     print(f"{name:<10} {r['rps']:>12.0f} {r['p50']:>10.3f}ms {r['p99']:>10.3f}ms {r['non_200']:>8} {r['errors']:>8}")
 print(f"\nTollgate throughput = {result['tollgate_vs_nginx_throughput']:.0%} of nginx proxy_pass")
 print(f"Tollgate overhead over direct: p50 +{result['tollgate_p50_overhead_ms']:.3f} ms, p99 +{result['tollgate_p99_overhead_ms']:.3f} ms at {rate} req/s (nginx: p99 +{result['nginx_p99_overhead_ms']:.3f} ms)")
-print(f"Usage events stored: {metered} for {sent_to_tollgate} requests sent to Tollgate ('cut off' = still in flight when oha's time ran out)")
+ok = "OK" if result["metering_complete"] else "MISMATCH"
+print(f"Usage events stored: {metered}; requests completed {completed_by_tollgate}, sent {sent_to_tollgate} ('cut off' = still in flight when oha's time ran out): {ok}")
 print(f"written to {out}")
 PY
