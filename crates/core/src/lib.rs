@@ -9,6 +9,7 @@ pub mod error;
 pub mod ids;
 pub mod key;
 pub mod lifecycle;
+pub mod limits;
 pub mod money;
 pub mod password;
 pub mod permissions;
