@@ -3,6 +3,7 @@
 //! with unit tests beside it.
 
 pub mod base62;
+pub mod budget;
 pub mod clock;
 pub mod duration;
 pub mod error;
