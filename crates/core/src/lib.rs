@@ -12,6 +12,7 @@ pub mod key;
 pub mod lifecycle;
 pub mod limits;
 pub mod money;
+pub mod network;
 pub mod password;
 pub mod permissions;
 pub mod pricing;
