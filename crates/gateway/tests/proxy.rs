@@ -119,13 +119,8 @@ async fn streaming_learns_usage_without_showing_it_unless_asked() {
     let mut body = chat("gpt-4o");
     body["stream"] = json!(true);
     let response = app
-        .http
-        .post(format!("{}/v1/chat/completions", app.base))
-        .bearer_auth(key.secret.expose())
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .post_raw("/v1/chat/completions", key.secret.expose(), &body)
+        .await;
     assert_eq!(
         response.headers()["content-type"],
         "text/event-stream; charset=utf-8"
@@ -172,13 +167,8 @@ async fn streaming_learns_usage_without_showing_it_unless_asked() {
 
     body["stream_options"] = json!({"include_usage": true});
     let response = app
-        .http
-        .post(format!("{}/v1/chat/completions", app.base))
-        .bearer_auth(key.secret.expose())
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .post_raw("/v1/chat/completions", key.secret.expose(), &body)
+        .await;
     let events = read_sse(response).await;
     let usage_chunk: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
     assert_eq!(usage_chunk["choices"], json!([]));
@@ -206,13 +196,12 @@ async fn responses_completions_and_embeddings_are_metered_too() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["object"], "response");
     let stream = app
-        .http
-        .post(format!("{}/v1/responses", app.base))
-        .bearer_auth(secret)
-        .json(&json!({"model": "gpt-4.1-mini", "input": "Hi there", "stream": true}))
-        .send()
-        .await
-        .unwrap();
+        .post_raw(
+            "/v1/responses",
+            secret,
+            &json!({"model": "gpt-4.1-mini", "input": "Hi there", "stream": true}),
+        )
+        .await;
     let events = read_sse(stream).await;
     let completed: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(completed["type"], "response.completed");
@@ -498,13 +487,8 @@ async fn a_client_that_hangs_up_mid_stream_is_billed_for_what_it_received() {
     let mut body = chat("gpt-4o-mini");
     body["stream"] = json!(true);
     let response = app
-        .http
-        .post(format!("{}/v1/chat/completions", app.base))
-        .bearer_auth(key.secret.expose())
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .post_raw("/v1/chat/completions", key.secret.expose(), &body)
+        .await;
     let mut stream = response.bytes_stream();
     let mut received = String::new();
     while received.matches("data: ").count() < 4 {

@@ -249,6 +249,17 @@ impl TestApp {
         self.clock.now()
     }
 
+    /// Sends a JSON POST and returns the response unread (for streams).
+    pub async fn post_raw(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Waits until `count` usage events are stored; returns them newest first.
     pub async fn usage_events(&self, count: usize) -> Vec<UsageEvent> {
         let org = self.control.organization().await.unwrap();
