@@ -160,6 +160,9 @@ pub struct CreateKeyArgs {
     /// For restricted keys, SCOPE:ACCESS such as chat.completions:write or models:read (repeatable)
     #[arg(long = "scope", value_name = "SCOPE:ACCESS")]
     pub scopes: Vec<String>,
+    /// Only accept requests from these addresses: an IP or CIDR range, IPv4 or IPv6 (repeatable)
+    #[arg(long = "allow-ip", value_name = "CIDR")]
+    pub allow_ips: Vec<String>,
     /// Expire the key after this long: 30d, 12h, ... [default: never]
     #[arg(long, value_name = "DURATION")]
     pub expires_in: Option<String>,
@@ -180,6 +183,12 @@ pub enum ProjectsCommand {
     },
     /// Archive a project: its keys stop working
     Archive { project: String },
+    /// Set the addresses a project's keys may be used from (IPs or CIDR ranges; none: any)
+    AllowIps {
+        project: String,
+        #[arg(value_name = "CIDR")]
+        ranges: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

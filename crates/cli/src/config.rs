@@ -30,6 +30,9 @@ pub struct FileConfig {
     pub keys: KeysConfig,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// Reverse proxies (IPs or CIDR ranges) whose Forwarded / X-Forwarded-For headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,
     /// Model names that stand for another model: `fast = "gpt-4o-mini"`.
@@ -168,6 +171,7 @@ pub struct Settings {
     pub pricing: PricingTable,
     pub unpriced: UnpricedPolicy,
     pub max_body_bytes: usize,
+    pub trusted_proxies: Vec<tollgate_core::network::Cidr>,
 }
 
 /// What the command line and environment supplied (clap merges flag over env).
@@ -255,6 +259,14 @@ impl Settings {
             pricing,
             unpriced,
             max_body_bytes: file.max_body_bytes.unwrap_or(32 * 1024 * 1024),
+            trusted_proxies: file
+                .trusted_proxies
+                .iter()
+                .map(|c| {
+                    tollgate_core::network::Cidr::parse(c)
+                        .map_err(|e| ConfigError(format!("trusted_proxies: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -508,6 +520,21 @@ mod tests {
             settings.routes().resolve("fast").map(|r| r.model),
             Some("gpt-4o-mini".into())
         );
+
+        let (_dir, path) = write("trusted_proxies = [\"10.0.0.0/8\", \"fd00::/8\"]\n");
+        let settings = Settings::resolve(Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(settings.trusted_proxies.len(), 2);
+        let (_dir, path) = write("trusted_proxies = [\"10.0.0.0/99\"]\n");
+        let err = Settings::resolve(Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(err.0.starts_with("trusted_proxies:"), "{}", err.0);
 
         let (_dir, path) = write("[pricing]\nunpriced = \"fallback\"\n");
         let err = Settings::resolve(Overrides {

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use std::io::Write;
+use tollgate_core::network::IpAllowList;
 use tollgate_core::UnixTime;
 use tollgate_store::{KeyOwner, KeyRecord, Project, ServiceAccount};
 
@@ -24,6 +25,7 @@ pub struct KeyView<'a> {
     pub revoked_at: Option<i64>,
     pub rotated_from: Option<&'a str>,
     pub rotated_to: Option<&'a str>,
+    pub allowed_ips: &'a IpAllowList,
 }
 
 impl<'a> KeyView<'a> {
@@ -51,6 +53,7 @@ impl<'a> KeyView<'a> {
             revoked_at: key.revoked_at.map(UnixTime::seconds),
             rotated_from: key.rotated_from.as_ref().map(|k| k.as_str()),
             rotated_to: key.rotated_to.as_ref().map(|k| k.as_str()),
+            allowed_ips: &key.allowed_ips,
         }
     }
 }
@@ -72,6 +75,7 @@ pub struct ProjectView<'a> {
     pub is_default: bool,
     pub created_at: i64,
     pub archived_at: Option<i64>,
+    pub allowed_ips: &'a IpAllowList,
 }
 
 impl<'a> From<&'a Project> for ProjectView<'a> {
@@ -84,6 +88,7 @@ impl<'a> From<&'a Project> for ProjectView<'a> {
             is_default: p.is_default,
             created_at: p.created_at.seconds(),
             archived_at: p.archived_at.map(UnixTime::seconds),
+            allowed_ips: &p.allowed_ips,
         }
     }
 }

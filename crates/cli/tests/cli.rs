@@ -174,6 +174,43 @@ async fn the_key_lifecycle_from_the_cli() {
         "restricted(models:read,embeddings:write)"
     );
 
+    let fenced = d
+        .run(&[
+            "keys",
+            "create",
+            "--name",
+            "office only",
+            "--allow-ip",
+            "203.0.113.0/24",
+            "--allow-ip",
+            "2001:db8::/32",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        fenced["allowed_ips"],
+        serde_json::json!(["203.0.113.0/24", "2001:db8::/32"])
+    );
+    let bad_range = d.run(&["keys", "create", "--name", "x", "--allow-ip", "10.0.0.0/33"]);
+    assert_eq!(bad_range.code, 2);
+    assert!(
+        bad_range
+            .stderr
+            .contains("is not an IP address or CIDR range"),
+        "{}",
+        bad_range.stderr
+    );
+    let fenced_project = d
+        .run(&["projects", "allow-ips", "Mobile", "10.0.0.0/8", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        fenced_project["allowed_ips"],
+        serde_json::json!(["10.0.0.0/8"])
+    );
+    d.run(&["keys", "revoke", fenced["id"].as_str().unwrap()])
+        .ok();
     let listed = d.run(&["keys", "list", "--json"]).ok().json();
     let names: Vec<&str> = listed["data"]
         .as_array()
@@ -184,6 +221,7 @@ async fn the_key_lifecycle_from_the_cli() {
     assert_eq!(
         names,
         [
+            "office only",
             "embedder",
             "ios",
             "CI",

@@ -1,5 +1,6 @@
 use crate::{Control, ControlError, Result};
 use serde_json::json;
+use tollgate_core::network::IpAllowList;
 use tollgate_core::password::{generate_password, hash_password};
 use tollgate_core::secret::HASH_VERSION;
 use tollgate_core::{KeyKind, OrgId, Permissions, ProjectId, SecretKey, UserId};
@@ -52,6 +53,7 @@ impl Control {
             is_default: true,
             created_at: now,
             archived_at: None,
+            allowed_ips: IpAllowList::default(),
         };
         let owner_password = generate_password();
         let owner_password_hash =
@@ -76,6 +78,7 @@ impl Control {
             revoked_at: None,
             rotated_from: None,
             rotated_to: None,
+            allowed_ips: IpAllowList::default(),
         };
         let audit = vec![
             self.audit_entry(
@@ -156,5 +159,6 @@ pub(crate) fn key_audit_data(key: &KeyRecord) -> serde_json::Value {
         "owner": key.owner,
         "permissions": key.permissions.to_string(),
         "expires_at": key.expires_at,
+        "allowed_ips": key.allowed_ips,
     })
 }

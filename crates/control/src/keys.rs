@@ -5,6 +5,7 @@ use tollgate_core::duration::Span;
 use tollgate_core::lifecycle::{
     check_rotatable, rotation_expiry, validate_name, KeyStatus, LifecycleError,
 };
+use tollgate_core::network::IpAllowList;
 use tollgate_core::secret::HASH_VERSION;
 use tollgate_core::{KeyId, KeyKind, Permissions, SecretKey, ServiceAccountId, UnixTime};
 use tollgate_store::{Actor, KeyFilter, KeyOwner, KeyRecord, ProjectStatus};
@@ -26,6 +27,8 @@ pub struct NewKey {
     pub owner: KeyOwnerRequest,
     pub permissions: Permissions,
     pub expires_in: Option<Span>,
+    /// Addresses the key may be used from (empty: any).
+    pub allowed_ips: IpAllowList,
 }
 
 /// A key just made: the record and the secret, which is not kept anywhere and is shown once.
@@ -111,6 +114,7 @@ impl Control {
             revoked_at: None,
             rotated_from: None,
             rotated_to: None,
+            allowed_ips: request.allowed_ips,
         };
         let entry = self.audit_entry(
             &org,

@@ -1,6 +1,7 @@
 use crate::{Control, ControlError, Result};
 use serde_json::json;
 use tollgate_core::lifecycle::validate_name;
+use tollgate_core::network::IpAllowList;
 use tollgate_core::{ProjectId, ServiceAccountId};
 use tollgate_store::{Actor, Project, ProjectStatus, ServiceAccount};
 
@@ -16,6 +17,7 @@ impl Control {
             is_default: false,
             created_at: self.clock.now(),
             archived_at: None,
+            allowed_ips: IpAllowList::default(),
         };
         let entry = self.audit_entry(
             &org,
@@ -128,5 +130,31 @@ impl Control {
             )));
         }
         Ok(project)
+    }
+
+    /// Replaces a project's IP allow-list (empty: any address). Its keys follow within a second.
+    pub async fn set_project_allowed_ips(
+        &self,
+        actor: &Actor,
+        id_or_name: &str,
+        list: IpAllowList,
+    ) -> Result<Project> {
+        let org = self.organization().await?;
+        let project = self.active_project(id_or_name).await?;
+        let entry = self.audit_entry(
+            &org,
+            actor,
+            "ip_allowlist.updated",
+            Some(&project.id),
+            project.id.as_str(),
+            json!({"allowed_ips": list, "previous": project.allowed_ips}),
+        );
+        self.store
+            .set_project_allowed_ips(&project.id, &list, &entry)
+            .await?;
+        Ok(Project {
+            allowed_ips: list,
+            ..project
+        })
     }
 }

@@ -49,6 +49,7 @@ fn new_key(name: &str, owner: KeyOwnerRequest) -> NewKey {
         owner,
         permissions: Permissions::All,
         expires_in: None,
+        allowed_ips: Default::default(),
     }
 }
 

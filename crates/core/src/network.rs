@@ -220,3 +220,98 @@ mod tests {
         );
     }
 }
+
+/// The addresses a key or project accepts requests from. Empty: every address.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IpAllowList {
+    ranges: Vec<Cidr>,
+    /// A stored list that could not be read allows nothing: never more than intended.
+    deny_all: bool,
+}
+
+impl IpAllowList {
+    pub fn parse(entries: &[String]) -> Result<IpAllowList, CidrError> {
+        let ranges = entries
+            .iter()
+            .map(|e| Cidr::parse(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(IpAllowList {
+            ranges,
+            deny_all: false,
+        })
+    }
+
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        !self.deny_all && allowed(ip, &self.ranges)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty() && !self.deny_all
+    }
+
+    pub fn ranges(&self) -> &[Cidr] {
+        &self.ranges
+    }
+
+    /// The stored form: a JSON array of CIDR strings.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(
+            &self
+                .ranges
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_else(|_| "[]".into())
+    }
+
+    pub fn from_json(text: &str) -> IpAllowList {
+        serde_json::from_str::<Vec<String>>(text)
+            .ok()
+            .and_then(|entries| IpAllowList::parse(&entries).ok())
+            .unwrap_or(IpAllowList {
+                ranges: Vec::new(),
+                deny_all: true,
+            })
+    }
+}
+
+/// Serialised as the list of ranges, as the admin API and `--json` show it.
+impl serde::Serialize for IpAllowList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.ranges.iter().map(|r| r.to_string()))
+    }
+}
+
+impl fmt::Display for IpAllowList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.deny_all {
+            return f.write_str("(unreadable: no address allowed)");
+        }
+        if self.ranges.is_empty() {
+            return f.write_str("any");
+        }
+        let list: Vec<String> = self.ranges.iter().map(|r| r.to_string()).collect();
+        f.write_str(&list.join(","))
+    }
+}
+
+#[cfg(test)]
+mod allow_list_tests {
+    use super::*;
+
+    #[test]
+    fn stored_lists_round_trip_and_unreadable_ones_allow_nothing() {
+        let list =
+            IpAllowList::parse(&["10.0.0.0/8".into(), "2001:db8::/32".into()]).unwrap_or_default();
+        assert_eq!(IpAllowList::from_json(&list.to_json()), list);
+        assert!(list.allows("10.1.2.3".parse().unwrap_or(IpAddr::V4(0.into()))));
+        assert!(!list.allows("192.0.2.1".parse().unwrap_or(IpAddr::V4(0.into()))));
+        assert!(IpAllowList::default().allows("192.0.2.1".parse().unwrap_or(IpAddr::V4(0.into()))));
+        let broken = IpAllowList::from_json("[\"not a range\"]");
+        assert!(!broken.allows("10.1.2.3".parse().unwrap_or(IpAddr::V4(0.into()))));
+        assert!(!broken.is_empty());
+        assert_eq!(list.to_string(), "10.0.0.0/8,2001:db8::/32");
+        assert!(IpAllowList::parse(&["10.0.0.0/40".into()]).is_err());
+    }
+}

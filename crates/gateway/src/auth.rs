@@ -1,12 +1,14 @@
 use crate::error::GatewayError;
 use crate::server::AppState;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tollgate_core::key::mask_presented;
 use tollgate_core::lifecycle::KeyStatus;
+use tollgate_core::network::client_ip;
 use tollgate_core::{Access, KeyKind, Scope};
 use tollgate_store::{AuthKey, ProjectStatus};
 
@@ -14,6 +16,8 @@ use tollgate_store::{AuthKey, ProjectStatus};
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub key: Arc<AuthKey>,
+    /// The client's address (behind trusted proxies, the one they report).
+    pub client_ip: IpAddr,
 }
 
 impl Principal {
@@ -34,7 +38,12 @@ pub(crate) async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match resolve(&state, request.headers()) {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    match resolve(&state, request.headers(), peer) {
         Ok(principal) => {
             tracing::Span::current().record("key_id", principal.key.key.id.as_str());
             request.extensions_mut().insert(principal);
@@ -47,7 +56,7 @@ pub(crate) async fn authenticate(
     }
 }
 
-fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Principal, GatewayError> {
+fn resolve(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Result<Principal, GatewayError> {
     let presented = bearer(headers).ok_or(GatewayError::MissingKey)?;
     // Format and checksum first: junk costs no hashing and no lookup.
     let parsed = state
@@ -88,6 +97,26 @@ fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Principal, GatewayEr
                 .unwrap_or_default(),
         });
     }
+    let client_ip = client_ip(
+        peer,
+        header(headers, "forwarded"),
+        header(headers, "x-forwarded-for"),
+        &state.settings.trusted_proxies,
+    );
+    if !key.project_allowed_ips.allows(client_ip) {
+        tracing::warn!(key_id = %record.id, %client_ip, "request from an address outside the project's allow-list");
+        return Err(GatewayError::IpNotAuthorized {
+            ip: client_ip,
+            what: "project",
+        });
+    }
+    if !record.allowed_ips.allows(client_ip) {
+        tracing::warn!(key_id = %record.id, %client_ip, "request from an address outside the key's allow-list");
+        return Err(GatewayError::IpNotAuthorized {
+            ip: client_ip,
+            what: "API key",
+        });
+    }
     if let Some(org) = header(headers, "openai-organization") {
         if org != record.org_id.as_str() {
             return Err(GatewayError::MismatchedOrganization);
@@ -99,7 +128,7 @@ fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Principal, GatewayEr
         }
     }
     state.last_used.record(&record.id, now);
-    Ok(Principal { key })
+    Ok(Principal { key, client_ip })
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

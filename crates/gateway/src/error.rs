@@ -22,6 +22,11 @@ pub enum GatewayError {
     MismatchedOrganization,
     #[error("OpenAI-Project header mismatch")]
     MismatchedProject,
+    #[error("IP {ip} not authorized for this {what}")]
+    IpNotAuthorized {
+        ip: std::net::IpAddr,
+        what: &'static str,
+    },
     #[error("missing scope {0}")]
     MissingScope(&'static str),
     #[error("no route for {method} {path}")]
@@ -77,6 +82,9 @@ impl GatewayError {
                 "OpenAI-Project header should match project for API key",
             )
             .with_code("mismatched_project"),
+            GatewayError::IpNotAuthorized { what, .. } => {
+                OpenAiError::new(Authentication, format!("IP not authorized for this {what}."))
+            }
             GatewayError::MissingScope(scope) => OpenAiError::new(
                 Authentication,
                 format!("You have insufficient permissions for this operation. Missing scopes: {scope}. Check that you have the correct role in your organization (Reader, Owner) and project (Member, Owner), and if you're using a restricted API key, that it has the necessary scopes."),

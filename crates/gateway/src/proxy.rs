@@ -10,7 +10,7 @@ use crate::sse::SseMeter;
 use crate::tokens;
 use crate::upstream::{client_headers, Upstream};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -19,7 +19,6 @@ use futures_util::stream::{BoxStream, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 use tollgate_core::pricing::Price;
 use tollgate_core::usage::TokenUsage;
@@ -362,7 +361,6 @@ pub(crate) struct Call {
     pub state: AppState,
     pub principal: Principal,
     pub request_id: RequestId,
-    pub peer: SocketAddr,
 }
 
 impl Call {
@@ -386,7 +384,7 @@ impl Call {
             cost: tollgate_core::MicroUsd::ZERO,
             status: 0,
             latency_ms: 0,
-            client_ip: Some(self.peer.ip().to_string()),
+            client_ip: Some(self.principal.client_ip.to_string()),
             created_at: self.state.clock.now(),
         }
     }
@@ -511,7 +509,6 @@ macro_rules! metered_handler {
             State(state): State<AppState>,
             Extension(principal): Extension<Principal>,
             Extension(request_id): Extension<RequestId>,
-            ConnectInfo(peer): ConnectInfo<SocketAddr>,
             headers: HeaderMap,
             body: Body,
         ) -> Result<Response, GatewayError> {
@@ -520,7 +517,6 @@ macro_rules! metered_handler {
                     state,
                     principal,
                     request_id,
-                    peer,
                 },
                 $endpoint,
                 headers,
@@ -540,7 +536,6 @@ pub(crate) async fn other(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(request_id): Extension<RequestId>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Response, GatewayError> {
     pass_through(
@@ -548,7 +543,6 @@ pub(crate) async fn other(
             state,
             principal,
             request_id,
-            peer,
         },
         request,
     )

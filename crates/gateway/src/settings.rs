@@ -77,6 +77,8 @@ pub struct GatewaySettings {
     pub last_used_flush: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// Reverse proxies whose `Forwarded`/`X-Forwarded-For` headers are believed.
+    pub trusted_proxies: Vec<tollgate_core::network::Cidr>,
 }
 
 impl GatewaySettings {
@@ -97,6 +99,7 @@ impl GatewaySettings {
             follow_interval: Duration::from_millis(200),
             last_used_flush: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
         }
     }
 }

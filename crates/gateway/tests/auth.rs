@@ -184,6 +184,7 @@ async fn an_expiring_key_stops_at_its_expiry() {
                 owner: KeyOwnerRequest::Project(None),
                 permissions: Permissions::All,
                 expires_in: Some(Span(3_600)),
+                allowed_ips: Default::default(),
             },
         )
         .await
@@ -401,4 +402,136 @@ async fn unknown_routes_and_methods_answer_in_the_envelope_and_other_v1_paths_ar
         .assert_error(405, None, "Method not allowed (POST /v1/models)");
     let health = app.get("/healthz", None, &[]).await;
     assert_eq!(health.body["status"], "ok");
+}
+
+/// Polls `/v1/models` until it answers `status` (a change travels through the change log).
+async fn eventually(app: &TestApp, key: &str, status: u16) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let reply = app.models(key).await;
+        if reply.status.as_u16() == status {
+            return reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} instead of {status}",
+            reply.status
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn ip_allow_lists_on_keys_and_projects() {
+    let app = TestApp::spawn().await;
+    let local = app.key_allowed_from(&["127.0.0.0/8"]).await;
+    let elsewhere = app.key_allowed_from(&["10.0.0.0/8", "2001:db8::/32"]).await;
+    assert_eq!(
+        app.models(local.secret.expose()).await.status,
+        StatusCode::OK
+    );
+    app.models(elsewhere.secret.expose()).await.assert_error(
+        401,
+        None,
+        "IP not authorized for this API key.",
+    );
+
+    let list = tollgate_core::network::IpAllowList::parse(&["192.0.2.0/24".into()]).unwrap();
+    app.control
+        .set_project_allowed_ips(&TestApp::actor(), "Default project", list)
+        .await
+        .unwrap();
+    eventually(&app, local.secret.expose(), 401)
+        .await
+        .assert_error(401, None, "IP not authorized for this project.");
+    app.control
+        .set_project_allowed_ips(&TestApp::actor(), "Default project", Default::default())
+        .await
+        .unwrap();
+    eventually(&app, local.secret.expose(), 200).await;
+    let trail = app.control.audit(Some(&app.project_id), 10).await.unwrap();
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|e| e.event_type == "ip_allowlist.updated")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn ip_allow_lists_work_for_ipv6_clients() {
+    let app = TestApp::spawn_with(|s| s.listen = "[::1]:0".parse().unwrap()).await;
+    assert!(app.base.contains("[::1]"));
+    let v6 = app.key_allowed_from(&["::1/128"]).await;
+    let v4_only = app.key_allowed_from(&["127.0.0.1"]).await;
+    assert_eq!(app.models(v6.secret.expose()).await.status, StatusCode::OK);
+    app.models(v4_only.secret.expose()).await.assert_error(
+        401,
+        None,
+        "IP not authorized for this API key.",
+    );
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_behind_trusted_proxies() {
+    let untrusting = TestApp::spawn().await;
+    let key = untrusting.key_allowed_from(&["203.0.113.0/24"]).await;
+    let spoofed = untrusting
+        .get(
+            "/v1/models",
+            Some(key.secret.expose()),
+            &[("x-forwarded-for", "203.0.113.9")],
+        )
+        .await;
+    spoofed.assert_error(401, None, "IP not authorized for this API key.");
+
+    let behind_proxy = TestApp::spawn_with(|s| {
+        s.trusted_proxies = vec![tollgate_core::network::Cidr::parse("127.0.0.1").unwrap()]
+    })
+    .await;
+    let key = behind_proxy
+        .key_allowed_from(&["203.0.113.0/24", "2001:db8::/32"])
+        .await;
+    let secret = key.secret.expose();
+    let forwarded = behind_proxy
+        .get(
+            "/v1/models",
+            Some(secret),
+            &[("x-forwarded-for", "198.51.100.1, 203.0.113.9")],
+        )
+        .await;
+    assert_eq!(forwarded.status, StatusCode::OK, "{}", forwarded.body);
+    let rfc7239 = behind_proxy
+        .get(
+            "/v1/models",
+            Some(secret),
+            &[("forwarded", "for=\"[2001:db8::7]:443\"")],
+        )
+        .await;
+    assert_eq!(rfc7239.status, StatusCode::OK, "{}", rfc7239.body);
+    behind_proxy
+        .get("/v1/models", Some(secret), &[])
+        .await
+        .assert_error(401, None, "IP not authorized for this API key.");
+    let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let reply = behind_proxy
+        .post(
+            "/v1/chat/completions",
+            secret,
+            chat,
+            &[("x-forwarded-for", "203.0.113.9")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        behind_proxy.usage_events(1).await[0].client_ip.as_deref(),
+        Some("203.0.113.9"),
+        "usage records the real client"
+    );
+    let upstream = behind_proxy.mock.requests().last().unwrap().headers.clone();
+    assert!(
+        !upstream.contains_key("x-forwarded-for"),
+        "forwarding headers are not passed to the provider"
+    );
 }

@@ -4,6 +4,7 @@ use crate::{
     audit, change_log, AuditEntry, AuthKey, ChangedEntity, KeyFilter, KeyOwner, KeyRecord,
     ProjectStatus, Result, Store, StoreError,
 };
+use tollgate_core::network::IpAllowList;
 use tollgate_core::{
     KeyHash, KeyId, KeyKind, OrgId, Permissions, ProjectId, ServiceAccountId, UnixTime, UserId,
 };
@@ -28,7 +29,9 @@ struct KeyRow {
     revoked_at: Option<i64>,
     rotated_from: Option<String>,
     rotated_to: Option<String>,
+    allowed_ips: String,
     project_status: Option<String>,
+    project_allowed_ips: Option<String>,
 }
 
 impl KeyRow {
@@ -63,8 +66,14 @@ impl KeyRow {
                 revoked_at: self.revoked_at.map(UnixTime),
                 rotated_from: self.rotated_from.map(KeyId::from_trusted),
                 rotated_to: self.rotated_to.map(KeyId::from_trusted),
+                allowed_ips: IpAllowList::from_json(&self.allowed_ips),
             },
             project_status,
+            project_allowed_ips: self
+                .project_allowed_ips
+                .as_deref()
+                .map(IpAllowList::from_json)
+                .unwrap_or_default(),
         }
     }
 }
@@ -76,7 +85,7 @@ macro_rules! select_keys {
             "SELECT k.id, k.org_id, k.project_id, k.kind, k.name, k.hash, k.hash_version, k.redacted,
                     k.owner_user_id, k.owner_service_account_id, k.permissions, k.created_by,
                     k.created_at, k.last_used_at, k.expires_at, k.revoked_at, k.rotated_from,
-                    k.rotated_to, p.status AS project_status
+                    k.rotated_to, k.allowed_ips, p.status AS project_status, p.allowed_ips AS project_allowed_ips
              FROM api_keys k LEFT JOIN projects p ON p.id = k.project_id ",
             $tail
         )
@@ -91,8 +100,8 @@ pub(crate) async fn insert(tx: &mut Tx, key: &KeyRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO api_keys (id, org_id, project_id, kind, name, hash, hash_version, redacted,
              owner_user_id, owner_service_account_id, permissions, created_by, created_at,
-             last_used_at, expires_at, revoked_at, rotated_from, rotated_to)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             last_used_at, expires_at, revoked_at, rotated_from, rotated_to, allowed_ips)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(key.id.as_str())
     .bind(key.org_id.as_str())
@@ -112,6 +121,7 @@ pub(crate) async fn insert(tx: &mut Tx, key: &KeyRecord) -> Result<()> {
     .bind(key.revoked_at.map(UnixTime::seconds))
     .bind(key.rotated_from.as_ref().map(KeyId::as_str))
     .bind(key.rotated_to.as_ref().map(KeyId::as_str))
+    .bind(key.allowed_ips.to_json())
     .execute(&mut **tx)
     .await
     .map_err(|e| conflict_on_unique(e, || format!("key {} already exists", key.id)))?;

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use tollgate_core::lifecycle::{KeyState, KeyStatus};
+use tollgate_core::network::IpAllowList;
 use tollgate_core::{
     AuditId, KeyHash, KeyId, KeyKind, MicroUsd, OrgId, Permissions, ProjectId, ServiceAccountId,
     UnixTime, UserId,
@@ -71,6 +72,8 @@ pub struct Project {
     pub is_default: bool,
     pub created_at: UnixTime,
     pub archived_at: Option<UnixTime>,
+    /// Addresses the project's keys may be used from (empty: any).
+    pub allowed_ips: IpAllowList,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -111,6 +114,8 @@ pub struct KeyRecord {
     pub revoked_at: Option<UnixTime>,
     pub rotated_from: Option<KeyId>,
     pub rotated_to: Option<KeyId>,
+    /// Addresses the key may be used from (empty: any).
+    pub allowed_ips: IpAllowList,
 }
 
 impl KeyRecord {
@@ -132,6 +137,8 @@ impl KeyRecord {
 pub struct AuthKey {
     pub key: KeyRecord,
     pub project_status: Option<ProjectStatus>,
+    /// The project's allow-list (empty for admin keys and open projects).
+    pub project_allowed_ips: IpAllowList,
 }
 
 /// Which keys to list.

@@ -132,6 +132,7 @@ fn key(org: &OrgId, owner: &UserId, id_seed: u8, hasher: &KeyHasher) -> KeyRecor
         revoked_at: None,
         rotated_from: None,
         rotated_to: None,
+        allowed_ips: Default::default(),
     }
 }
 
@@ -177,6 +178,7 @@ async fn a_failed_rotation_writes_nothing_at_all() {
             is_default: true,
             created_at: UnixTime(1),
             archived_at: None,
+            allowed_ips: Default::default(),
         },
         admin_key: admin.clone(),
         secret_fingerprint: hasher.fingerprint(),

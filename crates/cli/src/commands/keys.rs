@@ -7,6 +7,7 @@ use crate::output::{
 use std::io::Write;
 use tollgate_control::{Control, CreatedKey, KeyOwnerRequest, NewKey, RevokeOutcome};
 use tollgate_core::duration::Span;
+use tollgate_core::network::IpAllowList;
 use tollgate_core::{KeyKind, Permissions};
 
 pub async fn run(control: &Control, command: KeysCommand, json: bool) -> Result<(), Failure> {
@@ -93,6 +94,7 @@ pub async fn run(control: &Control, command: KeysCommand, json: bool) -> Result<
                 ),
                 ("Status", status_text(&key, now)),
                 ("Permissions", key.permissions.to_string()),
+                ("Allowed IPs", key.allowed_ips.to_string()),
                 (
                     "Created",
                     format!("{} by {}", key.created_at, key.created_by),
@@ -207,11 +209,14 @@ fn new_key(args: CreateKeyArgs) -> Result<NewKey, Failure> {
         .map(|text| Span::parse(&text))
         .transpose()
         .map_err(|e| Failure::invalid(e.to_string()))?;
+    let allowed_ips =
+        IpAllowList::parse(&args.allow_ips).map_err(|e| Failure::invalid(e.to_string()))?;
     Ok(NewKey {
         name: args.name,
         owner,
         permissions,
         expires_in,
+        allowed_ips,
     })
 }
 

@@ -3,6 +3,7 @@ use crate::cli::ProjectsCommand;
 use crate::failure::Failure;
 use crate::output::{print_json, print_list_json, print_table, time_or_dash, ProjectView};
 use tollgate_control::Control;
+use tollgate_core::network::IpAllowList;
 
 pub async fn run(control: &Control, command: ProjectsCommand, json: bool) -> Result<(), Failure> {
     let actor = cli_actor();
@@ -43,6 +44,17 @@ pub async fn run(control: &Control, command: ProjectsCommand, json: bool) -> Res
                 &["ID", "NAME", "STATUS", "DEFAULT", "CREATED", "ARCHIVED"],
                 &rows,
             )?)
+        }
+        ProjectsCommand::AllowIps { project, ranges } => {
+            let list = IpAllowList::parse(&ranges).map_err(|e| Failure::invalid(e.to_string()))?;
+            let project = control
+                .set_project_allowed_ips(&actor, &project, list)
+                .await?;
+            if json {
+                return Ok(print_json(&ProjectView::from(&project))?);
+            }
+            println!("Project {} now accepts requests from: {}. Running servers apply it within a second.", project.id, project.allowed_ips);
+            Ok(())
         }
         ProjectsCommand::Archive { project } => {
             let project = control.archive_project(&actor, &project).await?;

@@ -27,6 +27,7 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     gateway_settings.pricing = settings.pricing.clone();
     gateway_settings.unpriced = settings.unpriced;
     gateway_settings.max_body_bytes = settings.max_body_bytes;
+    gateway_settings.trusted_proxies = settings.trusted_proxies.clone();
     warn_about_unpriced_routes(settings);
     let gateway = Gateway {
         settings: gateway_settings,

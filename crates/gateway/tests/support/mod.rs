@@ -148,6 +148,31 @@ impl TestApp {
                     owner,
                     permissions,
                     expires_in: None,
+                    allowed_ips: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        self.wait_until_loaded(&created).await;
+        created
+    }
+
+    /// A project key usable only from `ranges`.
+    pub async fn key_allowed_from(&self, ranges: &[&str]) -> CreatedKey {
+        let list = tollgate_core::network::IpAllowList::parse(
+            &ranges.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let created = self
+            .control
+            .create_key(
+                &Self::actor(),
+                NewKey {
+                    name: "restricted by ip".into(),
+                    owner: KeyOwnerRequest::Project(None),
+                    permissions: Permissions::All,
+                    expires_in: None,
+                    allowed_ips: list,
                 },
             )
             .await
