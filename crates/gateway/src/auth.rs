@@ -105,6 +105,9 @@ fn resolve(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Result<Princi
     );
     if !key.project_allowed_ips.allows(client_ip) {
         tracing::warn!(key_id = %record.id, %client_ip, "request from an address outside the project's allow-list");
+        state
+            .ip_denials
+            .record(&state.store, &key, client_ip, "project", now);
         return Err(GatewayError::IpNotAuthorized {
             ip: client_ip,
             what: "project",
@@ -112,6 +115,9 @@ fn resolve(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Result<Princi
     }
     if !record.allowed_ips.allows(client_ip) {
         tracing::warn!(key_id = %record.id, %client_ip, "request from an address outside the key's allow-list");
+        state
+            .ip_denials
+            .record(&state.store, &key, client_ip, "API key", now);
         return Err(GatewayError::IpNotAuthorized {
             ip: client_ip,
             what: "API key",

@@ -7,6 +7,7 @@
 
 mod auth;
 mod catalog;
+mod denials;
 mod error;
 mod key_table;
 mod last_used;

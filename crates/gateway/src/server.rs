@@ -1,4 +1,5 @@
 use crate::catalog::Catalog;
+use crate::denials::IpDenials;
 use crate::error::GatewayError;
 use crate::key_table::KeyTable;
 use crate::last_used::LastUsed;
@@ -29,6 +30,8 @@ pub(crate) struct AppState {
     pub catalog: Arc<Catalog>,
     pub upstreams: Arc<Vec<Upstream>>,
     pub usage: UsageSink,
+    pub store: Store,
+    pub ip_denials: Arc<IpDenials>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +135,8 @@ impl Gateway {
             catalog,
             upstreams,
             usage,
+            store: self.store.clone(),
+            ip_denials: Arc::default(),
         };
         let app = router(state);
         let mut shutdown_rx = stop_rx;

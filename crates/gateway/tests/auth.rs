@@ -535,3 +535,56 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies() {
         "forwarding headers are not passed to the provider"
     );
 }
+
+#[tokio::test]
+async fn refused_addresses_are_audited_at_most_once_a_minute_per_key() {
+    let app = TestApp::spawn().await;
+    let key = app.key_allowed_from(&["10.0.0.0/8"]).await;
+    let denials = || async {
+        app.control
+            .audit(Some(key.record.id.as_str()), 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event_type == "ip_allowlist.request_denied")
+            .collect::<Vec<_>>()
+    };
+    let wait_for = |count: usize| async move {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let found = denials().await;
+            if found.len() >= count {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {count} audit entries",
+                found.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    for _ in 0..20 {
+        app.models(key.secret.expose()).await.assert_error(
+            401,
+            None,
+            "IP not authorized for this API key.",
+        );
+    }
+    let first = wait_for(1).await;
+    assert_eq!(first[0].data["client_ip"], "127.0.0.1");
+    assert_eq!(first[0].actor.kind, "api_key");
+    assert_eq!(first[0].actor.id, key.record.id.as_str());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        denials().await.len(),
+        1,
+        "a flood of refusals writes one entry a minute"
+    );
+
+    app.clock.advance(61);
+    app.models(key.secret.expose())
+        .await
+        .assert_error(401, None, "IP not authorized");
+    assert_eq!(wait_for(2).await.len(), 2);
+}

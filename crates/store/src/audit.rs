@@ -59,6 +59,14 @@ impl Store {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// Writes one audit entry on its own (for events the data plane observes).
+    pub async fn record_audit(&self, entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin().await?;
+        append(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The newest audit entries first, optionally only those about `resource_id`.
     pub async fn audit_entries(
         &self,
