@@ -163,6 +163,9 @@ pub struct CreateKeyArgs {
     /// Only accept requests from these addresses: an IP or CIDR range, IPv4 or IPv6 (repeatable)
     #[arg(long = "allow-ip", value_name = "CIDR")]
     pub allow_ips: Vec<String>,
+    /// Only these models: a name or a pattern such as gpt-4o* (repeatable) [default: any]
+    #[arg(long = "model", value_name = "PATTERN")]
+    pub models: Vec<String>,
     /// Expire the key after this long: 30d, 12h, ... [default: never]
     #[arg(long, value_name = "DURATION")]
     pub expires_in: Option<String>,
@@ -183,6 +186,12 @@ pub enum ProjectsCommand {
     },
     /// Archive a project: its keys stop working
     Archive { project: String },
+    /// Set the models a project's keys may use (names or patterns like gpt-4o*; none: any)
+    AllowModels {
+        project: String,
+        #[arg(value_name = "PATTERN")]
+        models: Vec<String>,
+    },
     /// Set the addresses a project's keys may be used from (IPs or CIDR ranges; none: any)
     AllowIps {
         project: String,

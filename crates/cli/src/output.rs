@@ -26,6 +26,7 @@ pub struct KeyView<'a> {
     pub rotated_from: Option<&'a str>,
     pub rotated_to: Option<&'a str>,
     pub allowed_ips: &'a IpAllowList,
+    pub allowed_models: &'a tollgate_core::routing::ModelAllowList,
 }
 
 impl<'a> KeyView<'a> {
@@ -54,6 +55,7 @@ impl<'a> KeyView<'a> {
             rotated_from: key.rotated_from.as_ref().map(|k| k.as_str()),
             rotated_to: key.rotated_to.as_ref().map(|k| k.as_str()),
             allowed_ips: &key.allowed_ips,
+            allowed_models: &key.allowed_models,
         }
     }
 }
@@ -76,6 +78,7 @@ pub struct ProjectView<'a> {
     pub created_at: i64,
     pub archived_at: Option<i64>,
     pub allowed_ips: &'a IpAllowList,
+    pub allowed_models: &'a tollgate_core::routing::ModelAllowList,
 }
 
 impl<'a> From<&'a Project> for ProjectView<'a> {
@@ -89,6 +92,7 @@ impl<'a> From<&'a Project> for ProjectView<'a> {
             created_at: p.created_at.seconds(),
             archived_at: p.archived_at.map(UnixTime::seconds),
             allowed_ips: &p.allowed_ips,
+            allowed_models: &p.allowed_models,
         }
     }
 }

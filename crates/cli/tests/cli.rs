@@ -211,6 +211,34 @@ async fn the_key_lifecycle_from_the_cli() {
     );
     d.run(&["keys", "revoke", fenced["id"].as_str().unwrap()])
         .ok();
+    let models_only = d
+        .run(&[
+            "keys",
+            "create",
+            "--name",
+            "minis",
+            "--model",
+            "gpt-4o-mini",
+            "--model",
+            "gpt-4.1*",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        models_only["allowed_models"],
+        serde_json::json!(["gpt-4o-mini", "gpt-4.1*"])
+    );
+    d.run(&["keys", "revoke", models_only["id"].as_str().unwrap()])
+        .ok();
+    let project_models = d
+        .run(&["projects", "allow-models", "Mobile", "gpt-4o*", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        project_models["allowed_models"],
+        serde_json::json!(["gpt-4o*"])
+    );
     let listed = d.run(&["keys", "list", "--json"]).ok().json();
     let names: Vec<&str> = listed["data"]
         .as_array()
@@ -221,6 +249,7 @@ async fn the_key_lifecycle_from_the_cli() {
     assert_eq!(
         names,
         [
+            "minis",
             "office only",
             "embedder",
             "ios",

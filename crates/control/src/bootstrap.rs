@@ -54,6 +54,7 @@ impl Control {
             created_at: now,
             archived_at: None,
             allowed_ips: IpAllowList::default(),
+            allowed_models: Default::default(),
         };
         let owner_password = generate_password();
         let owner_password_hash =
@@ -79,6 +80,7 @@ impl Control {
             rotated_from: None,
             rotated_to: None,
             allowed_ips: IpAllowList::default(),
+            allowed_models: Default::default(),
         };
         let audit = vec![
             self.audit_entry(
@@ -160,5 +162,6 @@ pub(crate) fn key_audit_data(key: &KeyRecord) -> serde_json::Value {
         "permissions": key.permissions.to_string(),
         "expires_at": key.expires_at,
         "allowed_ips": key.allowed_ips,
+        "allowed_models": key.allowed_models,
     })
 }

@@ -29,6 +29,8 @@ pub struct NewKey {
     pub expires_in: Option<Span>,
     /// Addresses the key may be used from (empty: any).
     pub allowed_ips: IpAllowList,
+    /// Models the key may use (empty: any).
+    pub allowed_models: tollgate_core::routing::ModelAllowList,
 }
 
 /// A key just made: the record and the secret, which is not kept anywhere and is shown once.
@@ -115,6 +117,7 @@ impl Control {
             rotated_from: None,
             rotated_to: None,
             allowed_ips: request.allowed_ips,
+            allowed_models: request.allowed_models,
         };
         let entry = self.audit_entry(
             &org,

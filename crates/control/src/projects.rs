@@ -18,6 +18,7 @@ impl Control {
             created_at: self.clock.now(),
             archived_at: None,
             allowed_ips: IpAllowList::default(),
+            allowed_models: Default::default(),
         };
         let entry = self.audit_entry(
             &org,
@@ -154,6 +155,25 @@ impl Control {
             .await?;
         Ok(Project {
             allowed_ips: list,
+            ..project
+        })
+    }
+
+    /// Replaces a project's model allow-list (empty: any model). Its keys follow within a second.
+    pub async fn set_project_allowed_models(
+        &self,
+        actor: &Actor,
+        id_or_name: &str,
+        list: tollgate_core::routing::ModelAllowList,
+    ) -> Result<Project> {
+        let org = self.organization().await?;
+        let project = self.active_project(id_or_name).await?;
+        let entry = self.audit_entry(&org, actor, "project.updated", Some(&project.id), project.id.as_str(), json!({"changes_requested": {"allowed_models": list}, "previous": {"allowed_models": project.allowed_models}}));
+        self.store
+            .set_project_allowed_models(&project.id, &list, &entry)
+            .await?;
+        Ok(Project {
+            allowed_models: list,
             ..project
         })
     }

@@ -50,6 +50,7 @@ fn new_key(name: &str, owner: KeyOwnerRequest) -> NewKey {
         permissions: Permissions::All,
         expires_in: None,
         allowed_ips: Default::default(),
+        allowed_models: Default::default(),
     }
 }
 

@@ -48,6 +48,76 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|b| *b == b'*')
 }
 
+/// The models a key or project may use: names or `*` patterns. Empty: every model.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ModelAllowList {
+    patterns: Vec<ModelPattern>,
+    /// A stored list that could not be read allows nothing: never more than intended.
+    deny_all: bool,
+}
+
+impl ModelAllowList {
+    pub fn new(patterns: &[String]) -> ModelAllowList {
+        let patterns = patterns
+            .iter()
+            .map(|p| ModelPattern::new(p))
+            .filter(|p| !p.as_str().is_empty())
+            .collect();
+        ModelAllowList {
+            patterns,
+            deny_all: false,
+        }
+    }
+
+    pub fn allows(&self, model: &str) -> bool {
+        !self.deny_all
+            && (self.patterns.is_empty() || self.patterns.iter().any(|p| p.matches(model)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty() && !self.deny_all
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.patterns.iter().map(|p| p.as_str()).collect::<Vec<_>>())
+            .unwrap_or_else(|_| "[]".into())
+    }
+
+    pub fn from_json(text: &str) -> ModelAllowList {
+        serde_json::from_str::<Vec<String>>(text)
+            .map(|list| ModelAllowList::new(&list))
+            .unwrap_or(ModelAllowList {
+                patterns: Vec::new(),
+                deny_all: true,
+            })
+    }
+}
+
+impl serde::Serialize for ModelAllowList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.patterns.iter().map(|p| p.as_str()))
+    }
+}
+
+impl std::fmt::Display for ModelAllowList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.deny_all {
+            return f.write_str("(unreadable: no model allowed)");
+        }
+        if self.patterns.is_empty() {
+            return f.write_str("any");
+        }
+        f.write_str(
+            &self
+                .patterns
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }
+}
+
 /// Where a request goes: the provider's index and the model name to send it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -164,6 +234,17 @@ mod tests {
         assert!(ModelPattern::new("llama-*-instruct").matches("llama-3.1-8b-instruct"));
         assert!(!ModelPattern::new("llama-*-instruct").matches("llama-3.1-8b"));
         assert!(ModelPattern::new("a*b*c").matches("aXbYbZc"));
+    }
+
+    #[test]
+    fn model_allow_lists_match_patterns_and_fail_closed() {
+        let list = ModelAllowList::new(&["gpt-4o*".into(), "text-embedding-3-small".into()]);
+        assert!(list.allows("gpt-4o-mini") && list.allows("text-embedding-3-small"));
+        assert!(!list.allows("o3") && !list.allows("gpt-4.1"));
+        assert!(ModelAllowList::default().allows("anything"));
+        assert_eq!(ModelAllowList::from_json(&list.to_json()), list);
+        assert!(!ModelAllowList::from_json("{broken").allows("gpt-4o"));
+        assert_eq!(list.to_string(), "gpt-4o*,text-embedding-3-small");
     }
 
     #[test]

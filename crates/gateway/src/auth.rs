@@ -21,6 +21,34 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether the project's and the key's model allow-lists admit a model (by either of its
+    /// names: as requested, e.g. an alias, or as served); `Err` names who refuses.
+    pub fn check_model(&self, requested: &str, served: &str) -> Result<(), GatewayError> {
+        let admits = |list: &tollgate_core::routing::ModelAllowList| {
+            list.allows(requested) || list.allows(served)
+        };
+        if !admits(&self.key.project_allowed_models) {
+            let project = self
+                .key
+                .key
+                .project_id
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            return Err(GatewayError::ModelNotAllowed {
+                model: requested.to_owned(),
+                holder: format!("Project `{project}`"),
+            });
+        }
+        if !admits(&self.key.key.allowed_models) {
+            return Err(GatewayError::ModelNotAllowed {
+                model: requested.to_owned(),
+                holder: "This API key".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Fails with OpenAI's missing-scope error unless the key grants `access` to `scope`.
     pub fn require(&self, scope: Scope, access: Access) -> Result<(), GatewayError> {
         let record = &self.key.key;

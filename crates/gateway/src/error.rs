@@ -41,6 +41,8 @@ pub enum GatewayError {
     BodyTooLarge { limit: usize },
     #[error("model {0} is not routed")]
     ModelNotFound(String),
+    #[error("model {model} not allowed for this {holder}")]
+    ModelNotAllowed { model: String, holder: String },
     #[error("model {0} has no price")]
     ModelNotPriced(String),
     #[error(transparent)]
@@ -108,6 +110,11 @@ impl GatewayError {
             GatewayError::ModelNotFound(model) => OpenAiError::new(
                 NotFound,
                 format!("The model `{model}` does not exist or you do not have access to it. `GET /v1/models` lists the models you can use."),
+            )
+            .with_code("model_not_found"),
+            GatewayError::ModelNotAllowed { model, holder } => OpenAiError::new(
+                PermissionDenied,
+                format!("{holder} does not have access to model `{model}`"),
             )
             .with_code("model_not_found"),
             GatewayError::ModelNotPriced(model) => OpenAiError::new(

@@ -26,11 +26,14 @@ pub(crate) async fn list(
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<ModelList>, GatewayError> {
     principal.require(Scope::Models, Access::Read)?;
-    let data = state
-        .catalog
-        .routes()
+    let routes = state.catalog.routes();
+    let data = routes
         .listable()
         .into_iter()
+        .filter(|(id, _)| {
+            let served = routes.resolve(id).map(|r| r.model).unwrap_or_default();
+            principal.check_model(id, &served).is_ok()
+        })
         .map(|(id, provider)| Model {
             id,
             object: "model",

@@ -411,6 +411,7 @@ pub(crate) async fn metered(
         provider = resolved.provider;
         Ok(resolved.model)
     })?;
+    call.principal.check_model(&requested, &prepared.model)?;
     let price = match (
         call.state.settings.pricing.price(&prepared.model),
         call.state.settings.unpriced,

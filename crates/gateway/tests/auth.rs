@@ -185,6 +185,7 @@ async fn an_expiring_key_stops_at_its_expiry() {
                 permissions: Permissions::All,
                 expires_in: Some(Span(3_600)),
                 allowed_ips: Default::default(),
+                allowed_models: Default::default(),
             },
         )
         .await

@@ -598,3 +598,103 @@ async fn a_provider_without_routes_serves_the_models_it_lists() {
         "the unknown model was refused without asking the provider"
     );
 }
+
+#[tokio::test]
+async fn model_allow_lists_on_keys_and_projects() {
+    let app = TestApp::spawn().await;
+    let mini_only = app.key_for_models(&["gpt-4o-mini"]).await;
+    let secret = mini_only.secret.expose();
+    assert_eq!(
+        app.post("/v1/chat/completions", secret, chat("gpt-4o-mini"), &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.post("/v1/chat/completions", secret, chat("fast"), &[])
+            .await
+            .status,
+        StatusCode::OK,
+        "an alias of an allowed model"
+    );
+    let refused = app
+        .post("/v1/chat/completions", secret, chat("gpt-4o"), &[])
+        .await;
+    assert_eq!(refused.status.as_u16(), 403);
+    assert_eq!(refused.body["error"]["code"], "model_not_found");
+    assert_eq!(
+        refused.body["error"]["message"],
+        "This API key does not have access to model `gpt-4o`"
+    );
+    let listed = app.models(secret).await;
+    let ids: Vec<&str> = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["gpt-4o-mini", "fast"],
+        "a key lists only the models it may use"
+    );
+
+    let any = app.project_key().await;
+    let list = tollgate_core::routing::ModelAllowList::new(&["gpt-4o*".into()]);
+    app.control
+        .set_project_allowed_models(&support::TestApp::actor(), "Default project", list)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let reply = app
+            .post(
+                "/v1/chat/completions",
+                any.secret.expose(),
+                chat("o4-mini"),
+                &[],
+            )
+            .await;
+        if reply.status.as_u16() == 403 {
+            assert_eq!(
+                reply.body["error"]["message"],
+                format!(
+                    "Project `{}` does not have access to model `o4-mini`",
+                    app.project_id
+                )
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the project's list never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        app.post(
+            "/v1/chat/completions",
+            any.secret.expose(),
+            chat("gpt-4o"),
+            &[]
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let before = app.mock.requests().len();
+    let refused = app
+        .post(
+            "/v1/chat/completions",
+            any.secret.expose(),
+            chat("o4-mini"),
+            &[],
+        )
+        .await;
+    assert_eq!(refused.status.as_u16(), 403);
+    assert_eq!(
+        app.mock.requests().len(),
+        before,
+        "a refused model never reaches the provider"
+    );
+}

@@ -5,6 +5,7 @@ use crate::{
     ProjectStatus, Result, Store, StoreError,
 };
 use tollgate_core::network::IpAllowList;
+use tollgate_core::routing::ModelAllowList;
 use tollgate_core::{
     KeyHash, KeyId, KeyKind, OrgId, Permissions, ProjectId, ServiceAccountId, UnixTime, UserId,
 };
@@ -30,8 +31,10 @@ struct KeyRow {
     rotated_from: Option<String>,
     rotated_to: Option<String>,
     allowed_ips: String,
+    allowed_models: String,
     project_status: Option<String>,
     project_allowed_ips: Option<String>,
+    project_allowed_models: Option<String>,
 }
 
 impl KeyRow {
@@ -67,12 +70,18 @@ impl KeyRow {
                 rotated_from: self.rotated_from.map(KeyId::from_trusted),
                 rotated_to: self.rotated_to.map(KeyId::from_trusted),
                 allowed_ips: IpAllowList::from_json(&self.allowed_ips),
+                allowed_models: ModelAllowList::from_json(&self.allowed_models),
             },
             project_status,
             project_allowed_ips: self
                 .project_allowed_ips
                 .as_deref()
                 .map(IpAllowList::from_json)
+                .unwrap_or_default(),
+            project_allowed_models: self
+                .project_allowed_models
+                .as_deref()
+                .map(ModelAllowList::from_json)
                 .unwrap_or_default(),
         }
     }
@@ -85,7 +94,8 @@ macro_rules! select_keys {
             "SELECT k.id, k.org_id, k.project_id, k.kind, k.name, k.hash, k.hash_version, k.redacted,
                     k.owner_user_id, k.owner_service_account_id, k.permissions, k.created_by,
                     k.created_at, k.last_used_at, k.expires_at, k.revoked_at, k.rotated_from,
-                    k.rotated_to, k.allowed_ips, p.status AS project_status, p.allowed_ips AS project_allowed_ips
+                    k.rotated_to, k.allowed_ips, k.allowed_models, p.status AS project_status,
+                    p.allowed_ips AS project_allowed_ips, p.allowed_models AS project_allowed_models
              FROM api_keys k LEFT JOIN projects p ON p.id = k.project_id ",
             $tail
         )
@@ -100,8 +110,8 @@ pub(crate) async fn insert(tx: &mut Tx, key: &KeyRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO api_keys (id, org_id, project_id, kind, name, hash, hash_version, redacted,
              owner_user_id, owner_service_account_id, permissions, created_by, created_at,
-             last_used_at, expires_at, revoked_at, rotated_from, rotated_to, allowed_ips)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             last_used_at, expires_at, revoked_at, rotated_from, rotated_to, allowed_ips, allowed_models)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(key.id.as_str())
     .bind(key.org_id.as_str())
@@ -122,6 +132,7 @@ pub(crate) async fn insert(tx: &mut Tx, key: &KeyRecord) -> Result<()> {
     .bind(key.rotated_from.as_ref().map(KeyId::as_str))
     .bind(key.rotated_to.as_ref().map(KeyId::as_str))
     .bind(key.allowed_ips.to_json())
+    .bind(key.allowed_models.to_json())
     .execute(&mut **tx)
     .await
     .map_err(|e| conflict_on_unique(e, || format!("key {} already exists", key.id)))?;

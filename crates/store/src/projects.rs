@@ -4,6 +4,7 @@ use crate::{
     audit, change_log, AuditEntry, ChangedEntity, Project, ProjectStatus, Result, Store, StoreError,
 };
 use tollgate_core::network::IpAllowList;
+use tollgate_core::routing::ModelAllowList;
 use tollgate_core::{OrgId, ProjectId, UnixTime};
 
 #[derive(sqlx::FromRow)]
@@ -16,6 +17,7 @@ struct ProjectRow {
     created_at: i64,
     archived_at: Option<i64>,
     allowed_ips: String,
+    allowed_models: String,
 }
 
 impl From<ProjectRow> for Project {
@@ -29,14 +31,15 @@ impl From<ProjectRow> for Project {
             created_at: UnixTime(row.created_at),
             archived_at: row.archived_at.map(UnixTime),
             allowed_ips: IpAllowList::from_json(&row.allowed_ips),
+            allowed_models: ModelAllowList::from_json(&row.allowed_models),
         }
     }
 }
 
 pub(crate) async fn insert(tx: &mut Tx, project: &Project) -> Result<()> {
     sqlx::query(
-        "INSERT INTO projects (id, org_id, name, status, is_default, created_at, archived_at, allowed_ips)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO projects (id, org_id, name, status, is_default, created_at, archived_at, allowed_ips, allowed_models)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(project.id.as_str())
     .bind(project.org_id.as_str())
@@ -46,6 +49,7 @@ pub(crate) async fn insert(tx: &mut Tx, project: &Project) -> Result<()> {
     .bind(project.created_at.seconds())
     .bind(project.archived_at.map(UnixTime::seconds))
     .bind(project.allowed_ips.to_json())
+    .bind(project.allowed_models.to_json())
     .execute(&mut **tx)
     .await
     .map_err(|e| {
@@ -71,7 +75,7 @@ impl Store {
     pub async fn projects(&self, org: &OrgId, include_archived: bool) -> Result<Vec<Project>> {
         // The flag decides in SQL whether archived projects are included.
         let rows: Vec<ProjectRow> = sqlx::query_as(
-            "SELECT id, org_id, name, status, is_default, created_at, archived_at, allowed_ips
+            "SELECT id, org_id, name, status, is_default, created_at, archived_at, allowed_ips, allowed_models
              FROM projects WHERE org_id = ? AND (? OR status = 'active')
              ORDER BY created_at, rowid",
         )
@@ -85,7 +89,7 @@ impl Store {
     /// A project found by id or by exact name.
     pub async fn find_project(&self, org: &OrgId, id_or_name: &str) -> Result<Project> {
         let row: Option<ProjectRow> = sqlx::query_as(
-            "SELECT id, org_id, name, status, is_default, created_at, archived_at, allowed_ips
+            "SELECT id, org_id, name, status, is_default, created_at, archived_at, allowed_ips, allowed_models
              FROM projects WHERE org_id = ? AND (id = ? OR name = ?)
              ORDER BY (id = ?) DESC LIMIT 1",
         )
@@ -101,7 +105,7 @@ impl Store {
 
     pub async fn default_project(&self, org: &OrgId) -> Result<Project> {
         let row: Option<ProjectRow> = sqlx::query_as(
-            "SELECT id, org_id, name, status, is_default, created_at, archived_at, allowed_ips
+            "SELECT id, org_id, name, status, is_default, created_at, archived_at, allowed_ips, allowed_models
              FROM projects WHERE org_id = ? AND is_default = 1 LIMIT 1",
         )
         .bind(org.as_str())
@@ -146,6 +150,33 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let done = sqlx::query("UPDATE projects SET allowed_ips = ? WHERE id = ?")
+            .bind(list.to_json())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::not_found("project", id));
+        }
+        audit::append(&mut tx, entry).await?;
+        change_log::append(
+            &mut tx,
+            &ChangedEntity::Project(id.clone()),
+            entry.created_at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces a project's model allow-list; servers apply it through the change log.
+    pub async fn set_project_allowed_models(
+        &self,
+        id: &ProjectId,
+        list: &ModelAllowList,
+        entry: &AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("UPDATE projects SET allowed_models = ? WHERE id = ?")
             .bind(list.to_json())
             .bind(id.as_str())
             .execute(&mut *tx)

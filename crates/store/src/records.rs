@@ -3,6 +3,7 @@
 use serde::Serialize;
 use tollgate_core::lifecycle::{KeyState, KeyStatus};
 use tollgate_core::network::IpAllowList;
+use tollgate_core::routing::ModelAllowList;
 use tollgate_core::{
     AuditId, KeyHash, KeyId, KeyKind, MicroUsd, OrgId, Permissions, ProjectId, ServiceAccountId,
     UnixTime, UserId,
@@ -74,6 +75,8 @@ pub struct Project {
     pub archived_at: Option<UnixTime>,
     /// Addresses the project's keys may be used from (empty: any).
     pub allowed_ips: IpAllowList,
+    /// Models the project's keys may use (empty: any).
+    pub allowed_models: ModelAllowList,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -116,6 +119,8 @@ pub struct KeyRecord {
     pub rotated_to: Option<KeyId>,
     /// Addresses the key may be used from (empty: any).
     pub allowed_ips: IpAllowList,
+    /// Models the key may use (empty: any).
+    pub allowed_models: ModelAllowList,
 }
 
 impl KeyRecord {
@@ -139,6 +144,8 @@ pub struct AuthKey {
     pub project_status: Option<ProjectStatus>,
     /// The project's allow-list (empty for admin keys and open projects).
     pub project_allowed_ips: IpAllowList,
+    /// The project's model allow-list.
+    pub project_allowed_models: ModelAllowList,
 }
 
 /// Which keys to list.

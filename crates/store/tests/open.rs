@@ -133,6 +133,7 @@ fn key(org: &OrgId, owner: &UserId, id_seed: u8, hasher: &KeyHasher) -> KeyRecor
         rotated_from: None,
         rotated_to: None,
         allowed_ips: Default::default(),
+        allowed_models: Default::default(),
     }
 }
 
@@ -179,6 +180,7 @@ async fn a_failed_rotation_writes_nothing_at_all() {
             created_at: UnixTime(1),
             archived_at: None,
             allowed_ips: Default::default(),
+            allowed_models: Default::default(),
         },
         admin_key: admin.clone(),
         secret_fingerprint: hasher.fingerprint(),

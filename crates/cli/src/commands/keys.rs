@@ -95,6 +95,7 @@ pub async fn run(control: &Control, command: KeysCommand, json: bool) -> Result<
                 ("Status", status_text(&key, now)),
                 ("Permissions", key.permissions.to_string()),
                 ("Allowed IPs", key.allowed_ips.to_string()),
+                ("Models", key.allowed_models.to_string()),
                 (
                     "Created",
                     format!("{} by {}", key.created_at, key.created_by),
@@ -217,6 +218,7 @@ fn new_key(args: CreateKeyArgs) -> Result<NewKey, Failure> {
         permissions,
         expires_in,
         allowed_ips,
+        allowed_models: tollgate_core::routing::ModelAllowList::new(&args.models),
     })
 }
 

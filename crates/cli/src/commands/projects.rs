@@ -45,6 +45,20 @@ pub async fn run(control: &Control, command: ProjectsCommand, json: bool) -> Res
                 &rows,
             )?)
         }
+        ProjectsCommand::AllowModels { project, models } => {
+            let list = tollgate_core::routing::ModelAllowList::new(&models);
+            let project = control
+                .set_project_allowed_models(&actor, &project, list)
+                .await?;
+            if json {
+                return Ok(print_json(&ProjectView::from(&project))?);
+            }
+            println!(
+                "Project {} keys may now use: {}. Running servers apply it within a second.",
+                project.id, project.allowed_models
+            );
+            Ok(())
+        }
         ProjectsCommand::AllowIps { project, ranges } => {
             let list = IpAllowList::parse(&ranges).map_err(|e| Failure::invalid(e.to_string()))?;
             let project = control

@@ -149,6 +149,7 @@ impl TestApp {
                     permissions,
                     expires_in: None,
                     allowed_ips: Default::default(),
+                    allowed_models: Default::default(),
                 },
             )
             .await
@@ -173,6 +174,31 @@ impl TestApp {
                     permissions: Permissions::All,
                     expires_in: None,
                     allowed_ips: list,
+                    allowed_models: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        self.wait_until_loaded(&created).await;
+        created
+    }
+
+    /// A project key that may use only `models`.
+    pub async fn key_for_models(&self, models: &[&str]) -> CreatedKey {
+        let list = tollgate_core::routing::ModelAllowList::new(
+            &models.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+        );
+        let created = self
+            .control
+            .create_key(
+                &Self::actor(),
+                NewKey {
+                    name: "some models".into(),
+                    owner: KeyOwnerRequest::Project(None),
+                    permissions: Permissions::All,
+                    expires_in: None,
+                    allowed_ips: Default::default(),
+                    allowed_models: list,
                 },
             )
             .await
