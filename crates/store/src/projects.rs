@@ -148,24 +148,10 @@ impl Store {
         list: &IpAllowList,
         entry: &AuditEntry,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE projects SET allowed_ips = ? WHERE id = ?")
+        let update = sqlx::query("UPDATE projects SET allowed_ips = ? WHERE id = ?")
             .bind(list.to_json())
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::not_found("project", id));
-        }
-        audit::append(&mut tx, entry).await?;
-        change_log::append(
-            &mut tx,
-            &ChangedEntity::Project(id.clone()),
-            entry.created_at,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            .bind(id.as_str());
+        self.update_project(id, update, entry).await
     }
 
     /// Replaces a project's model allow-list; servers apply it through the change log.
@@ -175,13 +161,21 @@ impl Store {
         list: &ModelAllowList,
         entry: &AuditEntry,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE projects SET allowed_models = ? WHERE id = ?")
+        let update = sqlx::query("UPDATE projects SET allowed_models = ? WHERE id = ?")
             .bind(list.to_json())
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
+            .bind(id.as_str());
+        self.update_project(id, update, entry).await
+    }
+
+    /// Applies `update` to one project with its audit entry and change-log row, all or nothing.
+    async fn update_project<'q>(
+        &self,
+        id: &ProjectId,
+        update: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+        entry: &AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        if update.execute(&mut *tx).await?.rows_affected() != 1 {
             return Err(StoreError::not_found("project", id));
         }
         audit::append(&mut tx, entry).await?;

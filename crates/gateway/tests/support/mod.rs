@@ -164,23 +164,7 @@ impl TestApp {
             &ranges.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
         )
         .unwrap();
-        let created = self
-            .control
-            .create_key(
-                &Self::actor(),
-                NewKey {
-                    name: "restricted by ip".into(),
-                    owner: KeyOwnerRequest::Project(None),
-                    permissions: Permissions::All,
-                    expires_in: None,
-                    allowed_ips: list,
-                    allowed_models: Default::default(),
-                },
-            )
-            .await
-            .unwrap();
-        self.wait_until_loaded(&created).await;
-        created
+        self.key_with(list, Default::default()).await
     }
 
     /// A project key that may use only `models`.
@@ -188,19 +172,25 @@ impl TestApp {
         let list = tollgate_core::routing::ModelAllowList::new(
             &models.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
         );
+        self.key_with(Default::default(), list).await
+    }
+
+    async fn key_with(
+        &self,
+        allowed_ips: tollgate_core::network::IpAllowList,
+        allowed_models: tollgate_core::routing::ModelAllowList,
+    ) -> CreatedKey {
+        let request = NewKey {
+            name: "restricted".into(),
+            owner: KeyOwnerRequest::Project(None),
+            permissions: Permissions::All,
+            expires_in: None,
+            allowed_ips,
+            allowed_models,
+        };
         let created = self
             .control
-            .create_key(
-                &Self::actor(),
-                NewKey {
-                    name: "some models".into(),
-                    owner: KeyOwnerRequest::Project(None),
-                    permissions: Permissions::All,
-                    expires_in: None,
-                    allowed_ips: Default::default(),
-                    allowed_models: list,
-                },
-            )
+            .create_key(&Self::actor(), request)
             .await
             .unwrap();
         self.wait_until_loaded(&created).await;
