@@ -56,6 +56,12 @@ pub enum Command {
     /// Create and list service accounts (bot identities that own keys in a project)
     #[command(subcommand, name = "service-accounts")]
     ServiceAccounts(ServiceAccountsCommand),
+    /// Rate limits (requests and tokens per minute and day, concurrency) at organization, project or key level
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+    /// Spend limits in dollars per day, week or month, with alerts
+    #[command(subcommand)]
+    Budgets(BudgetsCommand),
     /// Tokens and cost, by day, model, key or project
     Usage(UsageArgs),
     /// The audit log: who changed what, newest first
@@ -172,6 +178,108 @@ pub struct CreateKeyArgs {
     /// How to print the secret
     #[arg(long, value_enum, default_value = "text")]
     pub format: SecretFormat,
+    #[command(flatten)]
+    pub limits: RateArgs,
+    /// Spend limit of the key in dollars, per calendar month unless --budget-period says otherwise
+    #[arg(long, value_name = "USD")]
+    pub budget: Option<String>,
+    /// Period of --budget: day, week or month
+    #[arg(long, value_name = "PERIOD", requires = "budget", default_value = "month")]
+    pub budget_period: String,
+    /// Alert when spend reaches this percentage of --budget (repeatable)
+    #[arg(long = "alert", value_name = "PERCENT", requires = "budget")]
+    pub alerts: Vec<String>,
+}
+
+/// Rate limits as flags.
+#[derive(Debug, Args, Default)]
+pub struct RateArgs {
+    /// Requests per minute
+    #[arg(long, value_name = "N")]
+    pub rpm: Option<u64>,
+    /// Requests per day
+    #[arg(long, value_name = "N")]
+    pub rpd: Option<u64>,
+    /// Tokens (input and output) per minute
+    #[arg(long, value_name = "N")]
+    pub tpm: Option<u64>,
+    /// Tokens (input and output) per day
+    #[arg(long, value_name = "N")]
+    pub tpd: Option<u64>,
+    /// Requests in flight at once
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u64>,
+}
+
+/// Whom a limit or budget is for: exactly one of --org, --project, --key.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct HolderArgs {
+    /// The whole organization
+    #[arg(long)]
+    pub org: bool,
+    /// A project (id or name)
+    #[arg(long, value_name = "PROJECT")]
+    pub project: Option<String>,
+    /// One key (key_...)
+    #[arg(long, value_name = "KEY_ID")]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LimitsCommand {
+    /// Set limits for an organization, project or key, on every model or those a pattern matches; limits not given keep their value
+    Set {
+        #[command(flatten)]
+        holder: HolderArgs,
+        /// Model name or pattern such as gpt-4o* [default: * (every model)]
+        #[arg(long, default_value = "*")]
+        model: String,
+        #[command(flatten)]
+        limits: RateArgs,
+    },
+    /// Remove the limits of an organization, project or key on a model pattern
+    Remove {
+        #[command(flatten)]
+        holder: HolderArgs,
+        #[arg(long, default_value = "*")]
+        model: String,
+    },
+    /// List every limit that is set
+    List,
+    /// The limits and budgets that bind an organization, project or key, with current use
+    Show {
+        #[command(flatten)]
+        holder: HolderArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BudgetsCommand {
+    /// Set the spend limit of an organization, project or key (replaces any earlier one)
+    Set {
+        #[command(flatten)]
+        holder: HolderArgs,
+        /// Limit in dollars, such as 50 or 12.50
+        #[arg(long, value_name = "USD")]
+        amount: String,
+        /// day, week (from Monday) or month (calendar)
+        #[arg(long, default_value = "month")]
+        period: String,
+        /// Time zone periods start in: UTC or a fixed offset such as +05:30 or -08:00
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// Alert when spend reaches this percentage (repeatable), such as --alert 50 --alert 80 --alert 100
+        #[arg(long = "alert", value_name = "PERCENT")]
+        alerts: Vec<String>,
+    },
+    /// Remove the spend limit of an organization, project or key
+    Remove {
+        #[command(flatten)]
+        holder: HolderArgs,
+    },
+    /// List every budget with its spend in the current period
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,6 +40,58 @@ pub struct FileConfig {
     pub aliases: HashMap<String, String>,
     #[serde(default)]
     pub pricing: PricingConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// Defaults for rate limits; the limits themselves are set with `tollgate limits`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Output tokens assumed for a request without max_tokens, for token limits and budgets.
+    pub default_max_output_tokens: Option<u64>,
+    /// Limits every key gets (each key counted on its own) unless it has its own rule for the
+    /// same model pattern.
+    #[serde(default)]
+    pub per_key: Vec<DefaultLimitConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultLimitConfig {
+    #[serde(default = "every_model")]
+    pub model: String,
+    pub rpm: Option<u64>,
+    pub rpd: Option<u64>,
+    pub tpm: Option<u64>,
+    pub tpd: Option<u64>,
+    pub concurrency: Option<u64>,
+}
+
+fn every_model() -> String {
+    "*".to_owned()
+}
+
+/// Where budget alerts are posted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// Attempts per delivery [default: 8].
+    pub attempts: Option<u32>,
+    /// Seconds before the first retry; doubles each time [default: 2].
+    pub first_retry_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// The environment variable holding the signing secret (never the secret itself).
+    pub secret_env: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -172,6 +224,9 @@ pub struct Settings {
     pub unpriced: UnpricedPolicy,
     pub max_body_bytes: usize,
     pub trusted_proxies: Vec<tollgate_core::network::Cidr>,
+    pub default_limits: Vec<tollgate_gateway::admission::DefaultLimit>,
+    pub default_max_output_tokens: u64,
+    pub alerts: tollgate_gateway::AlertSettings,
 }
 
 /// What the command line and environment supplied (clap merges flag over env).
@@ -243,6 +298,31 @@ impl Settings {
                 )));
             }
         }
+        let default_limits = file
+            .limits
+            .per_key
+            .iter()
+            .map(|d| {
+                let limits = tollgate_core::limit_rules::RateLimits {
+                    rpm: d.rpm,
+                    rpd: d.rpd,
+                    tpm: d.tpm,
+                    tpd: d.tpd,
+                    concurrent: d.concurrency,
+                };
+                if limits.is_empty() || d.model.trim().is_empty() {
+                    return Err(ConfigError(format!(
+                        "limits.per_key: the entry for model `{}` needs a model and at least one of rpm, rpd, tpm, tpd, concurrency",
+                        d.model
+                    )));
+                }
+                Ok(tollgate_gateway::admission::DefaultLimit {
+                    model: ModelPattern::new(&d.model),
+                    limits,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let alerts = resolve_alerts(&file.alerts)?;
         Ok(Settings {
             database,
             secret_file,
@@ -267,6 +347,9 @@ impl Settings {
                         .map_err(|e| ConfigError(format!("trusted_proxies: {e}")))
                 })
                 .collect::<Result<_, _>>()?,
+            default_limits,
+            default_max_output_tokens: file.limits.default_max_output_tokens.unwrap_or(4_096),
+            alerts,
         })
     }
 
@@ -280,6 +363,43 @@ impl Settings {
             .collect();
         RouteTable::new(self.providers.len(), routes, self.aliases.clone())
     }
+}
+
+/// Webhooks with their secrets read from the environment, checked.
+fn resolve_alerts(config: &AlertsConfig) -> Result<tollgate_gateway::AlertSettings, ConfigError> {
+    let mut webhooks = Vec::new();
+    for hook in &config.webhooks {
+        let rest = hook
+            .url
+            .strip_prefix("https://")
+            .or_else(|| hook.url.strip_prefix("http://"));
+        let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+        if host.is_none_or(|h| h.is_empty() || h.contains(char::is_whitespace)) {
+            return Err(ConfigError(format!(
+                "alerts.webhooks: `{}` must be an http:// or https:// URL with a host",
+                hook.url
+            )));
+        }
+        let secret = std::env::var(&hook.secret_env).unwrap_or_default();
+        if secret.len() < 16 {
+            return Err(ConfigError(format!(
+                "alerts.webhooks: the signing secret for {} comes from the environment variable {}, which is {}; set it to a random string of at least 16 characters (the receiver checks signatures with it)",
+                hook.url,
+                hook.secret_env,
+                if secret.is_empty() { "not set" } else { "too short" }
+            )));
+        }
+        webhooks.push(tollgate_gateway::WebhookSettings {
+            url: hook.url.clone(),
+            secret: tollgate_gateway::WebhookSecret::new(secret),
+        });
+    }
+    Ok(tollgate_gateway::AlertSettings {
+        webhooks,
+        attempts: config.attempts.unwrap_or(8).clamp(1, 20),
+        first_retry: std::time::Duration::from_secs(config.first_retry_secs.unwrap_or(2).max(1)),
+        timeout: std::time::Duration::from_secs(10),
+    })
 }
 
 /// `tollgate.secret` beside `tollgate.db`.

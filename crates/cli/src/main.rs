@@ -86,6 +86,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::ServiceAccounts(command) => {
             commands::service_accounts::run(&app::manage(&settings).await?, command, json).await
         }
+        Command::Limits(command) => {
+            commands::limits::run_limits(&app::manage(&settings).await?, command, json).await
+        }
+        Command::Budgets(command) => {
+            commands::limits::run_budgets(&app::manage(&settings).await?, command, json).await
+        }
         Command::Usage(args) => {
             commands::usage::run(&app::manage(&settings).await?, args, json).await
         }

@@ -31,6 +31,10 @@ pub struct NewKey {
     pub allowed_ips: IpAllowList,
     /// Models the key may use (empty: any).
     pub allowed_models: tollgate_core::routing::ModelAllowList,
+    /// The key's own rate limits, on every model.
+    pub limits: tollgate_core::limit_rules::RateLimits,
+    /// The key's own budget.
+    pub budget: Option<crate::BudgetRequest>,
 }
 
 /// A key just made: the record and the secret, which is not kept anywhere and is shown once.
@@ -127,6 +131,21 @@ impl Control {
             record.id.as_str(),
             key_audit_data(&record),
         );
+        // Limits first: if storing the key then fails, they bind nothing; the other way round
+        // a key could exist without the limits it was created with.
+        let holder = tollgate_core::holder::Holder::new(
+            tollgate_core::holder::Level::Key,
+            record.id.as_str(),
+        );
+        self.limit_new_key(
+            &org,
+            actor,
+            &holder,
+            record.project_id.as_ref(),
+            request.limits,
+            request.budget,
+        )
+        .await?;
         self.store.insert_key(&record, &entry).await?;
         Ok(CreatedKey { record, secret })
     }

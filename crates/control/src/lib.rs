@@ -6,11 +6,13 @@
 mod bootstrap;
 mod error;
 mod keys;
+mod limits;
 mod projects;
 
 pub use bootstrap::FirstRun;
 pub use error::{ControlError, ErrorClass};
 pub use keys::{CreatedKey, KeyOwnerRequest, NewKey, RevokeOutcome, Rotation};
+pub use limits::{BudgetRequest, BudgetStatus, HolderRequest, LimitStatus, LimitsReport};
 
 use std::sync::Arc;
 use tollgate_core::{AuditId, Clock, KeyFormat, KeyHasher, ProjectId};

@@ -4,6 +4,7 @@
 //! one request's underestimate.
 
 use crate::clock::{civil_from_days, days_from_civil, UnixTime};
+use crate::holder::{Holder, Level};
 use crate::money::MicroUsd;
 
 /// The period a budget covers. Periods start at midnight in the budget's time zone (a fixed
@@ -16,6 +17,23 @@ pub enum BudgetPeriod {
 }
 
 impl BudgetPeriod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetPeriod::Day => "day",
+            BudgetPeriod::Week => "week",
+            BudgetPeriod::Month => "month",
+        }
+    }
+
+    /// As a message says it: "daily", "weekly", "monthly".
+    pub fn adjective(self) -> &'static str {
+        match self {
+            BudgetPeriod::Day => "daily",
+            BudgetPeriod::Week => "weekly",
+            BudgetPeriod::Month => "monthly",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<BudgetPeriod> {
         match text {
             "day" | "daily" => Some(BudgetPeriod::Day),
@@ -76,17 +94,20 @@ impl BudgetState {
         }
     }
 
-    /// Holds `max_cost` for a request, if spent + held + it stays within the limit.
+    /// Holds `max_cost` for a request while anything is left of the limit (spent and held
+    /// together below it). A request admitted this way can take spend past the limit by at most
+    /// its own maximum cost, and requests racing for the last of a budget cannot add up past it:
+    /// each one's hold counts against the next.
     pub fn reserve(&mut self, max_cost: MicroUsd) -> Result<(), OverBudget> {
         let committed = self.spent.0.saturating_add(self.reserved.0);
-        if committed.saturating_add(max_cost.0) > self.limit.0 {
+        if committed >= self.limit.0 {
             return Err(OverBudget {
                 limit: self.limit,
                 spent: self.spent,
                 reserved: self.reserved,
             });
         }
-        self.reserved = MicroUsd(self.reserved.0 + max_cost.0);
+        self.reserved = MicroUsd(self.reserved.0.saturating_add(max_cost.0.max(0)));
         Ok(())
     }
 
@@ -120,6 +141,100 @@ pub fn crossed(
             i128::from(before.0) < mark && i128::from(after.0) >= mark
         })
         .collect()
+}
+
+/// A spend limit as set: who it binds, how much, over which period, in which time zone, and
+/// the fractions of it (per mille: 500 is 50%) that send an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    pub id: i64,
+    pub holder: Holder,
+    pub limit: MicroUsd,
+    pub period: BudgetPeriod,
+    pub utc_offset_secs: i64,
+    pub alerts_permille: Vec<u32>,
+}
+
+impl Budget {
+    /// OpenAI's `code` for a request refused by this budget.
+    pub fn refusal_code(&self) -> &'static str {
+        match self.holder.level {
+            Level::Organization => "organization_spend_limit_exceeded",
+            Level::Project => "project_spend_limit_exceeded",
+            Level::Key => "key_spend_limit_exceeded",
+        }
+    }
+
+    /// The refusal's message, naming the limit and when the next period starts.
+    pub fn refusal_message(&self, now: UnixTime) -> String {
+        let whose = match self.holder.level {
+            Level::Organization => format!("Your organization ({})", self.holder.id),
+            Level::Project => format!("The project {}", self.holder.id),
+            Level::Key => format!("This API key ({})", self.holder.id),
+        };
+        let (_, next) = self.period.bounds(now, self.utc_offset_secs);
+        format!(
+            "{whose} has reached its {} spend limit of {}. Requests are refused until the next period starts at {}, or until an administrator raises the limit (tollgate budgets set).",
+            self.period.adjective(),
+            dollars(self.limit),
+            next.rfc3339()
+        )
+    }
+}
+
+/// `$12.50`: dollars with cents, and more decimals only when the amount has them.
+pub fn dollars(amount: MicroUsd) -> String {
+    let abs = amount.0.unsigned_abs();
+    let sign = if amount.0 < 0 { "-" } else { "" };
+    let cents = abs % 1_000_000;
+    let fraction = format!("{cents:06}");
+    let trimmed = fraction.trim_end_matches('0');
+    let shown = if trimmed.len() <= 2 {
+        &fraction[..2]
+    } else {
+        trimmed
+    };
+    format!("{sign}${}.{shown}", abs / 1_000_000)
+}
+
+/// Parses a budget's time zone: `UTC`, `Z`, or a fixed offset `+05:30`, `-08:00`, `+0100`.
+pub fn parse_utc_offset(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("utc") || text == "Z" {
+        return Some(0);
+    }
+    let text = text
+        .strip_prefix("UTC")
+        .or_else(|| text.strip_prefix("utc"))
+        .unwrap_or(text);
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => return None,
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let (hours, minutes) = match digits.len() {
+        1 | 2 => (digits.parse::<i64>().ok()?, 0),
+        4 => (digits[..2].parse::<i64>().ok()?, digits[2..].parse::<i64>().ok()?),
+        _ => return None,
+    };
+    if hours > 14 || minutes >= 60 {
+        return None;
+    }
+    Some(sign * (hours * 3_600 + minutes * 60))
+}
+
+/// `UTC` or `+05:30`.
+pub fn format_utc_offset(offset_secs: i64) -> String {
+    if offset_secs == 0 {
+        return "UTC".to_owned();
+    }
+    let sign = if offset_secs < 0 { '-' } else { '+' };
+    let abs = offset_secs.abs();
+    format!("{sign}{:02}:{:02}", abs / 3_600, (abs % 3_600) / 60)
 }
 
 #[cfg(test)]
@@ -173,7 +288,10 @@ mod tests {
         let admitted = (0..50)
             .filter(|_| budget.reserve(MicroUsd(10_000)).is_ok())
             .count();
-        assert_eq!(admitted, 3, "only three fit in the remaining $0.03");
+        assert_eq!(
+            admitted, 3,
+            "three holds of $0.01 use up the remaining $0.03"
+        );
         for _ in 0..admitted {
             budget.settle(MicroUsd(10_000), MicroUsd(9_000), &[]);
         }
@@ -202,6 +320,53 @@ mod tests {
             budget.settle(MicroUsd(0), MicroUsd(60_000), &thresholds),
             [800, 1_000],
             "a jump crosses both"
+        );
+    }
+
+    #[test]
+    fn a_request_is_admitted_while_anything_is_left_and_overspends_by_at_most_itself() {
+        let mut budget = BudgetState::new(MicroUsd(1_000_000), MicroUsd(990_000));
+        assert!(budget.reserve(MicroUsd(50_000)).is_ok(), "$0.01 is left");
+        assert!(
+            budget.reserve(MicroUsd(1)).is_err(),
+            "the hold used up what was left"
+        );
+        budget.settle(MicroUsd(50_000), MicroUsd(40_000), &[]);
+        assert_eq!(budget.spent, MicroUsd(1_030_000));
+        assert!(budget.spent.0 - budget.limit.0 <= 50_000);
+        assert!(budget.reserve(MicroUsd(1)).is_err());
+    }
+
+    #[test]
+    fn offsets_and_amounts_read_as_people_write_them() {
+        assert_eq!(parse_utc_offset("UTC"), Some(0));
+        assert_eq!(parse_utc_offset("+05:30"), Some(19_800));
+        assert_eq!(parse_utc_offset("-08:00"), Some(-28_800));
+        assert_eq!(parse_utc_offset("UTC+1"), Some(3_600));
+        assert_eq!(parse_utc_offset("+0100"), Some(3_600));
+        assert_eq!(parse_utc_offset("Europe/Paris"), None);
+        assert_eq!(parse_utc_offset("+25:00"), None);
+        assert_eq!(format_utc_offset(19_800), "+05:30");
+        assert_eq!(format_utc_offset(-28_800), "-08:00");
+        assert_eq!(dollars(MicroUsd(12_500_000)), "$12.50");
+        assert_eq!(dollars(MicroUsd(1_234)), "$0.001234");
+        assert_eq!(dollars(MicroUsd(0)), "$0.00");
+    }
+
+    #[test]
+    fn refusals_name_the_holder_and_the_next_period() {
+        let budget = Budget {
+            id: 1,
+            holder: Holder::new(Level::Project, "proj_x"),
+            limit: MicroUsd(10_000_000),
+            period: BudgetPeriod::Month,
+            utc_offset_secs: 0,
+            alerts_permille: vec![],
+        };
+        assert_eq!(budget.refusal_code(), "project_spend_limit_exceeded");
+        assert_eq!(
+            budget.refusal_message(at("2026-11-25", 0)),
+            "The project proj_x has reached its monthly spend limit of $10.00. Requests are refused until the next period starts at 2026-12-01T00:00:00Z, or until an administrator raises the limit (tollgate budgets set)."
         );
     }
 }

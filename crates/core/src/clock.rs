@@ -92,6 +92,10 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// Where "now" comes from.
 pub trait Clock: Send + Sync + fmt::Debug {
     fn now(&self) -> UnixTime;
+
+    /// Nanoseconds on a clock that never goes back, for rate limits. Only differences between
+    /// two readings mean anything.
+    fn nanos(&self) -> u64;
 }
 
 /// The operating system's wall clock.
@@ -105,6 +109,12 @@ impl Clock for SystemClock {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         UnixTime(secs)
+    }
+
+    fn nanos(&self) -> u64 {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let origin = ORIGIN.get_or_init(std::time::Instant::now);
+        u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -129,6 +139,12 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> UnixTime {
         UnixTime(self.0.load(Ordering::SeqCst))
+    }
+
+    fn nanos(&self) -> u64 {
+        u64::try_from(self.0.load(Ordering::SeqCst))
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
     }
 }
 

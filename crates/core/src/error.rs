@@ -20,6 +20,12 @@ pub enum ErrorKind {
     Conflict,
     /// 413 `invalid_request_error`.
     PayloadTooLarge,
+    /// 429 `requests`: a requests-per-period or concurrency limit.
+    RequestsRateLimited,
+    /// 429 `tokens`: a tokens-per-period limit.
+    TokensRateLimited,
+    /// 429 `insufficient_quota`: a spend limit; retrying does not help.
+    InsufficientQuota,
     /// 500 `server_error`.
     Server,
     /// 502 `server_error`: the provider could not be reached.
@@ -40,6 +46,9 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Conflict => 409,
             ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::RequestsRateLimited
+            | ErrorKind::TokensRateLimited
+            | ErrorKind::InsufficientQuota => 429,
             ErrorKind::Server => 500,
             ErrorKind::BadGateway => 502,
             ErrorKind::Unavailable => 503,
@@ -53,6 +62,9 @@ impl ErrorKind {
             | ErrorKind::BadGateway
             | ErrorKind::Unavailable
             | ErrorKind::GatewayTimeout => "server_error",
+            ErrorKind::RequestsRateLimited => "requests",
+            ErrorKind::TokensRateLimited => "tokens",
+            ErrorKind::InsufficientQuota => "insufficient_quota",
             _ => "invalid_request_error",
         }
     }

@@ -153,11 +153,13 @@ pub fn go_duration(d: Duration) -> String {
     } else if ms < 1_000 {
         format!("{ms}ms")
     } else if ms < 60_000 {
-        let tenths = (ms + 50) / 100;
-        if tenths.is_multiple_of(10) {
-            format!("{}s", tenths / 10)
+        // Go's format: up to three decimals, trailing zeros dropped (`2.022s`, `1.5s`, `20s`).
+        let (whole, frac) = (ms / 1_000, ms % 1_000);
+        if frac == 0 {
+            format!("{whole}s")
         } else {
-            format!("{}.{}s", tenths / 10, tenths % 10)
+            let digits = format!("{frac:03}");
+            format!("{whole}.{}s", digits.trim_end_matches('0'))
         }
     } else {
         let secs = (ms + 500) / 1_000;
@@ -291,6 +293,7 @@ mod tests {
         assert_eq!(go_duration(Duration::from_millis(820)), "820ms");
         assert_eq!(go_duration(Duration::from_millis(1_500)), "1.5s");
         assert_eq!(go_duration(Duration::from_secs(20)), "20s");
+        assert_eq!(go_duration(Duration::from_millis(2_022)), "2.022s");
         assert_eq!(go_duration(Duration::from_secs(360)), "6m0s");
         assert_eq!(go_duration(Duration::from_secs(5_400)), "1h30m0s");
     }

@@ -24,6 +24,28 @@ impl MicroUsd {
     pub fn saturating_add(self, other: MicroUsd) -> MicroUsd {
         MicroUsd(self.0.saturating_add(other.0))
     }
+
+    /// Parses a dollar amount as people type it: `10`, `12.5`, `$0.25`, `1,000`. At most six
+    /// decimals; never negative.
+    pub fn parse_dollars(text: &str) -> Option<MicroUsd> {
+        let cleaned: String = text
+            .trim()
+            .trim_start_matches('$')
+            .chars()
+            .filter(|c| *c != ',' && *c != '_')
+            .collect();
+        let (whole, fraction) = cleaned.split_once('.').unwrap_or((&cleaned, ""));
+        if whole.is_empty() && fraction.is_empty()
+            || fraction.len() > 6
+            || !whole.chars().all(|c| c.is_ascii_digit())
+            || !fraction.chars().all(|c| c.is_ascii_digit())
+        {
+            return None;
+        }
+        let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+        let fraction: i64 = format!("{fraction:0<6}").parse().ok()?;
+        whole.checked_mul(1_000_000)?.checked_add(fraction).map(MicroUsd)
+    }
 }
 
 impl fmt::Display for MicroUsd {
@@ -44,5 +66,16 @@ mod tests {
         assert_eq!(MicroUsd(0).to_string(), "$0.000000");
         assert_eq!(MicroUsd(1_234_567).to_string(), "$1.234567");
         assert_eq!(MicroUsd(-5).to_string(), "-$0.000005");
+    }
+
+    #[test]
+    fn parses_dollars_as_typed() {
+        assert_eq!(MicroUsd::parse_dollars("10"), Some(MicroUsd(10_000_000)));
+        assert_eq!(MicroUsd::parse_dollars("$12.5"), Some(MicroUsd(12_500_000)));
+        assert_eq!(MicroUsd::parse_dollars("0.000001"), Some(MicroUsd(1)));
+        assert_eq!(MicroUsd::parse_dollars("1,000"), Some(MicroUsd(1_000_000_000)));
+        for bad in ["", "-1", "1.0000001", "ten", "1.2.3", "."] {
+            assert_eq!(MicroUsd::parse_dollars(bad), None, "{bad}");
+        }
     }
 }

@@ -45,6 +45,17 @@ pub enum GatewayError {
     ModelNotAllowed { model: String, holder: String },
     #[error("model {0} has no price")]
     ModelNotPriced(String),
+    #[error("rate limited: {message}")]
+    RateLimited {
+        message: String,
+        /// A token limit (OpenAI's type `tokens`) rather than a request limit.
+        tokens: bool,
+        /// `None` when no wait helps: the request alone is over the limit.
+        retry_after: Option<std::time::Duration>,
+        headers: crate::admission::RateHeaders,
+    },
+    #[error("spend limit: {message}")]
+    SpendLimit { message: String, code: &'static str },
     #[error(transparent)]
     Upstream(#[from] crate::upstream::UpstreamError),
 }
@@ -122,6 +133,14 @@ impl GatewayError {
                 format!("The model `{model}` has no price configured, so this Tollgate will not serve it. Add it under [pricing] in tollgate.toml, or set a fallback price."),
             )
             .with_code("model_not_priced"),
+            GatewayError::RateLimited { message, tokens, .. } => OpenAiError::new(
+                if *tokens { TokensRateLimited } else { RequestsRateLimited },
+                message.clone(),
+            )
+            .with_code("rate_limit_exceeded"),
+            GatewayError::SpendLimit { message, code } => {
+                OpenAiError::new(InsufficientQuota, message.clone()).with_code(code)
+            }
             GatewayError::Upstream(err) => match err {
                 crate::upstream::UpstreamError::Timeout { .. } => OpenAiError::new(
                     GatewayTimeout,
@@ -152,6 +171,31 @@ pub(crate) fn openai_response(error: &OpenAiError) -> Response {
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        openai_response(&self.to_openai())
+        let mut response = openai_response(&self.to_openai());
+        let headers = response.headers_mut();
+        match &self {
+            GatewayError::RateLimited {
+                retry_after: Some(wait),
+                headers: rate,
+                ..
+            } => {
+                rate.apply(headers);
+                // Whole seconds, rounded up, for every client; milliseconds for OpenAI's SDKs,
+                // which read `retry-after-ms` first.
+                let secs = wait.as_millis().div_ceil(1_000).max(1);
+                headers.insert("retry-after", HeaderValue::from(secs as u64));
+                headers.insert("retry-after-ms", HeaderValue::from(wait.as_millis().max(1) as u64));
+            }
+            GatewayError::RateLimited { headers: rate, .. } => {
+                rate.apply(headers);
+                headers.insert("x-should-retry", HeaderValue::from_static("false"));
+            }
+            // Waiting does not refill a budget: tell SDKs not to retry.
+            GatewayError::SpendLimit { .. } => {
+                headers.insert("x-should-retry", HeaderValue::from_static("false"));
+            }
+            _ => {}
+        }
+        response
     }
 }

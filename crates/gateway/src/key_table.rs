@@ -1,12 +1,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
-use tokio::sync::watch;
 use tollgate_core::{KeyHash, KeyId};
 use tollgate_store::{AuthKey, ChangedEntity, Store, StoreError};
 
 /// How many change-log rows one poll reads at most.
 const CHANGE_BATCH: i64 = 1_000;
+
+/// What one read of the change log found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CatchUp {
+    pub changes: usize,
+    pub limits_changed: bool,
+}
 
 #[derive(Default)]
 struct Entries {
@@ -93,10 +98,11 @@ impl KeyTable {
         });
     }
 
-    /// Reads the change log past the last applied position and applies it. Returns how many
-    /// changes were applied.
-    pub async fn catch_up(&self, store: &Store) -> Result<usize, StoreError> {
-        let mut applied = 0;
+    /// Reads the change log past the last applied position and applies the changes to keys.
+    /// Returns how many changes were read, and whether any was to limits or budgets (which the
+    /// caller reloads).
+    pub async fn catch_up(&self, store: &Store) -> Result<CatchUp, StoreError> {
+        let mut applied = CatchUp::default();
         loop {
             let from = self.applied.load(std::sync::atomic::Ordering::SeqCst);
             let changes = store.changes_after(from, CHANGE_BATCH).await?;
@@ -114,37 +120,14 @@ impl KeyTable {
                             self.upsert(key);
                         }
                     }
+                    ChangedEntity::Limits => applied.limits_changed = true,
                 }
             }
-            applied += changes.len();
+            applied.changes += changes.len();
             self.applied
                 .store(last, std::sync::atomic::Ordering::SeqCst);
             if changes.len() < CHANGE_BATCH as usize {
                 return Ok(applied);
-            }
-        }
-    }
-
-    /// Follows the change log every `interval` until `stop` says so.
-    pub async fn follow(
-        self: Arc<Self>,
-        store: Store,
-        interval: Duration,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.changed() => return,
-            }
-            match self.catch_up(&store).await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(changes = n, "applied key changes"),
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not read the change log; will retry")
-                }
             }
         }
     }

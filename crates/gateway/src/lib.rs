@@ -5,10 +5,13 @@
 //! log, so a bad, unknown or flooded key is answered from memory, and a revoke made anywhere
 //! (CLI, another replica) takes effect here within the follow interval.
 
+pub mod admission;
 mod auth;
+mod budget_alerts;
 mod catalog;
 mod denials;
 mod error;
+mod follower;
 mod key_table;
 mod last_used;
 mod metering;
@@ -27,5 +30,6 @@ pub use error::GatewayError;
 pub use key_table::KeyTable;
 pub use server::{Gateway, RunningGateway, StartError};
 pub use settings::{
-    GatewaySettings, MeteringSettings, ProviderKey, ProviderSettings, UnpricedPolicy,
+    AlertSettings, GatewaySettings, MeteringSettings, ProviderKey, ProviderSettings,
+    UnpricedPolicy, WebhookSecret, WebhookSettings,
 };

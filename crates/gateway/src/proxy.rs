@@ -1,6 +1,7 @@
 //! Forwarding to providers: the metered endpoints (chat completions, responses, completions,
 //! embeddings) and the pass-through of every other `/v1/*` path, both streamed.
 
+use crate::admission::{Admission, Ask};
 use crate::auth::Principal;
 use crate::error::GatewayError;
 use crate::request_id::RequestId;
@@ -22,7 +23,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 use tollgate_core::pricing::Price;
 use tollgate_core::usage::TokenUsage;
-use tollgate_core::{Access, Scope};
+use tollgate_core::{Access, MicroUsd, Scope};
 use tollgate_store::UsageEvent;
 
 /// Largest non-streamed response body kept to read its usage; larger ones pass through unread.
@@ -70,6 +71,12 @@ struct Head<'a> {
     stream: Option<bool>,
     #[serde(borrow, default)]
     stream_options: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_output_tokens: Option<&'a RawValue>,
 }
 
 /// The request as it will be sent: the body (rewritten only when it must be) and what the
@@ -79,6 +86,8 @@ struct Prepared {
     model: String,
     stream: bool,
     client_wants_usage: bool,
+    /// The most output tokens the request allows, when it says.
+    max_output: Option<u64>,
 }
 
 fn prepare(
@@ -108,6 +117,14 @@ fn prepare(
         .get("include_usage")
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
+    let max_output = [
+        head.max_completion_tokens,
+        head.max_tokens,
+        head.max_output_tokens,
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|v| serde_json::from_str::<u64>(v.get()).ok());
     let add_usage = stream && endpoint.takes_stream_options() && !client_wants_usage;
     if served == model && !add_usage {
         return Ok(Prepared {
@@ -115,6 +132,7 @@ fn prepare(
             model: served,
             stream,
             client_wants_usage,
+            max_output,
         });
     }
     let mut fields: BTreeMap<String, Box<RawValue>> =
@@ -140,6 +158,7 @@ fn prepare(
         model: served,
         stream,
         client_wants_usage,
+        max_output,
     })
 }
 
@@ -164,6 +183,8 @@ struct Meter {
     price: Price,
     started: Instant,
     request: Bytes,
+    /// The request's reservations against rate limits and budgets, settled with the usage.
+    admission: Admission,
 }
 
 impl Meter {
@@ -173,6 +194,8 @@ impl Meter {
         self.event.output_tokens = usage.output;
         self.event.reasoning_tokens = usage.reasoning;
         self.event.cost = self.price.cost(&usage);
+        let tokens = usage.input.max(0).saturating_add(usage.output.max(0));
+        std::mem::take(&mut self.admission).settle(tokens as u64, self.event.cost);
         self.event.status = status;
         self.event.latency_ms = self.started.elapsed().as_millis() as i64;
         (self.state, self.event)
@@ -340,6 +363,7 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let (sse, copy) = reading(is_sse);
+    meter.admission.headers().apply(&mut headers);
     let relay = Relay {
         upstream: response.bytes_stream().boxed(),
         sse,
@@ -364,6 +388,33 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    /// Checks the request against every rate limit and budget that applies. `estimate` gives
+    /// the tokens to reserve and the most the request can cost; it is only worked out (the
+    /// prompt counted) when a token limit or a budget applies.
+    fn admit(
+        &self,
+        model: Option<(&str, &str)>,
+        subject: &str,
+        estimate: impl FnOnce() -> (u64, MicroUsd),
+    ) -> Result<Admission, GatewayError> {
+        let key = &self.principal.key.key;
+        let plan = self.state.limits.plan(&Ask {
+            org: key.org_id.as_str(),
+            project: key.project_id.as_ref().map(|p| p.as_str()),
+            key: key.id.as_str(),
+            model,
+        });
+        if plan.is_empty() {
+            return Ok(Admission::default());
+        }
+        let (tokens, most) = if plan.needs_estimate() {
+            estimate()
+        } else {
+            (0, MicroUsd::ZERO)
+        };
+        self.state.limits.admit(plan, tokens, most, subject)
+    }
+
     fn event(&self, endpoint: &str, requested: &str, served: &str) -> UsageEvent {
         let key = &self.principal.key.key;
         UsageEvent {
@@ -429,12 +480,33 @@ pub(crate) async fn metered(
         .request(Method::POST, endpoint.path(), &headers, true)
         .header("content-type", "application/json")
         .body(prepared.body.clone());
+    let admission = call.admit(
+        Some((&requested, &prepared.model)),
+        &prepared.model,
+        || {
+            let input = tokens::count_request(&raw).max(0) as u64;
+            let output = match endpoint {
+                Endpoint::Embeddings => 0,
+                _ => prepared
+                    .max_output
+                    .unwrap_or(call.state.settings.default_max_output_tokens),
+            };
+            let most = price.cost(&TokenUsage {
+                input: input as i64,
+                cached_input: 0,
+                output: i64::try_from(output).unwrap_or(i64::MAX),
+                reasoning: 0,
+            });
+            (input.saturating_add(output), most)
+        },
+    )?;
     let meter = Meter {
         state: call.state.clone(),
         event: call.event(endpoint.path(), &requested, &prepared.model),
         price,
         started,
         request: raw,
+        admission,
     };
     let stream = prepared.stream;
     let withhold = !prepared.client_wants_usage;
@@ -472,8 +544,10 @@ pub(crate) async fn pass_through(call: Call, request: Request) -> Result<Respons
     let request = upstream
         .request(parts.method.clone(), path_and_query, &parts.headers, false)
         .body(reqwest::Body::wrap_stream(stream));
+    let admission = call.admit(None, parts.uri.path(), || (0, MicroUsd::ZERO))?;
     let meter = Meter {
         state: call.state.clone(),
+        admission,
         event: call.event(parts.uri.path(), "", ""),
         price: Price {
             input: 0,

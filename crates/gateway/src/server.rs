@@ -1,3 +1,4 @@
+use crate::admission::Limits;
 use crate::catalog::Catalog;
 use crate::denials::IpDenials;
 use crate::error::GatewayError;
@@ -6,7 +7,7 @@ use crate::last_used::LastUsed;
 use crate::metering::{self, UsageSink};
 use crate::settings::GatewaySettings;
 use crate::upstream::Upstream;
-use crate::{auth, models, proxy, request_id};
+use crate::{auth, budget_alerts, follower, models, proxy, request_id};
 use axum::http::{Method, Uri};
 use axum::routing::{any, get, post};
 use axum::{middleware, Json, Router};
@@ -32,6 +33,7 @@ pub(crate) struct AppState {
     pub usage: UsageSink,
     pub store: Store,
     pub ip_denials: Arc<IpDenials>,
+    pub limits: Arc<Limits>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("this database has not been set up yet: run `tollgate init` first")]
+    NotInitialized,
     #[error("could not set up the HTTP client for provider {provider}: {reason}")]
     Client { provider: String, reason: String },
 }
@@ -74,6 +78,14 @@ impl Gateway {
     /// flushing last-used times in the background.
     pub async fn start(self) -> Result<RunningGateway, StartError> {
         let keys = Arc::new(KeyTable::load(&self.store).await?);
+        let org = self
+            .store
+            .default_organization()
+            .await?
+            .map(|o| o.id)
+            .ok_or(StartError::NotInitialized)?;
+        let (limits, alerts) = Limits::new(self.settings.default_limits.clone(), self.clock.clone());
+        limits.reload(&self.store, &org).await?;
         let listener = tokio::net::TcpListener::bind(self.settings.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -107,11 +119,21 @@ impl Gateway {
             self.settings.metering.linger,
         );
         let background = vec![
-            tokio::spawn(keys.clone().follow(
+            tokio::spawn(follower::follow(
+                keys.clone(),
+                limits.clone(),
+                org.clone(),
                 self.store.clone(),
                 self.settings.follow_interval,
                 stop_rx.clone(),
             )),
+            budget_alerts::start(
+                self.store.clone(),
+                org,
+                self.settings.alerts.clone(),
+                self.clock.clone(),
+                alerts,
+            ),
             tokio::spawn(last_used.clone().run(
                 self.store.clone(),
                 self.settings.last_used_flush,
@@ -137,6 +159,7 @@ impl Gateway {
             usage,
             store: self.store.clone(),
             ip_denials: Arc::default(),
+            limits,
         };
         let app = router(state);
         let mut shutdown_rx = stop_rx;

@@ -24,6 +24,45 @@ impl fmt::Debug for ProviderKey {
     }
 }
 
+/// The secret a webhook's deliveries are signed with. Prints as `*****`.
+#[derive(Clone)]
+pub struct WebhookSecret(String);
+
+impl WebhookSecret {
+    pub fn new(secret: String) -> WebhookSecret {
+        WebhookSecret(secret)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookSecret(*****)")
+    }
+}
+
+/// Where budget alerts are posted.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub url: String,
+    pub secret: WebhookSecret,
+}
+
+/// Budget alert delivery.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    pub webhooks: Vec<WebhookSettings>,
+    /// Attempts per delivery, the first included.
+    pub attempts: u32,
+    /// Wait before the second attempt; it doubles after each failure (up to ten minutes).
+    pub first_retry: Duration,
+    /// Longest wait for one attempt.
+    pub timeout: Duration,
+}
+
 /// One OpenAI-compatible upstream.
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
@@ -79,6 +118,12 @@ pub struct GatewaySettings {
     pub shutdown_grace: Duration,
     /// Reverse proxies whose `Forwarded`/`X-Forwarded-For` headers are believed.
     pub trusted_proxies: Vec<tollgate_core::network::Cidr>,
+    /// Limits every key gets unless it has its own rule for the same models.
+    pub default_limits: Vec<crate::admission::DefaultLimit>,
+    /// Output tokens a request is assumed to use, for token limits and budgets, when it sets no
+    /// `max_tokens` (or `max_completion_tokens`, `max_output_tokens`).
+    pub default_max_output_tokens: u64,
+    pub alerts: AlertSettings,
 }
 
 impl GatewaySettings {
@@ -100,6 +145,14 @@ impl GatewaySettings {
             last_used_flush: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
+            default_limits: Vec::new(),
+            default_max_output_tokens: 4_096,
+            alerts: AlertSettings {
+                webhooks: Vec::new(),
+                attempts: 8,
+                first_retry: Duration::from_secs(2),
+                timeout: Duration::from_secs(10),
+            },
         }
     }
 }

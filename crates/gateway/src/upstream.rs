@@ -189,7 +189,10 @@ pub fn client_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (name, value) in upstream {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || NOT_TO_CLIENT.contains(&n) {
+        // The provider's rate-limit headers describe Tollgate's shared provider key, not the
+        // caller: Tollgate sends its own.
+        if HOP_BY_HOP.contains(&n) || NOT_TO_CLIENT.contains(&n) || n.starts_with("x-ratelimit-")
+        {
             continue;
         }
         out.append(name.clone(), value.clone());

@@ -7,6 +7,7 @@ pub(crate) async fn append(tx: &mut Tx, entity: &ChangedEntity, at: UnixTime) ->
     let (kind, id) = match entity {
         ChangedEntity::Key(id) => ("key", id.as_str()),
         ChangedEntity::Project(id) => ("project", id.as_str()),
+        ChangedEntity::Limits => ("limits", ""),
     };
     sqlx::query("INSERT INTO change_log (entity, entity_id, created_at) VALUES (?, ?, ?)")
         .bind(kind)
@@ -39,10 +40,10 @@ impl Store {
             .into_iter()
             .map(|(seq, entity, id)| Change {
                 seq,
-                entity: if entity == "project" {
-                    ChangedEntity::Project(ProjectId::from_trusted(id))
-                } else {
-                    ChangedEntity::Key(KeyId::from_trusted(id))
+                entity: match entity.as_str() {
+                    "project" => ChangedEntity::Project(ProjectId::from_trusted(id)),
+                    "limits" => ChangedEntity::Limits,
+                    _ => ChangedEntity::Key(KeyId::from_trusted(id)),
                 },
             })
             .collect())

@@ -7,6 +7,7 @@
 //! same transaction, so a change is either wholly there or not at all.
 
 mod audit;
+mod budgets;
 mod change_log;
 mod error;
 mod keys;
@@ -14,6 +15,7 @@ mod location;
 mod open;
 mod organizations;
 mod projects;
+mod rate_limits;
 mod records;
 mod service_accounts;
 mod usage;

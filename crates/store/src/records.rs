@@ -224,6 +224,8 @@ pub struct Change {
 pub enum ChangedEntity {
     Key(KeyId),
     Project(ProjectId),
+    /// Some rate limit or budget was set or removed; servers reload them all.
+    Limits,
 }
 
 /// One metered request.

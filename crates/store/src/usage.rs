@@ -183,3 +183,37 @@ impl Store {
             .collect())
     }
 }
+
+impl Store {
+    /// Requests and tokens (input and output) a holder used from `start` on, on models a `*`
+    /// pattern matches (by either name), straight from the events.
+    pub async fn usage_since(
+        &self,
+        holder: &tollgate_core::holder::Holder,
+        model_pattern: &str,
+        start: UnixTime,
+    ) -> Result<(u64, u64)> {
+        use tollgate_core::holder::Level;
+        // GLOB's `*` is our pattern's `*`; the holder column is picked by level, never spliced.
+        let sql = match holder.level {
+            Level::Organization => "SELECT COUNT(*), SUM(input_tokens + output_tokens) FROM usage_events
+                 WHERE created_at >= ? AND org_id = ? AND (model_requested GLOB ? OR model_served GLOB ? OR ? = '*')",
+            Level::Project => "SELECT COUNT(*), SUM(input_tokens + output_tokens) FROM usage_events
+                 WHERE created_at >= ? AND project_id = ? AND (model_requested GLOB ? OR model_served GLOB ? OR ? = '*')",
+            Level::Key => "SELECT COUNT(*), SUM(input_tokens + output_tokens) FROM usage_events
+                 WHERE created_at >= ? AND key_id = ? AND (model_requested GLOB ? OR model_served GLOB ? OR ? = '*')",
+        };
+        let (requests, tokens): (i64, Option<i64>) = sqlx::query_as(sql)
+            .bind(start.seconds())
+            .bind(&holder.id)
+            .bind(model_pattern)
+            .bind(model_pattern)
+            .bind(model_pattern)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((
+            u64::try_from(requests).unwrap_or(0),
+            u64::try_from(tokens.unwrap_or(0)).unwrap_or(0),
+        ))
+    }
+}

@@ -212,6 +212,18 @@ fn new_key(args: CreateKeyArgs) -> Result<NewKey, Failure> {
         .map_err(|e| Failure::invalid(e.to_string()))?;
     let allowed_ips =
         IpAllowList::parse(&args.allow_ips).map_err(|e| Failure::invalid(e.to_string()))?;
+    let budget = args
+        .budget
+        .as_deref()
+        .map(|amount| {
+            crate::commands::limits::budget_request(
+                amount,
+                &args.budget_period,
+                "UTC",
+                &args.alerts,
+            )
+        })
+        .transpose()?;
     Ok(NewKey {
         name: args.name,
         owner,
@@ -219,6 +231,8 @@ fn new_key(args: CreateKeyArgs) -> Result<NewKey, Failure> {
         expires_in,
         allowed_ips,
         allowed_models: tollgate_core::routing::ModelAllowList::new(&args.models),
+        limits: crate::commands::limits::rate_limits(&args.limits),
+        budget,
     })
 }
 

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod limits;
 pub mod projects;
 pub mod serve;
 pub mod service_accounts;

@@ -28,6 +28,9 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     gateway_settings.unpriced = settings.unpriced;
     gateway_settings.max_body_bytes = settings.max_body_bytes;
     gateway_settings.trusted_proxies = settings.trusted_proxies.clone();
+    gateway_settings.default_limits = settings.default_limits.clone();
+    gateway_settings.default_max_output_tokens = settings.default_max_output_tokens;
+    gateway_settings.alerts = settings.alerts.clone();
     warn_about_unpriced_routes(settings);
     let gateway = Gateway {
         settings: gateway_settings,

@@ -1,0 +1,306 @@
+//! `tollgate limits ...` and `tollgate budgets ...`.
+
+use crate::app::cli_actor;
+use crate::cli::{BudgetsCommand, HolderArgs, LimitsCommand, RateArgs};
+use crate::failure::Failure;
+use crate::output::{print_json, print_list_json, print_table};
+use tollgate_control::{BudgetRequest, Control, HolderRequest};
+use tollgate_core::budget::{dollars, format_utc_offset, parse_utc_offset, BudgetPeriod};
+use tollgate_core::limit_rules::RateLimits;
+use tollgate_core::limits::go_duration;
+use tollgate_core::MicroUsd;
+
+const APPLIED: &str = "Running servers apply it within a second.";
+
+pub fn holder(args: HolderArgs) -> HolderRequest {
+    match (args.org, args.project, args.key) {
+        (_, Some(project), _) => HolderRequest::Project(project),
+        (_, None, Some(key)) => HolderRequest::Key(key),
+        _ => HolderRequest::Organization,
+    }
+}
+
+pub fn rate_limits(args: &RateArgs) -> RateLimits {
+    RateLimits {
+        rpm: args.rpm,
+        rpd: args.rpd,
+        tpm: args.tpm,
+        tpd: args.tpd,
+        concurrent: args.concurrency,
+    }
+}
+
+/// A budget from the CLI's words: `12.50`, `month`, `+05:30`, `50 80 100`.
+pub fn budget_request(
+    amount: &str,
+    period: &str,
+    timezone: &str,
+    alerts: &[String],
+) -> Result<BudgetRequest, Failure> {
+    let limit = MicroUsd::parse_dollars(amount).ok_or_else(|| {
+        Failure::invalid(format!(
+            "`{amount}` is not an amount in dollars: write it like 50 or 12.50"
+        ))
+    })?;
+    let period = BudgetPeriod::parse(period).ok_or_else(|| {
+        Failure::invalid(format!(
+            "`{period}` is not a budget period: use day, week or month"
+        ))
+    })?;
+    let utc_offset_secs = parse_utc_offset(timezone).ok_or_else(|| {
+        Failure::invalid(format!(
+            "`{timezone}` is not a time zone Tollgate can use: give UTC or a fixed offset such as +05:30 or -08:00"
+        ))
+    })?;
+    let alerts_permille = alerts
+        .iter()
+        .map(|a| {
+            let text = a.trim().trim_end_matches('%');
+            text.parse::<f64>()
+                .ok()
+                .filter(|p| p.is_finite() && *p > 0.0 && *p <= 1_000.0)
+                .map(|p| (p * 10.0).round() as u32)
+                .ok_or_else(|| {
+                    Failure::invalid(format!(
+                        "`{a}` is not an alert percentage: give a number above 0 such as 50, 80 or 100"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(BudgetRequest {
+        limit,
+        period,
+        utc_offset_secs,
+        alerts_permille,
+    })
+}
+
+fn percentages(permille: &[u32]) -> String {
+    if permille.is_empty() {
+        return "-".into();
+    }
+    permille
+        .iter()
+        .map(|p| format!("{}%", f64::from(*p) / 10.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn limits_text(limits: &RateLimits) -> String {
+    limits
+        .iter()
+        .map(|(metric, limit)| format!("{} {limit}", metric.short()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub async fn run_limits(
+    control: &Control,
+    command: LimitsCommand,
+    json: bool,
+) -> Result<(), Failure> {
+    let actor = cli_actor();
+    match command {
+        LimitsCommand::Set {
+            holder: who,
+            model,
+            limits,
+        } => {
+            let rule = control
+                .set_limits(&actor, &holder(who), &model, rate_limits(&limits))
+                .await?;
+            if json {
+                return Ok(print_json(&serde_json::json!({
+                    "level": rule.holder.level.as_str(),
+                    "holder": rule.holder.id,
+                    "model": rule.model.as_str(),
+                    "limits": rule.limits.iter().map(|(m, l)| (m.short(), l)).collect::<std::collections::BTreeMap<_, _>>(),
+                }))?);
+            }
+            println!(
+                "Limits of {} on model {}: {}. {APPLIED}",
+                rule.holder,
+                rule.model.as_str(),
+                limits_text(&rule.limits)
+            );
+            Ok(())
+        }
+        LimitsCommand::Remove { holder: who, model } => {
+            let who = holder(who);
+            control.remove_limits(&actor, &who, &model).await?;
+            if !json {
+                println!("Removed the limits on model {model}. {APPLIED}");
+            }
+            Ok(())
+        }
+        LimitsCommand::List => {
+            let rules = control.limit_rules().await?;
+            if json {
+                return Ok(print_list_json(
+                    rules
+                        .iter()
+                        .map(|r| {
+                            serde_json::json!({
+                                "level": r.holder.level.as_str(),
+                                "holder": r.holder.id,
+                                "model": r.model.as_str(),
+                                "limits": r.limits.iter().map(|(m, l)| (m.short(), l)).collect::<std::collections::BTreeMap<_, _>>(),
+                            })
+                        })
+                        .collect(),
+                )?);
+            }
+            let rows: Vec<Vec<String>> = rules
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.holder.level.as_str().to_owned(),
+                        r.holder.id.clone(),
+                        r.model.as_str().to_owned(),
+                        limits_text(&r.limits),
+                    ]
+                })
+                .collect();
+            Ok(print_table(&["LEVEL", "HOLDER", "MODEL", "LIMITS"], &rows)?)
+        }
+        LimitsCommand::Show { holder: who } => {
+            let report = control.limits_report(&holder(who)).await?;
+            if json {
+                return Ok(print_json(&report)?);
+            }
+            let dash = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+            let rows: Vec<Vec<String>> = report
+                .limits
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.level.to_owned(),
+                        l.holder.clone(),
+                        l.model.clone(),
+                        l.metric.to_owned(),
+                        l.limit.to_string(),
+                        dash(l.used),
+                        dash(l.remaining),
+                        l.reset_secs
+                            .map(|s| go_duration(std::time::Duration::from_secs(s)))
+                            .unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                println!("No rate limits apply.");
+            } else {
+                print_table(
+                    &[
+                        "LEVEL", "HOLDER", "MODEL", "LIMIT", "VALUE", "USED", "REMAINING",
+                        "RESET",
+                    ],
+                    &rows,
+                )?;
+            }
+            println!();
+            let rows: Vec<Vec<String>> = report
+                .budgets
+                .iter()
+                .map(|b| {
+                    vec![
+                        b.level.to_owned(),
+                        b.holder.clone(),
+                        format!("{} ({})", b.period, b.timezone),
+                        b.limit_usd.clone(),
+                        b.spent_usd.clone(),
+                        b.remaining_usd.clone(),
+                        b.resets_at.clone(),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                println!("No budgets apply.");
+            } else {
+                print_table(
+                    &[
+                        "LEVEL", "HOLDER", "BUDGET", "LIMIT", "SPENT", "REMAINING", "RESETS",
+                    ],
+                    &rows,
+                )?;
+            }
+            println!("\nUse is read from metered requests: the trailing minute or day for rate limits, the current period for budgets.");
+            Ok(())
+        }
+    }
+}
+
+pub async fn run_budgets(
+    control: &Control,
+    command: BudgetsCommand,
+    json: bool,
+) -> Result<(), Failure> {
+    let actor = cli_actor();
+    match command {
+        BudgetsCommand::Set {
+            holder: who,
+            amount,
+            period,
+            timezone,
+            alerts,
+        } => {
+            let request = budget_request(&amount, &period, &timezone, &alerts)?;
+            let budget = control.set_budget(&actor, &holder(who), request).await?;
+            if json {
+                return Ok(print_json(&serde_json::json!({
+                    "id": budget.id,
+                    "level": budget.holder.level.as_str(),
+                    "holder": budget.holder.id,
+                    "limit_usd": dollars(budget.limit),
+                    "period": budget.period.as_str(),
+                    "timezone": format_utc_offset(budget.utc_offset_secs),
+                    "alerts_percent": budget.alerts_permille.iter().map(|a| f64::from(*a) / 10.0).collect::<Vec<_>>(),
+                }))?);
+            }
+            println!(
+                "Budget of {}: {} per {} ({}), alerts at {}. {APPLIED}",
+                budget.holder,
+                dollars(budget.limit),
+                budget.period.as_str(),
+                format_utc_offset(budget.utc_offset_secs),
+                percentages(&budget.alerts_permille)
+            );
+            Ok(())
+        }
+        BudgetsCommand::Remove { holder: who } => {
+            control.remove_budget(&actor, &holder(who)).await?;
+            if !json {
+                println!("Removed the budget. {APPLIED}");
+            }
+            Ok(())
+        }
+        BudgetsCommand::List => {
+            let statuses = control.budgets().await?;
+            if json {
+                return Ok(print_list_json(statuses)?);
+            }
+            let rows: Vec<Vec<String>> = statuses
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.level.to_owned(),
+                        s.holder.clone(),
+                        format!("{} ({})", s.period, s.timezone),
+                        s.limit_usd.clone(),
+                        s.spent_usd.clone(),
+                        s.alerts_percent
+                            .iter()
+                            .map(|p| format!("{p}%"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        s.resets_at.clone(),
+                    ]
+                })
+                .collect();
+            Ok(print_table(
+                &["LEVEL", "HOLDER", "PERIOD", "LIMIT", "SPENT", "ALERTS", "RESETS"],
+                &rows,
+            )?)
+        }
+    }
+}

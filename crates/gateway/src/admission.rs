@@ -1,0 +1,725 @@
+//! Admission: every rate limit and budget that applies to a request, checked together before
+//! the provider is called, and settled to what the request really used when it ends.
+//!
+//! Limits come from the store (organization, project and key rules, and budgets) plus the
+//! per-key defaults of the configuration; the follower reloads them when the change log says
+//! they changed. All state sits behind one mutex: a check of a key with four limits takes a few
+//! hundred nanoseconds (see `crates/core/benches/admission.rs`), far below anything a lock
+//! could make contended, and it makes "all limits or none" trivially atomic.
+
+use crate::error::GatewayError;
+use axum::http::{HeaderMap, HeaderValue};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tollgate_core::budget::{crossed, Budget, BudgetState};
+use tollgate_core::holder::{Holder, Level};
+use tollgate_core::limit_rules::{rate_limit_message, LimitRule, Metric, RateLimits};
+use tollgate_core::limits::{go_duration, Gcra, Rate, Verdict};
+use tollgate_core::routing::ModelPattern;
+use tollgate_core::{Clock, MicroUsd, OrgId, UnixTime};
+use tollgate_store::{Store, StoreError};
+
+/// A limit every key gets on the models a pattern matches, unless the key has its own rule
+/// for that pattern (from the configuration's `[[limits]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultLimit {
+    pub model: ModelPattern,
+    pub limits: RateLimits,
+}
+
+/// One counter: a holder's limit of one kind on one model pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CounterKey {
+    holder: Holder,
+    model: String,
+    metric: Metric,
+}
+
+#[derive(Debug)]
+enum Counter {
+    Rate(Gcra),
+    Concurrent { limit: u64, in_flight: u64 },
+}
+
+/// A limit that applies to a request.
+#[derive(Debug, Clone)]
+struct Applicable {
+    key: Arc<CounterKey>,
+    limit: u64,
+}
+
+/// A stored rule with its counters' keys made once.
+#[derive(Debug)]
+struct RuleEntry {
+    rule: LimitRule,
+    limits: Vec<Applicable>,
+}
+
+impl RuleEntry {
+    fn new(rule: LimitRule) -> RuleEntry {
+        let limits = rule
+            .limits
+            .iter()
+            .map(|(metric, limit)| Applicable {
+                key: Arc::new(CounterKey {
+                    holder: rule.holder.clone(),
+                    model: rule.model.as_str().to_owned(),
+                    metric,
+                }),
+                limit,
+            })
+            .collect();
+        RuleEntry { rule, limits }
+    }
+}
+
+/// The rules, indexed by holder id for lookups without allocating.
+#[derive(Debug, Default)]
+struct Policy {
+    organization: Vec<RuleEntry>,
+    projects: HashMap<String, Vec<RuleEntry>>,
+    keys: HashMap<String, Vec<RuleEntry>>,
+    defaults: Vec<DefaultLimit>,
+    budgets: HashMap<Holder, Arc<Budget>>,
+}
+
+impl Policy {
+    fn is_empty(&self) -> bool {
+        self.organization.is_empty()
+            && self.projects.is_empty()
+            && self.keys.is_empty()
+            && self.defaults.is_empty()
+            && self.budgets.is_empty()
+    }
+}
+
+/// A budget's state in its current period.
+#[derive(Debug)]
+struct BudgetSlot {
+    budget: Arc<Budget>,
+    period: (UnixTime, UnixTime),
+    state: BudgetState,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    counters: HashMap<Arc<CounterKey>, Counter>,
+    budgets: HashMap<Holder, BudgetSlot>,
+}
+
+/// A budget alert to claim and send.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub budget: Budget,
+    pub period: (UnixTime, UnixTime),
+    pub threshold_permille: u32,
+    pub spent: MicroUsd,
+    pub at: UnixTime,
+}
+
+/// The live limits of one gateway.
+#[derive(Debug)]
+pub struct Limits {
+    policy: RwLock<Arc<Policy>>,
+    state: Mutex<State>,
+    alerts: mpsc::UnboundedSender<Alert>,
+    clock: Arc<dyn Clock>,
+    defaults: Vec<DefaultLimit>,
+}
+
+/// Who is asking, for what.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub org: &'a str,
+    pub project: Option<&'a str>,
+    pub key: &'a str,
+    /// The model as requested and as served; `None` for requests that name no model.
+    pub model: Option<(&'a str, &'a str)>,
+}
+
+/// The limits and budgets that apply to one request.
+#[derive(Debug, Default)]
+pub struct Plan {
+    limits: Vec<Applicable>,
+    budgets: Vec<Arc<Budget>>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.limits.is_empty() && self.budgets.is_empty()
+    }
+
+    /// Whether admission needs the request's token estimate and maximum cost.
+    pub fn needs_estimate(&self) -> bool {
+        !self.budgets.is_empty() || self.limits.iter().any(|l| l.key.metric.counts_tokens())
+    }
+}
+
+/// `x-ratelimit-*` values: the tightest request limit and the tightest token limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    requests: Option<Shown>,
+    tokens: Option<Shown>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shown {
+    limit: u64,
+    remaining: u64,
+    reset: Duration,
+}
+
+impl RateHeaders {
+    fn offer(slot: &mut Option<Shown>, shown: Shown) {
+        let tighter = match slot {
+            None => true,
+            Some(current) => (shown.remaining, std::cmp::Reverse(shown.reset))
+                < (current.remaining, std::cmp::Reverse(current.reset)),
+        };
+        if tighter {
+            *slot = Some(shown);
+        }
+    }
+
+    fn add(&mut self, metric: Metric, limit: u64, verdict: &Verdict) {
+        let shown = Shown {
+            limit,
+            remaining: verdict.remaining,
+            reset: verdict.reset_after,
+        };
+        match metric {
+            Metric::RequestsPerMinute | Metric::RequestsPerDay => {
+                Self::offer(&mut self.requests, shown)
+            }
+            Metric::TokensPerMinute | Metric::TokensPerDay => Self::offer(&mut self.tokens, shown),
+            Metric::Concurrent => {}
+        }
+    }
+
+    /// Sets the headers OpenAI sends: limit, remaining and reset, for requests and tokens.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (kind, shown) in [("requests", self.requests), ("tokens", self.tokens)] {
+            let Some(shown) = shown else { continue };
+            for (name, value) in [
+                ("limit", shown.limit.to_string()),
+                ("remaining", shown.remaining.to_string()),
+                ("reset", go_duration(shown.reset)),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(
+                        axum::http::HeaderName::from_bytes(
+                            format!("x-ratelimit-{name}-{kind}").as_bytes(),
+                        )
+                        .unwrap_or(axum::http::header::WARNING),
+                        value,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Hold {
+    Tokens {
+        key: Arc<CounterKey>,
+        rate: Rate,
+        reserved: u64,
+    },
+    Concurrent(Arc<CounterKey>),
+    Budget {
+        holder: Holder,
+        period_start: UnixTime,
+        reserved: MicroUsd,
+    },
+}
+
+/// What an admitted request holds: token and budget reservations and concurrency slots. It is
+/// settled with the request's real use when the request ends; dropped unsettled, it gives
+/// everything back.
+#[derive(Debug, Default)]
+pub struct Admission {
+    limits: Option<Arc<Limits>>,
+    holds: Vec<Hold>,
+    headers: RateHeaders,
+}
+
+impl Admission {
+    pub fn headers(&self) -> &RateHeaders {
+        &self.headers
+    }
+
+    /// Books the request's real use: `tokens` (input and output) and `cost`.
+    pub fn settle(mut self, tokens: u64, cost: MicroUsd) {
+        self.release(tokens, cost);
+    }
+
+    fn release(&mut self, tokens: u64, cost: MicroUsd) {
+        let Some(limits) = self.limits.take() else {
+            return;
+        };
+        let holds = std::mem::take(&mut self.holds);
+        limits.settle(holds, tokens, cost);
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.release(0, MicroUsd::ZERO);
+    }
+}
+
+/// Why admission refused a request.
+#[derive(Debug)]
+struct Refusal {
+    metric: Metric,
+    holder: Holder,
+    limit: u64,
+    used: u64,
+    requested: u64,
+    /// `None`: no wait helps (the request alone is over the limit).
+    retry_after: Option<Duration>,
+}
+
+impl Limits {
+    pub fn new(
+        defaults: Vec<DefaultLimit>,
+        clock: Arc<dyn Clock>,
+    ) -> (Arc<Limits>, mpsc::UnboundedReceiver<Alert>) {
+        let (alerts, receiver) = mpsc::unbounded_channel();
+        let policy = Policy {
+            defaults: defaults.clone(),
+            ..Policy::default()
+        };
+        (
+            Arc::new(Limits {
+                policy: RwLock::new(Arc::new(policy)),
+                state: Mutex::new(State::default()),
+                alerts,
+                clock,
+                defaults,
+            }),
+            receiver,
+        )
+    }
+
+    fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Reads every rule and budget of `org` again. Counters of unchanged limits keep their
+    /// state; a budget whose period or time zone is new has its spend read from the store.
+    pub async fn reload(&self, store: &Store, org: &OrgId) -> Result<(), StoreError> {
+        let rules = store.rate_limits(org).await?;
+        let budgets = store.budgets(org).await?;
+        let now = self.clock.now();
+        let mut policy = Policy {
+            defaults: self.defaults.clone(),
+            ..Policy::default()
+        };
+        for rule in rules {
+            let level = rule.holder.level;
+            let id = rule.holder.id.clone();
+            let rule = RuleEntry::new(rule);
+            match level {
+                Level::Organization => policy.organization.push(rule),
+                Level::Project => policy.projects.entry(id).or_default().push(rule),
+                Level::Key => policy.keys.entry(id).or_default().push(rule),
+            }
+        }
+        // Which budgets need their spend read: new ones, and those whose period moved.
+        let mut loads = Vec::new();
+        {
+            let state = self.state();
+            for budget in &budgets {
+                let period = budget.period.bounds(now, budget.utc_offset_secs);
+                let kept = state
+                    .budgets
+                    .get(&budget.holder)
+                    .is_some_and(|slot| slot.period == period);
+                if !kept {
+                    loads.push((budget.holder.clone(), period));
+                }
+            }
+        }
+        let mut spent = HashMap::new();
+        for (holder, period) in loads {
+            let amount = store.spend_since(&holder, period.0).await?;
+            spent.insert(holder, (period, amount));
+        }
+        let mut fired = Vec::new();
+        {
+            let mut state = self.state();
+            let mut slots = HashMap::new();
+            for budget in budgets {
+                let budget = Arc::new(budget);
+                policy
+                    .budgets
+                    .insert(budget.holder.clone(), budget.clone());
+                let slot = match (state.budgets.remove(&budget.holder), spent.remove(&budget.holder)) {
+                    (Some(mut slot), None) => {
+                        slot.state.limit = budget.limit;
+                        slot.budget = budget.clone();
+                        slot
+                    }
+                    (old, Some((period, amount))) => {
+                        let mut fresh = BudgetState::new(budget.limit, amount);
+                        if let Some(old) = old.filter(|o| o.period == period) {
+                            fresh.reserved = old.state.reserved;
+                        }
+                        BudgetSlot {
+                            budget: budget.clone(),
+                            period,
+                            state: fresh,
+                        }
+                    }
+                    (None, None) => continue,
+                };
+                // Thresholds already passed (a lowered limit, spend before a restart) are
+                // offered again; the store lets each fire once per period.
+                for threshold in crossed(
+                    MicroUsd::ZERO,
+                    slot.state.spent,
+                    slot.state.limit,
+                    &budget.alerts_permille,
+                ) {
+                    fired.push(self.alert(&slot, threshold, now));
+                }
+                slots.insert(budget.holder.clone(), slot);
+            }
+            state.budgets = slots;
+            let live: std::collections::HashSet<&CounterKey> = policy
+                .organization
+                .iter()
+                .chain(policy.projects.values().flatten())
+                .chain(policy.keys.values().flatten())
+                .flat_map(|entry| entry.limits.iter().map(|l| &*l.key))
+                .collect();
+            // Counters of removed rules go; per-key default counters stay (they are made on use).
+            state
+                .counters
+                .retain(|key, _| live.contains(&&**key) || key.holder.level == Level::Key);
+        }
+        for alert in fired {
+            let _ = self.alerts.send(alert);
+        }
+        let mut current = match self.policy.write() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *current = Arc::new(policy);
+        Ok(())
+    }
+
+    fn alert(&self, slot: &BudgetSlot, threshold_permille: u32, at: UnixTime) -> Alert {
+        Alert {
+            budget: (*slot.budget).clone(),
+            period: slot.period,
+            threshold_permille,
+            spent: slot.state.spent,
+            at,
+        }
+    }
+
+    /// The limits and budgets that apply to a request.
+    pub fn plan(&self, ask: &Ask<'_>) -> Plan {
+        let policy = self.policy();
+        if policy.is_empty() {
+            return Plan::default();
+        }
+        let mut plan = Plan::default();
+        let empty = Vec::new();
+        let key_rules = policy.keys.get(ask.key).unwrap_or(&empty);
+        let project_rules = ask
+            .project
+            .and_then(|p| policy.projects.get(p))
+            .unwrap_or(&empty);
+        for entry in policy
+            .organization
+            .iter()
+            .chain(project_rules)
+            .chain(key_rules)
+        {
+            if entry.rule.applies_to(ask.model) {
+                plan.limits.extend(entry.limits.iter().cloned());
+            }
+        }
+        for default in &policy.defaults {
+            let rule = LimitRule {
+                holder: Holder::new(Level::Key, ask.key),
+                model: default.model.clone(),
+                limits: default.limits,
+            };
+            let overridden = key_rules.iter().any(|e| e.rule.model == default.model);
+            if !overridden && rule.applies_to(ask.model) {
+                for (metric, limit) in rule.limits.iter() {
+                    plan.limits.push(Applicable {
+                        key: Arc::new(CounterKey {
+                            holder: rule.holder.clone(),
+                            model: rule.model.as_str().to_owned(),
+                            metric,
+                        }),
+                        limit,
+                    });
+                }
+            }
+        }
+        if ask.model.is_some() && !policy.budgets.is_empty() {
+            let holders = [
+                Some(Holder::new(Level::Organization, ask.org)),
+                ask.project.map(|p| Holder::new(Level::Project, p)),
+                Some(Holder::new(Level::Key, ask.key)),
+            ];
+            for holder in holders.into_iter().flatten() {
+                if let Some(budget) = policy.budgets.get(&holder) {
+                    plan.budgets.push(budget.clone());
+                }
+            }
+        }
+        plan
+    }
+
+    /// Admits a request against every limit of `plan`, all or nothing, reserving `tokens` on
+    /// token limits and `max_cost` on budgets. `subject` names what is limited in messages
+    /// (the model, or the path of a request without one).
+    pub fn admit(
+        self: &Arc<Self>,
+        plan: Plan,
+        tokens: u64,
+        max_cost: MicroUsd,
+        subject: &str,
+    ) -> Result<Admission, GatewayError> {
+        let now_ns = self.clock.nanos();
+        let now = self.clock.now();
+        let mut state = self.state();
+        let State { counters, budgets } = &mut *state;
+
+        // Budgets first: when one is spent, no wait helps and nothing else matters.
+        for budget in &plan.budgets {
+            let Some(slot) = budgets.get_mut(&budget.holder) else {
+                continue;
+            };
+            if now >= slot.period.1 {
+                slot.period = slot.budget.period.bounds(now, slot.budget.utc_offset_secs);
+                slot.state = BudgetState::new(slot.budget.limit, MicroUsd::ZERO);
+            }
+            let committed = slot.state.spent.saturating_add(slot.state.reserved);
+            if committed >= slot.state.limit {
+                return Err(GatewayError::SpendLimit {
+                    message: slot.budget.refusal_message(now),
+                    code: slot.budget.refusal_code(),
+                });
+            }
+        }
+
+        let mut headers = RateHeaders::default();
+        let mut refusal: Option<Refusal> = None;
+        for limit in &plan.limits {
+            let metric = limit.key.metric;
+            let cost = if metric.counts_tokens() { tokens } else { 1 };
+            let counter = counter(counters, limit);
+            let refused = match counter {
+                Counter::Rate(gcra) => {
+                    let verdict = gcra.peek(now_ns, cost);
+                    headers.add(metric, limit.limit, &verdict);
+                    (!verdict.allowed).then(|| Refusal {
+                        metric,
+                        holder: limit.key.holder.clone(),
+                        limit: limit.limit,
+                        used: limit.limit.saturating_sub(verdict.remaining),
+                        requested: cost,
+                        retry_after: (cost <= limit.limit && limit.limit > 0)
+                            .then_some(verdict.retry_after),
+                    })
+                }
+                Counter::Concurrent { limit: max, in_flight } => {
+                    (*in_flight >= *max).then(|| Refusal {
+                        metric,
+                        holder: limit.key.holder.clone(),
+                        limit: *max,
+                        used: *in_flight,
+                        requested: 1,
+                        retry_after: (*max > 0).then_some(Duration::from_secs(1)),
+                    })
+                }
+            };
+            if let Some(refused) = refused {
+                // The tightest refusal decides: the one that keeps the caller waiting longest.
+                let longer = match (&refusal, refused.retry_after) {
+                    (None, _) => true,
+                    (Some(current), None) => current.retry_after.is_some(),
+                    (Some(current), Some(wait)) => {
+                        current.retry_after.is_some_and(|c| wait > c)
+                    }
+                };
+                if longer {
+                    refusal = Some(refused);
+                }
+            }
+        }
+        if let Some(refusal) = refusal {
+            drop(state);
+            tracing::info!(
+                holder = %refusal.holder,
+                limit = refusal.metric.short(),
+                "request refused by a rate limit"
+            );
+            return Err(GatewayError::RateLimited {
+                message: rate_limit_message(
+                    subject,
+                    &refusal.holder,
+                    refusal.metric,
+                    refusal.limit,
+                    refusal.used,
+                    refusal.requested,
+                    refusal.retry_after,
+                ),
+                tokens: refusal.metric.counts_tokens(),
+                retry_after: refusal.retry_after,
+                headers,
+            });
+        }
+
+        // Everything fits: charge it all.
+        let mut holds = Vec::new();
+        let mut headers = RateHeaders::default();
+        for limit in &plan.limits {
+            let metric = limit.key.metric;
+            let cost = if metric.counts_tokens() { tokens } else { 1 };
+            match counter(counters, limit) {
+                Counter::Rate(gcra) => {
+                    let verdict = gcra.check(now_ns, cost);
+                    headers.add(metric, limit.limit, &verdict);
+                    if metric.counts_tokens() {
+                        holds.push(Hold::Tokens {
+                            key: limit.key.clone(),
+                            rate: gcra.rate(),
+                            reserved: cost,
+                        });
+                    }
+                }
+                Counter::Concurrent { in_flight, .. } => {
+                    *in_flight += 1;
+                    holds.push(Hold::Concurrent(limit.key.clone()));
+                }
+            }
+        }
+        for budget in &plan.budgets {
+            if let Some(slot) = budgets.get_mut(&budget.holder) {
+                if slot.state.reserve(max_cost).is_ok() {
+                    holds.push(Hold::Budget {
+                        holder: budget.holder.clone(),
+                        period_start: slot.period.0,
+                        reserved: max_cost,
+                    });
+                }
+            }
+        }
+        Ok(Admission {
+            limits: Some(self.clone()),
+            holds,
+            headers,
+        })
+    }
+
+    fn settle(&self, holds: Vec<Hold>, tokens: u64, cost: MicroUsd) {
+        let now = self.clock.now();
+        let mut fired = Vec::new();
+        {
+            let mut state = self.state();
+            for hold in holds {
+                match hold {
+                    Hold::Tokens {
+                        key,
+                        rate,
+                        reserved,
+                    } => {
+                        if let Some(Counter::Rate(gcra)) = state.counters.get_mut(&key) {
+                            if gcra.rate() == rate {
+                                let delta = i128::from(tokens) - i128::from(reserved);
+                                gcra.settle(
+                                    i64::try_from(delta).unwrap_or(if delta < 0 {
+                                        i64::MIN
+                                    } else {
+                                        i64::MAX
+                                    }),
+                                );
+                            }
+                        }
+                    }
+                    Hold::Concurrent(key) => {
+                        if let Some(Counter::Concurrent { in_flight, .. }) =
+                            state.counters.get_mut(&key)
+                        {
+                            *in_flight = in_flight.saturating_sub(1);
+                        }
+                    }
+                    Hold::Budget {
+                        holder,
+                        period_start,
+                        reserved,
+                    } => {
+                        let Some(slot) = state.budgets.get_mut(&holder) else {
+                            continue;
+                        };
+                        // A request that began in a period now over belongs to that period.
+                        if slot.period.0 != period_start {
+                            continue;
+                        }
+                        let thresholds = slot.budget.alerts_permille.clone();
+                        for threshold in slot.state.settle(reserved, cost, &thresholds) {
+                            fired.push(self.alert(slot, threshold, now));
+                        }
+                    }
+                }
+            }
+        }
+        for alert in fired {
+            let _ = self.alerts.send(alert);
+        }
+    }
+}
+
+/// The counter of a limit, made (or remade, when its limit changed) as needed.
+fn counter<'a>(
+    counters: &'a mut HashMap<Arc<CounterKey>, Counter>,
+    limit: &Applicable,
+) -> &'a mut Counter {
+    let metric = limit.key.metric;
+    let counter = counters
+        .entry(limit.key.clone())
+        .or_insert_with(|| fresh(metric, limit.limit));
+    let current = match counter {
+        Counter::Rate(gcra) => metric.rate(limit.limit) == Some(gcra.rate()),
+        Counter::Concurrent { limit: max, .. } => {
+            *max = limit.limit;
+            true
+        }
+    };
+    if !current {
+        *counter = fresh(metric, limit.limit);
+    }
+    counter
+}
+
+fn fresh(metric: Metric, limit: u64) -> Counter {
+    match metric.rate(limit) {
+        Some(rate) => Counter::Rate(Gcra::new(rate)),
+        None => Counter::Concurrent {
+            limit,
+            in_flight: 0,
+        },
+    }
+}

@@ -1,0 +1,182 @@
+use crate::{audit, change_log, AuditEntry, ChangedEntity, Result, Store};
+use tollgate_core::budget::{Budget, BudgetPeriod};
+use tollgate_core::holder::{Holder, Level};
+use tollgate_core::{MicroUsd, OrgId, UnixTime};
+
+#[derive(sqlx::FromRow)]
+struct BudgetRow {
+    id: i64,
+    level: String,
+    holder_id: String,
+    limit_micro_usd: i64,
+    period: String,
+    utc_offset_secs: i64,
+    alerts: String,
+}
+
+impl BudgetRow {
+    fn into_budget(self) -> Option<Budget> {
+        Some(Budget {
+            id: self.id,
+            holder: Holder::new(Level::parse(&self.level)?, self.holder_id),
+            limit: MicroUsd(self.limit_micro_usd),
+            period: BudgetPeriod::parse(&self.period)?,
+            utc_offset_secs: self.utc_offset_secs,
+            alerts_permille: serde_json::from_str(&self.alerts).unwrap_or_default(),
+        })
+    }
+}
+
+impl Store {
+    /// Every budget of an organization.
+    pub async fn budgets(&self, org: &OrgId) -> Result<Vec<Budget>> {
+        let rows: Vec<BudgetRow> = sqlx::query_as(
+            "SELECT id, level, holder_id, limit_micro_usd, period, utc_offset_secs, alerts FROM budgets
+             WHERE org_id = ? ORDER BY level, holder_id",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().filter_map(BudgetRow::into_budget).collect())
+    }
+
+    /// Creates or replaces the budget of `budget.holder` (its `id` is ignored); returns it as
+    /// stored.
+    pub async fn set_budget(
+        &self,
+        org: &OrgId,
+        budget: &Budget,
+        entry: &AuditEntry,
+    ) -> Result<Budget> {
+        let mut tx = self.begin().await?;
+        let at = entry.created_at.seconds();
+        let alerts = serde_json::to_string(&budget.alerts_permille).unwrap_or_else(|_| "[]".into());
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO budgets (org_id, level, holder_id, limit_micro_usd, period, utc_offset_secs, alerts, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (level, holder_id) DO UPDATE SET
+               limit_micro_usd = excluded.limit_micro_usd, period = excluded.period,
+               utc_offset_secs = excluded.utc_offset_secs, alerts = excluded.alerts,
+               updated_at = excluded.updated_at
+             RETURNING id",
+        )
+        .bind(org.as_str())
+        .bind(budget.holder.level.as_str())
+        .bind(&budget.holder.id)
+        .bind(budget.limit.0)
+        .bind(budget.period.as_str())
+        .bind(budget.utc_offset_secs)
+        .bind(alerts)
+        .bind(at)
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await?;
+        audit::append(&mut tx, entry).await?;
+        change_log::append(&mut tx, &ChangedEntity::Limits, entry.created_at).await?;
+        tx.commit().await?;
+        Ok(Budget {
+            id,
+            ..budget.clone()
+        })
+    }
+
+    /// Removes a holder's budget; `false` if there was none.
+    pub async fn remove_budget(&self, holder: &Holder, entry: &AuditEntry) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM budgets WHERE level = ? AND holder_id = ?")
+            .bind(holder.level.as_str())
+            .bind(&holder.id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        audit::append(&mut tx, entry).await?;
+        change_log::append(&mut tx, &ChangedEntity::Limits, entry.created_at).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Claims an alert: `true` (and the audit entry written) only for the first caller for this
+    /// budget, period and threshold, so each alert is sent once.
+    pub async fn claim_budget_alert(
+        &self,
+        budget_id: i64,
+        period_start: UnixTime,
+        threshold_permille: u32,
+        spent: MicroUsd,
+        entry: &AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "INSERT OR IGNORE INTO budget_alerts (budget_id, period_start, threshold, spent_micro_usd, created_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(budget_id)
+        .bind(period_start.seconds())
+        .bind(i64::from(threshold_permille))
+        .bind(spent.0)
+        .bind(entry.created_at.seconds())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        audit::append(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// What a holder has spent from `start` on: the daily roll-up for whole UTC days, the events
+    /// themselves for the part of a day before the first midnight (a budget in another time
+    /// zone starts mid-day).
+    pub async fn spend_since(&self, holder: &Holder, start: UnixTime) -> Result<MicroUsd> {
+        let first_midnight = UnixTime(start.seconds().div_euclid(86_400) * 86_400);
+        let first_midnight = if first_midnight < start {
+            first_midnight.plus_seconds(86_400)
+        } else {
+            first_midnight
+        };
+        let day = first_midnight.utc_date();
+        let (whole_days, partial): (Option<i64>, Option<i64>) = match holder.level {
+            Level::Organization => (
+                self.sum_daily("SELECT SUM(cost_micro_usd) FROM usage_daily WHERE org_id = ? AND day >= ?", &holder.id, &day).await?,
+                self.sum_events("SELECT SUM(cost_micro_usd) FROM usage_events WHERE created_at >= ? AND created_at < ? AND org_id = ?", &holder.id, start, first_midnight).await?,
+            ),
+            Level::Project => (
+                self.sum_daily("SELECT SUM(cost_micro_usd) FROM usage_daily WHERE project_id = ? AND day >= ?", &holder.id, &day).await?,
+                self.sum_events("SELECT SUM(cost_micro_usd) FROM usage_events WHERE created_at >= ? AND created_at < ? AND project_id = ?", &holder.id, start, first_midnight).await?,
+            ),
+            Level::Key => (
+                self.sum_daily("SELECT SUM(cost_micro_usd) FROM usage_daily WHERE key_id = ? AND day >= ?", &holder.id, &day).await?,
+                self.sum_events("SELECT SUM(cost_micro_usd) FROM usage_events WHERE created_at >= ? AND created_at < ? AND key_id = ?", &holder.id, start, first_midnight).await?,
+            ),
+        };
+        Ok(MicroUsd(whole_days.unwrap_or(0) + partial.unwrap_or(0)))
+    }
+
+    async fn sum_daily(&self, sql: &'static str, holder: &str, day: &str) -> Result<Option<i64>> {
+        let (sum,): (Option<i64>,) = sqlx::query_as(sql)
+            .bind(holder)
+            .bind(day)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(sum)
+    }
+
+    async fn sum_events(
+        &self,
+        sql: &'static str,
+        holder: &str,
+        from: UnixTime,
+        to: UnixTime,
+    ) -> Result<Option<i64>> {
+        let (sum,): (Option<i64>,) = sqlx::query_as(sql)
+            .bind(from.seconds())
+            .bind(to.seconds())
+            .bind(holder)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(sum)
+    }
+}

@@ -1,0 +1,113 @@
+use crate::{audit, change_log, AuditEntry, ChangedEntity, Result, Store};
+use tollgate_core::holder::{Holder, Level};
+use tollgate_core::limit_rules::{LimitRule, RateLimits};
+use tollgate_core::routing::ModelPattern;
+use tollgate_core::OrgId;
+
+#[derive(sqlx::FromRow)]
+struct RateLimitRow {
+    level: String,
+    holder_id: String,
+    model: String,
+    rpm: Option<i64>,
+    rpd: Option<i64>,
+    tpm: Option<i64>,
+    tpd: Option<i64>,
+    max_concurrent: Option<i64>,
+}
+
+fn limit(value: Option<i64>) -> Option<u64> {
+    value.and_then(|v| u64::try_from(v).ok())
+}
+
+fn column(value: Option<u64>) -> Option<i64> {
+    value.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+impl RateLimitRow {
+    fn into_rule(self) -> Option<LimitRule> {
+        Some(LimitRule {
+            holder: Holder::new(Level::parse(&self.level)?, self.holder_id),
+            model: ModelPattern::new(&self.model),
+            limits: RateLimits {
+                rpm: limit(self.rpm),
+                rpd: limit(self.rpd),
+                tpm: limit(self.tpm),
+                tpd: limit(self.tpd),
+                concurrent: limit(self.max_concurrent),
+            },
+        })
+    }
+}
+
+impl Store {
+    /// Every rate-limit rule of an organization, by level, holder and model.
+    pub async fn rate_limits(&self, org: &OrgId) -> Result<Vec<LimitRule>> {
+        let rows: Vec<RateLimitRow> = sqlx::query_as(
+            "SELECT level, holder_id, model, rpm, rpd, tpm, tpd, max_concurrent FROM rate_limits
+             WHERE org_id = ? ORDER BY level, holder_id, model",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().filter_map(RateLimitRow::into_rule).collect())
+    }
+
+    /// Creates or replaces the rule for `rule.holder` and `rule.model`.
+    pub async fn set_rate_limit(
+        &self,
+        org: &OrgId,
+        rule: &LimitRule,
+        entry: &AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let at = entry.created_at.seconds();
+        sqlx::query(
+            "INSERT INTO rate_limits (org_id, level, holder_id, model, rpm, rpd, tpm, tpd, max_concurrent, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (level, holder_id, model) DO UPDATE SET
+               rpm = excluded.rpm, rpd = excluded.rpd, tpm = excluded.tpm, tpd = excluded.tpd,
+               max_concurrent = excluded.max_concurrent, updated_at = excluded.updated_at",
+        )
+        .bind(org.as_str())
+        .bind(rule.holder.level.as_str())
+        .bind(&rule.holder.id)
+        .bind(rule.model.as_str())
+        .bind(column(rule.limits.rpm))
+        .bind(column(rule.limits.rpd))
+        .bind(column(rule.limits.tpm))
+        .bind(column(rule.limits.tpd))
+        .bind(column(rule.limits.concurrent))
+        .bind(at)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        audit::append(&mut tx, entry).await?;
+        change_log::append(&mut tx, &ChangedEntity::Limits, entry.created_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes the rule for a holder and model; `false` if there was none.
+    pub async fn remove_rate_limit(
+        &self,
+        holder: &Holder,
+        model: &ModelPattern,
+        entry: &AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM rate_limits WHERE level = ? AND holder_id = ? AND model = ?")
+            .bind(holder.level.as_str())
+            .bind(&holder.id)
+            .bind(model.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        audit::append(&mut tx, entry).await?;
+        change_log::append(&mut tx, &ChangedEntity::Limits, entry.created_at).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
