@@ -111,7 +111,7 @@ pub enum KindArg {
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key; its secret is printed once and never again
-    Create(CreateKeyArgs),
+    Create(Box<CreateKeyArgs>),
     /// List keys, newest first
     List {
         /// Only keys of this project (id or name)
@@ -184,7 +184,12 @@ pub struct CreateKeyArgs {
     #[arg(long, value_name = "USD")]
     pub budget: Option<String>,
     /// Period of --budget: day, week or month
-    #[arg(long, value_name = "PERIOD", requires = "budget", default_value = "month")]
+    #[arg(
+        long,
+        value_name = "PERIOD",
+        requires = "budget",
+        default_value = "month"
+    )]
     pub budget_period: String,
     /// Alert when spend reaches this percentage of --budget (repeatable)
     #[arg(long = "alert", value_name = "PERCENT", requires = "budget")]

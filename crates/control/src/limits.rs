@@ -76,10 +76,15 @@ impl Control {
         request: &HolderRequest,
     ) -> Result<(Holder, Option<ProjectId>)> {
         Ok(match request {
-            HolderRequest::Organization => (Holder::new(Level::Organization, org.id.as_str()), None),
+            HolderRequest::Organization => {
+                (Holder::new(Level::Organization, org.id.as_str()), None)
+            }
             HolderRequest::Project(p) => {
                 let project = self.store.find_project(&org.id, p).await?;
-                (Holder::new(Level::Project, project.id.as_str()), Some(project.id))
+                (
+                    Holder::new(Level::Project, project.id.as_str()),
+                    Some(project.id),
+                )
             }
             HolderRequest::Key(k) => {
                 let key = self.key(k).await?;
@@ -135,13 +140,25 @@ impl Control {
             "model": rule.model.as_str(),
             "limits": rule.limits.iter().map(|(m, l)| (m.short(), l)).collect::<std::collections::BTreeMap<_, _>>(),
         });
-        let entry = self.audit_entry(org, actor, "rate_limit.updated", project, &rule.holder.id, data);
+        let entry = self.audit_entry(
+            org,
+            actor,
+            "rate_limit.updated",
+            project,
+            &rule.holder.id,
+            data,
+        );
         self.store.set_rate_limit(&org.id, &rule, &entry).await?;
         Ok(rule)
     }
 
     /// Removes a holder's limits for a model pattern.
-    pub async fn remove_limits(&self, actor: &Actor, holder: &HolderRequest, model: &str) -> Result<()> {
+    pub async fn remove_limits(
+        &self,
+        actor: &Actor,
+        holder: &HolderRequest,
+        model: &str,
+    ) -> Result<()> {
         let org = self.organization().await?;
         let (holder, project) = self.holder(&org, holder).await?;
         let model = validate_pattern(model)?;
@@ -153,7 +170,11 @@ impl Control {
             &holder.id,
             json!({"level": holder.level.as_str(), "model": model.as_str()}),
         );
-        if !self.store.remove_rate_limit(&holder, &model, &entry).await? {
+        if !self
+            .store
+            .remove_rate_limit(&holder, &model, &entry)
+            .await?
+        {
             return Err(ControlError::Invalid(format!(
                 "{holder} has no limits for model `{}`; `tollgate limits list` shows what is set",
                 model.as_str()
@@ -263,10 +284,12 @@ impl Control {
         budget: Option<BudgetRequest>,
     ) -> Result<()> {
         if !limits.is_empty() {
-            self.put_limits(org, actor, key.clone(), project, "*", limits).await?;
+            self.put_limits(org, actor, key.clone(), project, "*", limits)
+                .await?;
         }
         if let Some(budget) = budget {
-            self.put_budget(org, actor, key.clone(), project, budget).await?;
+            self.put_budget(org, actor, key.clone(), project, budget)
+                .await?;
         }
         Ok(())
     }
@@ -323,7 +346,11 @@ impl Control {
                     .store
                     .usage_since(&rule.holder, rule.model.as_str(), now.plus_seconds(-secs))
                     .await?;
-                Some(if metric.counts_tokens() { tokens } else { requests })
+                Some(if metric.counts_tokens() {
+                    tokens
+                } else {
+                    requests
+                })
             }
             None => None,
         };
@@ -336,9 +363,9 @@ impl Control {
             used,
             remaining: used.map(|u| limit.saturating_sub(u)),
             reset_secs: match (used, window) {
-                (Some(used), Some(secs)) if limit > 0 => {
-                    Some((u128::from(used.min(limit)) * secs as u128).div_ceil(u128::from(limit)) as u64)
-                }
+                (Some(used), Some(secs)) if limit > 0 => Some(
+                    (u128::from(used.min(limit)) * secs as u128).div_ceil(u128::from(limit)) as u64,
+                ),
                 _ => None,
             },
         })

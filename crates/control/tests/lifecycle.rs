@@ -51,6 +51,8 @@ fn new_key(name: &str, owner: KeyOwnerRequest) -> NewKey {
         expires_in: None,
         allowed_ips: Default::default(),
         allowed_models: Default::default(),
+        limits: Default::default(),
+        budget: None,
     }
 }
 

@@ -218,7 +218,10 @@ pub fn parse_utc_offset(text: &str) -> Option<i64> {
     }
     let (hours, minutes) = match digits.len() {
         1 | 2 => (digits.parse::<i64>().ok()?, 0),
-        4 => (digits[..2].parse::<i64>().ok()?, digits[2..].parse::<i64>().ok()?),
+        4 => (
+            digits[..2].parse::<i64>().ok()?,
+            digits[2..].parse::<i64>().ok()?,
+        ),
         _ => return None,
     };
     if hours > 14 || minutes >= 60 {

@@ -66,7 +66,10 @@ mod tests {
             Holder::new(Level::Organization, "org-abc").to_string(),
             "organization org-abc"
         );
-        assert_eq!(Holder::new(Level::Key, "key_x").to_string(), "API key key_x");
+        assert_eq!(
+            Holder::new(Level::Key, "key_x").to_string(),
+            "API key key_x"
+        );
         for level in [Level::Organization, Level::Project, Level::Key] {
             assert_eq!(Level::parse(level.as_str()), Some(level));
         }

@@ -146,11 +146,17 @@ pub fn rate_limit_message(
     retry_after: Option<Duration>,
 ) -> String {
     let advice = match (metric, retry_after) {
-        (Metric::Concurrent, _) => "Please try again when one of the requests in flight has finished.".to_owned(),
+        (Metric::Concurrent, _) => {
+            "Please try again when one of the requests in flight has finished.".to_owned()
+        }
         (_, Some(wait)) => format!("Please try again in {}.", go_duration(wait)),
         (_, None) => format!(
             "This request alone is over the limit, so retrying will not help: send fewer {}.",
-            if metric.counts_tokens() { "tokens (shorten the prompt or lower max_tokens)" } else { "requests" }
+            if metric.counts_tokens() {
+                "tokens (shorten the prompt or lower max_tokens)"
+            } else {
+                "requests"
+            }
         ),
     };
     format!(

@@ -42,9 +42,16 @@ impl MicroUsd {
         {
             return None;
         }
-        let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+        let whole: i64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
         let fraction: i64 = format!("{fraction:0<6}").parse().ok()?;
-        whole.checked_mul(1_000_000)?.checked_add(fraction).map(MicroUsd)
+        whole
+            .checked_mul(1_000_000)?
+            .checked_add(fraction)
+            .map(MicroUsd)
     }
 }
 
@@ -73,7 +80,10 @@ mod tests {
         assert_eq!(MicroUsd::parse_dollars("10"), Some(MicroUsd(10_000_000)));
         assert_eq!(MicroUsd::parse_dollars("$12.5"), Some(MicroUsd(12_500_000)));
         assert_eq!(MicroUsd::parse_dollars("0.000001"), Some(MicroUsd(1)));
-        assert_eq!(MicroUsd::parse_dollars("1,000"), Some(MicroUsd(1_000_000_000)));
+        assert_eq!(
+            MicroUsd::parse_dollars("1,000"),
+            Some(MicroUsd(1_000_000_000))
+        );
         for bad in ["", "-1", "1.0000001", "ten", "1.2.3", "."] {
             assert_eq!(MicroUsd::parse_dollars(bad), None, "{bad}");
         }

@@ -127,6 +127,8 @@ pub struct Limits {
     alerts: mpsc::UnboundedSender<Alert>,
     clock: Arc<dyn Clock>,
     defaults: Vec<DefaultLimit>,
+    /// How many reloads have completed (tests and diagnostics wait on it).
+    reloads: std::sync::atomic::AtomicU64,
 }
 
 /// Who is asking, for what.
@@ -175,8 +177,10 @@ impl RateHeaders {
     fn offer(slot: &mut Option<Shown>, shown: Shown) {
         let tighter = match slot {
             None => true,
-            Some(current) => (shown.remaining, std::cmp::Reverse(shown.reset))
-                < (current.remaining, std::cmp::Reverse(current.reset)),
+            Some(current) => {
+                (shown.remaining, std::cmp::Reverse(shown.reset))
+                    < (current.remaining, std::cmp::Reverse(current.reset))
+            }
         };
         if tighter {
             *slot = Some(shown);
@@ -300,6 +304,7 @@ impl Limits {
                 alerts,
                 clock,
                 defaults,
+                reloads: Default::default(),
             }),
             receiver,
         )
@@ -365,10 +370,11 @@ impl Limits {
             let mut slots = HashMap::new();
             for budget in budgets {
                 let budget = Arc::new(budget);
-                policy
-                    .budgets
-                    .insert(budget.holder.clone(), budget.clone());
-                let slot = match (state.budgets.remove(&budget.holder), spent.remove(&budget.holder)) {
+                policy.budgets.insert(budget.holder.clone(), budget.clone());
+                let slot = match (
+                    state.budgets.remove(&budget.holder),
+                    spent.remove(&budget.holder),
+                ) {
                     (Some(mut slot), None) => {
                         slot.state.limit = budget.limit;
                         slot.budget = budget.clone();
@@ -420,7 +426,15 @@ impl Limits {
             Err(poisoned) => poisoned.into_inner(),
         };
         *current = Arc::new(policy);
+        drop(current);
+        self.reloads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
+    }
+
+    /// How many times the limits have been (re)loaded.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn alert(&self, slot: &BudgetSlot, threshold_permille: u32, at: UnixTime) -> Alert {
@@ -544,25 +558,24 @@ impl Limits {
                             .then_some(verdict.retry_after),
                     })
                 }
-                Counter::Concurrent { limit: max, in_flight } => {
-                    (*in_flight >= *max).then(|| Refusal {
-                        metric,
-                        holder: limit.key.holder.clone(),
-                        limit: *max,
-                        used: *in_flight,
-                        requested: 1,
-                        retry_after: (*max > 0).then_some(Duration::from_secs(1)),
-                    })
-                }
+                Counter::Concurrent {
+                    limit: max,
+                    in_flight,
+                } => (*in_flight >= *max).then(|| Refusal {
+                    metric,
+                    holder: limit.key.holder.clone(),
+                    limit: *max,
+                    used: *in_flight,
+                    requested: 1,
+                    retry_after: (*max > 0).then_some(Duration::from_secs(1)),
+                }),
             };
             if let Some(refused) = refused {
                 // The tightest refusal decides: the one that keeps the caller waiting longest.
                 let longer = match (&refusal, refused.retry_after) {
                     (None, _) => true,
                     (Some(current), None) => current.retry_after.is_some(),
-                    (Some(current), Some(wait)) => {
-                        current.retry_after.is_some_and(|c| wait > c)
-                    }
+                    (Some(current), Some(wait)) => current.retry_after.is_some_and(|c| wait > c),
                 };
                 if longer {
                     refusal = Some(refused);
@@ -649,13 +662,11 @@ impl Limits {
                         if let Some(Counter::Rate(gcra)) = state.counters.get_mut(&key) {
                             if gcra.rate() == rate {
                                 let delta = i128::from(tokens) - i128::from(reserved);
-                                gcra.settle(
-                                    i64::try_from(delta).unwrap_or(if delta < 0 {
-                                        i64::MIN
-                                    } else {
-                                        i64::MAX
-                                    }),
-                                );
+                                gcra.settle(i64::try_from(delta).unwrap_or(if delta < 0 {
+                                    i64::MIN
+                                } else {
+                                    i64::MAX
+                                }));
                             }
                         }
                     }

@@ -184,7 +184,10 @@ impl IntoResponse for GatewayError {
                 // which read `retry-after-ms` first.
                 let secs = wait.as_millis().div_ceil(1_000).max(1);
                 headers.insert("retry-after", HeaderValue::from(secs as u64));
-                headers.insert("retry-after-ms", HeaderValue::from(wait.as_millis().max(1) as u64));
+                headers.insert(
+                    "retry-after-ms",
+                    HeaderValue::from(wait.as_millis().max(1) as u64),
+                );
             }
             GatewayError::RateLimited { headers: rate, .. } => {
                 rate.apply(headers);

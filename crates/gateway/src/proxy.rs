@@ -480,26 +480,22 @@ pub(crate) async fn metered(
         .request(Method::POST, endpoint.path(), &headers, true)
         .header("content-type", "application/json")
         .body(prepared.body.clone());
-    let admission = call.admit(
-        Some((&requested, &prepared.model)),
-        &prepared.model,
-        || {
-            let input = tokens::count_request(&raw).max(0) as u64;
-            let output = match endpoint {
-                Endpoint::Embeddings => 0,
-                _ => prepared
-                    .max_output
-                    .unwrap_or(call.state.settings.default_max_output_tokens),
-            };
-            let most = price.cost(&TokenUsage {
-                input: input as i64,
-                cached_input: 0,
-                output: i64::try_from(output).unwrap_or(i64::MAX),
-                reasoning: 0,
-            });
-            (input.saturating_add(output), most)
-        },
-    )?;
+    let admission = call.admit(Some((&requested, &prepared.model)), &prepared.model, || {
+        let input = tokens::count_request(&raw).max(0) as u64;
+        let output = match endpoint {
+            Endpoint::Embeddings => 0,
+            _ => prepared
+                .max_output
+                .unwrap_or(call.state.settings.default_max_output_tokens),
+        };
+        let most = price.cost(&TokenUsage {
+            input: input as i64,
+            cached_input: 0,
+            output: i64::try_from(output).unwrap_or(i64::MAX),
+            reasoning: 0,
+        });
+        (input.saturating_add(output), most)
+    })?;
     let meter = Meter {
         state: call.state.clone(),
         event: call.event(endpoint.path(), &requested, &prepared.model),

@@ -70,6 +70,7 @@ pub struct RunningGateway {
     background: Vec<JoinHandle<()>>,
     grace: std::time::Duration,
     keys: Arc<KeyTable>,
+    limits: Arc<Limits>,
     metering: JoinHandle<()>,
 }
 
@@ -84,7 +85,8 @@ impl Gateway {
             .await?
             .map(|o| o.id)
             .ok_or(StartError::NotInitialized)?;
-        let (limits, alerts) = Limits::new(self.settings.default_limits.clone(), self.clock.clone());
+        let (limits, alerts) =
+            Limits::new(self.settings.default_limits.clone(), self.clock.clone());
         limits.reload(&self.store, &org).await?;
         let listener = tokio::net::TcpListener::bind(self.settings.listen)
             .await
@@ -159,7 +161,7 @@ impl Gateway {
             usage,
             store: self.store.clone(),
             ip_denials: Arc::default(),
-            limits,
+            limits: limits.clone(),
         };
         let app = router(state);
         let mut shutdown_rx = stop_rx;
@@ -185,6 +187,7 @@ impl Gateway {
             background,
             grace,
             keys,
+            limits,
             metering,
         })
     }
@@ -198,6 +201,11 @@ impl RunningGateway {
     /// The in-memory key table (for tests and diagnostics).
     pub fn keys(&self) -> &Arc<KeyTable> {
         &self.keys
+    }
+
+    /// The live rate limits and budgets (for tests and diagnostics).
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
     }
 
     /// Stops accepting, lets requests in flight finish (up to the grace period), then writes

@@ -191,8 +191,7 @@ pub fn client_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
         let n = name.as_str();
         // The provider's rate-limit headers describe Tollgate's shared provider key, not the
         // caller: Tollgate sends its own.
-        if HOP_BY_HOP.contains(&n) || NOT_TO_CLIENT.contains(&n) || n.starts_with("x-ratelimit-")
-        {
+        if HOP_BY_HOP.contains(&n) || NOT_TO_CLIENT.contains(&n) || n.starts_with("x-ratelimit-") {
             continue;
         }
         out.append(name.clone(), value.clone());

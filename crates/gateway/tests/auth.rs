@@ -186,6 +186,8 @@ async fn an_expiring_key_stops_at_its_expiry() {
                 expires_in: Some(Span(3_600)),
                 allowed_ips: Default::default(),
                 allowed_models: Default::default(),
+                limits: Default::default(),
+                budget: None,
             },
         )
         .await

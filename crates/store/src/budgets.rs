@@ -37,7 +37,10 @@ impl Store {
         .bind(org.as_str())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().filter_map(BudgetRow::into_budget).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(BudgetRow::into_budget)
+            .collect())
     }
 
     /// Creates or replaces the budget of `budget.holder` (its `id` is ignored); returns it as

@@ -50,7 +50,10 @@ impl Store {
         .bind(org.as_str())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().filter_map(RateLimitRow::into_rule).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(RateLimitRow::into_rule)
+            .collect())
     }
 
     /// Creates or replaces the rule for `rule.holder` and `rule.model`.
@@ -96,12 +99,13 @@ impl Store {
         entry: &AuditEntry,
     ) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM rate_limits WHERE level = ? AND holder_id = ? AND model = ?")
-            .bind(holder.level.as_str())
-            .bind(&holder.id)
-            .bind(model.as_str())
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM rate_limits WHERE level = ? AND holder_id = ? AND model = ?")
+                .bind(holder.level.as_str())
+                .bind(&holder.id)
+                .bind(model.as_str())
+                .execute(&mut *tx)
+                .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }

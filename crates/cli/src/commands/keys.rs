@@ -16,7 +16,7 @@ pub async fn run(control: &Control, command: KeysCommand, json: bool) -> Result<
     match command {
         KeysCommand::Create(args) => {
             let format = args.format;
-            let created = control.create_key(&actor, new_key(args)?).await?;
+            let created = control.create_key(&actor, new_key(*args)?).await?;
             print_secret(&created, format, json, "Created")
         }
         KeysCommand::List { project, kind } => {

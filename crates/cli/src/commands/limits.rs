@@ -192,7 +192,13 @@ pub async fn run_limits(
             } else {
                 print_table(
                     &[
-                        "LEVEL", "HOLDER", "MODEL", "LIMIT", "VALUE", "USED", "REMAINING",
+                        "LEVEL",
+                        "HOLDER",
+                        "MODEL",
+                        "LIMIT",
+                        "VALUE",
+                        "USED",
+                        "REMAINING",
                         "RESET",
                     ],
                     &rows,
@@ -219,7 +225,13 @@ pub async fn run_limits(
             } else {
                 print_table(
                     &[
-                        "LEVEL", "HOLDER", "BUDGET", "LIMIT", "SPENT", "REMAINING", "RESETS",
+                        "LEVEL",
+                        "HOLDER",
+                        "BUDGET",
+                        "LIMIT",
+                        "SPENT",
+                        "REMAINING",
+                        "RESETS",
                     ],
                     &rows,
                 )?;
@@ -298,7 +310,9 @@ pub async fn run_budgets(
                 })
                 .collect();
             Ok(print_table(
-                &["LEVEL", "HOLDER", "PERIOD", "LIMIT", "SPENT", "ALERTS", "RESETS"],
+                &[
+                    "LEVEL", "HOLDER", "PERIOD", "LIMIT", "SPENT", "ALERTS", "RESETS",
+                ],
                 &rows,
             )?)
         }

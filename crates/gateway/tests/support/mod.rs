@@ -150,6 +150,8 @@ impl TestApp {
                     expires_in: None,
                     allowed_ips: Default::default(),
                     allowed_models: Default::default(),
+                    limits: Default::default(),
+                    budget: None,
                 },
             )
             .await
@@ -187,6 +189,8 @@ impl TestApp {
             expires_in: None,
             allowed_ips,
             allowed_models,
+            limits: Default::default(),
+            budget: None,
         };
         let created = self
             .control
@@ -299,6 +303,22 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Runs a change to rate limits or budgets and waits until the gateway has reloaded them.
+    pub async fn limits_change<T>(&self, change: impl std::future::Future<Output = T>) -> T {
+        let limits = self.gateway.as_ref().unwrap().limits().clone();
+        let before = limits.reloads();
+        let out = change.await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while limits.reloads() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never reloaded its limits"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        out
     }
 
     /// Waits until `count` usage events are stored; returns them newest first.
