@@ -29,13 +29,73 @@ pub struct DefaultLimit {
     pub limits: RateLimits,
 }
 
-/// One counter: a holder's limit of one kind on one model pattern.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// One counter: a holder's limit of one kind on one model pattern. Its hash is worked out once,
+/// when the key is made, so looking a counter up costs no string hashing.
+#[derive(Debug, Clone)]
 struct CounterKey {
     holder: Holder,
     model: String,
     metric: Metric,
+    hash: u64,
 }
+
+impl CounterKey {
+    fn new(holder: Holder, model: &str, metric: Metric) -> CounterKey {
+        use std::hash::{Hash, Hasher};
+        // Fixed keys: every key made for the same counter must hash the same. Holder ids are
+        // ours (not chosen by clients), so there is no flooding to defend against.
+        let mut hasher = std::hash::DefaultHasher::new();
+        holder.hash(&mut hasher);
+        model.hash(&mut hasher);
+        metric.hash(&mut hasher);
+        CounterKey {
+            hash: hasher.finish(),
+            holder,
+            model: model.to_owned(),
+            metric,
+        }
+    }
+}
+
+impl PartialEq for CounterKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && self.metric == other.metric
+            && self.model == other.model
+            && self.holder == other.holder
+    }
+}
+
+impl Eq for CounterKey {}
+
+impl std::hash::Hash for CounterKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Passes a counter key's precomputed hash through.
+#[derive(Debug, Default, Clone, Copy)]
+struct PrecomputedHash(u64);
+
+impl std::hash::Hasher for PrecomputedHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `CounterKey`; anything else still hashes correctly.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type Counters = HashMap<Arc<CounterKey>, Counter, std::hash::BuildHasherDefault<PrecomputedHash>>;
 
 #[derive(Debug)]
 enum Counter {
@@ -63,11 +123,11 @@ impl RuleEntry {
             .limits
             .iter()
             .map(|(metric, limit)| Applicable {
-                key: Arc::new(CounterKey {
-                    holder: rule.holder.clone(),
-                    model: rule.model.as_str().to_owned(),
+                key: Arc::new(CounterKey::new(
+                    rule.holder.clone(),
+                    rule.model.as_str(),
                     metric,
-                }),
+                )),
                 limit,
             })
             .collect();
@@ -105,7 +165,7 @@ struct BudgetSlot {
 
 #[derive(Debug, Default)]
 struct State {
-    counters: HashMap<Arc<CounterKey>, Counter>,
+    counters: Counters,
     budgets: HashMap<Holder, BudgetSlot>,
 }
 
@@ -127,6 +187,8 @@ pub struct Limits {
     alerts: mpsc::UnboundedSender<Alert>,
     clock: Arc<dyn Clock>,
     defaults: Vec<DefaultLimit>,
+    /// The per-key default rules of each key seen, made once per key.
+    default_rules: RwLock<HashMap<String, Arc<Vec<RuleEntry>>>>,
     /// How many reloads have completed (tests and diagnostics wait on it).
     reloads: std::sync::atomic::AtomicU64,
 }
@@ -305,6 +367,7 @@ impl Limits {
                 clock,
                 defaults,
                 reloads: Default::default(),
+                default_rules: Default::default(),
             }),
             receiver,
         )
@@ -447,6 +510,35 @@ impl Limits {
         }
     }
 
+    /// The configuration's per-key defaults as rules of `key`.
+    fn defaults_of(&self, key: &str) -> Arc<Vec<RuleEntry>> {
+        let cached = match self.default_rules.read() {
+            Ok(map) => map.get(key).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(key).cloned(),
+        };
+        if let Some(rules) = cached {
+            return rules;
+        }
+        let rules: Arc<Vec<RuleEntry>> = Arc::new(
+            self.defaults
+                .iter()
+                .map(|d| {
+                    RuleEntry::new(LimitRule {
+                        holder: Holder::new(Level::Key, key),
+                        model: d.model.clone(),
+                        limits: d.limits,
+                    })
+                })
+                .collect(),
+        );
+        let mut map = match self.default_rules.write() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.insert(key.to_owned(), rules.clone());
+        rules
+    }
+
     /// The limits and budgets that apply to a request.
     pub fn plan(&self, ask: &Ask<'_>) -> Plan {
         let policy = self.policy();
@@ -470,23 +562,12 @@ impl Limits {
                 plan.limits.extend(entry.limits.iter().cloned());
             }
         }
-        for default in &policy.defaults {
-            let rule = LimitRule {
-                holder: Holder::new(Level::Key, ask.key),
-                model: default.model.clone(),
-                limits: default.limits,
-            };
-            let overridden = key_rules.iter().any(|e| e.rule.model == default.model);
-            if !overridden && rule.applies_to(ask.model) {
-                for (metric, limit) in rule.limits.iter() {
-                    plan.limits.push(Applicable {
-                        key: Arc::new(CounterKey {
-                            holder: rule.holder.clone(),
-                            model: rule.model.as_str().to_owned(),
-                            metric,
-                        }),
-                        limit,
-                    });
+        if !policy.defaults.is_empty() {
+            let defaults = self.defaults_of(ask.key);
+            for (default, counters) in policy.defaults.iter().zip(defaults.iter()) {
+                let overridden = key_rules.iter().any(|e| e.rule.model == default.model);
+                if !overridden && counters.rule.applies_to(ask.model) {
+                    plan.limits.extend(counters.limits.iter().cloned());
                 }
             }
         }
@@ -704,10 +785,7 @@ impl Limits {
 }
 
 /// The counter of a limit, made (or remade, when its limit changed) as needed.
-fn counter<'a>(
-    counters: &'a mut HashMap<Arc<CounterKey>, Counter>,
-    limit: &Applicable,
-) -> &'a mut Counter {
+fn counter<'a>(counters: &'a mut Counters, limit: &Applicable) -> &'a mut Counter {
     let metric = limit.key.metric;
     let counter = counters
         .entry(limit.key.clone())
@@ -732,5 +810,137 @@ fn fresh(metric: Metric, limit: u64) -> Counter {
             limit,
             in_flight: 0,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_core::ManualClock;
+
+    fn limits_with(limits: RateLimits, clock: &ManualClock) -> Arc<Limits> {
+        Limits::new(
+            vec![DefaultLimit {
+                model: ModelPattern::new("*"),
+                limits,
+            }],
+            Arc::new(clock.clone()),
+        )
+        .0
+    }
+
+    fn ask(key: &str) -> Ask<'_> {
+        Ask {
+            org: "org-x",
+            project: Some("proj_x"),
+            key,
+            model: Some(("gpt-4o", "gpt-4o")),
+        }
+    }
+
+    fn admit(limits: &Arc<Limits>, key: &str, tokens: u64) -> Result<Admission, GatewayError> {
+        limits.admit(limits.plan(&ask(key)), tokens, MicroUsd::ZERO, "gpt-4o")
+    }
+
+    #[test]
+    fn many_threads_racing_on_one_key_never_exceed_its_limit() {
+        let clock = ManualClock::at(UnixTime(1_000));
+        let limits = limits_with(
+            RateLimits {
+                rpm: Some(100),
+                tpm: Some(1_000_000),
+                ..RateLimits::default()
+            },
+            &clock,
+        );
+        let admitted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..100 {
+                        if let Ok(admission) = admit(&limits, "key_a", 10) {
+                            admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            admission.settle(5, MicroUsd::ZERO);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.load(std::sync::atomic::Ordering::SeqCst), 100);
+        assert!(
+            admit(&limits, "key_b", 10).is_ok(),
+            "each key counts on its own"
+        );
+    }
+
+    #[test]
+    fn token_reservations_are_held_until_settled_and_given_back_when_dropped() {
+        let clock = ManualClock::at(UnixTime(1_000));
+        let limits = limits_with(
+            RateLimits {
+                tpm: Some(1_000),
+                ..RateLimits::default()
+            },
+            &clock,
+        );
+        let first = admit(&limits, "key_a", 600).ok();
+        assert!(first.is_some());
+        assert!(admit(&limits, "key_a", 600).is_err(), "600 are held");
+        first.map(|a| a.settle(100, MicroUsd::ZERO));
+        let second = admit(&limits, "key_a", 800);
+        assert!(second.is_ok(), "the first settled to 100");
+        drop(second);
+        assert!(
+            admit(&limits, "key_a", 900).is_ok(),
+            "a dropped admission gives its reservation back"
+        );
+    }
+
+    #[test]
+    fn concurrency_slots_come_back_when_requests_end() {
+        let clock = ManualClock::at(UnixTime(1_000));
+        let limits = limits_with(
+            RateLimits {
+                concurrent: Some(2),
+                ..RateLimits::default()
+            },
+            &clock,
+        );
+        let a = admit(&limits, "key_a", 0);
+        let b = admit(&limits, "key_a", 0);
+        assert!(a.is_ok() && b.is_ok());
+        let refused = admit(&limits, "key_a", 0)
+            .err()
+            .map(|e| e.to_openai().message);
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|m| m.contains("on concurrent requests: Limit 2, Used 2")),
+            "{refused:?}"
+        );
+        drop(a);
+        assert!(admit(&limits, "key_a", 0).is_ok());
+    }
+
+    #[test]
+    fn the_window_edge_is_exact_on_the_clock() {
+        let clock = ManualClock::at(UnixTime(1_000));
+        let limits = limits_with(
+            RateLimits {
+                rpm: Some(2),
+                ..RateLimits::default()
+            },
+            &clock,
+        );
+        assert!(admit(&limits, "key_a", 0).is_ok());
+        assert!(admit(&limits, "key_a", 0).is_ok());
+        clock.advance(29);
+        assert!(
+            admit(&limits, "key_a", 0).is_err(),
+            "one request refills in 30 s"
+        );
+        clock.advance(1);
+        assert!(admit(&limits, "key_a", 0).is_ok());
+        assert!(admit(&limits, "key_a", 0).is_err());
     }
 }
