@@ -886,7 +886,9 @@ mod tests {
         let first = admit(&limits, "key_a", 600).ok();
         assert!(first.is_some());
         assert!(admit(&limits, "key_a", 600).is_err(), "600 are held");
-        first.map(|a| a.settle(100, MicroUsd::ZERO));
+        if let Some(first) = first {
+            first.settle(100, MicroUsd::ZERO);
+        }
         let second = admit(&limits, "key_a", 800);
         assert!(second.is_ok(), "the first settled to 100");
         drop(second);
