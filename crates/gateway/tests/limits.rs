@@ -694,3 +694,65 @@ async fn budget_alerts_reach_a_signed_webhook_once_per_threshold() {
         .count();
     assert_eq!(fired, 3, "every alert is in the audit log");
 }
+
+#[tokio::test]
+async fn every_limit_type_binds_at_every_level() {
+    use tollgate_core::limit_rules::Metric;
+    for level in ["organization", "project", "key"] {
+        for metric in Metric::ALL {
+            let app = TestApp::spawn().await;
+            let key = app.project_key().await;
+            let secret = key.secret.expose();
+            let holder = match level {
+                "organization" => HolderRequest::Organization,
+                "project" => HolderRequest::Project(app.project_id.clone()),
+                _ => HolderRequest::Key(key.record.id.to_string()),
+            };
+            let named = match level {
+                "organization" => format!("in organization {}", app.org_id),
+                "project" => format!("in project {}", app.project_id),
+                _ => format!("in API key {}", key.record.id),
+            };
+            // One request's worth: one request, or the tokens of one (about 13 reserved).
+            let mut limits = RateLimits::default();
+            match metric {
+                Metric::RequestsPerMinute => limits.rpm = Some(1),
+                Metric::RequestsPerDay => limits.rpd = Some(1),
+                Metric::TokensPerMinute => limits.tpm = Some(15),
+                Metric::TokensPerDay => limits.tpd = Some(15),
+                Metric::Concurrent => limits.concurrent = Some(1),
+            }
+            app.limits_change(
+                app.control
+                    .set_limits(&TestApp::actor(), &holder, "*", limits),
+            )
+            .await
+            .unwrap();
+            let mut open_stream = None;
+            if metric == Metric::Concurrent {
+                let mut body = chat("gpt-4o-mini", 100);
+                body["stream"] = json!(true);
+                let response = app.post_raw("/v1/chat/completions", secret, &body).await;
+                assert_eq!(response.status(), 200);
+                let mut stream = response.bytes_stream();
+                assert!(stream.next().await.is_some());
+                open_stream = Some(stream);
+            } else {
+                let first = app
+                    .post("/v1/chat/completions", secret, chat("gpt-4o-mini", 5), &[])
+                    .await;
+                assert_eq!(first.status, 200, "{level} {metric:?}: {}", first.body);
+            }
+            let refused = app
+                .post("/v1/chat/completions", secret, chat("gpt-4o-mini", 5), &[])
+                .await;
+            let kind = if metric.counts_tokens() {
+                "tokens"
+            } else {
+                "requests"
+            };
+            assert_rate_limited(&refused, kind, &format!("{named} on {}", metric.label()));
+            drop(open_stream);
+        }
+    }
+}
