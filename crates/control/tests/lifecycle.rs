@@ -595,3 +595,134 @@ async fn a_large_batch_spanning_several_statements_is_stored_and_rolled_up_exact
         2_500
     );
 }
+
+#[tokio::test]
+async fn limits_report_reads_spend_from_the_period_start_in_the_budget_s_time_zone() {
+    use tollgate_control::{BudgetRequest, HolderRequest};
+    use tollgate_core::budget::BudgetPeriod;
+    use tollgate_core::limit_rules::RateLimits;
+    let s = setup().await;
+    let c = &s.control;
+    let org = c.organization().await.unwrap();
+    let key = c
+        .create_key(
+            &actor(),
+            new_key("budgeted", KeyOwnerRequest::Project(None)),
+        )
+        .await
+        .unwrap();
+    let other = c
+        .create_key(&actor(), new_key("other", KeyOwnerRequest::Project(None)))
+        .await
+        .unwrap();
+    let holder = HolderRequest::Key(key.record.id.to_string());
+    // A daily budget at UTC+05:00: at START (08:00 UTC) the local day began at 19:00 UTC the day before.
+    c.set_budget(
+        &actor(),
+        &holder,
+        BudgetRequest {
+            limit: tollgate_core::MicroUsd(50_000),
+            period: BudgetPeriod::Day,
+            utc_offset_secs: 5 * 3_600,
+            alerts_permille: vec![800],
+        },
+    )
+    .await
+    .unwrap();
+    c.set_limits(
+        &actor(),
+        &holder,
+        "gpt-4o*",
+        RateLimits {
+            rpm: Some(10),
+            tpm: Some(1_000),
+            ..RateLimits::default()
+        },
+    )
+    .await
+    .unwrap();
+    let event = |n: u32, key: &tollgate_control::CreatedKey, at: i64, cost: i64| UsageEvent {
+        request_id: format!("req_{n:032}"),
+        org_id: org.id.clone(),
+        project_id: key.record.project_id.clone().unwrap(),
+        key_id: key.record.id.clone(),
+        model_requested: "gpt-4o".into(),
+        model_served: "gpt-4o".into(),
+        endpoint: "/v1/chat/completions".into(),
+        input_tokens: 100,
+        cached_input_tokens: 0,
+        output_tokens: 50,
+        reasoning_tokens: 0,
+        cost: tollgate_core::MicroUsd(cost),
+        status: 200,
+        latency_ms: 12,
+        client_ip: None,
+        created_at: START.plus_seconds(at),
+    };
+    c.store()
+        .record_usage(&[
+            event(1, &key, -46_801, 1), // 18:59:59 UTC the day before: the previous local day
+            event(2, &key, -46_800, 10), // 19:00 UTC: local midnight
+            event(3, &key, -32_400, 100), // 23:00 UTC, still the day before in UTC
+            event(4, &key, -25_200, 1_000), // 01:00 UTC today (from the daily roll-up)
+            event(5, &key, -30, 10_000), // half a minute ago
+            event(6, &other, 0, 100_000), // another key
+        ])
+        .await
+        .unwrap();
+    let report = c.limits_report(&holder).await.unwrap();
+    let budget = &report.budgets[0];
+    assert_eq!(budget.spent_usd, "$0.01111");
+    assert_eq!(budget.remaining_usd, "$0.03889");
+    assert_eq!(budget.period_start, "2027-01-14T19:00:00Z");
+    assert_eq!(budget.resets_at, "2027-01-15T19:00:00Z");
+    assert_eq!(budget.timezone, "+05:00");
+    let rpm = report.limits.iter().find(|l| l.metric == "rpm").unwrap();
+    assert_eq!((rpm.limit, rpm.used, rpm.remaining), (10, Some(1), Some(9)));
+    assert_eq!(
+        rpm.reset_secs,
+        Some(6),
+        "one request of ten a minute refills in 6 s"
+    );
+    let tpm = report.limits.iter().find(|l| l.metric == "tpm").unwrap();
+    assert_eq!(
+        tpm.used,
+        Some(150),
+        "input and output of the last minute's request"
+    );
+
+    // An alert is claimed once per budget, period and threshold.
+    let stored = c.store().budgets(&org.id).await.unwrap();
+    let entry = tollgate_store::AuditEntry {
+        id: tollgate_core::AuditId::generate(),
+        org_id: org.id.clone(),
+        event_type: "budget.threshold_reached".into(),
+        actor: Actor::system(),
+        project_id: None,
+        resource_id: Some(key.record.id.to_string()),
+        data: serde_json::json!({}),
+        created_at: START,
+    };
+    let claim = || {
+        c.store().claim_budget_alert(
+            stored[0].id,
+            UnixTime(1),
+            800,
+            tollgate_core::MicroUsd(40_000),
+            &entry,
+        )
+    };
+    assert!(claim().await.unwrap());
+    assert!(
+        !claim().await.unwrap(),
+        "a second claim of the same alert fails"
+    );
+    let audit = c.audit(Some(key.record.id.as_str()), 50).await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.event_type == "budget.threshold_reached")
+            .count(),
+        1
+    );
+}
