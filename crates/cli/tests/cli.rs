@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use support::{contains, files_under, Deployment, Run};
+use support::{assert_fails, contains, files_under, Deployment, Run};
 
 async fn models(base: &str, key: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
@@ -482,29 +482,6 @@ fn serve_help_documents_every_option() {
 }
 
 /// Asserts a failed run: exit code, a message fragment, and no panic or backtrace.
-fn assert_fails(run: &Run, code: i32, message: &str) {
-    assert_eq!(
-        run.code,
-        code,
-        "`tollgate {}`: {}{}",
-        run.args.join(" "),
-        run.stdout,
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains(message),
-        "`tollgate {}` said {:?}, expected {:?}",
-        run.args.join(" "),
-        run.stderr,
-        message
-    );
-    let last = run.stderr.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("error: ") && !run.stderr.contains("panicked"),
-        "{}",
-        run.stderr
-    );
-}
 
 #[test]
 fn bad_input_gets_clear_messages_exit_codes_and_loses_nothing() {

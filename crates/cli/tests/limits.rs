@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{Deployment, Run};
+use support::{assert_fails, Deployment};
 
 async fn chat(base: &str, key: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
@@ -20,24 +20,6 @@ async fn chat(base: &str, key: &str) -> (u16, Value) {
         .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn assert_fails(run: &Run, code: i32, message: &str) {
-    assert_eq!(
-        run.code,
-        code,
-        "`tollgate {}`: {}{}",
-        run.args.join(" "),
-        run.stdout,
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains(message),
-        "`tollgate {}` said {:?}, expected {:?}",
-        run.args.join(" "),
-        run.stderr,
-        message
-    );
 }
 
 #[tokio::test]

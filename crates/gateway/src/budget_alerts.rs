@@ -18,13 +18,15 @@ use tollgate_store::{Actor, AuditEntry, Store};
 /// Longest wait between two attempts of one delivery.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
-/// Claims and sends alerts until every sender is gone.
+/// Claims and sends alerts until `stop` says so; then claims what is still queued (so every
+/// alert reaches the audit log) and returns. Deliveries still being retried are abandoned.
 pub fn start(
     store: Store,
     org: OrgId,
     settings: AlertSettings,
     clock: Arc<dyn Clock>,
     mut alerts: mpsc::UnboundedReceiver<Alert>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let client = match reqwest::Client::builder()
@@ -39,7 +41,15 @@ pub fn start(
             }
         };
         let settings = Arc::new(settings);
-        while let Some(alert) = alerts.recv().await {
+        loop {
+            let alert = tokio::select! {
+                alert = alerts.recv() => alert,
+                _ = stop.changed() => {
+                    alerts.close();
+                    alerts.recv().await
+                }
+            };
+            let Some(alert) = alert else { return };
             let event = event(&alert);
             let entry = AuditEntry {
                 id: AuditId::generate(),

@@ -72,6 +72,8 @@ pub struct RunningGateway {
     keys: Arc<KeyTable>,
     limits: Arc<Limits>,
     metering: JoinHandle<()>,
+    alerts: JoinHandle<()>,
+    alerts_stop: watch::Sender<bool>,
 }
 
 impl Gateway {
@@ -129,13 +131,6 @@ impl Gateway {
                 self.settings.follow_interval,
                 stop_rx.clone(),
             )),
-            budget_alerts::start(
-                self.store.clone(),
-                org,
-                self.settings.alerts.clone(),
-                self.clock.clone(),
-                alerts,
-            ),
             tokio::spawn(last_used.clone().run(
                 self.store.clone(),
                 self.settings.last_used_flush,
@@ -147,6 +142,16 @@ impl Gateway {
                 stop_rx.clone(),
             )),
         ];
+        // Alerts stop last, after the requests that may still raise them have finished.
+        let (alerts_stop, alerts_stop_rx) = watch::channel(false);
+        let alerts = budget_alerts::start(
+            self.store.clone(),
+            org,
+            self.settings.alerts.clone(),
+            self.clock.clone(),
+            alerts,
+            alerts_stop_rx,
+        );
         let grace = self.settings.shutdown_grace;
         let state = AppState {
             keys: keys.clone(),
@@ -189,6 +194,8 @@ impl Gateway {
             keys,
             limits,
             metering,
+            alerts,
+            alerts_stop,
         })
     }
 }
@@ -223,6 +230,8 @@ impl RunningGateway {
         }
         // The writer ends once the last request holding a usage sink has finished.
         let _ = self.metering.await;
+        let _ = self.alerts_stop.send(true);
+        let _ = self.alerts.await;
     }
 }
 

@@ -21,6 +21,12 @@ fn chat(model: &str, max_tokens: u64) -> Value {
     json!({"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]})
 }
 
+/// A short chat request: five tokens at most.
+async fn small_chat(app: &TestApp, secret: &str) -> Reply {
+    app.post("/v1/chat/completions", secret, chat("gpt-4o-mini", 5), &[])
+        .await
+}
+
 fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
     reply.headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -77,9 +83,7 @@ async fn a_key_s_requests_per_minute_get_openai_s_headers_429_and_retry_after() 
     .await;
     let secret = key.secret.expose();
 
-    let first = app
-        .post("/v1/chat/completions", secret, chat("gpt-4o-mini", 5), &[])
-        .await;
+    let first = small_chat(&app, secret).await;
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!(header(&first, "x-ratelimit-limit-requests"), Some("2"));
     assert_eq!(header(&first, "x-ratelimit-remaining-requests"), Some("1"));
@@ -90,16 +94,12 @@ async fn a_key_s_requests_per_minute_get_openai_s_headers_429_and_retry_after() 
         "no token limit is set"
     );
 
-    let second = app
-        .post("/v1/chat/completions", secret, chat("gpt-4o-mini", 5), &[])
-        .await;
+    let second = small_chat(&app, secret).await;
     assert_eq!(second.status, 200);
     assert_eq!(header(&second, "x-ratelimit-remaining-requests"), Some("0"));
     assert_eq!(header(&second, "x-ratelimit-reset-requests"), Some("1m0s"));
 
-    let refused = app
-        .post("/v1/chat/completions", secret, chat("gpt-4o-mini", 5), &[])
-        .await;
+    let refused = small_chat(&app, secret).await;
     assert_rate_limited(&refused, "requests", "");
     assert_eq!(
         refused.body["error"]["message"],
@@ -122,14 +122,10 @@ async fn a_key_s_requests_per_minute_get_openai_s_headers_429_and_retry_after() 
 
     // One request refills every 30 s.
     app.clock.advance(29);
-    let early = app
-        .post("/v1/chat/completions", secret, chat("gpt-4o-mini", 5), &[])
-        .await;
+    let early = small_chat(&app, secret).await;
     assert_rate_limited(&early, "requests", "Please try again in 1s.");
     app.clock.advance(1);
-    let later = app
-        .post("/v1/chat/completions", secret, chat("gpt-4o-mini", 5), &[])
-        .await;
+    let later = small_chat(&app, secret).await;
     assert_eq!(later.status, 200, "{}", later.body);
 
     // Requests that name no model count against a limit on every model, with the same headers.
@@ -252,9 +248,7 @@ async fn an_organization_limit_on_a_pattern_counts_only_the_models_it_matches() 
     .await
     .unwrap();
 
-    let mini = app
-        .post("/v1/chat/completions", secret, chat("gpt-4o-mini", 5), &[])
-        .await;
+    let mini = small_chat(&app, secret).await;
     assert_eq!(mini.status, 200);
     assert_eq!(header(&mini, "x-ratelimit-limit-requests"), Some("1"));
     let big = app
@@ -312,14 +306,7 @@ async fn every_level_applies_and_the_tightest_decides() {
     let two = app.project_key().await;
 
     for remaining in ["2", "1", "0"] {
-        let ok = app
-            .post(
-                "/v1/chat/completions",
-                one.secret.expose(),
-                chat("gpt-4o-mini", 5),
-                &[],
-            )
-            .await;
+        let ok = small_chat(&app, one.secret.expose()).await;
         assert_eq!(ok.status, 200);
         assert_eq!(
             header(&ok, "x-ratelimit-limit-requests"),
@@ -331,14 +318,7 @@ async fn every_level_applies_and_the_tightest_decides() {
             Some(remaining)
         );
     }
-    let refused = app
-        .post(
-            "/v1/chat/completions",
-            one.secret.expose(),
-            chat("gpt-4o-mini", 5),
-            &[],
-        )
-        .await;
+    let refused = small_chat(&app, one.secret.expose()).await;
     assert_rate_limited(
         &refused,
         "requests",
@@ -347,14 +327,7 @@ async fn every_level_applies_and_the_tightest_decides() {
 
     // The other key shares the project's 5: two are left.
     for remaining in ["1", "0"] {
-        let ok = app
-            .post(
-                "/v1/chat/completions",
-                two.secret.expose(),
-                chat("gpt-4o-mini", 5),
-                &[],
-            )
-            .await;
+        let ok = small_chat(&app, two.secret.expose()).await;
         assert_eq!(ok.status, 200, "{}", ok.body);
         assert_eq!(header(&ok, "x-ratelimit-limit-requests"), Some("5"));
         assert_eq!(
@@ -362,14 +335,7 @@ async fn every_level_applies_and_the_tightest_decides() {
             Some(remaining)
         );
     }
-    let refused = app
-        .post(
-            "/v1/chat/completions",
-            two.secret.expose(),
-            chat("gpt-4o-mini", 5),
-            &[],
-        )
-        .await;
+    let refused = small_chat(&app, two.secret.expose()).await;
     assert_rate_limited(
         &refused,
         "requests",
@@ -398,9 +364,7 @@ async fn concurrent_requests_are_capped_while_a_stream_is_open() {
     let mut stream = open.bytes_stream();
     assert!(stream.next().await.is_some(), "the stream has started");
 
-    let second = app
-        .post("/v1/chat/completions", secret, chat("gpt-4o-mini", 5), &[])
-        .await;
+    let second = small_chat(&app, secret).await;
     assert_rate_limited(
         &second,
         "requests",
@@ -411,9 +375,7 @@ async fn concurrent_requests_are_capped_while_a_stream_is_open() {
     while stream.next().await.is_some() {}
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let third = app
-            .post("/v1/chat/completions", secret, chat("gpt-4o-mini", 5), &[])
-            .await;
+        let third = small_chat(&app, secret).await;
         if third.status == 200 {
             break;
         }
@@ -738,14 +700,10 @@ async fn every_limit_type_binds_at_every_level() {
                 assert!(stream.next().await.is_some());
                 open_stream = Some(stream);
             } else {
-                let first = app
-                    .post("/v1/chat/completions", secret, chat("gpt-4o-mini", 5), &[])
-                    .await;
+                let first = small_chat(&app, secret).await;
                 assert_eq!(first.status, 200, "{level} {metric:?}: {}", first.body);
             }
-            let refused = app
-                .post("/v1/chat/completions", secret, chat("gpt-4o-mini", 5), &[])
-                .await;
+            let refused = small_chat(&app, secret).await;
             let kind = if metric.counts_tokens() {
                 "tokens"
             } else {

@@ -252,3 +252,30 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
 }
+
+/// Asserts that a command failed with `code` and said `message` on stderr.
+pub fn assert_fails(run: &Run, code: i32, message: &str) {
+    assert_eq!(
+        run.code,
+        code,
+        "`tollgate {}`: {}{}",
+        run.args.join(" "),
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(message),
+        "`tollgate {}` said {:?}, expected {:?}",
+        run.args.join(" "),
+        run.stderr,
+        message
+    );
+    // Tollgate's own errors are one `error: ` line; clap's add usage and a hint after it.
+    let last = run.stderr.lines().last().unwrap_or_default();
+    let clap_hint = last.starts_with("For more information, try '--help'");
+    assert!(
+        (last.starts_with("error: ") || clap_hint) && !run.stderr.contains("panicked"),
+        "{}",
+        run.stderr
+    );
+}
