@@ -12,6 +12,7 @@ mod catalog;
 mod denials;
 mod error;
 mod follower;
+mod http1;
 mod key_table;
 mod last_used;
 mod metering;

@@ -9,14 +9,14 @@ use crate::server::AppState;
 use crate::settings::UnpricedPolicy;
 use crate::sse::SseMeter;
 use crate::tokens;
-use crate::upstream::{client_headers, Upstream};
+use crate::upstream::{client_headers, RequestBody, Upstream};
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::{BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -222,7 +222,7 @@ impl Meter {
 
 /// The response body: the provider's body passed through piece by piece, read on the way.
 struct Relay {
-    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    upstream: BoxStream<'static, std::io::Result<Bytes>>,
     sse: Option<SseMeter>,
     /// Copy of a non-streamed body, to read its usage at the end.
     copy: Option<BytesMut>,
@@ -305,7 +305,7 @@ fn relay_body(relay: Relay) -> Body {
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, "the provider's response broke off");
                     relay.end().await;
-                    return Some((Err(std::io::Error::other(err)), None));
+                    return Some((Err(err), None));
                 }
                 None => {
                     let rest = relay.sse.as_mut().map(SseMeter::finish).unwrap_or_default();
@@ -338,45 +338,57 @@ fn add_identity_headers(headers: &mut HeaderMap, principal: &Principal) {
     headers.insert("openai-version", HeaderValue::from_static("2020-10-01"));
 }
 
+/// What to send a provider.
+struct Outgoing<'a> {
+    method: Method,
+    path_and_query: &'a str,
+    headers: HeaderMap,
+    body: RequestBody,
+}
+
 /// Sends `request` and relays the provider's answer, metering it whatever happens. `reading`
 /// says, from whether the answer is an event stream, how to read it on the way: an SSE meter,
 /// and whether to keep a copy of the body for its usage.
 async fn forward(
     upstream: &Upstream,
-    request: reqwest::RequestBuilder,
+    request: Outgoing<'_>,
     meter: Meter,
     principal: &Principal,
     reading: impl FnOnce(bool) -> (Option<SseMeter>, bool),
 ) -> Result<Response, GatewayError> {
-    let response = match upstream.send(request).await {
+    let response = match upstream
+        .send(
+            request.method,
+            request.path_and_query,
+            request.headers,
+            request.body,
+        )
+        .await
+    {
         Ok(response) => response,
         Err(err) => {
             meter.finish(TokenUsage::default(), 502).await;
             return Err(err.into());
         }
     };
-    let status = response.status();
-    let mut headers = client_headers(response.headers());
+    let status = response.status;
+    let mut headers = client_headers(&response.headers);
     let is_sse = response
-        .headers()
+        .headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let (sse, copy) = reading(is_sse);
     meter.admission.headers().apply(&mut headers);
     let relay = Relay {
-        upstream: response.bytes_stream().boxed(),
+        upstream: response.body,
         sse,
         copy: copy.then(BytesMut::new),
         meter: Some(meter),
         status: status.as_u16(),
     };
     add_identity_headers(&mut headers, principal);
-    let mut reply = (
-        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
-        relay_body(relay),
-    )
-        .into_response();
+    let mut reply = (status, relay_body(relay)).into_response();
     reply.headers_mut().extend(headers);
     Ok(reply)
 }
@@ -476,10 +488,17 @@ pub(crate) async fn metered(
         .upstreams
         .get(provider)
         .ok_or_else(|| GatewayError::ModelNotFound(requested.clone()))?;
-    let request = upstream
-        .request(Method::POST, endpoint.path(), &headers, true)
-        .header("content-type", "application/json")
-        .body(prepared.body.clone());
+    let mut outgoing_headers = upstream.headers(&headers, true);
+    outgoing_headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let request = Outgoing {
+        method: Method::POST,
+        path_and_query: endpoint.path(),
+        headers: outgoing_headers,
+        body: RequestBody::Full(prepared.body.clone()),
+    };
     let admission = call.admit(Some((&requested, &prepared.model)), &prepared.model, || {
         let input = tokens::count_request(&raw).max(0) as u64;
         let output = match endpoint {
@@ -536,10 +555,26 @@ pub(crate) async fn pass_through(call: Call, request: Request) -> Result<Respons
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/v1");
-    let stream = body.into_data_stream();
-    let request = upstream
-        .request(parts.method.clone(), path_and_query, &parts.headers, false)
-        .body(reqwest::Body::wrap_stream(stream));
+    // The body as the client framed it: nothing, a known length, or a stream (chunked, or
+    // HTTP/2 without a length).
+    let has_body = !axum::body::HttpBody::is_end_stream(&body);
+    let length = axum::body::HttpBody::size_hint(&body).exact();
+    let request = Outgoing {
+        method: parts.method.clone(),
+        path_and_query,
+        headers: upstream.headers(&parts.headers, false),
+        body: if has_body {
+            RequestBody::Stream {
+                length,
+                stream: body
+                    .into_data_stream()
+                    .map_err(std::io::Error::other)
+                    .boxed(),
+            }
+        } else {
+            RequestBody::Empty
+        },
+    };
     let admission = call.admit(None, parts.uri.path(), || (0, MicroUsd::ZERO))?;
     let meter = Meter {
         state: call.state.clone(),

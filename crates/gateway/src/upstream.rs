@@ -1,8 +1,13 @@
 //! One pooled, keep-alive HTTP client per provider, and the headers that cross it.
 
+pub use crate::http1::RequestBody;
+use crate::http1::{Http1Client, Http1Error};
 use crate::settings::ProviderSettings;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// Headers never forwarded in either direction: hop-by-hop ones, and those that describe one
 /// side's connection.
@@ -61,10 +66,20 @@ pub enum UpstreamError {
     Failed { provider: String, reason: String },
 }
 
+/// A provider's answer: status and headers, and the body read as it is polled.
+pub struct Incoming {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub settings: ProviderSettings,
+    /// For providers over HTTPS.
     client: reqwest::Client,
+    /// For providers over plain HTTP: requests are written and read on the request's own task.
+    http1: Option<Arc<Http1Client>>,
 }
 
 impl Upstream {
@@ -79,7 +94,17 @@ impl Upstream {
             .redirect(reqwest::redirect::Policy::none())
             .retry(reqwest::retry::never())
             .build()?;
-        Ok(Upstream { settings, client })
+        let http1 = Http1Client::for_base_url(
+            &settings.base_url,
+            settings.connect_timeout,
+            settings.timeout,
+        )
+        .map(Arc::new);
+        Ok(Upstream {
+            settings,
+            client,
+            http1,
+        })
     }
 
     /// The provider URL for a `/v1/...` path and query.
@@ -88,15 +113,9 @@ impl Upstream {
         format!("{}{rest}", self.settings.base_url)
     }
 
-    /// A request to the provider carrying the client's forwardable headers, the provider's own
-    /// headers and the provider's key (never the client's).
-    pub fn request(
-        &self,
-        method: Method,
-        path_and_query: &str,
-        client_headers: &HeaderMap,
-        identity_encoding: bool,
-    ) -> reqwest::RequestBuilder {
+    /// The headers of a request to the provider: the client's forwardable ones, the provider's
+    /// own, and the provider's key (never the client's).
+    pub fn headers(&self, client_headers: &HeaderMap, identity_encoding: bool) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (name, value) in client_headers {
             let n = name.as_str();
@@ -116,25 +135,87 @@ impl Upstream {
                 headers.insert(name, value);
             }
         }
-        let mut request = self
+        if let Some(key) = &self.settings.api_key {
+            if let Ok(mut value) = HeaderValue::try_from(format!("Bearer {}", key.expose())) {
+                value.set_sensitive(true);
+                headers.insert(axum::http::header::AUTHORIZATION, value);
+            }
+        }
+        headers
+    }
+
+    /// Sends a request, bounding the wait for the response to start; the body is read as it is
+    /// polled.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: HeaderMap,
+        body: RequestBody,
+    ) -> Result<Incoming, UpstreamError> {
+        let sent = async {
+            match &self.http1 {
+                Some(http1) => http1
+                    .send(&method, path_and_query, &headers, body)
+                    .await
+                    .map(|r| Incoming {
+                        status: r.status,
+                        headers: r.headers,
+                        body: r.body,
+                    })
+                    .map_err(|e| self.classify_http1(e)),
+                None => {
+                    self.send_reqwest(method, path_and_query, headers, body)
+                        .await
+                }
+            }
+        };
+        match tokio::time::timeout(self.settings.timeout, sent).await {
+            Err(_) => Err(self.timeout()),
+            Ok(result) => result,
+        }
+    }
+
+    async fn send_reqwest(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: HeaderMap,
+        body: RequestBody,
+    ) -> Result<Incoming, UpstreamError> {
+        let request = self
             .client
             .request(method, self.url(path_and_query))
             .headers(headers);
-        if let Some(key) = &self.settings.api_key {
-            request = request.bearer_auth(key.expose());
-        }
-        request
+        let request = match body {
+            RequestBody::Empty => request,
+            RequestBody::Full(bytes) => request.body(bytes),
+            RequestBody::Stream { stream, .. } => request.body(reqwest::Body::wrap_stream(stream)),
+        };
+        let response = request.send().await.map_err(|e| self.classify(&e))?;
+        Ok(Incoming {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: response
+                .bytes_stream()
+                .map_err(std::io::Error::other)
+                .boxed(),
+        })
     }
 
-    /// Sends, bounding the wait for the response to start.
-    pub async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        match tokio::time::timeout(self.settings.timeout, request.send()).await {
-            Err(_) => Err(self.timeout()),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(err)) => Err(self.classify(&err)),
+    fn classify_http1(&self, err: Http1Error) -> UpstreamError {
+        let provider = self.settings.name.clone();
+        match err {
+            Http1Error::Timeout => self.timeout(),
+            Http1Error::Connect(err) => UpstreamError::Connect {
+                provider,
+                reason: err.to_string(),
+            },
+            Http1Error::Io(err) if err.kind() == std::io::ErrorKind::TimedOut => self.timeout(),
+            other => UpstreamError::Failed {
+                provider,
+                reason: other.to_string(),
+            },
         }
     }
 
@@ -165,16 +246,32 @@ impl Upstream {
     /// The model ids the provider's `GET /models` lists.
     pub async fn list_models(&self) -> Result<BTreeSet<String>, UpstreamError> {
         let response = self
-            .send(self.request(Method::GET, "/v1/models", &HeaderMap::new(), true))
+            .send(
+                Method::GET,
+                "/v1/models",
+                self.headers(&HeaderMap::new(), true),
+                RequestBody::Empty,
+            )
             .await?;
-        let status = response.status();
+        let status = response.status;
+        let failed = |reason: String| UpstreamError::Failed {
+            provider: self.settings.name.clone(),
+            reason,
+        };
         if !status.is_success() {
-            return Err(UpstreamError::Failed {
-                provider: self.settings.name.clone(),
-                reason: format!("GET /models answered {status}"),
-            });
+            return Err(failed(format!("GET /models answered {status}")));
         }
-        let body: serde_json::Value = response.json().await.map_err(|e| self.classify(&e))?;
+        let mut body = Vec::new();
+        let mut stream = response.body;
+        while let Some(piece) = stream.next().await {
+            let piece = piece.map_err(|e| failed(e.to_string()))?;
+            if body.len() + piece.len() > 16 * 1024 * 1024 {
+                return Err(failed("GET /models answered more than 16 MiB".into()));
+            }
+            body.extend_from_slice(&piece);
+        }
+        let body: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| failed(format!("GET /models: {e}")))?;
         Ok(body["data"]
             .as_array()
             .into_iter()
@@ -185,7 +282,7 @@ impl Upstream {
 }
 
 /// The provider's response headers that may reach the client.
-pub fn client_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
+pub fn client_headers(upstream: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (name, value) in upstream {
         let n = name.as_str();
