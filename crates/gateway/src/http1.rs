@@ -164,11 +164,14 @@ impl Http1Client {
                 RequestBody::Empty => Some(RequestBody::Empty),
                 RequestBody::Stream { .. } => None,
             };
-            let outcome = async {
+            // One deadline for sending the request and reading the response head.
+            let deadline = tokio::time::Instant::now() + self.read_timeout;
+            let outcome = tokio::time::timeout_at(deadline, async {
                 write_request(&mut conn, &head, current).await?;
                 self.read_head(&mut conn, method).await
-            }
-            .await;
+            })
+            .await
+            .unwrap_or(Err(Http1Error::Timeout));
             match outcome {
                 Ok((status, response_headers, buffer, framing, keep_alive)) => {
                     let body = body_stream(
@@ -251,14 +254,13 @@ impl Http1Client {
     }
 
     /// Reads until a complete final (non-1xx) response head; returns it with the bytes read
-    /// past it.
+    /// past it. The caller bounds the wait.
     async fn read_head(
         &self,
         conn: &mut TcpStream,
         method: &Method,
     ) -> Result<(StatusCode, HeaderMap, BytesMut, Framing, bool), Http1Error> {
         let mut buffer = BytesMut::with_capacity(16 * 1024);
-        let deadline = tokio::time::Instant::now() + self.read_timeout;
         loop {
             if let Some(parsed) = parse_head(&mut buffer, method)? {
                 return Ok(parsed);
@@ -266,9 +268,7 @@ impl Http1Client {
             if buffer.len() > MAX_HEAD {
                 return Err(Http1Error::Malformed("response head too large".into()));
             }
-            let read = tokio::time::timeout_at(deadline, conn.read_buf(&mut buffer))
-                .await
-                .map_err(|_| Http1Error::Timeout)??;
+            let read = conn.read_buf(&mut buffer).await?;
             if read == 0 {
                 return Err(Http1Error::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,

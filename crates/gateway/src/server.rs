@@ -18,9 +18,21 @@ use tokio::task::JoinHandle;
 use tollgate_core::{Clock, KeyFormat, KeyHasher, UnixTime};
 use tollgate_store::{Store, StoreError};
 
-/// What every handler can reach.
+/// What every handler can reach, behind one `Arc`: axum clones the state for every extractor
+/// and middleware, so a clone must cost one reference count, not one per field.
 #[derive(Clone, Debug)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
     pub keys: Arc<KeyTable>,
     pub hasher: KeyHasher,
     pub format: KeyFormat,
@@ -153,7 +165,7 @@ impl Gateway {
             alerts_stop_rx,
         );
         let grace = self.settings.shutdown_grace;
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             keys: keys.clone(),
             hasher: self.hasher,
             format: self.format,
@@ -167,7 +179,7 @@ impl Gateway {
             store: self.store.clone(),
             ip_denials: Arc::default(),
             limits: limits.clone(),
-        };
+        }));
         let app = router(state);
         let mut shutdown_rx = stop_rx;
         let server = tokio::spawn(async move {

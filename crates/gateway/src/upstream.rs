@@ -153,26 +153,24 @@ impl Upstream {
         headers: HeaderMap,
         body: RequestBody,
     ) -> Result<Incoming, UpstreamError> {
-        let sent = async {
-            match &self.http1 {
-                Some(http1) => http1
-                    .send(&method, path_and_query, &headers, body)
-                    .await
-                    .map(|r| Incoming {
-                        status: r.status,
-                        headers: r.headers,
-                        body: r.body,
-                    })
-                    .map_err(|e| self.classify_http1(e)),
-                None => {
-                    self.send_reqwest(method, path_and_query, headers, body)
-                        .await
+        match &self.http1 {
+            // Bounds its own waits: connecting, then sending and reading the head.
+            Some(http1) => http1
+                .send(&method, path_and_query, &headers, body)
+                .await
+                .map(|r| Incoming {
+                    status: r.status,
+                    headers: r.headers,
+                    body: r.body,
+                })
+                .map_err(|e| self.classify_http1(e)),
+            None => {
+                let sent = self.send_reqwest(method, path_and_query, headers, body);
+                match tokio::time::timeout(self.settings.timeout, sent).await {
+                    Err(_) => Err(self.timeout()),
+                    Ok(result) => result,
                 }
             }
-        };
-        match tokio::time::timeout(self.settings.timeout, sent).await {
-            Err(_) => Err(self.timeout()),
-            Ok(result) => result,
         }
     }
 
