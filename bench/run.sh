@@ -5,6 +5,7 @@
 #
 #   bench/run.sh            # ~2 minutes; prints a table and writes bench/results/run-<UTC>.json
 #   DURATION=20 RATE=1000 CONC=32 bench/run.sh
+#   WORKERS=1 bench/run.sh  # Tollgate with one worker thread
 set -euo pipefail
 cd "$(dirname "$0")"
 BENCH=$PWD
@@ -15,6 +16,7 @@ CONC=${CONC:-32}
 RATE=${RATE:-1000}
 RATE_CONC=${RATE_CONC:-64}
 LOG_LEVEL=${LOG_LEVEL:-warn}
+WORKERS=${WORKERS:-}            # Tollgate's --workers; empty: one per core
 UPSTREAM=http://127.0.0.1:18480
 PROXY=http://127.0.0.1:18481
 TOLLGATE_ADDR=127.0.0.1:18482
@@ -58,7 +60,7 @@ models = ["gpt-4o-mini"]
 TOML
 (cd "$DEPLOY" && "$TOLLGATE" init >/dev/null)
 KEY=$(cd "$DEPLOY" && "$TOLLGATE" keys create --name bench --format env | sed 's/^export OPENAI_API_KEY=//')
-(cd "$DEPLOY" && exec "$TOLLGATE" serve --log-level "$LOG_LEVEL" >"$RUN/tollgate.out" 2>"$RUN/tollgate.err") &
+(cd "$DEPLOY" && exec "$TOLLGATE" serve --log-level "$LOG_LEVEL" ${WORKERS:+--workers "$WORKERS"} >"$RUN/tollgate.out" 2>"$RUN/tollgate.err") &
 pids+=($!)
 for _ in $(seq 100); do
   curl -fsS -o /dev/null "http://$TOLLGATE_ADDR/healthz" 2>/dev/null && break
@@ -89,9 +91,9 @@ kill -TERM "${pids[0]}" && wait "${pids[0]}" 2>/dev/null || true
 pids=()
 METERED=$(cd "$DEPLOY" && "$TOLLGATE" usage --by key --json | python3 -c 'import json,sys; print(sum(r["requests"] for r in json.load(sys.stdin)["data"]))')
 
-python3 - "$RAW" "$CONC" "$RATE" "$METERED" "$BENCH/results/run-$STAMP.json" "$LOG_LEVEL" <<'PY'
+python3 - "$RAW" "$CONC" "$RATE" "$METERED" "$BENCH/results/run-$STAMP.json" "$LOG_LEVEL" "${WORKERS:-default}" <<'PY'
 import json, os, platform, sys
-raw, conc, rate, metered, out, log_level = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
+raw, conc, rate, metered, out, log_level, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7]
 def load(name):
     with open(os.path.join(raw, name)) as f:
         d = json.load(f)
@@ -117,7 +119,7 @@ for name in ("direct", "nginx", "tollgate"):
         sent_to_tollgate = sum(p["requests"] for p in phases)
         completed_by_tollgate = sum(p["requests"] - p["errors"] for p in phases)
 result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "concurrency": int(conc), "rate": int(rate),
-          "tollgate_log_level": log_level, "targets": rows,
+          "tollgate_log_level": log_level, "tollgate_workers": workers, "targets": rows,
           "tollgate_vs_nginx_throughput": round(rows["tollgate"]["rps"] / max(rows["nginx"]["rps"], 1), 3),
           "tollgate_p50_overhead_ms": round(rows["tollgate"]["p50"] - rows["direct"]["p50"], 3),
           "tollgate_p99_overhead_ms": round(rows["tollgate"]["p99"] - rows["direct"]["p99"], 3),

@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// Answer with the built-in simulated provider instead of OpenAI (no provider key needed)
     #[arg(long)]
     pub demo: bool,
+    /// Threads serving requests [default: one per CPU core]. Fewer leave cores to other
+    /// processes on the same machine (a load generator, a local model server)
+    #[arg(long, env = "TOLLGATE_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     #[command(flatten)]
     pub init: InitArgs,
 }
