@@ -747,6 +747,27 @@ mod tests {
         format!("http://{addr}/v1")
     }
 
+    fn client_for(url: &str) -> Arc<Http1Client> {
+        Arc::new(
+            Http1Client::for_base_url(url, Duration::from_secs(2), Duration::from_secs(2))
+                .unwrap_or_else(|| panic!("{url} is an http URL")),
+        )
+    }
+
+    /// POSTs `{}` and reads the whole answer.
+    async fn post_empty_object(client: &Arc<Http1Client>, path: &str) -> io::Result<Vec<u8>> {
+        let response = client
+            .send(
+                &Method::POST,
+                path,
+                &HeaderMap::new(),
+                RequestBody::Full(Bytes::from_static(b"{}")),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        body_of(response).await
+    }
+
     async fn body_of(response: Response) -> io::Result<Vec<u8>> {
         let mut body = response.body;
         let mut all = Vec::new();
@@ -763,20 +784,9 @@ mod tests {
             b"lo\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n",
         ])
         .await;
-        let client = Arc::new(
-            Http1Client::for_base_url(&url, Duration::from_secs(2), Duration::from_secs(2))
-                .unwrap_or_else(|| panic!("http url")),
-        );
-        let response = client
-            .send(
-                &Method::POST,
-                "/v1/chat/completions",
-                &HeaderMap::new(),
-                RequestBody::Full(Bytes::from_static(b"{}")),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(body_of(response).await.unwrap_or_default(), b"hello world");
+        let client = client_for(&url);
+        let body = post_empty_object(&client, "/v1/chat/completions").await;
+        assert_eq!(body.unwrap_or_default(), b"hello world");
         assert_eq!(
             client.idle.lock().map(|i| i.len()).unwrap_or(0),
             1,
@@ -787,10 +797,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_cut_short_is_an_error_not_a_short_success() {
         let url = serve_once(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc"]).await;
-        let client = Arc::new(
-            Http1Client::for_base_url(&url, Duration::from_secs(2), Duration::from_secs(2))
-                .unwrap_or_else(|| panic!("http url")),
-        );
+        let client = client_for(&url);
         let response = client
             .send(
                 &Method::GET,
@@ -824,25 +831,10 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         });
-        let client = Arc::new(
-            Http1Client::for_base_url(
-                &format!("http://{addr}/v1"),
-                Duration::from_secs(2),
-                Duration::from_secs(2),
-            )
-            .unwrap_or_else(|| panic!("http url")),
-        );
+        let client = client_for(&format!("http://{addr}/v1"));
         for _ in 0..2 {
-            let response = client
-                .send(
-                    &Method::POST,
-                    "/v1/embeddings",
-                    &HeaderMap::new(),
-                    RequestBody::Full(Bytes::from_static(b"{}")),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(body_of(response).await.unwrap_or_default(), b"ok");
+            let body = post_empty_object(&client, "/v1/embeddings").await;
+            assert_eq!(body.unwrap_or_default(), b"ok");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
