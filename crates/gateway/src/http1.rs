@@ -297,18 +297,8 @@ async fn write_request(
 ) -> Result<(), Http1Error> {
     match body {
         RequestBody::Empty => conn.write_all(head).await?,
-        RequestBody::Full(bytes) => {
-            // One write for head and body when they are small: one system call, one packet.
-            if bytes.len() <= 64 * 1024 {
-                let mut whole = Vec::with_capacity(head.len() + bytes.len());
-                whole.extend_from_slice(head);
-                whole.extend_from_slice(&bytes);
-                conn.write_all(&whole).await?;
-            } else {
-                conn.write_all(head).await?;
-                conn.write_all(&bytes).await?;
-            }
-        }
+        // Head and body in one vectored write: one system call, no copy.
+        RequestBody::Full(bytes) => write_both(conn, head, &bytes).await?,
         RequestBody::Stream { length, mut stream } => {
             conn.write_all(head).await?;
             let mut sent: u64 = 0;
@@ -343,6 +333,31 @@ async fn write_request(
     Ok(())
 }
 
+/// Writes `first` then `second` with as few (vectored) writes as the socket allows.
+async fn write_both(conn: &mut TcpStream, first: &[u8], second: &[u8]) -> io::Result<()> {
+    let mut written = 0;
+    let total = first.len() + second.len();
+    while written < total {
+        let slices = if written < first.len() {
+            [
+                std::io::IoSlice::new(&first[written..]),
+                std::io::IoSlice::new(second),
+            ]
+        } else {
+            [
+                std::io::IoSlice::new(&second[written - first.len()..]),
+                std::io::IoSlice::new(&[]),
+            ]
+        };
+        let n = conn.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        written += n;
+    }
+    Ok(())
+}
+
 /// How a response body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -366,6 +381,9 @@ fn parse_head(
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(err) => return Err(Http1Error::Malformed(err.to_string())),
         };
+        // Header values become slices of the head's bytes: no copy, no allocation each.
+        let head = Bytes::copy_from_slice(&buffer[..length]);
+        let base = buffer.as_ptr() as usize;
         let code = response.code.unwrap_or(0);
         let status = StatusCode::from_u16(code)
             .map_err(|_| Http1Error::Malformed(format!("status {code}")))?;
@@ -380,8 +398,10 @@ fn parse_head(
         for header in response.headers.iter() {
             let name = HeaderName::from_bytes(header.name.as_bytes())
                 .map_err(|_| Http1Error::Malformed(format!("header name {:?}", header.name)))?;
-            let value = HeaderValue::from_bytes(header.value)
-                .map_err(|_| Http1Error::Malformed(format!("value of {name}")))?;
+            let start = header.value.as_ptr() as usize - base;
+            let value =
+                HeaderValue::from_maybe_shared(head.slice(start..start + header.value.len()))
+                    .map_err(|_| Http1Error::Malformed(format!("value of {name}")))?;
             match name.as_str() {
                 "content-length" => {
                     let parsed = value

@@ -80,6 +80,8 @@ pub struct Upstream {
     client: reqwest::Client,
     /// For providers over plain HTTP: requests are written and read on the request's own task.
     http1: Option<Arc<Http1Client>>,
+    /// The provider's own headers and its key, made once.
+    own_headers: Arc<Vec<(HeaderName, HeaderValue)>>,
 }
 
 impl Upstream {
@@ -100,10 +102,27 @@ impl Upstream {
             settings.timeout,
         )
         .map(Arc::new);
+        let mut own_headers: Vec<(HeaderName, HeaderValue)> = settings
+            .headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    HeaderName::try_from(name.as_str()).ok()?,
+                    HeaderValue::try_from(value.as_str()).ok()?,
+                ))
+            })
+            .collect();
+        if let Some(key) = &settings.api_key {
+            if let Ok(mut value) = HeaderValue::try_from(format!("Bearer {}", key.expose())) {
+                value.set_sensitive(true);
+                own_headers.push((axum::http::header::AUTHORIZATION, value));
+            }
+        }
         Ok(Upstream {
             settings,
             client,
             http1,
+            own_headers: Arc::new(own_headers),
         })
     }
 
@@ -127,19 +146,8 @@ impl Upstream {
             }
             headers.append(name.clone(), value.clone());
         }
-        for (name, value) in &self.settings.headers {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::try_from(name.as_str()),
-                HeaderValue::try_from(value.as_str()),
-            ) {
-                headers.insert(name, value);
-            }
-        }
-        if let Some(key) = &self.settings.api_key {
-            if let Ok(mut value) = HeaderValue::try_from(format!("Bearer {}", key.expose())) {
-                value.set_sensitive(true);
-                headers.insert(axum::http::header::AUTHORIZATION, value);
-            }
+        for (name, value) in self.own_headers.iter() {
+            headers.insert(name.clone(), value.clone());
         }
         headers
     }
