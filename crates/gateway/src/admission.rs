@@ -266,22 +266,24 @@ impl RateHeaders {
 
     /// Sets the headers OpenAI sends: limit, remaining and reset, for requests and tokens.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        for (kind, shown) in [("requests", self.requests), ("tokens", self.tokens)] {
+        use axum::http::HeaderName;
+        const REQUESTS: [&str; 3] = [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ];
+        const TOKENS: [&str; 3] = [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ];
+        for (names, shown) in [(REQUESTS, self.requests), (TOKENS, self.tokens)] {
             let Some(shown) = shown else { continue };
-            for (name, value) in [
-                ("limit", shown.limit.to_string()),
-                ("remaining", shown.remaining.to_string()),
-                ("reset", go_duration(shown.reset)),
-            ] {
-                if let Ok(value) = HeaderValue::from_str(&value) {
-                    headers.insert(
-                        axum::http::HeaderName::from_bytes(
-                            format!("x-ratelimit-{name}-{kind}").as_bytes(),
-                        )
-                        .unwrap_or(axum::http::header::WARNING),
-                        value,
-                    );
-                }
+            let [limit, remaining, reset] = names.map(HeaderName::from_static);
+            headers.insert(limit, HeaderValue::from(shown.limit));
+            headers.insert(remaining, HeaderValue::from(shown.remaining));
+            if let Ok(value) = HeaderValue::from_str(&go_duration(shown.reset)) {
+                headers.insert(reset, value);
             }
         }
     }
