@@ -310,9 +310,41 @@ async fn aliases_pass_through_and_the_daily_roll_up() {
     );
     assert_eq!(echoed["received"]["query"], "purpose=batch");
 
-    let events = app.usage_events(2).await;
-    assert_eq!(events[1].model_requested, "fast");
-    assert_eq!(events[0].endpoint, "/v1/files");
+    // A body of unknown length (sent chunked) is streamed through chunked.
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(vec![1u8; 10_000]),
+        Ok(vec![2u8; 1]),
+        Ok(vec![3u8; 50_000]),
+    ];
+    let chunked = app
+        .http
+        .post(format!("{}/v1/uploads/part", app.base))
+        .bearer_auth(key.secret.expose())
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            pieces,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunked.status(), StatusCode::OK);
+    let echoed: Value = chunked.json().await.unwrap();
+    assert_eq!(echoed["received"]["bytes"], 60_001);
+    let seen = app.mock.requests();
+    let part = seen
+        .iter()
+        .find(|r| r.path.ends_with("/uploads/part"))
+        .unwrap();
+    assert_eq!(
+        part.headers
+            .get("transfer-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("chunked")
+    );
+
+    let events = app.usage_events(3).await;
+    assert_eq!(events[2].model_requested, "fast");
+    assert_eq!(events[1].endpoint, "/v1/files");
+    assert_eq!(events[0].endpoint, "/v1/uploads/part");
     let org = app.control.organization().await.unwrap();
     let today = app.clock_now();
     let report = app
