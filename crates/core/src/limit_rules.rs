@@ -135,7 +135,10 @@ impl LimitRule {
 }
 
 /// OpenAI's 429 message: "Rate limit reached for gpt-4o in organization org-… on tokens per
-/// min (TPM): Limit 30000, Used 29826, Requested 1185. Please try again in 2.022s."
+/// min (TPM): Limit 30000, Used 29826, Requested 1185. Please try again in 2.022s."; for a
+/// request that alone is over the limit (`retry_after` is `None`), OpenAI's "Request too large
+/// for gpt-4o in organization org-… on tokens per min (TPM): Limit 30000, Requested 34307. The
+/// input or output tokens must be reduced in order to run successfully."
 pub fn rate_limit_message(
     subject: &str,
     holder: &Holder,
@@ -145,24 +148,22 @@ pub fn rate_limit_message(
     requested: u64,
     retry_after: Option<Duration>,
 ) -> String {
-    let advice = match (metric, retry_after) {
-        (Metric::Concurrent, _) => {
-            "Please try again when one of the requests in flight has finished.".to_owned()
-        }
-        (_, Some(wait)) => format!("Please try again in {}.", go_duration(wait)),
-        (_, None) => format!(
-            "This request alone is over the limit, so retrying will not help: send fewer {}.",
-            if metric.counts_tokens() {
-                "tokens (shorten the prompt or lower max_tokens)"
-            } else {
-                "requests"
-            }
+    let label = metric.label();
+    match (metric, retry_after) {
+        (Metric::Concurrent, _) => format!(
+            "Rate limit reached for {subject} in {holder} on {label}: Limit {limit}, Used {used}, Requested {requested}. Please try again when one of the requests in flight has finished."
         ),
-    };
-    format!(
-        "Rate limit reached for {subject} in {holder} on {}: Limit {limit}, Used {used}, Requested {requested}. {advice}",
-        metric.label()
-    )
+        (_, Some(wait)) => format!(
+            "Rate limit reached for {subject} in {holder} on {label}: Limit {limit}, Used {used}, Requested {requested}. Please try again in {}.",
+            go_duration(wait)
+        ),
+        (_, None) if metric.counts_tokens() => format!(
+            "Request too large for {subject} in {holder} on {label}: Limit {limit}, Requested {requested}. The input or output tokens must be reduced in order to run successfully."
+        ),
+        (_, None) => format!(
+            "Rate limit reached for {subject} in {holder} on {label}: Limit {limit}, Used {used}, Requested {requested}. This limit admits no requests; ask an administrator to raise it."
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -239,6 +240,9 @@ mod tests {
             500,
             None,
         );
-        assert!(over.contains("retrying will not help"), "{over}");
+        assert_eq!(
+            over,
+            "Request too large for gpt-4o in organization org-abc on tokens per min (TPM): Limit 100, Requested 500. The input or output tokens must be reduced in order to run successfully."
+        );
     }
 }
