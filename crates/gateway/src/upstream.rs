@@ -23,6 +23,8 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
     "host",
     "content-length",
+    // Tollgate reads the client's body itself (answering its `100 Continue`) and sends it whole.
+    "expect",
 ];
 
 /// Client headers kept from the provider: credentials, the client's org/project (they name
