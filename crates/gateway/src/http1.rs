@@ -9,8 +9,10 @@
 //! Providers over HTTPS keep using reqwest.
 //!
 //! It speaks the HTTP/1.1 a proxy needs: keep-alive, `content-length` and chunked bodies both
-//! ways, bodies until close, 1xx interim responses, and one retry on a fresh connection when a
-//! reused idle one turns out to have been closed by the provider (only for bodies it still has).
+//! ways, bodies until close, and 1xx interim responses. An idle connection is checked before
+//! reuse (one non-blocking read: a closed one is dropped), and a request that could not be
+//! written into a reused connection is sent again on a fresh one; a request once written is
+//! never sent twice, since the provider may have acted on it.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use bytes::{Buf, Bytes, BytesMut};
@@ -111,8 +113,16 @@ impl Http1Client {
             Err(poisoned) => poisoned.into_inner(),
         };
         while let Some((conn, since)) = idle.pop() {
-            if since.elapsed() < IDLE_FOR {
-                return Some(conn);
+            if since.elapsed() >= IDLE_FOR {
+                continue;
+            }
+            // A connection the provider has closed (or that holds stray bytes) is readable;
+            // a live idle one is not. Checked before use, so a request is never written into
+            // a connection already known to be gone.
+            let mut probe = [0u8; 1];
+            match conn.try_read(&mut probe) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Some(conn),
+                _ => continue,
             }
         }
         None
@@ -167,11 +177,15 @@ impl Http1Client {
             // One deadline for sending the request and reading the response head.
             let deadline = tokio::time::Instant::now() + self.read_timeout;
             let outcome = tokio::time::timeout_at(deadline, async {
-                write_request(&mut conn, &head, current).await?;
-                self.read_head(&mut conn, method).await
+                if let Err(err) = write_request(&mut conn, &head, current).await {
+                    return Err((err, false));
+                }
+                self.read_head(&mut conn, method)
+                    .await
+                    .map_err(|err| (err, true))
             })
             .await
-            .unwrap_or(Err(Http1Error::Timeout));
+            .unwrap_or(Err((Http1Error::Timeout, true)));
             match outcome {
                 Ok((status, response_headers, buffer, framing, keep_alive)) => {
                     let body = body_stream(
@@ -188,12 +202,14 @@ impl Http1Client {
                         body,
                     });
                 }
-                // A reused connection the provider had closed: once more on a fresh one.
-                Err(Http1Error::Io(err)) if reused && replayable && is_stale(&err) => {
+                // The request could not be written into a reused connection (the provider
+                // closed it just now): once more on a fresh one. Once written, a request is
+                // never sent again: the provider may have acted on it (and billed it).
+                Err((Http1Error::Io(err), false)) if reused && replayable && is_stale(&err) => {
                     body = kept;
                     continue;
                 }
-                Err(err) => return Err(err),
+                Err((err, _)) => return Err(err),
             }
         }
     }
@@ -832,7 +848,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
+    async fn a_pooled_connection_the_provider_closed_is_not_used_again() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -858,5 +874,46 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_written_to_the_provider_is_never_sent_twice() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let requests = seen.clone();
+        tokio::spawn(async move {
+            // One connection: answers the first request, then takes the second and hangs up.
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buffer = vec![0u8; 4096];
+                let _ = conn.read(&mut buffer).await;
+                requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                let _ = conn.read(&mut buffer).await;
+                requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let client = client_for(&format!("http://{addr}/v1"));
+        let first = post_empty_object(&client, "/v1/chat/completions").await;
+        assert_eq!(first.unwrap_or_default(), b"ok");
+        let second = client
+            .send(
+                &Method::POST,
+                "/v1/chat/completions",
+                &HeaderMap::new(),
+                RequestBody::Full(Bytes::from_static(b"{}")),
+            )
+            .await;
+        assert!(second.is_err(), "the provider hung up without answering");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the second request was not replayed on a new connection"
+        );
     }
 }
