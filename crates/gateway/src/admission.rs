@@ -630,7 +630,8 @@ impl Limits {
             let refused = match counter {
                 Counter::Rate(gcra) => {
                     let verdict = gcra.peek(now_ns, cost);
-                    headers.add(metric, limit.limit, &verdict);
+                    // A refused request's headers show the limits as they stand, uncharged.
+                    headers.add(metric, limit.limit, &gcra.peek(now_ns, 0));
                     (!verdict.allowed).then(|| Refusal {
                         metric,
                         holder: limit.key.holder.clone(),
@@ -946,5 +947,31 @@ mod tests {
         clock.advance(1);
         assert!(admit(&limits, "key_a", 0).is_ok());
         assert!(admit(&limits, "key_a", 0).is_err());
+    }
+
+    #[test]
+    fn a_refusal_shows_every_limit_as_it_stands_uncharged() {
+        let clock = ManualClock::at(UnixTime(1_000));
+        let limits = limits_with(
+            RateLimits {
+                rpm: Some(1),
+                tpm: Some(1_000),
+                ..RateLimits::default()
+            },
+            &clock,
+        );
+        if let Ok(first) = admit(&limits, "key_a", 100) {
+            first.settle(100, MicroUsd::ZERO);
+        }
+        let Err(GatewayError::RateLimited { headers, .. }) = admit(&limits, "key_a", 100) else {
+            panic!("the second request is over the RPM");
+        };
+        let mut shown = HeaderMap::new();
+        headers.apply(&mut shown);
+        assert_eq!(shown["x-ratelimit-remaining-requests"], "0");
+        assert_eq!(
+            shown["x-ratelimit-remaining-tokens"], "900",
+            "the refused request's 100 tokens are not counted"
+        );
     }
 }

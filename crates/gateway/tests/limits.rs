@@ -231,6 +231,16 @@ async fn token_limits_reserve_the_estimate_and_settle_to_what_was_used() {
         .await;
     assert_rate_limited(&wait, "tokens", "Please try again in");
     assert!(header(&wait, "retry-after").is_some());
+    let left: u64 = header(&wait, "x-ratelimit-remaining-tokens")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let used_b = b.body["usage"]["total_tokens"].as_u64().unwrap();
+    assert_eq!(
+        left,
+        300 - used_a - used_b,
+        "a refused request's headers show what is left (both settled), nothing charged"
+    );
     assert_eq!(app.mock.requests().len(), 2);
 }
 
