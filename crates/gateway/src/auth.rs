@@ -1,7 +1,7 @@
 use crate::error::GatewayError;
 use crate::server::AppState;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, SocketAddr};
@@ -74,8 +74,11 @@ pub(crate) async fn authenticate(
     match resolve(&state, request.headers(), peer) {
         Ok(principal) => {
             tracing::Span::current().record("key_id", principal.key.key.id.as_str());
+            let key = principal.key.clone();
             request.extensions_mut().insert(principal);
-            next.run(request).await
+            let mut response = next.run(request).await;
+            add_identity_headers(response.headers_mut(), &key);
+            response
         }
         Err(err) => {
             tracing::info!(reason = %err, "request refused");
@@ -179,4 +182,21 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The organization and project a request was billed to, on every response to an
+/// authenticated request (errors such as 429 included), as OpenAI sends them.
+fn add_identity_headers(headers: &mut HeaderMap, key: &AuthKey) {
+    let key = &key.key;
+    if let Ok(v) = HeaderValue::from_str(key.org_id.as_str()) {
+        headers.insert("openai-organization", v);
+    }
+    if let Some(Ok(v)) = key
+        .project_id
+        .as_ref()
+        .map(|p| HeaderValue::from_str(p.as_str()))
+    {
+        headers.insert("openai-project", v);
+    }
+    headers.insert("openai-version", HeaderValue::from_static("2020-10-01"));
 }

@@ -322,22 +322,6 @@ fn relay_body(relay: Relay) -> Body {
     Body::from_stream(stream)
 }
 
-/// Tollgate's headers on every proxied response.
-fn add_identity_headers(headers: &mut HeaderMap, principal: &Principal) {
-    let key = &principal.key.key;
-    if let Ok(v) = HeaderValue::from_str(key.org_id.as_str()) {
-        headers.insert("openai-organization", v);
-    }
-    if let Some(Ok(v)) = key
-        .project_id
-        .as_ref()
-        .map(|p| HeaderValue::from_str(p.as_str()))
-    {
-        headers.insert("openai-project", v);
-    }
-    headers.insert("openai-version", HeaderValue::from_static("2020-10-01"));
-}
-
 /// What to send a provider.
 struct Outgoing<'a> {
     method: Method,
@@ -353,7 +337,6 @@ async fn forward(
     upstream: &Upstream,
     request: Outgoing<'_>,
     meter: Meter,
-    principal: &Principal,
     reading: impl FnOnce(bool) -> (Option<SseMeter>, bool),
 ) -> Result<Response, GatewayError> {
     let response = match upstream
@@ -387,7 +370,6 @@ async fn forward(
         meter: Some(meter),
         status: status.as_u16(),
     };
-    add_identity_headers(&mut headers, principal);
     let mut reply = (status, relay_body(relay)).into_response();
     reply.headers_mut().extend(headers);
     Ok(reply)
@@ -525,7 +507,7 @@ pub(crate) async fn metered(
     };
     let stream = prepared.stream;
     let withhold = !prepared.client_wants_usage;
-    forward(upstream, request, meter, &call.principal, |is_sse| {
+    forward(upstream, request, meter, |is_sse| {
         ((is_sse && stream).then(|| SseMeter::new(withhold)), !is_sse)
     })
     .await
@@ -588,7 +570,7 @@ pub(crate) async fn pass_through(call: Call, request: Request) -> Result<Respons
         started,
         request: Bytes::new(),
     };
-    forward(upstream, request, meter, &call.principal, |_| (None, false)).await
+    forward(upstream, request, meter, |_| (None, false)).await
 }
 
 /// The permission group of a pass-through path.

@@ -115,6 +115,15 @@ async fn a_key_s_requests_per_minute_get_openai_s_headers_429_and_retry_after() 
         Some("0")
     );
     assert_eq!(
+        header(&refused, "openai-project"),
+        Some(app.project_id.as_str()),
+        "errors after authentication name the project, as OpenAI's do"
+    );
+    assert_eq!(
+        header(&refused, "openai-organization"),
+        Some(app.org_id.as_str())
+    );
+    assert_eq!(
         app.mock.requests().len(),
         2,
         "a refused request never reaches the provider"
