@@ -27,25 +27,33 @@ pub async fn follow(
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
-        match keys.catch_up(&store).await {
-            Ok(caught) => {
-                if caught.changes > 0 {
-                    tracing::debug!(changes = caught.changes, "applied changes");
+        // Limits first: a reload that failed is retried before any later change is applied.
+        loop {
+            if reload_pending {
+                match limits.reload(&store, &org).await {
+                    Ok(()) => {
+                        reload_pending = false;
+                        tracing::info!("rate limits and budgets reloaded");
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not reload rate limits and budgets; will retry");
+                        break;
+                    }
                 }
-                reload_pending |= caught.limits_changed;
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "could not read the change log; will retry")
-            }
-        }
-        if reload_pending {
-            match limits.reload(&store, &org).await {
-                Ok(()) => {
-                    reload_pending = false;
-                    tracing::info!("rate limits and budgets reloaded");
+            match keys.catch_up(&store).await {
+                Ok(caught) => {
+                    if caught.changes > 0 {
+                        tracing::debug!(changes = caught.changes, "applied changes");
+                    }
+                    if !caught.limits_changed {
+                        break;
+                    }
+                    reload_pending = true;
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "could not reload rate limits and budgets; will retry")
+                    tracing::warn!(error = %err, "could not read the change log; will retry");
+                    break;
                 }
             }
         }

@@ -98,18 +98,24 @@ impl KeyTable {
         });
     }
 
-    /// Reads the change log past the last applied position and applies the changes to keys.
-    /// Returns how many changes were read, and whether any was to limits or budgets (which the
-    /// caller reloads).
+    /// Reads the change log past the last applied position and applies the changes to keys,
+    /// stopping right after a change to limits or budgets (which the caller reloads before
+    /// calling again). Returns how many changes were applied and whether it stopped so.
     pub async fn catch_up(&self, store: &Store) -> Result<CatchUp, StoreError> {
         let mut applied = CatchUp::default();
         loop {
             let from = self.applied.load(std::sync::atomic::Ordering::SeqCst);
             let changes = store.changes_after(from, CHANGE_BATCH).await?;
-            let Some(last) = changes.last().map(|c| c.seq) else {
+            if changes.is_empty() {
                 return Ok(applied);
-            };
+            }
             for change in &changes {
+                // After changes to limits, stop before the next other change: the caller
+                // reloads the limits first (so a key created with limits never works without
+                // them), then calls again. A run of limit changes costs one reload.
+                if applied.limits_changed && change.entity != ChangedEntity::Limits {
+                    return Ok(applied);
+                }
                 match &change.entity {
                     ChangedEntity::Key(id) => match store.auth_key(id).await? {
                         Some(key) => self.upsert(key),
@@ -122,11 +128,11 @@ impl KeyTable {
                     }
                     ChangedEntity::Limits => applied.limits_changed = true,
                 }
+                applied.changes += 1;
+                self.applied
+                    .store(change.seq, std::sync::atomic::Ordering::SeqCst);
             }
-            applied.changes += changes.len();
-            self.applied
-                .store(last, std::sync::atomic::Ordering::SeqCst);
-            if changes.len() < CHANGE_BATCH as usize {
+            if applied.limits_changed || changes.len() < CHANGE_BATCH as usize {
                 return Ok(applied);
             }
         }

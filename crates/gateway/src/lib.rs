@@ -28,7 +28,7 @@ mod upstream;
 
 pub use auth::Principal;
 pub use error::GatewayError;
-pub use key_table::KeyTable;
+pub use key_table::{CatchUp, KeyTable};
 pub use server::{Gateway, RunningGateway, StartError};
 pub use settings::{
     AlertSettings, GatewaySettings, MeteringSettings, ProviderKey, ProviderSettings,

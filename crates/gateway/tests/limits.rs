@@ -736,3 +736,49 @@ async fn every_limit_type_binds_at_every_level() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_key_created_with_limits_is_never_usable_before_its_limits_are_loaded() {
+    let app = TestApp::spawn().await;
+    // A follower of our own, stepped by hand.
+    let table = tollgate_gateway::KeyTable::load(&app.store).await.unwrap();
+    let created = app
+        .control
+        .create_key(
+            &TestApp::actor(),
+            NewKey {
+                name: "limited from the start".into(),
+                owner: KeyOwnerRequest::Project(None),
+                permissions: Permissions::All,
+                expires_in: None,
+                allowed_ips: Default::default(),
+                allowed_models: Default::default(),
+                limits: RateLimits {
+                    rpm: Some(1),
+                    ..RateLimits::default()
+                },
+                budget: None,
+            },
+        )
+        .await
+        .unwrap();
+    let hash = app.control.hasher().hash(&created.secret);
+    let first = table.catch_up(&app.store).await.unwrap();
+    assert!(first.limits_changed);
+    assert!(
+        table.get(&hash).is_none(),
+        "the key waits until the limits are reloaded"
+    );
+    let second = table.catch_up(&app.store).await.unwrap();
+    assert!(!second.limits_changed);
+    assert!(table.get(&hash).is_some());
+
+    // And the running gateway enforces the limit from the key's very first requests.
+    app.wait_until_loaded(&created).await;
+    assert_eq!(small_chat(&app, created.secret.expose()).await.status, 200);
+    assert_rate_limited(
+        &small_chat(&app, created.secret.expose()).await,
+        "requests",
+        "Limit 1, Used 1",
+    );
+}
