@@ -2,7 +2,7 @@
 
 use crate::{Control, ControlError, Result};
 use serde_json::json;
-use tollgate_core::budget::{dollars, format_utc_offset, Budget, BudgetPeriod};
+use tollgate_core::budget::{dollars, format_utc_offset, percent, Budget, BudgetPeriod};
 use tollgate_core::holder::{Holder, Level};
 use tollgate_core::limit_rules::{LimitRule, Metric, RateLimits};
 use tollgate_core::routing::ModelPattern;
@@ -138,7 +138,7 @@ impl Control {
         let data = json!({
             "level": rule.holder.level.as_str(),
             "model": rule.model.as_str(),
-            "limits": rule.limits.iter().map(|(m, l)| (m.short(), l)).collect::<std::collections::BTreeMap<_, _>>(),
+            "limits": rule.limits,
         });
         let entry = self.audit_entry(
             org,
@@ -215,7 +215,7 @@ impl Control {
         if let Some(bad) = alerts.iter().find(|a| **a == 0 || **a > 10_000) {
             return Err(ControlError::Invalid(format!(
                 "alert threshold {}% is out of range: give percentages above 0 and up to 1000",
-                f64::from(*bad) / 10.0
+                percent(*bad)
             )));
         }
         let budget = Budget {
@@ -237,7 +237,7 @@ impl Control {
                 "limit_usd": dollars(budget.limit),
                 "period": budget.period.as_str(),
                 "timezone": format_utc_offset(budget.utc_offset_secs),
-                "alerts_percent": budget.alerts_permille.iter().map(|a| f64::from(*a) / 10.0).collect::<Vec<_>>(),
+                "alerts_percent": budget.alerts_percent(),
             }),
         );
         Ok(self.store.set_budget(&org.id, &budget, &entry).await?)
@@ -384,11 +384,7 @@ impl Control {
             remaining_usd: dollars(MicroUsd((budget.limit.0 - spent.0).max(0))),
             period_start: start.rfc3339(),
             resets_at: end.rfc3339(),
-            alerts_percent: budget
-                .alerts_permille
-                .iter()
-                .map(|a| f64::from(*a) / 10.0)
-                .collect(),
+            alerts_percent: budget.alerts_percent(),
         })
     }
 }

@@ -94,13 +94,17 @@ impl BudgetState {
         }
     }
 
+    /// Whether spent and held together have reached the limit: nothing more is admitted.
+    pub fn exhausted(&self) -> bool {
+        self.spent.saturating_add(self.reserved) >= self.limit
+    }
+
     /// Holds `max_cost` for a request while anything is left of the limit (spent and held
     /// together below it). A request admitted this way can take spend past the limit by at most
     /// its own maximum cost, and requests racing for the last of a budget cannot add up past it:
     /// each one's hold counts against the next.
     pub fn reserve(&mut self, max_cost: MicroUsd) -> Result<(), OverBudget> {
-        let committed = self.spent.0.saturating_add(self.reserved.0);
-        if committed >= self.limit.0 {
+        if self.exhausted() {
             return Err(OverBudget {
                 limit: self.limit,
                 spent: self.spent,
@@ -179,6 +183,18 @@ impl Budget {
             dollars(self.limit),
             next.rfc3339()
         )
+    }
+}
+
+/// A threshold in per mille as a percentage: 825 is 82.5.
+pub fn percent(permille: u32) -> f64 {
+    f64::from(permille) / 10.0
+}
+
+impl Budget {
+    /// The alert thresholds as percentages.
+    pub fn alerts_percent(&self) -> Vec<f64> {
+        self.alerts_permille.iter().copied().map(percent).collect()
     }
 }
 

@@ -113,6 +113,13 @@ impl RateLimits {
     }
 }
 
+/// As JSON: the limits that are set, by short name (`{"rpm": 60, "tpm": 200000}`).
+impl serde::Serialize for RateLimits {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter().map(|(metric, limit)| (metric.short(), limit)))
+    }
+}
+
 /// One rule: these limits, for this holder, on the models a pattern matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitRule {

@@ -25,8 +25,8 @@ impl MicroUsd {
         MicroUsd(self.0.saturating_add(other.0))
     }
 
-    /// Parses a dollar amount as people type it: `10`, `12.5`, `$0.25`, `1,000`. At most six
-    /// decimals; never negative.
+    /// Parses a dollar amount as people type it: `10`, `12.5`, `.5`, `$0.25`, `1,000`. At most
+    /// six decimals; never negative. (The price list's parser, more lenient about the writing.)
     pub fn parse_dollars(text: &str) -> Option<MicroUsd> {
         let cleaned: String = text
             .trim()
@@ -34,24 +34,12 @@ impl MicroUsd {
             .chars()
             .filter(|c| *c != ',' && *c != '_')
             .collect();
-        let (whole, fraction) = cleaned.split_once('.').unwrap_or((&cleaned, ""));
-        if whole.is_empty() && fraction.is_empty()
-            || fraction.len() > 6
-            || !whole.chars().all(|c| c.is_ascii_digit())
-            || !fraction.chars().all(|c| c.is_ascii_digit())
-        {
-            return None;
-        }
-        let whole: i64 = if whole.is_empty() {
-            0
+        let cleaned = if cleaned.starts_with('.') && cleaned.len() > 1 {
+            format!("0{cleaned}")
         } else {
-            whole.parse().ok()?
+            cleaned
         };
-        let fraction: i64 = format!("{fraction:0<6}").parse().ok()?;
-        whole
-            .checked_mul(1_000_000)?
-            .checked_add(fraction)
-            .map(MicroUsd)
+        crate::pricing::parse_dollars(&cleaned).ok().map(MicroUsd)
     }
 }
 

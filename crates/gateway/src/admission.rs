@@ -141,7 +141,6 @@ struct Policy {
     organization: Vec<RuleEntry>,
     projects: HashMap<String, Vec<RuleEntry>>,
     keys: HashMap<String, Vec<RuleEntry>>,
-    defaults: Vec<DefaultLimit>,
     budgets: HashMap<Holder, Arc<Budget>>,
 }
 
@@ -150,7 +149,6 @@ impl Policy {
         self.organization.is_empty()
             && self.projects.is_empty()
             && self.keys.is_empty()
-            && self.defaults.is_empty()
             && self.budgets.is_empty()
     }
 }
@@ -357,13 +355,9 @@ impl Limits {
         clock: Arc<dyn Clock>,
     ) -> (Arc<Limits>, mpsc::UnboundedReceiver<Alert>) {
         let (alerts, receiver) = mpsc::unbounded_channel();
-        let policy = Policy {
-            defaults: defaults.clone(),
-            ..Policy::default()
-        };
         (
             Arc::new(Limits {
-                policy: RwLock::new(Arc::new(policy)),
+                policy: RwLock::default(),
                 state: Mutex::new(State::default()),
                 alerts,
                 clock,
@@ -395,10 +389,7 @@ impl Limits {
         let rules = store.rate_limits(org).await?;
         let budgets = store.budgets(org).await?;
         let now = self.clock.now();
-        let mut policy = Policy {
-            defaults: self.defaults.clone(),
-            ..Policy::default()
-        };
+        let mut policy = Policy::default();
         for rule in rules {
             let level = rule.holder.level;
             let id = rule.holder.id.clone();
@@ -478,7 +469,8 @@ impl Limits {
                 .chain(policy.keys.values().flatten())
                 .flat_map(|entry| entry.limits.iter().map(|l| &*l.key))
                 .collect();
-            // Counters of removed rules go; per-key default counters stay (they are made on use).
+            // Counters of removed organization and project rules go; key-level ones stay (the
+            // per-key defaults' are made on use, and there is at most one set per key).
             state
                 .counters
                 .retain(|key, _| live.contains(&&**key) || key.holder.level == Level::Key);
@@ -544,7 +536,7 @@ impl Limits {
     /// The limits and budgets that apply to a request.
     pub fn plan(&self, ask: &Ask<'_>) -> Plan {
         let policy = self.policy();
-        if policy.is_empty() {
+        if policy.is_empty() && self.defaults.is_empty() {
             return Plan::default();
         }
         let mut plan = Plan::default();
@@ -564,12 +556,11 @@ impl Limits {
                 plan.limits.extend(entry.limits.iter().cloned());
             }
         }
-        if !policy.defaults.is_empty() {
-            let defaults = self.defaults_of(ask.key);
-            for (default, counters) in policy.defaults.iter().zip(defaults.iter()) {
-                let overridden = key_rules.iter().any(|e| e.rule.model == default.model);
-                if !overridden && counters.rule.applies_to(ask.model) {
-                    plan.limits.extend(counters.limits.iter().cloned());
+        if !self.defaults.is_empty() {
+            for default in self.defaults_of(ask.key).iter() {
+                let overridden = key_rules.iter().any(|e| e.rule.model == default.rule.model);
+                if !overridden && default.rule.applies_to(ask.model) {
+                    plan.limits.extend(default.limits.iter().cloned());
                 }
             }
         }
@@ -612,8 +603,7 @@ impl Limits {
                 slot.period = slot.budget.period.bounds(now, slot.budget.utc_offset_secs);
                 slot.state = BudgetState::new(slot.budget.limit, MicroUsd::ZERO);
             }
-            let committed = slot.state.spent.saturating_add(slot.state.reserved);
-            if committed >= slot.state.limit {
+            if slot.state.exhausted() {
                 return Err(GatewayError::SpendLimit {
                     message: slot.budget.refusal_message(now),
                     code: slot.budget.refusal_code(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tollgate_core::budget::{dollars, format_utc_offset};
+use tollgate_core::budget::{dollars, format_utc_offset, percent};
 use tollgate_core::holder::Level;
 use tollgate_core::signature::sign;
 use tollgate_core::{AuditId, Clock, OrgId, ProjectId};
@@ -117,7 +117,7 @@ fn event(alert: &Alert) -> serde_json::Value {
             "timezone": format_utc_offset(budget.utc_offset_secs),
             "period_start": alert.period.0.rfc3339(),
             "period_end": alert.period.1.rfc3339(),
-            "threshold_percent": f64::from(alert.threshold_permille) / 10.0,
+            "threshold_percent": percent(alert.threshold_permille),
             "limit_usd": dollars(budget.limit),
             "spent_usd": dollars(alert.spent),
             "limit_micro_usd": budget.limit.0,

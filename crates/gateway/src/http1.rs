@@ -159,21 +159,19 @@ impl Http1Client {
         body: RequestBody,
     ) -> Result<Response, Http1Error> {
         let head = self.head(method, path_and_query, headers, &body);
-        let mut body = Some(body);
+        let mut body = body;
         loop {
             let (mut conn, reused) = match self.checkout() {
                 Some(conn) => (conn, true),
                 None => (self.connect().await?, false),
             };
-            let replayable = matches!(body, Some(RequestBody::Empty | RequestBody::Full(_)));
-            let Some(current) = body.take() else {
-                return Err(Http1Error::Malformed("request body already sent".into()));
-            };
-            let kept = match &current {
+            // What to send again if the write fails: only a body held whole can be.
+            let again = match &body {
                 RequestBody::Full(bytes) => Some(RequestBody::Full(bytes.clone())),
                 RequestBody::Empty => Some(RequestBody::Empty),
                 RequestBody::Stream { .. } => None,
             };
+            let current = body;
             // One deadline for sending the request and reading the response head.
             let deadline = tokio::time::Instant::now() + self.read_timeout;
             let outcome = tokio::time::timeout_at(deadline, async {
@@ -186,8 +184,8 @@ impl Http1Client {
             })
             .await
             .unwrap_or(Err((Http1Error::Timeout, true)));
-            match outcome {
-                Ok((status, response_headers, buffer, framing, keep_alive)) => {
+            match (outcome, again) {
+                (Ok((status, response_headers, buffer, framing, keep_alive)), _) => {
                     let body = body_stream(
                         self.clone(),
                         conn,
@@ -205,11 +203,11 @@ impl Http1Client {
                 // The request could not be written into a reused connection (the provider
                 // closed it just now): once more on a fresh one. Once written, a request is
                 // never sent again: the provider may have acted on it (and billed it).
-                Err((Http1Error::Io(err), false)) if reused && replayable && is_stale(&err) => {
-                    body = kept;
+                (Err((Http1Error::Io(err), false)), Some(again)) if reused && is_stale(&err) => {
+                    body = again;
                     continue;
                 }
-                Err((err, _)) => return Err(err),
+                (Err((err, _)), _) => return Err(err),
             }
         }
     }

@@ -44,25 +44,30 @@ fn assert_rate_limited(reply: &Reply, kind: &str, message: &str) {
     );
 }
 
+/// A project key in the default project with its own limits.
+fn key_request(name: &str, limits: RateLimits) -> NewKey {
+    NewKey {
+        name: name.into(),
+        owner: KeyOwnerRequest::Project(None),
+        permissions: Permissions::All,
+        expires_in: None,
+        allowed_ips: Default::default(),
+        allowed_models: Default::default(),
+        limits,
+        budget: None,
+    }
+}
+
 async fn limited_key(
     app: &TestApp,
     name: &str,
     limits: RateLimits,
 ) -> tollgate_control::CreatedKey {
     let created = app
-        .limits_change(app.control.create_key(
-            &TestApp::actor(),
-            NewKey {
-                name: name.into(),
-                owner: KeyOwnerRequest::Project(None),
-                permissions: Permissions::All,
-                expires_in: None,
-                allowed_ips: Default::default(),
-                allowed_models: Default::default(),
-                limits,
-                budget: None,
-            },
-        ))
+        .limits_change(
+            app.control
+                .create_key(&TestApp::actor(), key_request(name, limits)),
+        )
         .await
         .unwrap();
     app.wait_until_loaded(&created).await;
@@ -746,19 +751,13 @@ async fn a_key_created_with_limits_is_never_usable_before_its_limits_are_loaded(
         .control
         .create_key(
             &TestApp::actor(),
-            NewKey {
-                name: "limited from the start".into(),
-                owner: KeyOwnerRequest::Project(None),
-                permissions: Permissions::All,
-                expires_in: None,
-                allowed_ips: Default::default(),
-                allowed_models: Default::default(),
-                limits: RateLimits {
+            key_request(
+                "limited from the start",
+                RateLimits {
                     rpm: Some(1),
                     ..RateLimits::default()
                 },
-                budget: None,
-            },
+            ),
         )
         .await
         .unwrap();

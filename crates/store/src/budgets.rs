@@ -85,19 +85,11 @@ impl Store {
 
     /// Removes a holder's budget; `false` if there was none.
     pub async fn remove_budget(&self, holder: &Holder, entry: &AuditEntry) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM budgets WHERE level = ? AND holder_id = ?")
+        let delete = sqlx::query("DELETE FROM budgets WHERE level = ? AND holder_id = ?")
             .bind(holder.level.as_str())
-            .bind(&holder.id)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        audit::append(&mut tx, entry).await?;
-        change_log::append(&mut tx, &ChangedEntity::Limits, entry.created_at).await?;
-        tx.commit().await?;
-        Ok(true)
+            .bind(&holder.id);
+        self.apply_change(delete, &ChangedEntity::Limits, entry)
+            .await
     }
 
     /// Claims an alert: `true` (and the audit entry written) only for the first caller for this

@@ -1,5 +1,5 @@
 use crate::audit::Tx;
-use crate::{Change, ChangedEntity, Result, Store};
+use crate::{AuditEntry, Change, ChangedEntity, Result, Store};
 use tollgate_core::{KeyId, ProjectId, UnixTime};
 
 /// Records inside the caller's transaction that `entity` changed.
@@ -19,6 +19,24 @@ pub(crate) async fn append(tx: &mut Tx, entity: &ChangedEntity, at: UnixTime) ->
 }
 
 impl Store {
+    /// Runs one statement with its audit entry and a change-log row for `entity`, all or
+    /// nothing; `false`, and nothing written, when it changed no row.
+    pub(crate) async fn apply_change<'q>(
+        &self,
+        statement: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+        entity: &ChangedEntity,
+        entry: &AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        if statement.execute(&mut *tx).await?.rows_affected() == 0 {
+            return Ok(false);
+        }
+        crate::audit::append(&mut tx, entry).await?;
+        append(&mut tx, entity, entry.created_at).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// The sequence number of the newest change, 0 when there is none.
     pub async fn latest_change(&self) -> Result<i64> {
         let (seq,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM change_log")

@@ -174,18 +174,12 @@ impl Store {
         update: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
         entry: &AuditEntry,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        if update.execute(&mut *tx).await?.rows_affected() != 1 {
+        if !self
+            .apply_change(update, &ChangedEntity::Project(id.clone()), entry)
+            .await?
+        {
             return Err(StoreError::not_found("project", id));
         }
-        audit::append(&mut tx, entry).await?;
-        change_log::append(
-            &mut tx,
-            &ChangedEntity::Project(id.clone()),
-            entry.created_at,
-        )
-        .await?;
-        tx.commit().await?;
         Ok(())
     }
 }

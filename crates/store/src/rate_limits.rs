@@ -1,4 +1,4 @@
-use crate::{audit, change_log, AuditEntry, ChangedEntity, Result, Store};
+use crate::{AuditEntry, ChangedEntity, Result, Store};
 use tollgate_core::holder::{Holder, Level};
 use tollgate_core::limit_rules::{LimitRule, RateLimits};
 use tollgate_core::routing::ModelPattern;
@@ -63,9 +63,8 @@ impl Store {
         rule: &LimitRule,
         entry: &AuditEntry,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
         let at = entry.created_at.seconds();
-        sqlx::query(
+        let upsert = sqlx::query(
             "INSERT INTO rate_limits (org_id, level, holder_id, model, rpm, rpd, tpm, tpd, max_concurrent, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (level, holder_id, model) DO UPDATE SET
@@ -82,12 +81,9 @@ impl Store {
         .bind(column(rule.limits.tpd))
         .bind(column(rule.limits.concurrent))
         .bind(at)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        audit::append(&mut tx, entry).await?;
-        change_log::append(&mut tx, &ChangedEntity::Limits, entry.created_at).await?;
-        tx.commit().await?;
+        .bind(at);
+        self.apply_change(upsert, &ChangedEntity::Limits, entry)
+            .await?;
         Ok(())
     }
 
@@ -98,20 +94,12 @@ impl Store {
         model: &ModelPattern,
         entry: &AuditEntry,
     ) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let done =
+        let delete =
             sqlx::query("DELETE FROM rate_limits WHERE level = ? AND holder_id = ? AND model = ?")
                 .bind(holder.level.as_str())
                 .bind(&holder.id)
-                .bind(model.as_str())
-                .execute(&mut *tx)
-                .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        audit::append(&mut tx, entry).await?;
-        change_log::append(&mut tx, &ChangedEntity::Limits, entry.created_at).await?;
-        tx.commit().await?;
-        Ok(true)
+                .bind(model.as_str());
+        self.apply_change(delete, &ChangedEntity::Limits, entry)
+            .await
     }
 }

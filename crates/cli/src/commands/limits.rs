@@ -5,8 +5,8 @@ use crate::cli::{BudgetsCommand, HolderArgs, LimitsCommand, RateArgs};
 use crate::failure::Failure;
 use crate::output::{print_json, print_list_json, print_table};
 use tollgate_control::{BudgetRequest, Control, HolderRequest};
-use tollgate_core::budget::{dollars, format_utc_offset, parse_utc_offset, BudgetPeriod};
-use tollgate_core::limit_rules::RateLimits;
+use tollgate_core::budget::{dollars, format_utc_offset, parse_utc_offset, percent, BudgetPeriod};
+use tollgate_core::limit_rules::{LimitRule, RateLimits};
 use tollgate_core::limits::go_duration;
 use tollgate_core::MicroUsd;
 
@@ -81,9 +81,18 @@ fn percentages(permille: &[u32]) -> String {
     }
     permille
         .iter()
-        .map(|p| format!("{}%", f64::from(*p) / 10.0))
+        .map(|p| format!("{}%", percent(*p)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn rule_json(rule: &LimitRule) -> serde_json::Value {
+    serde_json::json!({
+        "level": rule.holder.level.as_str(),
+        "holder": rule.holder.id,
+        "model": rule.model.as_str(),
+        "limits": rule.limits,
+    })
 }
 
 fn limits_text(limits: &RateLimits) -> String {
@@ -110,12 +119,7 @@ pub async fn run_limits(
                 .set_limits(&actor, &holder(who), &model, rate_limits(&limits))
                 .await?;
             if json {
-                return Ok(print_json(&serde_json::json!({
-                    "level": rule.holder.level.as_str(),
-                    "holder": rule.holder.id,
-                    "model": rule.model.as_str(),
-                    "limits": rule.limits.iter().map(|(m, l)| (m.short(), l)).collect::<std::collections::BTreeMap<_, _>>(),
-                }))?);
+                return Ok(print_json(&rule_json(&rule))?);
             }
             println!(
                 "Limits of {} on model {}: {}. {APPLIED}",
@@ -136,19 +140,7 @@ pub async fn run_limits(
         LimitsCommand::List => {
             let rules = control.limit_rules().await?;
             if json {
-                return Ok(print_list_json(
-                    rules
-                        .iter()
-                        .map(|r| {
-                            serde_json::json!({
-                                "level": r.holder.level.as_str(),
-                                "holder": r.holder.id,
-                                "model": r.model.as_str(),
-                                "limits": r.limits.iter().map(|(m, l)| (m.short(), l)).collect::<std::collections::BTreeMap<_, _>>(),
-                            })
-                        })
-                        .collect(),
-                )?);
+                return Ok(print_list_json(rules.iter().map(rule_json).collect())?);
             }
             let rows: Vec<Vec<String>> = rules
                 .iter()
@@ -266,7 +258,7 @@ pub async fn run_budgets(
                     "limit_usd": dollars(budget.limit),
                     "period": budget.period.as_str(),
                     "timezone": format_utc_offset(budget.utc_offset_secs),
-                    "alerts_percent": budget.alerts_permille.iter().map(|a| f64::from(*a) / 10.0).collect::<Vec<_>>(),
+                    "alerts_percent": budget.alerts_percent(),
                 }))?);
             }
             println!(
