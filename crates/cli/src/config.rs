@@ -217,6 +217,8 @@ pub struct Settings {
     pub log_level: String,
     pub log_format: LogFormat,
     pub listen: SocketAddr,
+    /// Threads serving requests; `None`: one per core.
+    pub workers: Option<usize>,
     pub owner_email: String,
     pub providers: Vec<ProviderConfig>,
     pub aliases: HashMap<String, String>,
@@ -242,6 +244,8 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// Serve the simulated demo provider in place of the default OpenAI one.
     pub demo: bool,
+    /// Threads serving requests (`serve --workers`).
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -333,6 +337,7 @@ impl Settings {
                 .unwrap_or_else(|| "info".to_owned()),
             log_format: overrides.log_format.or(file.log.format).unwrap_or_default(),
             listen,
+            workers: overrides.workers,
             owner_email,
             providers,
             aliases: file.aliases,

@@ -22,12 +22,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Serve(cli::ServeArgs {
-        workers: Some(workers),
-        ..
-    }) = &cli.command
-    {
-        builder.worker_threads(usize::from(*workers));
+    if matches!(cli.command, Command::Serve(_)) {
+        // Requests are served on the gateway's own threads (`--workers`); this runtime only
+        // accepts connections and runs the background work (metering, change log, alerts).
+        builder.worker_threads(1);
     }
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
@@ -59,6 +57,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             overrides.listen = args.listen.clone();
             overrides.log_format = args.log_format;
             overrides.demo = args.demo;
+            overrides.workers = args.workers.map(usize::from);
             overrides.owner_email = args.init.owner_email.clone();
             overrides.key_prefix = args.init.key_prefix.clone();
         }

@@ -142,7 +142,13 @@ impl KeyFormat {
     pub fn parse(&self, presented: &str) -> Result<ParsedKey, KeyParseError> {
         let kind = KeyKind::ALL
             .into_iter()
-            .find(|kind| presented.starts_with(&self.kind_prefix(*kind)))
+            .find(|kind| {
+                presented
+                    .strip_prefix(self.prefix.as_str())
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .and_then(|rest| rest.strip_prefix(kind.tag()))
+                    .is_some_and(|rest| rest.starts_with('-'))
+            })
             .ok_or(KeyParseError::UnknownPrefix)?;
         let prefix_len = self.prefix.len() + kind.tag().len() + 2;
         if presented.len() != prefix_len + BODY_LEN + CHECKSUM_LEN {

@@ -1,6 +1,8 @@
 //! Token counts as the OpenAI API reports them, read from the response's `usage` object of any
 //! endpoint's shape.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Tokens of one request. `cached_input` is part of `input`; `reasoning` is part of `output`.
@@ -45,6 +47,81 @@ impl TokenUsage {
     }
 }
 
+/// A `usage` object as it appears in a response body, with every field borrowed unread.
+#[derive(Deserialize)]
+struct UsageFields<'a> {
+    #[serde(borrow, default)]
+    prompt_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt_tokens_details: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    completion_tokens_details: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input_tokens_details: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output_tokens_details: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct DetailFields<'a> {
+    #[serde(borrow, default)]
+    cached_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    reasoning_tokens: Option<&'a RawValue>,
+}
+
+/// A JSON body's top-level `usage`, everything else skipped over unread.
+#[derive(Deserialize)]
+struct BodyFields<'a> {
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+}
+
+impl TokenUsage {
+    /// [`TokenUsage::from_usage`] for a whole response body (`{..., "usage": {...}}`), read
+    /// without building the JSON tree: this runs once per metered response.
+    pub fn from_body(body: &[u8]) -> Option<TokenUsage> {
+        let body: BodyFields = serde_json::from_slice(body).ok()?;
+        let usage: UsageFields = serde_json::from_str(body.usage?.get()).ok()?;
+        let int = |v: Option<&RawValue>| v.and_then(|v| serde_json::from_str::<i64>(v.get()).ok());
+        // `cached_tokens` of an input details object, `reasoning_tokens` of an output one.
+        let detail = |v: Option<&RawValue>, cached: bool| {
+            v.and_then(|v| serde_json::from_str::<DetailFields>(v.get()).ok())
+                .and_then(|d| {
+                    int(if cached {
+                        d.cached_tokens
+                    } else {
+                        d.reasoning_tokens
+                    })
+                })
+                .unwrap_or(0)
+        };
+        if usage.prompt_tokens.is_some() {
+            Some(TokenUsage {
+                input: int(usage.prompt_tokens)?,
+                cached_input: detail(usage.prompt_tokens_details, true),
+                output: int(usage.completion_tokens).unwrap_or(0),
+                reasoning: detail(usage.completion_tokens_details, false),
+            })
+        } else if usage.input_tokens.is_some() {
+            Some(TokenUsage {
+                input: int(usage.input_tokens)?,
+                cached_input: detail(usage.input_tokens_details, true),
+                output: int(usage.output_tokens).unwrap_or(0),
+                reasoning: detail(usage.output_tokens_details, false),
+            })
+        } else {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +163,47 @@ mod tests {
         );
         assert_eq!(TokenUsage::from_usage(&Value::Null), None);
         assert_eq!(TokenUsage::from_usage(&json!({"tokens": 3})), None);
+    }
+
+    #[test]
+    fn reads_a_whole_body_as_the_tree_reader_does() {
+        let bodies = [
+            json!({"id": "x", "choices": [{"message": {"content": "usage: {\"prompt_tokens\": 99}"}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 2}}}),
+            json!({"object": "response", "usage": {"input_tokens": 7, "output_tokens": 3,
+                "input_tokens_details": {"cached_tokens": 1}, "output_tokens_details": {"reasoning_tokens": 1}}}),
+            json!({"object": "list", "data": [], "usage": {"prompt_tokens": 8, "total_tokens": 8}}),
+            json!({"usage": {"prompt_tokens": 3, "completion_tokens": "many", "prompt_tokens_details": null}}),
+            json!({"usage": {"prompt_tokens": 2.5}}),
+            json!({"usage": {"total_tokens": 4}}),
+            json!({"usage": null}),
+            json!({"usage": 3}),
+            json!({"data": []}),
+        ];
+        for body in bodies {
+            let text = serde_json::to_vec(&body).unwrap();
+            assert_eq!(
+                TokenUsage::from_body(&text),
+                TokenUsage::from_usage(&body["usage"]),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            TokenUsage::from_body(br#"{"usage": {"prompt_tokens": 10, "completion_tokens": 5}}"#),
+            Some(TokenUsage {
+                input: 10,
+                cached_input: 0,
+                output: 5,
+                reasoning: 0
+            })
+        );
+        assert_eq!(TokenUsage::from_body(b"not json"), None);
+        assert_eq!(
+            TokenUsage::from_body(br#"{"usage": {"prompt_tokens": 1}"#),
+            None,
+            "cut off"
+        );
     }
 }

@@ -264,20 +264,13 @@ impl RateHeaders {
 
     /// Sets the headers OpenAI sends: limit, remaining and reset, for requests and tokens.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        use axum::http::HeaderName;
-        const REQUESTS: [&str; 3] = [
-            "x-ratelimit-limit-requests",
-            "x-ratelimit-remaining-requests",
-            "x-ratelimit-reset-requests",
-        ];
-        const TOKENS: [&str; 3] = [
-            "x-ratelimit-limit-tokens",
-            "x-ratelimit-remaining-tokens",
-            "x-ratelimit-reset-tokens",
-        ];
-        for (names, shown) in [(REQUESTS, self.requests), (TOKENS, self.tokens)] {
+        use crate::headers::{RATE_LIMIT_REQUESTS, RATE_LIMIT_TOKENS};
+        for (names, shown) in [
+            (RATE_LIMIT_REQUESTS, self.requests),
+            (RATE_LIMIT_TOKENS, self.tokens),
+        ] {
             let Some(shown) = shown else { continue };
-            let [limit, remaining, reset] = names.map(HeaderName::from_static);
+            let [limit, remaining, reset] = names;
             headers.insert(limit, HeaderValue::from(shown.limit));
             headers.insert(remaining, HeaderValue::from(shown.remaining));
             if let Ok(value) = HeaderValue::from_str(&go_duration(shown.reset)) {

@@ -1,7 +1,8 @@
 use crate::error::GatewayError;
+use crate::headers::{OPENAI_ORGANIZATION, OPENAI_PROJECT, OPENAI_VERSION, X_FORWARDED_FOR};
 use crate::server::AppState;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, SocketAddr};
@@ -130,8 +131,8 @@ fn resolve(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Result<Princi
     }
     let client_ip = client_ip(
         peer,
-        header(headers, "forwarded"),
-        header(headers, "x-forwarded-for"),
+        header(headers, axum::http::header::FORWARDED),
+        header(headers, X_FORWARDED_FOR),
         &state.settings.trusted_proxies,
     );
     if !key.project_allowed_ips.allows(client_ip) {
@@ -154,12 +155,12 @@ fn resolve(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Result<Princi
             what: "API key",
         });
     }
-    if let Some(org) = header(headers, "openai-organization") {
+    if let Some(org) = header(headers, OPENAI_ORGANIZATION) {
         if org != record.org_id.as_str() {
             return Err(GatewayError::MismatchedOrganization);
         }
     }
-    if let Some(project) = header(headers, "openai-project") {
+    if let Some(project) = header(headers, OPENAI_PROJECT) {
         if record.project_id.as_ref().map(|p| p.as_str()) != Some(project) {
             return Err(GatewayError::MismatchedProject);
         }
@@ -168,7 +169,7 @@ fn resolve(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Result<Princi
     Ok(Principal { key, client_ip })
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -178,7 +179,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The token of an `Authorization: Bearer …` header.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = header(headers, "authorization")?;
+    let value = header(headers, axum::http::header::AUTHORIZATION)?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
@@ -189,14 +190,14 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 fn add_identity_headers(headers: &mut HeaderMap, key: &AuthKey) {
     let key = &key.key;
     if let Ok(v) = HeaderValue::from_str(key.org_id.as_str()) {
-        headers.insert("openai-organization", v);
+        headers.insert(OPENAI_ORGANIZATION, v);
     }
     if let Some(Ok(v)) = key
         .project_id
         .as_ref()
         .map(|p| HeaderValue::from_str(p.as_str()))
     {
-        headers.insert("openai-project", v);
+        headers.insert(OPENAI_PROJECT, v);
     }
-    headers.insert("openai-version", HeaderValue::from_static("2020-10-01"));
+    headers.insert(OPENAI_VERSION, HeaderValue::from_static("2020-10-01"));
 }

@@ -4,18 +4,30 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use tokio::runtime::Handle;
 use tollgate_core::{AuditId, KeyId, UnixTime};
 use tollgate_store::{Actor, AuditEntry, AuthKey, Store};
 
 /// Shortest time between two entries for the same key and list.
 const EVERY_SECONDS: i64 = 60;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IpDenials {
     last: Mutex<HashMap<(KeyId, &'static str), UnixTime>>,
+    /// Where the entries are written from: the gateway's own runtime, which outlives the
+    /// serving threads.
+    background: Handle,
 }
 
 impl IpDenials {
+    /// Writes its entries from the current runtime.
+    pub fn new() -> IpDenials {
+        IpDenials {
+            last: Mutex::default(),
+            background: Handle::current(),
+        }
+    }
+
     /// Records that `key` was refused from `ip` by the `list` ("project" or "API key"), unless
     /// an entry for the same key and list was written less than a minute ago.
     pub fn record(
@@ -55,7 +67,7 @@ impl IpDenials {
             created_at: now,
         };
         let store = store.clone();
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             if let Err(err) = store.record_audit(&entry).await {
                 tracing::warn!(error = %err, "could not write the audit entry for a refused address");
             }

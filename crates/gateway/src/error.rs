@@ -1,3 +1,4 @@
+use crate::headers::{RETRY_AFTER_MS, X_SHOULD_RETRY};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tollgate_core::{ErrorKind, OpenAiError};
@@ -183,19 +184,22 @@ impl IntoResponse for GatewayError {
                 // Whole seconds, rounded up, for every client; milliseconds for OpenAI's SDKs,
                 // which read `retry-after-ms` first.
                 let secs = wait.as_millis().div_ceil(1_000).max(1);
-                headers.insert("retry-after", HeaderValue::from(secs as u64));
                 headers.insert(
-                    "retry-after-ms",
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from(secs as u64),
+                );
+                headers.insert(
+                    RETRY_AFTER_MS,
                     HeaderValue::from(wait.as_millis().max(1) as u64),
                 );
             }
             GatewayError::RateLimited { headers: rate, .. } => {
                 rate.apply(headers);
-                headers.insert("x-should-retry", HeaderValue::from_static("false"));
+                headers.insert(X_SHOULD_RETRY, HeaderValue::from_static("false"));
             }
             // Waiting does not refill a budget: tell SDKs not to retry.
             GatewayError::SpendLimit { .. } => {
-                headers.insert("x-should-retry", HeaderValue::from_static("false"));
+                headers.insert(X_SHOULD_RETRY, HeaderValue::from_static("false"));
             }
             _ => {}
         }

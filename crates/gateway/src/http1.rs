@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::workers;
+
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 /// Most headers in a response head.
@@ -63,6 +65,15 @@ pub enum Http1Error {
     Malformed(String),
 }
 
+/// A kept-alive connection, and the serving thread whose runtime drives it: only that thread
+/// takes it again, so its readiness never has to be passed to another thread.
+#[derive(Debug)]
+struct Idle {
+    conn: TcpStream,
+    since: Instant,
+    worker: usize,
+}
+
 /// One provider's address and its idle connections.
 #[derive(Debug)]
 pub struct Http1Client {
@@ -70,7 +81,7 @@ pub struct Http1Client {
     authority: String,
     /// The base URL's path (`/v1`), without a trailing slash.
     base_path: String,
-    idle: Mutex<Vec<(TcpStream, Instant)>>,
+    idle: Mutex<Vec<Idle>>,
     connect_timeout: Duration,
     read_timeout: Duration,
 }
@@ -108,11 +119,13 @@ impl Http1Client {
     }
 
     fn checkout(&self) -> Option<TcpStream> {
+        let worker = workers::current();
         let mut idle = match self.idle.lock() {
             Ok(idle) => idle,
             Err(poisoned) => poisoned.into_inner(),
         };
-        while let Some((conn, since)) = idle.pop() {
+        while let Some(at) = idle.iter().rposition(|c| c.worker == worker) {
+            let Idle { conn, since, .. } = idle.remove(at);
             if since.elapsed() >= IDLE_FOR {
                 continue;
             }
@@ -133,9 +146,15 @@ impl Http1Client {
             Ok(idle) => idle,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if idle.len() < MAX_IDLE {
-            idle.push((conn, Instant::now()));
+        if idle.len() >= MAX_IDLE {
+            // The oldest goes: it is the likeliest to have been closed by the provider.
+            idle.remove(0);
         }
+        idle.push(Idle {
+            conn,
+            since: Instant::now(),
+            worker: workers::current(),
+        });
     }
 
     async fn connect(&self) -> Result<TcpStream, Http1Error> {
@@ -913,5 +932,55 @@ mod tests {
             2,
             "the second request was not replayed on a new connection"
         );
+    }
+
+    #[tokio::test]
+    async fn each_serving_thread_reuses_only_the_connections_it_opened() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            // Keep-alive connections answering any number of requests.
+            while let Ok((mut conn, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut request = vec![0u8; 4096];
+                    while matches!(conn.read(&mut request).await, Ok(n) if n > 0) {
+                        let reply: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if conn.write_all(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let client = client_for(&format!("http://{addr}/v1"));
+        let workers = crate::workers::Workers::start(2).unwrap_or_else(|e| panic!("{e}"));
+        let on = |worker: usize| {
+            let client = client.clone();
+            workers.handles()[worker].spawn(async move {
+                let body = post_empty_object(&client, "/v1/embeddings").await;
+                (crate::workers::current(), body.unwrap_or_default())
+            })
+        };
+        let opened = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+        let first = on(0).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first, (1, b"ok".to_vec()), "ran on serving thread 1");
+        assert_eq!(opened(), 1);
+        let second = on(1).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(second, (2, b"ok".to_vec()), "ran on serving thread 2");
+        assert_eq!(
+            opened(),
+            2,
+            "thread 2 does not borrow thread 1's connection"
+        );
+        for worker in [0, 1, 0, 1] {
+            on(worker).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(opened(), 2, "each thread reuses its own connection");
+        assert_eq!(client.idle.lock().map(|i| i.len()).unwrap_or(0), 2);
     }
 }

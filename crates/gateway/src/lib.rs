@@ -12,6 +12,7 @@ mod catalog;
 mod denials;
 mod error;
 mod follower;
+mod headers;
 mod http1;
 mod key_table;
 mod last_used;
@@ -25,6 +26,7 @@ mod settings;
 mod sse;
 mod tokens;
 mod upstream;
+mod workers;
 
 pub use auth::Principal;
 pub use error::GatewayError;

@@ -1,23 +1,43 @@
 //! The metering pipeline: usage events go through a bounded channel to one writer that stores
 //! them in batches (one transaction each), off the request path. A full channel makes requests
 //! wait (back-pressure); nothing is dropped, and the writer drains everything before shutdown.
+//!
+//! The writer is woken once per batch, not once per event: after the first event of a batch
+//! it sleeps for the linger time and then takes what has arrived, unless the queue fills to
+//! the batch size first, in which case a sender wakes it early. (Waking it for every event
+//! cost a thread switch per request.)
 
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, Notify};
 use tollgate_store::{Store, UsageEvent};
 
 /// Where finished requests report their usage.
 #[derive(Debug, Clone)]
 pub struct UsageSink {
     tx: mpsc::Sender<UsageEvent>,
+    /// Wakes the writer before its linger time is up: a batch is ready.
+    full: Arc<Notify>,
+    /// Queued events that make a batch.
+    batch: usize,
+    /// The runtime the writer runs on: an event that has to wait for room waits there, not on
+    /// a serving thread that may be stopping.
+    background: Handle,
 }
 
 impl UsageSink {
     /// Queues an event, waiting while the queue is full.
     pub async fn record(&self, event: UsageEvent) {
-        if let Err(err) = self.tx.send(event).await {
-            // Only possible once the writer is gone, i.e. after shutdown finished.
-            tracing::error!(request_id = %err.0.request_id, "usage event arrived after the metering writer stopped");
+        match self.tx.try_send(event) {
+            Ok(()) => self.wake_if_batch_ready(),
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                self.full.notify_one();
+                if let Err(err) = self.tx.send(event).await {
+                    Self::lost(&err.0);
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(event)) => Self::lost(&event),
         }
     }
 
@@ -25,46 +45,81 @@ impl UsageSink {
     /// is room, else from a task that waits for room.
     pub fn record_detached(&self, event: UsageEvent) {
         match self.tx.try_send(event) {
-            Ok(()) => {}
+            Ok(()) => self.wake_if_batch_ready(),
             Err(mpsc::error::TrySendError::Full(event)) => {
+                self.full.notify_one();
                 let sink = self.clone();
-                tokio::spawn(async move { sink.record(event).await });
+                self.background
+                    .spawn(async move { sink.record(event).await });
             }
-            Err(mpsc::error::TrySendError::Closed(event)) => {
-                tracing::error!(request_id = %event.request_id, "usage event arrived after the metering writer stopped");
-            }
+            Err(mpsc::error::TrySendError::Closed(event)) => Self::lost(&event),
         }
+    }
+
+    fn wake_if_batch_ready(&self) {
+        if self.tx.max_capacity() - self.tx.capacity() >= self.batch {
+            self.full.notify_one();
+        }
+    }
+
+    fn lost(event: &UsageEvent) {
+        // Only possible once the writer is gone, i.e. after shutdown finished.
+        tracing::error!(request_id = %event.request_id, "usage event arrived after the metering writer stopped");
     }
 }
 
-/// Starts the writer; it ends when every [`UsageSink`] is dropped and all events are stored.
-/// After the first event of a batch it waits up to `linger` for more (or until `batch` are
-/// in), so a busy gateway writes few, large transactions.
+/// Starts the writer on the current runtime; it ends when every [`UsageSink`] is dropped and
+/// all events are stored. After the first event of a batch it waits up to `linger` for more
+/// (or until `batch` are queued), so a busy gateway writes few, large transactions.
 pub fn start(
     store: Store,
     capacity: usize,
     batch: usize,
     linger: Duration,
 ) -> (UsageSink, tokio::task::JoinHandle<()>) {
+    let batch = batch.clamp(1, capacity.max(1));
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let writer = tokio::spawn(write_batches(store, rx, batch.max(1), linger));
-    (UsageSink { tx }, writer)
+    let full = Arc::new(Notify::new());
+    let writer = tokio::spawn(write_batches(store, rx, full.clone(), batch, linger));
+    let sink = UsageSink {
+        tx,
+        full,
+        batch,
+        background: Handle::current(),
+    };
+    (sink, writer)
 }
 
 async fn write_batches(
     store: Store,
     mut rx: mpsc::Receiver<UsageEvent>,
+    full: Arc<Notify>,
     max: usize,
     linger: Duration,
 ) {
     let mut batch = Vec::with_capacity(max);
     while rx.recv_many(&mut batch, max).await > 0 {
-        let deadline = tokio::time::Instant::now() + linger;
+        if batch.len() < max && rx.len() < max - batch.len() {
+            // A wake-up left over from an earlier batch would end this wait at once: only a
+            // queue that still holds a batch's worth cuts it short.
+            let wait = tokio::time::sleep(linger);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    _ = full.notified() => {
+                        if batch.len() + rx.len() >= max {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        // Whatever has arrived, without waiting (the channel is closed or not).
         while batch.len() < max {
-            let room = max - batch.len();
-            match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+            match rx.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
             }
         }
         let mut delay = Duration::from_millis(100);
@@ -75,5 +130,72 @@ async fn write_batches(
         }
         tracing::debug!(events = batch.len(), "stored usage events");
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
+    use tollgate_store::DatabaseLocation;
+
+    fn event(n: usize) -> UsageEvent {
+        UsageEvent {
+            request_id: format!("req_{n:032}"),
+            org_id: OrgId::from_trusted("org-test".into()),
+            project_id: ProjectId::from_trusted("proj_test".into()),
+            key_id: KeyId::from_trusted("key_test".into()),
+            model_requested: "gpt-4o-mini".into(),
+            model_served: "gpt-4o-mini".into(),
+            endpoint: "/v1/chat/completions".into(),
+            input_tokens: 1,
+            cached_input_tokens: 0,
+            output_tokens: 1,
+            reasoning_tokens: 0,
+            cost: MicroUsd(1),
+            status: 200,
+            latency_ms: 1,
+            client_ip: None,
+            created_at: UnixTime(1_795_400_000),
+        }
+    }
+
+    async fn stored(store: &Store) -> usize {
+        store
+            .recent_usage(&OrgId::from_trusted("org-test".into()), 100)
+            .await
+            .map(|events| events.len())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_is_written_at_once_and_the_rest_after_the_linger_time() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let location = DatabaseLocation::Sqlite(dir.path().join("tollgate.db"));
+        let store = Store::open(&location)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Only a full batch can end the linger time early.
+        let linger = Duration::from_secs(3);
+        let (sink, writer) = start(store.clone(), 16, 3, linger);
+        let started = tokio::time::Instant::now();
+        for n in 0..4 {
+            sink.record(event(n)).await;
+        }
+        while stored(&store).await < 3 && started.elapsed() < linger {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            stored(&store).await,
+            3,
+            "the first three, before the linger time is up"
+        );
+        // Shutdown: the last sink goes, and the writer stores what is left before it ends.
+        drop(sink);
+        tokio::time::timeout(linger * 3, writer)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stored(&store).await, 4);
     }
 }

@@ -14,7 +14,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -165,7 +164,7 @@ fn prepare(
 /// Reads a request body up to the configured limit.
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, GatewayError> {
     let declared = headers
-        .get("content-length")
+        .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
@@ -235,14 +234,7 @@ impl Relay {
         if let Some(sse) = &self.sse {
             return sse.usage;
         }
-        // Only `usage` is built; the rest of the body is skipped over, not materialised.
-        #[derive(Deserialize)]
-        struct UsageOnly {
-            #[serde(default)]
-            usage: serde_json::Value,
-        }
-        let body: UsageOnly = serde_json::from_slice(self.copy.as_ref()?).ok()?;
-        TokenUsage::from_usage(&body.usage)
+        TokenUsage::from_body(self.copy.as_ref()?)
     }
 
     async fn end(&mut self) {
@@ -358,7 +350,7 @@ async fn forward(
     let mut headers = client_headers(&response.headers);
     let is_sse = response
         .headers
-        .get("content-type")
+        .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let (sse, copy) = reading(is_sse);
@@ -591,26 +583,37 @@ fn scope_of(path: &str) -> Scope {
     }
 }
 
+impl Call {
+    /// The call's parts, moved out of the extensions the middleware put in (not cloned).
+    fn take(
+        state: AppState,
+        extensions: &mut axum::http::Extensions,
+    ) -> Result<Call, GatewayError> {
+        // Both are set by the middleware of every `/v1` route; a request without them was
+        // not authenticated.
+        let principal = extensions
+            .remove::<Principal>()
+            .ok_or(GatewayError::MissingKey)?;
+        let request_id = extensions
+            .remove::<RequestId>()
+            .unwrap_or_else(|| RequestId(crate::request_id::new_request_id()));
+        Ok(Call {
+            state,
+            principal,
+            request_id,
+        })
+    }
+}
+
 macro_rules! metered_handler {
     ($name:ident, $endpoint:expr) => {
         pub(crate) async fn $name(
             State(state): State<AppState>,
-            Extension(principal): Extension<Principal>,
-            Extension(request_id): Extension<RequestId>,
-            headers: HeaderMap,
-            body: Body,
+            request: Request,
         ) -> Result<Response, GatewayError> {
-            metered(
-                Call {
-                    state,
-                    principal,
-                    request_id,
-                },
-                $endpoint,
-                headers,
-                body,
-            )
-            .await
+            let (mut parts, body) = request.into_parts();
+            let call = Call::take(state, &mut parts.extensions)?;
+            metered(call, $endpoint, parts.headers, body).await
         }
     };
 }
@@ -622,19 +625,10 @@ metered_handler!(embeddings, Endpoint::Embeddings);
 
 pub(crate) async fn other(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-    request: Request,
+    mut request: Request,
 ) -> Result<Response, GatewayError> {
-    pass_through(
-        Call {
-            state,
-            principal,
-            request_id,
-        },
-        request,
-    )
-    .await
+    let call = Call::take(state, request.extensions_mut())?;
+    pass_through(call, request).await
 }
 
 #[cfg(test)]

@@ -1,3 +1,4 @@
+use crate::headers::{OPENAI_PROCESSING_MS, X_REQUEST_ID};
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
@@ -67,10 +68,10 @@ pub(crate) async fn tag(mut request: Request, next: Next) -> Response {
         let elapsed = started.elapsed();
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&id) {
-            headers.insert("x-request-id", value);
+            headers.insert(X_REQUEST_ID, value);
         }
         headers.insert(
-            "openai-processing-ms",
+            OPENAI_PROCESSING_MS,
             HeaderValue::from(elapsed.as_millis() as u64),
         );
         tracing::info!(

@@ -7,6 +7,7 @@ use crate::last_used::LastUsed;
 use crate::metering::{self, UsageSink};
 use crate::settings::GatewaySettings;
 use crate::upstream::Upstream;
+use crate::workers::{self, Workers};
 use crate::{auth, budget_alerts, follower, models, proxy, request_id};
 use axum::http::{Method, Uri};
 use axum::routing::{any, get, post};
@@ -59,6 +60,8 @@ pub enum StartError {
     },
     #[error("this database has not been set up yet: run `tollgate init` first")]
     NotInitialized,
+    #[error("could not start the serving threads: {0}")]
+    Workers(std::io::Error),
     #[error("could not set up the HTTP client for provider {provider}: {reason}")]
     Client { provider: String, reason: String },
 }
@@ -80,7 +83,6 @@ pub struct RunningGateway {
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
-    grace: std::time::Duration,
     keys: Arc<KeyTable>,
     limits: Arc<Limits>,
     metering: JoinHandle<()>,
@@ -165,6 +167,7 @@ impl Gateway {
             alerts_stop_rx,
         );
         let grace = self.settings.shutdown_grace;
+        let worker_count = self.settings.workers;
         let state = AppState(Arc::new(Shared {
             keys: keys.clone(),
             hasher: self.hasher,
@@ -177,32 +180,18 @@ impl Gateway {
             upstreams,
             usage,
             store: self.store.clone(),
-            ip_denials: Arc::default(),
+            ip_denials: Arc::new(IpDenials::new()),
             limits: limits.clone(),
         }));
         let app = router(state);
-        let mut shutdown_rx = stop_rx;
-        let server = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = shutdown_rx.changed().await;
-            };
-            if let Err(err) = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
-            {
-                tracing::error!(error = %err, "the HTTP server stopped with an error");
-            }
-        });
+        let workers = Workers::start(worker_count).map_err(StartError::Workers)?;
+        let server = tokio::spawn(workers::serve(listener, app, workers, stop_rx, grace));
         tracing::info!(%addr, keys = keys.len(), "gateway listening");
         Ok(RunningGateway {
             addr,
             stop,
             server,
             background,
-            grace,
             keys,
             limits,
             metering,
@@ -231,12 +220,8 @@ impl RunningGateway {
     /// every pending usage event and last-used time before returning.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let server = self.server;
-        let abort = server.abort_handle();
-        if tokio::time::timeout(self.grace, server).await.is_err() {
-            tracing::warn!("requests still in flight after the shutdown grace period were cut off");
-            abort.abort();
-        }
+        // Bounded by the grace period: connections still open then are dropped.
+        let _ = self.server.await;
         for task in self.background {
             let _ = task.await;
         }

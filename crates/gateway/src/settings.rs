@@ -101,6 +101,8 @@ pub struct MeteringSettings {
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
     pub listen: SocketAddr,
+    /// Threads serving connections, each with a runtime of its own (see `workers`).
+    pub workers: usize,
     pub providers: Vec<ProviderSettings>,
     pub routes: RouteTable,
     pub pricing: PricingTable,
@@ -130,6 +132,7 @@ impl GatewaySettings {
     pub fn new(listen: SocketAddr) -> GatewaySettings {
         GatewaySettings {
             listen,
+            workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             providers: Vec::new(),
             routes: RouteTable::default(),
             pricing: PricingTable::shipped().unwrap_or_default(),

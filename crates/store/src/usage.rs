@@ -2,7 +2,11 @@ use crate::{Result, Store, UsageEvent, UsageGrouping, UsageRow};
 use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
 
 /// Rows in one multi-row insert: 16 parameters each, well under SQLite's limit of 32,766.
-const EVENTS_PER_STATEMENT: usize = 1_000;
+/// Rows per INSERT, largest first. A batch is written with as few statements as these sizes
+/// allow, and only these few statement texts ever exist, so each is prepared once and then
+/// reused from the connection's cache (a statement sized to each batch was prepared anew for
+/// every batch).
+const ROWS_PER_INSERT: [usize; 3] = [256, 16, 1];
 
 /// The roll-up summed by one column; `$column` and `$order` are literals, never input.
 macro_rules! usage_sql {
@@ -73,7 +77,7 @@ struct UsageRowDb {
 
 impl Store {
     /// Writes a batch of usage events and folds them into the daily roll-up, in one transaction
-    /// of three statements whatever the batch size. An event whose request id is already stored
+    /// (multi-row inserts of the sizes in [`ROWS_PER_INSERT`], then one roll-up). An event whose request id is already stored
     /// is skipped, so a retried batch counts once.
     pub async fn record_usage(&self, events: &[UsageEvent]) -> Result<()> {
         if events.is_empty() {
@@ -85,31 +89,36 @@ impl Store {
         let (before,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(rowid), 0) FROM usage_events")
             .fetch_one(&mut *tx)
             .await?;
-        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT OR IGNORE INTO usage_events (request_id, org_id, project_id, key_id, model_requested,
-                     model_served, endpoint, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
-                     cost_micro_usd, status, latency_ms, client_ip, created_at) ",
-            );
-            insert.push_values(chunk, |mut row, event| {
-                row.push_bind(event.request_id.as_str())
-                    .push_bind(event.org_id.as_str())
-                    .push_bind(event.project_id.as_str())
-                    .push_bind(event.key_id.as_str())
-                    .push_bind(event.model_requested.as_str())
-                    .push_bind(event.model_served.as_str())
-                    .push_bind(event.endpoint.as_str())
-                    .push_bind(event.input_tokens)
-                    .push_bind(event.cached_input_tokens)
-                    .push_bind(event.output_tokens)
-                    .push_bind(event.reasoning_tokens)
-                    .push_bind(event.cost.0)
-                    .push_bind(i64::from(event.status))
-                    .push_bind(event.latency_ms)
-                    .push_bind(event.client_ip.as_deref())
-                    .push_bind(event.created_at.seconds());
-            });
-            insert.build().execute(&mut *tx).await?;
+        let mut rest = events;
+        for size in ROWS_PER_INSERT {
+            while rest.len() >= size {
+                let (chunk, tail) = rest.split_at(size);
+                rest = tail;
+                let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT OR IGNORE INTO usage_events (request_id, org_id, project_id, key_id, model_requested,
+                             model_served, endpoint, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
+                             cost_micro_usd, status, latency_ms, client_ip, created_at) ",
+                    );
+                insert.push_values(chunk, |mut row, event| {
+                    row.push_bind(event.request_id.as_str())
+                        .push_bind(event.org_id.as_str())
+                        .push_bind(event.project_id.as_str())
+                        .push_bind(event.key_id.as_str())
+                        .push_bind(event.model_requested.as_str())
+                        .push_bind(event.model_served.as_str())
+                        .push_bind(event.endpoint.as_str())
+                        .push_bind(event.input_tokens)
+                        .push_bind(event.cached_input_tokens)
+                        .push_bind(event.output_tokens)
+                        .push_bind(event.reasoning_tokens)
+                        .push_bind(event.cost.0)
+                        .push_bind(i64::from(event.status))
+                        .push_bind(event.latency_ms)
+                        .push_bind(event.client_ip.as_deref())
+                        .push_bind(event.created_at.seconds());
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
         }
         sqlx::query(
             "INSERT INTO usage_daily (day, org_id, project_id, key_id, model, requests, input_tokens,

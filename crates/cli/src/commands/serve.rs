@@ -23,6 +23,9 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     let (providers, _mocks) = providers(settings).await?;
     let mut gateway_settings = GatewaySettings::new(settings.listen);
     gateway_settings.providers = providers;
+    if let Some(workers) = settings.workers {
+        gateway_settings.workers = workers;
+    }
     gateway_settings.routes = settings.routes();
     gateway_settings.pricing = settings.pricing.clone();
     gateway_settings.unpriced = settings.unpriced;

@@ -1,0 +1,188 @@
+//! The serving threads, built like nginx's worker processes: one thread per core, each with a
+//! single-threaded runtime of its own, and every accepted connection served on one of them
+//! from its first byte to its last. The connection's socket, the provider connections it
+//! borrows (the HTTP/1.1 client keeps a pool per thread) and its timers are all driven by the
+//! thread that serves it, so a request never has to wake another thread.
+//!
+//! Why not one work-stealing runtime: when a gateway shares its cores with other processes (a
+//! load generator, a model server, the database) its idle workers park, and are woken again
+//! for nearly every request; measured under `bench/run.sh`, that was a quarter of the CPU a
+//! request cost. The price of this model is nginx's: a connection stays on its thread, so a
+//! very uneven mix of connections can load one thread more than another.
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Which serving thread runs this code: 1 to N on the serving threads, 0 on any other.
+pub(crate) fn current() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// The serving threads, running until stopped.
+#[derive(Debug)]
+pub(crate) struct Workers {
+    handles: Vec<Handle>,
+    exit: watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `count` serving threads (at least one).
+    pub(crate) fn start(count: usize) -> io::Result<Workers> {
+        let (exit, exit_rx) = watch::channel(false);
+        let mut handles = Vec::new();
+        let mut threads = Vec::new();
+        for index in 1..=count.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(runtime.handle().clone());
+            let mut exit_rx = exit_rx.clone();
+            // If a later thread cannot start, `exit` is dropped on the way out and the ones
+            // already running end.
+            let thread = std::thread::Builder::new()
+                .name(format!("tollgate-worker-{index}"))
+                .spawn(move || {
+                    WORKER.with(|worker| worker.set(index));
+                    runtime.block_on(async move {
+                        let _ = exit_rx.wait_for(|exit| *exit).await;
+                    });
+                    // Dropping the runtime drops whatever it still runs.
+                })?;
+            threads.push(thread);
+        }
+        Ok(Workers {
+            handles,
+            exit,
+            threads,
+        })
+    }
+
+    /// The serving threads' runtimes, first thread first.
+    pub(crate) fn handles(&self) -> &[Handle] {
+        &self.handles
+    }
+
+    /// Ends the threads, dropping any connection still open, and waits until they are gone
+    /// (with them, everything their requests held, such as usage sinks).
+    async fn stop(self) {
+        let _ = self.exit.send(true);
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Accepts connections and hands them to the serving threads in turn, until `stop` turns
+/// true; then stops accepting, lets the open connections finish their requests (up to
+/// `grace`), and stops the threads.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    workers: Workers,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) if is_connection_error(&err) => continue,
+            Err(err) => {
+                // Out of file descriptors, most likely: wait for some to be closed.
+                tracing::error!(error = %err, "could not accept a connection");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        // Moved to the serving thread without its registration here: the thread registers
+        // it with its own runtime.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not hand a connection to a serving thread");
+                continue;
+            }
+        };
+        let worker = &workers.handles()[next % workers.handles().len()];
+        next = next.wrapping_add(1);
+        worker.spawn(serve_connection(
+            stream,
+            peer,
+            router.clone(),
+            graceful.watcher(),
+        ));
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after the shutdown grace period were cut off");
+    }
+    workers.stop().await;
+}
+
+async fn serve_connection(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    watcher: Watcher,
+) {
+    let stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::warn!(error = %err, %peer, "could not serve a connection");
+            return;
+        }
+    };
+    // Streamed responses are many small writes: each goes out at once.
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(error = %err, %peer, "could not set TCP_NODELAY");
+    }
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let mut router = router.clone();
+        tower_service::Service::call(&mut router, request)
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().enable_connect_protocol();
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    if let Err(err) = watcher.watch(connection).await {
+        tracing::debug!(error = %err, %peer, "connection ended with an error");
+    }
+}
+
+fn is_connection_error(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
