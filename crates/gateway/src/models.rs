@@ -1,8 +1,9 @@
-use crate::auth::Principal;
+use crate::auth::{identified, Principal};
 use crate::error::GatewayError;
 use crate::server::AppState;
 use axum::extract::State;
-use axum::{Extension, Json};
+use axum::response::Response;
+use axum::Json;
 use serde::Serialize;
 use tollgate_core::{Access, Scope};
 
@@ -21,10 +22,12 @@ struct Model {
 }
 
 /// `GET /v1/models`: the models the configured routes offer, in OpenAI's list shape.
-pub(crate) async fn list(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-) -> Result<Json<ModelList>, GatewayError> {
+pub(crate) async fn list(State(state): State<AppState>, principal: Principal) -> Response {
+    let key = principal.key.clone();
+    identified(&key, models(&state, principal))
+}
+
+fn models(state: &AppState, principal: Principal) -> Result<Json<ModelList>, GatewayError> {
     principal.require(Scope::Models, Access::Read)?;
     let routes = state.catalog.routes();
     let data = routes

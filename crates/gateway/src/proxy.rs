@@ -2,7 +2,7 @@
 //! embeddings) and the pass-through of every other `/v1/*` path, both streamed.
 
 use crate::admission::{Admission, Ask};
-use crate::auth::Principal;
+use crate::auth::{identified, Principal};
 use crate::error::GatewayError;
 use crate::request_id::RequestId;
 use crate::server::AppState;
@@ -584,24 +584,17 @@ fn scope_of(path: &str) -> Scope {
 }
 
 impl Call {
-    /// The call's parts, moved out of the extensions the middleware put in (not cloned).
-    fn take(
-        state: AppState,
-        extensions: &mut axum::http::Extensions,
-    ) -> Result<Call, GatewayError> {
-        // Both are set by the middleware of every `/v1` route; a request without them was
-        // not authenticated.
-        let principal = extensions
-            .remove::<Principal>()
-            .ok_or(GatewayError::MissingKey)?;
+    /// The call of an authenticated request; its id is moved out of the request's extensions,
+    /// where the connection put it.
+    fn new(state: AppState, principal: Principal, extensions: &mut axum::http::Extensions) -> Call {
         let request_id = extensions
             .remove::<RequestId>()
             .unwrap_or_else(|| RequestId(crate::request_id::new_request_id()));
-        Ok(Call {
+        Call {
             state,
             principal,
             request_id,
-        })
+        }
     }
 }
 
@@ -609,11 +602,13 @@ macro_rules! metered_handler {
     ($name:ident, $endpoint:expr) => {
         pub(crate) async fn $name(
             State(state): State<AppState>,
+            principal: Principal,
             request: Request,
-        ) -> Result<Response, GatewayError> {
+        ) -> Response {
+            let key = principal.key.clone();
             let (mut parts, body) = request.into_parts();
-            let call = Call::take(state, &mut parts.extensions)?;
-            metered(call, $endpoint, parts.headers, body).await
+            let call = Call::new(state, principal, &mut parts.extensions);
+            identified(&key, metered(call, $endpoint, parts.headers, body).await)
         }
     };
 }
@@ -625,10 +620,12 @@ metered_handler!(embeddings, Endpoint::Embeddings);
 
 pub(crate) async fn other(
     State(state): State<AppState>,
+    principal: Principal,
     mut request: Request,
-) -> Result<Response, GatewayError> {
-    let call = Call::take(state, request.extensions_mut())?;
-    pass_through(call, request).await
+) -> Response {
+    let key = principal.key.clone();
+    let call = Call::new(state, principal, request.extensions_mut());
+    identified(&key, pass_through(call, request).await)
 }
 
 #[cfg(test)]

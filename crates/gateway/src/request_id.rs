@@ -1,9 +1,11 @@
 use crate::headers::{OPENAI_PROCESSING_MS, X_REQUEST_ID};
-use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::middleware::Next;
+use axum::http::{HeaderValue, Request};
 use axum::response::Response;
+use axum::Router;
+use hyper::body::Incoming;
+use std::convert::Infallible;
 use std::time::Instant;
+use tower_service::Service;
 use tracing::Instrument;
 
 /// The request's id, for handlers (from the request's extensions).
@@ -50,9 +52,14 @@ pub(crate) fn new_request_id() -> String {
     id
 }
 
-/// Gives every request an id (in its log span and the `x-request-id` header) and reports its
-/// processing time in `openai-processing-ms`.
-pub(crate) async fn tag(mut request: Request, next: Next) -> Response {
+/// Serves one request through `router`, giving it an id (in its log span and the
+/// `x-request-id` header) and reporting its processing time in `openai-processing-ms`. Called
+/// by the connection for every request, in front of the router rather than as a middleware
+/// layer inside it: one boxed future and one service clone less per request.
+pub(crate) async fn tag(
+    mut router: Router,
+    mut request: Request<Incoming>,
+) -> Result<Response, Infallible> {
     let id = new_request_id();
     request.extensions_mut().insert(RequestId(id.clone()));
     let started = Instant::now();
@@ -64,7 +71,7 @@ pub(crate) async fn tag(mut request: Request, next: Next) -> Response {
         key_id = tracing::field::Empty,
     );
     async move {
-        let mut response = next.run(request).await;
+        let Ok(mut response) = router.call(request).await;
         let elapsed = started.elapsed();
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&id) {
@@ -79,7 +86,7 @@ pub(crate) async fn tag(mut request: Request, next: Next) -> Response {
             latency_us = elapsed.as_micros() as u64,
             "request finished"
         );
-        response
+        Ok(response)
     }
     .instrument(span)
     .await

@@ -1,4 +1,5 @@
 use crate::admission::Limits;
+use crate::auth::{identified, Principal};
 use crate::catalog::Catalog;
 use crate::denials::IpDenials;
 use crate::error::GatewayError;
@@ -8,10 +9,11 @@ use crate::metering::{self, UsageSink};
 use crate::settings::GatewaySettings;
 use crate::upstream::Upstream;
 use crate::workers::{self, Workers};
-use crate::{auth, budget_alerts, follower, models, proxy, request_id};
+use crate::{budget_alerts, follower, models, proxy};
 use axum::http::{Method, Uri};
+use axum::response::Response;
 use axum::routing::{any, get, post};
-use axum::{middleware, Json, Router};
+use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -234,10 +236,13 @@ impl RunningGateway {
 
 fn router(state: AppState) -> Router {
     let v1 = Router::new()
-        .route("/v1/models", get(models::list).fallback(method_not_allowed))
+        .route(
+            "/v1/models",
+            get(models::list).fallback(v1_method_not_allowed),
+        )
         .route(
             "/v1/chat/completions",
-            post(proxy::chat_completions).fallback(method_not_allowed),
+            post(proxy::chat_completions).fallback(v1_method_not_allowed),
         )
         .route(
             "/v1/responses",
@@ -245,23 +250,18 @@ fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/completions",
-            post(proxy::completions).fallback(method_not_allowed),
+            post(proxy::completions).fallback(v1_method_not_allowed),
         )
         .route(
             "/v1/embeddings",
-            post(proxy::embeddings).fallback(method_not_allowed),
+            post(proxy::embeddings).fallback(v1_method_not_allowed),
         )
         .route("/v1/{*rest}", any(proxy::other))
-        .route("/v1", any(unknown_route))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ));
+        .route("/v1", any(v1_unknown_route));
     Router::new()
         .route("/healthz", get(health))
         .merge(v1)
         .fallback(unknown_route)
-        .layer(middleware::from_fn(request_id::tag))
         .with_state(state)
 }
 
@@ -276,9 +276,18 @@ async fn unknown_route(method: Method, uri: Uri) -> GatewayError {
     }
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> GatewayError {
-    GatewayError::MethodNotAllowed {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
-    }
+/// Under `/v1`, a wrong method or path is answered only to an authenticated caller (others
+/// get the 401): the API's shape is not shown to anyone without a key.
+async fn v1_unknown_route(principal: Principal, method: Method, uri: Uri) -> Response {
+    identified(&principal.key, unknown_route(method, uri).await)
+}
+
+async fn v1_method_not_allowed(principal: Principal, method: Method, uri: Uri) -> Response {
+    identified(
+        &principal.key,
+        GatewayError::MethodNotAllowed {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+        },
+    )
 }

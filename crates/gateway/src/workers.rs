@@ -10,6 +10,7 @@
 //! request cost. The price of this model is nginx's: a connection stays on its thread, so a
 //! very uneven mix of connections can load one thread more than another.
 
+use crate::request_id;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
@@ -167,8 +168,7 @@ async fn serve_connection(
     }
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        let mut router = router.clone();
-        tower_service::Service::call(&mut router, request)
+        request_id::tag(router.clone(), request)
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http2().enable_connect_protocol();

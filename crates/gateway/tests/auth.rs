@@ -400,9 +400,25 @@ async fn unknown_routes_and_methods_answer_in_the_envelope_and_other_v1_paths_ar
         .send()
         .await
         .unwrap();
-    Reply::read(post)
-        .await
-        .assert_error(405, None, "Method not allowed (POST /v1/models)");
+    let wrong = Reply::read(post).await;
+    wrong.assert_error(405, None, "Method not allowed (POST /v1/models)");
+    assert!(
+        wrong.headers.contains_key("openai-organization"),
+        "an authenticated caller's error names its organization"
+    );
+    for path in ["/v1/models", "/v1"] {
+        let anonymous = app
+            .http
+            .post(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            anonymous.status(),
+            401,
+            "{path}: no route or method is shown without a key"
+        );
+    }
     let health = app.get("/healthz", None, &[]).await;
     assert_eq!(health.body["status"], "ok");
 }
