@@ -83,12 +83,63 @@ struct BodyFields<'a> {
     usage: Option<&'a RawValue>,
 }
 
+/// Where the value of the top-level `"usage"` key of a JSON object starts, found by one pass
+/// over the bytes that tracks only strings and nesting (an OpenAI response body is mostly
+/// content and choices, which need not be parsed to be skipped). `None` when the body is not
+/// an object or has no such key written without escapes.
+fn top_level_usage(body: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut at = 0;
+    while at < body.len() {
+        match body[at] {
+            b'"' => {
+                let start = at + 1;
+                let mut end = start;
+                loop {
+                    match body.get(end)? {
+                        b'\\' => end += 2,
+                        b'"' => break,
+                        _ => end += 1,
+                    }
+                }
+                at = end + 1;
+                if depth == 1 && &body[start..end] == b"usage" {
+                    while body.get(at).is_some_and(u8::is_ascii_whitespace) {
+                        at += 1;
+                    }
+                    if body.get(at) == Some(&b':') {
+                        return Some(at + 1);
+                    }
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+        at += 1;
+    }
+    None
+}
+
 impl TokenUsage {
     /// [`TokenUsage::from_usage`] for a whole response body (`{..., "usage": {...}}`), read
-    /// without building the JSON tree: this runs once per metered response.
+    /// without building the JSON tree: this runs once per metered response. A body cut off
+    /// after its `usage` still yields it (the provider's own count).
     pub fn from_body(body: &[u8]) -> Option<TokenUsage> {
-        let body: BodyFields = serde_json::from_slice(body).ok()?;
-        let usage: UsageFields = serde_json::from_str(body.usage?.get()).ok()?;
+        let usage: UsageFields = match top_level_usage(body) {
+            // Only the usage object is parsed; the rest of the body was only scanned.
+            Some(at) => {
+                let mut value = serde_json::Deserializer::from_slice(&body[at..]);
+                UsageFields::deserialize(&mut value).ok()?
+            }
+            // No plainly written top-level key (none at all, or one spelled with escapes):
+            // the whole body goes through the JSON parser.
+            None => {
+                let body: BodyFields = serde_json::from_slice(body).ok()?;
+                serde_json::from_str(body.usage?.get()).ok()?
+            }
+        };
         let int = |v: Option<&RawValue>| v.and_then(|v| serde_json::from_str::<i64>(v.get()).ok());
         // `cached_tokens` of an input details object, `reasoning_tokens` of an output one.
         let detail = |v: Option<&RawValue>, cached: bool| {
@@ -181,6 +232,10 @@ mod tests {
             json!({"usage": null}),
             json!({"usage": 3}),
             json!({"data": []}),
+            json!({"choices": [{"usage": {"prompt_tokens": 50}}], "usage": {"prompt_tokens": 5}}),
+            json!({"choices": [{"usage": {"prompt_tokens": 50}}]}),
+            json!({"nested": {"usage": {"prompt_tokens": 50}}, "x\\\"usage": 1, "usage": {"input_tokens": 6}}),
+            json!({"text": "\\", "usage": {"prompt_tokens": 3}}),
         ];
         for body in bodies {
             let text = serde_json::to_vec(&body).unwrap();
@@ -201,9 +256,30 @@ mod tests {
         );
         assert_eq!(TokenUsage::from_body(b"not json"), None);
         assert_eq!(
-            TokenUsage::from_body(br#"{"usage": {"prompt_tokens": 1}"#),
+            TokenUsage::from_body(br#"{"us\u0061ge": {"prompt_tokens": 4}}"#).map(|u| u.input),
+            Some(4),
+            "a key spelled with escapes is still found (by the full parser)"
+        );
+        assert_eq!(
+            TokenUsage::from_body(br#"{"usage" : {"prompt_tokens": 4}, "id": "x"}"#)
+                .map(|u| u.input),
+            Some(4)
+        );
+        assert_eq!(
+            TokenUsage::from_body(br#"["usage", {"prompt_tokens": 4}]"#),
+            None
+        );
+        assert_eq!(TokenUsage::from_body(br#"{"a": "unterminated"#), None);
+        assert_eq!(
+            TokenUsage::from_body(br#"{"usage": {"prompt_tokens": 1}, "id": "cut o"#)
+                .map(|u| u.input),
+            Some(1),
+            "a body cut off after its usage still has the provider's count"
+        );
+        assert_eq!(
+            TokenUsage::from_body(br#"{"usage": {"prompt_tokens": 1"#),
             None,
-            "cut off"
+            "cut off inside it"
         );
     }
 }
