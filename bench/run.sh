@@ -5,7 +5,7 @@
 #
 #   bench/run.sh            # ~2 minutes; prints a table and writes bench/results/run-<UTC>.json
 #   DURATION=20 RATE=1000 CONC=32 bench/run.sh
-#   WORKERS=1 bench/run.sh  # Tollgate with one worker thread
+#   WORKERS=1 bench/run.sh  # Tollgate with one serving thread
 set -euo pipefail
 cd "$(dirname "$0")"
 BENCH=$PWD
