@@ -864,8 +864,13 @@ mod tests {
         assert_eq!(client.idle.lock().map(|i| i.len()).unwrap_or(9), 0);
     }
 
-    #[tokio::test]
-    async fn a_pooled_connection_the_provider_closed_is_not_used_again() {
+    /// A provider on a local port that counts the connections it accepts and serves each with
+    /// `serve` in a task of its own. Returns its base URL and the count.
+    async fn counting_provider<F, Fut>(serve: F) -> (String, Arc<std::sync::atomic::AtomicUsize>)
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -873,18 +878,27 @@ mod tests {
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = accepted.clone();
         tokio::spawn(async move {
-            // Each connection answers one request, says keep-alive, then closes anyway.
-            while let Ok((mut conn, _)) = listener.accept().await {
+            while let Ok((conn, _)) = listener.accept().await {
                 counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let mut request = vec![0u8; 4096];
-                let _ = conn.read(&mut request).await;
-                let _ = conn
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::spawn(serve(conn));
             }
         });
-        let client = client_for(&format!("http://{addr}/v1"));
+        (format!("http://{addr}/v1"), accepted)
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_the_provider_closed_is_not_used_again() {
+        // Each connection answers one request, says keep-alive, then closes anyway.
+        let (url, accepted) = counting_provider(|mut conn| async move {
+            let mut request = vec![0u8; 4096];
+            let _ = conn.read(&mut request).await;
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        })
+        .await;
+        let client = client_for(&url);
         for _ in 0..2 {
             let body = post_empty_object(&client, "/v1/embeddings").await;
             assert_eq!(body.unwrap_or_default(), b"ok");
@@ -936,28 +950,18 @@ mod tests {
 
     #[tokio::test]
     async fn each_serving_thread_reuses_only_the_connections_it_opened() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            // Keep-alive connections answering any number of requests.
-            while let Ok((mut conn, _)) = listener.accept().await {
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut request = vec![0u8; 4096];
-                    while matches!(conn.read(&mut request).await, Ok(n) if n > 0) {
-                        let reply: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if conn.write_all(reply).await.is_err() {
-                            break;
-                        }
-                    }
-                });
+        // Keep-alive connections answering any number of requests.
+        let (url, accepted) = counting_provider(|mut conn| async move {
+            let mut request = vec![0u8; 4096];
+            while matches!(conn.read(&mut request).await, Ok(n) if n > 0) {
+                let reply: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if conn.write_all(reply).await.is_err() {
+                    break;
+                }
             }
-        });
-        let client = client_for(&format!("http://{addr}/v1"));
+        })
+        .await;
+        let client = client_for(&url);
         let workers = crate::workers::Workers::start(2).unwrap_or_else(|e| panic!("{e}"));
         let on = |worker: usize| {
             let client = client.clone();
