@@ -52,14 +52,16 @@ macro_rules! define_id {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        // Shared text: ids are copied into every usage event and cache entry, and a clone is
+        // a reference count, not an allocation.
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             pub const PREFIX: &'static str = $prefix;
 
             /// A fresh random id.
             pub fn generate() -> Self {
-                $name(format!("{}{}", $prefix, random_base62($len)))
+                $name(format!("{}{}", $prefix, random_base62($len)).into())
             }
 
             pub fn parse(text: &str) -> Result<Self, IdError> {
@@ -67,7 +69,7 @@ macro_rules! define_id {
                     .strip_prefix($prefix)
                     .is_some_and(|rest| rest.len() == $len && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
                 if valid {
-                    Ok($name(text.to_owned()))
+                    Ok($name(text.into()))
                 } else {
                     Err(IdError { input: text.chars().take(80).collect(), what: $what, prefix: $prefix, len: $len })
                 }
@@ -79,7 +81,7 @@ macro_rules! define_id {
 
             /// Wraps text read back from the store, which only ever holds ids this code wrote.
             pub fn from_trusted(text: String) -> Self {
-                $name(text)
+                $name(text.into())
             }
         }
 
