@@ -528,6 +528,15 @@ impl BodyReader {
         Ok(read > 0)
     }
 
+    /// Reads more of the body: the connection ending here cuts the body short.
+    async fn fill_or_eof(&mut self) -> io::Result<()> {
+        if self.fill().await? {
+            Ok(())
+        } else {
+            Err(Self::eof())
+        }
+    }
+
     fn eof() -> io::Error {
         io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -553,10 +562,8 @@ impl BodyReader {
                     return None;
                 }
                 if self.buffer.is_empty() {
-                    match self.fill().await {
-                        Ok(true) => {}
-                        Ok(false) => return Some(Err(Self::eof())),
-                        Err(err) => return Some(Err(err)),
+                    if let Err(err) = self.fill_or_eof().await {
+                        return Some(Err(err));
                     }
                 }
                 let take = (self.buffer.len() as u64).min(remaining) as usize;
@@ -595,11 +602,10 @@ impl BodyReader {
                                 "chunk size line too long",
                             )));
                         }
-                        match self.fill().await {
-                            Ok(true) => continue,
-                            Ok(false) => return Some(Err(Self::eof())),
-                            Err(err) => return Some(Err(err)),
+                        if let Err(err) = self.fill_or_eof().await {
+                            return Some(Err(err));
                         }
+                        continue;
                     };
                     let line = self.buffer.split_to(end + 2);
                     if self.chunk == Chunk::Trailers {
@@ -626,10 +632,8 @@ impl BodyReader {
                 }
                 Chunk::Data(remaining) => {
                     if self.buffer.is_empty() {
-                        match self.fill().await {
-                            Ok(true) => {}
-                            Ok(false) => return Some(Err(Self::eof())),
-                            Err(err) => return Some(Err(err)),
+                        if let Err(err) = self.fill_or_eof().await {
+                            return Some(Err(err));
                         }
                     }
                     let take = (self.buffer.len() as u64).min(remaining) as usize;
@@ -644,11 +648,10 @@ impl BodyReader {
                 }
                 Chunk::DataEnd => {
                     if self.buffer.len() < 2 {
-                        match self.fill().await {
-                            Ok(true) => continue,
-                            Ok(false) => return Some(Err(Self::eof())),
-                            Err(err) => return Some(Err(err)),
+                        if let Err(err) = self.fill_or_eof().await {
+                            return Some(Err(err));
                         }
+                        continue;
                     }
                     if &self.buffer[..2] != b"\r\n" {
                         return Some(Err(io::Error::new(

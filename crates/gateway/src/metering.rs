@@ -179,17 +179,21 @@ mod tests {
         let linger = Duration::from_secs(3);
         let (sink, writer) = start(store.clone(), 16, 3, linger);
         let started = tokio::time::Instant::now();
-        for n in 0..4 {
+        // The writer takes the first event and starts lingering; three more queue up.
+        sink.record(event(0)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for n in 1..4 {
             sink.record(event(n)).await;
         }
-        while stored(&store).await < 3 && started.elapsed() < linger {
+        while stored(&store).await < 3 && started.elapsed() < linger * 2 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(
-            stored(&store).await,
-            3,
-            "the first three, before the linger time is up"
+        assert!(
+            started.elapsed() < linger,
+            "the full batch was written after {:?}, not before the linger time",
+            started.elapsed()
         );
+        assert_eq!(stored(&store).await, 3, "the first three, and only those");
         // Shutdown: the last sink goes, and the writer stores what is left before it ends.
         drop(sink);
         tokio::time::timeout(linger * 3, writer)

@@ -374,6 +374,19 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    /// The call of an authenticated request; its id is moved out of the request's extensions,
+    /// where the connection put it.
+    fn new(state: AppState, principal: Principal, extensions: &mut axum::http::Extensions) -> Call {
+        let request_id = extensions
+            .remove::<RequestId>()
+            .unwrap_or_else(|| RequestId(crate::request_id::new_request_id()));
+        Call {
+            state,
+            principal,
+            request_id,
+        }
+    }
+
     /// Checks the request against every rate limit and budget that applies. `estimate` gives
     /// the tokens to reserve and the most the request can cost; it is only worked out (the
     /// prompt counted) when a token limit or a budget applies.
@@ -580,21 +593,6 @@ fn scope_of(path: &str) -> Scope {
         "responses" => Scope::Responses,
         "embeddings" => Scope::Embeddings,
         _ => Scope::ChatCompletions,
-    }
-}
-
-impl Call {
-    /// The call of an authenticated request; its id is moved out of the request's extensions,
-    /// where the connection put it.
-    fn new(state: AppState, principal: Principal, extensions: &mut axum::http::Extensions) -> Call {
-        let request_id = extensions
-            .remove::<RequestId>()
-            .unwrap_or_else(|| RequestId(crate::request_id::new_request_id()));
-        Call {
-            state,
-            principal,
-            request_id,
-        }
     }
 }
 

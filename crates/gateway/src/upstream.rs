@@ -3,9 +3,8 @@
 pub use crate::http1::RequestBody;
 use crate::http1::{Http1Client, Http1Error};
 use crate::settings::ProviderSettings;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use bytes::Bytes;
-use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use futures_util::stream::{StreamExt, TryStreamExt};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -68,12 +67,9 @@ pub enum UpstreamError {
     Failed { provider: String, reason: String },
 }
 
-/// A provider's answer: status and headers, and the body read as it is polled.
-pub struct Incoming {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: BoxStream<'static, std::io::Result<Bytes>>,
-}
+/// A provider's answer: status and headers, and the body read as it is polled (the same shape
+/// whichever client fetched it).
+pub use crate::http1::Response as Incoming;
 
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -168,11 +164,6 @@ impl Upstream {
             Some(http1) => http1
                 .send(&method, path_and_query, &headers, body)
                 .await
-                .map(|r| Incoming {
-                    status: r.status,
-                    headers: r.headers,
-                    body: r.body,
-                })
                 .map_err(|e| self.classify_http1(e)),
             None => {
                 let sent = self.send_reqwest(method, path_and_query, headers, body);
