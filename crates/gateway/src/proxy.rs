@@ -227,6 +227,9 @@ struct Relay {
     copy: Option<BytesMut>,
     meter: Option<Meter>,
     status: u16,
+    /// Bytes still to come when the client was given the body's length: the client's
+    /// connection stops reading the body at that length, so the last piece ends the metering.
+    remaining: Option<u64>,
 }
 
 impl Relay {
@@ -272,6 +275,7 @@ impl Drop for Relay {
 }
 
 fn relay_body(relay: Relay) -> Body {
+    let relay_length = relay.remaining;
     let stream = futures_util::stream::unfold(Some(relay), |state| async move {
         let mut relay = state?;
         loop {
@@ -290,6 +294,13 @@ fn relay_body(relay: Relay) -> Body {
                             chunk
                         }
                     };
+                    if let Some(left) = relay.remaining.as_mut() {
+                        *left = left.saturating_sub(out.len() as u64);
+                        if *left == 0 {
+                            relay.end().await;
+                            return Some((Ok(out), None));
+                        }
+                    }
                     if !out.is_empty() {
                         return Some((Ok::<Bytes, std::io::Error>(out), Some(relay)));
                     }
@@ -311,7 +322,51 @@ fn relay_body(relay: Relay) -> Body {
             }
         }
     });
-    Body::from_stream(stream)
+    Body::new(RelayBody {
+        length: relay_length,
+        stream: Box::pin(stream),
+    })
+}
+
+/// The relayed body as the client receives it: with the provider's length when the body passes
+/// unchanged, so the client gets a `content-length` (as OpenAI sends) instead of a chunked body.
+struct RelayBody {
+    stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>,
+    length: Option<u64>,
+}
+
+impl hyper::body::Body for RelayBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.stream
+            .as_mut()
+            .poll_next(cx)
+            .map(|chunk| chunk.map(|chunk| chunk.map(hyper::body::Frame::data)))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.length
+            .map(hyper::body::SizeHint::with_exact)
+            .unwrap_or_default()
+    }
+}
+
+/// The length a provider's response declares for its body, when it is framed by one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    if headers.contains_key(axum::http::header::TRANSFER_ENCODING) {
+        return None;
+    }
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// What to send a provider.
@@ -331,6 +386,9 @@ async fn forward(
     meter: Meter,
     reading: impl FnOnce(bool) -> (Option<SseMeter>, bool),
 ) -> Result<Response, GatewayError> {
+    // A body the client will not get (HEAD) or that Tollgate rewrites (SSE) has no length to
+    // pass on.
+    let is_head = request.method == Method::HEAD;
     let response = match upstream
         .send(
             request.method,
@@ -354,6 +412,13 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let (sse, copy) = reading(is_sse);
+    // An empty body stays unframed: the client's connection would never ask for it, and the
+    // metering runs when the body is read to its end.
+    let length = if sse.is_none() && !is_head {
+        declared_length(&response.headers).filter(|&length| length > 0)
+    } else {
+        None
+    };
     meter.admission.headers().apply(&mut headers);
     let relay = Relay {
         upstream: response.body,
@@ -361,6 +426,7 @@ async fn forward(
         copy: copy.then(BytesMut::new),
         meter: Some(meter),
         status: status.as_u16(),
+        remaining: length,
     };
     let mut reply = (status, relay_body(relay)).into_response();
     reply.headers_mut().extend(headers);

@@ -70,6 +70,14 @@ async fn chat_completions_go_upstream_with_the_provider_key_and_are_metered() {
         reply.headers["x-tollgate-simulated"], "true",
         "provider headers pass through"
     );
+    // An unchanged body keeps the provider's length, as OpenAI sends it: not chunked.
+    let length: usize = reply.headers["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(length, reply.body.to_string().len());
+    assert!(!reply.headers.contains_key("transfer-encoding"));
 
     let seen = app.mock.requests();
     let upstream = &seen.last().unwrap().headers;
@@ -124,6 +132,10 @@ async fn streaming_learns_usage_without_showing_it_unless_asked() {
     assert_eq!(
         response.headers()["content-type"],
         "text/event-stream; charset=utf-8"
+    );
+    assert!(
+        !response.headers().contains_key("content-length"),
+        "a stream Tollgate edits has no length to pass on"
     );
     let events = read_sse(response).await;
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
