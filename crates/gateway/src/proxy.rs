@@ -224,7 +224,7 @@ struct Relay {
     upstream: BoxStream<'static, std::io::Result<Bytes>>,
     sse: Option<SseMeter>,
     /// Copy of a non-streamed body, to read its usage at the end.
-    copy: Option<BytesMut>,
+    copy: Option<BodyCopy>,
     meter: Option<Meter>,
     status: u16,
     /// Bytes still to come when the client was given the body's length: the client's
@@ -237,7 +237,7 @@ impl Relay {
         if let Some(sse) = &self.sse {
             return sse.usage;
         }
-        TokenUsage::from_body(self.copy.as_ref()?)
+        TokenUsage::from_body(self.copy.as_ref()?.bytes())
     }
 
     async fn end(&mut self) {
@@ -258,6 +258,48 @@ impl Relay {
             })
         };
         meter.finish(usage, self.status).await;
+    }
+}
+
+/// A non-streamed body kept to read its usage: a body that arrives in one piece (the usual
+/// case) is kept as that piece, shared with the client's copy; only one in several pieces is
+/// gathered into a buffer of its own.
+#[derive(Default)]
+enum BodyCopy {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl BodyCopy {
+    /// Adds a piece; false when the body would grow past [`MAX_METERED_BODY`].
+    fn push(&mut self, chunk: &Bytes) -> bool {
+        if self.bytes().len() + chunk.len() > MAX_METERED_BODY {
+            return false;
+        }
+        *self = match std::mem::take(self) {
+            BodyCopy::Empty => BodyCopy::One(chunk.clone()),
+            BodyCopy::One(first) => {
+                let mut all = BytesMut::with_capacity(first.len() + chunk.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(chunk);
+                BodyCopy::Many(all)
+            }
+            BodyCopy::Many(mut all) => {
+                all.extend_from_slice(chunk);
+                BodyCopy::Many(all)
+            }
+        };
+        true
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            BodyCopy::Empty => &[],
+            BodyCopy::One(bytes) => bytes,
+            BodyCopy::Many(bytes) => bytes,
+        }
     }
 }
 
@@ -285,9 +327,7 @@ fn relay_body(relay: Relay) -> Body {
                         Some(sse) => sse.push(&chunk),
                         None => {
                             if let Some(copy) = relay.copy.as_mut() {
-                                if copy.len() + chunk.len() <= MAX_METERED_BODY {
-                                    copy.extend_from_slice(&chunk);
-                                } else {
+                                if !copy.push(&chunk) {
                                     relay.copy = None;
                                 }
                             }
@@ -423,7 +463,7 @@ async fn forward(
     let relay = Relay {
         upstream: response.body,
         sse,
-        copy: copy.then(BytesMut::new),
+        copy: copy.then(BodyCopy::default),
         meter: Some(meter),
         status: status.as_u16(),
         remaining: length,
@@ -500,7 +540,7 @@ impl Call {
             cost: tollgate_core::MicroUsd::ZERO,
             status: 0,
             latency_ms: 0,
-            client_ip: Some(self.principal.client_ip.to_string()),
+            client_ip: Some(tollgate_core::network::ip_text(self.principal.client_ip)),
             created_at: self.state.clock.now(),
         }
     }
@@ -702,6 +742,22 @@ mod tests {
         } else {
             model.into()
         })
+    }
+
+    #[test]
+    fn a_body_copy_keeps_one_piece_shared_and_gathers_several() {
+        let mut copy = BodyCopy::default();
+        let first = Bytes::from_static(br#"{"usage":"#);
+        assert!(copy.push(&first));
+        assert!(
+            matches!(&copy, BodyCopy::One(piece) if piece.as_ptr() == first.as_ptr()),
+            "one piece is shared, not copied"
+        );
+        assert!(copy.push(&Bytes::from_static(br#"{"prompt_tokens":3}"#)));
+        assert!(copy.push(&Bytes::from_static(b"}")));
+        assert_eq!(copy.bytes(), br#"{"usage":{"prompt_tokens":3}}"#);
+        let huge = Bytes::from(vec![b' '; MAX_METERED_BODY]);
+        assert!(!copy.push(&huge), "a body past the limit is not kept");
     }
 
     #[test]
