@@ -45,7 +45,8 @@ struct DailyGroup<'a> {
     model: &'a str,
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
+/// Totals of a roll-up row: summed from a batch, and read back by reports.
+#[derive(Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 struct DailySums {
     requests: i64,
     input_tokens: i64,
@@ -124,12 +125,8 @@ impl From<EventRow> for UsageEvent {
 #[derive(sqlx::FromRow)]
 struct UsageRowDb {
     grp: String,
-    requests: i64,
-    input_tokens: i64,
-    cached_input_tokens: i64,
-    output_tokens: i64,
-    reasoning_tokens: i64,
-    cost_micro_usd: i64,
+    #[sqlx(flatten)]
+    sums: DailySums,
 }
 
 impl Store {
@@ -261,12 +258,12 @@ impl Store {
             .into_iter()
             .map(|r| UsageRow {
                 group: r.grp,
-                requests: r.requests,
-                input_tokens: r.input_tokens,
-                cached_input_tokens: r.cached_input_tokens,
-                output_tokens: r.output_tokens,
-                reasoning_tokens: r.reasoning_tokens,
-                cost: MicroUsd(r.cost_micro_usd),
+                requests: r.sums.requests,
+                input_tokens: r.sums.input_tokens,
+                cached_input_tokens: r.sums.cached_input_tokens,
+                output_tokens: r.sums.output_tokens,
+                reasoning_tokens: r.sums.reasoning_tokens,
+                cost: MicroUsd(r.sums.cost_micro_usd),
             })
             .collect())
     }
