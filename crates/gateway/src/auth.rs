@@ -75,15 +75,25 @@ impl FromRequestParts<AppState> for Principal {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        match resolve(state, &parts.headers, peer) {
-            Ok(principal) => {
-                tracing::Span::current().record("key_id", principal.key.key.id.as_str());
-                Ok(principal)
-            }
-            Err(err) => {
-                tracing::info!(reason = %err, "request refused");
-                Err(err)
-            }
+        authenticate(state, &parts.headers, peer)
+    }
+}
+
+/// The caller of a request from `peer` with `headers`, noted in the request's log span; or
+/// OpenAI's 401 (logged with its reason).
+pub(crate) fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Result<Principal, GatewayError> {
+    match resolve(state, headers, peer) {
+        Ok(principal) => {
+            tracing::Span::current().record("key_id", principal.key.key.id.as_str());
+            Ok(principal)
+        }
+        Err(err) => {
+            tracing::info!(reason = %err, "request refused");
+            Err(err)
         }
     }
 }

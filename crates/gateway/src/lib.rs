@@ -10,6 +10,7 @@ mod auth;
 mod budget_alerts;
 mod catalog;
 mod denials;
+mod dispatch;
 mod error;
 mod follower;
 mod headers;

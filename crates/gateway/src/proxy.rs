@@ -30,7 +30,7 @@ const MAX_METERED_BODY: usize = 16 * 1024 * 1024;
 
 /// An endpoint that bills tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     ChatCompletions,
     Responses,
     Completions,
@@ -38,6 +38,18 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The endpoint a path names.
+    pub(crate) fn at(path: &str) -> Option<Endpoint> {
+        [
+            Endpoint::ChatCompletions,
+            Endpoint::Responses,
+            Endpoint::Completions,
+            Endpoint::Embeddings,
+        ]
+        .into_iter()
+        .find(|endpoint| endpoint.path() == path)
+    }
+
     fn path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/v1/chat/completions",
@@ -702,6 +714,19 @@ fn scope_of(path: &str) -> Scope {
     }
 }
 
+/// A metered endpoint's `POST`, for an authenticated caller.
+pub(crate) async fn serve_metered(
+    state: AppState,
+    principal: Principal,
+    endpoint: Endpoint,
+    request: Request,
+) -> Response {
+    let key = principal.key.clone();
+    let (mut parts, body) = request.into_parts();
+    let call = Call::new(state, principal, &mut parts.extensions);
+    identified(&key, metered(call, endpoint, parts.headers, body).await)
+}
+
 macro_rules! metered_handler {
     ($name:ident, $endpoint:expr) => {
         pub(crate) async fn $name(
@@ -709,10 +734,7 @@ macro_rules! metered_handler {
             principal: Principal,
             request: Request,
         ) -> Response {
-            let key = principal.key.clone();
-            let (mut parts, body) = request.into_parts();
-            let call = Call::new(state, principal, &mut parts.extensions);
-            identified(&key, metered(call, $endpoint, parts.headers, body).await)
+            serve_metered(state, principal, $endpoint, request).await
         }
     };
 }
@@ -742,6 +764,27 @@ mod tests {
         } else {
             model.into()
         })
+    }
+
+    #[test]
+    fn the_metered_endpoints_are_found_by_exact_path() {
+        for endpoint in [
+            Endpoint::ChatCompletions,
+            Endpoint::Responses,
+            Endpoint::Completions,
+            Endpoint::Embeddings,
+        ] {
+            assert_eq!(Endpoint::at(endpoint.path()), Some(endpoint));
+        }
+        for other in [
+            "/v1/chat/completions/",
+            "/v1/responses/resp_1",
+            "/v1/models",
+            "/v1",
+            "/chat/completions",
+        ] {
+            assert_eq!(Endpoint::at(other), None, "{other}");
+        }
     }
 
     #[test]

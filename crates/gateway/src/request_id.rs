@@ -1,11 +1,11 @@
+use crate::dispatch::Dispatch;
 use crate::headers::{OPENAI_PROCESSING_MS, X_REQUEST_ID};
 use axum::http::{HeaderValue, Request};
 use axum::response::Response;
-use axum::Router;
 use hyper::body::Incoming;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::time::Instant;
-use tower_service::Service;
 use tracing::Instrument;
 
 /// The request's id, for handlers (from the request's extensions).
@@ -51,12 +51,13 @@ pub(crate) fn new_request_id() -> String {
     id
 }
 
-/// Serves one request through `router`, giving it an id (in its log span and the
+/// Serves one request through `app`, giving it an id (in its log span and the
 /// `x-request-id` header) and reporting its processing time in `openai-processing-ms`. Called
 /// by the connection for every request, in front of the router rather than as a middleware
 /// layer inside it: one boxed future and one service clone less per request.
 pub(crate) async fn tag(
-    mut router: Router,
+    app: Dispatch,
+    peer: SocketAddr,
     mut request: Request<Incoming>,
 ) -> Result<Response, Infallible> {
     let id = new_request_id();
@@ -70,7 +71,7 @@ pub(crate) async fn tag(
         key_id = tracing::field::Empty,
     );
     async move {
-        let Ok(mut response) = router.call(request).await;
+        let mut response = app.serve(request, peer).await;
         let elapsed = started.elapsed();
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&id) {

@@ -2,6 +2,7 @@ use crate::admission::Limits;
 use crate::auth::{identified, Principal};
 use crate::catalog::Catalog;
 use crate::denials::IpDenials;
+use crate::dispatch::Dispatch;
 use crate::error::GatewayError;
 use crate::key_table::KeyTable;
 use crate::last_used::LastUsed;
@@ -185,7 +186,7 @@ impl Gateway {
             ip_denials: Arc::new(IpDenials::new()),
             limits: limits.clone(),
         }));
-        let app = router(state);
+        let app = Dispatch::new(router(state.clone()), state);
         let workers = Workers::start(worker_count).map_err(StartError::Workers)?;
         let server = tokio::spawn(workers::serve(listener, app, workers, stop_rx, grace));
         tracing::info!(%addr, keys = keys.len(), "gateway listening");

@@ -10,9 +10,8 @@
 //! request cost. The price of this model is nginx's: a connection stays on its thread, so a
 //! very uneven mix of connections can load one thread more than another.
 
+use crate::dispatch::Dispatch;
 use crate::request_id;
-use axum::extract::ConnectInfo;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -99,7 +98,7 @@ impl Workers {
 /// `grace`), and stops the threads.
 pub(crate) async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: Dispatch,
     workers: Workers,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
@@ -135,7 +134,7 @@ pub(crate) async fn serve(
         worker.spawn(serve_connection(
             stream,
             peer,
-            router.clone(),
+            app.clone(),
             graceful.watcher(),
         ));
     }
@@ -152,7 +151,7 @@ pub(crate) async fn serve(
 async fn serve_connection(
     stream: std::net::TcpStream,
     peer: SocketAddr,
-    router: Router,
+    app: Dispatch,
     watcher: Watcher,
 ) {
     let stream = match TcpStream::from_std(stream) {
@@ -166,9 +165,8 @@ async fn serve_connection(
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(error = %err, %peer, "could not set TCP_NODELAY");
     }
-    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        request_id::tag(router.clone(), request)
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        request_id::tag(app.clone(), peer, request)
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http2().enable_connect_protocol();
