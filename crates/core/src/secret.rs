@@ -55,14 +55,24 @@ impl fmt::Debug for KeyHash {
 }
 
 /// Hashes keys under the server secret.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KeyHasher {
-    secret: ServerSecret,
+    /// HMAC keyed with the server secret once: hashing a key then starts from a copy of it
+    /// instead of deriving the keyed state again (two SHA-256 blocks fewer per request).
+    keyed: HmacSha256,
+}
+
+impl fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyHasher(*****)")
+    }
 }
 
 impl KeyHasher {
     pub fn new(secret: ServerSecret) -> KeyHasher {
-        KeyHasher { secret }
+        let keyed = HmacSha256::new_from_slice(secret.expose())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        KeyHasher { keyed }
     }
 
     pub fn hash(&self, key: &SecretKey) -> KeyHash {
@@ -79,11 +89,7 @@ impl KeyHasher {
     }
 
     fn mac(&self, data: &[u8]) -> [u8; 32] {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = match HmacSha256::new_from_slice(self.secret.expose()) {
-            Ok(mac) => mac,
-            Err(_) => return [0; 32],
-        };
+        let mut mac = self.keyed.clone();
         mac.update(data);
         mac.finalize().into_bytes().into()
     }

@@ -3,10 +3,33 @@ use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
 
 /// Rows in one multi-row insert: 16 parameters each, well under SQLite's limit of 32,766.
 /// Rows per INSERT, largest first. A batch is written with as few statements as these sizes
-/// allow, and only these few statement texts ever exist, so each is prepared once and then
-/// reused from the connection's cache (a statement sized to each batch was prepared anew for
-/// every batch).
+/// allow, and only these few statement texts ever exist, written once per process: each is
+/// prepared once and then reused from the connection's cache (a statement sized to each batch
+/// was prepared anew for every batch, and writing its placeholders cost more than binding).
 const ROWS_PER_INSERT: [usize; 3] = [256, 16, 1];
+
+/// The inserts of [`ROWS_PER_INSERT`] events, largest first, with their sizes; the texts are
+/// written once per process.
+fn inserts() -> &'static [(usize, String)] {
+    static TEXTS: std::sync::LazyLock<Vec<(usize, String)>> = std::sync::LazyLock::new(|| {
+        ROWS_PER_INSERT
+            .iter()
+            .map(|&rows| {
+                let row = format!("({})", vec!["?"; 16].join(", "));
+                let values = vec![row; rows].join(", ");
+                (
+                    rows,
+                    format!(
+                        "INSERT OR IGNORE INTO usage_events (request_id, org_id, project_id, key_id, model_requested,
+                             model_served, endpoint, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
+                             cost_micro_usd, status, latency_ms, client_ip, created_at) VALUES {values}"
+                    ),
+                )
+            })
+            .collect()
+    });
+    &TEXTS
+}
 
 /// The roll-up summed by one column; `$column` and `$order` are literals, never input.
 macro_rules! usage_sql {
@@ -146,34 +169,31 @@ impl Store {
             .await?;
         let mut inserted = 0u64;
         let mut rest = events;
-        for size in ROWS_PER_INSERT {
-            while rest.len() >= size {
-                let (chunk, tail) = rest.split_at(size);
+        for (size, sql) in inserts() {
+            while rest.len() >= *size {
+                let (chunk, tail) = rest.split_at(*size);
                 rest = tail;
-                let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                        "INSERT OR IGNORE INTO usage_events (request_id, org_id, project_id, key_id, model_requested,
-                             model_served, endpoint, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
-                             cost_micro_usd, status, latency_ms, client_ip, created_at) ",
-                    );
-                insert.push_values(chunk, |mut row, event| {
-                    row.push_bind(event.request_id.as_str())
-                        .push_bind(event.org_id.as_str())
-                        .push_bind(event.project_id.as_str())
-                        .push_bind(event.key_id.as_str())
-                        .push_bind(event.model_requested.as_str())
-                        .push_bind(event.model_served.as_str())
-                        .push_bind(event.endpoint.as_str())
-                        .push_bind(event.input_tokens)
-                        .push_bind(event.cached_input_tokens)
-                        .push_bind(event.output_tokens)
-                        .push_bind(event.reasoning_tokens)
-                        .push_bind(event.cost.0)
-                        .push_bind(i64::from(event.status))
-                        .push_bind(event.latency_ms)
-                        .push_bind(event.client_ip.as_deref())
-                        .push_bind(event.created_at.seconds());
-                });
-                inserted += insert.build().execute(&mut *tx).await?.rows_affected();
+                let mut insert = sqlx::query(sql.as_str());
+                for event in chunk {
+                    insert = insert
+                        .bind(event.request_id.as_str())
+                        .bind(event.org_id.as_str())
+                        .bind(event.project_id.as_str())
+                        .bind(event.key_id.as_str())
+                        .bind(event.model_requested.as_str())
+                        .bind(event.model_served.as_str())
+                        .bind(event.endpoint.as_str())
+                        .bind(event.input_tokens)
+                        .bind(event.cached_input_tokens)
+                        .bind(event.output_tokens)
+                        .bind(event.reasoning_tokens)
+                        .bind(event.cost.0)
+                        .bind(i64::from(event.status))
+                        .bind(event.latency_ms)
+                        .bind(event.client_ip.as_deref())
+                        .bind(event.created_at.seconds());
+                }
+                inserted += insert.execute(&mut *tx).await?.rows_affected();
             }
         }
         if inserted == events.len() as u64 {
