@@ -19,25 +19,26 @@ impl TokenUsage {
     /// `completion_tokens`, `*_details`), Responses (`input_tokens`, `output_tokens`,
     /// `*_details`) and Embeddings (`prompt_tokens` only). `None` when it is not one.
     pub fn from_usage(usage: &Value) -> Option<TokenUsage> {
+        // A count that is not an integer reads as absent, as in `from_body`.
         let int = |v: &Value| v.as_i64();
-        let obj = usage.as_object()?;
-        let (input, output, input_details, output_details) = if obj.contains_key("prompt_tokens") {
-            (
-                int(&usage["prompt_tokens"])?,
-                int(&usage["completion_tokens"]).unwrap_or(0),
-                "prompt_tokens_details",
-                "completion_tokens_details",
-            )
-        } else if obj.contains_key("input_tokens") {
-            (
-                int(&usage["input_tokens"])?,
-                int(&usage["output_tokens"]).unwrap_or(0),
-                "input_tokens_details",
-                "output_tokens_details",
-            )
-        } else {
-            return None;
-        };
+        let (input, output, input_details, output_details) =
+            if let Some(input) = int(&usage["prompt_tokens"]) {
+                (
+                    input,
+                    int(&usage["completion_tokens"]).unwrap_or(0),
+                    "prompt_tokens_details",
+                    "completion_tokens_details",
+                )
+            } else if let Some(input) = int(&usage["input_tokens"]) {
+                (
+                    input,
+                    int(&usage["output_tokens"]).unwrap_or(0),
+                    "input_tokens_details",
+                    "output_tokens_details",
+                )
+            } else {
+                return None;
+            };
         Some(TokenUsage {
             input,
             cached_input: int(&usage[input_details]["cached_tokens"]).unwrap_or(0),
@@ -47,33 +48,113 @@ impl TokenUsage {
     }
 }
 
-/// A `usage` object as it appears in a response body, with every field borrowed unread.
+/// A `usage` object as it appears in a response body. A count that is not an integer reads as
+/// absent, and a details value that is not an object as empty, rather than failing the whole.
 #[derive(Deserialize)]
-struct UsageFields<'a> {
-    #[serde(borrow, default)]
-    prompt_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    completion_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    prompt_tokens_details: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    completion_tokens_details: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    input_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    output_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    input_tokens_details: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    output_tokens_details: Option<&'a RawValue>,
+struct UsageFields {
+    #[serde(default, deserialize_with = "lenient_int")]
+    prompt_tokens: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_int")]
+    completion_tokens: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_details")]
+    prompt_tokens_details: Option<DetailFields>,
+    #[serde(default, deserialize_with = "lenient_details")]
+    completion_tokens_details: Option<DetailFields>,
+    #[serde(default, deserialize_with = "lenient_int")]
+    input_tokens: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_int")]
+    output_tokens: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_details")]
+    input_tokens_details: Option<DetailFields>,
+    #[serde(default, deserialize_with = "lenient_details")]
+    output_tokens_details: Option<DetailFields>,
 }
 
 #[derive(Deserialize)]
-struct DetailFields<'a> {
-    #[serde(borrow, default)]
-    cached_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    reasoning_tokens: Option<&'a RawValue>,
+struct DetailFields {
+    #[serde(default, deserialize_with = "lenient_int")]
+    cached_tokens: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_int")]
+    reasoning_tokens: Option<i64>,
+}
+
+/// Any JSON value: an integer (that fits `i64`) as itself, anything else skipped as `None`.
+fn lenient_int<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+    struct Int;
+    impl<'de> Visitor<'de> for Int {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Option<i64>, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Option<i64>, E> {
+            Ok(i64::try_from(v).ok())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Option<i64>, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Option<i64>, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Option<i64>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Option<i64>, E> {
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<i64>, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<i64>, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    value.deserialize_any(Int)
+}
+
+/// Any JSON value: an object as token details, anything else skipped as `None`.
+fn lenient_details<'de, D: serde::Deserializer<'de>>(
+    value: D,
+) -> Result<Option<DetailFields>, D::Error> {
+    use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+    struct Details;
+    impl<'de> Visitor<'de> for Details {
+        type Value = Option<DetailFields>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            DetailFields::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    value.deserialize_any(Details)
 }
 
 /// A JSON body's top-level `usage`, everything else skipped over unread.
@@ -95,12 +176,13 @@ fn top_level_usage(body: &[u8]) -> Option<usize> {
             b'"' => {
                 let start = at + 1;
                 let mut end = start;
+                // Strings are most of a body: jump to the next quote or escape.
                 loop {
-                    match body.get(end)? {
-                        b'\\' => end += 2,
-                        b'"' => break,
-                        _ => end += 1,
+                    end += memchr::memchr2(b'"', b'\\', body.get(end..)?)?;
+                    if body[end] == b'"' {
+                        break;
                     }
+                    end += 2;
                 }
                 at = end + 1;
                 if depth == 1 && &body[start..end] == b"usage" {
@@ -140,35 +222,22 @@ impl TokenUsage {
                 serde_json::from_str(body.usage?.get()).ok()?
             }
         };
-        let int = |v: Option<&RawValue>| v.and_then(|v| serde_json::from_str::<i64>(v.get()).ok());
-        // `cached_tokens` of an input details object, `reasoning_tokens` of an output one.
-        let detail = |v: Option<&RawValue>, cached: bool| {
-            v.and_then(|v| serde_json::from_str::<DetailFields>(v.get()).ok())
-                .and_then(|d| {
-                    int(if cached {
-                        d.cached_tokens
-                    } else {
-                        d.reasoning_tokens
-                    })
-                })
-                .unwrap_or(0)
-        };
-        if usage.prompt_tokens.is_some() {
+        let cached = |d: Option<DetailFields>| d.and_then(|d| d.cached_tokens).unwrap_or(0);
+        let reasoning = |d: Option<DetailFields>| d.and_then(|d| d.reasoning_tokens).unwrap_or(0);
+        if let Some(input) = usage.prompt_tokens {
             Some(TokenUsage {
-                input: int(usage.prompt_tokens)?,
-                cached_input: detail(usage.prompt_tokens_details, true),
-                output: int(usage.completion_tokens).unwrap_or(0),
-                reasoning: detail(usage.completion_tokens_details, false),
-            })
-        } else if usage.input_tokens.is_some() {
-            Some(TokenUsage {
-                input: int(usage.input_tokens)?,
-                cached_input: detail(usage.input_tokens_details, true),
-                output: int(usage.output_tokens).unwrap_or(0),
-                reasoning: detail(usage.output_tokens_details, false),
+                input,
+                cached_input: cached(usage.prompt_tokens_details),
+                output: usage.completion_tokens.unwrap_or(0),
+                reasoning: reasoning(usage.completion_tokens_details),
             })
         } else {
-            None
+            usage.input_tokens.map(|input| TokenUsage {
+                input,
+                cached_input: cached(usage.input_tokens_details),
+                output: usage.output_tokens.unwrap_or(0),
+                reasoning: reasoning(usage.output_tokens_details),
+            })
         }
     }
 }
@@ -236,6 +305,13 @@ mod tests {
             json!({"choices": [{"usage": {"prompt_tokens": 50}}]}),
             json!({"nested": {"usage": {"prompt_tokens": 50}}, "x\\\"usage": 1, "usage": {"input_tokens": 6}}),
             json!({"text": "\\", "usage": {"prompt_tokens": 3}}),
+            json!({"usage": {"prompt_tokens": 9, "completion_tokens": 4,
+                "prompt_tokens_details": {"cached_tokens": "3", "extra": {"deep": [1, {"x": 2}]}},
+                "completion_tokens_details": [1, 2]}}),
+            json!({"usage": {"input_tokens": 5, "output_tokens": {"n": 1},
+                "input_tokens_details": 7, "output_tokens_details": {"reasoning_tokens": 2}}}),
+            json!({"usage": {"prompt_tokens": -2, "completion_tokens": 18_446_744_073_709_551_615_u64}}),
+            json!({"usage": {"prompt_tokens": [1], "input_tokens": 4}}),
         ];
         for body in bodies {
             let text = serde_json::to_vec(&body).unwrap();
