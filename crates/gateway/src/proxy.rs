@@ -13,7 +13,7 @@ use crate::upstream::{client_headers, RequestBody, Upstream};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -457,7 +457,6 @@ async fn forward(
         }
     };
     let status = response.status;
-    let mut headers = client_headers(&response.headers);
     let is_sse = response
         .headers
         .get(axum::http::header::CONTENT_TYPE)
@@ -471,6 +470,7 @@ async fn forward(
     } else {
         None
     };
+    let mut headers = client_headers(response.headers);
     meter.admission.headers().apply(&mut headers);
     let relay = Relay {
         upstream: response.body,
@@ -480,8 +480,9 @@ async fn forward(
         status: status.as_u16(),
         remaining: length,
     };
-    let mut reply = (status, relay_body(relay)).into_response();
-    reply.headers_mut().extend(headers);
+    let mut reply = Response::new(relay_body(relay));
+    *reply.status_mut() = status;
+    *reply.headers_mut() = headers;
     Ok(reply)
 }
 

@@ -280,17 +280,61 @@ impl Upstream {
     }
 }
 
-/// The provider's response headers that may reach the client.
-pub fn client_headers(upstream: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
+/// The provider's response headers that may reach the client, moved out of its response.
+pub fn client_headers(upstream: HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(upstream.len());
+    let mut current: Option<HeaderName> = None;
+    // A name comes once, followed by its further values (`None`).
     for (name, value) in upstream {
-        let n = name.as_str();
-        // The provider's rate-limit headers describe Tollgate's shared provider key, not the
-        // caller: Tollgate sends its own.
-        if HOP_BY_HOP.contains(&n) || NOT_TO_CLIENT.contains(&n) || n.starts_with("x-ratelimit-") {
-            continue;
+        if let Some(name) = name {
+            let n = name.as_str();
+            // The provider's rate-limit headers describe Tollgate's shared provider key, not
+            // the caller: Tollgate sends its own.
+            let kept = !(HOP_BY_HOP.contains(&n)
+                || NOT_TO_CLIENT.contains(&n)
+                || n.starts_with("x-ratelimit-"));
+            current = kept.then_some(name);
         }
-        out.append(name.clone(), value.clone());
+        if let Some(name) = &current {
+            out.append(name.clone(), value);
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_headers_keep_every_value_of_a_kept_name_and_none_of_a_dropped_one() {
+        let mut upstream = HeaderMap::new();
+        for (name, value) in [
+            ("set-cookie", "a=1"),
+            ("x-custom", "one"),
+            ("set-cookie", "b=2"),
+            ("x-custom", "two"),
+            ("x-ratelimit-remaining-requests", "9"),
+            ("content-length", "12"),
+            ("retry-after", "3"),
+            ("server", "nginx"),
+        ] {
+            upstream.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let kept = client_headers(upstream);
+        let custom: Vec<&str> = kept
+            .get_all("x-custom")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert_eq!(custom, ["one", "two"]);
+        assert_eq!(
+            kept.get("retry-after").map(|v| v.as_bytes()),
+            Some(&b"3"[..])
+        );
+        assert_eq!(kept.len(), 3, "{kept:?}");
+    }
 }
