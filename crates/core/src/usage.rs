@@ -117,7 +117,8 @@ fn lenient_int<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<i64>
     value.deserialize_any(Int)
 }
 
-/// Any JSON value: an object as token details, anything else skipped as `None`.
+/// Any JSON value: an object as token details, anything else skipped as `None`. (Borrowing the
+/// details as raw JSON and parsing them again cost ~1.8k more instructions per request.)
 fn lenient_details<'de, D: serde::Deserializer<'de>>(
     value: D,
 ) -> Result<Option<DetailFields>, D::Error> {

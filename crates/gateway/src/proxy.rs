@@ -38,16 +38,18 @@ pub(crate) enum Endpoint {
 }
 
 impl Endpoint {
+    const ALL: [Endpoint; 4] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Responses,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+    ];
+
     /// The endpoint a path names.
     pub(crate) fn at(path: &str) -> Option<Endpoint> {
-        [
-            Endpoint::ChatCompletions,
-            Endpoint::Responses,
-            Endpoint::Completions,
-            Endpoint::Embeddings,
-        ]
-        .into_iter()
-        .find(|endpoint| endpoint.path() == path)
+        Endpoint::ALL
+            .into_iter()
+            .find(|endpoint| endpoint.path() == path)
     }
 
     fn path(self) -> &'static str {
@@ -728,23 +730,6 @@ pub(crate) async fn serve_metered(
     identified(&key, metered(call, endpoint, parts.headers, body).await)
 }
 
-macro_rules! metered_handler {
-    ($name:ident, $endpoint:expr) => {
-        pub(crate) async fn $name(
-            State(state): State<AppState>,
-            principal: Principal,
-            request: Request,
-        ) -> Response {
-            serve_metered(state, principal, $endpoint, request).await
-        }
-    };
-}
-
-metered_handler!(chat_completions, Endpoint::ChatCompletions);
-metered_handler!(responses, Endpoint::Responses);
-metered_handler!(completions, Endpoint::Completions);
-metered_handler!(embeddings, Endpoint::Embeddings);
-
 pub(crate) async fn other(
     State(state): State<AppState>,
     principal: Principal,
@@ -769,12 +754,7 @@ mod tests {
 
     #[test]
     fn the_metered_endpoints_are_found_by_exact_path() {
-        for endpoint in [
-            Endpoint::ChatCompletions,
-            Endpoint::Responses,
-            Endpoint::Completions,
-            Endpoint::Embeddings,
-        ] {
+        for endpoint in Endpoint::ALL {
             assert_eq!(Endpoint::at(endpoint.path()), Some(endpoint));
         }
         for other in [

@@ -13,7 +13,7 @@ use crate::workers::{self, Workers};
 use crate::{budget_alerts, follower, models, proxy};
 use axum::http::{Method, Uri};
 use axum::response::Response;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -236,27 +236,17 @@ impl RunningGateway {
 }
 
 fn router(state: AppState) -> Router {
+    // The metered endpoints' `POST`s never reach the router (see `dispatch`); here their paths
+    // only answer other methods.
     let v1 = Router::new()
         .route(
             "/v1/models",
             get(models::list).fallback(v1_method_not_allowed),
         )
-        .route(
-            "/v1/chat/completions",
-            post(proxy::chat_completions).fallback(v1_method_not_allowed),
-        )
-        .route(
-            "/v1/responses",
-            post(proxy::responses).fallback(proxy::other),
-        )
-        .route(
-            "/v1/completions",
-            post(proxy::completions).fallback(v1_method_not_allowed),
-        )
-        .route(
-            "/v1/embeddings",
-            post(proxy::embeddings).fallback(v1_method_not_allowed),
-        )
+        .route("/v1/chat/completions", any(v1_method_not_allowed))
+        .route("/v1/completions", any(v1_method_not_allowed))
+        .route("/v1/embeddings", any(v1_method_not_allowed))
+        // `/v1/responses` answers other methods by pass-through, like every other path.
         .route("/v1/{*rest}", any(proxy::other))
         .route("/v1", any(v1_unknown_route));
     Router::new()

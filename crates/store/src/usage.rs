@@ -1,11 +1,11 @@
 use crate::{Result, Store, UsageEvent, UsageGrouping, UsageRow};
 use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
 
-/// Rows in one multi-row insert: 16 parameters each, well under SQLite's limit of 32,766.
-/// Rows per INSERT, largest first. A batch is written with as few statements as these sizes
-/// allow, and only these few statement texts ever exist, written once per process: each is
-/// prepared once and then reused from the connection's cache (a statement sized to each batch
-/// was prepared anew for every batch, and writing its placeholders cost more than binding).
+/// Rows per INSERT (16 parameters each, well under SQLite's limit of 32,766), largest first.
+/// A batch is written with as few statements as these sizes allow, and only these few
+/// statement texts ever exist, written once per process: each is prepared once and then reused
+/// from the connection's cache (a statement sized to each batch was prepared anew for every
+/// batch, and writing its placeholders cost more than binding).
 const ROWS_PER_INSERT: [usize; 3] = [256, 16, 1];
 
 /// The inserts of [`ROWS_PER_INSERT`] events, largest first, with their sizes; the texts are
@@ -42,64 +42,6 @@ macro_rules! usage_sql {
              GROUP BY grp ORDER BY ", $order
         )
     };
-}
-
-/// How a roll-up row absorbs new sums for the same day and group (a macro, to be `concat!`ed).
-macro_rules! roll_up_conflict {
-    () => {
-        "
-     ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET
-         requests = requests + excluded.requests,
-         input_tokens = input_tokens + excluded.input_tokens,
-         cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
-         output_tokens = output_tokens + excluded.output_tokens,
-         reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-         cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd"
-    };
-}
-
-/// A row of the daily roll-up: the UTC day (days since 1970-01-01) and who used which model.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct DailyGroup<'a> {
-    day: i64,
-    org: &'a str,
-    project: &'a str,
-    key: &'a str,
-    model: &'a str,
-}
-
-/// Totals of a roll-up row: summed from a batch, and read back by reports.
-#[derive(Debug, Default, PartialEq, Eq, sqlx::FromRow)]
-struct DailySums {
-    requests: i64,
-    input_tokens: i64,
-    cached_input_tokens: i64,
-    output_tokens: i64,
-    reasoning_tokens: i64,
-    cost_micro_usd: i64,
-}
-
-/// The batch's events summed per roll-up row, as the SQL roll-up would sum them.
-fn daily_totals(events: &[UsageEvent]) -> std::collections::BTreeMap<DailyGroup<'_>, DailySums> {
-    let mut totals = std::collections::BTreeMap::<DailyGroup<'_>, DailySums>::new();
-    for event in events {
-        let sums = totals
-            .entry(DailyGroup {
-                day: event.created_at.seconds().div_euclid(86_400),
-                org: event.org_id.as_str(),
-                project: event.project_id.as_str(),
-                key: event.key_id.as_str(),
-                model: &event.model_served,
-            })
-            .or_default();
-        sums.requests += 1;
-        sums.input_tokens += event.input_tokens;
-        sums.cached_input_tokens += event.cached_input_tokens;
-        sums.output_tokens += event.output_tokens;
-        sums.reasoning_tokens += event.reasoning_tokens;
-        sums.cost_micro_usd += event.cost.0;
-    }
-    totals
 }
 
 #[derive(sqlx::FromRow)]
@@ -148,26 +90,28 @@ impl From<EventRow> for UsageEvent {
 #[derive(sqlx::FromRow)]
 struct UsageRowDb {
     grp: String,
-    #[sqlx(flatten)]
-    sums: DailySums,
+    requests: i64,
+    input_tokens: i64,
+    cached_input_tokens: i64,
+    output_tokens: i64,
+    reasoning_tokens: i64,
+    cost_micro_usd: i64,
 }
 
 impl Store {
     /// Writes a batch of usage events and folds them into the daily roll-up, in one transaction
-    /// (multi-row inserts of the sizes in [`ROWS_PER_INSERT`], then one upsert per roll-up row
-    /// the batch touches). An event whose request id is already stored is skipped, so a retried
-    /// batch counts once.
+    /// (multi-row inserts of the sizes in [`ROWS_PER_INSERT`], then one roll-up). An event whose
+    /// request id is already stored is skipped, so a retried batch counts once.
     pub async fn record_usage(&self, events: &[UsageEvent]) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
         let mut tx = self.begin().await?;
         // Rows this transaction inserts get rowids above the current maximum (the write lock is
-        // held from BEGIN IMMEDIATE), so a roll-up read back from the table sees exactly them.
+        // held from BEGIN IMMEDIATE), so the roll-up below sees exactly the new events.
         let (before,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(rowid), 0) FROM usage_events")
             .fetch_one(&mut *tx)
             .await?;
-        let mut inserted = 0u64;
         let mut rest = events;
         for (size, sql) in inserts() {
             while rest.len() >= *size {
@@ -193,48 +137,28 @@ impl Store {
                         .bind(event.client_ip.as_deref())
                         .bind(event.created_at.seconds());
                 }
-                inserted += insert.execute(&mut *tx).await?.rows_affected();
+                insert.execute(&mut *tx).await?;
             }
         }
-        if inserted == events.len() as u64 {
-            // Every event is new (the usual case): the roll-up is summed here, from the batch.
-            for (group, sums) in daily_totals(events) {
-                sqlx::query(concat!(
-                    "INSERT INTO usage_daily (day, org_id, project_id, key_id, model, requests, input_tokens,
-                         cached_input_tokens, output_tokens, reasoning_tokens, cost_micro_usd)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    roll_up_conflict!()
-                ))
-                .bind(UnixTime(group.day * 86_400).utc_date())
-                .bind(group.org)
-                .bind(group.project)
-                .bind(group.key)
-                .bind(group.model)
-                .bind(sums.requests)
-                .bind(sums.input_tokens)
-                .bind(sums.cached_input_tokens)
-                .bind(sums.output_tokens)
-                .bind(sums.reasoning_tokens)
-                .bind(sums.cost_micro_usd)
-                .execute(&mut *tx)
-                .await?;
-            }
-        } else {
-            // Some were stored before: sum only the rows this transaction inserted.
-            sqlx::query(concat!(
-                "INSERT INTO usage_daily (day, org_id, project_id, key_id, model, requests, input_tokens,
-                     cached_input_tokens, output_tokens, reasoning_tokens, cost_micro_usd)
-                 SELECT strftime('%Y-%m-%d', created_at, 'unixepoch'), org_id, project_id, key_id, model_served,
-                        COUNT(*), SUM(input_tokens), SUM(cached_input_tokens), SUM(output_tokens),
-                        SUM(reasoning_tokens), SUM(cost_micro_usd)
-                 FROM usage_events WHERE rowid > ?
-                 GROUP BY 1, org_id, project_id, key_id, model_served",
-                roll_up_conflict!()
-            ))
-            .bind(before)
-            .execute(&mut *tx)
-            .await?;
-        }
+        sqlx::query(
+            "INSERT INTO usage_daily (day, org_id, project_id, key_id, model, requests, input_tokens,
+                 cached_input_tokens, output_tokens, reasoning_tokens, cost_micro_usd)
+             SELECT strftime('%Y-%m-%d', created_at, 'unixepoch'), org_id, project_id, key_id, model_served,
+                    COUNT(*), SUM(input_tokens), SUM(cached_input_tokens), SUM(output_tokens),
+                    SUM(reasoning_tokens), SUM(cost_micro_usd)
+             FROM usage_events WHERE rowid > ?
+             GROUP BY 1, org_id, project_id, key_id, model_served
+             ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET
+                 requests = requests + excluded.requests,
+                 input_tokens = input_tokens + excluded.input_tokens,
+                 cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
+                 output_tokens = output_tokens + excluded.output_tokens,
+                 reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+                 cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -278,12 +202,12 @@ impl Store {
             .into_iter()
             .map(|r| UsageRow {
                 group: r.grp,
-                requests: r.sums.requests,
-                input_tokens: r.sums.input_tokens,
-                cached_input_tokens: r.sums.cached_input_tokens,
-                output_tokens: r.sums.output_tokens,
-                reasoning_tokens: r.sums.reasoning_tokens,
-                cost: MicroUsd(r.sums.cost_micro_usd),
+                requests: r.requests,
+                input_tokens: r.input_tokens,
+                cached_input_tokens: r.cached_input_tokens,
+                output_tokens: r.output_tokens,
+                reasoning_tokens: r.reasoning_tokens,
+                cost: MicroUsd(r.cost_micro_usd),
             })
             .collect())
     }
@@ -320,69 +244,5 @@ impl Store {
             u64::try_from(requests).unwrap_or(0),
             u64::try_from(tokens.unwrap_or(0)).unwrap_or(0),
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(id: &str, key: &str, model: &str, at: i64, input: i64, cost: i64) -> UsageEvent {
-        UsageEvent {
-            request_id: id.to_owned(),
-            org_id: OrgId::from_trusted("org-a".to_owned()),
-            project_id: ProjectId::from_trusted("proj_a".to_owned()),
-            key_id: KeyId::from_trusted(key.to_owned()),
-            model_requested: "alias".to_owned(),
-            model_served: model.to_owned(),
-            endpoint: "/v1/chat/completions".to_owned(),
-            input_tokens: input,
-            cached_input_tokens: 1,
-            output_tokens: 2,
-            reasoning_tokens: 0,
-            cost: MicroUsd(cost),
-            status: 200,
-            latency_ms: 5,
-            client_ip: None,
-            created_at: UnixTime(at),
-        }
-    }
-
-    #[test]
-    fn a_batch_is_summed_per_utc_day_key_and_served_model() {
-        let midnight = 1_795_478_400; // 2026-11-24T00:00:00Z
-        let events = [
-            event("r1", "key_a", "gpt-4o", midnight - 1, 10, 100),
-            event("r2", "key_a", "gpt-4o", midnight, 20, 200),
-            event("r3", "key_a", "gpt-4o", midnight + 86_399, 30, 300),
-            event("r4", "key_b", "gpt-4o", midnight + 5, 40, 400),
-            event("r5", "key_a", "gpt-4o-mini", midnight + 5, 50, 500),
-        ];
-        let totals = daily_totals(&events);
-        let day = midnight / 86_400;
-        let summary: Vec<(i64, &str, &str, i64, i64, i64, i64)> = totals
-            .iter()
-            .map(|(g, s)| {
-                (
-                    g.day - day,
-                    g.key,
-                    g.model,
-                    s.requests,
-                    s.input_tokens,
-                    s.cached_input_tokens,
-                    s.cost_micro_usd,
-                )
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            vec![
-                (-1, "key_a", "gpt-4o", 1, 10, 1, 100),
-                (0, "key_a", "gpt-4o", 2, 50, 2, 500),
-                (0, "key_a", "gpt-4o-mini", 1, 50, 1, 500),
-                (0, "key_b", "gpt-4o", 1, 40, 1, 400),
-            ]
-        );
-        assert_eq!(UnixTime(day * 86_400).utc_date(), "2026-11-24");
     }
 }
