@@ -6,32 +6,22 @@
 //! (CLI, another replica) takes effect here within the follow interval.
 
 pub mod admission;
-mod auth;
-mod budget_alerts;
-mod catalog;
-mod denials;
-mod dispatch;
+mod background;
 mod error;
-mod follower;
 mod headers;
-mod http1;
-mod key_table;
-mod last_used;
-mod metering;
 pub mod mock;
-mod models;
-mod proxy;
-mod request_id;
+mod request;
+mod serve;
 mod server;
 mod settings;
-mod sse;
+mod state;
 mod tokens;
 mod upstream;
-mod workers;
+mod worker;
 
-pub use auth::Principal;
+pub use background::key_table::{CatchUp, KeyTable};
 pub use error::GatewayError;
-pub use key_table::{CatchUp, KeyTable};
+pub use request::auth::Principal;
 pub use server::{Gateway, RunningGateway, StartError};
 pub use settings::{
     AlertSettings, GatewaySettings, MeteringSettings, ProviderKey, ProviderSettings,

@@ -1,16 +1,17 @@
 use crate::admission::Limits;
-use crate::auth::{identified, Principal};
-use crate::catalog::Catalog;
-use crate::denials::IpDenials;
-use crate::dispatch::Dispatch;
+use crate::background::catalog::Catalog;
+use crate::background::denials::IpDenials;
+use crate::background::key_table::KeyTable;
+use crate::background::last_used::LastUsed;
+use crate::background::{budget_alerts, follower, metering};
 use crate::error::GatewayError;
-use crate::key_table::KeyTable;
-use crate::last_used::LastUsed;
-use crate::metering::{self, UsageSink};
+use crate::request::auth::{identified, Principal};
+use crate::request::{models, proxy};
+use crate::serve::dispatch::Dispatch;
+use crate::serve::workers::{self, Workers};
 use crate::settings::GatewaySettings;
+use crate::state::{AppState, Shared};
 use crate::upstream::Upstream;
-use crate::workers::{self, Workers};
-use crate::{budget_alerts, follower, models, proxy};
 use axum::http::{Method, Uri};
 use axum::response::Response;
 use axum::routing::{any, get};
@@ -19,38 +20,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tollgate_core::{Clock, KeyFormat, KeyHasher, UnixTime};
+use tollgate_core::{Clock, KeyFormat, KeyHasher};
 use tollgate_store::{Store, StoreError};
-
-/// What every handler can reach, behind one `Arc`: axum clones the state for every extractor
-/// and middleware, so a clone must cost one reference count, not one per field.
-#[derive(Clone, Debug)]
-pub(crate) struct AppState(Arc<Shared>);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub keys: Arc<KeyTable>,
-    pub hasher: KeyHasher,
-    pub format: KeyFormat,
-    pub clock: Arc<dyn Clock>,
-    pub last_used: Arc<LastUsed>,
-    pub settings: Arc<GatewaySettings>,
-    pub started_at: UnixTime,
-    pub catalog: Arc<Catalog>,
-    pub upstreams: Arc<Vec<Upstream>>,
-    pub usage: UsageSink,
-    pub store: Store,
-    pub ip_denials: Arc<IpDenials>,
-    pub limits: Arc<Limits>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -1,10 +1,12 @@
 //! One pooled, keep-alive HTTP client per provider, and the headers that cross it.
 
-pub use crate::http1::RequestBody;
-use crate::http1::{Http1Client, Http1Error};
+mod http1;
+
 use crate::settings::ProviderSettings;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use futures_util::stream::{StreamExt, TryStreamExt};
+pub use http1::RequestBody;
+use http1::{Http1Client, Http1Error};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -69,7 +71,7 @@ pub enum UpstreamError {
 
 /// A provider's answer: status and headers, and the body read as it is polled (the same shape
 /// whichever client fetched it).
-pub use crate::http1::Response as Incoming;
+pub use http1::Response as Incoming;
 
 #[derive(Debug, Clone)]
 pub struct Upstream {

@@ -2,12 +2,12 @@
 //! embeddings) and the pass-through of every other `/v1/*` path, both streamed.
 
 use crate::admission::{Admission, Ask};
-use crate::auth::{identified, Principal};
 use crate::error::GatewayError;
-use crate::request_id::RequestId;
-use crate::server::AppState;
+use crate::request::auth::{identified, Principal};
+use crate::request::sse::SseMeter;
+use crate::serve::connection::RequestId;
 use crate::settings::UnpricedPolicy;
-use crate::sse::SseMeter;
+use crate::state::AppState;
 use crate::tokens;
 use crate::upstream::{client_headers, RequestBody, Upstream};
 use axum::body::Body;
@@ -500,7 +500,7 @@ impl Call {
     fn new(state: AppState, principal: Principal, extensions: &mut axum::http::Extensions) -> Call {
         let request_id = extensions
             .remove::<RequestId>()
-            .unwrap_or_else(|| RequestId(crate::request_id::new_request_id()));
+            .unwrap_or_else(|| RequestId(crate::serve::connection::new_request_id()));
         Call {
             state,
             principal,

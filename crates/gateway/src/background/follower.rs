@@ -2,7 +2,7 @@
 //! limits or budgets reloads them.
 
 use crate::admission::Limits;
-use crate::key_table::KeyTable;
+use crate::background::key_table::KeyTable;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;

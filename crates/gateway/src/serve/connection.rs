@@ -1,5 +1,5 @@
-use crate::dispatch::Dispatch;
 use crate::headers::{OPENAI_PROCESSING_MS, X_REQUEST_ID};
+use crate::serve::dispatch::Dispatch;
 use axum::http::{HeaderValue, Request};
 use axum::response::Response;
 use hyper::body::Incoming;

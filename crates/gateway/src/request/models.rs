@@ -1,6 +1,6 @@
-use crate::auth::{identified, Principal};
 use crate::error::GatewayError;
-use crate::server::AppState;
+use crate::request::auth::{identified, Principal};
+use crate::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;

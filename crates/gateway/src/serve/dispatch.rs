@@ -3,9 +3,9 @@
 //! knows those paths too (for their other methods). Skipping axum's routing, extractors and
 //! boxed futures saved ~4k of ~100k user-space instructions per proxied request (callgrind).
 
-use crate::auth;
-use crate::proxy::{self, Endpoint};
-use crate::server::AppState;
+use crate::request::auth;
+use crate::request::proxy::{self, Endpoint};
+use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request};

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::workers;
+use crate::worker;
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -119,7 +119,7 @@ impl Http1Client {
     }
 
     fn checkout(&self) -> Option<TcpStream> {
-        let worker = workers::current();
+        let worker = worker::current();
         let mut idle = match self.idle.lock() {
             Ok(idle) => idle,
             Err(poisoned) => poisoned.into_inner(),
@@ -153,7 +153,7 @@ impl Http1Client {
         idle.push(Idle {
             conn,
             since: Instant::now(),
-            worker: workers::current(),
+            worker: worker::current(),
         });
     }
 
@@ -965,12 +965,12 @@ mod tests {
         })
         .await;
         let client = client_for(&url);
-        let workers = crate::workers::Workers::start(2).unwrap_or_else(|e| panic!("{e}"));
+        let workers = crate::serve::workers::Workers::start(2).unwrap_or_else(|e| panic!("{e}"));
         let on = |worker: usize| {
             let client = client.clone();
             workers.handles()[worker].spawn(async move {
                 let body = post_empty_object(&client, "/v1/embeddings").await;
-                (crate::workers::current(), body.unwrap_or_default())
+                (crate::worker::current(), body.unwrap_or_default())
             })
         };
         let opened = || accepted.load(std::sync::atomic::Ordering::SeqCst);

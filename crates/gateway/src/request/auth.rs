@@ -1,6 +1,6 @@
 use crate::error::GatewayError;
 use crate::headers::{OPENAI_ORGANIZATION, OPENAI_PROJECT, OPENAI_VERSION, X_FORWARDED_FOR};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};

@@ -10,29 +10,20 @@
 //! request cost. The price of this model is nginx's: a connection stays on its thread, so a
 //! very uneven mix of connections can load one thread more than another.
 
-use crate::dispatch::Dispatch;
-use crate::request_id;
+use crate::serve::connection;
+use crate::serve::dispatch::Dispatch;
+use crate::worker;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-
-thread_local! {
-    static WORKER: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Which serving thread runs this code: 1 to N on the serving threads, 0 on any other.
-pub(crate) fn current() -> usize {
-    WORKER.with(Cell::get)
-}
 
 /// The serving threads, running until stopped.
 #[derive(Debug)]
@@ -59,7 +50,7 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("tollgate-worker-{index}"))
                 .spawn(move || {
-                    WORKER.with(|worker| worker.set(index));
+                    worker::set(index);
                     runtime.block_on(async move {
                         let _ = exit_rx.wait_for(|exit| *exit).await;
                     });
@@ -166,7 +157,7 @@ async fn serve_connection(
         tracing::debug!(error = %err, %peer, "could not set TCP_NODELAY");
     }
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        request_id::tag(app.clone(), peer, request)
+        connection::tag(app.clone(), peer, request)
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http2().enable_connect_protocol();

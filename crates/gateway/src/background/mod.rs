@@ -1,0 +1,11 @@
+//! Work off the request path: the in-memory key table and the change-log follower that keeps
+//! it current, last-used times, the metering writer, the model catalog's refresh, budget alert
+//! delivery and the IP-denial audit.
+
+pub(crate) mod budget_alerts;
+pub(crate) mod catalog;
+pub(crate) mod denials;
+pub(crate) mod follower;
+pub mod key_table;
+pub(crate) mod last_used;
+pub(crate) mod metering;

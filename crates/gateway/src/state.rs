@@ -1,0 +1,44 @@
+//! What every request can reach, behind one `Arc`. A leaf: it names the parts the gateway is
+//! made of, and imports nothing from the layers that use it (`serve`, `request`).
+
+use crate::admission::Limits;
+use crate::background::catalog::Catalog;
+use crate::background::denials::IpDenials;
+use crate::background::key_table::KeyTable;
+use crate::background::last_used::LastUsed;
+use crate::background::metering::UsageSink;
+use crate::settings::GatewaySettings;
+use crate::upstream::Upstream;
+use std::sync::Arc;
+use tollgate_core::{Clock, KeyFormat, KeyHasher, UnixTime};
+use tollgate_store::Store;
+
+/// The gateway's shared state. Handlers clone it, so a clone costs one reference count, not
+/// one per field.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState(pub(crate) Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub keys: Arc<KeyTable>,
+    pub hasher: KeyHasher,
+    pub format: KeyFormat,
+    pub clock: Arc<dyn Clock>,
+    pub last_used: Arc<LastUsed>,
+    pub settings: Arc<GatewaySettings>,
+    pub started_at: UnixTime,
+    pub catalog: Arc<Catalog>,
+    pub upstreams: Arc<Vec<Upstream>>,
+    pub usage: UsageSink,
+    pub store: Store,
+    pub ip_denials: Arc<IpDenials>,
+    pub limits: Arc<Limits>,
+}
