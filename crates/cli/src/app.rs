@@ -30,6 +30,13 @@ pub async fn setup(
     settings: &Settings,
 ) -> Result<(Control, Option<FirstRun>, SecretSource), Failure> {
     let store = Store::open(&settings.database).await?;
+    for (file, mode) in settings.database.readable_by_others() {
+        tracing::warn!(
+            "the database file {} can be read by other users (mode {mode:o}); it holds password hashes, client addresses and the audit log: run `chmod 600 {}`",
+            file.display(),
+            file.display()
+        );
+    }
     let initialized = store.default_organization().await?.is_some();
     let (control, source) = control(store, settings, !initialized).await?;
     let first_run = control.bootstrap(&settings.owner_email).await?;

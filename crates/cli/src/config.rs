@@ -30,9 +30,15 @@ pub struct FileConfig {
     pub keys: KeysConfig,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: Option<usize>,
-    /// Reverse proxies (IPs or CIDR ranges) whose Forwarded / X-Forwarded-For headers are believed.
+    /// Reverse proxies (IPs or CIDR ranges) whose client-address header is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The one header trusted proxies report the client's address in: `x-forwarded-for`
+    /// (default) or `forwarded`.
+    pub client_ip_header: Option<String>,
+    /// Most store lookups a second of keys the server has not loaded yet (a key used the
+    /// moment it is created) [default: 50].
+    pub key_lookups_per_second: Option<u32>,
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,
     /// Model names that stand for another model: `fast = "gpt-4o-mini"`.
@@ -205,6 +211,10 @@ pub struct ProviderConfig {
     pub models: Vec<String>,
     /// For `type = "mock"`: pause between streamed words, in milliseconds.
     pub stream_delay_ms: Option<u64>,
+    /// PEM file of certificate authorities to trust for this provider's `https://` URL, in
+    /// addition to the public ones (a provider with an internal CA or a self-signed
+    /// certificate).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The settings every command resolves, after file, environment and flags.
@@ -226,6 +236,8 @@ pub struct Settings {
     pub unpriced: UnpricedPolicy,
     pub max_body_bytes: usize,
     pub trusted_proxies: Vec<tollgate_core::network::Cidr>,
+    pub client_ip_header: tollgate_core::network::ClientIpHeader,
+    pub key_lookups_per_second: u32,
     pub default_limits: Vec<tollgate_gateway::admission::DefaultLimit>,
     pub default_max_output_tokens: u64,
     pub alerts: tollgate_gateway::AlertSettings,
@@ -327,6 +339,14 @@ impl Settings {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let alerts = resolve_alerts(&file.alerts)?;
+        let client_ip_header = match &file.client_ip_header {
+            None => tollgate_core::network::ClientIpHeader::default(),
+            Some(name) => tollgate_core::network::ClientIpHeader::parse(name).ok_or_else(|| {
+                ConfigError(format!(
+                    "client_ip_header: `{name}` is not a header Tollgate reads client addresses from; use \"x-forwarded-for\" or \"forwarded\", whichever your proxy sets"
+                ))
+            })?,
+        };
         Ok(Settings {
             database,
             secret_file,
@@ -352,6 +372,8 @@ impl Settings {
                         .map_err(|e| ConfigError(format!("trusted_proxies: {e}")))
                 })
                 .collect::<Result<_, _>>()?,
+            client_ip_header,
+            key_lookups_per_second: file.key_lookups_per_second.unwrap_or(50),
             default_limits,
             default_max_output_tokens: file.limits.default_max_output_tokens.unwrap_or(4_096),
             alerts,
@@ -495,6 +517,12 @@ fn resolve_providers(
         {
             return Err(ConfigError(format!(
                 "providers.{}: base_url `{}` must start with http:// or https://",
+                p.name, p.base_url
+            )));
+        }
+        if p.ca_file.is_some() && !p.base_url.starts_with("https://") {
+            return Err(ConfigError(format!(
+                "providers.{}: ca_file applies to https:// providers only; base_url is `{}`",
                 p.name, p.base_url
             )));
         }

@@ -105,55 +105,115 @@ pub fn allowed(ip: IpAddr, ranges: &[Cidr]) -> bool {
     ranges.is_empty() || ranges.iter().any(|r| r.contains(ip))
 }
 
-/// The client's address. Forwarding headers are believed only when the connection comes from a
-/// trusted proxy; then the chain is read from the nearest hop backwards, skipping trusted
-/// proxies, and the first address that is not one is the client. `Forwarded` (RFC 7239) is
-/// preferred to `X-Forwarded-For` when both are present.
-pub fn client_ip(
-    peer: IpAddr,
-    forwarded: Option<&str>,
-    x_forwarded_for: Option<&str>,
-    trusted: &[Cidr],
-) -> IpAddr {
-    let peer = canonical(peer);
-    if trusted.is_empty() || !trusted.iter().any(|t| t.contains(peer)) {
-        return peer;
+/// The header a trusted reverse proxy reports the client's address in. Exactly one is read:
+/// reading both would let a client write the one the proxy does not (a client's own
+/// `Forwarded: for=10.9.9.9` would beat the proxy's `X-Forwarded-For`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientIpHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (nginx, HAProxy, AWS and GCP load balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client;proto=https, for=proxy1`.
+    Forwarded,
+}
+
+impl ClientIpHeader {
+    pub fn parse(text: &str) -> Option<ClientIpHeader> {
+        match text.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Some(ClientIpHeader::XForwardedFor),
+            "forwarded" => Some(ClientIpHeader::Forwarded),
+            _ => None,
+        }
     }
-    let chain: Vec<IpAddr> = match (forwarded, x_forwarded_for) {
-        (Some(header), _) => header
-            .split(',')
-            .filter_map(|element| {
-                element.split(';').find_map(|pair| {
-                    pair.trim()
-                        .strip_prefix("for=")
-                        .or_else(|| pair.trim().strip_prefix("For="))
-                })
-            })
-            .filter_map(parse_node)
-            .collect(),
-        (None, Some(header)) => header.split(',').filter_map(parse_node).collect(),
-        (None, None) => Vec::new(),
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientIpHeader::XForwardedFor => "x-forwarded-for",
+            ClientIpHeader::Forwarded => "forwarded",
+        }
+    }
+}
+
+/// The client's address; `None` when it cannot be known (a trusted proxy reported a hop it
+/// could not name: `for=unknown`, an obfuscated `for=_hidden`, garbage), which an IP
+/// allow-list refuses. Forwarding headers are believed only from a trusted proxy: then every
+/// line of the configured `header` (`lines`, in order) makes one chain, read from the nearest
+/// hop backwards, skipping trusted proxies; the first other hop is the client. A trusted peer
+/// that sends no such header made the request itself.
+pub fn client_address<'a>(
+    peer: IpAddr,
+    header: ClientIpHeader,
+    lines: impl Iterator<Item = &'a [u8]>,
+    trusted: &[Cidr],
+) -> Option<IpAddr> {
+    let peer = canonical(peer);
+    if !trusted.iter().any(|t| t.contains(peer)) {
+        return Some(peer);
+    }
+    let mut chain: Vec<Option<IpAddr>> = Vec::new();
+    for line in lines {
+        // A line that is not text names nobody.
+        let Ok(line) = std::str::from_utf8(line) else {
+            chain.push(None);
+            continue;
+        };
+        for element in line.split(',') {
+            chain.push(match header {
+                ClientIpHeader::XForwardedFor => parse_node(element),
+                ClientIpHeader::Forwarded => forwarded_for(element).and_then(parse_node),
+            });
+        }
+    }
+    let Some(furthest) = chain.first().copied() else {
+        return Some(peer);
     };
     for hop in chain.iter().rev() {
-        if !trusted.iter().any(|t| t.contains(*hop)) {
-            return *hop;
+        match hop {
+            None => return None,
+            Some(ip) if trusted.iter().any(|t| t.contains(*ip)) => continue,
+            Some(ip) => return Some(*ip),
         }
     }
     // Every hop is trusted: the furthest one is the best we know.
-    chain.first().copied().unwrap_or(peer)
+    furthest
 }
 
-/// One address of a forwarding header: `203.0.113.7`, `"[2001:db8::1]:4711"`, `10.0.0.1:80`.
+/// The `for=` parameter of one `Forwarded` element (parameter names are case-insensitive).
+fn forwarded_for(element: &str) -> Option<&str> {
+    element.split(';').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("for").then_some(value)
+    })
+}
+
+/// One address of a forwarding header: `203.0.113.7`, `"[2001:db8::1]:4711"`, `10.0.0.1:80`,
+/// `2001:db8::1`. Anything else (`unknown`, `_hidden`, garbage) is `None`.
 fn parse_node(text: &str) -> Option<IpAddr> {
-    let t = text.trim().trim_matches('"');
+    let t = text.trim();
+    let t = t
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(t);
     let t = if let Some(rest) = t.strip_prefix('[') {
-        rest.split(']').next()?
-    } else if t.matches(':').count() == 1 {
-        t.split(':').next()?
+        let (address, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        address
+    } else if let Some((address, port)) = t.split_once(':').filter(|_| t.matches(':').count() == 1)
+    {
+        if !is_port(port) {
+            return None;
+        }
+        address
     } else {
         t
     };
     t.parse::<IpAddr>().ok().map(canonical)
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -197,49 +257,124 @@ mod tests {
         }
     }
 
+    fn address(
+        peer: &str,
+        header: ClientIpHeader,
+        lines: &[&str],
+        trusted: &[Cidr],
+    ) -> Option<IpAddr> {
+        client_address(
+            ip(peer),
+            header,
+            lines.iter().map(|l| l.as_bytes()),
+            trusted,
+        )
+    }
+
     #[test]
     fn forwarding_headers_count_only_from_trusted_proxies() {
+        use ClientIpHeader::*;
         let trusted = cidrs(&["10.0.0.0/8"]);
-        let xff = Some("198.51.100.7, 10.0.0.5");
+        let xff = ["198.51.100.7, 10.0.0.5"];
         assert_eq!(
-            client_ip(ip("203.0.113.1"), None, xff, &trusted),
-            ip("203.0.113.1"),
+            address("203.0.113.1", XForwardedFor, &xff, &trusted),
+            Some(ip("203.0.113.1")),
             "an untrusted peer cannot claim an address"
         );
         assert_eq!(
-            client_ip(ip("10.0.0.9"), None, xff, &trusted),
-            ip("198.51.100.7")
+            address("10.0.0.9", XForwardedFor, &xff, &trusted),
+            Some(ip("198.51.100.7"))
         );
         assert_eq!(
-            client_ip(
-                ip("10.0.0.9"),
-                None,
-                Some("6.6.6.6, 198.51.100.7"),
+            address(
+                "10.0.0.9",
+                XForwardedFor,
+                &["6.6.6.6, 198.51.100.7"],
                 &trusted
             ),
-            ip("198.51.100.7"),
+            Some(ip("198.51.100.7")),
             "spoofed hops left of the client are ignored"
         );
         assert_eq!(
-            client_ip(ip("10.0.0.9"), None, xff, &[]),
-            ip("10.0.0.9"),
+            address("10.0.0.9", XForwardedFor, &xff, &[]),
+            Some(ip("10.0.0.9")),
             "no trusted proxies configured"
         );
-        let forwarded = Some(r#"for=192.0.2.60;proto=http, for="[2001:db8:cafe::17]:4711""#);
         assert_eq!(
-            client_ip(ip("10.0.0.9"), forwarded, xff, &trusted),
-            ip("2001:db8:cafe::17"),
-            "Forwarded wins"
-        );
-        assert_eq!(
-            client_ip(ip("::ffff:10.0.0.9"), None, Some("10.1.1.1"), &trusted),
-            ip("10.1.1.1"),
+            address("::ffff:10.0.0.9", XForwardedFor, &["10.1.1.1"], &trusted),
+            Some(ip("10.1.1.1")),
             "all hops trusted"
         );
         assert_eq!(
-            client_ip(ip("10.0.0.9"), None, Some("garbage"), &trusted),
-            ip("10.0.0.9")
+            address("10.0.0.9", XForwardedFor, &[], &trusted),
+            Some(ip("10.0.0.9")),
+            "the proxy's own request"
         );
+        assert_eq!(
+            address(
+                "10.0.0.9",
+                XForwardedFor,
+                &["6.6.6.6", "198.51.100.7"],
+                &trusted
+            ),
+            Some(ip("198.51.100.7")),
+            "a proxy that adds its own line: the lines make one chain, in order"
+        );
+        assert_eq!(
+            address(
+                "10.0.0.9",
+                XForwardedFor,
+                &["[2001:db8::1]:443, 192.0.2.1:8080"],
+                &trusted
+            ),
+            Some(ip("192.0.2.1"))
+        );
+    }
+
+    #[test]
+    fn an_address_a_trusted_proxy_cannot_name_is_unknown_never_the_proxy() {
+        use ClientIpHeader::*;
+        let trusted = cidrs(&["10.0.0.0/8"]);
+        for (header, line) in [
+            (XForwardedFor, "garbage"),
+            (XForwardedFor, "unknown"),
+            (XForwardedFor, "192.0.2.1, "),
+            (XForwardedFor, "192.0.2.1:http"),
+            (XForwardedFor, "[2001:db8::1]x"),
+            (Forwarded, "for=unknown"),
+            (Forwarded, "for=_hidden"),
+            (Forwarded, "proto=https"),
+            (Forwarded, "for=\"[2001:db8::1\""),
+        ] {
+            assert_eq!(
+                address("10.0.0.9", header, &[line], &trusted),
+                None,
+                "{line}"
+            );
+        }
+        // Behind a named hop, an unreadable one further away does not matter.
+        assert_eq!(
+            address("10.0.0.9", XForwardedFor, &["garbage, 192.0.2.1"], &trusted),
+            Some(ip("192.0.2.1"))
+        );
+    }
+
+    #[test]
+    fn only_the_configured_header_is_read() {
+        use ClientIpHeader::*;
+        let trusted = cidrs(&["10.0.0.0/8"]);
+        let forwarded = [r#"for=192.0.2.60;proto=http, For="[2001:db8:cafe::17]:4711""#];
+        assert_eq!(
+            address("10.0.0.9", Forwarded, &forwarded, &trusted),
+            Some(ip("2001:db8:cafe::17")),
+            "parameter names are case-insensitive"
+        );
+        assert_eq!(
+            ClientIpHeader::parse("X-Forwarded-For"),
+            Some(XForwardedFor)
+        );
+        assert_eq!(ClientIpHeader::parse("forwarded"), Some(Forwarded));
+        assert_eq!(ClientIpHeader::parse("x-real-ip"), None);
     }
 }
 

@@ -3,7 +3,15 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tollgate_core::{ErrorKind, OpenAiError};
 
-const NO_KEY: &str = "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). You can create a key with `tollgate keys create` or in the Tollgate console.";
+const NO_KEY: &str = "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). Ask this Tollgate's operator for a key (they create one with `tollgate keys create`).";
+
+/// A path as an error message quotes it: at most 200 characters.
+fn quote_path(path: &str) -> String {
+    match path.char_indices().nth(200) {
+        Some((end, _)) => format!("{}...", &path[..end]),
+        None => path.to_owned(),
+    }
+}
 
 /// Everything the data plane itself rejects; rendered in one place as OpenAI's envelope.
 #[derive(Debug, thiserror::Error)]
@@ -23,13 +31,16 @@ pub enum GatewayError {
     MismatchedOrganization,
     #[error("OpenAI-Project header mismatch")]
     MismatchedProject,
-    #[error("IP {ip} not authorized for this {what}")]
-    IpNotAuthorized {
-        ip: std::net::IpAddr,
-        what: &'static str,
-    },
+    #[error("IP not authorized for this {what}")]
+    IpNotAuthorized { what: &'static str },
     #[error("missing scope {0}")]
     MissingScope(&'static str),
+    #[error("path refused: {reason}")]
+    InvalidPath {
+        method: String,
+        path: String,
+        reason: tollgate_core::path::PathError,
+    },
     #[error("no route for {method} {path}")]
     UnknownRoute { method: String, path: String },
     #[error("method {method} not allowed on {path}")]
@@ -68,7 +79,7 @@ impl GatewayError {
             GatewayError::MissingKey => OpenAiError::new(Authentication, NO_KEY),
             GatewayError::InvalidKey { shown } => OpenAiError::new(
                 Authentication,
-                format!("Incorrect API key provided: {shown}. You can find your API keys with `tollgate keys list` or in the Tollgate console."),
+                format!("Incorrect API key provided: {shown}. Check the key you were given; this Tollgate's operator can list keys with `tollgate keys list`."),
             )
             .with_code("invalid_api_key"),
             GatewayError::RevokedKey { redacted } => OpenAiError::new(
@@ -102,6 +113,10 @@ impl GatewayError {
             GatewayError::MissingScope(scope) => OpenAiError::new(
                 Authentication,
                 format!("You have insufficient permissions for this operation. Missing scopes: {scope}. Check that you have the correct role in your organization (Reader, Owner) and project (Member, Owner), and if you're using a restricted API key, that it has the necessary scopes."),
+            ),
+            GatewayError::InvalidPath { method, path, reason } => OpenAiError::new(
+                InvalidRequest,
+                format!("Invalid URL ({method} {}): {reason}. Tollgate refuses paths that a server could read as another path.", quote_path(path)),
             ),
             GatewayError::UnknownRoute { method, path } => {
                 OpenAiError::new(NotFound, format!("Invalid URL ({method} {path})"))

@@ -1,8 +1,11 @@
 //! The demo provider: a simulated OpenAI-compatible server that Tollgate runs on a loopback port
 //! inside its own process (`tollgate serve --demo`, or a provider with `type = "mock"`). Replies
 //! are deterministic text marked `[simulated]`, usage is counted with the real tokenizer, and
-//! streams send one word per event with a configurable delay. Tests use it as the fake upstream;
-//! the `x-mock-fail` request header makes it answer with an error (`500`, `429`) or hang (`slow`).
+//! streams send one word per event with a configurable delay. A request with `tools` gets a call
+//! of its first function. Tests use it as the fake upstream: the `x-mock-fail` request header
+//! makes it answer with an error (`500`, `429`) or hang (`slow`); a last message containing
+//! `litellm-usage` gets the usage chunk in LiteLLM's shape (`choices: [{"index":0,"delta":{}}]`)
+//! and one containing `linger-after-done` keeps the stream open a second after `[DONE]`.
 
 use crate::tokens;
 use axum::body::Body;
@@ -49,6 +52,7 @@ impl Default for MockSettings {
 /// A request the mock received, for tests to inspect.
 #[derive(Debug, Clone)]
 pub struct SeenRequest {
+    pub method: String,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
@@ -153,11 +157,16 @@ impl Drop for MockProvider {
 }
 
 fn remember(state: &MockState, path: &str, headers: &HeaderMap, body: &Value) {
+    remember_call(state, "POST", path, headers, body);
+}
+
+fn remember_call(state: &MockState, method: &str, path: &str, headers: &HeaderMap, body: &Value) {
     if let Ok(mut seen) = state.seen.lock() {
         if seen.len() >= 1_000 {
             seen.remove(0);
         }
         seen.push(SeenRequest {
+            method: method.to_owned(),
             path: path.to_owned(),
             headers: headers.clone(),
             body: body.clone(),
@@ -225,7 +234,14 @@ fn chat_usage(prompt: i64, completion: i64) -> Value {
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}})
 }
 
-fn sse(state: &MockState, events: Vec<(Option<&'static str>, Value)>, done: bool) -> Response {
+/// An event stream of `events` (then `data: [DONE]` when `done`), one every `token_delay`; the
+/// body ends `linger` after the last event.
+fn sse(
+    state: &MockState,
+    events: Vec<(Option<&'static str>, Value)>,
+    done: bool,
+    linger: Duration,
+) -> Response {
     let delay = state.settings.token_delay;
     let guard = StreamGuard {
         finished: false,
@@ -253,6 +269,7 @@ fn sse(state: &MockState, events: Vec<(Option<&'static str>, Value)>, done: bool
                     (events, true, false, guard),
                 )),
                 None => {
+                    tokio::time::sleep(linger).await;
                     guard.finish();
                     None
                 }
@@ -280,7 +297,8 @@ fn simulated(value: Value) -> Response {
     response
 }
 
-async fn models(State(state): State<MockState>) -> Response {
+async fn models(State(state): State<MockState>, headers: HeaderMap) -> Response {
+    remember_call(&state, "GET", "/v1/models", &headers, &Value::Null);
     let data: Vec<Value> = state.settings.models.iter().map(|m| json!({"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "tollgate-demo"})).collect();
     simulated(json!({"object": "list", "data": data}))
 }
@@ -295,14 +313,32 @@ async fn chat(
         return failure;
     }
     let words = reply_words(&body);
-    let text = words.join(" ");
+    let call = tool_call(&body);
+    let text = match &call {
+        Some(_) => String::new(),
+        None => words.join(" "),
+    };
     let prompt = tokens::count_request(&serde_json::to_vec(&body).unwrap_or_default());
-    let completion = tokens::count(&text);
+    let completion = match &call {
+        Some((name, arguments)) => tokens::count(name) + tokens::count(arguments),
+        None => tokens::count(&text),
+    };
     let (id, created, model) = (id("chatcmpl-"), now(), model_of(&body));
+    let call_id = id_for_call();
+    let finish = if call.is_some() { "tool_calls" } else { "stop" };
     if body["stream"].as_bool() != Some(true) {
+        let message = match &call {
+            Some((name, arguments)) => {
+                json!({"role": "assistant", "content": null, "refusal": null, "annotations": [],
+                "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]})
+            }
+            None => {
+                json!({"role": "assistant", "content": text, "refusal": null, "annotations": []})
+            }
+        };
         return simulated(
             json!({"id": id, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []}, "logprobs": null, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
             "usage": chat_usage(prompt, completion), "service_tier": "default", "system_fingerprint": "tollgate-demo"}),
         );
     }
@@ -315,23 +351,88 @@ async fn chat(
         }
         (None, c)
     };
-    let mut events = vec![chunk(
-        json!({"role": "assistant", "content": ""}),
-        Value::Null,
-    )];
-    for (i, word) in words.iter().enumerate() {
-        let piece = if i == 0 {
-            word.clone()
-        } else {
-            format!(" {word}")
-        };
-        events.push(chunk(json!({"content": piece}), Value::Null));
+    let mut events = Vec::new();
+    match &call {
+        Some((name, arguments)) => {
+            events.push(chunk(
+                json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                Value::Null,
+            ));
+            for piece in pieces(arguments) {
+                events.push(chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                    Value::Null,
+                ));
+            }
+        }
+        None => {
+            events.push(chunk(
+                json!({"role": "assistant", "content": ""}),
+                Value::Null,
+            ));
+            for (i, word) in words.iter().enumerate() {
+                let piece = if i == 0 {
+                    word.clone()
+                } else {
+                    format!(" {word}")
+                };
+                events.push(chunk(json!({"content": piece}), Value::Null));
+            }
+        }
     }
-    events.push(chunk(json!({}), json!("stop")));
+    events.push(chunk(json!({}), json!(finish)));
     if include_usage {
-        events.push((None, json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "service_tier": "default", "system_fingerprint": "tollgate-demo", "choices": [], "usage": chat_usage(prompt, completion)})));
+        // LiteLLM writes the usage chunk with a choice holding an empty delta.
+        let choices = if asks_for(&body, "litellm-usage") {
+            json!([{"index": 0, "delta": {}}])
+        } else {
+            json!([])
+        };
+        events.push((None, json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "service_tier": "default", "system_fingerprint": "tollgate-demo", "choices": choices, "usage": chat_usage(prompt, completion)})));
     }
-    sse(&state, events, true)
+    let linger = if asks_for(&body, "linger-after-done") {
+        Duration::from_secs(1)
+    } else {
+        Duration::ZERO
+    };
+    sse(&state, events, true, linger)
+}
+
+/// Whether the last message (or input) mentions `word`: the demo's test triggers.
+fn asks_for(body: &Value, word: &str) -> bool {
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .map(|m| m["content"].to_string())
+        .unwrap_or_else(|| body["input"].to_string());
+    last.contains(word)
+}
+
+/// The call the demo makes when a request offers tools (and does not forbid them): its first
+/// function, with the prompt's first words as the argument.
+fn tool_call(body: &Value) -> Option<(String, String)> {
+    if body["tool_choice"] == "none" {
+        return None;
+    }
+    let tool = body["tools"].as_array()?.first()?;
+    let name = tool["function"]["name"]
+        .as_str()
+        .or_else(|| tool["name"].as_str())?
+        .to_owned();
+    let words = reply_words(body);
+    let argument: Vec<&str> = words.iter().skip(1).take(6).map(String::as_str).collect();
+    let arguments = json!({"input": argument.join(" ")}).to_string();
+    Some((name, arguments))
+}
+
+/// A streamed string in pieces of a few characters, as models stream tool arguments.
+fn pieces(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(6).map(|c| c.iter().collect()).collect()
+}
+
+fn id_for_call() -> String {
+    id("call_")
 }
 
 async fn completions(
@@ -363,7 +464,7 @@ async fn completions(
     if include_usage {
         events.push((None, json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [], "usage": usage})));
     }
-    sse(&state, events, true)
+    sse(&state, events, true, Duration::ZERO)
 }
 
 async fn responses(
@@ -376,25 +477,42 @@ async fn responses(
         return failure;
     }
     let words = reply_words(&body);
+    let call = tool_call(&body);
     let text = words.join(" ");
     let input = tokens::count_request(&serde_json::to_vec(&body).unwrap_or_default());
-    let output = tokens::count(&text);
-    let (resp_id, msg_id, created, model) = (id("resp_"), id("msg_"), now(), model_of(&body));
-    let message = |status: &str, text: &str| json!({"type": "message", "id": msg_id, "status": status, "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]});
+    let output = match &call {
+        Some((name, arguments)) => tokens::count(name) + tokens::count(arguments),
+        None => tokens::count(&text),
+    };
+    let (resp_id, item_id, created, model) = (
+        id("resp_"),
+        id(if call.is_some() { "fc_" } else { "msg_" }),
+        now(),
+        model_of(&body),
+    );
+    let call_id = id_for_call();
+    // The finished output item, and the same item as it starts.
+    let item = |done: bool| match &call {
+        Some((name, arguments)) => {
+            json!({"type": "function_call", "id": item_id, "call_id": call_id, "name": name,
+            "arguments": if done { arguments.as_str() } else { "" }, "status": if done { "completed" } else { "in_progress" }})
+        }
+        None => {
+            json!({"type": "message", "id": item_id, "status": if done { "completed" } else { "in_progress" }, "role": "assistant",
+            "content": if done { json!([{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]) } else { json!([]) }})
+        }
+    };
     let response = |status: &str, output_items: Value, usage: Value| {
         json!({"id": resp_id, "object": "response", "created_at": created, "status": status, "background": false, "error": null, "incomplete_details": null,
             "instructions": body.get("instructions").cloned().unwrap_or(Value::Null), "max_output_tokens": body.get("max_output_tokens").cloned().unwrap_or(Value::Null),
             "model": model, "output": output_items, "parallel_tool_calls": true, "previous_response_id": null, "reasoning": {"effort": null, "summary": null},
-            "service_tier": "default", "store": true, "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"}, "tool_choice": "auto", "tools": [],
+            "service_tier": "default", "store": true, "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"}, "tool_choice": "auto",
+            "tools": body.get("tools").cloned().unwrap_or(json!([])),
             "top_p": 1.0, "truncation": "disabled", "usage": usage, "user": null, "metadata": {}})
     };
     let usage = json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens": output, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input + output});
     if body["stream"].as_bool() != Some(true) {
-        return simulated(response(
-            "completed",
-            json!([message("completed", &text)]),
-            usage,
-        ));
+        return simulated(response("completed", json!([item(true)]), usage));
     }
     let mut seq = 0;
     let mut next = |name: &'static str, mut data: Value| {
@@ -414,32 +532,50 @@ async fn responses(
         ),
         next(
             "response.output_item.added",
-            json!({"output_index": 0, "item": {"type": "message", "id": msg_id, "status": "in_progress", "role": "assistant", "content": []}}),
-        ),
-        next(
-            "response.content_part.added",
-            json!({"item_id": msg_id, "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
+            json!({"output_index": 0, "item": item(false)}),
         ),
     ];
-    for (i, word) in words.iter().enumerate() {
-        let piece = if i == 0 {
-            word.clone()
-        } else {
-            format!(" {word}")
-        };
-        events.push(next("response.output_text.delta", json!({"item_id": msg_id, "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []})));
+    match &call {
+        Some((_, arguments)) => {
+            for piece in pieces(arguments) {
+                events.push(next(
+                    "response.function_call_arguments.delta",
+                    json!({"item_id": item_id, "output_index": 0, "delta": piece}),
+                ));
+            }
+            events.push(next(
+                "response.function_call_arguments.done",
+                json!({"item_id": item_id, "output_index": 0, "arguments": arguments}),
+            ));
+        }
+        None => {
+            events.push(next("response.content_part.added", json!({"item_id": item_id, "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}})));
+            for (i, word) in words.iter().enumerate() {
+                let piece = if i == 0 {
+                    word.clone()
+                } else {
+                    format!(" {word}")
+                };
+                events.push(next("response.output_text.delta", json!({"item_id": item_id, "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []})));
+            }
+            events.push(next("response.output_text.done", json!({"item_id": item_id, "output_index": 0, "content_index": 0, "text": text, "logprobs": []})));
+            events.push(next("response.content_part.done", json!({"item_id": item_id, "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": [], "logprobs": []}})));
+        }
     }
-    events.push(next("response.output_text.done", json!({"item_id": msg_id, "output_index": 0, "content_index": 0, "text": text, "logprobs": []})));
-    events.push(next("response.content_part.done", json!({"item_id": msg_id, "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": [], "logprobs": []}})));
     events.push(next(
         "response.output_item.done",
-        json!({"output_index": 0, "item": message("completed", &text)}),
+        json!({"output_index": 0, "item": item(true)}),
     ));
     events.push(next(
         "response.completed",
-        json!({"response": response("completed", json!([message("completed", &text)]), usage)}),
+        json!({"response": response("completed", json!([item(true)]), usage)}),
     ));
-    sse(&state, events, false)
+    let linger = if asks_for(&body, "linger-after-done") {
+        Duration::from_secs(1)
+    } else {
+        Duration::ZERO
+    };
+    sse(&state, events, false, linger)
 }
 
 async fn embeddings(
@@ -495,7 +631,7 @@ async fn echo(
     body: Bytes,
 ) -> Response {
     let value = json!({"method": method.as_str(), "path": uri.path(), "query": uri.query(), "bytes": body.len()});
-    remember(&state, uri.path(), &headers, &value);
+    remember_call(&state, method.as_str(), uri.path(), &headers, &value);
     if let Some(failure) = injected_failure(&headers).await {
         return failure;
     }

@@ -1,20 +1,19 @@
 use crate::admission::Limits;
 use crate::background::catalog::Catalog;
 use crate::background::denials::IpDenials;
+use crate::background::follower::Follower;
+use crate::background::key_lookup::KeyLookups;
 use crate::background::key_table::KeyTable;
 use crate::background::last_used::LastUsed;
-use crate::background::{budget_alerts, follower, metering};
+use crate::background::{budget_alerts, metering};
 use crate::error::GatewayError;
-use crate::request::auth::{identified, Principal};
-use crate::request::{models, proxy};
 use crate::serve::dispatch::Dispatch;
 use crate::serve::workers::{self, Workers};
 use crate::settings::GatewaySettings;
 use crate::state::{AppState, Shared};
 use crate::upstream::Upstream;
 use axum::http::{Method, Uri};
-use axum::response::Response;
-use axum::routing::{any, get};
+use axum::routing::get;
 use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,6 +57,7 @@ pub struct RunningGateway {
     server: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     keys: Arc<KeyTable>,
+    key_lookups: Arc<KeyLookups>,
     limits: Arc<Limits>,
     metering: JoinHandle<()>,
     alerts: JoinHandle<()>,
@@ -95,7 +95,7 @@ impl Gateway {
             .map(|p| {
                 Upstream::new(p.clone()).map_err(|e| StartError::Client {
                     provider: p.name.clone(),
-                    reason: e.to_string(),
+                    reason: e,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -103,6 +103,12 @@ impl Gateway {
         let catalog = Arc::new(Catalog::new(self.settings.routes.clone()));
         catalog.refresh(&upstreams).await;
         let (stop, stop_rx) = watch::channel(false);
+        let follower = Arc::new(Follower::new(
+            keys.clone(),
+            limits.clone(),
+            org.clone(),
+            self.store.clone(),
+        ));
         let last_used = Arc::new(LastUsed::default());
         let (usage, metering) = metering::start(
             self.store.clone(),
@@ -111,14 +117,11 @@ impl Gateway {
             self.settings.metering.linger,
         );
         let background = vec![
-            tokio::spawn(follower::follow(
-                keys.clone(),
-                limits.clone(),
-                org.clone(),
-                self.store.clone(),
-                self.settings.follow_interval,
-                stop_rx.clone(),
-            )),
+            tokio::spawn(
+                follower
+                    .clone()
+                    .run(self.settings.follow_interval, stop_rx.clone()),
+            ),
             tokio::spawn(last_used.clone().run(
                 self.store.clone(),
                 self.settings.last_used_flush,
@@ -142,8 +145,13 @@ impl Gateway {
         );
         let grace = self.settings.shutdown_grace;
         let worker_count = self.settings.workers;
+        let key_lookups = Arc::new(KeyLookups::new(
+            follower,
+            self.settings.key_lookups_per_second,
+        ));
         let state = AppState(Arc::new(Shared {
             keys: keys.clone(),
+            key_lookups: key_lookups.clone(),
             hasher: self.hasher,
             format: self.format,
             started_at: self.clock.now(),
@@ -167,6 +175,7 @@ impl Gateway {
             server,
             background,
             keys,
+            key_lookups,
             limits,
             metering,
             alerts,
@@ -183,6 +192,12 @@ impl RunningGateway {
     /// The in-memory key table (for tests and diagnostics).
     pub fn keys(&self) -> &Arc<KeyTable> {
         &self.keys
+    }
+
+    /// How many times keys new to this server were looked up in the store (for tests and
+    /// diagnostics).
+    pub fn key_lookups_made(&self) -> u64 {
+        self.key_lookups.made()
     }
 
     /// The live rate limits and budgets (for tests and diagnostics).
@@ -206,23 +221,10 @@ impl RunningGateway {
     }
 }
 
+/// Everything outside `/v1` (the data plane's door, see `dispatch`).
 fn router(state: AppState) -> Router {
-    // The metered endpoints' `POST`s never reach the router (see `dispatch`); here their paths
-    // only answer other methods.
-    let v1 = Router::new()
-        .route(
-            "/v1/models",
-            get(models::list).fallback(v1_method_not_allowed),
-        )
-        .route("/v1/chat/completions", any(v1_method_not_allowed))
-        .route("/v1/completions", any(v1_method_not_allowed))
-        .route("/v1/embeddings", any(v1_method_not_allowed))
-        // `/v1/responses` answers other methods by pass-through, like every other path.
-        .route("/v1/{*rest}", any(proxy::other))
-        .route("/v1", any(v1_unknown_route));
     Router::new()
         .route("/healthz", get(health))
-        .merge(v1)
         .fallback(unknown_route)
         .with_state(state)
 }
@@ -236,20 +238,4 @@ async fn unknown_route(method: Method, uri: Uri) -> GatewayError {
         method: method.to_string(),
         path: uri.path().to_owned(),
     }
-}
-
-/// Under `/v1`, a wrong method or path is answered only to an authenticated caller (others
-/// get the 401): the API's shape is not shown to anyone without a key.
-async fn v1_unknown_route(principal: Principal, method: Method, uri: Uri) -> Response {
-    identified(&principal.key, unknown_route(method, uri).await)
-}
-
-async fn v1_method_not_allowed(principal: Principal, method: Method, uri: Uri) -> Response {
-    identified(
-        &principal.key,
-        GatewayError::MethodNotAllowed {
-            method: method.to_string(),
-            path: uri.path().to_owned(),
-        },
-    )
 }

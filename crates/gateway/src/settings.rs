@@ -75,6 +75,8 @@ pub struct ProviderSettings {
     /// Longest wait for the response to start (and between two pieces of a streamed body).
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Certificate authorities (PEM) trusted for this provider besides the public ones.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// What happens to a routed model with no price.
@@ -118,8 +120,12 @@ pub struct GatewaySettings {
     pub last_used_flush: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
-    /// Reverse proxies whose `Forwarded`/`X-Forwarded-For` headers are believed.
+    /// Reverse proxies whose forwarding header is believed.
     pub trusted_proxies: Vec<tollgate_core::network::Cidr>,
+    /// The one header trusted proxies report the client's address in.
+    pub client_ip_header: tollgate_core::network::ClientIpHeader,
+    /// Most store lookups a second of keys not (yet) in the key table; see `key_lookup`.
+    pub key_lookups_per_second: u32,
     /// Limits every key gets unless it has its own rule for the same models.
     pub default_limits: Vec<crate::admission::DefaultLimit>,
     /// Output tokens a request is assumed to use, for token limits and budgets, when it sets no
@@ -148,6 +154,8 @@ impl GatewaySettings {
             last_used_flush: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
+            client_ip_header: tollgate_core::network::ClientIpHeader::XForwardedFor,
+            key_lookups_per_second: 50,
             default_limits: Vec::new(),
             default_max_output_tokens: 4_096,
             alerts: AlertSettings {

@@ -4,6 +4,7 @@
 use crate::admission::Limits;
 use crate::background::catalog::Catalog;
 use crate::background::denials::IpDenials;
+use crate::background::key_lookup::KeyLookups;
 use crate::background::key_table::KeyTable;
 use crate::background::last_used::LastUsed;
 use crate::background::metering::UsageSink;
@@ -29,6 +30,7 @@ impl std::ops::Deref for AppState {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub keys: Arc<KeyTable>,
+    pub key_lookups: Arc<KeyLookups>,
     pub hasher: KeyHasher,
     pub format: KeyFormat,
     pub clock: Arc<dyn Clock>,

@@ -138,7 +138,6 @@ async fn rotation_grace_ends_on_the_clock_and_the_successor_works() {
         .rotate_key(&TestApp::actor(), old.record.id.as_str(), Span(3_600))
         .await
         .unwrap();
-    app.wait_until_loaded(&rotation.new).await;
     assert_eq!(
         rotation.new.record.rotated_from.as_ref(),
         Some(&old.record.id)
@@ -192,7 +191,6 @@ async fn an_expiring_key_stops_at_its_expiry() {
         )
         .await
         .unwrap();
-    app.wait_until_loaded(&key).await;
     app.clock.advance(3_599);
     assert_eq!(app.models(key.secret.expose()).await.status, StatusCode::OK);
     app.clock.advance(1);
@@ -327,6 +325,11 @@ async fn keys_of_an_archived_project_stop_working() {
 async fn authentication_answers_from_memory_even_with_the_database_closed() {
     let app = TestApp::spawn().await;
     let key = app.project_key().await;
+    assert_eq!(
+        app.models(key.secret.expose()).await.status,
+        StatusCode::OK,
+        "a new key works at once"
+    );
     // From here on every database call fails: anything that reached the store would error.
     app.store.close().await;
 
@@ -377,19 +380,22 @@ async fn last_used_is_written_in_batches_and_flushed_at_shutdown() {
 }
 
 #[tokio::test]
-async fn unknown_routes_and_methods_answer_in_the_envelope_and_other_v1_paths_are_forwarded() {
+async fn unknown_routes_and_methods_answer_in_the_envelope_and_openai_groups_are_forwarded() {
     let app = TestApp::spawn().await;
     let key = app.project_key().await;
     app.get("/v1/nope", None, &[])
         .await
         .assert_error(401, None, "You didn't provide an API key");
-    let forwarded = app.get("/v1/nope", Some(key.secret.expose()), &[]).await;
+    app.get("/v1/nope", Some(key.secret.expose()), &[])
+        .await
+        .assert_error(404, None, "Invalid URL (GET /v1/nope)");
+    let forwarded = app.get("/v1/files", Some(key.secret.expose()), &[]).await;
     assert_eq!(
         forwarded.status,
         StatusCode::OK,
-        "other /v1 paths go to the provider after authentication"
+        "OpenAI's groups go to the provider after authentication"
     );
-    assert_eq!(forwarded.body["received"]["path"], "/v1/nope");
+    assert_eq!(forwarded.body["received"]["path"], "/v1/files");
     app.get("/elsewhere", None, &[])
         .await
         .assert_error(404, None, "Invalid URL (GET /elsewhere)");
@@ -521,14 +527,14 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies() {
         )
         .await;
     assert_eq!(forwarded.status, StatusCode::OK, "{}", forwarded.body);
-    let rfc7239 = behind_proxy
+    behind_proxy
         .get(
             "/v1/models",
             Some(secret),
             &[("forwarded", "for=\"[2001:db8::7]:443\"")],
         )
-        .await;
-    assert_eq!(rfc7239.status, StatusCode::OK, "{}", rfc7239.body);
+        .await
+        .assert_error(401, None, "IP not authorized for this API key.");
     behind_proxy
         .get("/v1/models", Some(secret), &[])
         .await
@@ -553,6 +559,76 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies() {
         !upstream.contains_key("x-forwarded-for"),
         "forwarding headers are not passed to the provider"
     );
+}
+
+/// What a client that reaches Tollgate through a trusted proxy (here: the test's own address)
+/// can claim, for each header the proxy may be configured to set.
+#[tokio::test]
+async fn a_client_cannot_choose_its_address_behind_a_trusted_proxy() {
+    use tollgate_core::network::{Cidr, ClientIpHeader};
+    for header in [ClientIpHeader::XForwardedFor, ClientIpHeader::Forwarded] {
+        let app = TestApp::spawn_with(|s| {
+            s.trusted_proxies = vec![Cidr::parse("127.0.0.0/8").unwrap()];
+            s.client_ip_header = header;
+        })
+        .await;
+        // The allow-list holds an internal range and the proxy's own address.
+        let key = app.key_allowed_from(&["10.9.0.0/16", "127.0.0.1"]).await;
+        let secret = key.secret.expose();
+        let proxy_says = |client: &str| match header {
+            ClientIpHeader::XForwardedFor => ("x-forwarded-for", client.to_owned()),
+            ClientIpHeader::Forwarded => ("forwarded", format!("for={client}")),
+        };
+        let other = match header {
+            ClientIpHeader::XForwardedFor => ("forwarded", "for=10.9.9.9".to_owned()),
+            ClientIpHeader::Forwarded => ("x-forwarded-for", "10.9.9.9".to_owned()),
+        };
+        let status = |headers: Vec<(&'static str, String)>| {
+            let app = &app;
+            async move {
+                let pairs: Vec<(&str, &str)> =
+                    headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                app.get("/v1/models", Some(secret), &pairs).await.status
+            }
+        };
+        let (name, outside) = proxy_says("198.51.100.1");
+        assert_eq!(
+            status(vec![(name, outside.clone())]).await,
+            401,
+            "{header:?}: an outside client is refused"
+        );
+        assert_eq!(
+            status(vec![other.clone(), (name, outside)]).await,
+            401,
+            "{header:?}: the header the proxy does not set is never read"
+        );
+        for unnamed in ["unknown", "_hidden", "garbage"] {
+            let (name, value) = proxy_says(unnamed);
+            assert_eq!(
+                status(vec![(name, value)]).await,
+                401,
+                "{header:?} {unnamed}: an address the proxy cannot name is not the proxy's"
+            );
+        }
+        let (name, spoofed) = proxy_says("10.9.9.9");
+        let (_, real) = proxy_says("198.51.100.1");
+        assert_eq!(
+            status(vec![(name, format!("{spoofed}, {real}"))]).await,
+            401,
+            "{header:?}: a hop the client wrote left of what the proxy saw is ignored"
+        );
+        let (name, inside) = proxy_says("10.9.9.9");
+        assert_eq!(
+            status(vec![(name, inside)]).await,
+            200,
+            "{header:?}: an inside client passes"
+        );
+        assert_eq!(
+            status(vec![]).await,
+            200,
+            "{header:?}: the proxy's own requests carry no header"
+        );
+    }
 }
 
 #[tokio::test]

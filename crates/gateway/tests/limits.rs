@@ -70,7 +70,6 @@ async fn limited_key(
         )
         .await
         .unwrap();
-    app.wait_until_loaded(&created).await;
     created
 }
 
@@ -773,7 +772,6 @@ async fn a_key_created_with_limits_is_never_usable_before_its_limits_are_loaded(
     assert!(table.get(&hash).is_some());
 
     // And the running gateway enforces the limit from the key's very first requests.
-    app.wait_until_loaded(&created).await;
     assert_eq!(small_chat(&app, created.secret.expose()).await.status, 200);
     assert_rate_limited(
         &small_chat(&app, created.secret.expose()).await,

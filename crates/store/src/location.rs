@@ -40,6 +40,34 @@ impl DatabaseLocation {
             DatabaseLocation::Sqlite(path) => path,
         }
     }
+
+    /// The database's files (the file, its write-ahead log and shared-memory index) that users
+    /// other than the owner can read, with their modes. They hold password hashes, client
+    /// addresses and the audit log; Tollgate creates them readable by their owner only.
+    pub fn readable_by_others(&self) -> Vec<(PathBuf, u32)> {
+        let DatabaseLocation::Sqlite(path) = self;
+        ["", "-wal", "-shm"]
+            .into_iter()
+            .filter_map(|suffix| {
+                let mut name = path.clone().into_os_string();
+                name.push(suffix);
+                let file = PathBuf::from(name);
+                let mode = file_mode(&file)?;
+                (mode & 0o077 != 0).then_some((file, mode))
+            })
+            .collect()
+    }
+}
+
+#[cfg(unix)]
+fn file_mode(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(std::fs::metadata(path).ok()?.permissions().mode() & 0o777)
+}
+
+#[cfg(not(unix))]
+fn file_mode(_: &std::path::Path) -> Option<u32> {
+    None
 }
 
 #[cfg(test)]

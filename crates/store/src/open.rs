@@ -25,6 +25,10 @@ impl Store {
                 )));
             }
         }
+        create_private(path).map_err(|err| StoreError::Unwritable {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        })?;
         let base = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -82,6 +86,24 @@ impl Store {
     /// Waits for open connections to finish and closes them (checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Creates the database file, readable and writable by its owner only, unless it exists.
+/// SQLite gives the write-ahead log and shared-memory files it creates later the database
+/// file's mode, so they are private too.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err),
     }
 }
 

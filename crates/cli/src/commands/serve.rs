@@ -31,6 +31,8 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     gateway_settings.unpriced = settings.unpriced;
     gateway_settings.max_body_bytes = settings.max_body_bytes;
     gateway_settings.trusted_proxies = settings.trusted_proxies.clone();
+    gateway_settings.client_ip_header = settings.client_ip_header;
+    gateway_settings.key_lookups_per_second = settings.key_lookups_per_second;
     gateway_settings.default_limits = settings.default_limits.clone();
     gateway_settings.default_max_output_tokens = settings.default_max_output_tokens;
     gateway_settings.alerts = settings.alerts.clone();
@@ -109,6 +111,7 @@ async fn providers(
                 .collect(),
             timeout: Duration::from_secs(p.timeout_secs.unwrap_or(600)),
             connect_timeout: Duration::from_secs(p.connect_timeout_secs.unwrap_or(5)),
+            ca_file: p.ca_file.clone(),
         });
     }
     Ok((out, mocks))

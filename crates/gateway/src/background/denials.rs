@@ -34,7 +34,7 @@ impl IpDenials {
         &self,
         store: &Store,
         key: &AuthKey,
-        ip: IpAddr,
+        ip: Option<IpAddr>,
         list: &'static str,
         now: UnixTime,
     ) {
@@ -63,7 +63,7 @@ impl IpDenials {
             },
             project_id: record.project_id.clone(),
             resource_id: Some(record.id.to_string()),
-            data: serde_json::json!({"client_ip": ip.to_string(), "list": list, "redacted_value": record.redacted}),
+            data: serde_json::json!({"client_ip": ip.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into()), "list": list, "redacted_value": record.redacted}),
             created_at: now,
         };
         let store = store.clone();

@@ -19,8 +19,9 @@ struct Entries {
     hash_of: HashMap<KeyId, KeyHash>,
 }
 
-/// Every key of the store, in memory, looked up by keyed hash. A miss is a definite "unknown
-/// key": nothing on the request path ever asks the database.
+/// Every key of the store, in memory, looked up by keyed hash, kept current by the change-log
+/// follower (its only writer). A key that is not here yet (created a moment ago) makes the
+/// follower catch up at once (see `key_lookup`).
 #[derive(Default)]
 pub struct KeyTable {
     entries: RwLock<Entries>,

@@ -27,32 +27,41 @@ pub struct UsageSink {
 }
 
 impl UsageSink {
-    /// Queues an event, waiting while the queue is full.
+    /// Queues an event, waiting while the queue is full (back-pressure on the request). The
+    /// wait runs in a task of its own, so a request dropped while it waits (its client gone)
+    /// still has its event queued.
     pub async fn record(&self, event: UsageEvent) {
-        match self.tx.try_send(event) {
-            Ok(()) => self.wake_if_batch_ready(),
-            Err(mpsc::error::TrySendError::Full(event)) => {
-                self.full.notify_one();
-                if let Err(err) = self.tx.send(event).await {
-                    Self::lost(&err.0);
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(event)) => Self::lost(&event),
+        if let Some(waiting) = self.queue(event) {
+            let _ = waiting.await;
         }
     }
 
-    /// Queues an event from a place that cannot wait (a dropped stream): immediately when there
-    /// is room, else from a task that waits for room.
+    /// Queues an event from a place that cannot wait (a dropped request): immediately when
+    /// there is room, else from a task that waits for room.
     pub fn record_detached(&self, event: UsageEvent) {
+        let _ = self.queue(event);
+    }
+
+    /// Queues the event now, or hands it to a task that waits for room (returned).
+    fn queue(&self, event: UsageEvent) -> Option<tokio::task::JoinHandle<()>> {
         match self.tx.try_send(event) {
-            Ok(()) => self.wake_if_batch_ready(),
+            Ok(()) => {
+                self.wake_if_batch_ready();
+                None
+            }
             Err(mpsc::error::TrySendError::Full(event)) => {
                 self.full.notify_one();
-                let sink = self.clone();
-                self.background
-                    .spawn(async move { sink.record(event).await });
+                let tx = self.tx.clone();
+                Some(self.background.spawn(async move {
+                    if let Err(err) = tx.send(event).await {
+                        Self::lost(&err.0);
+                    }
+                }))
             }
-            Err(mpsc::error::TrySendError::Closed(event)) => Self::lost(&event),
+            Err(mpsc::error::TrySendError::Closed(event)) => {
+                Self::lost(&event);
+                None
+            }
         }
     }
 

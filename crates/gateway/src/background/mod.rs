@@ -6,6 +6,7 @@ pub(crate) mod budget_alerts;
 pub(crate) mod catalog;
 pub(crate) mod denials;
 pub(crate) mod follower;
+pub(crate) mod key_lookup;
 pub mod key_table;
 pub(crate) mod last_used;
 pub(crate) mod metering;

@@ -1,15 +1,13 @@
 use crate::error::GatewayError;
-use crate::headers::{OPENAI_ORGANIZATION, OPENAI_PROJECT, OPENAI_VERSION, X_FORWARDED_FOR};
+use crate::headers::{OPENAI_ORGANIZATION, OPENAI_PROJECT, OPENAI_VERSION};
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use tollgate_core::key::mask_presented;
 use tollgate_core::lifecycle::KeyStatus;
-use tollgate_core::network::client_ip;
+use tollgate_core::network::{client_address, IpAllowList};
 use tollgate_core::{Access, KeyKind, Scope};
 use tollgate_store::{AuthKey, ProjectStatus};
 
@@ -17,8 +15,9 @@ use tollgate_store::{AuthKey, ProjectStatus};
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub key: Arc<AuthKey>,
-    /// The client's address (behind trusted proxies, the one they report).
-    pub client_ip: IpAddr,
+    /// The client's address (behind trusted proxies, the one they report); `None` when a
+    /// trusted proxy reported one it could not name.
+    pub client_ip: Option<IpAddr>,
 }
 
 impl Principal {
@@ -60,33 +59,14 @@ impl Principal {
     }
 }
 
-/// Every `/v1/*` handler takes a `Principal`: the bearer key resolved from memory, or OpenAI's
-/// 401 (an extractor, not a middleware layer: one boxed future and one service clone less per
-/// request). Handlers pass their response through [`identified`].
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = GatewayError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Principal, GatewayError> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        authenticate(state, &parts.headers, peer)
-    }
-}
-
 /// The caller of a request from `peer` with `headers`, noted in the request's log span; or
 /// OpenAI's 401 (logged with its reason).
-pub(crate) fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     peer: IpAddr,
 ) -> Result<Principal, GatewayError> {
-    match resolve(state, headers, peer) {
+    match resolve(state, headers, peer).await {
         Ok(principal) => {
             tracing::Span::current().record("key_id", principal.key.key.id.as_str());
             Ok(principal)
@@ -106,7 +86,11 @@ pub(crate) fn identified(key: &AuthKey, response: impl IntoResponse) -> Response
     response
 }
 
-fn resolve(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Result<Principal, GatewayError> {
+async fn resolve(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Result<Principal, GatewayError> {
     let presented = bearer(headers).ok_or(GatewayError::MissingKey)?;
     // Format and checksum first: junk costs no hashing and no lookup.
     let parsed = state
@@ -115,12 +99,18 @@ fn resolve(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Result<Princi
         .map_err(|_| GatewayError::InvalidKey {
             shown: mask_presented(presented),
         })?;
-    let key = state
-        .keys
-        .get(&state.hasher.hash(&parsed.secret))
-        .ok_or_else(|| GatewayError::InvalidKey {
-            shown: mask_presented(presented),
-        })?;
+    let hash = state.hasher.hash(&parsed.secret);
+    let key = match state.keys.get(&hash) {
+        Some(key) => key,
+        // New to this server (created a moment ago), or unknown: the store is asked once.
+        None => state
+            .key_lookups
+            .find(hash, &parsed.secret)
+            .await
+            .ok_or_else(|| GatewayError::InvalidKey {
+                shown: mask_presented(presented),
+            })?,
+    };
     let record = &key.key;
     let now = state.clock.now();
     match record.status(now) {
@@ -147,31 +137,26 @@ fn resolve(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Result<Princi
                 .unwrap_or_default(),
         });
     }
-    let client_ip = client_ip(
+    let client_ip = client_address(
         peer,
-        header(headers, axum::http::header::FORWARDED),
-        header(headers, X_FORWARDED_FOR),
+        state.settings.client_ip_header,
+        headers
+            .get_all(state.settings.client_ip_header.name())
+            .iter()
+            .map(HeaderValue::as_bytes),
         &state.settings.trusted_proxies,
     );
-    if !key.project_allowed_ips.allows(client_ip) {
-        tracing::warn!(key_id = %record.id, %client_ip, "request from an address outside the project's allow-list");
-        state
-            .ip_denials
-            .record(&state.store, &key, client_ip, "project", now);
-        return Err(GatewayError::IpNotAuthorized {
-            ip: client_ip,
-            what: "project",
-        });
-    }
-    if !record.allowed_ips.allows(client_ip) {
-        tracing::warn!(key_id = %record.id, %client_ip, "request from an address outside the key's allow-list");
-        state
-            .ip_denials
-            .record(&state.store, &key, client_ip, "API key", now);
-        return Err(GatewayError::IpNotAuthorized {
-            ip: client_ip,
-            what: "API key",
-        });
+    for (list, what) in [
+        (&key.project_allowed_ips, "project"),
+        (&record.allowed_ips, "API key"),
+    ] {
+        if !admits(list, client_ip) {
+            tracing::warn!(key_id = %record.id, client_ip = ?client_ip, list = what, "request from an address outside an IP allow-list");
+            state
+                .ip_denials
+                .record(&state.store, &key, client_ip, what, now);
+            return Err(GatewayError::IpNotAuthorized { what });
+        }
     }
     if let Some(org) = header(headers, OPENAI_ORGANIZATION) {
         if org != record.org_id.as_str() {
@@ -185,6 +170,15 @@ fn resolve(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Result<Princi
     }
     state.last_used.record(&record.id, now);
     Ok(Principal { key, client_ip })
+}
+
+/// Whether an allow-list admits a client; an address nobody could name passes only a list that
+/// admits every address.
+fn admits(list: &IpAllowList, client: Option<IpAddr>) -> bool {
+    match client {
+        Some(ip) => list.allows(ip),
+        None => list.is_empty(),
+    }
 }
 
 fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {

@@ -1,39 +1,62 @@
 //! Server-sent events passed through as they arrive, read on the way for metering: the usage
-//! the provider reports, and the text delivered (to count it if the stream is cut short).
-//! Events are forwarded byte for byte; the only one ever withheld is the usage-only chunk that
-//! Tollgate asked for and the client did not.
+//! the provider reports, whether the stream reached its final event, and the text delivered
+//! (to count it if the provider never reports usage). Events are forwarded byte for byte; the
+//! only change ever made is to keep the usage Tollgate asked for away from a client that did
+//! not ask for it.
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use tollgate_core::usage::TokenUsage;
 
+/// The events of the Responses API that end a stream.
+const FINAL_RESPONSE_EVENTS: [&str; 3] = [
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+];
+
 #[derive(Debug, Default)]
 pub struct SseMeter {
     pending: BytesMut,
-    /// Withhold the final `choices: []` usage chunk (the client did not ask for usage).
-    withhold_usage_chunk: bool,
+    /// Keep the usage Tollgate asked for (`stream_options.include_usage`) from the client.
+    withhold_usage: bool,
     pub usage: Option<TokenUsage>,
-    /// Output text delivered so far.
+    /// Whether the stream's final event (`data: [DONE]`, `response.completed`, ...) has been
+    /// passed on: the answer was delivered, whether or not the client stays for the end of the
+    /// body.
+    pub complete: bool,
+    /// What the model produced so far, as text: content, refusals, reasoning and tool-call
+    /// arguments.
     pub text: String,
 }
 
+/// What to do with one event.
+enum Verdict {
+    Forward,
+    Withhold,
+    /// Forward this instead (the event without its `usage`).
+    Replace(Bytes),
+}
+
 impl SseMeter {
-    pub fn new(withhold_usage_chunk: bool) -> SseMeter {
+    pub fn new(withhold_usage: bool) -> SseMeter {
         SseMeter {
-            withhold_usage_chunk,
+            withhold_usage,
             ..SseMeter::default()
         }
     }
 
     /// Takes a piece of the upstream body; returns what to send the client now: every complete
-    /// event in it (minus a withheld one). An incomplete event waits for its end.
+    /// event in it (minus withheld ones). An incomplete event waits for its end.
     pub fn push(&mut self, chunk: &[u8]) -> Bytes {
         self.pending.extend_from_slice(chunk);
         let mut out = BytesMut::new();
         while let Some(end) = event_end(&self.pending) {
             let event = self.pending.split_to(end).freeze();
-            if self.inspect(&event) {
-                out.extend_from_slice(&event);
+            match self.inspect(&event) {
+                Verdict::Forward => out.extend_from_slice(&event),
+                Verdict::Withhold => {}
+                Verdict::Replace(other) => out.extend_from_slice(&other),
             }
         }
         out.freeze()
@@ -42,16 +65,20 @@ impl SseMeter {
     /// The rest, when the upstream body has ended.
     pub fn finish(&mut self) -> Bytes {
         let rest = self.pending.split().freeze();
-        if !rest.is_empty() && !self.inspect(&rest) {
-            return Bytes::new();
+        if rest.is_empty() {
+            return rest;
         }
-        rest
+        match self.inspect(&rest) {
+            Verdict::Forward => rest,
+            Verdict::Withhold => Bytes::new(),
+            Verdict::Replace(other) => other,
+        }
     }
 
-    /// Reads one event; returns whether to forward it.
-    fn inspect(&mut self, event: &[u8]) -> bool {
+    /// Reads one event.
+    fn inspect(&mut self, event: &[u8]) -> Verdict {
         let Ok(text) = std::str::from_utf8(event) else {
-            return true;
+            return Verdict::Forward;
         };
         let mut data = String::new();
         for line in text.lines() {
@@ -62,11 +89,15 @@ impl SseMeter {
                 data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
             }
         }
-        if data.is_empty() || data == "[DONE]" {
-            return true;
+        if data.trim() == "[DONE]" {
+            self.complete = true;
+            return Verdict::Forward;
         }
-        let Ok(value) = serde_json::from_str::<Value>(&data) else {
-            return true;
+        if data.is_empty() {
+            return Verdict::Forward;
+        }
+        let Ok(mut value) = serde_json::from_str::<Value>(&data) else {
+            return Verdict::Forward;
         };
         let usage = if value["usage"].is_object() {
             &value["usage"]
@@ -76,32 +107,77 @@ impl SseMeter {
         if let Some(usage) = TokenUsage::from_usage(usage) {
             self.usage = Some(usage);
         }
-        if let Some(choices) = value["choices"].as_array() {
-            for choice in choices {
-                if let Some(s) = choice["delta"]["content"]
-                    .as_str()
-                    .or_else(|| choice["text"].as_str())
-                {
-                    self.text.push_str(s);
+        if let Some(kind) = value["type"].as_str() {
+            if FINAL_RESPONSE_EVENTS.contains(&kind) {
+                self.complete = true;
+            }
+            // Text, refusal, reasoning and tool-argument deltas; audio deltas are base64 audio.
+            if kind.ends_with(".delta") && kind != "response.audio.delta" {
+                if let Some(delta) = value["delta"].as_str() {
+                    self.text.push_str(delta);
                 }
             }
-            if self.withhold_usage_chunk && choices.is_empty() && value["usage"].is_object() {
-                return false;
+        }
+        let mut carries = false;
+        if let Some(choices) = value["choices"].as_array() {
+            for choice in choices {
+                carries |= self.read_choice(choice);
             }
         }
-        if value["type"] == "response.output_text.delta" {
-            if let Some(delta) = value["delta"].as_str() {
-                self.text.push_str(delta);
-            }
+        if !self.withhold_usage || !value["usage"].is_object() {
+            return Verdict::Forward;
         }
-        true
+        // A chunk Tollgate's `include_usage` made: whatever its `choices` look like (`[]` as
+        // OpenAI writes it, `[{"index":0,"delta":{}}]` as LiteLLM does), it is withheld when it
+        // carries nothing else, and passed on without its `usage` when it does.
+        if !carries {
+            return Verdict::Withhold;
+        }
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("usage");
+        }
+        let mut out = b"data: ".to_vec();
+        if serde_json::to_writer(&mut out, &value).is_err() {
+            return Verdict::Forward;
+        }
+        out.extend_from_slice(b"\n\n");
+        Verdict::Replace(Bytes::from(out))
+    }
+
+    /// Gathers a choice's output text; returns whether it carries anything for the client.
+    fn read_choice(&mut self, choice: &Value) -> bool {
+        let delta = &choice["delta"];
+        let mut carries = !choice["finish_reason"].is_null() || !choice["logprobs"].is_null();
+        let mut text = |value: &Value| {
+            if let Some(s) = value.as_str() {
+                carries |= !s.is_empty();
+                self.text.push_str(s);
+            }
+        };
+        // Chat deltas (content, refusal, reasoning as vLLM and DeepSeek send it) and
+        // completions' text.
+        text(&delta["content"]);
+        text(&delta["refusal"]);
+        text(&delta["reasoning_content"]);
+        text(&delta["reasoning"]);
+        text(&choice["text"]);
+        text(&delta["function_call"]["name"]);
+        text(&delta["function_call"]["arguments"]);
+        if let Some(calls) = delta["tool_calls"].as_array() {
+            for call in calls {
+                text(&call["function"]["name"]);
+                text(&call["function"]["arguments"]);
+            }
+            carries |= !calls.is_empty();
+        }
+        carries || delta.get("audio").is_some_and(|a| !a.is_null())
     }
 }
 
 /// The end (exclusive) of the first complete event: after a blank line.
 fn event_end(buf: &[u8]) -> Option<usize> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = memchr::memmem::find(buf, b"\n\n").map(|i| i + 2);
+    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4);
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -116,17 +192,27 @@ mod tests {
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}],\"usage\":null}\n\n";
     const CHUNK2: &str =
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}],\"usage\":null}\n\n";
+    const STOP: &str =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n";
     const USAGE: &str =
         "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2}}\n\n";
+    const LITELLM_USAGE: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{}}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2}}\n\n";
     const DONE: &str = "data: [DONE]\n\n";
+
+    fn run(meter: &mut SseMeter, stream: &str) -> String {
+        let mut out = meter.push(stream.as_bytes()).to_vec();
+        out.extend_from_slice(&meter.finish());
+        String::from_utf8(out).unwrap_or_default()
+    }
 
     #[test]
     fn forwards_events_whole_however_they_are_split() {
-        let stream = [CHUNK, CHUNK2, USAGE, DONE].concat();
+        let stream = [CHUNK, CHUNK2, STOP, USAGE, DONE].concat();
         for cut in [1, 7, 30, stream.len() - 3] {
             let mut meter = SseMeter::new(false);
             let mut out = Vec::new();
             out.extend_from_slice(&meter.push(&stream.as_bytes()[..cut]));
+            assert!(!meter.complete || cut > stream.len() - DONE.len());
             out.extend_from_slice(&meter.push(&stream.as_bytes()[cut..]));
             out.extend_from_slice(&meter.finish());
             assert_eq!(
@@ -144,6 +230,7 @@ mod tests {
                 })
             );
             assert_eq!(meter.text, "Hello");
+            assert!(meter.complete, "[DONE] ends the stream");
         }
         let mut meter = SseMeter::new(false);
         assert!(
@@ -153,28 +240,123 @@ mod tests {
     }
 
     #[test]
-    fn withholds_only_the_usage_chunk_the_client_did_not_ask_for() {
+    fn withholds_the_usage_chunk_the_client_did_not_ask_for_in_any_shape() {
+        for usage in [USAGE, LITELLM_USAGE] {
+            let mut meter = SseMeter::new(true);
+            let out = run(&mut meter, &[CHUNK, STOP, usage, DONE].concat());
+            assert_eq!(out, [CHUNK, STOP, DONE].concat());
+            assert_eq!(
+                meter.usage.map(|u| u.input),
+                Some(9),
+                "usage is still learned"
+            );
+            let mut asked = SseMeter::new(false);
+            let all = [CHUNK, STOP, usage, DONE].concat();
+            assert_eq!(run(&mut asked, &all), all, "a client that asked gets it");
+        }
+    }
+
+    #[test]
+    fn usage_riding_on_a_chunk_with_content_is_taken_off_it() {
+        let merged = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"!\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":1}}\n\n";
         let mut meter = SseMeter::new(true);
-        let out = meter.push([CHUNK, USAGE, DONE].concat().as_bytes());
-        assert_eq!(
-            String::from_utf8(out.to_vec()).unwrap_or_default(),
-            [CHUNK, DONE].concat()
-        );
-        assert_eq!(
-            meter.usage.map(|u| u.input),
-            Some(9),
-            "usage is still learned"
-        );
+        let out = run(&mut meter, &[merged, DONE].concat());
+        let first = out.split("\n\n").next().unwrap_or_default();
+        let value: Value =
+            serde_json::from_str(first.trim_start_matches("data: ")).unwrap_or_default();
+        assert_eq!(value["choices"][0]["delta"]["content"], "!");
+        assert!(value.get("usage").is_none(), "{out}");
+        assert!(out.ends_with(DONE));
+        assert_eq!(meter.usage.map(|u| (u.input, u.output)), Some((4, 1)));
+    }
+
+    #[test]
+    fn tool_calls_refusals_and_reasoning_count_as_delivered_text() {
+        let events = [
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Paris\\\"}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"refusal\":\"No.\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"Hmm\"}}]}\n\n",
+        ]
+        .concat();
+        let mut meter = SseMeter::new(true);
+        assert_eq!(run(&mut meter, &events), events);
+        assert_eq!(meter.text, "get_weather{\"city\":\"Paris\"}No.Hmm");
+        assert!(!meter.complete, "no final event yet");
     }
 
     #[test]
     fn reads_responses_events_and_crlf_framing() {
         let mut meter = SseMeter::new(true);
         let events = "event: response.output_text.delta\r\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\r\n\r\n\
-                      event: response.completed\r\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":4,\"output_tokens\":1}}}\r\n\r\n";
+                      event: response.function_call_arguments.delta\r\ndata: {\"type\":\"response.function_call_arguments.delta\",\"delta\":\"{}\"}\r\n\r\n\
+                      event: response.audio.delta\r\ndata: {\"type\":\"response.audio.delta\",\"delta\":\"AAAAAAAA\"}\r\n\r\n";
         let out = meter.push(events.as_bytes());
         assert_eq!(out.len(), events.len());
-        assert_eq!(meter.text, "Hi");
-        assert_eq!(meter.usage.map(|u| (u.input, u.output)), Some((4, 1)));
+        assert_eq!(meter.text, "Hi{}");
+        assert!(!meter.complete);
+        for last in FINAL_RESPONSE_EVENTS {
+            let mut meter = SseMeter::new(true);
+            let done = format!("event: {last}\ndata: {{\"type\":\"{last}\",\"response\":{{\"usage\":{{\"input_tokens\":4,\"output_tokens\":1}}}}}}\n\n");
+            assert_eq!(run(&mut meter, &done), done);
+            assert!(meter.complete, "{last} ends the stream");
+            assert_eq!(meter.usage.map(|u| (u.input, u.output)), Some((4, 1)));
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn event() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-zA-Z ]{0,12}".prop_map(|t| format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{t}\"}}}}]}}\n\n")),
+                (0i64..10_000, 0i64..10_000).prop_map(|(i, o)| format!("data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{i},\"completion_tokens\":{o}}}}}\n\n")),
+                (0i64..10_000, 0i64..10_000).prop_map(|(i, o)| format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{}}}}],\"usage\":{{\"prompt_tokens\":{i},\"completion_tokens\":{o}}}}}\r\n\r\n")),
+                Just(": keep-alive\n\n".to_owned()),
+                Just("data: [DONE]\n\n".to_owned()),
+                "[a-z{}\\[\\]\":,]{0,20}".prop_map(|junk| format!("data: {junk}\n\n")),
+            ]
+        }
+
+        proptest! {
+            /// However a stream is cut into pieces, the meter learns the last usage it carries,
+            /// sees its end, and passes every event but the usage-only ones, unchanged.
+            #[test]
+            fn pieces_never_change_what_is_read_or_forwarded(
+                events in proptest::collection::vec(event(), 0..12),
+                cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+                withhold in any::<bool>(),
+            ) {
+                let stream = events.concat();
+                let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+                points.sort_unstable();
+                let mut meter = SseMeter::new(withhold);
+                let mut out = Vec::new();
+                let mut from = 0;
+                for point in points.into_iter().chain([stream.len()]) {
+                    out.extend_from_slice(&meter.push(&stream.as_bytes()[from..point]));
+                    from = point;
+                }
+                out.extend_from_slice(&meter.finish());
+                let mut whole = SseMeter::new(withhold);
+                let expected = run(&mut whole, &stream);
+                prop_assert_eq!(String::from_utf8(out).unwrap_or_default(), expected.clone());
+                prop_assert_eq!(meter.usage, whole.usage);
+                prop_assert_eq!(meter.complete, stream.contains("data: [DONE]"));
+                let last_usage = events.iter().rev().find_map(|e| {
+                    let data = e.trim().strip_prefix("data: ")?;
+                    TokenUsage::from_usage(&serde_json::from_str::<Value>(data).ok()?["usage"])
+                });
+                prop_assert_eq!(meter.usage, last_usage);
+                let kept: String = events
+                    .iter()
+                    .filter(|e| !(withhold && e.contains("\"usage\":{")))
+                    .cloned()
+                    .collect();
+                prop_assert_eq!(expected, kept);
+            }
+        }
     }
 }

@@ -420,7 +420,12 @@ fn parse_head(
         let code = response.code.unwrap_or(0);
         let status = StatusCode::from_u16(code)
             .map_err(|_| Http1Error::Malformed(format!("status {code}")))?;
-        if status.is_informational() && code != 101 {
+        if code == 101 {
+            return Err(Http1Error::Malformed(
+                "101 Switching Protocols to a request that asked for no upgrade".into(),
+            ));
+        }
+        if status.is_informational() {
             buffer.advance(length);
             continue;
         }
@@ -437,10 +442,7 @@ fn parse_head(
                     .map_err(|_| Http1Error::Malformed(format!("value of {name}")))?;
             match name.as_str() {
                 "content-length" => {
-                    let parsed = value
-                        .to_str()
-                        .ok()
-                        .and_then(|v| v.trim().parse::<u64>().ok())
+                    let parsed = decimal(value.as_bytes().trim_ascii())
                         .ok_or_else(|| Http1Error::Malformed("content-length".into()))?;
                     if content_length.is_some_and(|c| c != parsed) {
                         return Err(Http1Error::Malformed(
@@ -490,6 +492,22 @@ fn parse_head(
             !close && framing != Framing::UntilClose,
         )));
     }
+}
+
+/// A `Content-Length`: decimal digits only (no sign, no spaces inside), at most `u64`.
+fn decimal(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// A chunk size: hex digits only (no sign, no `0x`), at most `u64`.
+fn hexadecimal(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(text).ok()?, 16).ok()
 }
 
 /// Where a chunked body's reading stands.
@@ -616,12 +634,14 @@ impl BodyReader {
                         }
                         continue;
                     }
-                    let text = std::str::from_utf8(&line[..end]).unwrap_or("");
-                    let size = text.split(';').next().unwrap_or("").trim();
-                    let Ok(size) = u64::from_str_radix(size, 16) else {
+                    let size_field = line[..end].split(|b| *b == b';').next().unwrap_or(&[]);
+                    let Some(size) = hexadecimal(size_field.trim_ascii()) else {
                         return Some(Err(io::Error::new(
                             io::ErrorKind::InvalidData,
-                            format!("bad chunk size {size:?}"),
+                            format!(
+                                "bad chunk size {:?}",
+                                String::from_utf8_lossy(&size_field[..size_field.len().min(32)])
+                            ),
                         )));
                     };
                     self.chunk = if size == 0 {

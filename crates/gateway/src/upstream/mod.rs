@@ -22,6 +22,7 @@ const HOP_BY_HOP: &[&str] = &[
     "trailer",
     "transfer-encoding",
     "upgrade",
+    "http2-settings",
     "host",
     "content-length",
     // Tollgate reads the client's body itself (answering its `100 Continue`) and sends it whole.
@@ -85,8 +86,28 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(settings: ProviderSettings) -> Result<Upstream, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    pub fn new(settings: ProviderSettings) -> Result<Upstream, String> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read its ca_file {}: {e}", path.display()))?;
+            let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                format!(
+                    "its ca_file {} is not PEM certificates: {e}",
+                    path.display()
+                )
+            })?;
+            if roots.is_empty() {
+                return Err(format!(
+                    "its ca_file {} holds no certificate",
+                    path.display()
+                ));
+            }
+            for root in roots {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let client = builder
             .connect_timeout(settings.connect_timeout)
             .read_timeout(settings.timeout)
             .pool_idle_timeout(std::time::Duration::from_secs(90))
@@ -95,7 +116,8 @@ impl Upstream {
             // A proxy passes redirects back to its client and never replays a request itself.
             .redirect(reqwest::redirect::Policy::none())
             .retry(reqwest::retry::never())
-            .build()?;
+            .build()
+            .map_err(|e| e.to_string())?;
         let http1 = Http1Client::for_base_url(
             &settings.base_url,
             settings.connect_timeout,
@@ -136,11 +158,14 @@ impl Upstream {
     /// own, and the provider's key (never the client's).
     pub fn headers(&self, client_headers: &HeaderMap, identity_encoding: bool) -> HeaderMap {
         let mut headers = HeaderMap::new();
+        // Headers the client's `Connection` names are for this hop only (RFC 9110 §7.6.1).
+        let named = connection_options(client_headers);
         for (name, value) in client_headers {
             let n = name.as_str();
             if HOP_BY_HOP.contains(&n)
                 || NOT_TO_PROVIDER.contains(&n)
                 || (identity_encoding && n == "accept-encoding")
+                || named.iter().any(|option| option.eq_ignore_ascii_case(n))
             {
                 continue;
             }
@@ -194,6 +219,9 @@ impl Upstream {
             RequestBody::Stream { stream, .. } => request.body(reqwest::Body::wrap_stream(stream)),
         };
         let response = request.send().await.map_err(|e| self.classify(&e))?;
+        if response.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS {
+            return Err(self.unasked_upgrade());
+        }
         Ok(Incoming {
             status: response.status(),
             headers: response.headers().clone(),
@@ -202,6 +230,16 @@ impl Upstream {
                 .map_err(std::io::Error::other)
                 .boxed(),
         })
+    }
+
+    /// A provider that switched protocols although nobody asked it to: Tollgate never forwards
+    /// `Upgrade`, so the answer cannot be relayed as HTTP.
+    fn unasked_upgrade(&self) -> UpstreamError {
+        UpstreamError::Failed {
+            provider: self.settings.name.clone(),
+            reason: "it answered 101 Switching Protocols to a request that asked for no upgrade"
+                .into(),
+        }
     }
 
     fn classify_http1(&self, err: Http1Error) -> UpstreamError {
@@ -282,8 +320,24 @@ impl Upstream {
     }
 }
 
+/// The header names listed in `Connection` headers.
+fn connection_options(headers: &HeaderMap) -> Vec<&str> {
+    headers
+        .get_all(axum::http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|option| !option.is_empty())
+        .collect()
+}
+
 /// The provider's response headers that may reach the client, moved out of its response.
 pub fn client_headers(upstream: HeaderMap) -> HeaderMap {
+    let named: Vec<String> = connection_options(&upstream)
+        .into_iter()
+        .map(str::to_ascii_lowercase)
+        .collect();
     let mut out = HeaderMap::with_capacity(upstream.len());
     let mut current: Option<HeaderName> = None;
     // A name comes once, followed by its further values (`None`).
@@ -294,7 +348,8 @@ pub fn client_headers(upstream: HeaderMap) -> HeaderMap {
             // the caller: Tollgate sends its own.
             let kept = !(HOP_BY_HOP.contains(&n)
                 || NOT_TO_CLIENT.contains(&n)
-                || n.starts_with("x-ratelimit-"));
+                || n.starts_with("x-ratelimit-")
+                || named.iter().any(|option| option == n));
             current = kept.then_some(name);
         }
         if let Some(name) = &current {

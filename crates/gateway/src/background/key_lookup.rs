@@ -1,0 +1,238 @@
+//! Keys that are new to this server. The key table learns of a new key from the change log
+//! within its poll interval; a user who creates a key and uses it at once must not wait for
+//! that. A checksum-valid key that misses the table is looked up in the store by its id, once:
+//!
+//! - single-flight: requests presenting the same unknown key at once share one lookup;
+//! - a negative cache: a key the store does not have is not looked up again for a while;
+//! - a global rate cap: at most `per_second` lookups a second (a token bucket with as many
+//!   tokens), so a flood of forged keys with valid checksums costs the store a bounded trickle
+//!   of indexed reads, and every other request is answered from memory as before.
+//!
+//! A key the store has is not put in the table by the lookup: the follower catches up with the
+//! change log at once, so the key arrives in order, after the limits and budgets it was created
+//! with (a key is never usable without them), and a revocation that follows it is applied as
+//! always. The table keeps one writer, the follower.
+
+use crate::background::follower::Follower;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+use tollgate_core::{KeyHash, SecretKey};
+use tollgate_store::AuthKey;
+
+/// How long the store's "no such key" is believed.
+const NEGATIVE_FOR: Duration = Duration::from_secs(10);
+/// Most keys remembered as unknown; at the rate cap the cache never gets near it.
+const MAX_NEGATIVE: usize = 100_000;
+
+/// What one store lookup found.
+#[derive(Debug, Clone)]
+enum Found {
+    /// In the store; the table's entry once the change log is applied (`None` only if the key
+    /// was removed meanwhile).
+    Key(Option<Arc<AuthKey>>),
+    /// The store had no such key: remembered as unknown.
+    Missing,
+    /// The store could not be asked: not remembered, the next request asks again.
+    Failed,
+}
+
+type Lookup = Arc<OnceCell<Found>>;
+
+/// The lookups of keys the table does not hold.
+#[derive(Debug)]
+pub struct KeyLookups {
+    follower: Arc<Follower>,
+    per_second: u32,
+    state: Mutex<State>,
+    /// Store lookups made (for tests and diagnostics).
+    made: AtomicU64,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Tokens left, refilled continuously at `per_second` up to `per_second`.
+    tokens: f64,
+    refilled: Instant,
+    in_flight: HashMap<KeyHash, Lookup>,
+    unknown: HashMap<KeyHash, Instant>,
+}
+
+/// A request's share in a lookup; the last one out (or the one that finishes it) removes it,
+/// whether it ends or is dropped with a client that went away.
+struct Share<'a> {
+    lookups: &'a KeyLookups,
+    hash: KeyHash,
+    lookup: Lookup,
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        let mut state = self.lookups.lock();
+        let finished = self.lookup.get();
+        let mine = state
+            .in_flight
+            .get(&self.hash)
+            .is_some_and(|l| Arc::ptr_eq(l, &self.lookup));
+        // Two references: the map's and this share's; a lookup that found nothing yet and
+        // has other waiters stays for them.
+        if mine && (finished.is_some() || Arc::strong_count(&self.lookup) <= 2) {
+            state.in_flight.remove(&self.hash);
+            if matches!(finished, Some(Found::Missing)) {
+                state.remember_unknown(self.hash, Instant::now());
+            }
+        }
+    }
+}
+
+impl KeyLookups {
+    /// Allows `per_second` store lookups a second (0: never look up; new keys then wait for
+    /// the change log).
+    pub fn new(follower: Arc<Follower>, per_second: u32) -> KeyLookups {
+        KeyLookups {
+            follower,
+            per_second,
+            state: Mutex::new(State::new(per_second)),
+            made: AtomicU64::new(0),
+        }
+    }
+
+    /// How many times the store has been asked.
+    pub fn made(&self) -> u64 {
+        self.made.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(state) => state,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The key with `hash` (the keyed hash of `secret`), when the store has it and the lookup
+    /// is allowed now; the table holds it afterwards.
+    pub async fn find(&self, hash: KeyHash, secret: &SecretKey) -> Option<Arc<AuthKey>> {
+        let share = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            if let Some(since) = state.unknown.get(&hash) {
+                if now.duration_since(*since) < NEGATIVE_FOR {
+                    return None;
+                }
+                state.unknown.remove(&hash);
+            }
+            let lookup = match state.in_flight.get(&hash) {
+                Some(lookup) => lookup.clone(),
+                None => {
+                    if !state.take_token(self.per_second, now) {
+                        tracing::debug!("unknown key not looked up: over the lookup rate");
+                        return None;
+                    }
+                    let lookup = Lookup::default();
+                    state.in_flight.insert(hash, lookup.clone());
+                    lookup
+                }
+            };
+            Share {
+                lookups: self,
+                hash,
+                lookup,
+            }
+        };
+        let found = share
+            .lookup
+            .get_or_init(|| async {
+                self.made.fetch_add(1, Ordering::Relaxed);
+                match self.follower.store().auth_key(&secret.id()).await {
+                    // The id is derived from the key; the hash proves it is this key.
+                    Ok(Some(key)) if key.key.hash == hash => {
+                        if self.follower.catch_up().await {
+                            Found::Key(self.follower.keys().get(&hash))
+                        } else {
+                            Found::Failed
+                        }
+                    }
+                    Ok(_) => Found::Missing,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not look up a key new to this server");
+                        Found::Failed
+                    }
+                }
+            })
+            .await
+            .clone();
+        drop(share);
+        match found {
+            Found::Key(key) => key,
+            Found::Missing | Found::Failed => None,
+        }
+    }
+}
+
+impl State {
+    fn new(per_second: u32) -> State {
+        State {
+            tokens: f64::from(per_second),
+            refilled: Instant::now(),
+            in_flight: HashMap::new(),
+            unknown: HashMap::new(),
+        }
+    }
+
+    fn take_token(&mut self, per_second: u32, now: Instant) -> bool {
+        let rate = f64::from(per_second);
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn remember_unknown(&mut self, hash: KeyHash, now: Instant) {
+        if self.unknown.len() >= MAX_NEGATIVE {
+            self.unknown
+                .retain(|_, since| now.duration_since(*since) < NEGATIVE_FOR);
+            if self.unknown.len() >= MAX_NEGATIVE {
+                self.unknown.clear();
+            }
+        }
+        self.unknown.insert(hash, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_its_rate_and_refills_continuously() {
+        let mut state = State::new(10);
+        let start = Instant::now();
+        let taken = (0..100).filter(|_| state.take_token(10, start)).count();
+        assert_eq!(taken, 10, "a full bucket holds one second's worth");
+        assert!(!state.take_token(10, start + Duration::from_millis(50)));
+        assert!(state.take_token(10, start + Duration::from_millis(150)));
+        let later = start + Duration::from_secs(60);
+        let taken = (0..100).filter(|_| state.take_token(10, later)).count();
+        assert_eq!(taken, 10, "an idle bucket never holds more than its rate");
+        assert!(!State::new(0).take_token(0, later), "0 looks nothing up");
+    }
+
+    #[test]
+    fn the_negative_cache_stays_bounded() {
+        let mut state = State::new(10);
+        let now = Instant::now();
+        for n in 0..(MAX_NEGATIVE as u64 + 10) {
+            let mut bytes = [0u8; 32];
+            bytes[..8].copy_from_slice(&n.to_le_bytes());
+            state.remember_unknown(KeyHash(bytes), now);
+        }
+        assert!(state.unknown.len() <= MAX_NEGATIVE);
+    }
+}

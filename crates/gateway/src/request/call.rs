@@ -1,0 +1,91 @@
+//! An authenticated request on its way through the gateway: who made it, its id, and the two
+//! things every forwarded request needs, admission against limits and its usage event.
+
+use crate::admission::{Admission, Ask};
+use crate::error::GatewayError;
+use crate::request::auth::Principal;
+use crate::serve::connection::RequestId;
+use crate::state::AppState;
+use tollgate_core::MicroUsd;
+use tollgate_store::UsageEvent;
+
+pub(crate) struct Call {
+    pub state: AppState,
+    pub principal: Principal,
+    pub request_id: RequestId,
+}
+
+impl Call {
+    /// The call of an authenticated request; its id is moved out of the request's extensions,
+    /// where the connection put it.
+    pub(crate) fn new(
+        state: AppState,
+        principal: Principal,
+        extensions: &mut axum::http::Extensions,
+    ) -> Call {
+        let request_id = extensions
+            .remove::<RequestId>()
+            .unwrap_or_else(|| RequestId(crate::serve::connection::new_request_id()));
+        Call {
+            state,
+            principal,
+            request_id,
+        }
+    }
+
+    /// Checks the request against every rate limit and budget that applies. `estimate` gives
+    /// the tokens to reserve and the most the request can cost; it is only worked out (the
+    /// prompt counted) when a token limit or a budget applies.
+    pub(crate) fn admit(
+        &self,
+        model: Option<(&str, &str)>,
+        subject: &str,
+        estimate: impl FnOnce() -> (u64, MicroUsd),
+    ) -> Result<Admission, GatewayError> {
+        let key = &self.principal.key.key;
+        let plan = self.state.limits.plan(&Ask {
+            org: key.org_id.as_str(),
+            project: key.project_id.as_ref().map(|p| p.as_str()),
+            key: key.id.as_str(),
+            model,
+        });
+        if plan.is_empty() {
+            return Ok(Admission::default());
+        }
+        let (tokens, most) = if plan.needs_estimate() {
+            estimate()
+        } else {
+            (0, MicroUsd::ZERO)
+        };
+        self.state.limits.admit(plan, tokens, most, subject)
+    }
+
+    /// The request's usage event, before anything is known of its answer.
+    pub(crate) fn event(&self, endpoint: &str, requested: &str, served: &str) -> UsageEvent {
+        let key = &self.principal.key.key;
+        UsageEvent {
+            request_id: self.request_id.0.clone(),
+            org_id: key.org_id.clone(),
+            project_id: key
+                .project_id
+                .clone()
+                .unwrap_or_else(|| tollgate_core::ProjectId::from_trusted(String::new())),
+            key_id: key.id.clone(),
+            model_requested: requested.to_owned(),
+            model_served: served.to_owned(),
+            endpoint: endpoint.to_owned(),
+            input_tokens: 0,
+            cached_input_tokens: 0,
+            output_tokens: 0,
+            reasoning_tokens: 0,
+            cost: MicroUsd::ZERO,
+            status: 0,
+            latency_ms: 0,
+            client_ip: self
+                .principal
+                .client_ip
+                .map(tollgate_core::network::ip_text),
+            created_at: self.state.clock.now(),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The one place a request's steps are put in order, once it is authenticated and its
+//! canonical path has a target: the key's scope for the target, then the target's handler.
+
+use crate::request::auth::{identified, Principal};
+use crate::request::call::Call;
+use crate::request::{metered, models, pass_through};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::http::request::Parts;
+use axum::response::Response;
+use tollgate_core::endpoints::Target;
+
+/// Serves an authenticated request for `path` (canonical), which the endpoint table sends to
+/// `target`. Every response carries the key's organization and project.
+pub(crate) async fn serve(
+    state: AppState,
+    principal: Principal,
+    target: Target<'_>,
+    path: &str,
+    mut parts: Parts,
+    body: Body,
+) -> Response {
+    let key = principal.key.clone();
+    let reply = match target {
+        Target::ModelList => models::list(&state, &principal),
+        Target::Model(id) => models::retrieve(&state, &principal, id),
+        Target::Metered(endpoint) => {
+            let call = Call::new(state, principal, &mut parts.extensions);
+            metered::serve(call, endpoint, parts.headers, body).await
+        }
+        Target::PassThrough { scope, access } => match principal.require(scope, access) {
+            Ok(()) => {
+                let call = Call::new(state, principal, &mut parts.extensions);
+                pass_through::serve(call, path, parts, body).await
+            }
+            Err(err) => Err(err),
+        },
+    };
+    identified(&key, reply)
+}

@@ -1,0 +1,250 @@
+//! A request's usage event, from the moment the request is on its way to a provider until it
+//! is recorded. [`Meter`] is a guard: whatever ends the request (the answer read to its end,
+//! the provider failing, the client hanging up before the answer's head or in the middle of a
+//! stream, a serving thread stopping), exactly one usage event is recorded and the request's
+//! rate-limit and budget reservations settle. Code paths that know how the request ended call
+//! [`Meter::finish`]; any other way out is the guard's `Drop`, which records what is known then
+//! (a client that left: status 499).
+
+use crate::admission::Admission;
+use crate::request::sse::SseMeter;
+use crate::state::AppState;
+use crate::tokens;
+use bytes::{Bytes, BytesMut};
+use std::time::Instant;
+use tollgate_core::pricing::Price;
+use tollgate_core::usage::TokenUsage;
+use tollgate_store::UsageEvent;
+
+/// Largest non-streamed response body kept to read its usage; larger ones pass through unread.
+const MAX_METERED_BODY: usize = 16 * 1024 * 1024;
+
+/// The status recorded for a request whose client went away before it was answered.
+pub(crate) const CLIENT_CLOSED: u16 = 499;
+
+/// How the answer is read on its way to the client.
+pub(crate) enum Reading {
+    /// Not read (pass-through bodies, errors).
+    Skipped,
+    /// An event stream, metered event by event.
+    Events(SseMeter),
+    /// A whole body, kept to read its usage at the end.
+    Body(BodyCopy),
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The provider's answer was read to its end.
+    Delivered,
+    /// The provider's answer broke off.
+    Broken,
+    /// Nobody finished the request: the client went away (or the server stopped serving it).
+    Abandoned,
+}
+
+/// A request's usage event in the making; see the module's documentation.
+pub(crate) struct Meter {
+    state: AppState,
+    /// Taken when the event is recorded.
+    event: Option<UsageEvent>,
+    price: Price,
+    started: Instant,
+    /// The request body, to count its tokens when the provider reports none.
+    request: Bytes,
+    /// The request's reservations against rate limits and budgets.
+    admission: Admission,
+    /// The provider's status, once its answer's head has arrived.
+    status: Option<u16>,
+    pub(crate) reading: Reading,
+}
+
+impl Meter {
+    pub(crate) fn new(
+        state: AppState,
+        event: UsageEvent,
+        price: Price,
+        started: Instant,
+        request: Bytes,
+        admission: Admission,
+    ) -> Meter {
+        Meter {
+            state,
+            event: Some(event),
+            price,
+            started,
+            request,
+            admission,
+            status: None,
+            reading: Reading::Skipped,
+        }
+    }
+
+    pub(crate) fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// The provider answered with `status`; its body will be read as `reading` says.
+    pub(crate) fn answered(&mut self, status: u16, reading: Reading) {
+        self.status = Some(status);
+        self.reading = reading;
+    }
+
+    /// Records the request as ended, waiting for room in the metering queue if it is full.
+    pub(crate) async fn finish(mut self, ending: Ending) {
+        if let Some(event) = self.close(ending) {
+            self.state.usage.record(event).await;
+        }
+    }
+
+    /// Records a request that never got an answer from the provider (unreachable, timed out).
+    pub(crate) async fn fail(mut self, status: u16) {
+        self.status = Some(status);
+        self.finish(Ending::Broken).await;
+    }
+
+    /// The event, with the tokens and status `ending` implies, once; settles the reservations.
+    fn close(&mut self, ending: Ending) -> Option<UsageEvent> {
+        let mut event = self.event.take()?;
+        let (usage, status) = self.outcome(ending);
+        event.input_tokens = usage.input;
+        event.cached_input_tokens = usage.cached_input;
+        event.output_tokens = usage.output;
+        event.reasoning_tokens = usage.reasoning;
+        event.cost = self.price.cost(&usage);
+        event.status = status;
+        event.latency_ms = self.started.elapsed().as_millis() as i64;
+        let tokens = usage.input.max(0).saturating_add(usage.output.max(0));
+        std::mem::take(&mut self.admission).settle(tokens as u64, event.cost);
+        Some(event)
+    }
+
+    /// The tokens to bill and the status to record. Usage the provider reported always wins;
+    /// without it, the request's tokens are counted locally (with what was delivered of the
+    /// answer). A stream that reached its final event was delivered, whoever hung up first.
+    fn outcome(&self, ending: Ending) -> (TokenUsage, u16) {
+        let Some(status) = self.status else {
+            // The provider never answered this client: it may still have done the work.
+            return (self.estimate(""), CLIENT_CLOSED);
+        };
+        if status >= 400 {
+            return (TokenUsage::default(), status);
+        }
+        let (reported, delivered, complete) = match &self.reading {
+            Reading::Events(sse) => (sse.usage, sse.text.as_str(), sse.complete),
+            Reading::Body(copy) => (
+                TokenUsage::from_body(copy.bytes()),
+                "",
+                ending == Ending::Delivered,
+            ),
+            Reading::Skipped => (None, "", ending == Ending::Delivered),
+        };
+        let status = if ending == Ending::Abandoned && !complete {
+            CLIENT_CLOSED
+        } else {
+            status
+        };
+        let usage = match (&self.reading, reported) {
+            (_, Some(usage)) => usage,
+            // Pass-through answers bill no tokens.
+            (Reading::Skipped, None) => TokenUsage::default(),
+            (_, None) => self.estimate(delivered),
+        };
+        (usage, status)
+    }
+
+    fn estimate(&self, delivered: &str) -> TokenUsage {
+        if self.request.is_empty() {
+            return TokenUsage::default();
+        }
+        TokenUsage {
+            input: tokens::count_request(&self.request),
+            cached_input: 0,
+            output: tokens::count(delivered),
+            reasoning: 0,
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        let Some(event) = self.close(Ending::Abandoned) else {
+            return;
+        };
+        if event.status == CLIENT_CLOSED {
+            tracing::info!(request_id = %event.request_id, input_tokens = event.input_tokens, output_tokens = event.output_tokens, "client went away; billed what the provider was asked and delivered");
+        }
+        self.state.usage.record_detached(event);
+    }
+}
+
+/// A non-streamed body kept to read its usage: a body that arrives in one piece (the usual
+/// case) is kept as that piece, shared with the client's copy; only one in several pieces is
+/// gathered into a buffer of its own.
+#[derive(Default)]
+pub(crate) enum BodyCopy {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+    /// Grew past [`MAX_METERED_BODY`]: not kept.
+    TooLarge,
+}
+
+impl BodyCopy {
+    /// Adds a piece; a body that grows past [`MAX_METERED_BODY`] is let go.
+    pub(crate) fn push(&mut self, chunk: &Bytes) {
+        if self.bytes().len() + chunk.len() > MAX_METERED_BODY {
+            *self = BodyCopy::TooLarge;
+            return;
+        }
+        *self = match std::mem::take(self) {
+            BodyCopy::Empty => BodyCopy::One(chunk.clone()),
+            BodyCopy::One(first) => {
+                let mut all = BytesMut::with_capacity(first.len() + chunk.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(chunk);
+                BodyCopy::Many(all)
+            }
+            BodyCopy::Many(mut all) => {
+                all.extend_from_slice(chunk);
+                BodyCopy::Many(all)
+            }
+            BodyCopy::TooLarge => BodyCopy::TooLarge,
+        };
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            BodyCopy::Empty | BodyCopy::TooLarge => &[],
+            BodyCopy::One(bytes) => bytes,
+            BodyCopy::Many(bytes) => bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_copy_keeps_one_piece_shared_and_gathers_several() {
+        let mut copy = BodyCopy::default();
+        let first = Bytes::from_static(br#"{"usage":"#);
+        copy.push(&first);
+        assert!(
+            matches!(&copy, BodyCopy::One(piece) if piece.as_ptr() == first.as_ptr()),
+            "one piece is shared, not copied"
+        );
+        copy.push(&Bytes::from_static(br#"{"prompt_tokens":3}"#));
+        copy.push(&Bytes::from_static(b"}"));
+        assert_eq!(copy.bytes(), br#"{"usage":{"prompt_tokens":3}}"#);
+        copy.push(&Bytes::from(vec![b' '; MAX_METERED_BODY]));
+        assert!(
+            matches!(copy, BodyCopy::TooLarge),
+            "a body past the limit is not kept"
+        );
+        copy.push(&Bytes::from_static(b"{}"));
+        assert!(copy.bytes().is_empty(), "nor is anything after it");
+    }
+}
