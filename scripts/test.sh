@@ -18,3 +18,10 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 TOLLGATE_BIN="$PWD/target/debug/tollgate" "$venv/bin/python" -m pytest -q tests/sdk
+
+echo "== the official OpenAI Node SDK against tollgate serve"
+if ! command -v npm >/dev/null; then
+  apt-get install -y nodejs npm
+fi
+bin="$PWD/target/debug/tollgate"
+(cd tests/sdk-node && npm ci --no-audit --no-fund --loglevel=error && TOLLGATE_BIN="$bin" npm test --silent)

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import tempfile
 import time
-import urllib.request
 
 import pytest
 
@@ -52,19 +51,23 @@ class Tollgate:
         return done.stdout
 
     def new_key(self, name, *extra):
-        created = json.loads(self.cli("keys", "create", "--name", name, "--json", *extra))
-        key = created["value"]
-        # The server picks the key up from the store's change log within a fraction of a second.
-        deadline = time.time() + 5
-        while time.time() < deadline:
-            request = urllib.request.Request(self.base_url + "/models", headers={"Authorization": f"Bearer {key}"})
-            try:
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    if response.status == 200:
-                        return created
-            except urllib.error.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("the new key never became usable")
+        """A key made with the CLI; it works the moment the command returns."""
+        return json.loads(self.cli("keys", "create", "--name", name, "--json", *extra))
+
+    def events(self, key_id):
+        """The key's stored usage events, newest first."""
+        return json.loads(self.cli("usage", "--events", "--key", key_id, "--limit", "100", "--json"))["data"]
+
+    def event(self, key_id, request_id, timeout=5):
+        """The usage event of one request, once stored: the metering writer stores events in
+        batches, off the request path (within 50 ms when idle)."""
+        deadline = time.time() + timeout
+        while True:
+            found = [e for e in self.events(key_id) if e["request_id"] == request_id]
+            if found or time.time() > deadline:
+                assert len(found) == 1, f"{len(found)} events for {request_id}"
+                return found[0]
+            time.sleep(0.05)
 
     def stop(self):
         self.server.send_signal(signal.SIGTERM)

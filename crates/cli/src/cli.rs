@@ -353,6 +353,15 @@ pub struct UsageArgs {
     /// Last UTC day, YYYY-MM-DD [default: today]
     #[arg(long, value_name = "DATE")]
     pub until: Option<String>,
+    /// List the newest requests one by one (status, tokens, cost) instead of totals
+    #[arg(long, conflicts_with_all = ["by", "since", "until"])]
+    pub events: bool,
+    /// With --events: only this key's requests
+    #[arg(long, value_name = "KEY_ID", requires = "events")]
+    pub key: Option<String>,
+    /// With --events: how many requests
+    #[arg(long, default_value_t = 20, requires = "events")]
+    pub limit: i64,
 }
 
 #[derive(Debug, Args)]

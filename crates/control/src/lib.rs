@@ -82,6 +82,25 @@ impl Control {
             .await?)
     }
 
+    /// The newest requests' usage events, optionally of one key (id), newest first.
+    pub async fn recent_requests(
+        &self,
+        key: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<tollgate_store::UsageEvent>> {
+        let org = self.organization().await?;
+        let limit = limit.clamp(1, 10_000);
+        Ok(match key {
+            Some(key) => {
+                let id = tollgate_core::KeyId::parse(key).map_err(|_| {
+                    ControlError::Invalid(format!("`{key}` is not a key id (key_...)"))
+                })?;
+                self.store.recent_usage_of_key(&org.id, &id, limit).await?
+            }
+            None => self.store.recent_usage(&org.id, limit).await?,
+        })
+    }
+
     /// The newest audit entries, optionally about one resource.
     pub async fn audit(&self, resource_id: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
         let org = self.organization().await?;

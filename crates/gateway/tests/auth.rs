@@ -683,3 +683,100 @@ async fn refused_addresses_are_audited_at_most_once_a_minute_per_key() {
         .assert_error(401, None, "IP not authorized");
     assert_eq!(wait_for(2).await.len(), 2);
 }
+
+/// Sends `GET /v1/models` with each of `keys`, `parallel` at a time; returns the statuses.
+async fn models_with_each(app: &TestApp, keys: Vec<String>, parallel: usize) -> Vec<u16> {
+    use futures_util::StreamExt;
+    let url = format!("{}/v1/models", app.base);
+    futures_util::stream::iter(keys)
+        .map(|key| {
+            let request = app.http.get(&url).bearer_auth(key);
+            async move { request.send().await.unwrap().status().as_u16() }
+        })
+        .buffered(parallel)
+        .collect()
+        .await
+}
+
+#[tokio::test]
+async fn a_new_key_works_at_once_and_concurrent_first_uses_share_one_lookup() {
+    let app = TestApp::spawn_with(|s| s.follow_interval = Duration::from_secs(3_600)).await;
+    let gateway = app.gateway.as_ref().unwrap();
+    // The change log is not read again for an hour: only the lookup can make these work.
+    for _ in 0..5 {
+        let key = app.project_key().await;
+        assert_eq!(app.models(key.secret.expose()).await.status, StatusCode::OK);
+    }
+    assert_eq!(gateway.key_lookups_made(), 5);
+    let key = app.project_key().await;
+    let statuses = models_with_each(&app, vec![key.secret.expose().to_owned(); 50], 50).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        gateway.key_lookups_made(),
+        6,
+        "one lookup for 50 first uses"
+    );
+    // An unknown key is looked up once, then remembered as unknown.
+    let forged = KeyFormat::default().generate(KeyKind::Project);
+    let statuses = models_with_each(&app, vec![forged.expose().to_owned(); 20], 4).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(gateway.key_lookups_made(), 7);
+    // A revocation still reaches a key that arrived by lookup, through the change log.
+    app.control
+        .revoke_key(&TestApp::actor(), key.record.id.as_str())
+        .await
+        .unwrap();
+    app.gateway
+        .as_ref()
+        .unwrap()
+        .keys()
+        .catch_up(&app.store)
+        .await
+        .unwrap();
+    app.models(key.secret.expose())
+        .await
+        .assert_error(401, Some("invalid_api_key"), "revoked");
+}
+
+#[tokio::test]
+async fn a_flood_of_forged_keys_costs_the_store_at_most_the_lookup_rate() {
+    const RATE: u32 = 20;
+    let app = TestApp::spawn_with(|s| s.key_lookups_per_second = RATE).await;
+    let valid = app.project_key().await;
+    assert_eq!(
+        app.models(valid.secret.expose()).await.status,
+        StatusCode::OK
+    );
+    let gateway = app.gateway.as_ref().unwrap();
+    let before = gateway.key_lookups_made();
+    // 10,000 distinct keys with valid checksums, none in the store, valid requests among them.
+    let format = KeyFormat::default();
+    let mut keys: Vec<String> = (0..10_000)
+        .map(|_| format.generate(KeyKind::Project).expose().to_owned())
+        .collect();
+    for at in (0..keys.len()).step_by(100) {
+        keys.insert(at, valid.secret.expose().to_owned());
+    }
+    let started = Instant::now();
+    let statuses = models_with_each(&app, keys.clone(), 32).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let made = gateway.key_lookups_made() - before;
+    // A full bucket (one second's worth), then the rate.
+    let bound = f64::from(RATE) * (1.0 + seconds) + 1.0;
+    assert!(
+        (made as f64) <= bound,
+        "{made} store lookups in {seconds:.2} s (at most {bound:.0} allowed)"
+    );
+    for (key, status) in keys.iter().zip(&statuses) {
+        let want = if key == valid.secret.expose() {
+            200
+        } else {
+            401
+        };
+        assert_eq!(*status, want);
+    }
+    println!(
+        "{} requests, {made} store lookups in {seconds:.2} s",
+        keys.len()
+    );
+}

@@ -177,6 +177,26 @@ impl Store {
         Ok(rows.into_iter().map(UsageEvent::from).collect())
     }
 
+    /// The newest `limit` usage events of one key, newest first.
+    pub async fn recent_usage_of_key(
+        &self,
+        org: &OrgId,
+        key: &KeyId,
+        limit: i64,
+    ) -> Result<Vec<UsageEvent>> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT request_id, org_id, project_id, key_id, model_requested, model_served, endpoint, input_tokens,
+                    cached_input_tokens, output_tokens, reasoning_tokens, cost_micro_usd, status, latency_ms, client_ip, created_at
+             FROM usage_events WHERE org_id = ? AND key_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(org.as_str())
+        .bind(key.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(UsageEvent::from).collect())
+    }
+
     /// Usage from the daily roll-up between two UTC days (inclusive), grouped as asked.
     pub async fn usage_report(
         &self,

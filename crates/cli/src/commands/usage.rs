@@ -6,6 +6,9 @@ use tollgate_core::{MicroUsd, UnixTime};
 use tollgate_store::UsageGrouping;
 
 pub async fn run(control: &Control, args: UsageArgs, json: bool) -> Result<(), Failure> {
+    if args.events {
+        return events(control, &args, json).await;
+    }
     let now = control.now();
     let since = day(args.since.as_deref(), now.plus_seconds(-30 * 86_400))?;
     let until = day(args.until.as_deref(), now)?;
@@ -73,6 +76,45 @@ pub async fn run(control: &Control, args: UsageArgs, json: bool) -> Result<(), F
     Ok(print_table(
         &[label, "REQUESTS", "INPUT", "CACHED", "OUTPUT", "COST"],
         &table,
+    )?)
+}
+
+/// `usage --events`: the newest requests, one row each.
+async fn events(control: &Control, args: &UsageArgs, json: bool) -> Result<(), Failure> {
+    let events = control
+        .recent_requests(args.key.as_deref(), args.limit)
+        .await?;
+    if json {
+        return Ok(print_json(&serde_json::json!({
+            "object": "list",
+            "data": events,
+        }))?);
+    }
+    if events.is_empty() {
+        println!("No requests metered yet.");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.created_at.rfc3339(),
+                e.request_id.clone(),
+                e.key_id.to_string(),
+                e.endpoint.clone(),
+                e.model_served.clone(),
+                e.status.to_string(),
+                e.input_tokens.to_string(),
+                e.output_tokens.to_string(),
+                e.cost.to_string(),
+            ]
+        })
+        .collect();
+    Ok(print_table(
+        &[
+            "TIME", "REQUEST", "KEY", "ENDPOINT", "MODEL", "STATUS", "INPUT", "OUTPUT", "COST",
+        ],
+        &rows,
     )?)
 }
 

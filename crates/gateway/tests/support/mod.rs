@@ -21,9 +21,95 @@ pub const PROVIDER_KEY: &str = "sk-upstream-provider-secret-0123456789";
 
 pub const START: UnixTime = UnixTime(1_800_000_000);
 
+/// How the gateway reaches the fake provider: plain HTTP (its own HTTP/1.1 client) or HTTPS
+/// (reqwest, the production default), through a TLS front with a certificate from a CA of the
+/// test's own, trusted through the provider's `ca_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Http,
+    Https,
+}
+
+/// A TLS-terminating front for the fake provider on a port of its own.
+pub struct TlsFront {
+    pub base_url: String,
+    pub ca_file: std::path::PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TlsFront {
+    /// A CA and a certificate it signs for 127.0.0.1, the CA written to `dir`; connections
+    /// are decrypted and relayed to `target`.
+    pub async fn start(target: std::net::SocketAddr, dir: &std::path::Path) -> TlsFront {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Tollgate test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+        let ca_file = dir.join("provider-ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(conn).await else {
+                        return;
+                    };
+                    let Ok(mut plain) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        TlsFront {
+            base_url: format!("https://127.0.0.1:{port}/v1"),
+            ca_file,
+            task,
+        }
+    }
+}
+
+/// A response read off the wire by [`TestApp::raw`].
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
 /// A running gateway on port 0 over a fresh SQLite file, with the control plane beside it.
 pub struct TestApp {
     pub mock: MockProvider,
+    pub _tls: Option<TlsFront>,
     pub _dir: tempfile::TempDir,
     pub control: Control,
     pub store: Store,
@@ -47,6 +133,14 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut GatewaySettings)) -> TestApp {
+        TestApp::spawn_over(Transport::Http, adjust).await
+    }
+
+    /// A gateway whose first provider (the fake) is reached over `transport`.
+    pub async fn spawn_over(
+        transport: Transport,
+        adjust: impl FnOnce(&mut GatewaySettings),
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let location = DatabaseLocation::Sqlite(dir.path().join("tollgate.db"));
         let store = Store::open(&location).await.unwrap();
@@ -81,10 +175,15 @@ impl TestApp {
             connect_timeout: Duration::from_secs(2),
             ca_file: None,
         };
-        settings.providers = vec![
-            provider("mock", mock.base_url()),
-            provider("dead", "http://127.0.0.1:1/v1".into()),
-        ];
+        let mut fake = provider("mock", mock.base_url());
+        let mut tls = None;
+        if transport == Transport::Https {
+            let front = TlsFront::start(mock.addr(), dir.path()).await;
+            fake.base_url = front.base_url.clone();
+            fake.ca_file = Some(front.ca_file.clone());
+            tls = Some(front);
+        }
+        settings.providers = vec![fake, provider("dead", "http://127.0.0.1:1/v1".into())];
         let routes = [
             "gpt-4o-mini",
             "gpt-4o",
@@ -118,6 +217,7 @@ impl TestApp {
         let base = format!("http://{}", gateway.addr());
         TestApp {
             mock,
+            _tls: tls,
             _dir: dir,
             control,
             store,
@@ -308,6 +408,44 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         out
+    }
+
+    /// Sends `method target` exactly as written (no URL parsing or normalization on the way),
+    /// with a bearer key and `body`, and reads the answer to the end of the connection.
+    pub async fn raw(&self, method: &str, target: &str, key: Option<&str>, body: &str) -> RawReply {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.gateway.as_ref().unwrap().addr();
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut request =
+            format!("{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+        if let Some(key) = key {
+            request.push_str(&format!("authorization: Bearer {key}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" {
+            request.push_str(&format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n",
+                body.len()
+            ));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "no answer to {method} {target} within 10 s");
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        RawReply {
+            status,
+            head: head.to_owned(),
+            body: body.to_owned(),
+        }
     }
 
     /// Waits until `count` usage events are stored; returns them newest first.

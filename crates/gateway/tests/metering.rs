@@ -1,0 +1,278 @@
+//! Every request that reaches a provider ends in exactly one usage event, whatever the client
+//! does: read a stream to its final event and hang up (as the OpenAI SDKs do), hang up in the
+//! middle, or hang up before the answer's head arrives.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::TestApp;
+use tollgate_control::{KeyOwnerRequest, NewKey};
+use tollgate_core::limit_rules::RateLimits;
+use tollgate_core::Permissions;
+
+const TOOLS: &str = r#"[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"input":{"type":"string"}}}}}]"#;
+const RESPONSE_TOOLS: &str = r#"[{"type":"function","name":"get_weather","parameters":{"type":"object","properties":{"input":{"type":"string"}}}}]"#;
+
+fn chat(text: &str, tools: bool, include_usage: bool) -> Value {
+    let mut body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": text}]});
+    if tools {
+        body["tools"] = serde_json::from_str(TOOLS).unwrap();
+    }
+    if include_usage {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    body
+}
+
+fn responses(text: &str, tools: bool) -> Value {
+    let mut body = json!({"model": "gpt-4o-mini", "stream": true, "input": text});
+    if tools {
+        body["tools"] = serde_json::from_str(RESPONSE_TOOLS).unwrap();
+    }
+    body
+}
+
+/// The `data:` payloads of a stream, read until `last` says the stream is over; then the
+/// connection is dropped, as the OpenAI SDKs do, without waiting for the end of the body.
+async fn read_until(response: reqwest::Response, last: impl Fn(&str) -> bool) -> Vec<Value> {
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut text = String::new();
+    let mut events = Vec::new();
+    loop {
+        while let Some(end) = text.find("\n\n") {
+            let event: String = text.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+                let done = last(data);
+                events.push(serde_json::from_str(data).unwrap_or(Value::String(data.into())));
+                if done {
+                    return events;
+                }
+            }
+        }
+        let piece = stream
+            .next()
+            .await
+            .expect("the stream ended before its final event");
+        text.push_str(&String::from_utf8_lossy(&piece.unwrap()));
+    }
+}
+
+fn chat_done(data: &str) -> bool {
+    data == "[DONE]"
+}
+
+fn response_done(data: &str) -> bool {
+    data.contains("\"type\":\"response.completed\"")
+}
+
+#[tokio::test]
+async fn a_stream_read_to_its_final_event_is_delivered_with_the_provider_s_usage() {
+    let app = TestApp::spawn().await;
+    let key = app.project_key().await;
+    let secret = key.secret.expose();
+    let mut expected = Vec::new();
+    for tools in [false, true] {
+        // The provider holds the connection a second after its final event; the client leaves
+        // as soon as it has read it.
+        let asked = read_until(
+            app.post_raw(
+                "/v1/chat/completions",
+                secret,
+                &chat("linger-after-done", tools, true),
+            )
+            .await,
+            chat_done,
+        )
+        .await;
+        let reported = asked.iter().find(|e| e["usage"].is_object()).unwrap()["usage"].clone();
+        expected.push((
+            reported["prompt_tokens"].as_i64(),
+            reported["completion_tokens"].as_i64(),
+        ));
+        let quiet = read_until(
+            app.post_raw(
+                "/v1/chat/completions",
+                secret,
+                &chat("linger-after-done", tools, false),
+            )
+            .await,
+            chat_done,
+        )
+        .await;
+        // (`"usage": null` on every chunk is what OpenAI sends too once usage is asked for.)
+        let shown: Vec<&Value> = quiet.iter().filter(|e| e["usage"].is_object()).collect();
+        assert!(
+            shown.is_empty(),
+            "usage shown to a client that did not ask: {shown:?}"
+        );
+        if tools {
+            let arguments: String = quiet
+                .iter()
+                .filter_map(|e| {
+                    e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
+                })
+                .collect();
+            assert!(arguments.starts_with("{\"input\":"), "{arguments}");
+        }
+        expected.push(expected[expected.len() - 1]);
+        let completed = read_until(
+            app.post_raw(
+                "/v1/responses",
+                secret,
+                &responses("linger-after-done", tools),
+            )
+            .await,
+            response_done,
+        )
+        .await;
+        let usage = &completed.last().unwrap()["response"]["usage"];
+        expected.push((
+            usage["input_tokens"].as_i64(),
+            usage["output_tokens"].as_i64(),
+        ));
+    }
+    let events = app.usage_events(6).await;
+    assert_eq!(events.len(), 6, "one event per request");
+    let mut got: Vec<(Option<i64>, Option<i64>)> = events
+        .iter()
+        .rev()
+        .map(|e| (Some(e.input_tokens), Some(e.output_tokens)))
+        .collect();
+    assert!(
+        events.iter().all(|e| e.status == 200),
+        "read to the final event is delivered, not abandoned: {:?}",
+        events.iter().map(|e| e.status).collect::<Vec<_>>()
+    );
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "the provider's own counts, not estimates");
+}
+
+#[tokio::test]
+async fn a_usage_chunk_in_litellm_s_shape_is_withheld_and_still_metered() {
+    let app = TestApp::spawn().await;
+    let key = app.project_key().await;
+    let events = read_until(
+        app.post_raw(
+            "/v1/chat/completions",
+            key.secret.expose(),
+            &chat("litellm-usage please", false, false),
+        )
+        .await,
+        chat_done,
+    )
+    .await;
+    assert!(events.len() > 3);
+    let shown: Vec<&Value> = events.iter().filter(|e| e["usage"].is_object()).collect();
+    assert!(shown.is_empty(), "the usage chunk was shown: {shown:?}");
+    let event = &app.usage_events(1).await[0];
+    assert_eq!(event.status, 200);
+    assert!(
+        event.input_tokens > 0 && event.output_tokens > 0,
+        "{event:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_tool_call_cut_off_mid_stream_is_billed_for_its_arguments() {
+    let app = TestApp::spawn().await;
+    let key = app.project_key().await;
+    let response = app
+        .post_raw(
+            "/v1/chat/completions",
+            key.secret.expose(),
+            &chat(
+                "Please look up the weather in Paris and Rome today",
+                true,
+                false,
+            ),
+        )
+        .await;
+    let mut stream = response.bytes_stream();
+    let mut received = String::new();
+    while received.matches("\"arguments\"").count() < 4 {
+        received.push_str(&String::from_utf8_lossy(
+            &stream.next().await.unwrap().unwrap(),
+        ));
+    }
+    drop(stream);
+    let event = &app.usage_events(1).await[0];
+    assert_eq!(event.status, 499);
+    assert!(event.input_tokens > 0);
+    assert!(
+        event.output_tokens > 0,
+        "the tool name and arguments delivered are output: {event:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_gone_before_the_answer_s_head_is_metered_once_and_its_reservation_settles() {
+    let mut app = TestApp::spawn().await;
+    let created = app
+        .limits_change(app.control.create_key(
+            &TestApp::actor(),
+            NewKey {
+                name: "one at a time".into(),
+                owner: KeyOwnerRequest::Project(None),
+                permissions: Permissions::All,
+                expires_in: None,
+                allowed_ips: Default::default(),
+                allowed_models: Default::default(),
+                limits: RateLimits {
+                    concurrent: Some(1),
+                    tpm: Some(100_000),
+                    ..RateLimits::default()
+                },
+                budget: None,
+            },
+        ))
+        .await
+        .unwrap();
+    let secret = created.secret.expose();
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 50_000, "messages": [{"role": "user", "content": "a long question"}]});
+    // The provider never answers; the client gives up after 300 ms.
+    let gave_up = app
+        .http
+        .post(format!("{}/v1/chat/completions", app.base))
+        .bearer_auth(secret)
+        .header("x-mock-fail", "slow")
+        .timeout(Duration::from_millis(300))
+        .json(&body)
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the provider hung");
+    let events = app.usage_events(1).await;
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(event.status, 499, "{event:?}");
+    assert!(event.input_tokens > 0, "the prompt was sent: {event:?}");
+    assert_eq!(event.output_tokens, 0);
+    // The slot is free again, and the 50,000-token reservation settled to the estimate.
+    let next = app
+        .post("/v1/chat/completions", secret, json!({"model": "gpt-4o-mini", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}), &[])
+        .await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    let remaining: i64 = next.headers["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        remaining > 100_000 - 1_000,
+        "only the estimate is charged, not the reservation: {remaining} left"
+    );
+    // Shutdown stores every pending event: exactly two, one per request.
+    app.gateway.take().unwrap().shutdown().await;
+    let org = app.control.organization().await.unwrap();
+    let stored = app.store.recent_usage(&org.id, 100).await.unwrap();
+    assert_eq!(
+        stored.len(),
+        2,
+        "exactly one event for the abandoned request"
+    );
+}
