@@ -58,7 +58,13 @@ struct State {
     refilled: Instant,
     in_flight: HashMap<KeyHash, Lookup>,
     unknown: HashMap<KeyHash, Instant>,
+    /// Lookups refused over the rate since the last warning, and when that was.
+    refused: u64,
+    warned: Option<Instant>,
 }
+
+/// Shortest time between two warnings about refused lookups.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A request's share in a lookup; the last one out (or the one that finishes it) removes it,
 /// whether it ends or is dropped with a client that went away.
@@ -127,7 +133,7 @@ impl KeyLookups {
                 Some(lookup) => lookup.clone(),
                 None => {
                     if !state.take_token(self.per_second, now) {
-                        tracing::debug!("unknown key not looked up: over the lookup rate");
+                        state.note_refusal(now, self.made());
                         return None;
                     }
                     let lookup = Lookup::default();
@@ -178,7 +184,28 @@ impl State {
             refilled: Instant::now(),
             in_flight: HashMap::new(),
             unknown: HashMap::new(),
+            refused: 0,
+            warned: None,
         }
+    }
+
+    /// Counts a lookup refused over the rate; warns at most every [`WARN_EVERY`]: many
+    /// checksum-valid keys nobody has are a flood of forged keys (or a misconfigured client).
+    fn note_refusal(&mut self, now: Instant, made: u64) {
+        self.refused += 1;
+        if self
+            .warned
+            .is_some_and(|at| now.duration_since(at) < WARN_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            refused = self.refused,
+            lookups_made = made,
+            "keys unknown to this server arrive faster than the lookup rate (key_lookups_per_second); the excess was refused without asking the store. A flood of forged keys?"
+        );
+        self.refused = 0;
+        self.warned = Some(now);
     }
 
     fn take_token(&mut self, per_second: u32, now: Instant) -> bool {

@@ -870,6 +870,46 @@ mod tests {
         );
     }
 
+    #[test]
+    fn signed_or_spaced_lengths_and_an_unasked_upgrade_are_refused() {
+        for head in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0x10\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999999\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
+        ] {
+            let mut buffer = BytesMut::from(head);
+            assert!(
+                matches!(parse_head(&mut buffer, &Method::POST), Err(Http1Error::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
+        assert_eq!(decimal(b"42"), Some(42));
+        assert_eq!(hexadecimal(b"1aF"), Some(0x1af));
+        for bad in [&b"+5"[..], b"-5", b"", b" 5", b"0x5", b"5g"] {
+            assert_eq!(hexadecimal(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signed_chunk_size_is_an_error() {
+        for size in ["+5", "-5", "0x5"] {
+            let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            let rest: &'static [u8] = Box::leak(
+                format!("{size}\r\nhello\r\n0\r\n\r\n")
+                    .into_bytes()
+                    .into_boxed_slice(),
+            );
+            let url = serve_once(vec![head, rest]).await;
+            let client = client_for(&url);
+            let body = post_empty_object(&client, "/v1/chat/completions").await;
+            assert!(body.is_err(), "chunk size {size} was accepted");
+        }
+    }
+
     #[tokio::test]
     async fn a_body_cut_short_is_an_error_not_a_short_success() {
         let url = serve_once(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc"]).await;

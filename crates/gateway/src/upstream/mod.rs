@@ -363,6 +363,75 @@ pub fn client_headers(upstream: HeaderMap) -> HeaderMap {
 mod tests {
     use super::*;
 
+    fn upstream() -> Upstream {
+        Upstream::new(ProviderSettings {
+            name: "p".into(),
+            base_url: "http://127.0.0.1:1/v1".into(),
+            api_key: Some(crate::settings::ProviderKey::new("sk-provider".into())),
+            headers: Vec::new(),
+            timeout: std::time::Duration::from_secs(1),
+            connect_timeout: std::time::Duration::from_secs(1),
+            ca_file: None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_stay_with_the_client() {
+        let mut client = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("connection", "x-other-hop"),
+            ("x-secret-hop", "1"),
+            ("x-other-hop", "2"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
+            ("upgrade", "h2c"),
+            ("te", "trailers"),
+            ("authorization", "Bearer sk-client"),
+            ("forwarded", "for=10.0.0.1"),
+            ("x-stainless-lang", "python"),
+        ] {
+            client.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let sent = upstream().headers(&client, false);
+        let names: Vec<&str> = sent.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-stainless-lang", "authorization"], "{sent:?}");
+        assert_eq!(sent["authorization"], "Bearer sk-provider");
+        let mut provider = HeaderMap::new();
+        provider.insert("connection", HeaderValue::from_static("x-internal"));
+        provider.insert("x-internal", HeaderValue::from_static("1"));
+        provider.insert("x-kept", HeaderValue::from_static("1"));
+        let kept = client_headers(provider);
+        assert_eq!(
+            kept.keys().map(|n| n.as_str()).collect::<Vec<_>>(),
+            ["x-kept"]
+        );
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_certificates() {
+        let dir = std::env::temp_dir().join(format!("tollgate-ca-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let settings = |file: &str| ProviderSettings {
+            ca_file: Some(dir.join(file)),
+            base_url: "https://127.0.0.1:1/v1".into(),
+            ..upstream().settings
+        };
+        let missing = Upstream::new(settings("missing.pem"))
+            .err()
+            .unwrap_or_default();
+        assert!(missing.contains("cannot read its ca_file"), "{missing}");
+        let _ = std::fs::write(dir.join("empty.pem"), "not a certificate\n");
+        let empty = Upstream::new(settings("empty.pem"))
+            .err()
+            .unwrap_or_default();
+        assert!(empty.contains("holds no certificate"), "{empty}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn client_headers_keep_every_value_of_a_kept_name_and_none_of_a_dropped_one() {
         let mut upstream = HeaderMap::new();
