@@ -144,7 +144,9 @@ async def main():
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)
-    if statuses != {200} or floods != {401}:
+    # A forged key the server looked up is unknown (401); one over the lookup cap could not be
+    # checked (503, retryable); junk never gets past its checksum (401).
+    if statuses != {200} or not floods <= {401, 503}:
         sys.exit(f"unexpected statuses: valid keys {statuses}, floods {floods}")
 
 

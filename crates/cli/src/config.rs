@@ -520,6 +520,12 @@ fn resolve_providers(
                 p.name, p.base_url
             )));
         }
+        if p.base_url.contains(['?', '#']) {
+            return Err(ConfigError(format!(
+                "providers.{}: base_url `{}` must not have a query or fragment; give the URL up to and including /v1",
+                p.name, p.base_url
+            )));
+        }
         if p.ca_file.is_some() && !p.base_url.starts_with("https://") {
             return Err(ConfigError(format!(
                 "providers.{}: ca_file applies to https:// providers only; base_url is `{}`",

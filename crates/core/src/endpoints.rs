@@ -10,14 +10,17 @@ use crate::permissions::{Access, Scope};
 pub enum Endpoint {
     ChatCompletions,
     Responses,
+    /// `POST /v1/responses/compact`: a model compacts a conversation (billed like a response).
+    ResponsesCompact,
     Completions,
     Embeddings,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [
+    pub const ALL: [Endpoint; 5] = [
         Endpoint::ChatCompletions,
         Endpoint::Responses,
+        Endpoint::ResponsesCompact,
         Endpoint::Completions,
         Endpoint::Embeddings,
     ];
@@ -33,6 +36,7 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions => "/v1/chat/completions",
             Endpoint::Responses => "/v1/responses",
+            Endpoint::ResponsesCompact => "/v1/responses/compact",
             Endpoint::Completions => "/v1/completions",
             Endpoint::Embeddings => "/v1/embeddings",
         }
@@ -41,7 +45,7 @@ impl Endpoint {
     pub fn scope(self) -> Scope {
         match self {
             Endpoint::ChatCompletions | Endpoint::Completions => Scope::ChatCompletions,
-            Endpoint::Responses => Scope::Responses,
+            Endpoint::Responses | Endpoint::ResponsesCompact => Scope::Responses,
             Endpoint::Embeddings => Scope::Embeddings,
         }
     }
@@ -78,6 +82,17 @@ impl Method {
             Method::Post | Method::Delete => Access::Write,
         }
     }
+}
+
+/// Whether a request that [`crate::path::canonicalize`] refused for an encoded `/` may still
+/// be served: `GET /v1/models/{model}` with `/` in the id (the Node SDK writes
+/// `meta-llama/Llama-3.1-8B` as `meta-llama%2FLlama-3.1-8B`). It is answered from Tollgate's
+/// catalog and never forwarded, so no provider ever reads the path.
+pub fn is_model_lookup(method: Option<Method>, raw_path: &str) -> bool {
+    method == Some(Method::Get)
+        && raw_path
+            .strip_prefix("/v1/models/")
+            .is_some_and(|id| !id.is_empty())
 }
 
 /// What a request asks for.
@@ -127,7 +142,7 @@ const GROUPS: &[Group] = &[
     group("/v1/chat/completions", Scope::ChatCompletions, true),
     group("/v1/completions", Scope::ChatCompletions, false),
     group("/v1/embeddings", Scope::Embeddings, false),
-    // Stored responses, input items, cancel, input token counts, compaction.
+    // Stored responses, input items, cancel, input token counts (compaction is metered).
     group("/v1/responses", Scope::Responses, true),
     group("/v1/conversations", Scope::Responses, true),
     group("/v1/containers", Scope::Responses, true),
@@ -228,6 +243,15 @@ mod tests {
             pass(Scope::Responses, Access::Read)
         );
         assert_eq!(route(GET, "/v1/responses"), Err(Unrouted::MethodNotAllowed));
+        assert_eq!(
+            route(POST, "/v1/responses/compact"),
+            Ok(Target::Metered(Endpoint::ResponsesCompact)),
+            "compaction runs a model: metered"
+        );
+        assert_eq!(
+            route(POST, "/v1/responses/input_tokens"),
+            pass(Scope::Responses, Access::Write)
+        );
         assert_eq!(route(GET, "/v1/files"), pass(Scope::Files, Access::Read));
         assert_eq!(
             route(POST, "/v1/vector_stores/vs_1/files"),
@@ -264,6 +288,13 @@ mod tests {
             })
         );
         assert_eq!(route(POST, "/v1/models"), Err(Unrouted::MethodNotAllowed));
+        assert!(is_model_lookup(GET, "/v1/models/meta-llama%2FLlama-3.1-8B"));
+        assert!(
+            !is_model_lookup(DELETE, "/v1/models/a%2Fb"),
+            "deletion is forwarded"
+        );
+        assert!(!is_model_lookup(GET, "/v1/models/"));
+        assert!(!is_model_lookup(GET, "/v1/files/a%2Fb"));
         assert_eq!(route(DELETE, "/v1/models"), Err(Unrouted::MethodNotAllowed));
     }
 

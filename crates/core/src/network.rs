@@ -132,18 +132,29 @@ impl ClientIpHeader {
             ClientIpHeader::Forwarded => "forwarded",
         }
     }
+
+    /// The header Tollgate does not read.
+    pub fn other(self) -> ClientIpHeader {
+        match self {
+            ClientIpHeader::XForwardedFor => ClientIpHeader::Forwarded,
+            ClientIpHeader::Forwarded => ClientIpHeader::XForwardedFor,
+        }
+    }
 }
 
-/// The client's address; `None` when it cannot be known (a trusted proxy reported a hop it
-/// could not name: `for=unknown`, an obfuscated `for=_hidden`, garbage), which an IP
-/// allow-list refuses. Forwarding headers are believed only from a trusted proxy: then every
-/// line of the configured `header` (`lines`, in order) makes one chain, read from the nearest
-/// hop backwards, skipping trusted proxies; the first other hop is the client. A trusted peer
-/// that sends no such header made the request itself.
+/// The client's address; `None` when it cannot be known, which an IP allow-list refuses: a
+/// trusted proxy reported a hop it could not name (`for=unknown`, an obfuscated `for=_hidden`,
+/// garbage), or sent only the forwarding header Tollgate was not told to read (`other_sent`: a
+/// proxy configured differently from Tollgate, whose clients would otherwise all look like the
+/// proxy itself). Forwarding headers are believed only from a trusted proxy: then every line of
+/// the configured `header` (`lines`, in order) makes one chain, read from the nearest hop
+/// backwards, skipping trusted proxies; the first other hop is the client. A trusted peer that
+/// sends neither header made the request itself.
 pub fn client_address<'a>(
     peer: IpAddr,
     header: ClientIpHeader,
     lines: impl Iterator<Item = &'a [u8]>,
+    other_sent: bool,
     trusted: &[Cidr],
 ) -> Option<IpAddr> {
     let peer = canonical(peer);
@@ -152,20 +163,18 @@ pub fn client_address<'a>(
     }
     let mut chain: Vec<Option<IpAddr>> = Vec::new();
     for line in lines {
-        // A line that is not text names nobody.
-        let Ok(line) = std::str::from_utf8(line) else {
-            chain.push(None);
-            continue;
-        };
-        for element in line.split(',') {
+        // Split before decoding: a hop that is not text names nobody, but the hops the proxy
+        // appended after it still count.
+        for element in line.split(|b| *b == b',') {
+            let element = std::str::from_utf8(element).ok();
             chain.push(match header {
-                ClientIpHeader::XForwardedFor => parse_node(element),
-                ClientIpHeader::Forwarded => forwarded_for(element).and_then(parse_node),
+                ClientIpHeader::XForwardedFor => element.and_then(parse_node),
+                ClientIpHeader::Forwarded => element.and_then(forwarded_for).and_then(parse_node),
             });
         }
     }
     let Some(furthest) = chain.first().copied() else {
-        return Some(peer);
+        return if other_sent { None } else { Some(peer) };
     };
     for hop in chain.iter().rev() {
         match hop {
@@ -267,6 +276,7 @@ mod tests {
             ip(peer),
             header,
             lines.iter().map(|l| l.as_bytes()),
+            false,
             trusted,
         )
     }
@@ -352,10 +362,44 @@ mod tests {
                 "{line}"
             );
         }
-        // Behind a named hop, an unreadable one further away does not matter.
+        // Behind a named hop, an unreadable one further away does not matter, text or not.
         assert_eq!(
             address("10.0.0.9", XForwardedFor, &["garbage, 192.0.2.1"], &trusted),
             Some(ip("192.0.2.1"))
+        );
+        let bytes: &[u8] = b"\xff, 192.0.2.1";
+        assert_eq!(
+            client_address(
+                ip("10.0.0.9"),
+                XForwardedFor,
+                [bytes].into_iter(),
+                false,
+                &trusted
+            ),
+            Some(ip("192.0.2.1")),
+            "a client cannot hide behind bytes that are not text"
+        );
+        assert_eq!(
+            client_address(
+                ip("10.0.0.9"),
+                XForwardedFor,
+                std::iter::empty(),
+                true,
+                &trusted
+            ),
+            None,
+            "a trusted proxy that sends only the other header is not its clients"
+        );
+        assert_eq!(
+            client_address(
+                ip("203.0.113.1"),
+                XForwardedFor,
+                std::iter::empty(),
+                true,
+                &trusted
+            ),
+            Some(ip("203.0.113.1")),
+            "an untrusted peer is itself, whatever it sends"
         );
     }
 

@@ -119,6 +119,34 @@ fn decode_unreserved(bytes: &[u8]) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// Every `%XX` escape of `text` decoded (others left as they are); `None` when the result is
+/// not UTF-8. For text that is read, never forwarded (a model id in a path).
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| {
+                let high = hex_value(*bytes.get(i + 1)?)?;
+                let low = hex_value(*bytes.get(i + 2)?)?;
+                Some(high * 16 + low)
+            })
+            .flatten();
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn check_segments(path: &str) -> Result<(), PathError> {
     if path == "/" {
         return Ok(());
@@ -127,8 +155,9 @@ fn check_segments(path: &str) -> Result<(), PathError> {
         if segment.is_empty() {
             return Err(PathError::EmptySegment);
         }
-        // `..;x` is `..` to servlet containers.
+        // `..;x` is `..` to servlet containers (and `..%3Bx` to one that decodes first).
         let name = segment.split(';').next().unwrap_or(segment);
+        let name = name.split("%3B").next().unwrap_or(name);
         if name == "." || name == ".." {
             return Err(PathError::DotSegment);
         }
@@ -186,6 +215,8 @@ mod tests {
             ("/v1/chat/completions/.", DotSegment),
             ("/v1/chat/completions/..", DotSegment),
             ("/v1/x/..;/chat/completions", DotSegment),
+            ("/v1/x/..%3Bx/chat/completions", DotSegment),
+            ("/v1/x/..%3b/chat/completions", DotSegment),
             ("/v1/x/.;a=b/chat", DotSegment),
             ("/v1//chat/completions", EmptySegment),
             ("/v1/chat/completions/", EmptySegment),
@@ -213,6 +244,18 @@ mod tests {
         }
         let long = format!("/v1/files/{}", "a".repeat(MAX_PATH_LEN));
         assert_eq!(canonicalize(&long), Err(TooLong));
+    }
+
+    #[test]
+    fn percent_decoding_reads_every_escape() {
+        assert_eq!(
+            percent_decode("ft%3Agpt%2f4o").as_deref(),
+            Some("ft:gpt/4o")
+        );
+        assert_eq!(percent_decode("100%").as_deref(), Some("100%"));
+        assert_eq!(percent_decode("%zz%4").as_deref(), Some("%zz%4"));
+        assert_eq!(percent_decode("caf%C3%A9").as_deref(), Some("caf\u{e9}"));
+        assert_eq!(percent_decode("%ff"), None);
     }
 
     mod properties {

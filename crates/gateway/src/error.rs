@@ -21,6 +21,10 @@ pub enum GatewayError {
     /// Malformed, unknown or of a revoked key; `shown` is the masked or redacted form.
     #[error("incorrect API key {shown}")]
     InvalidKey { shown: String },
+    /// A key new to this server that could not be looked up now (over the lookup rate, or the
+    /// store failing): retryable, unlike an unknown key.
+    #[error("key could not be checked now")]
+    KeyUnchecked,
     #[error("revoked key {redacted}")]
     RevokedKey { redacted: String },
     #[error("expired key {redacted}")]
@@ -82,6 +86,10 @@ impl GatewayError {
                 format!("Incorrect API key provided: {shown}. Check the key you were given; this Tollgate's operator can list keys with `tollgate keys list`."),
             )
             .with_code("invalid_api_key"),
+            GatewayError::KeyUnchecked => OpenAiError::new(
+                Unavailable,
+                "This API key is not known to this server yet and could not be checked just now. Please retry in a second.",
+            ),
             GatewayError::RevokedKey { redacted } => OpenAiError::new(
                 Authentication,
                 format!("Incorrect API key provided: {redacted}. This key has been revoked; ask its owner for a new one."),
@@ -211,6 +219,10 @@ impl IntoResponse for GatewayError {
             GatewayError::RateLimited { headers: rate, .. } => {
                 rate.apply(headers);
                 headers.insert(X_SHOULD_RETRY, HeaderValue::from_static("false"));
+            }
+            GatewayError::KeyUnchecked => {
+                headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1u64));
+                headers.insert(X_SHOULD_RETRY, HeaderValue::from_static("true"));
             }
             // Waiting does not refill a budget: tell SDKs not to retry.
             GatewayError::SpendLimit { .. } => {

@@ -10,7 +10,7 @@
 use crate::tokens;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -54,6 +54,7 @@ impl Default for MockSettings {
 pub struct SeenRequest {
     pub method: String,
     pub path: String,
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Value,
 }
@@ -111,6 +112,7 @@ impl MockProvider {
             .route("/v1/chat/completions", post(chat))
             .route("/v1/completions", post(completions))
             .route("/v1/responses", post(responses))
+            .route("/v1/responses/compact", post(compact))
             .route("/v1/embeddings", post(embeddings))
             .fallback(echo)
             .with_state(state);
@@ -161,18 +163,19 @@ impl Drop for MockProvider {
     }
 }
 
-fn remember(state: &MockState, path: &str, headers: &HeaderMap, body: &Value) {
-    remember_call(state, "POST", path, headers, body);
+fn remember(state: &MockState, uri: &Uri, headers: &HeaderMap, body: &Value) {
+    remember_call(state, "POST", uri, headers, body);
 }
 
-fn remember_call(state: &MockState, method: &str, path: &str, headers: &HeaderMap, body: &Value) {
+fn remember_call(state: &MockState, method: &str, uri: &Uri, headers: &HeaderMap, body: &Value) {
     if let Ok(mut seen) = state.seen.lock() {
         if seen.len() >= 1_000 {
             seen.remove(0);
         }
         seen.push(SeenRequest {
             method: method.to_owned(),
-            path: path.to_owned(),
+            path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
             headers: headers.clone(),
             body: body.clone(),
         });
@@ -302,18 +305,19 @@ fn simulated(value: Value) -> Response {
     response
 }
 
-async fn models(State(state): State<MockState>, headers: HeaderMap) -> Response {
-    remember_call(&state, "GET", "/v1/models", &headers, &Value::Null);
+async fn models(State(state): State<MockState>, uri: Uri, headers: HeaderMap) -> Response {
+    remember_call(&state, "GET", &uri, &headers, &Value::Null);
     let data: Vec<Value> = state.settings.models.iter().map(|m| json!({"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "tollgate-demo"})).collect();
     simulated(json!({"object": "list", "data": data}))
 }
 
 async fn chat(
     State(state): State<MockState>,
+    uri: Uri,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    remember(&state, "/v1/chat/completions", &headers, &body);
+    remember(&state, &uri, &headers, &body);
     if let Some(failure) = injected_failure(&headers).await {
         return failure;
     }
@@ -442,10 +446,11 @@ fn id_for_call() -> String {
 
 async fn completions(
     State(state): State<MockState>,
+    uri: Uri,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    remember(&state, "/v1/completions", &headers, &body);
+    remember(&state, &uri, &headers, &body);
     if let Some(failure) = injected_failure(&headers).await {
         return failure;
     }
@@ -474,10 +479,11 @@ async fn completions(
 
 async fn responses(
     State(state): State<MockState>,
+    uri: Uri,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    remember(&state, "/v1/responses", &headers, &body);
+    remember(&state, &uri, &headers, &body);
     if let Some(failure) = injected_failure(&headers).await {
         return failure;
     }
@@ -583,12 +589,35 @@ async fn responses(
     sse(&state, events, false, linger)
 }
 
-async fn embeddings(
+/// `POST /v1/responses/compact`: the input kept as one message, with a usage of its own.
+async fn compact(
     State(state): State<MockState>,
+    uri: Uri,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    remember(&state, "/v1/embeddings", &headers, &body);
+    remember(&state, &uri, &headers, &body);
+    if let Some(failure) = injected_failure(&headers).await {
+        return failure;
+    }
+    let words = reply_words(&body);
+    let text = words.join(" ");
+    let input = tokens::count_request(&serde_json::to_vec(&body).unwrap_or_default());
+    let output = tokens::count(&text);
+    simulated(
+        json!({"id": id("resp_"), "object": "response.compaction", "created_at": now(),
+        "output": [{"type": "message", "id": id("msg_"), "status": "completed", "role": "user", "content": [{"type": "input_text", "text": text}]}],
+        "usage": {"input_tokens": input, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": output, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input + output}}),
+    )
+}
+
+async fn embeddings(
+    State(state): State<MockState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    remember(&state, &uri, &headers, &body);
     if let Some(failure) = injected_failure(&headers).await {
         return failure;
     }
@@ -636,7 +665,7 @@ async fn echo(
     body: Bytes,
 ) -> Response {
     let value = json!({"method": method.as_str(), "path": uri.path(), "query": uri.query(), "bytes": body.len()});
-    remember_call(&state, method.as_str(), uri.path(), &headers, &value);
+    remember_call(&state, method.as_str(), &uri, &headers, &value);
     if let Some(failure) = injected_failure(&headers).await {
         return failure;
     }

@@ -103,6 +103,14 @@ fn corpus() -> Vec<(Who, &'static str, String, &'static str, Expect)> {
         );
         add(Who::FilesRead, "POST", target, MINI, Refused(401));
     }
+    // The client's query goes along, after the canonical path.
+    add(
+        Who::MiniOnly,
+        "POST",
+        "/v1/chat/%63ompletions?api-version=2024-10-21",
+        MINI,
+        Forwarded("POST", "/v1/chat/completions?api-version=2024-10-21"),
+    );
     // Absolute-form targets: the path is all that counts.
     for target in [
         "http://127.0.0.1/v1/chat/completions",
@@ -125,13 +133,17 @@ fn corpus() -> Vec<(Who, &'static str, String, &'static str, Expect)> {
         Refused(400),
     );
     // Scope follows the canonical path, never the first raw segment.
-    for target in [
-        "/v1/models/../files",
-        "/v1/models/%2e%2e/files",
-        "/v1/models/..%2Ffiles",
-    ] {
+    for target in ["/v1/models/../files", "/v1/models/%2e%2e/files"] {
         add(Who::ModelsRead, "GET", target, "", Refused(400));
     }
+    // With an encoded `/` it is a model lookup (ids may hold `/`): answered here, never sent.
+    add(
+        Who::ModelsRead,
+        "GET",
+        "/v1/models/..%2Ffiles",
+        "",
+        Refused(404),
+    );
     add(Who::ModelsRead, "GET", "/v1/files", "", Refused(401));
     add(Who::ModelsRead, "GET", "/v1/fil%65s", "", Refused(401));
     add(
@@ -199,6 +211,42 @@ fn corpus() -> Vec<(Who, &'static str, String, &'static str, Expect)> {
         Refused(404),
     );
     add(Who::ModelsRead, "GET", "/v1/models/gpt-4o", "", Local(200));
+    add(
+        Who::MiniOnly,
+        "GET",
+        "/v1/models/gpt%2D4o%2Dmini",
+        "",
+        Local(200),
+    );
+    // A `/` in a model id, as the Node SDK encodes it: looked up, never forwarded.
+    add(
+        Who::All,
+        "GET",
+        "/v1/models/meta-llama%2FLlama-3.1-8B",
+        "",
+        Refused(404),
+    );
+    add(
+        Who::All,
+        "DELETE",
+        "/v1/models/a%2F..%2F..%2Ffiles",
+        "",
+        Refused(400),
+    );
+    add(
+        Who::All,
+        "POST",
+        "/v1/responses/..%3Bx/compact",
+        MINI,
+        Refused(400),
+    );
+    add(
+        Who::MiniOnly,
+        "POST",
+        "/v1/responses/compact",
+        BIG,
+        Refused(403),
+    );
     add(Who::FilesRead, "GET", "/v1/models/gpt-4o", "", Refused(401));
     add(
         Who::All,
@@ -289,7 +337,7 @@ async fn run_corpus(transport: Transport) {
                     failures.push(format!("{shown}: the provider got {} requests", seen.len()));
                     continue;
                 };
-                let query = request.body["query"].as_str().map(|q| format!("?{q}"));
+                let query = request.query.as_ref().map(|q| format!("?{q}"));
                 let path = format!("{}{}", request.path, query.unwrap_or_default());
                 if request.method != want_method || path != want_path {
                     failures.push(format!(

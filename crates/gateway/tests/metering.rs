@@ -276,3 +276,33 @@ async fn a_client_gone_before_the_answer_s_head_is_metered_once_and_its_reservat
         "exactly one event for the abandoned request"
     );
 }
+
+#[tokio::test]
+async fn compaction_runs_a_model_and_is_metered_like_a_response() {
+    let app = TestApp::spawn().await;
+    let mini_only = app.key_for_models(&["gpt-4o-mini"]).await;
+    let secret = mini_only.secret.expose();
+    let body = json!({"model": "gpt-4o-mini", "input": [{"role": "user", "content": "a long chat to compact"}]});
+    let reply = app.post("/v1/responses/compact", secret, body, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["object"], "response.compaction");
+    let event = &app.usage_events(1).await[0];
+    assert_eq!(event.endpoint, "/v1/responses/compact");
+    assert_eq!(event.status, 200);
+    assert_eq!(
+        (event.input_tokens, event.output_tokens),
+        (
+            reply.body["usage"]["input_tokens"].as_i64().unwrap(),
+            reply.body["usage"]["output_tokens"].as_i64().unwrap()
+        )
+    );
+    assert!(event.cost.0 > 0);
+    let other = json!({"model": "gpt-4o", "input": "compact this"});
+    app.post("/v1/responses/compact", secret, other, &[])
+        .await
+        .assert_error(
+            403,
+            Some("model_not_found"),
+            "does not have access to model `gpt-4o`",
+        );
+}

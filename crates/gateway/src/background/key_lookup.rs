@@ -8,6 +8,11 @@
 //!   tokens), so a flood of forged keys with valid checksums costs the store a bounded trickle
 //!   of indexed reads, and every other request is answered from memory as before.
 //!
+//! A key that could not be checked (over the cap, or the store failing) is not called unknown:
+//! the request gets a retryable 503, which the OpenAI SDKs retry on their own, so a key created
+//! during a flood or a database hiccup works once the change log brings it (within a poll
+//! interval), while a definite "no such key" stays a 401.
+//!
 //! A key the store has is not put in the table by the lookup: the follower catches up with the
 //! change log at once, so the key arrives in order, after the limits and budgets it was created
 //! with (a key is never usable without them), and a revocation that follows it is applied as
@@ -26,6 +31,8 @@ use tollgate_store::AuthKey;
 const NEGATIVE_FOR: Duration = Duration::from_secs(10);
 /// Most keys remembered as unknown; at the rate cap the cache never gets near it.
 const MAX_NEGATIVE: usize = 100_000;
+/// Shortest time between two warnings about refused lookups.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// What one store lookup found.
 #[derive(Debug, Clone)]
@@ -40,6 +47,13 @@ enum Found {
 }
 
 type Lookup = Arc<OnceCell<Found>>;
+
+/// A lookup under way and the requests waiting for it.
+#[derive(Debug)]
+struct InFlight {
+    lookup: Lookup,
+    waiters: usize,
+}
 
 /// The lookups of keys the table does not hold.
 #[derive(Debug)]
@@ -56,18 +70,15 @@ struct State {
     /// Tokens left, refilled continuously at `per_second` up to `per_second`.
     tokens: f64,
     refilled: Instant,
-    in_flight: HashMap<KeyHash, Lookup>,
+    in_flight: HashMap<KeyHash, InFlight>,
     unknown: HashMap<KeyHash, Instant>,
     /// Lookups refused over the rate since the last warning, and when that was.
     refused: u64,
     warned: Option<Instant>,
 }
 
-/// Shortest time between two warnings about refused lookups.
-const WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// A request's share in a lookup; the last one out (or the one that finishes it) removes it,
-/// whether it ends or is dropped with a client that went away.
+/// A request's share in a lookup. The last waiter out, or the first once the lookup has an
+/// answer, removes it from the map, whether it ends or is dropped with a client that left.
 struct Share<'a> {
     lookups: &'a KeyLookups,
     hash: KeyHash,
@@ -77,14 +88,16 @@ struct Share<'a> {
 impl Drop for Share<'_> {
     fn drop(&mut self) {
         let mut state = self.lookups.lock();
-        let finished = self.lookup.get();
-        let mine = state
+        let Some(entry) = state
             .in_flight
-            .get(&self.hash)
-            .is_some_and(|l| Arc::ptr_eq(l, &self.lookup));
-        // Two references: the map's and this share's; a lookup that found nothing yet and
-        // has other waiters stays for them.
-        if mine && (finished.is_some() || Arc::strong_count(&self.lookup) <= 2) {
+            .get_mut(&self.hash)
+            .filter(|e| Arc::ptr_eq(&e.lookup, &self.lookup))
+        else {
+            return;
+        };
+        entry.waiters = entry.waiters.saturating_sub(1);
+        let finished = self.lookup.get().cloned();
+        if finished.is_some() || entry.waiters == 0 {
             state.in_flight.remove(&self.hash);
             if matches!(finished, Some(Found::Missing)) {
                 state.remember_unknown(self.hash, Instant::now());
@@ -92,6 +105,10 @@ impl Drop for Share<'_> {
         }
     }
 }
+
+/// A key that could not be checked: over the lookup rate, or the store failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unchecked;
 
 impl KeyLookups {
     /// Allows `per_second` store lookups a second (0: never look up; new keys then wait for
@@ -117,28 +134,42 @@ impl KeyLookups {
         }
     }
 
-    /// The key with `hash` (the keyed hash of `secret`), when the store has it and the lookup
-    /// is allowed now; the table holds it afterwards.
-    pub async fn find(&self, hash: KeyHash, secret: &SecretKey) -> Option<Arc<AuthKey>> {
+    /// The key with `hash` (the keyed hash of `secret`) when the store has it (the table holds
+    /// it afterwards), `None` when it does not, `Unchecked` when it could not be asked.
+    pub async fn find(
+        &self,
+        hash: KeyHash,
+        secret: &SecretKey,
+    ) -> Result<Option<Arc<AuthKey>>, Unchecked> {
         let share = {
             let mut state = self.lock();
             let now = Instant::now();
             if let Some(since) = state.unknown.get(&hash) {
                 if now.duration_since(*since) < NEGATIVE_FOR {
-                    return None;
+                    return Ok(None);
                 }
                 state.unknown.remove(&hash);
             }
-            let lookup = match state.in_flight.get(&hash) {
-                Some(lookup) => lookup.clone(),
-                None => {
-                    if !state.take_token(self.per_second, now) {
-                        state.note_refusal(now, self.made());
-                        return None;
-                    }
+            let joined = state.in_flight.get_mut(&hash).map(|entry| {
+                entry.waiters += 1;
+                entry.lookup.clone()
+            });
+            let lookup = match joined {
+                Some(lookup) => lookup,
+                None if state.take_token(self.per_second, now) => {
                     let lookup = Lookup::default();
-                    state.in_flight.insert(hash, lookup.clone());
+                    state.in_flight.insert(
+                        hash,
+                        InFlight {
+                            lookup: lookup.clone(),
+                            waiters: 1,
+                        },
+                    );
                     lookup
+                }
+                None => {
+                    state.note_refusal(now, self.made());
+                    return Err(Unchecked);
                 }
             };
             Share {
@@ -171,8 +202,9 @@ impl KeyLookups {
             .clone();
         drop(share);
         match found {
-            Found::Key(key) => key,
-            Found::Missing | Found::Failed => None,
+            Found::Key(key) => Ok(key),
+            Found::Missing => Ok(None),
+            Found::Failed => Err(Unchecked),
         }
     }
 }
@@ -202,7 +234,7 @@ impl State {
         tracing::warn!(
             refused = self.refused,
             lookups_made = made,
-            "keys unknown to this server arrive faster than the lookup rate (key_lookups_per_second); the excess was refused without asking the store. A flood of forged keys?"
+            "keys unknown to this server arrive faster than the lookup rate (key_lookups_per_second); the excess was not looked up in the store. A flood of forged keys?"
         );
         self.refused = 0;
         self.warned = Some(now);

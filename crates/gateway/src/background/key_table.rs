@@ -20,8 +20,9 @@ struct Entries {
 }
 
 /// Every key of the store, in memory, looked up by keyed hash, kept current by the change-log
-/// follower (its only writer). A key that is not here yet (created a moment ago) makes the
-/// follower catch up at once (see `key_lookup`).
+/// follower (its only writer). A key that is not here yet (created a moment ago) is looked up
+/// in the store, within a rate cap, and makes the follower catch up at once (see
+/// `key_lookup`).
 #[derive(Default)]
 pub struct KeyTable {
     entries: RwLock<Entries>,

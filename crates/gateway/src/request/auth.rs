@@ -107,6 +107,7 @@ async fn resolve(
             .key_lookups
             .find(hash, &parsed.secret)
             .await
+            .map_err(|_| GatewayError::KeyUnchecked)?
             .ok_or_else(|| GatewayError::InvalidKey {
                 shown: mask_presented(presented),
             })?,
@@ -144,6 +145,7 @@ async fn resolve(
             .get_all(state.settings.client_ip_header.name())
             .iter()
             .map(HeaderValue::as_bytes),
+        headers.contains_key(state.settings.client_ip_header.other().name()),
         &state.settings.trusted_proxies,
     );
     for (list, what) in [

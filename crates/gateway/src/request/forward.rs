@@ -4,7 +4,7 @@
 use crate::error::GatewayError;
 use crate::request::meter::{BodyCopy, Ending, Meter, Reading};
 use crate::request::sse::SseMeter;
-use crate::upstream::{client_headers, RequestBody, Upstream};
+use crate::upstream::{client_headers, RequestBody, Upstream, UpstreamError};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
@@ -51,8 +51,9 @@ pub(crate) async fn forward(
     {
         Ok(response) => response,
         Err(err) => {
+            let reached = !matches!(err, UpstreamError::Connect { .. });
             let err = GatewayError::from(err);
-            meter.fail(err.to_openai().status()).await;
+            meter.fail(err.to_openai().status(), reached).await;
             return Err(err);
         }
     };

@@ -1,5 +1,7 @@
 //! The one place a request's steps are put in order, once it is authenticated and its
-//! canonical path has a target: the key's scope for the target, then the target's handler.
+//! canonical path has a target: the target's handler (each checks the key's scope for what it
+//! serves: a pass-through group's here, the others' in their handlers, which know the access
+//! they need), and OpenAI's identity headers on whatever comes back.
 
 use crate::request::auth::{identified, Principal};
 use crate::request::call::Call;
@@ -26,7 +28,7 @@ pub(crate) async fn serve(
         Target::Model(id) => models::retrieve(&state, &principal, id),
         Target::Metered(endpoint) => {
             let call = Call::new(state, principal, &mut parts.extensions);
-            metered::serve(call, endpoint, parts.headers, body).await
+            metered::serve(call, endpoint, parts.uri.query(), parts.headers, body).await
         }
         Target::PassThrough { scope, access } => match principal.require(scope, access) {
             Ok(()) => {

@@ -57,6 +57,8 @@ pub(crate) struct Meter {
     /// The provider's status, once its answer's head has arrived.
     status: Option<u16>,
     pub(crate) reading: Reading,
+    /// The provider got the request but gave no usable answer (see [`Meter::fail`]).
+    failed_after_sending: bool,
 }
 
 impl Meter {
@@ -77,6 +79,7 @@ impl Meter {
             admission,
             status: None,
             reading: Reading::Skipped,
+            failed_after_sending: false,
         }
     }
 
@@ -97,9 +100,13 @@ impl Meter {
         }
     }
 
-    /// Records a request that never got an answer from the provider (unreachable, timed out).
-    pub(crate) async fn fail(mut self, status: u16) {
+    /// Records a request that got no usable answer from the provider: `status` is the error
+    /// the client gets. A request that reached the provider (it timed out, or answered
+    /// garbage) may still have been run and billed there: its prompt is counted, as for a
+    /// client that left; one that never reached it (`reached: false`) bills nothing.
+    pub(crate) async fn fail(mut self, status: u16, reached: bool) {
         self.status = Some(status);
+        self.failed_after_sending = reached;
         self.finish(Ending::Broken).await;
     }
 
@@ -127,6 +134,9 @@ impl Meter {
             // The provider never answered this client: it may still have done the work.
             return (self.estimate(""), CLIENT_CLOSED);
         };
+        if self.failed_after_sending {
+            return (self.estimate(""), status);
+        }
         if status >= 400 {
             return (TokenUsage::default(), status);
         }

@@ -140,6 +140,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 pub(crate) async fn serve(
     call: Call,
     endpoint: Endpoint,
+    query: Option<&str>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
@@ -176,9 +177,14 @@ pub(crate) async fn serve(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    // The endpoint's path, with the client's query (Azure's `api-version`, for one).
+    let path_and_query = match query {
+        Some(query) => std::borrow::Cow::Owned(format!("{}?{query}", endpoint.path())),
+        None => std::borrow::Cow::Borrowed(endpoint.path()),
+    };
     let request = Outgoing {
         method: Method::POST,
-        path_and_query: endpoint.path(),
+        path_and_query: &path_and_query,
         headers: outgoing_headers,
         body: RequestBody::Full(prepared.body.clone()),
     };

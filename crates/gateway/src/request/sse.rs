@@ -121,15 +121,17 @@ impl SseMeter {
         let mut carries = false;
         if let Some(choices) = value["choices"].as_array() {
             for choice in choices {
-                carries |= self.read_choice(choice);
+                self.read_choice(choice);
+                carries |= carries_anything(choice);
             }
         }
         if !self.withhold_usage || !value["usage"].is_object() {
             return Verdict::Forward;
         }
         // A chunk Tollgate's `include_usage` made: whatever its `choices` look like (`[]` as
-        // OpenAI writes it, `[{"index":0,"delta":{}}]` as LiteLLM does), it is withheld when it
-        // carries nothing else, and passed on without its `usage` when it does.
+        // OpenAI writes it, `[{"index":0,"delta":{}}]` as LiteLLM does), it is withheld when
+        // its choices carry nothing, and passed on without its `usage` when they carry anything
+        // (content, a role, a finish reason, a field Tollgate does not know).
         if !carries {
             return Verdict::Withhold;
         }
@@ -144,18 +146,15 @@ impl SseMeter {
         Verdict::Replace(Bytes::from(out))
     }
 
-    /// Gathers a choice's output text; returns whether it carries anything for the client.
-    fn read_choice(&mut self, choice: &Value) -> bool {
+    /// Gathers a choice's output text: content, refusals, reasoning (as vLLM and DeepSeek send
+    /// it), completions' text, and tool or function names and arguments.
+    fn read_choice(&mut self, choice: &Value) {
         let delta = &choice["delta"];
-        let mut carries = !choice["finish_reason"].is_null() || !choice["logprobs"].is_null();
         let mut text = |value: &Value| {
             if let Some(s) = value.as_str() {
-                carries |= !s.is_empty();
                 self.text.push_str(s);
             }
         };
-        // Chat deltas (content, refusal, reasoning as vLLM and DeepSeek send it) and
-        // completions' text.
         text(&delta["content"]);
         text(&delta["refusal"]);
         text(&delta["reasoning_content"]);
@@ -168,9 +167,27 @@ impl SseMeter {
                 text(&call["function"]["name"]);
                 text(&call["function"]["arguments"]);
             }
-            carries |= !calls.is_empty();
         }
-        carries || delta.get("audio").is_some_and(|a| !a.is_null())
+    }
+}
+
+/// Whether a choice holds anything but its index: a value that is not null, `""`, `[]`, or an
+/// object of such values.
+fn carries_anything(choice: &Value) -> bool {
+    fn empty(value: &Value) -> bool {
+        match value {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(items) => items.is_empty(),
+            Value::Object(fields) => fields.values().all(empty),
+            Value::Bool(_) | Value::Number(_) => false,
+        }
+    }
+    match choice {
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(name, value)| name != "index" && !empty(value)),
+        other => !empty(other),
     }
 }
 
@@ -187,6 +204,7 @@ fn event_end(buf: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const CHUNK: &str =
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}],\"usage\":null}\n\n";
@@ -268,6 +286,25 @@ mod tests {
         assert!(value.get("usage").is_none(), "{out}");
         assert!(out.ends_with(DONE));
         assert_eq!(meter.usage.map(|u| (u.input, u.output)), Some((4, 1)));
+    }
+
+    #[test]
+    fn only_choices_that_carry_nothing_make_a_usage_chunk_withheld() {
+        for choice in [
+            json!({"index": 0, "delta": {}}),
+            json!({"index": 0, "delta": {"content": ""}, "finish_reason": null, "logprobs": null}),
+            json!({"index": 0, "delta": {"content": null, "tool_calls": []}}),
+        ] {
+            assert!(!carries_anything(&choice), "{choice}");
+        }
+        for choice in [
+            json!({"index": 0, "delta": {"role": "assistant"}}),
+            json!({"index": 0, "delta": {}, "finish_reason": "stop"}),
+            json!({"index": 0, "delta": {"annotations": [{"type": "url_citation"}]}}),
+            json!({"index": 0, "delta": {"reasoning_details": [{"text": "x"}]}}),
+        ] {
+            assert!(carries_anything(&choice), "{choice}");
+        }
     }
 
     #[test]

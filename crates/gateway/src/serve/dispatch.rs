@@ -19,7 +19,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use tollgate_core::endpoints::{self, Method, Unrouted};
-use tollgate_core::path::canonicalize;
+use tollgate_core::path::{canonicalize, PathError};
 use tower_service::Service;
 
 /// The gateway's request handling: its router and, for the `/v1` API, its state.
@@ -41,8 +41,12 @@ impl Dispatch {
         mut request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response {
-        let path = match canonicalize(request.uri().path()) {
+        let method = Method::parse(request.method().as_str());
+        let raw = request.uri().path();
+        let path = match canonicalize(raw) {
             Ok(path) => path.into_owned(),
+            // A model id may hold `/`; its lookup is answered here, never forwarded.
+            Err(PathError::Slash) if endpoints::is_model_lookup(method, raw) => raw.to_owned(),
             Err(reason) => {
                 tracing::info!(%reason, "path refused");
                 return GatewayError::InvalidPath {
@@ -64,7 +68,7 @@ impl Dispatch {
             Ok(principal) => principal,
             Err(err) => return err.into_response(),
         };
-        match endpoints::route(Method::parse(parts.method.as_str()), &path) {
+        match endpoints::route(method, &path) {
             Ok(target) => {
                 handler::serve(self.state, principal, target, &path, parts, Body::new(body)).await
             }

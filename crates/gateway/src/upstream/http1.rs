@@ -238,7 +238,7 @@ impl Http1Client {
         headers: &HeaderMap,
         body: &RequestBody,
     ) -> Vec<u8> {
-        let rest = path_and_query.strip_prefix("/v1").unwrap_or(path_and_query);
+        let rest = super::under_base_url(path_and_query);
         let mut head = Vec::with_capacity(512);
         head.extend_from_slice(method.as_str().as_bytes());
         head.push(b' ');

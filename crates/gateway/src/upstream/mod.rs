@@ -86,7 +86,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(settings: ProviderSettings) -> Result<Upstream, String> {
+    pub fn new(mut settings: ProviderSettings) -> Result<Upstream, String> {
+        // `https://api.openai.com/v1/` and `.../v1` are the same provider.
+        settings.base_url = settings.base_url.trim_end_matches('/').to_owned();
         let mut builder = reqwest::Client::builder();
         if let Some(path) = &settings.ca_file {
             let pem = std::fs::read(path)
@@ -150,8 +152,11 @@ impl Upstream {
 
     /// The provider URL for a `/v1/...` path and query.
     pub fn url(&self, path_and_query: &str) -> String {
-        let rest = path_and_query.strip_prefix("/v1").unwrap_or(path_and_query);
-        format!("{}{rest}", self.settings.base_url)
+        format!(
+            "{}{}",
+            self.settings.base_url,
+            under_base_url(path_and_query)
+        )
     }
 
     /// The headers of a request to the provider: the client's forwardable ones, the provider's
@@ -318,6 +323,12 @@ impl Upstream {
             .filter_map(|m| m["id"].as_str().map(str::to_owned))
             .collect())
     }
+}
+
+/// What follows a provider's base URL (which includes `/v1`, or the provider's equivalent) for
+/// one of Tollgate's `/v1/...` paths, query included: `/v1/files?limit=2` → `/files?limit=2`.
+pub(crate) fn under_base_url(path_and_query: &str) -> &str {
+    path_and_query.strip_prefix("/v1").unwrap_or(path_and_query)
 }
 
 /// The header names listed in `Connection` headers.
