@@ -125,21 +125,6 @@ impl ClientIpHeader {
             _ => None,
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ClientIpHeader::XForwardedFor => "x-forwarded-for",
-            ClientIpHeader::Forwarded => "forwarded",
-        }
-    }
-
-    /// The header Tollgate does not read.
-    pub fn other(self) -> ClientIpHeader {
-        match self {
-            ClientIpHeader::XForwardedFor => ClientIpHeader::Forwarded,
-            ClientIpHeader::Forwarded => ClientIpHeader::XForwardedFor,
-        }
-    }
 }
 
 /// The client's address; `None` when it cannot be known, which an IP allow-list refuses: a

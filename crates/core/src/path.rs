@@ -48,14 +48,15 @@ pub fn canonicalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
-    let path = if bytes.contains(&b'%') {
-        Cow::Owned(decode_unreserved(bytes)?)
-    } else {
-        check_raw(bytes)?;
-        Cow::Borrowed(raw)
-    };
+    if !bytes.contains(&b'%') {
+        // The usual case, in one pass: every byte plain, every segment sound.
+        bytes.iter().try_for_each(|&b| plain(b))?;
+        check_segments(raw)?;
+        return Ok(Cow::Borrowed(raw));
+    }
+    let path = decode_unreserved(bytes)?;
     check_segments(&path)?;
-    Ok(path)
+    Ok(Cow::Owned(path))
 }
 
 /// A byte that may appear as itself in a canonical path: printable ASCII except `\`.
@@ -65,10 +66,6 @@ fn plain(byte: u8) -> Result<(), PathError> {
         0x21..=0x7e => Ok(()),
         _ => Err(PathError::Character),
     }
-}
-
-fn check_raw(bytes: &[u8]) -> Result<(), PathError> {
-    bytes.iter().try_for_each(|&b| plain(b))
 }
 
 fn is_unreserved(byte: u8) -> bool {
@@ -151,16 +148,29 @@ fn check_segments(path: &str) -> Result<(), PathError> {
     if path == "/" {
         return Ok(());
     }
-    for segment in path[1..].split('/') {
-        if segment.is_empty() {
-            return Err(PathError::EmptySegment);
-        }
-        // `..;x` is `..` to servlet containers (and `..%3Bx` to one that decodes first).
-        let name = segment.split(';').next().unwrap_or(segment);
-        let name = name.split("%3B").next().unwrap_or(name);
-        if name == "." || name == ".." {
-            return Err(PathError::DotSegment);
-        }
+    let bytes = path.as_bytes();
+    let mut start = 1;
+    while start <= bytes.len() {
+        let end = memchr::memchr(b'/', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        check_segment(&bytes[start..end])?;
+        start = end + 1;
+    }
+    Ok(())
+}
+
+/// One segment: not empty, and not a dot segment: `.`, `..`, or with parameters `..;x`
+/// (servlet containers) or `..%3Bx` (one that decodes first).
+fn check_segment(segment: &[u8]) -> Result<(), PathError> {
+    let Some(rest) = segment.strip_prefix(b".") else {
+        return if segment.is_empty() {
+            Err(PathError::EmptySegment)
+        } else {
+            Ok(())
+        };
+    };
+    let rest = rest.strip_prefix(b".").unwrap_or(rest);
+    if rest.is_empty() || rest.starts_with(b";") || rest.starts_with(b"%3B") {
+        return Err(PathError::DotSegment);
     }
     Ok(())
 }

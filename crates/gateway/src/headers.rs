@@ -8,6 +8,7 @@ pub(crate) const OPENAI_PROCESSING_MS: HeaderName = HeaderName::from_static("ope
 pub(crate) const OPENAI_ORGANIZATION: HeaderName = HeaderName::from_static("openai-organization");
 pub(crate) const OPENAI_PROJECT: HeaderName = HeaderName::from_static("openai-project");
 pub(crate) const OPENAI_VERSION: HeaderName = HeaderName::from_static("openai-version");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 pub(crate) const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 pub(crate) const RATE_LIMIT_REQUESTS: [HeaderName; 3] = [

@@ -1,13 +1,14 @@
 use crate::error::GatewayError;
-use crate::headers::{OPENAI_ORGANIZATION, OPENAI_PROJECT, OPENAI_VERSION};
+use crate::headers::{OPENAI_ORGANIZATION, OPENAI_PROJECT, OPENAI_VERSION, X_FORWARDED_FOR};
 use crate::state::AppState;
+use axum::http::header::FORWARDED;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use std::net::IpAddr;
 use std::sync::Arc;
 use tollgate_core::key::mask_presented;
 use tollgate_core::lifecycle::KeyStatus;
-use tollgate_core::network::{client_address, IpAllowList};
+use tollgate_core::network::{client_address, ClientIpHeader, IpAllowList};
 use tollgate_core::{Access, KeyKind, Scope};
 use tollgate_store::{AuthKey, ProjectStatus};
 
@@ -138,14 +139,15 @@ async fn resolve(
                 .unwrap_or_default(),
         });
     }
+    let (read, other) = match state.settings.client_ip_header {
+        ClientIpHeader::XForwardedFor => (X_FORWARDED_FOR, FORWARDED),
+        ClientIpHeader::Forwarded => (FORWARDED, X_FORWARDED_FOR),
+    };
     let client_ip = client_address(
         peer,
         state.settings.client_ip_header,
-        headers
-            .get_all(state.settings.client_ip_header.name())
-            .iter()
-            .map(HeaderValue::as_bytes),
-        headers.contains_key(state.settings.client_ip_header.other().name()),
+        headers.get_all(read).iter().map(HeaderValue::as_bytes),
+        headers.contains_key(other),
         &state.settings.trusted_proxies,
     );
     for (list, what) in [

@@ -331,16 +331,26 @@ pub(crate) fn under_base_url(path_and_query: &str) -> &str {
     path_and_query.strip_prefix("/v1").unwrap_or(path_and_query)
 }
 
-/// The header names listed in `Connection` headers.
+/// The header names listed in `Connection` headers, beyond the usual `keep-alive`, `close` and
+/// `upgrade` (which name no other header). Nearly always none: no allocation then.
 fn connection_options(headers: &HeaderMap) -> Vec<&str> {
-    headers
-        .get_all(axum::http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|option| !option.is_empty())
-        .collect()
+    let mut named = Vec::new();
+    for value in headers.get_all(axum::http::header::CONNECTION) {
+        let bytes = value.as_bytes();
+        if bytes.eq_ignore_ascii_case(b"keep-alive") || bytes.eq_ignore_ascii_case(b"close") {
+            continue;
+        }
+        let Ok(value) = value.to_str() else { continue };
+        for option in value.split(',').map(str::trim) {
+            let usual = ["", "keep-alive", "close", "upgrade"]
+                .iter()
+                .any(|u| option.eq_ignore_ascii_case(u));
+            if !usual {
+                named.push(option);
+            }
+        }
+    }
+    named
 }
 
 /// The provider's response headers that may reach the client, moved out of its response.
