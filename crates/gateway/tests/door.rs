@@ -188,7 +188,9 @@ fn corpus() -> Vec<(Who, &'static str, String, &'static str, Expect)> {
         add(Who::All, "POST", target, MINI, Refused(404));
     }
     // Methods OpenAI's API does not use are never forwarded.
-    for method in ["TRACE", "PUT", "PATCH", "HEAD", "OPTIONS"] {
+    for method in [
+        "TRACE", "PUT", "PATCH", "HEAD", "OPTIONS", "CONNECT", "PROPFIND",
+    ] {
         add(Who::All, method, "/v1/files", "", Refused(405));
     }
     add(Who::All, "DELETE", "/v1/chat/completions", "", Refused(405));

@@ -49,9 +49,14 @@ impl Dispatch {
             Err(PathError::Slash) if endpoints::is_model_lookup(method, raw) => raw.to_owned(),
             Err(reason) => {
                 tracing::info!(%reason, "path refused");
+                // An authority-form target (`CONNECT host:port`) has no path: quote it whole.
+                let target = match raw {
+                    "" => request.uri().to_string(),
+                    path => path.to_owned(),
+                };
                 return GatewayError::InvalidPath {
                     method: request.method().to_string(),
-                    path: request.uri().path().to_owned(),
+                    path: target,
                     reason,
                 }
                 .into_response();
