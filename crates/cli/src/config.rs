@@ -30,6 +30,9 @@ pub struct FileConfig {
     pub keys: KeysConfig,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// Largest server-sent event held from a provider, in bytes; a stream that goes past it is
+    /// cut [default: 1 MiB].
+    pub max_stream_event_bytes: Option<usize>,
     /// Reverse proxies (IPs or CIDR ranges) whose client-address header is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -235,6 +238,7 @@ pub struct Settings {
     pub pricing: PricingTable,
     pub unpriced: UnpricedPolicy,
     pub max_body_bytes: usize,
+    pub max_stream_event_bytes: usize,
     pub trusted_proxies: Vec<tollgate_core::network::Cidr>,
     pub client_ip_header: tollgate_core::network::ClientIpHeader,
     pub key_lookups_per_second: u32,
@@ -364,6 +368,7 @@ impl Settings {
             pricing,
             unpriced,
             max_body_bytes: file.max_body_bytes.unwrap_or(32 * 1024 * 1024),
+            max_stream_event_bytes: file.max_stream_event_bytes.unwrap_or(1024 * 1024).max(1024),
             trusted_proxies: file
                 .trusted_proxies
                 .iter()

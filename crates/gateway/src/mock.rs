@@ -5,7 +5,9 @@
 //! of its first function. Tests use it as the fake upstream: the `x-mock-fail` request header
 //! makes it answer with an error (`500`, `429`) or hang (`slow`); a last message containing
 //! `litellm-usage` gets the usage chunk in LiteLLM's shape (`choices: [{"index":0,"delta":{}}]`)
-//! and one containing `linger-after-done` keeps the stream open a second after `[DONE]`.
+//! and one containing `linger-after-done` keeps the stream open a second after `[DONE]`; one
+//! containing `endless-event` streams a single event that never ends (64 KiB pieces, at most
+//! 256 MiB), as a broken or hostile provider would.
 
 use crate::tokens;
 use axum::body::Body;
@@ -351,6 +353,9 @@ async fn chat(
             "usage": chat_usage(prompt, completion), "service_tier": "default", "system_fingerprint": "tollgate-demo"}),
         );
     }
+    if asks_for(&body, "endless-event") {
+        return endless_event(&state);
+    }
     let include_usage = body["stream_options"]["include_usage"].as_bool() == Some(true);
     let chunk = |delta: Value, finish: Value| {
         let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "service_tier": "default", "system_fingerprint": "tollgate-demo",
@@ -405,6 +410,32 @@ async fn chat(
         Duration::ZERO
     };
     sse(&state, events, true, linger)
+}
+
+/// One server-sent event that never ends: `data: ` and then 64 KiB pieces of `x` with no blank
+/// line, up to 256 MiB.
+fn endless_event(state: &MockState) -> Response {
+    use futures_util::StreamExt;
+    let guard = StreamGuard {
+        finished: false,
+        cut_off: state.cut_off.clone(),
+    };
+    let piece = Bytes::from(vec![b'x'; 64 * 1024]);
+    let stream = futures_util::stream::iter(
+        std::iter::once(Bytes::from_static(b"data: "))
+            .chain(std::iter::repeat_n(piece, 4 * 1024))
+            .map(Ok::<Bytes, std::io::Error>),
+    )
+    .chain(futures_util::stream::once(async move {
+        guard.finish();
+        Ok(Bytes::new())
+    }));
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("text/event-stream"),
+    );
+    response
 }
 
 /// Whether the last message (or input) mentions `word`: the demo's test triggers.

@@ -111,6 +111,8 @@ pub struct GatewaySettings {
     pub unpriced: UnpricedPolicy,
     /// Largest request body accepted on metered endpoints.
     pub max_body_bytes: usize,
+    /// Largest server-sent event held from a provider; a stream that goes past it is cut.
+    pub max_stream_event_bytes: usize,
     /// How often providers without routes are asked for their models.
     pub model_refresh: Duration,
     pub metering: MeteringSettings,
@@ -144,6 +146,7 @@ impl GatewaySettings {
             pricing: PricingTable::shipped().unwrap_or_default(),
             unpriced: UnpricedPolicy::Refuse,
             max_body_bytes: 32 * 1024 * 1024,
+            max_stream_event_bytes: 1024 * 1024,
             model_refresh: Duration::from_secs(600),
             metering: MeteringSettings {
                 capacity: 16_384,

@@ -306,3 +306,42 @@ async fn compaction_runs_a_model_and_is_metered_like_a_response() {
             "does not have access to model `gpt-4o`",
         );
 }
+
+#[tokio::test]
+async fn a_provider_event_that_never_ends_is_cut_with_an_error_event_and_metered() {
+    let app = TestApp::spawn_with(|s| s.max_stream_event_bytes = 256 * 1024).await;
+    let key = app.project_key().await;
+    let response = app
+        .post_raw(
+            "/v1/chat/completions",
+            key.secret.expose(),
+            &chat("endless-event please", false, false),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    // The whole body the client gets: bounded, and ending in OpenAI's error envelope.
+    let body = tokio::time::timeout(Duration::from_secs(10), response.text())
+        .await
+        .expect("the stream was cut")
+        .unwrap();
+    assert!(
+        body.len() < 1024,
+        "nothing of the oversize event reaches the client: {} bytes",
+        body.len()
+    );
+    let error: Value = serde_json::from_str(body.trim().strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], "stream_event_too_large");
+    assert_eq!(error["error"]["type"], "server_error");
+    let event = &app.usage_events(1).await[0];
+    assert_eq!(event.status, 502);
+    assert!(event.input_tokens > 0, "{event:?}");
+    // The provider's stream was dropped, not read to its 256 MiB end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while app.mock.streams_cut_off() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the provider's stream was never cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

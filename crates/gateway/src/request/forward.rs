@@ -3,12 +3,12 @@
 
 use crate::error::GatewayError;
 use crate::request::meter::{BodyCopy, Ending, Meter, Reading};
-use crate::request::sse::SseMeter;
+use crate::request::sse::{Oversized, SseMeter};
 use crate::upstream::{client_headers, RequestBody, Upstream, UpstreamError};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::{BoxStream, StreamExt};
 
 /// What to send a provider.
@@ -23,9 +23,9 @@ pub(crate) struct Outgoing<'a> {
 /// How a metered endpoint's answer is read: an event stream event by event, any other body
 /// kept whole to read its usage. `withhold_usage`: the client did not ask for the usage chunk
 /// Tollgate asked the provider for.
-pub(crate) fn metered_reading(is_sse: bool, withhold_usage: bool) -> Reading {
+pub(crate) fn metered_reading(is_sse: bool, withhold_usage: bool, max_event: usize) -> Reading {
     if is_sse {
-        Reading::Events(SseMeter::new(withhold_usage))
+        Reading::Events(SseMeter::new(withhold_usage, max_event))
     } else {
         Reading::Body(BodyCopy::default())
     }
@@ -104,18 +104,19 @@ impl Relay {
         }
     }
 
-    /// Reads a piece on its way to the client; returns what to send.
-    fn read(&mut self, chunk: Bytes) -> Bytes {
+    /// Reads a piece on its way to the client; returns what to send, or what to send last when
+    /// the provider's event stream has to be cut.
+    fn read(&mut self, chunk: Bytes) -> Result<Bytes, (Bytes, Oversized)> {
         let Some(meter) = self.meter.as_mut() else {
-            return chunk;
+            return Ok(chunk);
         };
         match &mut meter.reading {
             Reading::Events(sse) => sse.push(&chunk),
             Reading::Body(copy) => {
                 copy.push(&chunk);
-                chunk
+                Ok(chunk)
             }
-            Reading::Skipped => chunk,
+            Reading::Skipped => Ok(chunk),
         }
     }
 
@@ -135,7 +136,18 @@ fn relay_body(relay: Relay) -> Body {
         loop {
             match relay.upstream.next().await {
                 Some(Ok(chunk)) => {
-                    let out = relay.read(chunk);
+                    let out = match relay.read(chunk) {
+                        Ok(out) => out,
+                        Err((complete, oversized)) => {
+                            tracing::warn!(limit = oversized.limit, "the provider sent a stream event past the limit; the stream was cut");
+                            if let Some(meter) = relay.meter.take() {
+                                meter.cut().await;
+                            }
+                            let mut last = BytesMut::from(&complete[..]);
+                            last.extend_from_slice(&oversized_event(oversized));
+                            return Some((Ok(last.freeze()), None));
+                        }
+                    };
                     if let Some(left) = relay.remaining.as_mut() {
                         *left = left.saturating_sub(out.len() as u64);
                         if *left == 0 {
@@ -164,6 +176,20 @@ fn relay_body(relay: Relay) -> Body {
         length,
         stream: Box::pin(stream),
     })
+}
+
+/// The error event a client gets when the provider's stream is cut, in OpenAI's envelope (the
+/// SDKs raise it as an `APIError`).
+fn oversized_event(oversized: Oversized) -> Bytes {
+    let error = tollgate_core::OpenAiError::new(
+        tollgate_core::ErrorKind::BadGateway,
+        format!(
+            "The provider sent a stream event larger than {} bytes, so Tollgate cut the stream. Retry the request; if it happens again, the provider is misbehaving (the limit is max_stream_event_bytes in tollgate.toml).",
+            oversized.limit
+        ),
+    )
+    .with_code("stream_event_too_large");
+    Bytes::from(format!("data: {}\n\n", error.to_json()))
 }
 
 /// The relayed body as the client receives it: with the provider's length when the body passes

@@ -110,6 +110,14 @@ impl Meter {
         self.finish(Ending::Broken).await;
     }
 
+    /// Records a stream Tollgate cut because the provider sent an event past the limit: a bad
+    /// gateway, billed for the prompt and what was delivered (or what the provider reported).
+    pub(crate) async fn cut(mut self) {
+        self.status = Some(502);
+        self.failed_after_sending = true;
+        self.finish(Ending::Broken).await;
+    }
+
     /// The event, with the tokens and status `ending` implies, once; settles the reservations.
     fn close(&mut self, ending: Ending) -> Option<UsageEvent> {
         let mut event = self.event.take()?;
@@ -132,23 +140,27 @@ impl Meter {
     fn outcome(&self, ending: Ending) -> (TokenUsage, u16) {
         let Some(status) = self.status else {
             // The provider never answered this client: it may still have done the work.
-            return (self.estimate(""), CLIENT_CLOSED);
+            return (self.estimate("", 0), CLIENT_CLOSED);
+        };
+        let (reported, delivered, beyond, complete) = match &self.reading {
+            Reading::Events(sse) => (sse.usage, sse.text.as_str(), sse.text_beyond, sse.complete),
+            Reading::Body(copy) => (
+                TokenUsage::from_body(copy.bytes()),
+                "",
+                0,
+                ending == Ending::Delivered,
+            ),
+            Reading::Skipped => (None, "", 0, ending == Ending::Delivered),
         };
         if self.failed_after_sending {
-            return (self.estimate(""), status);
+            return (
+                reported.unwrap_or_else(|| self.estimate(delivered, beyond)),
+                status,
+            );
         }
         if status >= 400 {
             return (TokenUsage::default(), status);
         }
-        let (reported, delivered, complete) = match &self.reading {
-            Reading::Events(sse) => (sse.usage, sse.text.as_str(), sse.complete),
-            Reading::Body(copy) => (
-                TokenUsage::from_body(copy.bytes()),
-                "",
-                ending == Ending::Delivered,
-            ),
-            Reading::Skipped => (None, "", ending == Ending::Delivered),
-        };
         let status = if ending == Ending::Abandoned && !complete {
             CLIENT_CLOSED
         } else {
@@ -158,19 +170,21 @@ impl Meter {
             (_, Some(usage)) => usage,
             // Pass-through answers bill no tokens.
             (Reading::Skipped, None) => TokenUsage::default(),
-            (_, None) => self.estimate(delivered),
+            (_, None) => self.estimate(delivered, beyond),
         };
         (usage, status)
     }
 
-    fn estimate(&self, delivered: &str) -> TokenUsage {
+    /// The request's tokens counted locally, with `delivered` output text and `beyond` more
+    /// bytes of it (four to a token).
+    fn estimate(&self, delivered: &str, beyond: usize) -> TokenUsage {
         if self.request.is_empty() {
             return TokenUsage::default();
         }
         TokenUsage {
             input: tokens::count_request(&self.request),
             cached_input: 0,
-            output: tokens::count(delivered),
+            output: tokens::count(delivered).saturating_add((beyond / 4) as i64),
             reasoning: 0,
         }
     }

@@ -213,8 +213,9 @@ pub(crate) async fn serve(
         admission,
     );
     let withhold = prepared.stream && !prepared.client_wants_usage;
+    let max_event = call.state.settings.max_stream_event_bytes;
     forward(upstream, request, meter, |is_sse| {
-        metered_reading(is_sse, withhold)
+        metered_reading(is_sse, withhold, max_event)
     })
     .await
 }

@@ -3,6 +3,11 @@
 //! (to count it if the provider never reports usage). Events are forwarded byte for byte; the
 //! only change ever made is to keep the usage Tollgate asked for away from a client that did
 //! not ask for it.
+//!
+//! Bounded: each byte is scanned once for the blank line that ends an event (LF, CRLF or CR
+//! line ends, as the SSE format allows), an unfinished event is held up to a size limit (a
+//! provider that goes past it gets its stream cut, see [`Oversized`]), and the text kept for
+//! estimates is capped (the rest is counted in bytes).
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
@@ -15,9 +20,29 @@ const FINAL_RESPONSE_EVENTS: [&str; 3] = [
     "response.failed",
 ];
 
+/// Most output text kept to count locally; beyond it, bytes are counted (four to a token).
+const MAX_TEXT: usize = 4 * 1024 * 1024;
+
+/// An event grew past the limit without ending: the provider is broken or hostile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversized {
+    pub limit: usize,
+}
+
 #[derive(Debug, Default)]
 pub struct SseMeter {
+    /// The unfinished event.
     pending: BytesMut,
+    /// Largest event held before the stream is cut.
+    max_event: usize,
+    /// How far `pending` has been scanned for the event's end, and the scan's state there.
+    scanned: usize,
+    line_has_bytes: bool,
+    after_cr: bool,
+    /// The LF of a CRLF that ended the last event arrived after it: it goes (or is kept back)
+    /// the way that event went.
+    stray_lf: bool,
+    last_forwarded_as_is: bool,
     /// Keep the usage Tollgate asked for (`stream_options.include_usage`) from the client.
     withhold_usage: bool,
     pub usage: Option<TokenUsage>,
@@ -26,8 +51,10 @@ pub struct SseMeter {
     /// body.
     pub complete: bool,
     /// What the model produced so far, as text: content, refusals, reasoning and tool-call
-    /// arguments.
+    /// arguments (the first [`MAX_TEXT`] bytes).
     pub text: String,
+    /// Bytes of such text past [`MAX_TEXT`].
+    pub text_beyond: usize,
 }
 
 /// What to do with one event.
@@ -39,31 +66,95 @@ enum Verdict {
 }
 
 impl SseMeter {
-    pub fn new(withhold_usage: bool) -> SseMeter {
+    /// A meter holding events of up to `max_event` bytes.
+    pub fn new(withhold_usage: bool, max_event: usize) -> SseMeter {
         SseMeter {
             withhold_usage,
+            max_event,
             ..SseMeter::default()
         }
     }
 
     /// Takes a piece of the upstream body; returns what to send the client now: every complete
-    /// event in it (minus withheld ones). An incomplete event waits for its end.
-    pub fn push(&mut self, chunk: &[u8]) -> Bytes {
+    /// event in it (minus withheld ones). An incomplete event waits for its end, unless it
+    /// grows past the limit: then the complete events come with the error, and the stream is
+    /// to be cut.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Bytes, (Bytes, Oversized)> {
         self.pending.extend_from_slice(chunk);
         let mut out = BytesMut::new();
-        while let Some(end) = event_end(&self.pending) {
+        while let Some(end) = self.event_end() {
             let event = self.pending.split_to(end).freeze();
-            match self.inspect(&event) {
+            if std::mem::take(&mut self.stray_lf) {
+                if self.last_forwarded_as_is {
+                    out.extend_from_slice(&event);
+                }
+                continue;
+            }
+            let verdict = self.inspect(&event);
+            self.last_forwarded_as_is = matches!(verdict, Verdict::Forward);
+            match verdict {
                 Verdict::Forward => out.extend_from_slice(&event),
                 Verdict::Withhold => {}
                 Verdict::Replace(other) => out.extend_from_slice(&other),
             }
         }
-        out.freeze()
+        if self.pending.len() > self.max_event {
+            self.pending = BytesMut::new();
+            self.scanned = 0;
+            return Err((
+                out.freeze(),
+                Oversized {
+                    limit: self.max_event,
+                },
+            ));
+        }
+        Ok(out.freeze())
+    }
+
+    /// The end (exclusive) of the event in `pending`, when its blank line has arrived; scans
+    /// only the bytes not scanned before.
+    fn event_end(&mut self) -> Option<usize> {
+        let bytes = &self.pending[..];
+        let mut at = self.scanned;
+        while at < bytes.len() {
+            let byte = bytes[at];
+            at += 1;
+            match byte {
+                // The LF of a CRLF: the CR ended the line. If that CR ended the previous event
+                // (its LF had not arrived yet), the LF is passed on by itself.
+                b'\n' if self.after_cr => {
+                    self.after_cr = false;
+                    if at == 1 {
+                        self.stray_lf = true;
+                        return Some(1);
+                    }
+                }
+                b'\n' | b'\r' => {
+                    self.after_cr = byte == b'\r';
+                    if !self.line_has_bytes {
+                        // A blank line: the event ends here (with the LF of a CRLF, if here).
+                        if self.after_cr && bytes.get(at) == Some(&b'\n') {
+                            at += 1;
+                            self.after_cr = false;
+                        }
+                        self.scanned = 0;
+                        return Some(at);
+                    }
+                    self.line_has_bytes = false;
+                }
+                _ => {
+                    self.after_cr = false;
+                    self.line_has_bytes = true;
+                }
+            }
+        }
+        self.scanned = at;
+        None
     }
 
     /// The rest, when the upstream body has ended.
     pub fn finish(&mut self) -> Bytes {
+        self.scanned = 0;
         let rest = self.pending.split().freeze();
         if rest.is_empty() {
             return rest;
@@ -81,7 +172,7 @@ impl SseMeter {
             return Verdict::Forward;
         };
         let mut data = String::new();
-        for line in text.lines() {
+        for line in text.split(['\n', '\r']) {
             if let Some(rest) = line.strip_prefix("data:") {
                 if !data.is_empty() {
                     data.push('\n');
@@ -114,7 +205,7 @@ impl SseMeter {
             // Text, refusal, reasoning and tool-argument deltas; audio deltas are base64 audio.
             if kind.ends_with(".delta") && kind != "response.audio.delta" {
                 if let Some(delta) = value["delta"].as_str() {
-                    self.text.push_str(delta);
+                    self.keep_text(delta);
                 }
             }
         }
@@ -152,7 +243,7 @@ impl SseMeter {
         let delta = &choice["delta"];
         let mut text = |value: &Value| {
             if let Some(s) = value.as_str() {
-                self.text.push_str(s);
+                self.keep_text(s);
             }
         };
         text(&delta["content"]);
@@ -167,6 +258,16 @@ impl SseMeter {
                 text(&call["function"]["name"]);
                 text(&call["function"]["arguments"]);
             }
+        }
+    }
+}
+
+impl SseMeter {
+    fn keep_text(&mut self, piece: &str) {
+        if self.text.len() + piece.len() <= MAX_TEXT {
+            self.text.push_str(piece);
+        } else {
+            self.text_beyond += piece.len();
         }
     }
 }
@@ -191,16 +292,6 @@ fn carries_anything(choice: &Value) -> bool {
     }
 }
 
-/// The end (exclusive) of the first complete event: after a blank line.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let lf = memchr::memmem::find(buf, b"\n\n").map(|i| i + 2);
-    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,7 +309,7 @@ mod tests {
     const DONE: &str = "data: [DONE]\n\n";
 
     fn run(meter: &mut SseMeter, stream: &str) -> String {
-        let mut out = meter.push(stream.as_bytes()).to_vec();
+        let mut out = meter.push(stream.as_bytes()).unwrap_or_default().to_vec();
         out.extend_from_slice(&meter.finish());
         String::from_utf8(out).unwrap_or_default()
     }
@@ -227,11 +318,11 @@ mod tests {
     fn forwards_events_whole_however_they_are_split() {
         let stream = [CHUNK, CHUNK2, STOP, USAGE, DONE].concat();
         for cut in [1, 7, 30, stream.len() - 3] {
-            let mut meter = SseMeter::new(false);
+            let mut meter = SseMeter::new(false, 1 << 20);
             let mut out = Vec::new();
-            out.extend_from_slice(&meter.push(&stream.as_bytes()[..cut]));
+            out.extend_from_slice(&meter.push(&stream.as_bytes()[..cut]).unwrap_or_default());
             assert!(!meter.complete || cut > stream.len() - DONE.len());
-            out.extend_from_slice(&meter.push(&stream.as_bytes()[cut..]));
+            out.extend_from_slice(&meter.push(&stream.as_bytes()[cut..]).unwrap_or_default());
             out.extend_from_slice(&meter.finish());
             assert_eq!(
                 String::from_utf8(out).unwrap_or_default(),
@@ -250,9 +341,12 @@ mod tests {
             assert_eq!(meter.text, "Hello");
             assert!(meter.complete, "[DONE] ends the stream");
         }
-        let mut meter = SseMeter::new(false);
+        let mut meter = SseMeter::new(false, 1 << 20);
         assert!(
-            meter.push(&CHUNK.as_bytes()[..20]).is_empty(),
+            meter
+                .push(&CHUNK.as_bytes()[..20])
+                .unwrap_or_default()
+                .is_empty(),
             "half an event waits"
         );
     }
@@ -260,7 +354,7 @@ mod tests {
     #[test]
     fn withholds_the_usage_chunk_the_client_did_not_ask_for_in_any_shape() {
         for usage in [USAGE, LITELLM_USAGE] {
-            let mut meter = SseMeter::new(true);
+            let mut meter = SseMeter::new(true, 1 << 20);
             let out = run(&mut meter, &[CHUNK, STOP, usage, DONE].concat());
             assert_eq!(out, [CHUNK, STOP, DONE].concat());
             assert_eq!(
@@ -268,7 +362,7 @@ mod tests {
                 Some(9),
                 "usage is still learned"
             );
-            let mut asked = SseMeter::new(false);
+            let mut asked = SseMeter::new(false, 1 << 20);
             let all = [CHUNK, STOP, usage, DONE].concat();
             assert_eq!(run(&mut asked, &all), all, "a client that asked gets it");
         }
@@ -277,7 +371,7 @@ mod tests {
     #[test]
     fn usage_riding_on_a_chunk_with_content_is_taken_off_it() {
         let merged = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"!\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":1}}\n\n";
-        let mut meter = SseMeter::new(true);
+        let mut meter = SseMeter::new(true, 1 << 20);
         let out = run(&mut meter, &[merged, DONE].concat());
         let first = out.split("\n\n").next().unwrap_or_default();
         let value: Value =
@@ -317,7 +411,7 @@ mod tests {
             "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"Hmm\"}}]}\n\n",
         ]
         .concat();
-        let mut meter = SseMeter::new(true);
+        let mut meter = SseMeter::new(true, 1 << 20);
         assert_eq!(run(&mut meter, &events), events);
         assert_eq!(meter.text, "get_weather{\"city\":\"Paris\"}No.Hmm");
         assert!(!meter.complete, "no final event yet");
@@ -325,21 +419,82 @@ mod tests {
 
     #[test]
     fn reads_responses_events_and_crlf_framing() {
-        let mut meter = SseMeter::new(true);
+        let mut meter = SseMeter::new(true, 1 << 20);
         let events = "event: response.output_text.delta\r\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\r\n\r\n\
                       event: response.function_call_arguments.delta\r\ndata: {\"type\":\"response.function_call_arguments.delta\",\"delta\":\"{}\"}\r\n\r\n\
                       event: response.audio.delta\r\ndata: {\"type\":\"response.audio.delta\",\"delta\":\"AAAAAAAA\"}\r\n\r\n";
-        let out = meter.push(events.as_bytes());
+        let out = meter.push(events.as_bytes()).unwrap_or_default();
         assert_eq!(out.len(), events.len());
         assert_eq!(meter.text, "Hi{}");
         assert!(!meter.complete);
         for last in FINAL_RESPONSE_EVENTS {
-            let mut meter = SseMeter::new(true);
+            let mut meter = SseMeter::new(true, 1 << 20);
             let done = format!("event: {last}\ndata: {{\"type\":\"{last}\",\"response\":{{\"usage\":{{\"input_tokens\":4,\"output_tokens\":1}}}}}}\n\n");
             assert_eq!(run(&mut meter, &done), done);
             assert!(meter.complete, "{last} ends the stream");
             assert_eq!(meter.usage.map(|u| (u.input, u.output)), Some((4, 1)));
         }
+    }
+
+    #[test]
+    fn every_line_ending_frames_events() {
+        for (stream, events) in [
+            ("data: a\n\ndata: b\n\n", 2),
+            ("data: a\r\n\r\ndata: b\r\n\r\n", 2),
+            ("data: a\r\rdata: b\r\r", 2),
+            ("event: x\r\ndata: a\n\r\n", 1),
+            (": comment\n\ndata: a\n\n", 1),
+        ] {
+            for cut in 0..stream.len() {
+                let mut meter = SseMeter::new(false, 1 << 20);
+                let mut out = meter
+                    .push(&stream.as_bytes()[..cut])
+                    .unwrap_or_default()
+                    .to_vec();
+                out.extend_from_slice(&meter.push(&stream.as_bytes()[cut..]).unwrap_or_default());
+                let text = String::from_utf8(out).unwrap_or_default();
+                assert_eq!(
+                    text, stream,
+                    "everything is forwarded once the events end ({cut})"
+                );
+                assert!(meter.pending.is_empty(), "{stream:?} cut at {cut}");
+            }
+            let mut meter = SseMeter::new(false, 1 << 20);
+            let mut ends = 0;
+            for byte in stream.as_bytes() {
+                let out = meter.push(&[*byte]).unwrap_or_default();
+                ends += usize::from(String::from_utf8_lossy(&out).contains("data:"));
+            }
+            assert_eq!(ends, events, "{stream:?} byte by byte");
+        }
+        let mut meter = SseMeter::new(false, 1 << 20);
+        let event = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\r\r";
+        let out = meter.push(event).unwrap_or_default();
+        assert_eq!(out.as_ref(), event.as_slice());
+        assert_eq!(meter.text, "Hi", "CR-only events are read too");
+    }
+
+    #[test]
+    fn an_event_that_never_ends_is_cut_at_the_limit() {
+        let mut meter = SseMeter::new(false, 64);
+        let first = meter.push(CHUNK.as_bytes());
+        assert_eq!(
+            first.as_deref(),
+            Ok(CHUNK.as_bytes()),
+            "a small event passes"
+        );
+        assert!(meter.push(&[b'x'; 40]).is_ok(), "held, under the limit");
+        let cut = meter.push(&[b'x'; 40]);
+        assert_eq!(cut.map_err(|(_, e)| e), Err(Oversized { limit: 64 }));
+        assert!(meter.pending.capacity() < 64, "the held bytes are let go");
+        let mut endless = SseMeter::new(false, 1 << 20);
+        let chunk = vec![b'y'; 64 * 1024];
+        let mut pushes = 0;
+        while endless.push(&chunk).is_ok() {
+            pushes += 1;
+            assert!(pushes <= 16, "never cut");
+        }
+        assert_eq!(pushes, 16, "cut once past 1 MiB");
     }
 
     mod properties {
@@ -352,6 +507,7 @@ mod tests {
                 (0i64..10_000, 0i64..10_000).prop_map(|(i, o)| format!("data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{i},\"completion_tokens\":{o}}}}}\n\n")),
                 (0i64..10_000, 0i64..10_000).prop_map(|(i, o)| format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{}}}}],\"usage\":{{\"prompt_tokens\":{i},\"completion_tokens\":{o}}}}}\r\n\r\n")),
                 Just(": keep-alive\n\n".to_owned()),
+                "[a-zA-Z ]{0,12}".prop_map(|t| format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{t}\"}}}}]}}\r\r")),
                 Just("data: [DONE]\n\n".to_owned()),
                 "[a-z{}\\[\\]\":,]{0,20}".prop_map(|junk| format!("data: {junk}\n\n")),
             ]
@@ -369,15 +525,15 @@ mod tests {
                 let stream = events.concat();
                 let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
                 points.sort_unstable();
-                let mut meter = SseMeter::new(withhold);
+                let mut meter = SseMeter::new(withhold, 1 << 20);
                 let mut out = Vec::new();
                 let mut from = 0;
                 for point in points.into_iter().chain([stream.len()]) {
-                    out.extend_from_slice(&meter.push(&stream.as_bytes()[from..point]));
+                    out.extend_from_slice(&meter.push(&stream.as_bytes()[from..point]).unwrap_or_default());
                     from = point;
                 }
                 out.extend_from_slice(&meter.finish());
-                let mut whole = SseMeter::new(withhold);
+                let mut whole = SseMeter::new(withhold, 1 << 20);
                 let expected = run(&mut whole, &stream);
                 prop_assert_eq!(String::from_utf8(out).unwrap_or_default(), expected.clone());
                 prop_assert_eq!(meter.usage, whole.usage);
