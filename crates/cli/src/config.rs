@@ -53,6 +53,26 @@ pub struct FileConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    #[serde(default)]
+    pub connections: ConnectionsConfig,
+}
+
+/// Limits on client connections (`[connections]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    /// Most client connections at once; more get a 503 [default: 4096].
+    pub max: Option<usize>,
+    /// Seconds to receive a request's head; also how long an idle keep-alive connection is
+    /// kept [default: 10].
+    pub head_timeout_secs: Option<u64>,
+    /// Seconds a write to a client may make no progress before the connection is closed
+    /// [default: 60].
+    pub write_timeout_secs: Option<u64>,
+    /// Most concurrent streams on one HTTP/2 connection [default: 128].
+    pub http2_max_streams: Option<u32>,
+    /// Largest request head in bytes [default: 65536].
+    pub max_head_bytes: Option<usize>,
 }
 
 /// Defaults for rate limits; the limits themselves are set with `tollgate limits`.
@@ -245,6 +265,7 @@ pub struct Settings {
     pub default_limits: Vec<tollgate_gateway::admission::DefaultLimit>,
     pub default_max_output_tokens: u64,
     pub alerts: tollgate_gateway::AlertSettings,
+    pub connections: tollgate_gateway::ConnectionSettings,
 }
 
 /// What the command line and environment supplied (clap merges flag over env).
@@ -343,6 +364,7 @@ impl Settings {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let alerts = resolve_alerts(&file.alerts)?;
+        let connections = resolve_connections(&file.connections)?;
         let client_ip_header = match &file.client_ip_header {
             None => tollgate_core::network::ClientIpHeader::default(),
             Some(name) => tollgate_core::network::ClientIpHeader::parse(name).ok_or_else(|| {
@@ -382,6 +404,7 @@ impl Settings {
             default_limits,
             default_max_output_tokens: file.limits.default_max_output_tokens.unwrap_or(4_096),
             alerts,
+            connections,
         })
     }
 
@@ -395,6 +418,48 @@ impl Settings {
             .collect();
         RouteTable::new(self.providers.len(), routes, self.aliases.clone())
     }
+}
+
+/// Connection limits, defaults filled in and checked.
+fn resolve_connections(
+    config: &ConnectionsConfig,
+) -> Result<tollgate_gateway::ConnectionSettings, ConfigError> {
+    let defaults = tollgate_gateway::ConnectionSettings::default();
+    let seconds = |value: Option<u64>, default: std::time::Duration, name: &str| match value {
+        None => Ok(default),
+        Some(0) => Err(ConfigError(format!(
+            "connections.{name}: 0 seconds would close every connection at once; give at least 1"
+        ))),
+        Some(secs) => Ok(std::time::Duration::from_secs(secs)),
+    };
+    let settings = tollgate_gateway::ConnectionSettings {
+        max_connections: config.max.unwrap_or(defaults.max_connections),
+        head_timeout: seconds(
+            config.head_timeout_secs,
+            defaults.head_timeout,
+            "head_timeout_secs",
+        )?,
+        write_timeout: seconds(
+            config.write_timeout_secs,
+            defaults.write_timeout,
+            "write_timeout_secs",
+        )?,
+        http2_max_streams: config
+            .http2_max_streams
+            .unwrap_or(defaults.http2_max_streams),
+        max_head_bytes: config.max_head_bytes.unwrap_or(defaults.max_head_bytes),
+    };
+    if settings.max_connections == 0 || settings.http2_max_streams == 0 {
+        return Err(ConfigError(
+            "connections: max and http2_max_streams must be at least 1".into(),
+        ));
+    }
+    if settings.max_head_bytes < 8 * 1024 {
+        return Err(ConfigError(
+            "connections.max_head_bytes: at least 8192 (browsers and SDKs send heads of several KiB)".into(),
+        ));
+    }
+    Ok(settings)
 }
 
 /// Webhooks with their secrets read from the environment, checked.

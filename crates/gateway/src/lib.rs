@@ -24,6 +24,6 @@ pub use error::GatewayError;
 pub use request::auth::Principal;
 pub use server::{Gateway, RunningGateway, StartError};
 pub use settings::{
-    AlertSettings, GatewaySettings, MeteringSettings, ProviderKey, ProviderSettings,
-    UnpricedPolicy, WebhookSecret, WebhookSettings,
+    AlertSettings, ConnectionSettings, GatewaySettings, MeteringSettings, ProviderKey,
+    ProviderSettings, UnpricedPolicy, WebhookSecret, WebhookSettings,
 };

@@ -145,6 +145,7 @@ impl Gateway {
         );
         let grace = self.settings.shutdown_grace;
         let worker_count = self.settings.workers;
+        let connections = self.settings.connections;
         let key_lookups = Arc::new(KeyLookups::new(
             follower,
             self.settings.key_lookups_per_second,
@@ -167,7 +168,14 @@ impl Gateway {
         }));
         let app = Dispatch::new(router(state.clone()), state);
         let workers = Workers::start(worker_count).map_err(StartError::Workers)?;
-        let server = tokio::spawn(workers::serve(listener, app, workers, stop_rx, grace));
+        let server = tokio::spawn(workers::serve(
+            listener,
+            app,
+            workers,
+            connections,
+            stop_rx,
+            grace,
+        ));
         tracing::info!(%addr, keys = keys.len(), "gateway listening");
         Ok(RunningGateway {
             addr,

@@ -99,12 +99,41 @@ pub struct MeteringSettings {
     pub linger: Duration,
 }
 
+/// Limits on client connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionSettings {
+    /// Most client connections open at once; beyond it, new ones get a 503 and are closed.
+    pub max_connections: usize,
+    /// Longest wait for a request's head, and for the next request on an idle keep-alive
+    /// connection (HTTP/1.1).
+    pub head_timeout: Duration,
+    /// Longest a write to a client may make no progress (a client that stopped reading).
+    pub write_timeout: Duration,
+    /// Most concurrent streams on one HTTP/2 connection.
+    pub http2_max_streams: u32,
+    /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list), in bytes.
+    pub max_head_bytes: usize,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            max_connections: 4_096,
+            head_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(60),
+            http2_max_streams: 128,
+            max_head_bytes: 64 * 1024,
+        }
+    }
+}
+
 /// Everything the data plane needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
     pub listen: SocketAddr,
     /// Threads serving connections, each with a runtime of its own (see `workers`).
     pub workers: usize,
+    pub connections: ConnectionSettings,
     pub providers: Vec<ProviderSettings>,
     pub routes: RouteTable,
     pub pricing: PricingTable,
@@ -141,6 +170,7 @@ impl GatewaySettings {
         GatewaySettings {
             listen,
             workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            connections: ConnectionSettings::default(),
             providers: Vec::new(),
             routes: RouteTable::default(),
             pricing: PricingTable::shipped().unwrap_or_default(),

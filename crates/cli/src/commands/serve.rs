@@ -37,6 +37,7 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     gateway_settings.default_limits = settings.default_limits.clone();
     gateway_settings.default_max_output_tokens = settings.default_max_output_tokens;
     gateway_settings.alerts = settings.alerts.clone();
+    gateway_settings.connections = settings.connections;
     warn_about_unpriced_routes(settings);
     let gateway = Gateway {
         settings: gateway_settings,

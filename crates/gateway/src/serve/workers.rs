@@ -4,6 +4,13 @@
 //! borrows (the HTTP/1.1 client keeps a pool per thread) and its timers are all driven by the
 //! thread that serves it, so a request never has to wake another thread.
 //!
+//! Connections are bounded: at most `max_connections` are served at once (one more is told
+//! `503` and closed at once, so the server never runs out of descriptors and existing clients
+//! keep working), a request head must arrive within `head_timeout` (which also closes a
+//! keep-alive connection left idle that long), a write to a client that stops reading fails
+//! after `write_timeout` (see `stall`), and an HTTP/2 connection carries at most
+//! `http2_max_streams` streams with heads of at most `max_head_bytes`.
+//!
 //! Why not one work-stealing runtime: when a gateway shares its cores with other processes (a
 //! load generator, a model server, the database) its idle workers park, and are woken again
 //! for nearly every request; measured under `bench/run.sh`, that was a quarter of the CPU a
@@ -12,14 +19,18 @@
 
 use crate::serve::connection;
 use crate::serve::dispatch::Dispatch;
+use crate::serve::stall::StallGuard;
+use crate::settings::ConnectionSettings;
 use crate::worker;
 use hyper::body::Incoming;
 use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
@@ -91,10 +102,12 @@ pub(crate) async fn serve(
     listener: TcpListener,
     app: Dispatch,
     workers: Workers,
+    limits: ConnectionSettings,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(AtomicUsize::new(0));
     let mut next = 0usize;
     loop {
         let accepted = tokio::select! {
@@ -111,6 +124,11 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        if open.load(Ordering::Relaxed) >= limits.max_connections {
+            turn_away(stream, peer);
+            continue;
+        }
+        let counted = Counted::new(open.clone());
         // Moved to the serving thread without its registration here: the thread registers
         // it with its own runtime.
         let stream = match stream.into_std() {
@@ -126,7 +144,9 @@ pub(crate) async fn serve(
             stream,
             peer,
             app.clone(),
+            limits,
             graceful.watcher(),
+            counted,
         ));
     }
     drop(listener);
@@ -139,11 +159,38 @@ pub(crate) async fn serve(
     workers.stop().await;
 }
 
+/// One open client connection, counted until it is dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(open: Arc<AtomicUsize>) -> Counted {
+        open.fetch_add(1, Ordering::Relaxed);
+        Counted(open)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The answer to a connection over the limit, written without waiting (a fresh socket's send
+/// buffer takes it whole) before the connection is closed.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 181\r\n\r\n{\"error\":{\"message\":\"This Tollgate is serving as many connections as it may (max_connections). Retry in a moment.\",\"type\":\"server_error\",\"param\":null,\"code\":\"too_many_connections\"}}";
+
+fn turn_away(stream: TcpStream, peer: SocketAddr) {
+    tracing::warn!(%peer, "connection refused: max_connections reached");
+    let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+}
+
 async fn serve_connection(
     stream: std::net::TcpStream,
     peer: SocketAddr,
     app: Dispatch,
+    limits: ConnectionSettings,
     watcher: Watcher,
+    _counted: Counted,
 ) {
     let stream = match TcpStream::from_std(stream) {
         Ok(stream) => stream,
@@ -160,8 +207,21 @@ async fn serve_connection(
         connection::tag(app.clone(), peer, request)
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http2().enable_connect_protocol();
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.head_timeout)
+        .max_buf_size(limits.max_head_bytes.max(8 * 1024));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_streams)
+        .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .enable_connect_protocol();
+    let io = TokioIo::new(StallGuard::new(stream, limits.write_timeout));
+    let connection = builder.serve_connection_with_upgrades(io, service);
     if let Err(err) = watcher.watch(connection).await {
         tracing::debug!(error = %err, %peer, "connection ended with an error");
     }
@@ -174,4 +234,25 @@ fn is_connection_error(err: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_turn_away_answer_is_well_framed_json_in_openai_s_envelope() {
+        let text = std::str::from_utf8(TOO_MANY_CONNECTIONS).unwrap_or_default();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        assert_eq!(length, body.len());
+        let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        assert_eq!(value["error"]["code"], "too_many_connections");
+        assert_eq!(value["error"]["type"], "server_error");
+    }
 }

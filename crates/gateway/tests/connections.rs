@@ -1,0 +1,130 @@
+//! Clients that misbehave at the connection level: heads that never finish, more connections
+//! than the server may hold. Each case is bounded in count and time, on loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::TestApp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes the connection (or `within` passes); returns what it sent.
+async fn read_until_closed(conn: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut all = Vec::new();
+    let read = tokio::time::timeout(within, conn.read_to_end(&mut all)).await;
+    read.ok().map(|_| all)
+}
+
+#[tokio::test]
+async fn half_open_connections_are_closed_by_the_head_timeout_and_block_nobody() {
+    let app = TestApp::spawn_with(|s| {
+        s.connections.head_timeout = Duration::from_secs(1);
+        s.connections.max_connections = 1_000;
+    })
+    .await;
+    let addr = app.gateway.as_ref().unwrap().addr();
+    let mut half_open = Vec::new();
+    for _ in 0..500 {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET /v1/mod").await.unwrap();
+        half_open.push(conn);
+    }
+    let key = app.project_key().await;
+    let started = Instant::now();
+    let reply = app.models(key.secret.expose()).await;
+    assert_eq!(
+        reply.status, 200,
+        "a new client is served beside 500 half-open connections"
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let deadline = Duration::from_secs(5);
+    for conn in &mut half_open {
+        assert!(
+            read_until_closed(conn, deadline).await.is_some(),
+            "a half-open connection outlived the head timeout"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_get_a_503_and_the_others_keep_working() {
+    let app = TestApp::spawn_with(|s| s.connections.max_connections = 20).await;
+    let addr = app.gateway.as_ref().unwrap().addr();
+    let key = app.project_key().await;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // The accept loop counts a connection as it hands it to a serving thread: the 21st is
+    // turned away once the first twenty are counted.
+    let mut turned_away = None;
+    for _ in 0..50 {
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let answer = read_until_closed(&mut extra, Duration::from_secs(2)).await;
+        match answer {
+            Some(bytes) if !bytes.is_empty() => {
+                turned_away = Some(String::from_utf8_lossy(&bytes).into_owned());
+                break;
+            }
+            // Accepted (its head timeout would close it); try again.
+            _ => held.push(extra),
+        }
+    }
+    let answer = turned_away.expect("no connection was turned away");
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(
+        answer.contains("\"code\":\"too_many_connections\""),
+        "{answer}"
+    );
+    assert!(answer.contains("retry-after: 1"));
+    // A connection that was let in is served.
+    let conn = &mut held[0];
+    let request = format!(
+        "GET /v1/models HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+        key.secret.expose()
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let served = read_until_closed(conn, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&served).starts_with("HTTP/1.1 200 "),
+        "{}",
+        String::from_utf8_lossy(&served)
+    );
+    // Once connections close, new ones are served again.
+    held.clear();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = app.http.get(format!("{}/healthz", app.base)).send().await;
+        if matches!(&reply, Ok(r) if r.status() == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never took new connections again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    let app = TestApp::spawn_with(|s| s.connections.max_head_bytes = 16 * 1024).await;
+    let addr = app.gateway.as_ref().unwrap().addr();
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let big = "x".repeat(32 * 1024);
+    let request = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\nx-big: {big}\r\n\r\n");
+    let _ = conn.write_all(request.as_bytes()).await;
+    let answer = read_until_closed(&mut conn, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 431 ") || text.is_empty(),
+        "{text}"
+    );
+}
