@@ -30,6 +30,9 @@ pub struct FileConfig {
     pub keys: KeysConfig,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// Most request-body bytes held in memory by all requests at once; a body that does not
+    /// fit gets a retryable 503 [default: 256 MiB].
+    pub max_body_bytes_in_flight: Option<usize>,
     /// Largest server-sent event held from a provider, in bytes; a stream that goes past it is
     /// cut [default: 1 MiB].
     pub max_stream_event_bytes: Option<usize>,
@@ -258,6 +261,7 @@ pub struct Settings {
     pub pricing: PricingTable,
     pub unpriced: UnpricedPolicy,
     pub max_body_bytes: usize,
+    pub max_body_bytes_in_flight: usize,
     pub max_stream_event_bytes: usize,
     pub trusted_proxies: Vec<tollgate_core::network::Cidr>,
     pub client_ip_header: tollgate_core::network::ClientIpHeader,
@@ -365,6 +369,13 @@ impl Settings {
             .collect::<Result<Vec<_>, _>>()?;
         let alerts = resolve_alerts(&file.alerts)?;
         let connections = resolve_connections(&file.connections)?;
+        if let (Some(one), Some(all)) = (file.max_body_bytes, file.max_body_bytes_in_flight) {
+            if all < one {
+                return Err(ConfigError(format!(
+                    "max_body_bytes_in_flight ({all}) is smaller than max_body_bytes ({one}): no body of the largest size could ever be read; raise it"
+                )));
+            }
+        }
         let client_ip_header = match &file.client_ip_header {
             None => tollgate_core::network::ClientIpHeader::default(),
             Some(name) => tollgate_core::network::ClientIpHeader::parse(name).ok_or_else(|| {
@@ -390,6 +401,7 @@ impl Settings {
             pricing,
             unpriced,
             max_body_bytes: file.max_body_bytes.unwrap_or(32 * 1024 * 1024),
+            max_body_bytes_in_flight: file.max_body_bytes_in_flight.unwrap_or(256 * 1024 * 1024),
             max_stream_event_bytes: file.max_stream_event_bytes.unwrap_or(1024 * 1024).max(1024),
             trusted_proxies: file
                 .trusted_proxies

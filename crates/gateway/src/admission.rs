@@ -201,11 +201,39 @@ pub struct Ask<'a> {
     pub model: Option<(&'a str, &'a str)>,
 }
 
+/// Which of a request's limits a plan takes. A metered request is admitted twice: on its head,
+/// before its body is read, against what needs neither the body nor the model (request-rate
+/// and concurrency limits for every model), then against the rest (token limits, limits of
+/// some models, budgets) once the body is in. A client that is over its request or concurrency
+/// limit is refused without a byte of its body held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Every limit (a request that is admitted once).
+    Whole,
+    /// The limits the head can decide.
+    Head,
+    /// The limits [`Stage::Head`] leaves.
+    Body,
+}
+
+impl Stage {
+    fn takes(self, rule: &LimitRule, metric: Metric) -> bool {
+        let head = rule.model.as_str() == "*" && !metric.counts_tokens();
+        match self {
+            Stage::Whole => true,
+            Stage::Head => head,
+            Stage::Body => !head,
+        }
+    }
+}
+
 /// The limits and budgets that apply to one request.
 #[derive(Debug, Default)]
 pub struct Plan {
     limits: Vec<Applicable>,
     budgets: Vec<Arc<Budget>>,
+    /// A head's plan: its request counts are given back if the rest of admission refuses.
+    refundable: bool,
 }
 
 impl Plan {
@@ -288,6 +316,11 @@ enum Hold {
         reserved: u64,
     },
     Concurrent(Arc<CounterKey>),
+    /// A request counted on its head, given back if the rest of admission refuses it.
+    Request {
+        key: Arc<CounterKey>,
+        rate: Rate,
+    },
     Budget {
         holder: Holder,
         period_start: UnixTime,
@@ -312,21 +345,43 @@ impl Admission {
 
     /// Books the request's real use: `tokens` (input and output) and `cost`.
     pub fn settle(mut self, tokens: u64, cost: MicroUsd) {
-        self.release(tokens, cost);
+        self.release(tokens, cost, false);
     }
 
-    fn release(&mut self, tokens: u64, cost: MicroUsd) {
+    /// Gives everything back, the requests counted on the head included: the request was
+    /// refused after its head was admitted.
+    pub fn refund(mut self) {
+        self.release(0, MicroUsd::ZERO, true);
+    }
+
+    /// This admission (of a request's body) with its head's: one guard for both.
+    pub fn join(mut self, mut head: Admission) -> Admission {
+        let limits = head.limits.take();
+        if self.limits.is_none() {
+            self.limits = limits;
+        }
+        self.holds.append(&mut head.holds);
+        if let Some(shown) = head.headers.requests {
+            RateHeaders::offer(&mut self.headers.requests, shown);
+        }
+        if let Some(shown) = head.headers.tokens {
+            RateHeaders::offer(&mut self.headers.tokens, shown);
+        }
+        self
+    }
+
+    fn release(&mut self, tokens: u64, cost: MicroUsd, refund: bool) {
         let Some(limits) = self.limits.take() else {
             return;
         };
         let holds = std::mem::take(&mut self.holds);
-        limits.settle(holds, tokens, cost);
+        limits.settle(holds, tokens, cost, refund);
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.release(0, MicroUsd::ZERO);
+        self.release(0, MicroUsd::ZERO, false);
     }
 }
 
@@ -528,11 +583,21 @@ impl Limits {
 
     /// The limits and budgets that apply to a request.
     pub fn plan(&self, ask: &Ask<'_>) -> Plan {
+        self.plan_stage(ask, Stage::Whole)
+    }
+
+    /// The limits and budgets of `stage` that apply to a request.
+    pub fn plan_stage(&self, ask: &Ask<'_>, stage: Stage) -> Plan {
         let policy = self.policy();
         if policy.is_empty() && self.defaults.is_empty() {
             return Plan::default();
         }
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            refundable: stage == Stage::Head,
+            ..Plan::default()
+        };
+        let takes =
+            |entry: &RuleEntry, limit: &&Applicable| stage.takes(&entry.rule, limit.key.metric);
         let empty = Vec::new();
         let key_rules = policy.keys.get(ask.key).unwrap_or(&empty);
         let project_rules = ask
@@ -546,18 +611,20 @@ impl Limits {
             .chain(key_rules)
         {
             if entry.rule.applies_to(ask.model) {
-                plan.limits.extend(entry.limits.iter().cloned());
+                plan.limits
+                    .extend(entry.limits.iter().filter(|l| takes(entry, l)).cloned());
             }
         }
         if !self.defaults.is_empty() {
             for default in self.defaults_of(ask.key).iter() {
                 let overridden = key_rules.iter().any(|e| e.rule.model == default.rule.model);
                 if !overridden && default.rule.applies_to(ask.model) {
-                    plan.limits.extend(default.limits.iter().cloned());
+                    plan.limits
+                        .extend(default.limits.iter().filter(|l| takes(default, l)).cloned());
                 }
             }
         }
-        if ask.model.is_some() && !policy.budgets.is_empty() {
+        if ask.model.is_some() && stage != Stage::Head && !policy.budgets.is_empty() {
             let holders = [
                 Some(Holder::new(Level::Organization, ask.org)),
                 ask.project.map(|p| Holder::new(Level::Project, p)),
@@ -688,6 +755,11 @@ impl Limits {
                             rate: gcra.rate(),
                             reserved: cost,
                         });
+                    } else if plan.refundable {
+                        holds.push(Hold::Request {
+                            key: limit.key.clone(),
+                            rate: gcra.rate(),
+                        });
                     }
                 }
                 Counter::Concurrent { in_flight, .. } => {
@@ -714,7 +786,7 @@ impl Limits {
         })
     }
 
-    fn settle(&self, holds: Vec<Hold>, tokens: u64, cost: MicroUsd) {
+    fn settle(&self, holds: Vec<Hold>, tokens: u64, cost: MicroUsd, refund: bool) {
         let now = self.clock.now();
         let mut fired = Vec::new();
         {
@@ -734,6 +806,15 @@ impl Limits {
                                 } else {
                                     i64::MAX
                                 }));
+                            }
+                        }
+                    }
+                    Hold::Request { key, rate } => {
+                        if let (true, Some(Counter::Rate(gcra))) =
+                            (refund, state.counters.get_mut(&key))
+                        {
+                            if gcra.rate() == rate {
+                                gcra.settle(-1);
                             }
                         }
                     }
@@ -826,6 +907,97 @@ mod tests {
 
     fn admit(limits: &Arc<Limits>, key: &str, tokens: u64) -> Result<Admission, GatewayError> {
         limits.admit(limits.plan(&ask(key)), tokens, MicroUsd::ZERO, "gpt-4o")
+    }
+
+    /// Admits a request in two stages, as a metered endpoint does.
+    fn admit_in_stages(
+        limits: &Arc<Limits>,
+        key: &str,
+        tokens: u64,
+    ) -> Result<Admission, &'static str> {
+        let head_ask = Ask {
+            model: None,
+            ..ask(key)
+        };
+        let head = limits
+            .admit(
+                limits.plan_stage(&head_ask, Stage::Head),
+                0,
+                MicroUsd::ZERO,
+                "/v1/chat/completions",
+            )
+            .map_err(|_| "head")?;
+        match limits.admit(
+            limits.plan_stage(&ask(key), Stage::Body),
+            tokens,
+            MicroUsd::ZERO,
+            "gpt-4o",
+        ) {
+            Ok(rest) => Ok(rest.join(head)),
+            Err(_) => {
+                head.refund();
+                Err("body")
+            }
+        }
+    }
+
+    #[test]
+    fn request_and_concurrency_limits_are_decided_on_the_head_and_tokens_after() {
+        let clock = ManualClock::at(UnixTime(1_000));
+        let limits = limits_with(
+            RateLimits {
+                rpm: Some(3),
+                tpm: Some(1_000),
+                concurrent: Some(1),
+                ..RateLimits::default()
+            },
+            &clock,
+        );
+        let head_ask = Ask {
+            model: None,
+            ..ask("key_a")
+        };
+        let head = limits.plan_stage(&head_ask, Stage::Head);
+        let body = limits.plan_stage(&ask("key_a"), Stage::Body);
+        assert_eq!(head.limits.len(), 2, "rpm and concurrency: {head:?}");
+        assert!(!head.needs_estimate(), "the head never counts tokens");
+        assert_eq!(body.limits.len(), 1, "tpm: {body:?}");
+        assert!(body.needs_estimate());
+        assert_eq!(
+            limits.plan(&ask("key_a")).limits.len(),
+            3,
+            "a whole plan has all"
+        );
+
+        // One in flight: the next is refused on its head, before any body.
+        let first = admit_in_stages(&limits, "key_a", 100);
+        assert!(first.is_ok());
+        let err = admit_in_stages(&limits, "key_a", 100).err();
+        assert_eq!(err, Some("head"));
+        drop(first);
+
+        // Refused for its tokens after the head was admitted: its request is given back.
+        for _ in 0..3 {
+            let err = admit_in_stages(&limits, "key_a", 5_000).err();
+            assert_eq!(err, Some("body"));
+        }
+        let second = admit_in_stages(&limits, "key_a", 100);
+        assert!(
+            second.is_ok(),
+            "refused requests used none of the rpm: {:?}",
+            second.err()
+        );
+        let headers = second.map(|a| a.headers().clone()).unwrap_or_default();
+        assert_eq!(
+            headers.requests.map(|s| s.remaining),
+            Some(1),
+            "rpm 3, two used"
+        );
+        assert_eq!(
+            headers.tokens.map(|s| s.remaining),
+            Some(900),
+            "tpm 1000: the first gave its 100 back when dropped"
+        );
     }
 
     #[test]

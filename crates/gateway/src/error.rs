@@ -55,6 +55,12 @@ pub enum GatewayError {
     MissingModel,
     #[error("request body over {limit} bytes")]
     BodyTooLarge { limit: usize },
+    /// The client's body could not be read to its end (it hung up, or framed it badly).
+    #[error("request body unreadable")]
+    BodyUnreadable,
+    /// The request-body budget is spent: retryable.
+    #[error("request bodies in flight over budget")]
+    BodiesOverBudget,
     #[error("model {0} is not routed")]
     ModelNotFound(String),
     #[error("model {model} not allowed for this {holder}")]
@@ -142,6 +148,15 @@ impl GatewayError {
                 format!("The request body is larger than this Tollgate accepts ({limit} bytes). Send less, or raise max_body_bytes in tollgate.toml."),
             )
             .with_code("request_too_large"),
+            GatewayError::BodyUnreadable => OpenAiError::new(
+                InvalidRequest,
+                "The request body could not be read to its end.",
+            ),
+            GatewayError::BodiesOverBudget => OpenAiError::new(
+                Unavailable,
+                "The server is holding as many request bodies as it allows right now. Please retry in a second.",
+            )
+            .with_code("server_busy"),
             GatewayError::ModelNotFound(model) => OpenAiError::new(
                 NotFound,
                 format!("The model `{model}` does not exist or you do not have access to it. `GET /v1/models` lists the models you can use."),
@@ -220,7 +235,7 @@ impl IntoResponse for GatewayError {
                 rate.apply(headers);
                 headers.insert(X_SHOULD_RETRY, HeaderValue::from_static("false"));
             }
-            GatewayError::KeyUnchecked => {
+            GatewayError::KeyUnchecked | GatewayError::BodiesOverBudget => {
                 headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1u64));
                 headers.insert(X_SHOULD_RETRY, HeaderValue::from_static("true"));
             }

@@ -7,6 +7,7 @@
 
 pub mod admission;
 mod background;
+mod body_budget;
 mod error;
 mod headers;
 pub mod mock;

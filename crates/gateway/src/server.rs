@@ -12,6 +12,7 @@ use crate::serve::workers::{self, Workers};
 use crate::settings::GatewaySettings;
 use crate::state::{AppState, Shared};
 use crate::upstream::Upstream;
+use axum::extract::State;
 use axum::http::{Method, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -150,6 +151,10 @@ impl Gateway {
             follower,
             self.settings.key_lookups_per_second,
         ));
+        let body_budget = self
+            .settings
+            .max_body_bytes_in_flight
+            .max(self.settings.max_body_bytes);
         let state = AppState(Arc::new(Shared {
             keys: keys.clone(),
             key_lookups: key_lookups.clone(),
@@ -165,6 +170,7 @@ impl Gateway {
             store: self.store.clone(),
             ip_denials: Arc::new(IpDenials::new()),
             limits: limits.clone(),
+            body_budget: crate::body_budget::BodyBudget::new(body_budget),
         }));
         let app = Dispatch::new(router(state.clone()), state);
         let workers = Workers::start(worker_count).map_err(StartError::Workers)?;
@@ -237,8 +243,13 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+/// Liveness, with the gauges an operator watches under load: request-body bytes held in
+/// memory (against `max_body_bytes_in_flight`).
+async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "body_bytes_held": state.body_budget.held(),
+    }))
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> GatewayError {

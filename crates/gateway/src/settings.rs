@@ -140,6 +140,9 @@ pub struct GatewaySettings {
     pub unpriced: UnpricedPolicy,
     /// Largest request body accepted on metered endpoints.
     pub max_body_bytes: usize,
+    /// Most request-body bytes held in memory by all requests at once; a body that does not
+    /// fit is refused with a retryable 503 (see `body_budget`).
+    pub max_body_bytes_in_flight: usize,
     /// Largest server-sent event held from a provider; a stream that goes past it is cut.
     pub max_stream_event_bytes: usize,
     /// How often providers without routes are asked for their models.
@@ -176,6 +179,7 @@ impl GatewaySettings {
             pricing: PricingTable::shipped().unwrap_or_default(),
             unpriced: UnpricedPolicy::Refuse,
             max_body_bytes: 32 * 1024 * 1024,
+            max_body_bytes_in_flight: 256 * 1024 * 1024,
             max_stream_event_bytes: 1024 * 1024,
             model_refresh: Duration::from_secs(600),
             metering: MeteringSettings {

@@ -8,6 +8,7 @@ use crate::background::key_lookup::KeyLookups;
 use crate::background::key_table::KeyTable;
 use crate::background::last_used::LastUsed;
 use crate::background::metering::UsageSink;
+use crate::body_budget::BodyBudget;
 use crate::settings::GatewaySettings;
 use crate::upstream::Upstream;
 use std::sync::Arc;
@@ -43,4 +44,5 @@ pub(crate) struct Shared {
     pub store: Store,
     pub ip_denials: Arc<IpDenials>,
     pub limits: Arc<Limits>,
+    pub body_budget: Arc<BodyBudget>,
 }

@@ -1,7 +1,59 @@
-//! Token counts Tollgate works out itself, when a response ends before the provider said how
-//! many tokens it used (a client that hung up mid-stream).
+//! Token counts Tollgate works out itself: a request's prompt, for token limits and budgets,
+//! and a response's, when it ends before the provider said how many tokens it used (a client
+//! that hung up mid-stream).
+//!
+//! Counting runs at roughly 20 MiB/s (o200k); a 29 MiB prompt takes 1.4 s. A serving thread
+//! serves many connections, so it never counts more than [`INLINE_BYTES`]: a larger prompt is
+//! counted on tokio's blocking pool (at most [`BIG_AT_ONCE`] at a time), and where no waiting
+//! is possible (a request's end) a larger text is estimated at four bytes a token past that.
 
+use bytes::Bytes;
 use serde_json::Value;
+use tokio::sync::Semaphore;
+
+/// Most bytes counted on a serving thread (about 3 ms of work).
+pub const INLINE_BYTES: usize = 64 * 1024;
+
+/// Most large prompts counted at once on the blocking pool.
+const BIG_AT_ONCE: usize = 2;
+
+static BIG: Semaphore = Semaphore::const_new(BIG_AT_ONCE);
+
+/// A request's input tokens ([`count_request`]), counted off the serving thread when the
+/// body is large.
+pub async fn count_request_off_thread(body: Bytes) -> i64 {
+    if body.len() <= INLINE_BYTES {
+        return count_request(&body);
+    }
+    let estimate = (body.len() / 4) as i64;
+    let Ok(_turn) = BIG.acquire().await else {
+        return estimate;
+    };
+    tokio::task::spawn_blocking(move || count_request(&body))
+        .await
+        .unwrap_or(estimate)
+}
+
+/// [`count_request`] for a body of up to [`INLINE_BYTES`]; a larger one at four bytes a token.
+pub fn count_request_inline(body: &[u8]) -> i64 {
+    if body.len() <= INLINE_BYTES {
+        count_request(body)
+    } else {
+        (body.len() / 4) as i64
+    }
+}
+
+/// [`count`] of the first [`INLINE_BYTES`] of `text`, and four bytes a token past them.
+pub fn count_inline(text: &str) -> i64 {
+    if text.len() <= INLINE_BYTES {
+        return count(text);
+    }
+    let mut cut = INLINE_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    count(&text[..cut]).saturating_add(((text.len() - cut) / 4) as i64)
+}
 
 /// Tokens in `text` with the o200k encoding (gpt-4o, gpt-4.1, o-series).
 pub fn count(text: &str) -> i64 {
@@ -61,5 +113,34 @@ mod tests {
         assert_eq!(count_request(chat), 4 + 3 + 8);
         assert_eq!(count_request(br#"{"model":"m","input":"hello world"}"#), 2);
         assert_eq!(count_request(b"not json"), 0);
+    }
+
+    #[test]
+    fn large_texts_are_estimated_past_the_inline_size() {
+        let word = "hello ";
+        let big = word.repeat(INLINE_BYTES / word.len() * 2);
+        let inline = count_inline(&big);
+        let exact = count(&big);
+        assert!(
+            inline > 0 && inline != exact,
+            "past the inline size, an estimate"
+        );
+        assert_eq!(count_inline("hello world"), 2, "small texts are exact");
+        let body = format!(r#"{{"model":"m","input":"{big}"}}"#);
+        assert_eq!(
+            count_request_inline(body.as_bytes()),
+            (body.len() / 4) as i64
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn large_prompts_are_counted_exactly_off_the_thread() {
+        let big = "hello ".repeat(INLINE_BYTES / 3);
+        let body = Bytes::from(format!(r#"{{"model":"m","input":"{big}"}}"#));
+        assert!(body.len() > INLINE_BYTES);
+        assert_eq!(
+            count_request_off_thread(body.clone()).await,
+            count_request(&body)
+        );
     }
 }

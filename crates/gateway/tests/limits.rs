@@ -779,3 +779,184 @@ async fn a_key_created_with_limits_is_never_usable_before_its_limits_are_loaded(
         "Limit 1, Used 1",
     );
 }
+
+/// Sends a request head for a JSON body of `length` bytes, and `sent` of them.
+async fn partial_post(
+    addr: std::net::SocketAddr,
+    key: &str,
+    length: usize,
+    sent: usize,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: tollgate\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let body = vec![b' '; sent];
+    conn.write_all(&body).await.unwrap();
+    conn
+}
+
+/// The status line and body of the answer on `conn`, within `within`.
+async fn answer(conn: &mut tokio::net::TcpStream, within: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(within, async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..at]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .and_then(|l| l.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if got.len() >= at + 4 + length {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "no answer within {within:?}: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+async fn body_bytes_held(app: &TestApp) -> u64 {
+    let health = app.get("/healthz", None, &[]).await;
+    health.body["body_bytes_held"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_request_over_its_concurrency_limit_is_refused_on_its_head_before_its_body() {
+    let app = TestApp::spawn().await;
+    let addr = app.gateway.as_ref().unwrap().addr();
+    let key = limited_key(
+        &app,
+        "one at a time",
+        RateLimits {
+            concurrent: Some(1),
+            ..RateLimits::default()
+        },
+    )
+    .await;
+    let secret = key.secret.expose();
+    // The one slot: a 30 MiB body on its way, slowly (1 KiB of it so far).
+    let big = 30 * 1024 * 1024;
+    let mut uploading = partial_post(addr, secret, big, 1024).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while body_bytes_held(&app).await == 0 {
+        assert!(Instant::now() < deadline, "the first body was never held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        body_bytes_held(&app).await,
+        big as u64,
+        "its declared length is held"
+    );
+    // Fifty more, each declaring 30 MiB and sending none of it: refused from the head alone.
+    for _ in 0..50 {
+        let mut conn = partial_post(addr, secret, big, 0).await;
+        let reply = answer(&mut conn, Duration::from_secs(2)).await;
+        assert!(reply.starts_with("HTTP/1.1 429 "), "{reply}");
+        assert!(
+            reply.contains("on concurrent requests: Limit 1, Used 1, Requested 1"),
+            "{reply}"
+        );
+    }
+    assert_eq!(
+        body_bytes_held(&app).await,
+        big as u64,
+        "refused requests hold nothing"
+    );
+    {
+        use tokio::io::AsyncWriteExt;
+        drop(uploading.shutdown().await);
+    }
+    drop(uploading);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while body_bytes_held(&app).await != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a body whose client left was never let go"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        app.mock.requests().is_empty(),
+        "nothing reached the provider"
+    );
+}
+
+#[tokio::test]
+async fn bodies_past_the_gateway_s_body_budget_get_a_retryable_503() {
+    let app = TestApp::spawn_with(|s| {
+        s.max_body_bytes = 1024 * 1024;
+        s.max_body_bytes_in_flight = 1024 * 1024;
+    })
+    .await;
+    let addr = app.gateway.as_ref().unwrap().addr();
+    let key = app.project_key().await;
+    let secret = key.secret.expose();
+    // One body takes the whole budget and waits with a part of it sent.
+    let body = serde_json::to_vec(&chat("gpt-4o-mini", 10)).unwrap();
+    let length = 1024 * 1024;
+    let mut padded = body.clone();
+    padded.resize(length, b' ');
+    let mut first = partial_post(addr, secret, length, 0).await;
+    {
+        use tokio::io::AsyncWriteExt;
+        first.write_all(&padded[..body.len()]).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while body_bytes_held(&app).await == 0 {
+        assert!(Instant::now() < deadline, "the first body was never held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Another, small or declared large, does not fit.
+    for declared in [200, length] {
+        let mut conn = partial_post(addr, secret, declared, 0).await;
+        let reply = answer(&mut conn, Duration::from_secs(2)).await;
+        assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+        assert!(reply.contains("\"code\":\"server_busy\""), "{reply}");
+        assert!(reply.to_lowercase().contains("retry-after: 1"), "{reply}");
+    }
+    // A body without a declared length is held piece by piece, and refused the same way.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let piece = r#"{"model":"gpt-4o-mini","messages":[]}"#;
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: tollgate\r\nauthorization: Bearer {secret}\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{piece}\r\n",
+            piece.len()
+        );
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let reply = answer(&mut conn, Duration::from_secs(2)).await;
+        assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+    }
+    // The first body arrives whole and is served; the budget is free again.
+    {
+        use tokio::io::AsyncWriteExt;
+        first.write_all(&padded[body.len()..]).await.unwrap();
+    }
+    let reply = answer(&mut first, Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while body_bytes_held(&app).await != 0 {
+        assert!(Instant::now() < deadline, "the budget was not given back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let again = small_chat(&app, secret).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+}

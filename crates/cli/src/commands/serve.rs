@@ -30,6 +30,7 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     gateway_settings.pricing = settings.pricing.clone();
     gateway_settings.unpriced = settings.unpriced;
     gateway_settings.max_body_bytes = settings.max_body_bytes;
+    gateway_settings.max_body_bytes_in_flight = settings.max_body_bytes_in_flight;
     gateway_settings.max_stream_event_bytes = settings.max_stream_event_bytes;
     gateway_settings.trusted_proxies = settings.trusted_proxies.clone();
     gateway_settings.client_ip_header = settings.client_ip_header;

@@ -1,7 +1,7 @@
 //! An authenticated request on its way through the gateway: who made it, its id, and the two
 //! things every forwarded request needs, admission against limits and its usage event.
 
-use crate::admission::{Admission, Ask};
+use crate::admission::{Admission, Ask, Stage};
 use crate::error::GatewayError;
 use crate::request::auth::Principal;
 use crate::serve::connection::RequestId;
@@ -33,31 +33,70 @@ impl Call {
         }
     }
 
-    /// Checks the request against every rate limit and budget that applies. `estimate` gives
-    /// the tokens to reserve and the most the request can cost; it is only worked out (the
-    /// prompt counted) when a token limit or a budget applies.
-    pub(crate) fn admit(
-        &self,
-        model: Option<(&str, &str)>,
-        subject: &str,
-        estimate: impl FnOnce() -> (u64, MicroUsd),
-    ) -> Result<Admission, GatewayError> {
+    fn ask<'a>(&'a self, model: Option<(&'a str, &'a str)>) -> Ask<'a> {
         let key = &self.principal.key.key;
-        let plan = self.state.limits.plan(&Ask {
+        Ask {
             org: key.org_id.as_str(),
             project: key.project_id.as_ref().map(|p| p.as_str()),
             key: key.id.as_str(),
             model,
-        });
+        }
+    }
+
+    /// Checks a request that names no model against every rate limit that applies, once.
+    pub(crate) fn admit(&self, subject: &str) -> Result<Admission, GatewayError> {
+        let plan = self.state.limits.plan(&self.ask(None));
         if plan.is_empty() {
             return Ok(Admission::default());
         }
-        let (tokens, most) = if plan.needs_estimate() {
-            estimate()
+        self.state.limits.admit(plan, 0, MicroUsd::ZERO, subject)
+    }
+
+    /// Checks a request's head, before its body is read, against the limits that need neither
+    /// (request rates and concurrency for every model); see [`Stage`].
+    pub(crate) fn admit_head(&self, subject: &str) -> Result<Admission, GatewayError> {
+        let plan = self.state.limits.plan_stage(&self.ask(None), Stage::Head);
+        if plan.is_empty() {
+            return Ok(Admission::default());
+        }
+        self.state.limits.admit(plan, 0, MicroUsd::ZERO, subject)
+    }
+
+    /// Checks the request, its body read, against the limits and budgets its head left, and
+    /// joins both admissions. `estimate` gives the prompt's tokens, the tokens to reserve and
+    /// the most the request can cost; it is only worked out (the prompt counted) when a token
+    /// limit or a budget applies, and the prompt's tokens are returned then. A refusal gives
+    /// back what the head took, its request counts included.
+    pub(crate) async fn admit_body<F>(
+        &self,
+        head: Admission,
+        model: (&str, &str),
+        subject: &str,
+        estimate: impl FnOnce() -> F,
+    ) -> Result<(Admission, Option<i64>), GatewayError>
+    where
+        F: std::future::Future<Output = (i64, u64, MicroUsd)>,
+    {
+        let plan = self
+            .state
+            .limits
+            .plan_stage(&self.ask(Some(model)), Stage::Body);
+        if plan.is_empty() {
+            return Ok((head, None));
+        }
+        let (input, tokens, most) = if plan.needs_estimate() {
+            let (input, tokens, most) = estimate().await;
+            (Some(input), tokens, most)
         } else {
-            (0, MicroUsd::ZERO)
+            (None, 0, MicroUsd::ZERO)
         };
-        self.state.limits.admit(plan, tokens, most, subject)
+        match self.state.limits.admit(plan, tokens, most, subject) {
+            Ok(admission) => Ok((admission.join(head), input)),
+            Err(err) => {
+                head.refund();
+                Err(err)
+            }
+        }
     }
 
     /// The request's usage event, before anything is known of its answer.

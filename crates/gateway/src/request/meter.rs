@@ -7,6 +7,7 @@
 //! (a client that left: status 499).
 
 use crate::admission::Admission;
+use crate::body_budget::BodyBytes;
 use crate::request::sse::SseMeter;
 use crate::state::AppState;
 use crate::tokens;
@@ -52,6 +53,10 @@ pub(crate) struct Meter {
     started: Instant,
     /// The request body, to count its tokens when the provider reports none.
     request: Bytes,
+    /// The request's input tokens, when admission counted them.
+    input_tokens: Option<i64>,
+    /// The request body's share of the body budget, given back when the request ends.
+    _held: BodyBytes,
     /// The request's reservations against rate limits and budgets.
     admission: Admission,
     /// The provider's status, once its answer's head has arrived.
@@ -76,11 +81,21 @@ impl Meter {
             price,
             started,
             request,
+            input_tokens: None,
+            _held: BodyBytes::default(),
             admission,
             status: None,
             reading: Reading::Skipped,
             failed_after_sending: false,
         }
+    }
+
+    /// The meter of a request whose input tokens admission counted (`Some`), holding its
+    /// body's share of the body budget.
+    pub(crate) fn with_body(mut self, input_tokens: Option<i64>, held: BodyBytes) -> Meter {
+        self.input_tokens = input_tokens;
+        self._held = held;
+        self
     }
 
     pub(crate) fn admission(&self) -> &Admission {
@@ -181,10 +196,14 @@ impl Meter {
         if self.request.is_empty() {
             return TokenUsage::default();
         }
+        // Counted here, on the serving thread, only up to a size that takes a few
+        // milliseconds; past it, four bytes to a token.
         TokenUsage {
-            input: tokens::count_request(&self.request),
+            input: self
+                .input_tokens
+                .unwrap_or_else(|| tokens::count_request_inline(&self.request)),
             cached_input: 0,
-            output: tokens::count(delivered).saturating_add((beyond / 4) as i64),
+            output: tokens::count_inline(delivered).saturating_add((beyond / 4) as i64),
             reasoning: 0,
         }
     }

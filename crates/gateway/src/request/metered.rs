@@ -1,8 +1,10 @@
-//! A metered endpoint (chat completions, responses, completions, embeddings): the body read
-//! (bounded) and its few routing fields parsed, the model routed and checked against the
-//! key's allow-lists, the request admitted against limits and budgets, then forwarded and
-//! metered.
+//! A metered endpoint (chat completions, responses, completions, embeddings): the head
+//! admitted against the limits it can decide (request rates, concurrency), the body read
+//! (bounded, and held against the gateway's body budget) and its few routing fields parsed,
+//! the model routed and checked against the key's allow-lists, the rest of admission (token
+//! limits, budgets), then forwarded and metered.
 
+use crate::body_budget::{BodyBudget, BodyBytes};
 use crate::error::GatewayError;
 use crate::request::call::Call;
 use crate::request::forward::{forward, metered_reading, Outgoing};
@@ -14,6 +16,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::Response;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -122,18 +125,83 @@ fn prepare(
     })
 }
 
-/// Reads a request body up to the configured limit.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, GatewayError> {
-    let declared = headers
+/// Largest declared body read to name the model in a refusal decided on the request's head.
+const NAMED_REFUSAL_BYTES: usize = 64 * 1024;
+
+/// How long such a body may take to arrive before the refusal goes out without the name.
+const NAMED_REFUSAL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A request body, read or not yet.
+enum MaybeRead {
+    Unread(Body),
+    Read((Bytes, BodyBytes)),
+}
+use MaybeRead::{Read, Unread};
+
+/// The body length a request declares.
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// The model a body names, if it is a JSON object that names one.
+fn requested_model(raw: &[u8]) -> Option<String> {
+    let head: Head = serde_json::from_slice(raw).ok()?;
+    serde_json::from_str::<String>(head.model?.get())
+        .ok()
+        .filter(|m| !m.is_empty())
+}
+
+/// Room taken from the body budget at a time for a body without a declared length.
+const BODY_STEP: usize = 64 * 1024;
+
+/// Reads a request body up to `limit` bytes, holding it against `budget`: its declared length
+/// up front, or its pieces as they come.
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    budget: &std::sync::Arc<BodyBudget>,
+) -> Result<(Bytes, BodyBytes), GatewayError> {
+    let declared = declared_length(headers);
     if declared.is_some_and(|len| len > limit) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| GatewayError::BodyTooLarge { limit })
+    let mut held = budget.hold();
+    held.grow(declared.unwrap_or(0))
+        .map_err(|_| GatewayError::BodiesOverBudget)?;
+    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut length = 0usize;
+    let mut stream = body.into_data_stream();
+    while let Some(data) = stream.next().await {
+        let data = data.map_err(|_| GatewayError::BodyUnreadable)?;
+        length += data.len();
+        if length > limit {
+            return Err(GatewayError::BodyTooLarge { limit });
+        }
+        if length > held.bytes() {
+            let step = (length - held.bytes())
+                .max(BODY_STEP)
+                .min(limit - held.bytes());
+            held.grow(step)
+                .map_err(|_| GatewayError::BodiesOverBudget)?;
+        }
+        pieces.push(data);
+    }
+    let raw = match pieces.len() {
+        0 => Bytes::new(),
+        1 => pieces.pop().unwrap_or_default(),
+        _ => {
+            let mut all = bytes::BytesMut::with_capacity(length);
+            for piece in &pieces {
+                all.extend_from_slice(piece);
+            }
+            all.freeze()
+        }
+    };
+    Ok((raw, held))
 }
 
 /// Serves a metered endpoint's `POST`: route by model, forward, stream back, meter.
@@ -146,8 +214,35 @@ pub(crate) async fn serve(
 ) -> Result<Response, GatewayError> {
     let started = Instant::now();
     call.principal.require(endpoint.scope(), Access::Write)?;
-    let raw = read_body(body, &headers, call.state.settings.max_body_bytes).await?;
     let routes = call.state.catalog.routes();
+    let max_body = call.state.settings.max_body_bytes;
+    let (head, body) = match call.admit_head(endpoint.path()) {
+        Ok(head) => (head, Unread(body)),
+        // Refused on its head. A small body is read after all, for OpenAI's message, which
+        // names the model ("Rate limit reached for gpt-4o in ..."), and for the connection,
+        // which stays usable once its body is read; a large one is never read.
+        Err(refused) if declared_length(&headers).is_some_and(|len| len <= NAMED_REFUSAL_BYTES) => {
+            let read = tokio::time::timeout(
+                NAMED_REFUSAL_WAIT,
+                read_body(body, &headers, max_body, &call.state.body_budget),
+            )
+            .await;
+            let Ok(Ok(read)) = read else {
+                return Err(refused);
+            };
+            let Some(model) = requested_model(&read.0) else {
+                return Err(refused);
+            };
+            let served = routes.resolve(&model).map_or(model, |r| r.model);
+            // Decided again, now with the model's name (a slot may have come free meanwhile).
+            (call.admit_head(&served)?, Read(read))
+        }
+        Err(refused) => return Err(refused),
+    };
+    let (raw, mut held) = match body {
+        Read(read) => read,
+        Unread(body) => read_body(body, &headers, max_body, &call.state.body_budget).await?,
+    };
     let mut provider = 0;
     let mut requested = String::new();
     let prepared = prepare(endpoint, &raw, |model| {
@@ -188,22 +283,32 @@ pub(crate) async fn serve(
         headers: outgoing_headers,
         body: RequestBody::Full(prepared.body.clone()),
     };
-    let admission = call.admit(Some((&requested, &prepared.model)), &prepared.model, || {
-        let input = tokens::count_request(&raw).max(0) as u64;
-        let output = match endpoint {
-            Endpoint::Embeddings => 0,
-            _ => prepared
-                .max_output
-                .unwrap_or(call.state.settings.default_max_output_tokens),
-        };
-        let most = price.cost(&TokenUsage {
-            input: input as i64,
-            cached_input: 0,
-            output: i64::try_from(output).unwrap_or(i64::MAX),
-            reasoning: 0,
-        });
-        (input.saturating_add(output), most)
-    })?;
+    if prepared.body.as_ptr() != raw.as_ptr() {
+        // Rewritten: both copies are held until the request ends.
+        held.grow(prepared.body.len())
+            .map_err(|_| GatewayError::BodiesOverBudget)?;
+    }
+    let output = match endpoint {
+        Endpoint::Embeddings => 0,
+        _ => prepared
+            .max_output
+            .unwrap_or(call.state.settings.default_max_output_tokens),
+    };
+    let (admission, input_tokens) = call
+        .admit_body(head, (&requested, &prepared.model), &prepared.model, || {
+            let raw = raw.clone();
+            async move {
+                let input = tokens::count_request_off_thread(raw).await.max(0);
+                let most = price.cost(&TokenUsage {
+                    input,
+                    cached_input: 0,
+                    output: i64::try_from(output).unwrap_or(i64::MAX),
+                    reasoning: 0,
+                });
+                (input, (input as u64).saturating_add(output), most)
+            }
+        })
+        .await?;
     let meter = Meter::new(
         call.state.clone(),
         call.event(endpoint.path(), &requested, &prepared.model),
@@ -211,7 +316,8 @@ pub(crate) async fn serve(
         started,
         raw,
         admission,
-    );
+    )
+    .with_body(input_tokens, held);
     let withhold = prepared.stream && !prepared.client_wants_usage;
     let max_event = call.state.settings.max_stream_event_bytes;
     forward(upstream, request, meter, |is_sse| {

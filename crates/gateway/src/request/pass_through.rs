@@ -14,7 +14,6 @@ use bytes::Bytes;
 use futures_util::stream::{StreamExt, TryStreamExt};
 use std::time::Instant;
 use tollgate_core::pricing::Price;
-use tollgate_core::MicroUsd;
 
 /// Forwards a request for `path` (canonical) that the endpoint table admitted.
 pub(crate) async fn serve(
@@ -57,7 +56,7 @@ pub(crate) async fn serve(
             RequestBody::Empty
         },
     };
-    let admission = call.admit(None, path, || (0, MicroUsd::ZERO))?;
+    let admission = call.admit(path)?;
     let meter = Meter::new(
         call.state.clone(),
         call.event(path, "", ""),
