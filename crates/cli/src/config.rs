@@ -58,6 +58,18 @@ pub struct FileConfig {
     pub alerts: AlertsConfig,
     #[serde(default)]
     pub connections: ConnectionsConfig,
+    #[serde(default)]
+    pub metering: MeteringConfig,
+}
+
+/// Where usage events wait before they are stored (`[metering]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeteringConfig {
+    /// The spool's directory [default: beside the database, `<database file>.spool`].
+    pub spool_dir: Option<PathBuf>,
+    /// Spooled bytes past which new requests get a retryable 503 [default: 256 MiB].
+    pub max_spool_bytes: Option<u64>,
 }
 
 /// Limits on client connections (`[connections]`).
@@ -270,6 +282,9 @@ pub struct Settings {
     pub default_max_output_tokens: u64,
     pub alerts: tollgate_gateway::AlertSettings,
     pub connections: tollgate_gateway::ConnectionSettings,
+    /// The usage spool's directory.
+    pub spool_dir: PathBuf,
+    pub max_spool_bytes: u64,
 }
 
 /// What the command line and environment supplied (clap merges flag over env).
@@ -369,6 +384,14 @@ impl Settings {
             .collect::<Result<Vec<_>, _>>()?;
         let alerts = resolve_alerts(&file.alerts)?;
         let connections = resolve_connections(&file.connections)?;
+        let spool_dir = match (&file.metering.spool_dir, &database) {
+            (Some(dir), _) => dir.clone(),
+            (None, DatabaseLocation::Sqlite(path)) => {
+                let mut name = path.as_os_str().to_owned();
+                name.push(".spool");
+                PathBuf::from(name)
+            }
+        };
         if let (Some(one), Some(all)) = (file.max_body_bytes, file.max_body_bytes_in_flight) {
             if all < one {
                 return Err(ConfigError(format!(
@@ -417,6 +440,8 @@ impl Settings {
             default_max_output_tokens: file.limits.default_max_output_tokens.unwrap_or(4_096),
             alerts,
             connections,
+            spool_dir,
+            max_spool_bytes: file.metering.max_spool_bytes.unwrap_or(256 * 1024 * 1024),
         })
     }
 

@@ -934,3 +934,115 @@ async fn sigterm_lets_streams_in_flight_finish_and_loses_no_usage_event() {
     );
     assert!(row["output_tokens"].as_i64().unwrap() > 10 * 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_under_load_loses_no_answered_request_s_usage_event() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let d = Deployment::new();
+    std::fs::write(
+        d.path("tollgate.toml"),
+        "[[providers]]\nname = \"sim\"\ntype = \"mock\"\nstream_delay_ms = 0\nmodels = [\"gpt-4o-mini\"]\n",
+    )
+    .unwrap();
+    let server = d.serve(&[]);
+    let key = d
+        .run(&["keys", "create", "--name", "load", "--json"])
+        .ok()
+        .json()["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // 32 clients: half plain requests, half streams read to `[DONE]` and hung up on, as the
+    // SDKs do. Each records the request id of every answer it got in full.
+    let answered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let enough = Arc::new(tokio::sync::Notify::new());
+    const ENOUGH: usize = 1_000;
+    let mut clients = Vec::new();
+    for n in 0..32 {
+        let (answered, count, enough) = (answered.clone(), count.clone(), enough.clone());
+        let url = format!("{}/v1/chat/completions", server.base);
+        let key = key.clone();
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let stream = n % 2 == 1;
+            let body = serde_json::json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hello there"}]});
+            loop {
+                let Ok(mut response) = client.post(&url).bearer_auth(&key).json(&body).send().await
+                else {
+                    return;
+                };
+                let id = response
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let ok = response.status() == 200;
+                let mut text = String::new();
+                let complete = loop {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => {
+                            text.push_str(&String::from_utf8_lossy(&chunk));
+                            if stream && text.contains("data: [DONE]") {
+                                break true;
+                            }
+                        }
+                        Ok(None) => break !stream || text.contains("data: [DONE]"),
+                        Err(_) => break false,
+                    }
+                };
+                if !(ok && complete) {
+                    return;
+                }
+                answered.lock().unwrap().push(id);
+                if count.fetch_add(1, Ordering::SeqCst) + 1 == ENOUGH {
+                    enough.notify_one();
+                }
+            }
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(60), enough.notified())
+        .await
+        .expect("the load never reached 1,000 answers");
+    tokio::task::spawn_blocking(move || server.kill())
+        .await
+        .unwrap();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    assert!(answered.len() >= ENOUGH);
+
+    // The next start stores what the dead process spooled before it listens.
+    let restarted = d.serve(&[]);
+    let events = d
+        .run(&["usage", "--events", "--limit", "100000", "--json"])
+        .ok()
+        .json();
+    let stored: std::collections::HashSet<String> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["request_id"].as_str().map(str::to_owned))
+        .collect();
+    let missing: Vec<&String> = answered.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} answered requests have no usage event after kill -9 (first: {:?})",
+        missing.len(),
+        answered.len(),
+        missing.first()
+    );
+    let stopped = tokio::task::spawn_blocking(move || restarted.stop())
+        .await
+        .unwrap();
+    assert!(
+        stopped
+            .stderr
+            .contains("stored the usage events a previous process left"),
+        "the restart replayed nothing (were all events stored before the kill?): {}",
+        stopped.stderr
+    );
+}

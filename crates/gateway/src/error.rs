@@ -61,6 +61,9 @@ pub enum GatewayError {
     /// The request-body budget is spent: retryable.
     #[error("request bodies in flight over budget")]
     BodiesOverBudget,
+    /// Usage events wait in the spool past its bound (the store is not keeping up): retryable.
+    #[error("usage spool over its bound")]
+    MeteringBacklog,
     #[error("model {0} is not routed")]
     ModelNotFound(String),
     #[error("model {model} not allowed for this {holder}")]
@@ -157,6 +160,11 @@ impl GatewayError {
                 "The server is holding as many request bodies as it allows right now. Please retry in a second.",
             )
             .with_code("server_busy"),
+            GatewayError::MeteringBacklog => OpenAiError::new(
+                Unavailable,
+                "The server cannot record usage as fast as it is asked to right now, so it is not taking new requests. Please retry in a few seconds.",
+            )
+            .with_code("server_busy"),
             GatewayError::ModelNotFound(model) => OpenAiError::new(
                 NotFound,
                 format!("The model `{model}` does not exist or you do not have access to it. `GET /v1/models` lists the models you can use."),
@@ -235,7 +243,9 @@ impl IntoResponse for GatewayError {
                 rate.apply(headers);
                 headers.insert(X_SHOULD_RETRY, HeaderValue::from_static("false"));
             }
-            GatewayError::KeyUnchecked | GatewayError::BodiesOverBudget => {
+            GatewayError::KeyUnchecked
+            | GatewayError::BodiesOverBudget
+            | GatewayError::MeteringBacklog => {
                 headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1u64));
                 headers.insert(X_SHOULD_RETRY, HeaderValue::from_static("true"));
             }

@@ -5,6 +5,7 @@ use crate::background::follower::Follower;
 use crate::background::key_lookup::KeyLookups;
 use crate::background::key_table::KeyTable;
 use crate::background::last_used::LastUsed;
+use crate::background::spool::Spool;
 use crate::background::{budget_alerts, metering};
 use crate::error::GatewayError;
 use crate::serve::dispatch::Dispatch;
@@ -38,6 +39,8 @@ pub enum StartError {
     Workers(std::io::Error),
     #[error("could not set up the HTTP client for provider {provider}: {reason}")]
     Client { provider: String, reason: String },
+    #[error(transparent)]
+    Spool(#[from] crate::background::spool::SpoolError),
 }
 
 /// The data plane, ready to start.
@@ -111,11 +114,22 @@ impl Gateway {
             self.store.clone(),
         ));
         let last_used = Arc::new(LastUsed::default());
+        let spool = match &self.settings.metering.spool_dir {
+            Some(dir) => {
+                let (spool, leftover) = Spool::open(dir, self.settings.metering.max_spool_bytes)?;
+                let leftover =
+                    metering::replay(&self.store, &spool, leftover, self.settings.metering.batch)
+                        .await;
+                Some((Arc::new(spool), leftover))
+            }
+            None => None,
+        };
         let (usage, metering) = metering::start(
             self.store.clone(),
             self.settings.metering.capacity,
             self.settings.metering.batch,
             self.settings.metering.linger,
+            spool,
         );
         let background = vec![
             tokio::spawn(
@@ -244,11 +258,13 @@ fn router(state: AppState) -> Router {
 }
 
 /// Liveness, with the gauges an operator watches under load: request-body bytes held in
-/// memory (against `max_body_bytes_in_flight`).
+/// memory (against `max_body_bytes_in_flight`) and usage events spooled but not yet stored
+/// (against `[metering] max_spool_bytes`).
 async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "status": "ok",
         "body_bytes_held": state.body_budget.held(),
+        "usage_spool_bytes": state.usage.spooled_bytes(),
     }))
 }
 

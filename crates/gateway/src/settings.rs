@@ -89,7 +89,7 @@ pub enum UnpricedPolicy {
 }
 
 /// The metering pipeline's sizes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct MeteringSettings {
     /// Events waiting to be written before requests wait (back-pressure).
     pub capacity: usize,
@@ -97,6 +97,11 @@ pub struct MeteringSettings {
     pub batch: usize,
     /// How long the writer waits for more events before writing a batch.
     pub linger: Duration,
+    /// Where usage events are spooled before they are stored (see `spool`); `None` keeps
+    /// them only in memory until stored (a killed process loses those not yet stored).
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// Past this many spooled bytes, new requests are refused with a retryable 503.
+    pub max_spool_bytes: u64,
 }
 
 /// Limits on client connections.
@@ -186,6 +191,8 @@ impl GatewaySettings {
                 capacity: 16_384,
                 batch: 2_048,
                 linger: Duration::from_millis(50),
+                spool_dir: None,
+                max_spool_bytes: 256 * 1024 * 1024,
             },
             follow_interval: Duration::from_millis(200),
             last_used_flush: Duration::from_secs(5),

@@ -229,7 +229,7 @@ pub enum ChangedEntity {
 }
 
 /// One metered request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct UsageEvent {
     pub request_id: String,
     pub org_id: OrgId,

@@ -39,6 +39,8 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     gateway_settings.default_max_output_tokens = settings.default_max_output_tokens;
     gateway_settings.alerts = settings.alerts.clone();
     gateway_settings.connections = settings.connections;
+    gateway_settings.metering.spool_dir = Some(settings.spool_dir.clone());
+    gateway_settings.metering.max_spool_bytes = settings.max_spool_bytes;
     warn_about_unpriced_routes(settings);
     let gateway = Gateway {
         settings: gateway_settings,

@@ -221,6 +221,15 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Kills the server with SIGKILL (no chance to clean up) and waits for it to die.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -1,22 +1,33 @@
-//! The metering pipeline: usage events go through a bounded channel to one writer that stores
-//! them in batches (one transaction each), off the request path. A full channel makes requests
-//! wait (back-pressure); nothing is dropped, and the writer drains everything before shutdown.
+//! The metering pipeline: usage events are appended to the spool (see `spool`: a killed
+//! process keeps them) and go through a bounded channel to one writer that stores them in
+//! batches (one transaction each), off the request path, then tells the spool. A full channel
+//! makes requests wait (back-pressure); nothing is dropped, and the writer drains everything
+//! before shutdown.
 //!
 //! The writer is woken once per batch, not once per event: after the first event of a batch
 //! it sleeps for the linger time and then takes what has arrived, unless the queue fills to
 //! the batch size first, in which case a sender wakes it early. (Waking it for every event
 //! cost a thread switch per request.)
 
+use crate::background::spool::{Leftover, Spool};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, Notify};
 use tollgate_store::{Store, UsageEvent};
 
+/// An event on its way to the database, with the spool segment that holds it.
+#[derive(Debug)]
+struct Spooled {
+    event: UsageEvent,
+    segment: Option<u64>,
+}
+
 /// Where finished requests report their usage.
 #[derive(Debug, Clone)]
 pub struct UsageSink {
-    tx: mpsc::Sender<UsageEvent>,
+    tx: mpsc::Sender<Spooled>,
+    spool: Option<Arc<Spool>>,
     /// Wakes the writer before its linger time is up: a batch is ready.
     full: Arc<Notify>,
     /// Queued events that make a batch.
@@ -42,9 +53,21 @@ impl UsageSink {
         let _ = self.queue(event);
     }
 
-    /// Queues the event now, or hands it to a task that waits for room (returned).
+    /// Whether the spool has grown past its bound (the database is not keeping up).
+    pub fn backlogged(&self) -> bool {
+        self.spool.as_ref().is_some_and(|s| s.full())
+    }
+
+    /// Bytes in the spool.
+    pub fn spooled_bytes(&self) -> u64 {
+        self.spool.as_ref().map_or(0, |s| s.bytes())
+    }
+
+    /// Spools the event, then queues it now, or hands it to a task that waits for room
+    /// (returned).
     fn queue(&self, event: UsageEvent) -> Option<tokio::task::JoinHandle<()>> {
-        match self.tx.try_send(event) {
+        let segment = self.spool.as_ref().and_then(|s| s.append(&event));
+        match self.tx.try_send(Spooled { event, segment }) {
             Ok(()) => {
                 self.wake_if_batch_ready();
                 None
@@ -71,27 +94,98 @@ impl UsageSink {
         }
     }
 
-    fn lost(event: &UsageEvent) {
-        // Only possible once the writer is gone, i.e. after shutdown finished.
-        tracing::error!(request_id = %event.request_id, "usage event arrived after the metering writer stopped");
+    fn lost(spooled: &Spooled) {
+        // Only possible once the writer is gone, i.e. after shutdown finished; a spooled
+        // event is stored at the next start.
+        tracing::error!(request_id = %spooled.event.request_id, spooled = spooled.segment.is_some(), "usage event arrived after the metering writer stopped");
     }
+}
+
+/// Stores the events a previous process left in the spool, before the gateway serves anyone:
+/// once it listens, its usage reports are whole. What cannot be stored now (the store is
+/// failing) is returned, for the writer to keep trying.
+pub async fn replay(
+    store: &Store,
+    spool: &Spool,
+    mut leftover: Leftover,
+    batch: usize,
+) -> Leftover {
+    if leftover.events.is_empty() {
+        return leftover;
+    }
+    let total = leftover.events.len();
+    let mut done = 0;
+    for chunk in leftover.events.chunks(batch.max(1)) {
+        let events: Vec<UsageEvent> = chunk.iter().map(|(e, _)| e.clone()).collect();
+        if let Err(err) = store.record_usage(&events).await {
+            tracing::warn!(error = %err, "could not store the spooled usage events yet; the writer keeps trying");
+            break;
+        }
+        spool.stored(chunk.iter().map(|(_, s)| *s));
+        done += chunk.len();
+    }
+    tracing::info!(
+        events = done,
+        of = total,
+        "stored the usage events a previous process left in the spool"
+    );
+    leftover.events.drain(..done);
+    leftover
 }
 
 /// Starts the writer on the current runtime; it ends when every [`UsageSink`] is dropped and
 /// all events are stored. After the first event of a batch it waits up to `linger` for more
-/// (or until `batch` are queued), so a busy gateway writes few, large transactions.
+/// (or until `batch` are queued), so a busy gateway writes few, large transactions. With a
+/// spool, the events a previous process left in it are stored first.
 pub fn start(
     store: Store,
     capacity: usize,
     batch: usize,
     linger: Duration,
+    spool: Option<(Arc<Spool>, Leftover)>,
 ) -> (UsageSink, tokio::task::JoinHandle<()>) {
     let batch = batch.clamp(1, capacity.max(1));
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let full = Arc::new(Notify::new());
-    let writer = tokio::spawn(write_batches(store, rx, full.clone(), batch, linger));
+    let (spool, leftover) = match spool {
+        Some((spool, leftover)) => (Some(spool), leftover),
+        None => (None, Leftover::default()),
+    };
+    if leftover.unreadable > 0 {
+        tracing::warn!(
+            lines = leftover.unreadable,
+            "unreadable lines in the usage spool (a write cut short by a crash) were skipped"
+        );
+    }
+    if !leftover.events.is_empty() {
+        tracing::info!(
+            events = leftover.events.len(),
+            "storing usage events a previous process left in the spool"
+        );
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            for (event, segment) in leftover.events {
+                let spooled = Spooled {
+                    event,
+                    segment: Some(segment),
+                };
+                if tx.send(spooled).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let writer = tokio::spawn(write_batches(
+        store,
+        rx,
+        full.clone(),
+        batch,
+        linger,
+        spool.clone(),
+    ));
     let sink = UsageSink {
         tx,
+        spool,
         full,
         batch,
         background: Handle::current(),
@@ -101,12 +195,15 @@ pub fn start(
 
 async fn write_batches(
     store: Store,
-    mut rx: mpsc::Receiver<UsageEvent>,
+    mut rx: mpsc::Receiver<Spooled>,
     full: Arc<Notify>,
     max: usize,
     linger: Duration,
+    spool: Option<Arc<Spool>>,
 ) {
     let mut batch = Vec::with_capacity(max);
+    let mut events = Vec::with_capacity(max);
+    let mut segments = Vec::with_capacity(max);
     while rx.recv_many(&mut batch, max).await > 0 {
         if batch.len() < max && rx.len() < max - batch.len() {
             // A wake-up left over from an earlier batch would end this wait at once: only a
@@ -131,14 +228,25 @@ async fn write_batches(
                 Err(_) => break,
             }
         }
+        for spooled in batch.drain(..) {
+            events.push(spooled.event);
+            segments.extend(spooled.segment);
+        }
         let mut delay = Duration::from_millis(100);
-        while let Err(err) = store.record_usage(&batch).await {
-            tracing::warn!(error = %err, events = batch.len(), "could not store usage events; retrying");
+        while let Err(err) = store.record_usage(&events).await {
+            tracing::warn!(error = %err, events = events.len(), "could not store usage events; retrying (they are safe in the spool)");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
-        tracing::debug!(events = batch.len(), "stored usage events");
-        batch.clear();
+        tracing::debug!(events = events.len(), "stored usage events");
+        if let Some(spool) = &spool {
+            spool.stored(segments.drain(..));
+        }
+        events.clear();
+        segments.clear();
+    }
+    if let Some(spool) = &spool {
+        spool.retire();
     }
 }
 
@@ -186,7 +294,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         // Only a full batch can end the linger time early.
         let linger = Duration::from_secs(3);
-        let (sink, writer) = start(store.clone(), 16, 3, linger);
+        let (sink, writer) = start(store.clone(), 16, 3, linger, None);
         let started = tokio::time::Instant::now();
         // The writer takes the first event and starts lingering; three more queue up.
         sink.record(event(0)).await;

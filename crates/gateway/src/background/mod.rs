@@ -1,5 +1,5 @@
 //! Work off the request path: the in-memory key table and the change-log follower that keeps
-//! it current, last-used times, the metering writer, the model catalog's refresh, budget alert
+//! it current, last-used times, the metering writer and its crash-safe spool, the model catalog's refresh, budget alert
 //! delivery and the IP-denial audit.
 
 pub(crate) mod budget_alerts;
@@ -10,3 +10,4 @@ pub(crate) mod key_lookup;
 pub mod key_table;
 pub(crate) mod last_used;
 pub(crate) mod metering;
+pub(crate) mod spool;

@@ -43,8 +43,18 @@ impl Call {
         }
     }
 
+    /// A request is not taken while usage waits in the spool past its bound: it would go
+    /// unrecorded if the process died.
+    fn recordable(&self) -> Result<(), GatewayError> {
+        if self.state.usage.backlogged() {
+            return Err(GatewayError::MeteringBacklog);
+        }
+        Ok(())
+    }
+
     /// Checks a request that names no model against every rate limit that applies, once.
     pub(crate) fn admit(&self, subject: &str) -> Result<Admission, GatewayError> {
+        self.recordable()?;
         let plan = self.state.limits.plan(&self.ask(None));
         if plan.is_empty() {
             return Ok(Admission::default());
@@ -55,6 +65,7 @@ impl Call {
     /// Checks a request's head, before its body is read, against the limits that need neither
     /// (request rates and concurrency for every model); see [`Stage`].
     pub(crate) fn admit_head(&self, subject: &str) -> Result<Admission, GatewayError> {
+        self.recordable()?;
         let plan = self.state.limits.plan_stage(&self.ask(None), Stage::Head);
         if plan.is_empty() {
             return Ok(Admission::default());

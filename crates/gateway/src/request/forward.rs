@@ -120,6 +120,11 @@ impl Relay {
         }
     }
 
+    /// Whether the event stream's final event is in what was read: the answer is delivered.
+    fn final_event_read(&self) -> bool {
+        matches!(self.meter.as_ref().map(|m| &m.reading), Some(Reading::Events(sse)) if sse.complete)
+    }
+
     /// What is left in the event reader when the provider's body ends.
     fn rest(&mut self) -> Bytes {
         match self.meter.as_mut().map(|m| &mut m.reading) {
@@ -136,7 +141,7 @@ fn relay_body(relay: Relay) -> Body {
         loop {
             match relay.upstream.next().await {
                 Some(Ok(chunk)) => {
-                    let out = match relay.read(chunk) {
+                    let mut out = match relay.read(chunk) {
                         Ok(out) => out,
                         Err((complete, oversized)) => {
                             tracing::warn!(limit = oversized.limit, "the provider sent a stream event past the limit; the stream was cut");
@@ -148,6 +153,19 @@ fn relay_body(relay: Relay) -> Body {
                             return Some((Ok(last.freeze()), None));
                         }
                     };
+                    // The usage event is recorded (spooled) before the final event goes out: a
+                    // client that has `[DONE]` has a usage record, whatever happens next.
+                    // What the reader holds of a next event goes out as it is, as would the
+                    // rest of the body.
+                    if relay.final_event_read() {
+                        let rest = relay.rest();
+                        relay.end(Ending::Delivered).await;
+                        if !rest.is_empty() {
+                            let mut all = BytesMut::from(&out[..]);
+                            all.extend_from_slice(&rest);
+                            out = all.freeze();
+                        }
+                    }
                     if let Some(left) = relay.remaining.as_mut() {
                         *left = left.saturating_sub(out.len() as u64);
                         if *left == 0 {

@@ -1,0 +1,519 @@
+//! Crash-safe metering: every usage event is appended to a spool file before it is queued for
+//! the database, so a request whose answer was delivered keeps its usage record even if the
+//! process is killed the next instant.
+//!
+//! - **Durable against a process crash.** An event is one JSON line written with one
+//!   `write(2)` on a file opened for appending. When the call returns the line is in the
+//!   kernel's page cache, which a killed process (`kill -9`, the OOM killer, a panic) cannot
+//!   take with it. Nothing is `fsync`ed: a power cut can still lose the last seconds, as it can
+//!   the database's own un-synced pages. (Measured on this 2-core VM: ~2 µs per append,
+//!   against ~1.5 ms for an `fdatasync`.)
+//! - **Segments.** Events go to numbered segment files (`usage-<n>.jsonl`). A segment is
+//!   deleted once the writer has stored every event appended to it; the current one is
+//!   emptied when all of its events are stored, so an idle gateway keeps an empty spool. A new
+//!   segment starts every [`SEGMENT_BYTES`].
+//! - **Replayed exactly once.** At start, the segments a previous process left are read (a
+//!   torn last line is skipped with a warning) and their events go to the writer like any
+//!   other; the segments are deleted once stored. The database ignores an event whose request
+//!   id it already has, so an event both stored and still spooled (the process died between
+//!   the commit and the deletion) is counted once.
+//! - **Bounded and watched.** The spool's size is a gauge (`/healthz` shows
+//!   `usage_spool_bytes`); past `max_bytes` (the database cannot keep up, or is down) new
+//!   requests are refused with a retryable 503 rather than served unmetered. The same spool
+//!   carries a PostgreSQL outage later: the writer keeps retrying while events wait here.
+//! - **Replicas and restarts.** Each process spools into a directory of its own under the
+//!   spool root, locked (`flock`) while it lives. At start a process takes over the
+//!   directories whose lock is free (their process is gone: killed, crashed, or stopped
+//!   with events unstored), so a restart on another port, or another replica on the same
+//!   root, still replays them, and exactly one process does (the lock decides).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use tollgate_store::UsageEvent;
+
+/// A segment is closed and a new one started past this size.
+pub const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Why the spool could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("could not use the usage spool {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the usage spool {0} is in use by another process")]
+    Locked(PathBuf),
+}
+
+/// Events a previous process left in the spool, to store again.
+#[derive(Debug, Default)]
+pub struct Leftover {
+    pub events: Vec<(UsageEvent, u64)>,
+    /// Lines that could not be read (a torn last line).
+    pub unreadable: usize,
+}
+
+#[derive(Debug, Default)]
+struct Segment {
+    appended: u64,
+    stored: u64,
+    bytes: u64,
+}
+
+#[derive(Debug)]
+struct Current {
+    number: u64,
+    file: File,
+    segments: BTreeMap<u64, Segment>,
+}
+
+/// The spool of one gateway; see the module's documentation.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    current: Mutex<Current>,
+    /// Bytes in every live segment.
+    bytes: AtomicU64,
+    max_bytes: u64,
+    /// Held for the lock on the directory.
+    _lock: File,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("usage-{number:012}.jsonl"))
+}
+
+fn segment_number(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_prefix("usage-")?
+        .strip_suffix(".jsonl")?
+        .parse()
+        .ok()
+}
+
+fn open_segment(dir: &Path, number: u64) -> Result<File, SpoolError> {
+    let path = segment_path(dir, number);
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(&path).map_err(io(&path))
+}
+
+fn make_dir(dir: &Path) -> Result<(), SpoolError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(io(dir))
+}
+
+/// Locks a process's spool directory: `None` when another process holds it (it is alive).
+fn lock_dir(dir: &Path) -> Result<Option<File>, SpoolError> {
+    let path = dir.join("spool.lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(source)) => Err(SpoolError::Io { path, source }),
+    }
+}
+
+/// Moves the segments of every process directory under `root` whose lock is free (its
+/// process is gone) into `mine`, numbered after each other, and removes those directories.
+/// A directory another live process holds is left alone; two processes starting at once
+/// cannot both take one (the lock decides).
+fn adopt_orphans(root: &Path, mine: &Path) -> Result<(), SpoolError> {
+    let mut next = 1;
+    let entries = std::fs::read_dir(root).map_err(io(root))?;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let dir = entry.path();
+        if dir == mine || !dir.is_dir() {
+            continue;
+        }
+        let Some(_held) = lock_dir(&dir)? else {
+            continue;
+        };
+        let mut segments: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
+            .map_err(io(&dir))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let path = e.path();
+                segment_number(&path).map(|n| (n, path))
+            })
+            .collect();
+        segments.sort();
+        for (_, path) in segments {
+            let target = segment_path(mine, next);
+            next += 1;
+            std::fs::rename(&path, &target).map_err(io(&path))?;
+        }
+        let _ = std::fs::remove_file(dir.join("spool.lock"));
+        let _ = std::fs::remove_dir(&dir);
+    }
+    Ok(())
+}
+
+impl Spool {
+    /// Opens a spool of its own under `root` (made if missing), takes over what processes
+    /// that are gone left there, and reads it back.
+    pub fn open(root: &Path, max_bytes: u64) -> Result<(Spool, Leftover), SpoolError> {
+        make_dir(root)?;
+        let unique = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = root.join(format!("p{}-{unique}", std::process::id()));
+        make_dir(&dir)?;
+        let lock = lock_dir(&dir)?.ok_or_else(|| SpoolError::Locked(dir.clone()))?;
+        adopt_orphans(root, &dir)?;
+        Spool::read_back(&dir, lock, max_bytes)
+    }
+
+    /// Reads the segments in `dir` (its own, and those it adopted).
+    fn read_back(dir: &Path, lock: File, max_bytes: u64) -> Result<(Spool, Leftover), SpoolError> {
+        let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(|entry| entry.ok())
+            .filter_map(|entry| {
+                let path = entry.path();
+                segment_number(&path).map(|n| (n, path))
+            })
+            .collect();
+        found.sort();
+        let mut leftover = Leftover::default();
+        let mut segments = BTreeMap::new();
+        let mut total = 0;
+        for (number, path) in &found {
+            let file = File::open(path).map_err(io(path))?;
+            let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let mut appended = 0;
+            for line in std::io::BufReader::new(file).split(b'\n') {
+                let line = line.map_err(io(path))?;
+                if line.is_empty() {
+                    continue;
+                }
+                match serde_json::from_slice::<UsageEvent>(&line) {
+                    Ok(event) => {
+                        leftover.events.push((event, *number));
+                        appended += 1;
+                    }
+                    Err(_) => leftover.unreadable += 1,
+                }
+            }
+            if appended == 0 {
+                let _ = std::fs::remove_file(path);
+                continue;
+            }
+            total += bytes;
+            segments.insert(
+                *number,
+                Segment {
+                    appended,
+                    stored: 0,
+                    bytes,
+                },
+            );
+        }
+        let number = found.last().map_or(1, |(n, _)| n + 1);
+        let file = open_segment(dir, number)?;
+        segments.insert(number, Segment::default());
+        let spool = Spool {
+            dir: dir.to_owned(),
+            current: Mutex::new(Current {
+                number,
+                file,
+                segments,
+            }),
+            bytes: AtomicU64::new(total),
+            max_bytes,
+            _lock: lock,
+        };
+        Ok((spool, leftover))
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
+        match self.current.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Bytes of events not yet stored (or not yet known to be).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the spool has grown past its bound: new requests should wait.
+    pub fn full(&self) -> bool {
+        self.bytes() > self.max_bytes
+    }
+
+    /// Appends an event; returns its segment, to report when it is stored. An event that could
+    /// not be written (a full disk) is logged and goes to the database unspooled (`None`).
+    pub fn append(&self, event: &UsageEvent) -> Option<u64> {
+        let mut line = match serde_json::to_vec(event) {
+            Ok(line) => line,
+            Err(err) => {
+                tracing::error!(error = %err, "could not spool a usage event");
+                return None;
+            }
+        };
+        line.push(b'\n');
+        let mut current = self.current();
+        if let Err(err) = current.file.write_all(&line) {
+            tracing::error!(error = %err, request_id = %event.request_id, "could not spool a usage event; it is only in memory until stored");
+            return None;
+        }
+        let number = current.number;
+        let bytes = line.len() as u64;
+        let full = {
+            let segment = current.segments.entry(number).or_default();
+            segment.appended += 1;
+            segment.bytes += bytes;
+            segment.bytes >= SEGMENT_BYTES
+        };
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if full {
+            self.start_segment(&mut current);
+        }
+        Some(number)
+    }
+
+    fn start_segment(&self, current: &mut Current) {
+        let next = current.number + 1;
+        match open_segment(&self.dir, next) {
+            Ok(file) => {
+                current.file = file;
+                current.number = next;
+                current.segments.insert(next, Segment::default());
+            }
+            Err(err) => tracing::error!(error = %err, "could not start a usage spool segment"),
+        }
+    }
+
+    /// The writer has stopped with every event stored: the process's directory goes.
+    pub fn retire(&self) {
+        if self.bytes() != 0 {
+            tracing::warn!(
+                bytes = self.bytes(),
+                "usage events left in the spool; the next start stores them"
+            );
+            return;
+        }
+        let current = self.current();
+        for number in current.segments.keys() {
+            let _ = std::fs::remove_file(segment_path(&self.dir, *number));
+        }
+        let _ = std::fs::remove_file(self.dir.join("spool.lock"));
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+
+    /// The writer stored the events of these segments: segments whose events are all stored
+    /// are deleted (the current one emptied).
+    pub fn stored(&self, segments: impl IntoIterator<Item = u64>) {
+        let mut current = self.current();
+        let mut touched = Vec::new();
+        for number in segments {
+            if let Some(segment) = current.segments.get_mut(&number) {
+                segment.stored += 1;
+                if touched.last() != Some(&number) {
+                    touched.push(number);
+                }
+            }
+        }
+        for number in touched {
+            let done = current
+                .segments
+                .get(&number)
+                .is_some_and(|s| s.stored >= s.appended);
+            if !done {
+                continue;
+            }
+            let bytes = current.segments.get(&number).map_or(0, |s| s.bytes);
+            if number == current.number {
+                // Emptied in place: appends go on at its (new) end.
+                if let Err(err) = current.file.set_len(0) {
+                    tracing::warn!(error = %err, "could not empty the usage spool segment");
+                    continue;
+                }
+                current.segments.insert(number, Segment::default());
+            } else {
+                let path = segment_path(&self.dir, number);
+                if let Err(err) = std::fs::remove_file(&path) {
+                    tracing::warn!(error = %err, path = %path.display(), "could not delete a stored usage spool segment");
+                    continue;
+                }
+                current.segments.remove(&number);
+            }
+            self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
+
+    fn event(n: usize) -> UsageEvent {
+        UsageEvent {
+            request_id: format!("req_{n:032}"),
+            org_id: OrgId::from_trusted("org-test".into()),
+            project_id: ProjectId::from_trusted("proj_test".into()),
+            key_id: KeyId::from_trusted("key_test".into()),
+            model_requested: "gpt-4o-mini".into(),
+            model_served: "gpt-4o-mini".into(),
+            endpoint: "/v1/chat/completions".into(),
+            input_tokens: 3,
+            cached_input_tokens: 0,
+            output_tokens: 5,
+            reasoning_tokens: 0,
+            cost: MicroUsd(7),
+            status: 200,
+            latency_ms: 1,
+            client_ip: Some("127.0.0.1".into()),
+            created_at: UnixTime(1_795_400_000),
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".jsonl"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    fn open(root: &Path) -> (Spool, Leftover) {
+        Spool::open(root, 1 << 30).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn what_a_dead_process_spooled_is_read_back_and_a_torn_line_skipped() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (spool, leftover) = open(root.path());
+        assert!(leftover.events.is_empty());
+        for n in 0..3 {
+            assert!(spool.append(&event(n)).is_some());
+        }
+        assert!(spool.bytes() > 0);
+        // The process dies: nothing stored, a line half written.
+        let last = segment_path(&spool.dir, spool.current().number);
+        drop(spool);
+        let mut torn = OpenOptions::new()
+            .append(true)
+            .open(&last)
+            .unwrap_or_else(|e| panic!("{e}"));
+        torn.write_all(br#"{"request_id":"req_"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (spool, leftover) = open(root.path());
+        let ids: Vec<String> = leftover
+            .events
+            .iter()
+            .map(|(e, _)| e.request_id.clone())
+            .collect();
+        assert_eq!(ids, [0, 1, 2].map(|n| event(n).request_id));
+        assert_eq!(leftover.events[0].0, event(0), "read back field for field");
+        assert_eq!(leftover.unreadable, 1);
+        assert_eq!(
+            std::fs::read_dir(root.path()).map(|d| d.count()).ok(),
+            Some(1),
+            "the dead process's directory was taken over and removed"
+        );
+        // Stored: the adopted segment goes.
+        spool.stored(leftover.events.iter().map(|(_, s)| *s));
+        assert_eq!(files(&spool.dir).len(), 1, "only the new, current segment");
+        assert_eq!(spool.bytes(), 0);
+    }
+
+    #[test]
+    fn segments_go_when_all_their_events_are_stored_and_the_current_one_is_emptied() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (spool, _) = open(root.path());
+        let per_event = serde_json::to_vec(&event(0)).map_or(0, |v| v.len() as u64 + 1);
+        let count = (SEGMENT_BYTES / per_event) as usize + 10;
+        let segments: Vec<u64> = (0..count).filter_map(|n| spool.append(&event(n))).collect();
+        assert_eq!(segments.len(), count);
+        assert_eq!(files(&spool.dir).len(), 2, "a second segment past the size");
+        // Stored out of order, the first segment's first event last.
+        let (first, rest) = segments.split_at(1);
+        spool.stored(rest.iter().copied());
+        assert_eq!(
+            files(&spool.dir).len(),
+            2,
+            "one event of the first is not stored yet"
+        );
+        spool.stored(first.iter().copied());
+        assert_eq!(files(&spool.dir).len(), 1);
+        assert_eq!(spool.bytes(), 0);
+        let current = segment_path(&spool.dir, spool.current().number);
+        assert_eq!(
+            std::fs::metadata(&current).map(|m| m.len()).ok(),
+            Some(0),
+            "the current segment is emptied, not left to grow"
+        );
+        assert!(spool.append(&event(1)).is_some());
+        drop(spool);
+        let (_, again) = open(root.path());
+        assert_eq!(
+            again.events.len(),
+            1,
+            "appends after emptying are at the start"
+        );
+    }
+
+    #[test]
+    fn a_full_spool_says_so_and_a_live_process_s_spool_is_never_taken() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (spool, _) = Spool::open(root.path(), 500).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!spool.full());
+        for n in 0..3 {
+            spool.append(&event(n));
+        }
+        assert!(spool.full());
+        let (second, leftover) = open(root.path());
+        assert!(
+            leftover.events.is_empty(),
+            "a replica beside a live one takes none of its events"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(segment_path(&spool.dir, 1))
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0);
+            assert_eq!(mode, 0o600, "usage records are the owner's alone");
+        }
+        drop(spool);
+        drop(second);
+        let (_, leftover) = open(root.path());
+        assert_eq!(
+            leftover.events.len(),
+            3,
+            "both gone: the events are taken over once"
+        );
+    }
+}
