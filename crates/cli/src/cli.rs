@@ -66,6 +66,18 @@ pub enum Command {
     Usage(UsageArgs),
     /// The audit log: who changed what, newest first
     Audit(AuditArgs),
+    /// Tools for benchmarks and development (not part of the stable CLI)
+    #[command(subcommand, hide = true)]
+    Dev(DevCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Make N project keys at once in the default project (for memory and load benchmarks)
+    SeedKeys {
+        #[arg(value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+        count: u32,
+    },
 }
 
 #[derive(Debug, Args)]

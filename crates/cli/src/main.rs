@@ -102,6 +102,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit(args) => {
             commands::audit::run(&app::manage(&settings).await?, args, json).await
         }
+        Command::Dev(command) => {
+            commands::dev::run(&app::manage(&settings).await?, command, json).await
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use tollgate_core::lifecycle::{
     check_rotatable, rotation_expiry, validate_name, KeyStatus, LifecycleError,
 };
 use tollgate_core::network::IpAllowList;
+use tollgate_core::routing::ModelAllowList;
 use tollgate_core::secret::HASH_VERSION;
 use tollgate_core::{KeyId, KeyKind, Permissions, SecretKey, ServiceAccountId, UnixTime};
 use tollgate_store::{Actor, KeyFilter, KeyOwner, KeyRecord, ProjectStatus};
@@ -148,6 +149,60 @@ impl Control {
         .await?;
         self.store.insert_key(&record, &entry).await?;
         Ok(CreatedKey { record, secret })
+    }
+
+    /// Makes `count` project keys in the default project at once, in batches of 10,000 (one
+    /// transaction and one audit entry each), named `seed-N`; returns the first one's secret.
+    /// For benchmarks of many keys (`tollgate dev seed-keys`).
+    pub async fn seed_keys(&self, actor: &Actor, count: usize) -> Result<Option<SecretKey>> {
+        let org = self.organization().await?;
+        let owner = self.store.organization_owner(&org.id).await?;
+        let project = self.store.default_project(&org.id).await?;
+        let now = self.clock.now();
+        let mut first = None;
+        let mut made = 0;
+        while made < count {
+            let batch = (count - made).min(10_000);
+            let mut records = Vec::with_capacity(batch);
+            for n in made..made + batch {
+                let secret = self.format.generate(KeyKind::Project);
+                records.push(KeyRecord {
+                    id: secret.id(),
+                    org_id: org.id.clone(),
+                    project_id: Some(project.id.clone()),
+                    kind: KeyKind::Project,
+                    name: format!("seed-{n}"),
+                    hash: self.hasher.hash(&secret),
+                    hash_version: HASH_VERSION,
+                    redacted: secret.redacted(),
+                    owner: KeyOwner::User(owner.id.clone()),
+                    permissions: Permissions::All,
+                    created_by: actor.label(),
+                    created_at: now,
+                    last_used_at: None,
+                    expires_at: None,
+                    revoked_at: None,
+                    rotated_from: None,
+                    rotated_to: None,
+                    allowed_ips: IpAllowList::default(),
+                    allowed_models: ModelAllowList::default(),
+                });
+                if first.is_none() {
+                    first = Some(secret);
+                }
+            }
+            let entry = self.audit_entry(
+                &org,
+                actor,
+                "api_key.seeded",
+                Some(&project.id),
+                project.id.as_str(),
+                json!({"count": batch}),
+            );
+            self.store.insert_keys(&records, &entry).await?;
+            made += batch;
+        }
+        Ok(first)
     }
 
     /// Keys, newest first, optionally of one project (id or name) or kind.

@@ -176,6 +176,17 @@ impl Store {
         Ok(())
     }
 
+    /// Stores many keys in one transaction with one audit entry (bulk seeding for benchmarks).
+    pub async fn insert_keys(&self, keys: &[KeyRecord], entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for key in keys {
+            insert(&mut tx, key).await?;
+        }
+        audit::append(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn key(&self, org: &OrgId, id: &KeyId) -> Result<KeyRecord> {
         let row: Option<KeyRow> = sqlx::query_as(select_keys!("WHERE k.org_id = ? AND k.id = ?"))
             .bind(org.as_str())

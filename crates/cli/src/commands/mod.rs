@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod audit;
+pub mod dev;
 pub mod keys;
 pub mod limits;
 pub mod projects;
