@@ -816,7 +816,8 @@ async fn no_secret_appears_in_the_database_files_logs_or_other_output() {
 
     // Use every key against the server, plus typos of them, so the logs have every chance to leak.
     for secret in &secrets[2..] {
-        assert_eq!(models(&server.base, secret).await.0, 200);
+        let (status, body) = models(&server.base, secret).await;
+        assert_eq!(status, 200, "{body}");
         let typo = format!("{}x", &secret[..secret.len() - 1]);
         assert_eq!(models(&server.base, &typo).await.0, 401);
     }

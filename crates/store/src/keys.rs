@@ -290,6 +290,18 @@ impl Store {
         Ok(rows.into_iter().map(KeyRow::into_auth_key).collect())
     }
 
+    /// Every key with its project's status, handed to `each` one row at a time (a server
+    /// loading 100,000 keys never holds every row at once).
+    pub async fn each_auth_key(&self, mut each: impl FnMut(AuthKey)) -> Result<()> {
+        use futures_util::StreamExt;
+        let mut rows =
+            sqlx::query_as::<_, KeyRow>(select_keys!("ORDER BY k.rowid")).fetch(&self.pool);
+        while let Some(row) = rows.next().await {
+            each(row?.into_auth_key());
+        }
+        Ok(())
+    }
+
     /// One key as authentication sees it; `None` if it no longer exists.
     pub async fn auth_key(&self, id: &KeyId) -> Result<Option<AuthKey>> {
         let row: Option<KeyRow> = sqlx::query_as(select_keys!("WHERE k.id = ?"))

@@ -1,12 +1,13 @@
 //! Audit entries for requests refused by an IP allow-list: at most one per key and list per
 //! minute, written off the request path, so a flood of refused requests cannot flood the log.
 
+use crate::background::key_table::LiveKey;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use tokio::runtime::Handle;
 use tollgate_core::{AuditId, KeyId, UnixTime};
-use tollgate_store::{Actor, AuditEntry, AuthKey, Store};
+use tollgate_store::{Actor, AuditEntry, Store};
 
 /// Shortest time between two entries for the same key and list.
 const EVERY_SECONDS: i64 = 60;
@@ -33,12 +34,12 @@ impl IpDenials {
     pub fn record(
         &self,
         store: &Store,
-        key: &AuthKey,
+        key: &LiveKey,
         ip: Option<IpAddr>,
         list: &'static str,
         now: UnixTime,
     ) {
-        let record = &key.key;
+        let record = key;
         {
             let mut last = match self.last.lock() {
                 Ok(guard) => guard,
@@ -55,13 +56,13 @@ impl IpDenials {
         }
         let entry = AuditEntry {
             id: AuditId::generate(),
-            org_id: record.org_id.clone(),
+            org_id: tollgate_core::OrgId::clone(&record.org_id),
             event_type: "ip_allowlist.request_denied".into(),
             actor: Actor {
                 kind: "api_key".into(),
                 id: record.id.to_string(),
             },
-            project_id: record.project_id.clone(),
+            project_id: record.project_id().cloned(),
             resource_id: Some(record.id.to_string()),
             data: serde_json::json!({"client_ip": ip.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into()), "list": list, "redacted_value": record.redacted}),
             created_at: now,

@@ -78,7 +78,9 @@ impl Follower {
 
     /// Reads the change log every `interval` until `stop` says so.
     pub async fn run(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(interval);
+        // The first tick one interval from now: tokio's first tick is immediate, and a pass
+        // right after start (which just did this work) would land at a time nobody chose.
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

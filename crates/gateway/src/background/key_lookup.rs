@@ -19,13 +19,13 @@
 //! always. The table keeps one writer, the follower.
 
 use crate::background::follower::Follower;
+use crate::background::key_table::LiveKey;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use tollgate_core::{KeyHash, SecretKey};
-use tollgate_store::AuthKey;
 
 /// How long the store's "no such key" is believed.
 const NEGATIVE_FOR: Duration = Duration::from_secs(10);
@@ -39,7 +39,7 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 enum Found {
     /// In the store; the table's entry once the change log is applied (`None` only if the key
     /// was removed meanwhile).
-    Key(Option<Arc<AuthKey>>),
+    Key(Option<Arc<LiveKey>>),
     /// The store had no such key: remembered as unknown.
     Missing,
     /// The store could not be asked: not remembered, the next request asks again.
@@ -140,7 +140,7 @@ impl KeyLookups {
         &self,
         hash: KeyHash,
         secret: &SecretKey,
-    ) -> Result<Option<Arc<AuthKey>>, Unchecked> {
+    ) -> Result<Option<Arc<LiveKey>>, Unchecked> {
         let share = {
             let mut state = self.lock();
             let now = Instant::now();

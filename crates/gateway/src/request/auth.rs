@@ -1,3 +1,4 @@
+use crate::background::key_table::LiveKey;
 use crate::error::GatewayError;
 use crate::headers::{OPENAI_ORGANIZATION, OPENAI_PROJECT, OPENAI_VERSION, X_FORWARDED_FOR};
 use crate::state::AppState;
@@ -10,12 +11,12 @@ use tollgate_core::key::mask_presented;
 use tollgate_core::lifecycle::KeyStatus;
 use tollgate_core::network::{client_address, ClientIpHeader, IpAllowList};
 use tollgate_core::{Access, KeyKind, Scope};
-use tollgate_store::{AuthKey, ProjectStatus};
+use tollgate_store::ProjectStatus;
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub key: Arc<AuthKey>,
+    pub key: Arc<LiveKey>,
     /// The client's address (behind trusted proxies, the one they report); `None` when a
     /// trusted proxy reported one it could not name.
     pub client_ip: Option<IpAddr>,
@@ -28,20 +29,15 @@ impl Principal {
         let admits = |list: &tollgate_core::routing::ModelAllowList| {
             list.allows(requested) || list.allows(served)
         };
-        if !admits(&self.key.project_allowed_models) {
-            let project = self
-                .key
-                .key
-                .project_id
-                .as_ref()
-                .map(|p| p.to_string())
-                .unwrap_or_default();
+        let project = self.key.project.as_deref();
+        if project.is_some_and(|p| !admits(&p.allowed_models)) {
+            let project = project.map(|p| p.id.to_string()).unwrap_or_default();
             return Err(GatewayError::ModelNotAllowed {
                 model: requested.to_owned(),
                 holder: format!("Project `{project}`"),
             });
         }
-        if !admits(&self.key.key.allowed_models) {
+        if !admits(&self.key.allowed_models) {
             return Err(GatewayError::ModelNotAllowed {
                 model: requested.to_owned(),
                 holder: "This API key".to_owned(),
@@ -52,7 +48,7 @@ impl Principal {
 
     /// Fails with OpenAI's missing-scope error unless the key grants `access` to `scope`.
     pub fn require(&self, scope: Scope, access: Access) -> Result<(), GatewayError> {
-        let record = &self.key.key;
+        let record = &self.key;
         if record.kind == KeyKind::Admin || !record.permissions.allows(scope, access) {
             return Err(GatewayError::MissingScope(scope.openai_name(access)));
         }
@@ -69,7 +65,7 @@ pub(crate) async fn authenticate(
 ) -> Result<Principal, GatewayError> {
     match resolve(state, headers, peer).await {
         Ok(principal) => {
-            tracing::Span::current().record("key_id", principal.key.key.id.as_str());
+            tracing::Span::current().record("key_id", principal.key.id.as_str());
             Ok(principal)
         }
         Err(err) => {
@@ -81,7 +77,7 @@ pub(crate) async fn authenticate(
 
 /// The response to an authenticated request, with the organization and project it was billed
 /// to, as OpenAI sends them on every such response (errors such as 429 included).
-pub(crate) fn identified(key: &AuthKey, response: impl IntoResponse) -> Response {
+pub(crate) fn identified(key: &LiveKey, response: impl IntoResponse) -> Response {
     let mut response = response.into_response();
     add_identity_headers(response.headers_mut(), key);
     response
@@ -113,30 +109,30 @@ async fn resolve(
                 shown: mask_presented(presented),
             })?,
     };
-    let record = &key.key;
+    let record = &*key;
     let now = state.clock.now();
     match record.status(now) {
         KeyStatus::Active => {}
         KeyStatus::Revoked => {
             tracing::warn!(key_id = %record.id, "a revoked key was presented");
             return Err(GatewayError::RevokedKey {
-                redacted: record.redacted.clone(),
+                redacted: record.redacted.to_string(),
             });
         }
         KeyStatus::Expired => {
             return Err(GatewayError::ExpiredKey {
-                redacted: record.redacted.clone(),
+                redacted: record.redacted.to_string(),
                 at: record.expires_at.map(|t| t.rfc3339()).unwrap_or_default(),
             })
         }
     }
-    if key.project_status == Some(ProjectStatus::Archived) {
+    if let Some(project) = record
+        .project
+        .as_deref()
+        .filter(|p| p.status == Some(ProjectStatus::Archived))
+    {
         return Err(GatewayError::ArchivedProject {
-            project: record
-                .project_id
-                .as_ref()
-                .map(|p| p.to_string())
-                .unwrap_or_default(),
+            project: project.id.to_string(),
         });
     }
     let (read, other) = match state.settings.client_ip_header {
@@ -150,10 +146,9 @@ async fn resolve(
         headers.contains_key(other),
         &state.settings.trusted_proxies,
     );
-    for (list, what) in [
-        (&key.project_allowed_ips, "project"),
-        (&record.allowed_ips, "API key"),
-    ] {
+    let open = IpAllowList::default();
+    let project_ips = record.project.as_deref().map_or(&open, |p| &p.allowed_ips);
+    for (list, what) in [(project_ips, "project"), (&record.allowed_ips, "API key")] {
         if !admits(list, client_ip) {
             tracing::warn!(key_id = %record.id, client_ip = ?client_ip, list = what, "request from an address outside an IP allow-list");
             state
@@ -163,12 +158,12 @@ async fn resolve(
         }
     }
     if let Some(org) = header(headers, OPENAI_ORGANIZATION) {
-        if org != record.org_id.as_str() {
+        if org != record.org_id.as_ref().as_str() {
             return Err(GatewayError::MismatchedOrganization);
         }
     }
     if let Some(project) = header(headers, OPENAI_PROJECT) {
-        if record.project_id.as_ref().map(|p| p.as_str()) != Some(project) {
+        if record.project_id().map(|p| p.as_str()) != Some(project) {
             return Err(GatewayError::MismatchedProject);
         }
     }
@@ -201,16 +196,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn add_identity_headers(headers: &mut HeaderMap, key: &AuthKey) {
-    let key = &key.key;
+fn add_identity_headers(headers: &mut HeaderMap, key: &LiveKey) {
     if let Ok(v) = HeaderValue::from_str(key.org_id.as_str()) {
         headers.insert(OPENAI_ORGANIZATION, v);
     }
-    if let Some(Ok(v)) = key
-        .project_id
-        .as_ref()
-        .map(|p| HeaderValue::from_str(p.as_str()))
-    {
+    if let Some(Ok(v)) = key.project_id().map(|p| HeaderValue::from_str(p.as_str())) {
         headers.insert(OPENAI_PROJECT, v);
     }
     headers.insert(OPENAI_VERSION, HeaderValue::from_static("2020-10-01"));

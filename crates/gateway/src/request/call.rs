@@ -6,7 +6,7 @@ use crate::error::GatewayError;
 use crate::request::auth::Principal;
 use crate::serve::connection::RequestId;
 use crate::state::AppState;
-use tollgate_core::MicroUsd;
+use tollgate_core::{MicroUsd, OrgId};
 use tollgate_store::UsageEvent;
 
 pub(crate) struct Call {
@@ -34,10 +34,10 @@ impl Call {
     }
 
     fn ask<'a>(&'a self, model: Option<(&'a str, &'a str)>) -> Ask<'a> {
-        let key = &self.principal.key.key;
+        let key = &self.principal.key;
         Ask {
             org: key.org_id.as_str(),
-            project: key.project_id.as_ref().map(|p| p.as_str()),
+            project: key.project_id().map(|p| p.as_str()),
             key: key.id.as_str(),
             model,
         }
@@ -112,13 +112,13 @@ impl Call {
 
     /// The request's usage event, before anything is known of its answer.
     pub(crate) fn event(&self, endpoint: &str, requested: &str, served: &str) -> UsageEvent {
-        let key = &self.principal.key.key;
+        let key = &self.principal.key;
         UsageEvent {
             request_id: self.request_id.0.clone(),
-            org_id: key.org_id.clone(),
+            org_id: OrgId::clone(&key.org_id),
             project_id: key
-                .project_id
-                .clone()
+                .project_id()
+                .cloned()
                 .unwrap_or_else(|| tollgate_core::ProjectId::from_trusted(String::new())),
             key_id: key.id.clone(),
             model_requested: requested.to_owned(),
