@@ -11,7 +11,7 @@ echo "== tests"
 cargo test --workspace --locked
 
 echo "== the official OpenAI Python SDK against tollgate serve"
-cargo build --locked --bin tollgate
+cargo build --locked --bin tollgate --features test-hooks
 venv=target/sdk-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"

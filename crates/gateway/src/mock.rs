@@ -2,7 +2,11 @@
 //! inside its own process (`tollgate serve --demo`, or a provider with `type = "mock"`). Replies
 //! are deterministic text marked `[simulated]`, usage is counted with the real tokenizer, and
 //! streams send one word per event with a configurable delay. A request with `tools` gets a call
-//! of its first function. Tests use it as the fake upstream: the `x-mock-fail` request header
+//! of its first function.
+//!
+//! With the `test-hooks` cargo feature (tests and the SDK suites build with it; release builds
+//! do not), it is also the tests' fake upstream: it keeps the last 1,000 requests it received
+//! ([`MockProvider::requests`]), the `x-mock-fail` request header
 //! makes it answer with an error (`500`, `429`) or hang (`slow`); a last message containing
 //! `litellm-usage` gets the usage chunk in LiteLLM's shape (`choices: [{"index":0,"delta":{}}]`)
 //! and one containing `linger-after-done` keeps the stream open a second after `[DONE]`; one
@@ -12,7 +16,7 @@
 use crate::tokens;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,7 +25,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+#[cfg(feature = "test-hooks")]
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -64,6 +70,7 @@ pub struct SeenRequest {
 #[derive(Clone)]
 struct MockState {
     settings: Arc<MockSettings>,
+    #[cfg(feature = "test-hooks")]
     seen: Arc<Mutex<Vec<SeenRequest>>>,
     cut_off: Arc<AtomicUsize>,
 }
@@ -92,6 +99,7 @@ impl Drop for StreamGuard {
 #[derive(Debug)]
 pub struct MockProvider {
     addr: SocketAddr,
+    #[cfg(feature = "test-hooks")]
     seen: Arc<Mutex<Vec<SeenRequest>>>,
     cut_off: Arc<AtomicUsize>,
     stop: watch::Sender<bool>,
@@ -102,10 +110,12 @@ impl MockProvider {
     pub async fn start(settings: MockSettings) -> std::io::Result<MockProvider> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        #[cfg(feature = "test-hooks")]
         let seen = Arc::new(Mutex::new(Vec::new()));
         let cut_off = Arc::new(AtomicUsize::new(0));
         let state = MockState {
             settings: Arc::new(settings),
+            #[cfg(feature = "test-hooks")]
             seen: seen.clone(),
             cut_off: cut_off.clone(),
         };
@@ -132,6 +142,7 @@ impl MockProvider {
         });
         Ok(MockProvider {
             addr,
+            #[cfg(feature = "test-hooks")]
             seen,
             cut_off,
             stop,
@@ -154,6 +165,7 @@ impl MockProvider {
     }
 
     /// The requests received so far (the last 1,000).
+    #[cfg(feature = "test-hooks")]
     pub fn requests(&self) -> Vec<SeenRequest> {
         self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -169,6 +181,10 @@ fn remember(state: &MockState, uri: &Uri, headers: &HeaderMap, body: &Value) {
     remember_call(state, "POST", uri, headers, body);
 }
 
+#[cfg(not(feature = "test-hooks"))]
+fn remember_call(_: &MockState, _: &str, _: &Uri, _: &HeaderMap, _: &Value) {}
+
+#[cfg(feature = "test-hooks")]
 fn remember_call(state: &MockState, method: &str, uri: &Uri, headers: &HeaderMap, body: &Value) {
     if let Ok(mut seen) = state.seen.lock() {
         if seen.len() >= 1_000 {
@@ -184,7 +200,14 @@ fn remember_call(state: &MockState, method: &str, uri: &Uri, headers: &HeaderMap
     }
 }
 
+/// The failure a test asked for: never, without the test hooks.
+#[cfg(not(feature = "test-hooks"))]
+async fn injected_failure(_: &HeaderMap) -> Option<Response> {
+    None
+}
+
 /// The failure a test asked for, if any.
+#[cfg(feature = "test-hooks")]
 async fn injected_failure(headers: &HeaderMap) -> Option<Response> {
     match headers.get("x-mock-fail").and_then(|v| v.to_str().ok())? {
         "slow" => {
@@ -192,10 +215,10 @@ async fn injected_failure(headers: &HeaderMap) -> Option<Response> {
             None
         }
         "429" => Some(
-            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "7"), ("x-ratelimit-limit-requests", "3")], Json(json!({"error": {"message": "Rate limit reached for demo on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 7s.", "type": "requests", "param": null, "code": "rate_limit_exceeded"}})))
+            (axum::http::StatusCode::TOO_MANY_REQUESTS, [("retry-after", "7"), ("x-ratelimit-limit-requests", "3")], Json(json!({"error": {"message": "Rate limit reached for demo on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 7s.", "type": "requests", "param": null, "code": "rate_limit_exceeded"}})))
                 .into_response(),
         ),
-        _ => Some((StatusCode::INTERNAL_SERVER_ERROR, [("retry-after", "1")], Json(json!({"error": {"message": "The server had an error while processing your request. Sorry about that!", "type": "server_error", "param": null, "code": null}}))).into_response()),
+        _ => Some((axum::http::StatusCode::INTERNAL_SERVER_ERROR, [("retry-after", "1")], Json(json!({"error": {"message": "The server had an error while processing your request. Sorry about that!", "type": "server_error", "param": null, "code": null}}))).into_response()),
     }
 }
 
@@ -438,7 +461,15 @@ fn endless_event(state: &MockState) -> Response {
     response
 }
 
+/// Whether the last message (or input) mentions `word`: the demo's test triggers (never,
+/// without the test hooks).
+#[cfg(not(feature = "test-hooks"))]
+fn asks_for(_: &Value, _: &str) -> bool {
+    false
+}
+
 /// Whether the last message (or input) mentions `word`: the demo's test triggers.
+#[cfg(feature = "test-hooks")]
 fn asks_for(body: &Value, word: &str) -> bool {
     let last = body["messages"]
         .as_array()
