@@ -8,26 +8,19 @@
 //! could make contended, and it makes "all limits or none" trivially atomic.
 
 use crate::error::GatewayError;
-use axum::http::{HeaderMap, HeaderValue};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tollgate_core::budget::{crossed, Budget, BudgetState};
 use tollgate_core::holder::{Holder, Level};
-use tollgate_core::limit_rules::{rate_limit_message, LimitRule, Metric, RateLimits};
-use tollgate_core::limits::{go_duration, Gcra, Rate, Verdict};
-use tollgate_core::routing::ModelPattern;
+use tollgate_core::limit_rules::{rate_limit_message, LimitRule, Metric};
+use tollgate_core::limits::{Gcra, Rate};
 use tollgate_core::{Clock, MicroUsd, OrgId, UnixTime};
 use tollgate_store::{Store, StoreError};
 
-/// A limit every key gets on the models a pattern matches, unless the key has its own rule
-/// for that pattern (from the configuration's `[[limits]]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DefaultLimit {
-    pub model: ModelPattern,
-    pub limits: RateLimits,
-}
+pub use crate::rate_headers::RateHeaders;
+pub use crate::settings::DefaultLimit;
 
 /// One counter: a holder's limit of one kind on one model pattern. Its hash is worked out once,
 /// when the key is made, so looking a counter up costs no string hashing.
@@ -244,67 +237,6 @@ impl Plan {
     /// Whether admission needs the request's token estimate and maximum cost.
     pub fn needs_estimate(&self) -> bool {
         !self.budgets.is_empty() || self.limits.iter().any(|l| l.key.metric.counts_tokens())
-    }
-}
-
-/// `x-ratelimit-*` values: the tightest request limit and the tightest token limit.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RateHeaders {
-    requests: Option<Shown>,
-    tokens: Option<Shown>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Shown {
-    limit: u64,
-    remaining: u64,
-    reset: Duration,
-}
-
-impl RateHeaders {
-    fn offer(slot: &mut Option<Shown>, shown: Shown) {
-        let tighter = match slot {
-            None => true,
-            Some(current) => {
-                (shown.remaining, std::cmp::Reverse(shown.reset))
-                    < (current.remaining, std::cmp::Reverse(current.reset))
-            }
-        };
-        if tighter {
-            *slot = Some(shown);
-        }
-    }
-
-    fn add(&mut self, metric: Metric, limit: u64, verdict: &Verdict) {
-        let shown = Shown {
-            limit,
-            remaining: verdict.remaining,
-            reset: verdict.reset_after,
-        };
-        match metric {
-            Metric::RequestsPerMinute | Metric::RequestsPerDay => {
-                Self::offer(&mut self.requests, shown)
-            }
-            Metric::TokensPerMinute | Metric::TokensPerDay => Self::offer(&mut self.tokens, shown),
-            Metric::Concurrent => {}
-        }
-    }
-
-    /// Sets the headers OpenAI sends: limit, remaining and reset, for requests and tokens.
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        use crate::headers::{RATE_LIMIT_REQUESTS, RATE_LIMIT_TOKENS};
-        for (names, shown) in [
-            (RATE_LIMIT_REQUESTS, self.requests),
-            (RATE_LIMIT_TOKENS, self.tokens),
-        ] {
-            let Some(shown) = shown else { continue };
-            let [limit, remaining, reset] = names;
-            headers.insert(limit, HeaderValue::from(shown.limit));
-            headers.insert(remaining, HeaderValue::from(shown.remaining));
-            if let Ok(value) = HeaderValue::from_str(&go_duration(shown.reset)) {
-                headers.insert(reset, value);
-            }
-        }
     }
 }
 
@@ -883,6 +815,9 @@ fn fresh(metric: Metric, limit: u64) -> Counter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderMap;
+    use tollgate_core::limit_rules::RateLimits;
+    use tollgate_core::routing::ModelPattern;
     use tollgate_core::ManualClock;
 
     fn limits_with(limits: RateLimits, clock: &ManualClock) -> Arc<Limits> {

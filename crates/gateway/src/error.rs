@@ -77,12 +77,12 @@ pub enum GatewayError {
         tokens: bool,
         /// `None` when no wait helps: the request alone is over the limit.
         retry_after: Option<std::time::Duration>,
-        headers: crate::admission::RateHeaders,
+        headers: crate::rate_headers::RateHeaders,
     },
     #[error("spend limit: {message}")]
     SpendLimit { message: String, code: &'static str },
     #[error(transparent)]
-    Upstream(#[from] crate::upstream::UpstreamError),
+    Upstream(#[from] crate::upstream::failure::UpstreamError),
 }
 
 impl GatewayError {
@@ -189,7 +189,7 @@ impl GatewayError {
                 OpenAiError::new(InsufficientQuota, message.clone()).with_code(code)
             }
             GatewayError::Upstream(err) => match err {
-                crate::upstream::UpstreamError::Timeout { .. } => OpenAiError::new(
+                crate::upstream::failure::UpstreamError::Timeout { .. } => OpenAiError::new(
                     GatewayTimeout,
                     format!("{err}. The request may still be running there; retry later or raise the provider's timeout_secs."),
                 ),

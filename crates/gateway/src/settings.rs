@@ -1,8 +1,9 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tollgate_core::limit_rules::RateLimits;
 use tollgate_core::pricing::{Price, PricingTable};
-use tollgate_core::routing::RouteTable;
+use tollgate_core::routing::{ModelPattern, RouteTable};
 
 /// A provider's real API key. Prints as `*****`.
 #[derive(Clone)]
@@ -88,6 +89,14 @@ pub enum UnpricedPolicy {
     Fallback(Price),
 }
 
+/// A limit every key gets on the models a pattern matches, unless the key has its own rule
+/// for that pattern (from the configuration's `[[limits]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultLimit {
+    pub model: ModelPattern,
+    pub limits: RateLimits,
+}
+
 /// The metering pipeline's sizes.
 #[derive(Debug, Clone)]
 pub struct MeteringSettings {
@@ -166,7 +175,7 @@ pub struct GatewaySettings {
     /// Most store lookups a second of keys not (yet) in the key table; see `key_lookup`.
     pub key_lookups_per_second: u32,
     /// Limits every key gets unless it has its own rule for the same models.
-    pub default_limits: Vec<crate::admission::DefaultLimit>,
+    pub default_limits: Vec<DefaultLimit>,
     /// Output tokens a request is assumed to use, for token limits and budgets, when it sets no
     /// `max_tokens` (or `max_completion_tokens`, `max_output_tokens`).
     pub default_max_output_tokens: u64,

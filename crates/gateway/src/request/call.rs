@@ -4,7 +4,7 @@
 use crate::admission::{Admission, Ask, Stage};
 use crate::error::GatewayError;
 use crate::request::auth::Principal;
-use crate::serve::connection::RequestId;
+use crate::request_id::{new_request_id, RequestId};
 use crate::state::AppState;
 use tollgate_core::{MicroUsd, OrgId};
 use tollgate_store::UsageEvent;
@@ -25,7 +25,7 @@ impl Call {
     ) -> Call {
         let request_id = extensions
             .remove::<RequestId>()
-            .unwrap_or_else(|| RequestId(crate::serve::connection::new_request_id()));
+            .unwrap_or_else(|| RequestId(new_request_id()));
         Call {
             state,
             principal,

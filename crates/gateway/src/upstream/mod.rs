@@ -7,6 +7,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use futures_util::stream::{StreamExt, TryStreamExt};
 pub use http1::RequestBody;
 use http1::{Http1Client, Http1Error};
+
+pub(crate) mod failure;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -60,15 +62,7 @@ const NOT_TO_CLIENT: &[&str] = &[
     "x-envoy-upstream-service-time",
 ];
 
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("could not connect to provider {provider}: {reason}")]
-    Connect { provider: String, reason: String },
-    #[error("provider {provider} did not answer within {seconds} s")]
-    Timeout { provider: String, seconds: u64 },
-    #[error("request to provider {provider} failed: {reason}")]
-    Failed { provider: String, reason: String },
-}
+pub use failure::UpstreamError;
 
 /// A provider's answer: status and headers, and the body read as it is polled (the same shape
 /// whichever client fetched it).
