@@ -97,7 +97,7 @@ impl Gateway {
             .providers
             .iter()
             .map(|p| {
-                Upstream::new(p.clone()).map_err(|e| StartError::Client {
+                Upstream::new(p.clone(), self.settings.workers).map_err(|e| StartError::Client {
                     provider: p.name.clone(),
                     reason: e,
                 })

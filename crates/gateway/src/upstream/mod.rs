@@ -80,7 +80,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(mut settings: ProviderSettings) -> Result<Upstream, String> {
+    pub fn new(mut settings: ProviderSettings, threads: usize) -> Result<Upstream, String> {
         // `https://api.openai.com/v1/` and `.../v1` are the same provider.
         settings.base_url = settings.base_url.trim_end_matches('/').to_owned();
         let mut builder = reqwest::Client::builder();
@@ -116,6 +116,7 @@ impl Upstream {
             .map_err(|e| e.to_string())?;
         let http1 = Http1Client::for_base_url(
             &settings.base_url,
+            threads,
             settings.connect_timeout,
             settings.timeout,
         )
@@ -379,15 +380,18 @@ mod tests {
     use super::*;
 
     fn upstream() -> Upstream {
-        Upstream::new(ProviderSettings {
-            name: "p".into(),
-            base_url: "http://127.0.0.1:1/v1".into(),
-            api_key: Some(crate::settings::ProviderKey::new("sk-provider".into())),
-            headers: Vec::new(),
-            timeout: std::time::Duration::from_secs(1),
-            connect_timeout: std::time::Duration::from_secs(1),
-            ca_file: None,
-        })
+        Upstream::new(
+            ProviderSettings {
+                name: "p".into(),
+                base_url: "http://127.0.0.1:1/v1".into(),
+                api_key: Some(crate::settings::ProviderKey::new("sk-provider".into())),
+                headers: Vec::new(),
+                timeout: std::time::Duration::from_secs(1),
+                connect_timeout: std::time::Duration::from_secs(1),
+                ca_file: None,
+            },
+            1,
+        )
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -435,12 +439,12 @@ mod tests {
             base_url: "https://127.0.0.1:1/v1".into(),
             ..upstream().settings
         };
-        let missing = Upstream::new(settings("missing.pem"))
+        let missing = Upstream::new(settings("missing.pem"), 1)
             .err()
             .unwrap_or_default();
         assert!(missing.contains("cannot read its ca_file"), "{missing}");
         let _ = std::fs::write(dir.join("empty.pem"), "not a certificate\n");
-        let empty = Upstream::new(settings("empty.pem"))
+        let empty = Upstream::new(settings("empty.pem"), 1)
             .err()
             .unwrap_or_default();
         assert!(empty.contains("holds no certificate"), "{empty}");
