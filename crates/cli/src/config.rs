@@ -78,6 +78,8 @@ pub struct MeteringConfig {
 pub struct ConnectionsConfig {
     /// Most client connections at once; more get a 503 [default: 4096].
     pub max: Option<usize>,
+    /// Most of them that have not shown a valid key yet [default: a quarter of max].
+    pub max_unauthenticated: Option<usize>,
     /// Seconds to receive a request's head; also how long an idle keep-alive connection is
     /// kept [default: 10].
     pub head_timeout_secs: Option<u64>,
@@ -469,8 +471,12 @@ fn resolve_connections(
         ))),
         Some(secs) => Ok(std::time::Duration::from_secs(secs)),
     };
+    let max_connections = config.max.unwrap_or(defaults.max_connections);
     let settings = tollgate_gateway::ConnectionSettings {
-        max_connections: config.max.unwrap_or(defaults.max_connections),
+        max_connections,
+        max_unauthenticated: config
+            .max_unauthenticated
+            .unwrap_or((max_connections / 4).max(1)),
         head_timeout: seconds(
             config.head_timeout_secs,
             defaults.head_timeout,
@@ -486,6 +492,12 @@ fn resolve_connections(
             .unwrap_or(defaults.http2_max_streams),
         max_head_bytes: config.max_head_bytes.unwrap_or(defaults.max_head_bytes),
     };
+    if settings.max_unauthenticated == 0 || settings.max_unauthenticated > max_connections {
+        return Err(ConfigError(format!(
+            "connections.max_unauthenticated ({}) must be between 1 and connections.max ({max_connections})",
+            settings.max_unauthenticated
+        )));
+    }
     if settings.max_connections == 0 || settings.http2_max_streams == 0 {
         return Err(ConfigError(
             "connections: max and http2_max_streams must be at least 1".into(),

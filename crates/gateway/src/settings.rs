@@ -118,6 +118,8 @@ pub struct MeteringSettings {
 pub struct ConnectionSettings {
     /// Most client connections open at once; beyond it, new ones get a 503 and are closed.
     pub max_connections: usize,
+    /// Most of them that have not shown a valid key yet (see `serve::trust`).
+    pub max_unauthenticated: usize,
     /// Longest wait for a request's head, and for the next request on an idle keep-alive
     /// connection (HTTP/1.1).
     pub head_timeout: Duration,
@@ -133,6 +135,7 @@ impl Default for ConnectionSettings {
     fn default() -> Self {
         ConnectionSettings {
             max_connections: 4_096,
+            max_unauthenticated: 1_024,
             head_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(60),
             http2_max_streams: 128,

@@ -128,3 +128,104 @@ async fn an_oversized_request_head_is_refused() {
         "{text}"
     );
 }
+
+/// Sends `GET /v1/models` with `key` on `conn` and reads one answer; returns it.
+async fn models_on(conn: &mut TcpStream, key: &str) -> String {
+    conn.write_all(
+        format!("GET /v1/models HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {key}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("no answer")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .to_lowercase()
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: ").map(str::to_owned))
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn keyless_connections_take_at_most_their_share_and_a_failed_key_closes_its_connection() {
+    let app = TestApp::spawn_with(|s| {
+        s.connections.max_connections = 100;
+        s.connections.max_unauthenticated = 5;
+    })
+    .await;
+    let addr = app.gateway.as_ref().unwrap().addr();
+    let key = app.project_key().await;
+    let secret = key.secret.expose();
+    // A client with a key, on a keep-alive connection.
+    let mut keyed = TcpStream::connect(addr).await.unwrap();
+    assert!(models_on(&mut keyed, secret)
+        .await
+        .starts_with("HTTP/1.1 200 "));
+    // Five connections that show no key fill the share; the sixth is turned away.
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut turned_away = None;
+    for _ in 0..50 {
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        match read_until_closed(&mut extra, Duration::from_secs(2)).await {
+            Some(bytes) if !bytes.is_empty() => {
+                turned_away = Some(String::from_utf8_lossy(&bytes).into_owned());
+                break;
+            }
+            _ => idle.push(extra),
+        }
+    }
+    let answer = turned_away.expect("no keyless connection was turned away");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    assert!(
+        idle.len() <= 6,
+        "{} keyless connections were served",
+        idle.len()
+    );
+    // The client with a key is not affected.
+    assert!(models_on(&mut keyed, secret)
+        .await
+        .starts_with("HTTP/1.1 200 "));
+    // A keyless connection that fails authentication is answered 401 and closed.
+    drop(idle);
+    let mut wrong = None;
+    for _ in 0..50 {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        let answer = models_on(&mut conn, "sk-proj-wrong").await;
+        if answer.starts_with("HTTP/1.1 401 ") {
+            wrong = Some((conn, answer));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut conn, answer) = wrong.expect("the share never freed up");
+    assert!(
+        answer.to_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert_eq!(
+        read_until_closed(&mut conn, Duration::from_secs(2)).await,
+        Some(Vec::new()),
+        "the server closed it"
+    );
+}

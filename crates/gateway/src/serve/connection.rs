@@ -1,6 +1,7 @@
 use crate::headers::{OPENAI_PROCESSING_MS, X_REQUEST_ID};
 use crate::request_id::{new_request_id, RequestId};
 use crate::serve::dispatch::Dispatch;
+use crate::serve::trust::Trust;
 use axum::http::{HeaderValue, Request};
 use axum::response::Response;
 use hyper::body::Incoming;
@@ -16,10 +17,12 @@ use tracing::Instrument;
 pub(crate) async fn tag(
     app: Dispatch,
     peer: SocketAddr,
+    trust: Trust,
     mut request: Request<Incoming>,
 ) -> Result<Response, Infallible> {
     let id = new_request_id();
     request.extensions_mut().insert(RequestId(id.clone()));
+    request.extensions_mut().insert(trust);
     let started = Instant::now();
     let span = tracing::info_span!(
         "request",

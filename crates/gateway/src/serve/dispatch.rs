@@ -10,6 +10,7 @@
 use crate::error::GatewayError;
 use crate::request::auth::{self, identified};
 use crate::request::handler;
+use crate::serve::trust::Trust;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -69,9 +70,25 @@ impl Dispatch {
         }
         let (parts, body) = request.into_parts();
         // The API's shape is shown only to a caller with a key: 401 before 404 and 405.
+        let trust = parts.extensions.get::<Trust>();
         let principal = match auth::authenticate(&self.state, &parts.headers, peer.ip()).await {
-            Ok(principal) => principal,
-            Err(err) => return err.into_response(),
+            Ok(principal) => {
+                if let Some(trust) = trust {
+                    trust.authenticated();
+                }
+                principal
+            }
+            Err(err) => {
+                let mut response = err.into_response();
+                // A connection that has shown no valid key does not stay open to try again.
+                if trust.is_some_and(|t| !t.is_authenticated()) {
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
+                return response;
+            }
         };
         match endpoints::route(method, &path) {
             Ok(target) => {

@@ -4,9 +4,10 @@
 //! borrows (the HTTP/1.1 client keeps a pool per thread) and its timers are all driven by the
 //! thread that serves it, so a request never has to wake another thread.
 //!
-//! Connections are bounded: at most `max_connections` are served at once (one more is told
-//! `503` and closed at once, so the server never runs out of descriptors and existing clients
-//! keep working), a request head must arrive within `head_timeout` (which also closes a
+//! Connections are bounded: at most `max_connections` are served at once, and at most
+//! `max_unauthenticated` of them before they show a valid key (one more is told `503` and
+//! closed at once, so the server never runs out of descriptors and clients with keys keep
+//! working), a request head must arrive within `head_timeout` (which also closes a
 //! keep-alive connection left idle that long), a write to a client that stops reading fails
 //! after `write_timeout` (see `stall`), and an HTTP/2 connection carries at most
 //! `http2_max_streams` streams with heads of at most `max_head_bytes`.
@@ -20,6 +21,7 @@
 use crate::serve::connection;
 use crate::serve::dispatch::Dispatch;
 use crate::serve::stall::StallGuard;
+use crate::serve::trust::Trust;
 use crate::settings::ConnectionSettings;
 use crate::worker;
 use hyper::body::Incoming;
@@ -108,6 +110,7 @@ pub(crate) async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let open = Arc::new(AtomicUsize::new(0));
+    let unauthenticated = Arc::new(AtomicUsize::new(0));
     let mut next = 0usize;
     loop {
         let accepted = tokio::select! {
@@ -125,10 +128,15 @@ pub(crate) async fn serve(
             }
         };
         if open.load(Ordering::Relaxed) >= limits.max_connections {
-            turn_away(stream, peer);
+            turn_away(stream, peer, "max_connections");
+            continue;
+        }
+        if unauthenticated.load(Ordering::Relaxed) >= limits.max_unauthenticated {
+            turn_away(stream, peer, "max_unauthenticated");
             continue;
         }
         let counted = Counted::new(open.clone());
+        let trust = Trust::new(unauthenticated.clone());
         // Moved to the serving thread without its registration here: the thread registers
         // it with its own runtime.
         let stream = match stream.into_std() {
@@ -147,6 +155,7 @@ pub(crate) async fn serve(
             limits,
             graceful.watcher(),
             counted,
+            trust,
         ));
     }
     drop(listener);
@@ -179,8 +188,8 @@ impl Drop for Counted {
 /// buffer takes it whole) before the connection is closed.
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 181\r\n\r\n{\"error\":{\"message\":\"This Tollgate is serving as many connections as it may (max_connections). Retry in a moment.\",\"type\":\"server_error\",\"param\":null,\"code\":\"too_many_connections\"}}";
 
-fn turn_away(stream: TcpStream, peer: SocketAddr) {
-    tracing::warn!(%peer, "connection refused: max_connections reached");
+fn turn_away(stream: TcpStream, peer: SocketAddr, limit: &'static str) {
+    tracing::warn!(%peer, limit, "connection refused: limit reached");
     let _ = stream.try_write(TOO_MANY_CONNECTIONS);
 }
 
@@ -191,6 +200,7 @@ async fn serve_connection(
     limits: ConnectionSettings,
     watcher: Watcher,
     _counted: Counted,
+    trust: Trust,
 ) {
     let stream = match TcpStream::from_std(stream) {
         Ok(stream) => stream,
@@ -204,7 +214,7 @@ async fn serve_connection(
         tracing::debug!(error = %err, %peer, "could not set TCP_NODELAY");
     }
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        connection::tag(app.clone(), peer, request)
+        connection::tag(app.clone(), peer, trust.clone(), request)
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
