@@ -78,7 +78,8 @@ pub struct MeteringConfig {
 pub struct ConnectionsConfig {
     /// Most client connections at once; more get a 503 [default: 4096].
     pub max: Option<usize>,
-    /// Most of them that have not shown a valid key yet [default: a quarter of max].
+    /// Most of them that have not shown a valid key yet; past it the oldest is closed
+    /// [default: a quarter of max].
     pub max_unauthenticated: Option<usize>,
     /// Seconds to receive a request's head; also how long an idle keep-alive connection is
     /// kept [default: 10].

@@ -16,6 +16,8 @@ pub enum ErrorKind {
     NotFound,
     /// 405 `invalid_request_error`.
     MethodNotAllowed,
+    /// 408 `invalid_request_error`: the client stopped sending its request.
+    RequestTimeout,
     /// 409 `invalid_request_error`.
     Conflict,
     /// 413 `invalid_request_error`.
@@ -44,6 +46,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::Conflict => 409,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::RequestsRateLimited

@@ -268,6 +268,9 @@ pub struct Admission {
     limits: Option<Arc<Limits>>,
     holds: Vec<Hold>,
     headers: RateHeaders,
+    /// A head's admission not (yet) joined by its body's: dropped, it gives its request counts
+    /// back too (the request was refused or abandoned before it was admitted whole).
+    refund_on_drop: bool,
 }
 
 impl Admission {
@@ -286,8 +289,15 @@ impl Admission {
         self.release(0, MicroUsd::ZERO, true);
     }
 
+    /// Marks a head's admission: dropped before it is joined, it is refunded.
+    pub fn refunded_unless_joined(mut self) -> Admission {
+        self.refund_on_drop = true;
+        self
+    }
+
     /// This admission (of a request's body) with its head's: one guard for both.
     pub fn join(mut self, mut head: Admission) -> Admission {
+        head.refund_on_drop = false;
         let limits = head.limits.take();
         if self.limits.is_none() {
             self.limits = limits;
@@ -313,7 +323,7 @@ impl Admission {
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.release(0, MicroUsd::ZERO, false);
+        self.release(0, MicroUsd::ZERO, self.refund_on_drop);
     }
 }
 
@@ -715,6 +725,7 @@ impl Limits {
             limits: Some(self.clone()),
             holds,
             headers,
+            refund_on_drop: false,
         })
     }
 
@@ -932,6 +943,27 @@ mod tests {
             headers.tokens.map(|s| s.remaining),
             Some(900),
             "tpm 1000: the first gave its 100 back when dropped"
+        );
+        // A head admitted and then dropped unjoined (its body refused, its client gone): its
+        // request is given back too, so the last of the rpm is still there afterwards.
+        for _ in 0..3 {
+            let head = limits
+                .admit(
+                    limits.plan_stage(&head_ask, Stage::Head),
+                    0,
+                    MicroUsd::ZERO,
+                    "/v1/chat/completions",
+                )
+                .map(Admission::refunded_unless_joined);
+            assert!(head.is_ok(), "{:?}", head.err());
+        }
+        let third = admit_in_stages(&limits, "key_a", 100);
+        assert_eq!(
+            third
+                .map(|a| a.headers().requests.map(|s| s.remaining))
+                .ok(),
+            Some(Some(0)),
+            "rpm 3: the first, the second and this one"
         );
     }
 

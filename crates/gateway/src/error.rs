@@ -58,6 +58,9 @@ pub enum GatewayError {
     /// The client's body could not be read to its end (it hung up, or framed it badly).
     #[error("request body unreadable")]
     BodyUnreadable,
+    /// The client sent nothing of its body for too long.
+    #[error("request body stalled")]
+    BodyStalled { seconds: u64 },
     /// The request-body budget is spent: retryable.
     #[error("request bodies in flight over budget")]
     BodiesOverBudget,
@@ -154,6 +157,10 @@ impl GatewayError {
             GatewayError::BodyUnreadable => OpenAiError::new(
                 InvalidRequest,
                 "The request body could not be read to its end.",
+            ),
+            GatewayError::BodyStalled { seconds } => OpenAiError::new(
+                RequestTimeout,
+                format!("The request body stopped arriving: nothing came for {seconds} s."),
             ),
             GatewayError::BodiesOverBudget => OpenAiError::new(
                 Unavailable,

@@ -79,6 +79,18 @@ impl Gateway {
             .await?
             .map(|o| o.id)
             .ok_or(StartError::NotInitialized)?;
+        // What a process that died left in the spool is stored first: budgets read their
+        // spend from the store just below.
+        let spool = match &self.settings.metering.spool_dir {
+            Some(dir) => {
+                let (spool, leftover) = Spool::open(dir, self.settings.metering.max_spool_bytes)?;
+                let leftover =
+                    metering::replay(&self.store, &spool, leftover, self.settings.metering.batch)
+                        .await;
+                Some((Arc::new(spool), leftover))
+            }
+            None => None,
+        };
         let (limits, alerts) =
             Limits::new(self.settings.default_limits.clone(), self.clock.clone());
         limits.reload(&self.store, &org).await?;
@@ -114,16 +126,6 @@ impl Gateway {
             self.store.clone(),
         ));
         let last_used = Arc::new(LastUsed::default());
-        let spool = match &self.settings.metering.spool_dir {
-            Some(dir) => {
-                let (spool, leftover) = Spool::open(dir, self.settings.metering.max_spool_bytes)?;
-                let leftover =
-                    metering::replay(&self.store, &spool, leftover, self.settings.metering.batch)
-                        .await;
-                Some((Arc::new(spool), leftover))
-            }
-            None => None,
-        };
         let (usage, metering) = metering::start(
             self.store.clone(),
             self.settings.metering.capacity,

@@ -118,7 +118,8 @@ pub struct MeteringSettings {
 pub struct ConnectionSettings {
     /// Most client connections open at once; beyond it, new ones get a 503 and are closed.
     pub max_connections: usize,
-    /// Most of them that have not shown a valid key yet (see `serve::trust`).
+    /// Most of them that have not shown a valid key yet; past it the oldest is closed (see
+    /// `serve::trust`).
     pub max_unauthenticated: usize,
     /// Longest wait for a request's head, and for the next request on an idle keep-alive
     /// connection (HTTP/1.1).

@@ -179,53 +179,81 @@ async fn keyless_connections_take_at_most_their_share_and_a_failed_key_closes_it
     assert!(models_on(&mut keyed, secret)
         .await
         .starts_with("HTTP/1.1 200 "));
-    // Five connections that show no key fill the share; the sixth is turned away.
+    // Five connections that show no key fill the share.
     let mut idle = Vec::new();
     for _ in 0..5 {
         idle.push(TcpStream::connect(addr).await.unwrap());
     }
-    let mut turned_away = None;
-    for _ in 0..50 {
-        let mut extra = TcpStream::connect(addr).await.unwrap();
-        match read_until_closed(&mut extra, Duration::from_secs(2)).await {
-            Some(bytes) if !bytes.is_empty() => {
-                turned_away = Some(String::from_utf8_lossy(&bytes).into_owned());
-                break;
-            }
-            _ => idle.push(extra),
-        }
-    }
-    let answer = turned_away.expect("no keyless connection was turned away");
-    assert!(answer.contains("too_many_connections"), "{answer}");
-    assert!(
-        idle.len() <= 6,
-        "{} keyless connections were served",
-        idle.len()
+    // A sixth is served, with its key; the oldest keyless one was closed to make room.
+    let mut sixth = TcpStream::connect(addr).await.unwrap();
+    assert!(models_on(&mut sixth, secret)
+        .await
+        .starts_with("HTTP/1.1 200 "));
+    assert_eq!(
+        read_until_closed(&mut idle[0], Duration::from_secs(2)).await,
+        Some(Vec::new()),
+        "the oldest keyless connection was closed"
     );
     // The client with a key is not affected.
     assert!(models_on(&mut keyed, secret)
         .await
         .starts_with("HTTP/1.1 200 "));
     // A keyless connection that fails authentication is answered 401 and closed.
-    drop(idle);
-    let mut wrong = None;
-    for _ in 0..50 {
-        let mut conn = TcpStream::connect(addr).await.unwrap();
-        let answer = models_on(&mut conn, "sk-proj-wrong").await;
-        if answer.starts_with("HTTP/1.1 401 ") {
-            wrong = Some((conn, answer));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (mut conn, answer) = wrong.expect("the share never freed up");
+    let mut wrong = TcpStream::connect(addr).await.unwrap();
+    let answer = models_on(&mut wrong, "sk-proj-wrong").await;
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
     assert!(
         answer.to_lowercase().contains("connection: close"),
         "{answer}"
     );
     assert_eq!(
-        read_until_closed(&mut conn, Duration::from_secs(2)).await,
+        read_until_closed(&mut wrong, Duration::from_secs(2)).await,
         Some(Vec::new()),
         "the server closed it"
     );
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_or_never_shows_a_key_is_closed() {
+    let app = TestApp::spawn_with(|s| s.connections.head_timeout = Duration::from_secs(1)).await;
+    let addr = app.gateway.as_ref().unwrap().addr();
+    let started = Instant::now();
+    // Not a byte: hyper cannot even tell HTTP/1 from HTTP/2 yet.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    // Half an HTTP/2 preface.
+    let mut preface = TcpStream::connect(addr).await.unwrap();
+    preface.write_all(b"PRI * HT").await.unwrap();
+    // Keep-alive requests that never show a key.
+    let mut health = TcpStream::connect(addr).await.unwrap();
+    health
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    for conn in [&mut silent, &mut preface, &mut health] {
+        assert!(
+            read_until_closed(conn, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "a keyless connection outlived the head timeout"
+        );
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // One that showed a key stays.
+    let key = app.project_key().await;
+    let mut keyed = TcpStream::connect(addr).await.unwrap();
+    assert!(models_on(&mut keyed, key.secret.expose())
+        .await
+        .starts_with("HTTP/1.1 200 "));
+    // Used past the time limit (each request well within the idle timeout): still open.
+    let until = Instant::now() + Duration::from_millis(1_800);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            models_on(&mut keyed, key.secret.expose())
+                .await
+                .starts_with("HTTP/1.1 200 "),
+            "a connection with a key was closed by the keyless limit"
+        );
+    }
 }

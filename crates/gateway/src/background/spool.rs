@@ -145,29 +145,54 @@ fn adopt_orphans(root: &Path, mine: &Path) -> Result<(), SpoolError> {
     let entries = std::fs::read_dir(root).map_err(io(root))?;
     for entry in entries.filter_map(|e| e.ok()) {
         let dir = entry.path();
-        if dir == mine || !dir.is_dir() {
+        // Only process directories (`p<pid>-<nanos>`): a directory being made (`.p...`, not
+        // locked yet) or anything else that lives under the root is left alone.
+        if dir == mine || !is_process_dir(&dir) {
             continue;
         }
-        let Some(_held) = lock_dir(&dir)? else {
-            continue;
-        };
-        let mut segments: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
-            .map_err(io(&dir))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let path = e.path();
-                segment_number(&path).map(|n| (n, path))
-            })
-            .collect();
-        segments.sort();
-        for (_, path) in segments {
-            let target = segment_path(mine, next);
-            next += 1;
-            std::fs::rename(&path, &target).map_err(io(&path))?;
+        if let Err(err) = adopt(&dir, mine, &mut next) {
+            tracing::warn!(error = %err, dir = %dir.display(), "could not take over a usage spool left by a stopped process; its events stay there for the next start");
         }
-        let _ = std::fs::remove_file(dir.join("spool.lock"));
-        let _ = std::fs::remove_dir(&dir);
     }
+    Ok(())
+}
+
+/// Whether `path` is a process's spool directory by its name.
+fn is_process_dir(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let Some((pid, nanos)) = name.strip_prefix('p').and_then(|rest| rest.split_once('-')) else {
+        return false;
+    };
+    !pid.is_empty()
+        && !nanos.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && nanos.bytes().all(|b| b.is_ascii_digit())
+        && path.is_dir()
+}
+
+/// Moves the segments of one stopped process's directory into `mine` and removes it.
+fn adopt(dir: &Path, mine: &Path, next: &mut u64) -> Result<(), SpoolError> {
+    let Some(_held) = lock_dir(dir)? else {
+        return Ok(());
+    };
+    let mut segments: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let path = e.path();
+            segment_number(&path).map(|n| (n, path))
+        })
+        .collect();
+    segments.sort();
+    for (_, path) in segments {
+        let target = segment_path(mine, *next);
+        *next += 1;
+        std::fs::rename(&path, &target).map_err(io(&path))?;
+    }
+    let _ = std::fs::remove_file(dir.join("spool.lock"));
+    let _ = std::fs::remove_dir(dir);
     Ok(())
 }
 
@@ -179,9 +204,14 @@ impl Spool {
         let unique = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let dir = root.join(format!("p{}-{unique}", std::process::id()));
-        make_dir(&dir)?;
-        let lock = lock_dir(&dir)?.ok_or_else(|| SpoolError::Locked(dir.clone()))?;
+        let name = format!("p{}-{unique}", std::process::id());
+        // Made and locked under a name no other process adopts, then renamed: no process can
+        // take it for a stopped one's between its making and its locking.
+        let making = root.join(format!(".{name}"));
+        make_dir(&making)?;
+        let lock = lock_dir(&making)?.ok_or_else(|| SpoolError::Locked(making.clone()))?;
+        let dir = root.join(name);
+        std::fs::rename(&making, &dir).map_err(io(&making))?;
         adopt_orphans(root, &dir)?;
         Spool::read_back(&dir, lock, max_bytes)
     }
@@ -279,6 +309,14 @@ impl Spool {
         let mut current = self.current();
         if let Err(err) = current.file.write_all(&line) {
             tracing::error!(error = %err, request_id = %event.request_id, "could not spool a usage event; it is only in memory until stored");
+            // A write cut short (a full disk) must not leave half a line for the next event to
+            // be appended to, unreadable: the segment is cut back to its last whole line.
+            let number = current.number;
+            let whole = current.segments.get(&number).map_or(0, |s| s.bytes);
+            if let Err(err) = current.file.set_len(whole) {
+                tracing::error!(error = %err, "could not cut a torn line from the usage spool");
+                self.start_segment(&mut current);
+            }
             return None;
         }
         let number = current.number;

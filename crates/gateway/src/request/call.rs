@@ -63,14 +63,18 @@ impl Call {
     }
 
     /// Checks a request's head, before its body is read, against the limits that need neither
-    /// (request rates and concurrency for every model); see [`Stage`].
+    /// (request rates and concurrency for every model); see [`Stage`]. Dropped without being
+    /// joined (the request refused for its body, its model, or abandoned), it is refunded.
     pub(crate) fn admit_head(&self, subject: &str) -> Result<Admission, GatewayError> {
         self.recordable()?;
         let plan = self.state.limits.plan_stage(&self.ask(None), Stage::Head);
         if plan.is_empty() {
             return Ok(Admission::default());
         }
-        self.state.limits.admit(plan, 0, MicroUsd::ZERO, subject)
+        self.state
+            .limits
+            .admit(plan, 0, MicroUsd::ZERO, subject)
+            .map(Admission::refunded_unless_joined)
     }
 
     /// Checks the request, its body read, against the limits and budgets its head left, and

@@ -176,13 +176,17 @@ fn routed(
 /// Room taken from the body budget at a time for a body without a declared length.
 const BODY_STEP: usize = 64 * 1024;
 
-/// Reads a request body up to `limit` bytes, holding it against `budget`: its declared length
-/// up front, or its pieces as they come.
+/// Reads a request body up to `limit` bytes into one buffer, holding it against `budget`: its
+/// declared length up front, or room in growing steps as it comes (chunked, HTTP/2). Every
+/// piece is copied as it arrives: pieces are never kept, since each may pin a block of the
+/// connection's read buffer however small it is (a body of 1-byte chunks would otherwise hold
+/// many times its size). Each piece must arrive within `stall`.
 async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
     budget: &std::sync::Arc<BodyBudget>,
+    stall: std::time::Duration,
 ) -> Result<(Bytes, BodyBytes), GatewayError> {
     let declared = declared_length(headers);
     if declared.is_some_and(|len| len > limit) {
@@ -191,47 +195,35 @@ async fn read_body(
     let mut held = budget.hold();
     held.grow(declared.unwrap_or(0))
         .map_err(|_| GatewayError::BodiesOverBudget)?;
-    // A declared body is copied piece by piece into one buffer as it arrives (never in one
-    // large copy at the end, which would hold this thread).
-    let mut whole = declared
-        .filter(|&length| length > tokens::INLINE_BYTES)
-        .map(bytes::BytesMut::with_capacity);
-    let mut pieces: Vec<Bytes> = Vec::new();
-    let mut length = 0usize;
+    let mut whole = bytes::BytesMut::with_capacity(declared.unwrap_or(0));
     let mut stream = body.into_data_stream();
-    while let Some(data) = stream.next().await {
+    loop {
+        let next = tokio::time::timeout(stall, stream.next())
+            .await
+            .map_err(|_| GatewayError::BodyStalled {
+                seconds: stall.as_secs(),
+            })?;
+        let Some(data) = next else {
+            break;
+        };
         let data = data.map_err(|_| GatewayError::BodyUnreadable)?;
-        length += data.len();
+        let length = whole.len() + data.len();
         if length > limit {
             return Err(GatewayError::BodyTooLarge { limit });
         }
-        if length > held.bytes() {
-            let step = (length - held.bytes())
+        if length > whole.capacity() {
+            // Room in steps (doubling, at least 64 KiB), each held against the budget first.
+            let room = length
+                .max(whole.capacity().saturating_mul(2))
                 .max(BODY_STEP)
-                .min(limit - held.bytes());
-            held.grow(step)
+                .min(limit);
+            held.grow(room.saturating_sub(held.bytes()))
                 .map_err(|_| GatewayError::BodiesOverBudget)?;
+            whole.reserve(room - whole.len());
         }
-        match whole.as_mut() {
-            Some(whole) => whole.extend_from_slice(&data),
-            None => pieces.push(data),
-        }
+        whole.extend_from_slice(&data);
     }
-    if let Some(whole) = whole {
-        return Ok((whole.freeze(), held));
-    }
-    let raw = match pieces.len() {
-        0 => Bytes::new(),
-        1 => pieces.pop().unwrap_or_default(),
-        _ => {
-            let mut all = bytes::BytesMut::with_capacity(length);
-            for piece in &pieces {
-                all.extend_from_slice(piece);
-            }
-            all.freeze()
-        }
-    };
-    Ok((raw, held))
+    Ok((whole.freeze(), held))
 }
 
 /// Serves a metered endpoint's `POST`: route by model, forward, stream back, meter.
@@ -246,6 +238,7 @@ pub(crate) async fn serve(
     call.principal.require(endpoint.scope(), Access::Write)?;
     let routes = call.state.catalog.routes();
     let max_body = call.state.settings.max_body_bytes;
+    let stall = call.state.settings.connections.head_timeout;
     let (head, body) = match call.admit_head(endpoint.path()) {
         Ok(head) => (head, Unread(body)),
         // Refused on its head. A small body is read after all, for OpenAI's message, which
@@ -254,7 +247,7 @@ pub(crate) async fn serve(
         Err(refused) if declared_length(&headers).is_some_and(|len| len <= NAMED_REFUSAL_BYTES) => {
             let read = tokio::time::timeout(
                 NAMED_REFUSAL_WAIT,
-                read_body(body, &headers, max_body, &call.state.body_budget),
+                read_body(body, &headers, max_body, &call.state.body_budget, stall),
             )
             .await;
             let Ok(Ok(read)) = read else {
@@ -271,7 +264,7 @@ pub(crate) async fn serve(
     };
     let (raw, mut held) = match body {
         Read(read) => read,
-        Unread(body) => read_body(body, &headers, max_body, &call.state.body_budget).await?,
+        Unread(body) => read_body(body, &headers, max_body, &call.state.body_budget, stall).await?,
     };
     let (prepared, requested, provider) = if raw.len() <= tokens::INLINE_BYTES {
         routed(endpoint, &raw, &routes)?
@@ -279,9 +272,9 @@ pub(crate) async fn serve(
         // Parsing a large body takes milliseconds (a 29 MiB prompt: ~20 ms) that the other
         // connections of this serving thread would wait: the blocking pool does it.
         let raw = raw.clone();
-        tokio::task::spawn_blocking(move || routed(endpoint, &raw, &routes))
+        tokens::off_thread(move || routed(endpoint, &raw, &routes))
             .await
-            .map_err(|_| GatewayError::InvalidJson("the body could not be parsed".into()))??
+            .ok_or_else(|| GatewayError::InvalidJson("the body could not be parsed".into()))??
     };
     call.principal.check_model(&requested, &prepared.model)?;
     let price = match (

@@ -21,7 +21,7 @@
 use crate::serve::connection;
 use crate::serve::dispatch::Dispatch;
 use crate::serve::stall::StallGuard;
-use crate::serve::trust::Trust;
+use crate::serve::trust::{Keyless, Trust};
 use crate::settings::ConnectionSettings;
 use crate::worker;
 use hyper::body::Incoming;
@@ -111,6 +111,7 @@ pub(crate) async fn serve(
     let graceful = GracefulShutdown::new();
     let open = Arc::new(AtomicUsize::new(0));
     let unauthenticated = Arc::new(AtomicUsize::new(0));
+    let mut keyless = Keyless::default();
     let mut next = 0usize;
     loop {
         let accepted = tokio::select! {
@@ -128,15 +129,20 @@ pub(crate) async fn serve(
             }
         };
         if open.load(Ordering::Relaxed) >= limits.max_connections {
-            turn_away(stream, peer, "max_connections");
+            turn_away(stream, peer);
             continue;
         }
-        if unauthenticated.load(Ordering::Relaxed) >= limits.max_unauthenticated {
-            turn_away(stream, peer, "max_unauthenticated");
-            continue;
+        // Keyless connections over their share: the oldest makes room (it goes at its next
+        // poll), so a new client, who may well have a key, is served.
+        if unauthenticated.load(Ordering::Relaxed) >= limits.max_unauthenticated
+            && keyless.evict_oldest()
+        {
+            tracing::info!(%peer, "closing the oldest connection without a key: max_unauthenticated reached");
         }
         let counted = Counted::new(open.clone());
         let trust = Trust::new(unauthenticated.clone());
+        keyless.push(&trust);
+        keyless.prune(limits.max_unauthenticated.saturating_mul(2));
         // Moved to the serving thread without its registration here: the thread registers
         // it with its own runtime.
         let stream = match stream.into_std() {
@@ -188,8 +194,8 @@ impl Drop for Counted {
 /// buffer takes it whole) before the connection is closed.
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 181\r\n\r\n{\"error\":{\"message\":\"This Tollgate is serving as many connections as it may (max_connections). Retry in a moment.\",\"type\":\"server_error\",\"param\":null,\"code\":\"too_many_connections\"}}";
 
-fn turn_away(stream: TcpStream, peer: SocketAddr, limit: &'static str) {
-    tracing::warn!(%peer, limit, "connection refused: limit reached");
+fn turn_away(stream: TcpStream, peer: SocketAddr) {
+    tracing::warn!(%peer, "connection refused: max_connections reached");
     let _ = stream.try_write(TOO_MANY_CONNECTIONS);
 }
 
@@ -213,8 +219,9 @@ async fn serve_connection(
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(error = %err, %peer, "could not set TCP_NODELAY");
     }
+    let for_requests = trust.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        connection::tag(app.clone(), peer, trust.clone(), request)
+        connection::tag(app.clone(), peer, for_requests.clone(), request)
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -232,8 +239,16 @@ async fn serve_connection(
         .enable_connect_protocol();
     let io = TokioIo::new(StallGuard::new(stream, limits.write_timeout));
     let connection = builder.serve_connection_with_upgrades(io, service);
-    if let Err(err) = watcher.watch(connection).await {
-        tracing::debug!(error = %err, %peer, "connection ended with an error");
+    tokio::select! {
+        served = watcher.watch(connection) => {
+            if let Err(err) = served {
+                tracing::debug!(error = %err, %peer, "connection ended with an error");
+            }
+        }
+        // Dropping the connection closes it.
+        () = trust.expelled(limits.head_timeout) => {
+            tracing::debug!(%peer, "closed a connection that showed no valid key in time");
+        }
     }
 }
 

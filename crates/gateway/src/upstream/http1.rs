@@ -19,7 +19,8 @@
 //! - **Reuse**: a connection goes back the moment its response body has ended, as its framing
 //!   says (`is_end_stream`); hyper takes it back only if nothing but the next response can
 //!   follow, and a connection it found broken, or the provider closed, is never handed out
-//!   (`ready()` fails).
+//!   (`ready()` fails, or is not ready within 250 ms). A connection whose request body was
+//!   streamed (an upload the provider may answer before it ends) is not pooled.
 //! - **Never twice**: a request that could not be written into a reused connection (the
 //!   provider closed it just then) is sent again on a fresh one; once written, never again,
 //!   since the provider may have acted on it (and billed it).
@@ -47,6 +48,8 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 /// How long an idle connection is kept.
 const IDLE_FOR: Duration = Duration::from_secs(60);
+/// Longest a pooled connection may take to be ready for the next request.
+const READY_WITHIN: Duration = Duration::from_millis(250);
 /// Most idle connections kept per provider on each serving thread.
 const MAX_IDLE_PER_THREAD: usize = 256;
 
@@ -177,7 +180,9 @@ impl Http1Client {
                 }
                 return None;
             }
-            if sender.ready().await.is_ok() {
+            // Normally ready at once; one that is not soon (its request body still going out)
+            // is dropped rather than waited on.
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WITHIN, sender.ready()).await {
                 return Some(sender);
             }
         }
@@ -272,6 +277,9 @@ impl Http1Client {
         headers: &HeaderMap,
         body: RequestBody,
     ) -> Result<Response, Http1Error> {
+        // A connection whose request body was streamed may still be sending it when the
+        // provider's answer has ended (an early 4xx): it is not pooled.
+        let reusable = !matches!(body, RequestBody::Stream { .. });
         let (body, length) = match body {
             RequestBody::Empty => {
                 let length = (!matches!(
@@ -294,7 +302,9 @@ impl Http1Client {
         let deadline = tokio::time::Instant::now() + self.read_timeout;
         let mut retried = false;
         let response = loop {
-            let (mut sender, reused) = match self.checkout().await {
+            // A retry goes on a fresh connection, not on another pooled one.
+            let pooled = if retried { None } else { self.checkout().await };
+            let (mut sender, reused) = match pooled {
                 Some(sender) => (sender, true),
                 None => (self.connect().await?, false),
             };
@@ -320,7 +330,12 @@ impl Http1Client {
             ));
         }
         let (parts, incoming) = response.into_parts();
-        let body = body_stream(incoming, sender, self.clone(), self.read_timeout);
+        let body = body_stream(
+            incoming,
+            reusable.then_some(sender),
+            self.clone(),
+            self.read_timeout,
+        );
         Ok(Response {
             status: parts.status,
             headers: parts.headers,
@@ -343,11 +358,11 @@ fn classify(err: hyper::Error) -> Http1Error {
 /// last piece: a relay that knows the length never does.
 fn body_stream(
     incoming: hyper::body::Incoming,
-    sender: Sender,
+    sender: Option<Sender>,
     client: Arc<Http1Client>,
     read_timeout: Duration,
 ) -> BoxStream<'static, io::Result<Bytes>> {
-    let state = (incoming, Some(sender), client);
+    let state = (incoming, sender, client);
     futures_util::stream::unfold(Some(state), move |state| async move {
         let (mut incoming, mut sender, client) = state?;
         loop {
