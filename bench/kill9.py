@@ -81,5 +81,5 @@ with sqlite3.connect(f"{work}/tollgate.db") as db:
 restarted.send_signal(signal.SIGTERM); restarted.wait(15)
 missing = [r for r in answered if r not in stored]
 print(json.dumps({"answered_200": len(answered), "stored_before_restart": len(stored_before), "replayed_at_start": len(stored) - len(stored_before),
-                  "missing": len(missing), "duplicate_events": duplicates, "spool_left": sum(len(fs) for _, _, fs in os.walk(f"{work}/tollgate.db.spool"))}))
+                  "missing": len(missing), "duplicate_events": duplicates, "spool_left": sum(len(fs) for _, _, fs in os.walk(f"{work}/tollgate.usage-spool"))}))
 sys.exit(1 if missing or duplicates else 0)

@@ -66,7 +66,8 @@ pub struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeteringConfig {
-    /// The spool's directory [default: beside the database, `<database file>.spool`].
+    /// The spool's directory [default: beside the database, `tollgate.usage-spool` for
+    /// `tollgate.db`].
     pub spool_dir: Option<PathBuf>,
     /// Spooled bytes past which new requests get a retryable 503 [default: 256 MiB].
     pub max_spool_bytes: Option<u64>,
@@ -389,11 +390,9 @@ impl Settings {
         let connections = resolve_connections(&file.connections)?;
         let spool_dir = match (&file.metering.spool_dir, &database) {
             (Some(dir), _) => dir.clone(),
-            (None, DatabaseLocation::Sqlite(path)) => {
-                let mut name = path.as_os_str().to_owned();
-                name.push(".spool");
-                PathBuf::from(name)
-            }
+            // Beside the database, named after it without its extension (`tollgate.db`:
+            // `tollgate.usage-spool`), so that it is not taken for one of SQLite's files.
+            (None, DatabaseLocation::Sqlite(path)) => path.with_extension("usage-spool"),
         };
         if let (Some(one), Some(all)) = (file.max_body_bytes, file.max_body_bytes_in_flight) {
             if all < one {
