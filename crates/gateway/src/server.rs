@@ -64,6 +64,8 @@ pub struct RunningGateway {
     key_lookups: Arc<KeyLookups>,
     limits: Arc<Limits>,
     metering: JoinHandle<()>,
+    /// With a spool: how long shutdown waits for the store to take the last usage events.
+    metering_grace: Option<std::time::Duration>,
     alerts: JoinHandle<()>,
     alerts_stop: watch::Sender<bool>,
 }
@@ -126,6 +128,7 @@ impl Gateway {
             self.store.clone(),
         ));
         let last_used = Arc::new(LastUsed::default());
+        let metering_grace = spool.as_ref().map(|_| self.settings.shutdown_grace);
         let (usage, metering) = metering::start(
             self.store.clone(),
             self.settings.metering.capacity,
@@ -208,6 +211,7 @@ impl Gateway {
             key_lookups,
             limits,
             metering,
+            metering_grace,
             alerts,
             alerts_stop,
         })
@@ -244,8 +248,9 @@ impl RunningGateway {
         for task in self.background {
             let _ = task.await;
         }
-        // The writer ends once the last request holding a usage sink has finished.
-        let _ = self.metering.await;
+        // The writer ends once the last request holding a usage sink has finished (bounded when
+        // the events are spooled: see `metering::drain`).
+        metering::drain(self.metering, self.metering_grace).await;
         let _ = self.alerts_stop.send(true);
         let _ = self.alerts.await;
     }

@@ -101,6 +101,23 @@ impl UsageSink {
     }
 }
 
+/// Waits for the writer to store every event and stop. With a spool (`grace` set), a store
+/// that cannot take them within `grace` (it is down) does not hold the process: the writer is
+/// stopped and the events stay spooled for the next start; returns false then.
+pub async fn drain(mut writer: tokio::task::JoinHandle<()>, grace: Option<Duration>) -> bool {
+    let Some(grace) = grace else {
+        let _ = writer.await;
+        return true;
+    };
+    if tokio::time::timeout(grace, &mut writer).await.is_ok() {
+        return true;
+    }
+    writer.abort();
+    let _ = writer.await;
+    tracing::warn!("the store did not take the last usage events within the shutdown grace period; they stay in the spool and the next start stores them");
+    false
+}
+
 /// Stores the events a previous process left in the spool, before the gateway serves anyone:
 /// once it listens, its usage reports are whole. What cannot be stored now (the store is
 /// failing) is returned, for the writer to keep trying.
@@ -318,5 +335,55 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(stored(&store).await, 4);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_is_down_at_shutdown_leaves_the_events_spooled_for_the_next_start() {
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("tollgate.db");
+        let store = Store::open(&DatabaseLocation::Sqlite(path.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().join("spool");
+        let (spool, leftover) = Spool::open(&root, 1 << 30).unwrap_or_else(|e| panic!("{e}"));
+        let (sink, writer) = start(
+            store.clone(),
+            16,
+            4,
+            Duration::from_millis(10),
+            Some((Arc::new(spool), leftover)),
+        );
+        // The store is down: another connection holds it locked.
+        let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut blocker)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        sink.record(event(1)).await;
+        drop(sink);
+        let started = tokio::time::Instant::now();
+        assert!(
+            !drain(writer, Some(Duration::from_millis(300))).await,
+            "the writer could not have stored the event"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "shutdown waited {:?}",
+            started.elapsed()
+        );
+        // Back up: the next start finds the event in the spool and stores it.
+        sqlx::query("ROLLBACK")
+            .execute(&mut blocker)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(blocker);
+        let (spool, leftover) = Spool::open(&root, 1 << 30).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(leftover.events.len(), 1);
+        let rest = replay(&store, &spool, leftover, 16).await;
+        assert!(rest.events.is_empty());
+        assert_eq!(stored(&store).await, 1);
     }
 }
