@@ -144,7 +144,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn large_prompts_are_counted_exactly_off_the_thread() {
+    async fn a_large_prompt_sent_to_the_blocking_pool_is_counted_exactly() {
         let big = "hello ".repeat(INLINE_BYTES / 3);
         let body = Bytes::from(format!(r#"{{"model":"m","input":"{big}"}}"#));
         assert!(body.len() > INLINE_BYTES);

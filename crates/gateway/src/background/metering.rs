@@ -268,12 +268,13 @@ async fn write_batches(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
     use tollgate_store::DatabaseLocation;
 
-    fn event(n: usize) -> UsageEvent {
+    /// A usage event for tests (the spool's too).
+    pub(crate) fn event(n: usize) -> UsageEvent {
         UsageEvent {
             request_id: format!("req_{n:032}"),
             org_id: OrgId::from_trusted("org-test".into()),
@@ -289,7 +290,7 @@ mod tests {
             cost: MicroUsd(1),
             status: 200,
             latency_ms: 1,
-            client_ip: None,
+            client_ip: Some("127.0.0.1".into()),
             created_at: UnixTime(1_795_400_000),
         }
     }

@@ -6,8 +6,8 @@
 //!   `write(2)` on a file opened for appending. When the call returns the line is in the
 //!   kernel's page cache, which a killed process (`kill -9`, the OOM killer, a panic) cannot
 //!   take with it. Nothing is `fsync`ed: a power cut can still lose the last seconds, as it can
-//!   the database's own un-synced pages. (Measured on this 2-core VM: ~2 µs per append,
-//!   against ~1.5 ms for an `fdatasync`.)
+//!   the database's own un-synced pages. (The cost of the append on its own was not measured;
+//!   `bench/proxy-cpu.sh` measures the request with it.)
 //! - **Segments.** Events go to numbered segment files (`usage-<n>.jsonl`). A segment is
 //!   deleted once the writer has stored every event appended to it; the current one is
 //!   emptied when all of its events are stored, so an idle gateway keeps an empty spool. A new
@@ -408,28 +408,7 @@ impl Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
-
-    fn event(n: usize) -> UsageEvent {
-        UsageEvent {
-            request_id: format!("req_{n:032}"),
-            org_id: OrgId::from_trusted("org-test".into()),
-            project_id: ProjectId::from_trusted("proj_test".into()),
-            key_id: KeyId::from_trusted("key_test".into()),
-            model_requested: "gpt-4o-mini".into(),
-            model_served: "gpt-4o-mini".into(),
-            endpoint: "/v1/chat/completions".into(),
-            input_tokens: 3,
-            cached_input_tokens: 0,
-            output_tokens: 5,
-            reasoning_tokens: 0,
-            cost: MicroUsd(7),
-            status: 200,
-            latency_ms: 1,
-            client_ip: Some("127.0.0.1".into()),
-            created_at: UnixTime(1_795_400_000),
-        }
-    }
+    use crate::background::metering::tests::event;
 
     fn files(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
