@@ -16,7 +16,9 @@ pub use limits::{BudgetRequest, BudgetStatus, HolderRequest, LimitStatus, Limits
 
 use std::sync::Arc;
 use tollgate_core::{AuditId, Clock, KeyFormat, KeyHasher, ProjectId};
-use tollgate_store::{Actor, AuditEntry, Organization, Store, UsageGrouping, UsageRow};
+use tollgate_store::{
+    Actor, AuditEntry, AuditQuery, Member, Organization, Store, UsageGrouping, UsageRow, UsageTotal,
+};
 
 pub type Result<T, E = ControlError> = std::result::Result<T, E>;
 
@@ -108,6 +110,30 @@ impl Control {
             .store
             .audit_entries(&org.id, resource_id, limit)
             .await?)
+    }
+
+    /// One page of the audit log, filtered (newest first; one entry past the page's limit
+    /// tells there is more).
+    pub async fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let org = self.organization().await?;
+        Ok(self.store.audit_page(&org.id, query).await?)
+    }
+
+    /// The organization's users and their roles.
+    pub async fn members(&self) -> Result<Vec<Member>> {
+        let org = self.organization().await?;
+        Ok(self.store.members(&org.id).await?)
+    }
+
+    /// Usage events summed per time bucket (see [`Store::usage_totals`]).
+    pub async fn usage_totals(
+        &self,
+        start: tollgate_core::UnixTime,
+        end: tollgate_core::UnixTime,
+        width: i64,
+    ) -> Result<Vec<UsageTotal>> {
+        let org = self.organization().await?;
+        Ok(self.store.usage_totals(&org.id, start, end, width).await?)
     }
 
     pub fn now(&self) -> tollgate_core::UnixTime {

@@ -43,6 +43,30 @@ impl Control {
         Ok(self.store.find_project(&org.id, id_or_name).await?)
     }
 
+    /// Renames an active project.
+    pub async fn rename_project(
+        &self,
+        actor: &Actor,
+        id_or_name: &str,
+        name: &str,
+    ) -> Result<Project> {
+        let org = self.organization().await?;
+        let project = self.active_project(id_or_name).await?;
+        let name = validate_name(name)?;
+        let entry = self.audit_entry(
+            &org,
+            actor,
+            "project.updated",
+            Some(&project.id),
+            project.id.as_str(),
+            json!({"changes_requested": {"title": name}, "previous": {"title": project.name}}),
+        );
+        self.store
+            .rename_project(&project.id, &name, &entry)
+            .await?;
+        Ok(Project { name, ..project })
+    }
+
     /// Archives a project: its keys stop working and it takes no new keys. The default project
     /// cannot be archived, as on OpenAI.
     pub async fn archive_project(&self, actor: &Actor, id_or_name: &str) -> Result<Project> {

@@ -95,6 +95,16 @@ pub fn is_model_lookup(method: Option<Method>, raw_path: &str) -> bool {
             .is_some_and(|id| !id.is_empty())
 }
 
+/// Where the admin API (OpenAI's organization endpoints) sits.
+pub const ADMIN_API: &str = "/v1/organization";
+
+/// Whether a canonical path is the admin API's: answered by the control plane with admin keys,
+/// never by the data plane and never forwarded.
+pub fn is_admin_api(path: &str) -> bool {
+    path.strip_prefix(ADMIN_API)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {

@@ -51,6 +51,9 @@ pub struct Gateway {
     pub hasher: KeyHasher,
     pub format: KeyFormat,
     pub clock: Arc<dyn Clock>,
+    /// The admin API (`/v1/organization/...`), served beside the data plane when given; it
+    /// authenticates its own callers (admin keys).
+    pub admin: Option<Router>,
 }
 
 /// A gateway serving requests in the background.
@@ -191,7 +194,7 @@ impl Gateway {
             limits: limits.clone(),
             body_budget: crate::body_budget::BodyBudget::new(body_budget),
         }));
-        let app = Dispatch::new(router(state.clone()), state);
+        let app = Dispatch::new(router(state.clone()), self.admin, state);
         let workers = Workers::start(worker_count).map_err(StartError::Workers)?;
         let server = tokio::spawn(workers::serve(
             listener,

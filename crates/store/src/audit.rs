@@ -1,4 +1,4 @@
-use crate::{Actor, AuditEntry, Result, Store};
+use crate::{Actor, AuditEntry, AuditQuery, Result, Store};
 use tollgate_core::{AuditId, OrgId, ProjectId, UnixTime};
 
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
@@ -84,6 +84,46 @@ impl Store {
         .bind(resource_id)
         .bind(resource_id)
         .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
+    }
+
+    /// One page of audit entries, newest first, filtered as `query` says; one entry more than
+    /// `query.limit` is read, so the caller knows whether there is a next page.
+    pub async fn audit_page(&self, org: &OrgId, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        // Each list filter is bound as one JSON array (`json_each`): no SQL is ever assembled.
+        let list = |values: &[String]| {
+            (!values.is_empty()).then(|| serde_json::Value::from(values.to_vec()).to_string())
+        };
+        let (types, projects, actors, resources) = (
+            list(&query.event_types),
+            list(&query.project_ids),
+            list(&query.actor_ids),
+            list(&query.resource_ids),
+        );
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, org_id, event_type, actor_type, actor_id, project_id, resource_id, data, created_at
+             FROM audit_log
+             WHERE org_id = ?1
+               AND (?2 IS NULL OR created_at >= ?2)
+               AND (?3 IS NULL OR created_at <= ?3)
+               AND (?4 IS NULL OR event_type IN (SELECT value FROM json_each(?4)))
+               AND (?5 IS NULL OR project_id IN (SELECT value FROM json_each(?5)))
+               AND (?6 IS NULL OR actor_id IN (SELECT value FROM json_each(?6)))
+               AND (?7 IS NULL OR resource_id IN (SELECT value FROM json_each(?7)))
+               AND (?8 IS NULL OR seq < (SELECT seq FROM audit_log WHERE id = ?8 AND org_id = ?1))
+             ORDER BY seq DESC LIMIT ?9",
+        )
+        .bind(org.as_str())
+        .bind(query.since.map(UnixTime::seconds))
+        .bind(query.until.map(UnixTime::seconds))
+        .bind(types)
+        .bind(projects)
+        .bind(actors)
+        .bind(resources)
+        .bind(query.after.as_deref())
+        .bind(query.limit.saturating_add(1))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(AuditEntry::from).collect())

@@ -1,5 +1,5 @@
 use crate::error::conflict_on_unique;
-use crate::{audit, keys, Bootstrap, Organization, Result, Role, Store, StoreError, User};
+use crate::{audit, keys, Bootstrap, Member, Organization, Result, Role, Store, StoreError, User};
 use tollgate_core::{OrgId, UnixTime, UserId};
 
 impl Store {
@@ -102,5 +102,35 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.and_then(|(hash,)| hash))
+    }
+
+    /// The organization's users with their roles, in the order they joined.
+    pub async fn members(&self, org: &OrgId) -> Result<Vec<Member>> {
+        let rows: Vec<(String, String, String, i64, String, i64)> = sqlx::query_as(
+            "SELECT u.id, u.email, u.name, u.created_at, m.role, m.created_at
+             FROM users u JOIN memberships m ON m.user_id = u.id
+             WHERE m.org_id = ?
+             ORDER BY m.created_at, u.rowid",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, email, name, created_at, role, added_at)| Member {
+                user: User {
+                    id: UserId::from_trusted(id),
+                    email,
+                    name,
+                    created_at: UnixTime(created_at),
+                },
+                role: if role == "owner" {
+                    Role::Owner
+                } else {
+                    Role::Reader
+                },
+                added_at: UnixTime(added_at),
+            })
+            .collect())
     }
 }

@@ -141,6 +141,19 @@ impl Store {
         Ok(())
     }
 
+    /// Renames a project.
+    pub async fn rename_project(
+        &self,
+        id: &ProjectId,
+        name: &str,
+        entry: &AuditEntry,
+    ) -> Result<()> {
+        let update = sqlx::query("UPDATE projects SET name = ? WHERE id = ?")
+            .bind(name.to_owned())
+            .bind(id.as_str());
+        self.update_project(id, update, entry).await
+    }
+
     /// Replaces a project's IP allow-list; servers apply it through the change log.
     pub async fn set_project_allowed_ips(
         &self,

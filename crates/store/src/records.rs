@@ -249,6 +249,48 @@ pub struct UsageEvent {
     pub created_at: UnixTime,
 }
 
+/// A user of an organization, with their role there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub user: User,
+    pub role: Role,
+    /// When they joined the organization.
+    pub added_at: UnixTime,
+}
+
+/// Which audit entries to list (every filter that is set must hold), newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Entries at or after this instant.
+    pub since: Option<UnixTime>,
+    /// Entries at or before this instant.
+    pub until: Option<UnixTime>,
+    pub event_types: Vec<String>,
+    pub project_ids: Vec<String>,
+    pub actor_ids: Vec<String>,
+    pub resource_ids: Vec<String>,
+    /// Entries older than this one (its id), for the next page.
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+/// Usage summed over one time bucket and one (project, key, model, endpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageTotal {
+    /// Which bucket: 0 for the one that starts at the query's start.
+    pub bucket: i64,
+    pub project_id: ProjectId,
+    pub key_id: KeyId,
+    pub model: String,
+    pub endpoint: String,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub output_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub cost: MicroUsd,
+}
+
 /// How a usage report groups its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageGrouping {

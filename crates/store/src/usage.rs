@@ -1,4 +1,4 @@
-use crate::{Result, Store, UsageEvent, UsageGrouping, UsageRow};
+use crate::{Result, Store, UsageEvent, UsageGrouping, UsageRow, UsageTotal};
 use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
 
 /// Rows per INSERT (16 parameters each, well under SQLite's limit of 32,766), largest first.
@@ -264,5 +264,62 @@ impl Store {
             u64::try_from(requests).unwrap_or(0),
             u64::try_from(tokens.unwrap_or(0)).unwrap_or(0),
         ))
+    }
+
+    /// Usage events from `start` (inclusive) to `end` (exclusive), summed per bucket of `width`
+    /// seconds counted from `start`, per project, key, served model and endpoint: the numbers
+    /// the admin API's usage and costs reports group further. Straight from the events, so
+    /// the reports equal them exactly.
+    pub async fn usage_totals(
+        &self,
+        org: &OrgId,
+        start: UnixTime,
+        end: UnixTime,
+        width: i64,
+    ) -> Result<Vec<UsageTotal>> {
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT (created_at - ?2) / ?4 AS bucket, project_id, key_id, model_served, endpoint,
+                    COUNT(*), SUM(input_tokens), SUM(cached_input_tokens), SUM(output_tokens),
+                    SUM(reasoning_tokens), SUM(cost_micro_usd)
+             FROM usage_events
+             WHERE org_id = ?1 AND created_at >= ?2 AND created_at < ?3
+             GROUP BY 1, 2, 3, 4, 5
+             ORDER BY 1, 2, 3, 4, 5",
+        )
+        .bind(org.as_str())
+        .bind(start.seconds())
+        .bind(end.seconds())
+        .bind(width.max(1))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UsageTotal {
+                bucket: r.0,
+                project_id: ProjectId::from_trusted(r.1),
+                key_id: KeyId::from_trusted(r.2),
+                model: r.3,
+                endpoint: r.4,
+                requests: r.5,
+                input_tokens: r.6,
+                cached_input_tokens: r.7,
+                output_tokens: r.8,
+                reasoning_tokens: r.9,
+                cost: MicroUsd(r.10),
+            })
+            .collect())
     }
 }

@@ -48,6 +48,7 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
         hasher: control.hasher().clone(),
         format: control.key_format().clone(),
         clock: control.clock(),
+        admin: Some(tollgate_admin::router(control.clone())),
     };
     // Listen for signals before announcing readiness, so an early SIGTERM still stops cleanly.
     let stop_signal = StopSignal::install()?;

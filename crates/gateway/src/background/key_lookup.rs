@@ -113,6 +113,11 @@ pub struct Unchecked;
 impl KeyLookups {
     /// Allows `per_second` store lookups a second (0: never look up; new keys then wait for
     /// the change log).
+    /// The follower that applies the store's changes to this server.
+    pub fn follower(&self) -> &Arc<Follower> {
+        &self.follower
+    }
+
     pub fn new(follower: Arc<Follower>, per_second: u32) -> KeyLookups {
         KeyLookups {
             follower,

@@ -27,13 +27,19 @@ use tower_service::Service;
 #[derive(Clone)]
 pub(crate) struct Dispatch {
     router: Router,
+    /// The admin API, when this server serves it.
+    admin: Option<Router>,
     state: AppState,
 }
 
 impl Dispatch {
     /// `router` must be the one built over `state`.
-    pub(crate) fn new(router: Router, state: AppState) -> Dispatch {
-        Dispatch { router, state }
+    pub(crate) fn new(router: Router, admin: Option<Router>, state: AppState) -> Dispatch {
+        Dispatch {
+            router,
+            admin,
+            state,
+        }
     }
 
     /// Serves a request that arrived from `peer`.
@@ -67,6 +73,11 @@ impl Dispatch {
             request.extensions_mut().insert(ConnectInfo(peer));
             let Ok(response) = self.router.call(request).await;
             return response;
+        }
+        if endpoints::is_admin_api(&path) {
+            if let Some(admin) = self.admin.as_mut() {
+                return admin_api(admin, &self.state, request, &path, peer).await;
+            }
         }
         let (parts, body) = request.into_parts();
         // The API's shape is shown only to a caller with a key: 401 before 404 and 405.
@@ -104,4 +115,53 @@ impl Dispatch {
             }
         }
     }
+}
+
+/// Hands an admin API request to the control plane, under its canonical path (the admin
+/// router matches paths; it must see the one everything else was decided on). The admin API
+/// authenticates its own callers: a connection that has shown no valid key is closed after
+/// its 401, as on the data plane. A change made through it is in force on this server before
+/// the caller hears it was made: a deleted key is refused from the next request on.
+async fn admin_api(
+    admin: &mut Router,
+    state: &AppState,
+    mut request: Request<Incoming>,
+    path: &str,
+    peer: SocketAddr,
+) -> Response {
+    let canonical = match request.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    match canonical.parse::<axum::http::Uri>() {
+        Ok(uri) => *request.uri_mut() = uri,
+        Err(_) => {
+            return GatewayError::UnknownRoute {
+                method: request.method().to_string(),
+                path: path.to_owned(),
+            }
+            .into_response()
+        }
+    }
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let trust = request.extensions().get::<Trust>().cloned();
+    let changes = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    let Ok(mut response) = admin.call(request).await;
+    if changes && response.status().is_success() {
+        state.key_lookups.follower().catch_up().await;
+    }
+    if let Some(trust) = trust {
+        if response.status() != axum::http::StatusCode::UNAUTHORIZED {
+            trust.authenticated();
+        } else if !trust.is_authenticated() {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+    }
+    response
 }

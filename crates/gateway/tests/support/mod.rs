@@ -210,6 +210,7 @@ impl TestApp {
             hasher,
             format: KeyFormat::default(),
             clock: Arc::new(clock.clone()),
+            admin: None,
         }
         .start()
         .await

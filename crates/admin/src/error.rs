@@ -1,0 +1,88 @@
+//! The admin API's one error type, rendered once as OpenAI's error envelope.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tollgate_control::{ControlError, ErrorClass};
+use tollgate_core::{ErrorKind, OpenAiError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("You didn't provide an API key. You need to provide your admin API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_ADMIN_KEY).")]
+    MissingKey,
+    #[error("Incorrect API key provided: {shown}. The admin API takes an admin key (sk-admin-...) that is active.")]
+    InvalidKey { shown: String },
+    #[error("This is a project or service account key; the admin API (/v1/organization/...) takes only admin keys (sk-admin-...). The first run printed one.")]
+    NotAdminKey,
+    #[error("This admin key has the reader role: it can list and read, not change anything. Use an owner's admin key.")]
+    ReaderKey,
+    #[error("{message}")]
+    BadParam { param: String, message: String },
+    #[error("{0}")]
+    BadBody(String),
+    #[error("No such {what}: '{id}'")]
+    NotFound { what: &'static str, id: String },
+    #[error("Invalid URL ({method} {path})")]
+    UnknownRoute { method: String, path: String },
+    #[error("Method {method} is not allowed for {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+impl AdminError {
+    pub fn param(param: &str, message: impl Into<String>) -> AdminError {
+        AdminError::BadParam {
+            param: param.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn envelope(&self) -> OpenAiError {
+        let message = self.to_string();
+        match self {
+            AdminError::MissingKey | AdminError::InvalidKey { .. } => {
+                OpenAiError::new(ErrorKind::Authentication, message).with_code("invalid_api_key")
+            }
+            AdminError::NotAdminKey | AdminError::ReaderKey => {
+                OpenAiError::new(ErrorKind::PermissionDenied, message)
+                    .with_code("insufficient_permissions")
+            }
+            AdminError::BadParam { param, .. } => {
+                OpenAiError::new(ErrorKind::InvalidRequest, message).with_param(param.clone())
+            }
+            AdminError::BadBody(_) => OpenAiError::new(ErrorKind::InvalidRequest, message),
+            AdminError::NotFound { .. } | AdminError::UnknownRoute { .. } => {
+                OpenAiError::new(ErrorKind::NotFound, message)
+            }
+            AdminError::MethodNotAllowed { .. } => {
+                OpenAiError::new(ErrorKind::MethodNotAllowed, message)
+            }
+            AdminError::Control(err) => match err.class() {
+                ErrorClass::Invalid => OpenAiError::new(ErrorKind::InvalidRequest, message),
+                ErrorClass::NotFound => OpenAiError::new(ErrorKind::NotFound, message),
+                ErrorClass::Conflict => OpenAiError::new(ErrorKind::Conflict, message),
+                ErrorClass::Environment | ErrorClass::Internal => {
+                    tracing::error!(error = %err, "admin API request failed");
+                    OpenAiError::new(
+                        ErrorKind::Server,
+                        "The server had an error while processing your request; it is logged.",
+                    )
+                }
+            },
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let envelope = self.envelope();
+        let status =
+            StatusCode::from_u16(envelope.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, envelope.to_json()).into_response();
+        response.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}

@@ -1,0 +1,85 @@
+//! Tollgate's admin API: OpenAI's `/v1/organization/*` endpoints (paths, query parameters,
+//! objects, list envelopes, errors) over the control plane, so that scripts and the official
+//! SDKs' admin clients written for `api.openai.com` manage Tollgate by changing the base URL.
+//!
+//! Every endpoint takes an admin key (see `auth`); handlers parse, call `tollgate-control`
+//! and shape its records as OpenAI's objects (`objects`); nothing here touches the database.
+
+mod auth;
+mod body;
+mod error;
+mod list;
+mod objects;
+mod organization;
+mod params;
+mod projects;
+mod usage;
+
+pub use error::AdminError;
+
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+use axum::Router;
+use tollgate_control::Control;
+
+/// What every handler is given.
+#[derive(Clone, Debug)]
+pub struct AdminState {
+    control: Control,
+}
+
+/// The path every admin endpoint sits under.
+pub const PREFIX: &str = tollgate_core::endpoints::ADMIN_API;
+
+/// The admin API's routes over `control`.
+pub fn router(control: Control) -> Router {
+    let org = Router::new()
+        .route("/projects", get(projects::list).post(projects::create))
+        .route(
+            "/projects/{project_id}",
+            get(projects::retrieve).post(projects::update),
+        )
+        .route("/projects/{project_id}/archive", post(projects::archive))
+        .route(
+            "/projects/{project_id}/service_accounts",
+            get(projects::service_accounts).post(projects::create_service_account),
+        )
+        .route(
+            "/projects/{project_id}/service_accounts/{service_account_id}",
+            get(projects::service_account),
+        )
+        .route("/projects/{project_id}/api_keys", get(projects::api_keys))
+        .route(
+            "/projects/{project_id}/api_keys/{key_id}",
+            get(projects::api_key).delete(projects::delete_api_key),
+        )
+        .route("/users", get(organization::users))
+        .route("/users/{user_id}", get(organization::user))
+        .route("/admin_api_keys", get(organization::admin_keys))
+        .route("/admin_api_keys/{key_id}", get(organization::admin_key))
+        .route("/audit_logs", get(organization::audit_logs))
+        .route("/usage/completions", get(usage::completions))
+        .route("/usage/embeddings", get(usage::embeddings))
+        .route("/costs", get(usage::costs))
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .nest(PREFIX, org)
+        .fallback(unknown_route)
+        .with_state(AdminState { control })
+}
+
+/// An unknown path, once the caller has shown an admin key (as the data plane: the API's shape
+/// is shown only to a caller with a key).
+async fn unknown_route(_caller: auth::Caller, method: Method, uri: Uri) -> AdminError {
+    AdminError::UnknownRoute {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+async fn method_not_allowed(_caller: auth::Caller, method: Method, uri: Uri) -> AdminError {
+    AdminError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}

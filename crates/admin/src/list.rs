@@ -1,0 +1,60 @@
+//! OpenAI's list object, `{object: "list", data, first_id, last_id, has_more}`, and its
+//! cursor: `after` names the last id of the previous page.
+
+use crate::error::AdminError;
+use crate::params::Params;
+use axum::Json;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct List<T> {
+    pub object: &'static str,
+    pub data: Vec<T>,
+    pub first_id: Option<String>,
+    pub last_id: Option<String>,
+    pub has_more: bool,
+}
+
+/// Something a list holds: it has an id.
+pub trait Listed {
+    fn id(&self) -> &str;
+}
+
+impl<T: Listed> List<T> {
+    /// A page of `items` (already in list order): up to `limit` after the item `after` names.
+    /// An `after` that names nothing in the list is a 400 naming `after`.
+    pub fn page(items: Vec<T>, params: &Params) -> Result<Json<List<T>>, AdminError> {
+        let limit = usize::try_from(params.limit(20, 100)?).unwrap_or(20);
+        let start = match params.one("after").filter(|a| !a.is_empty()) {
+            None => 0,
+            Some(after) => {
+                items
+                    .iter()
+                    .position(|item| item.id() == after)
+                    .ok_or_else(|| {
+                        AdminError::param(
+                            "after",
+                            format!(
+                                "Invalid 'after': no object with id '{after}' is in this list."
+                            ),
+                        )
+                    })?
+                    + 1
+            }
+        };
+        let has_more = items.len() > start + limit;
+        let data: Vec<T> = items.into_iter().skip(start).take(limit).collect();
+        Ok(Json(List::of(data, has_more)))
+    }
+
+    /// A list of exactly these items.
+    pub fn of(data: Vec<T>, has_more: bool) -> List<T> {
+        List {
+            object: "list",
+            first_id: data.first().map(|i| i.id().to_owned()),
+            last_id: data.last().map(|i| i.id().to_owned()),
+            data,
+            has_more,
+        }
+    }
+}

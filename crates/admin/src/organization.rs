@@ -1,0 +1,216 @@
+//! `/v1/organization/users`, `/admin_api_keys` and `/audit_logs`.
+
+use crate::auth::Caller;
+use crate::error::AdminError;
+use crate::list::List;
+use crate::objects::{AdminKeyObject, AuditLogObject, Owners, UserObject};
+use crate::params::Params;
+use crate::AdminState;
+use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use tollgate_core::{KeyKind, UnixTime};
+use tollgate_store::AuditQuery;
+
+type Answer<T> = Result<Json<T>, AdminError>;
+
+pub async fn users(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Answer<List<UserObject>> {
+    let params = Params::parse(query.as_deref());
+    let emails = params.many("emails");
+    let users = state
+        .control
+        .members()
+        .await?
+        .iter()
+        .filter(|m| emails.is_empty() || emails.contains(&m.user.email))
+        .map(UserObject::from)
+        .collect();
+    List::page(users, &params)
+}
+
+pub async fn user(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Answer<UserObject> {
+    state
+        .control
+        .members()
+        .await?
+        .iter()
+        .find(|m| m.user.id.as_str() == id)
+        .map(|m| Json(UserObject::from(m)))
+        .ok_or(AdminError::NotFound { what: "user", id })
+}
+
+async fn admin_keys_of(state: &AdminState) -> Result<Vec<AdminKeyObject>, AdminError> {
+    let mut keys = state.control.keys(None, Some(KeyKind::Admin)).await?;
+    keys.retain(|k| k.revoked_at.is_none());
+    keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let members = state.control.members().await?;
+    let owners = Owners {
+        members: &members,
+        accounts: &[],
+    };
+    Ok(keys.iter().map(|k| owners.admin_key(k)).collect())
+}
+
+pub async fn admin_keys(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Answer<List<AdminKeyObject>> {
+    let params = Params::parse(query.as_deref());
+    List::page(admin_keys_of(&state).await?, &params)
+}
+
+pub async fn admin_key(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Answer<AdminKeyObject> {
+    admin_keys_of(&state)
+        .await?
+        .into_iter()
+        .find(|k| k.id == id)
+        .map(Json)
+        .ok_or(AdminError::NotFound {
+            what: "admin API key",
+            id,
+        })
+}
+
+/// Tollgate's audit event types and the names OpenAI's audit log gives them. Tollgate's own
+/// events that OpenAI has no name for (budgets, alerts, refused addresses) are listed only when
+/// asked for by their own name, so that a client validating OpenAI's list of types never sees
+/// a type it does not know; each entry also carries its exact type as `tollgate_type`.
+const AS_OPENAI: &[(&str, &str)] = &[
+    ("organization.created", "organization.updated"),
+    ("organization.updated", "organization.updated"),
+    ("user.added", "user.added"),
+    ("user.updated", "user.updated"),
+    ("user.deleted", "user.deleted"),
+    ("project.created", "project.created"),
+    ("project.updated", "project.updated"),
+    ("project.archived", "project.archived"),
+    ("api_key.created", "api_key.created"),
+    ("api_key.updated", "api_key.updated"),
+    ("api_key.rotated", "api_key.updated"),
+    ("api_key.revoked", "api_key.deleted"),
+    ("api_key.deleted", "api_key.deleted"),
+    ("service_account.created", "service_account.created"),
+    ("service_account.updated", "service_account.updated"),
+    ("service_account.deleted", "service_account.deleted"),
+    ("rate_limit.updated", "rate_limit.updated"),
+    ("rate_limit.deleted", "rate_limit.deleted"),
+    ("ip_allowlist.created", "ip_allowlist.created"),
+    ("ip_allowlist.updated", "ip_allowlist.updated"),
+    ("ip_allowlist.deleted", "ip_allowlist.deleted"),
+    ("invite.sent", "invite.sent"),
+    ("invite.accepted", "invite.accepted"),
+    ("invite.deleted", "invite.deleted"),
+    ("login.succeeded", "login.succeeded"),
+    ("login.failed", "login.failed"),
+    ("logout.succeeded", "logout.succeeded"),
+];
+
+/// The type an entry is listed under.
+pub fn openai_type(tollgate: &str) -> &str {
+    AS_OPENAI
+        .iter()
+        .find(|(t, _)| *t == tollgate)
+        .map_or(tollgate, |(_, o)| *o)
+}
+
+/// The stored types a filter on `requested` (OpenAI's names, or Tollgate's own) selects.
+fn stored_types(requested: &[String]) -> Vec<String> {
+    if requested.is_empty() {
+        return AS_OPENAI.iter().map(|(t, _)| (*t).to_owned()).collect();
+    }
+    let mut types: Vec<String> = Vec::new();
+    for name in requested {
+        types.push(name.clone());
+        types.extend(
+            AS_OPENAI
+                .iter()
+                .filter(|(_, o)| o == name)
+                .map(|(t, _)| (*t).to_owned()),
+        );
+    }
+    types.sort();
+    types.dedup();
+    types
+}
+
+pub async fn audit_logs(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Answer<List<AuditLogObject>> {
+    let params = Params::parse(query.as_deref());
+    let at = |op: &str| params.int(&format!("effective_at[{op}]"));
+    let since = match (at("gt")?, at("gte")?) {
+        (Some(gt), Some(gte)) => Some(gte.max(gt.saturating_add(1))),
+        (Some(gt), None) => Some(gt.saturating_add(1)),
+        (None, gte) => gte,
+    };
+    let until = match (at("lt")?, at("lte")?) {
+        (Some(lt), Some(lte)) => Some(lte.min(lt.saturating_sub(1))),
+        (Some(lt), None) => Some(lt.saturating_sub(1)),
+        (None, lte) => lte,
+    };
+    let members = state.control.members().await?;
+    let mut actor_ids = params.many("actor_ids");
+    for email in params.many("actor_emails") {
+        actor_ids.extend(
+            members
+                .iter()
+                .filter(|m| m.user.email == email)
+                .map(|m| m.user.id.as_str().to_owned()),
+        );
+        actor_ids.push(email);
+    }
+    if actor_ids.is_empty() && !params.many("actor_emails").is_empty() {
+        return Ok(Json(List::of(Vec::new(), false)));
+    }
+    let limit = params.limit(20, 100)?;
+    let query = AuditQuery {
+        since: since.map(UnixTime),
+        until: until.map(UnixTime),
+        event_types: stored_types(&params.many("event_types")),
+        project_ids: params.many("project_ids"),
+        actor_ids,
+        resource_ids: params.many("resource_ids"),
+        after: params
+            .one("after")
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned),
+        limit,
+    };
+    let mut entries = state.control.audit_page(&query).await?;
+    let has_more = entries.len() as i64 > limit;
+    entries.truncate(usize::try_from(limit).unwrap_or(0));
+    let data = entries
+        .iter()
+        .map(|e| {
+            let mut object = AuditLogObject::new(e, &members);
+            let listed = openai_type(&e.event_type).to_owned();
+            if listed != e.event_type {
+                // The details sit under the name the entry is listed under.
+                if let Some(detail) = object.details.remove(&e.event_type) {
+                    object.details.insert(listed.clone(), detail);
+                }
+            }
+            object.details.insert(
+                "tollgate_type".into(),
+                serde_json::Value::String(e.event_type.clone()),
+            );
+            object.kind = listed;
+            object
+        })
+        .collect();
+    Ok(Json(List::of(data, has_more)))
+}

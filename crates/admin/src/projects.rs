@@ -1,0 +1,302 @@
+//! `/v1/organization/projects` and what lives in a project: its service accounts and API keys.
+
+use crate::auth::Caller;
+use crate::body::JsonBody;
+use crate::error::AdminError;
+use crate::list::List;
+use crate::objects::{Owners, ProjectApiKeyObject, ProjectObject, ServiceAccountObject};
+use crate::params::Params;
+use crate::AdminState;
+use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tollgate_control::{KeyOwnerRequest, NewKey};
+use tollgate_core::{KeyKind, Permissions};
+use tollgate_store::{KeyRecord, Project, ProjectStatus};
+
+type Answer<T> = Result<Json<T>, AdminError>;
+
+pub async fn list(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Answer<List<ProjectObject>> {
+    let params = Params::parse(query.as_deref());
+    let archived = params.bool("include_archived")?;
+    let mut projects = state.control.projects(archived).await?;
+    projects.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    List::page(projects.iter().map(ProjectObject::from).collect(), &params)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectBody {
+    name: String,
+    /// OpenAI's data residency; Tollgate keeps data where it runs, so only null is taken.
+    #[serde(default)]
+    geography: Option<Value>,
+    #[serde(default)]
+    external_key_id: Option<Value>,
+}
+
+impl ProjectBody {
+    fn name(&self) -> Result<&str, AdminError> {
+        if self.geography.as_ref().is_some_and(|g| !g.is_null()) {
+            return Err(AdminError::param(
+                "geography",
+                "Tollgate keeps a project's data where Tollgate runs; 'geography' cannot be set.",
+            ));
+        }
+        if self.external_key_id.as_ref().is_some_and(|g| !g.is_null()) {
+            return Err(AdminError::param(
+                "external_key_id",
+                "Tollgate does not take external encryption keys; 'external_key_id' cannot be set.",
+            ));
+        }
+        Ok(&self.name)
+    }
+}
+
+pub async fn create(
+    State(state): State<AdminState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<ProjectBody>,
+) -> Answer<ProjectObject> {
+    let caller = caller.owner()?;
+    let project = state
+        .control
+        .create_project(&caller.actor(), body.name()?)
+        .await?;
+    Ok(Json(ProjectObject::from(&project)))
+}
+
+pub async fn retrieve(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Answer<ProjectObject> {
+    Ok(Json(ProjectObject::from(&project(&state, &id).await?)))
+}
+
+pub async fn update(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ProjectBody>,
+) -> Answer<ProjectObject> {
+    let caller = caller.owner()?;
+    let project = project(&state, &id).await?;
+    let renamed = state
+        .control
+        .rename_project(&caller.actor(), project.id.as_str(), body.name()?)
+        .await?;
+    Ok(Json(ProjectObject::from(&renamed)))
+}
+
+pub async fn archive(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Answer<ProjectObject> {
+    let caller = caller.owner()?;
+    let project = project(&state, &id).await?;
+    let archived = state
+        .control
+        .archive_project(&caller.actor(), project.id.as_str())
+        .await?;
+    Ok(Json(ProjectObject::from(&archived)))
+}
+
+/// A project by id only (the CLI also takes names; OpenAI's paths take ids).
+async fn project(state: &AdminState, id: &str) -> Result<Project, AdminError> {
+    let not_found = || AdminError::NotFound {
+        what: "project",
+        id: id.to_owned(),
+    };
+    if !id.starts_with("proj_") {
+        return Err(not_found());
+    }
+    match state.control.project(id).await {
+        Ok(project) if project.id.as_str() == id => Ok(project),
+        Ok(_) => Err(not_found()),
+        Err(err) if err.class() == tollgate_control::ErrorClass::NotFound => Err(not_found()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+pub async fn service_accounts(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Answer<List<ServiceAccountObject>> {
+    let params = Params::parse(query.as_deref());
+    let project = project(&state, &id).await?;
+    let mut accounts = state
+        .control
+        .service_accounts(Some(project.id.as_str()))
+        .await?;
+    accounts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    List::page(
+        accounts.iter().map(ServiceAccountObject::from).collect(),
+        &params,
+    )
+}
+
+pub async fn service_account(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path((id, account)): Path<(String, String)>,
+) -> Answer<ServiceAccountObject> {
+    let project = project(&state, &id).await?;
+    let accounts = state
+        .control
+        .service_accounts(Some(project.id.as_str()))
+        .await?;
+    accounts
+        .iter()
+        .find(|a| a.id.as_str() == account)
+        .map(|a| Json(ServiceAccountObject::from(a)))
+        .ok_or(AdminError::NotFound {
+            what: "service account",
+            id: account,
+        })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountBody {
+    name: String,
+}
+
+/// Creates a service account and its first key, returned once, as OpenAI does.
+pub async fn create_service_account(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ServiceAccountBody>,
+) -> Answer<Value> {
+    let caller = caller.owner()?;
+    let project = project(&state, &id).await?;
+    let actor = caller.actor();
+    let account = state
+        .control
+        .create_service_account(&actor, Some(project.id.as_str()), &body.name)
+        .await?;
+    let key = state
+        .control
+        .create_key(
+            &actor,
+            NewKey {
+                name: "Secret key".into(),
+                owner: KeyOwnerRequest::ServiceAccount(account.id.as_str().to_owned()),
+                permissions: Permissions::All,
+                expires_in: None,
+                allowed_ips: Default::default(),
+                allowed_models: Default::default(),
+                limits: Default::default(),
+                budget: None,
+            },
+        )
+        .await?;
+    Ok(Json(json!({
+        "object": "organization.project.service_account",
+        "id": account.id.as_str(),
+        "name": account.name,
+        "role": account.role,
+        "created_at": account.created_at.seconds(),
+        "api_key": {
+            "object": "organization.project.service_account.api_key",
+            "value": key.secret.expose(),
+            "name": key.record.name,
+            "created_at": key.record.created_at.seconds(),
+            "expires_at": key.record.expires_at.map(|t| t.seconds()),
+            "id": key.record.id.as_str(),
+        }
+    })))
+}
+
+/// The project's keys that work or can work again: revoked keys are deleted as far as
+/// OpenAI's API is concerned.
+async fn project_keys(
+    state: &AdminState,
+    project: &Project,
+) -> Result<(Vec<ProjectApiKeyObject>, Vec<KeyRecord>), AdminError> {
+    let mut keys: Vec<KeyRecord> = state
+        .control
+        .keys(Some(project.id.as_str()), None)
+        .await?
+        .into_iter()
+        .filter(|k| k.kind != KeyKind::Admin && k.revoked_at.is_none())
+        .collect();
+    keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let members = state.control.members().await?;
+    let accounts = state
+        .control
+        .service_accounts(Some(project.id.as_str()))
+        .await?;
+    let owners = Owners {
+        members: &members,
+        accounts: &accounts,
+    };
+    let active = project.status == ProjectStatus::Active;
+    let objects = keys.iter().map(|k| owners.project_key(k, active)).collect();
+    Ok((objects, keys))
+}
+
+pub async fn api_keys(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Answer<List<ProjectApiKeyObject>> {
+    let params = Params::parse(query.as_deref());
+    let project = project(&state, &id).await?;
+    let (objects, _) = project_keys(&state, &project).await?;
+    List::page(objects, &params)
+}
+
+pub async fn api_key(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Answer<ProjectApiKeyObject> {
+    let project = project(&state, &id).await?;
+    let (objects, _) = project_keys(&state, &project).await?;
+    objects
+        .into_iter()
+        .find(|k| k.id == key)
+        .map(Json)
+        .ok_or(AdminError::NotFound {
+            what: "API key",
+            id: key,
+        })
+}
+
+/// Deletes (revokes) a project key: it stops working on every server at once.
+pub async fn delete_api_key(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Answer<Value> {
+    let caller = caller.owner()?;
+    let project = project(&state, &id).await?;
+    let (_, keys) = project_keys(&state, &project).await?;
+    let record = keys
+        .iter()
+        .find(|k| k.id.as_str() == key)
+        .ok_or(AdminError::NotFound {
+            what: "API key",
+            id: key.clone(),
+        })?;
+    state
+        .control
+        .revoke_key(&caller.actor(), record.id.as_str())
+        .await?;
+    Ok(Json(json!({
+        "object": "organization.project.api_key.deleted",
+        "id": record.id.as_str(),
+        "deleted": true,
+    })))
+}
