@@ -49,7 +49,8 @@ pub async fn user(
 async fn admin_keys_of(state: &AdminState) -> Result<Vec<AdminKeyObject>, AdminError> {
     let mut keys = state.control.keys(None, Some(KeyKind::Admin)).await?;
     keys.retain(|k| k.revoked_at.is_none());
-    keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    // The store lists the newest first; lists here go oldest first, as projects do.
+    keys.reverse();
     let members = state.control.members().await?;
     let owners = Owners {
         members: &members,

@@ -24,8 +24,8 @@ pub async fn list(
 ) -> Answer<List<ProjectObject>> {
     let params = Params::parse(query.as_deref());
     let archived = params.bool("include_archived")?;
-    let mut projects = state.control.projects(archived).await?;
-    projects.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    // Oldest first, in the order they were made (the store's).
+    let projects = state.control.projects(archived).await?;
     List::page(projects.iter().map(ProjectObject::from).collect(), &params)
 }
 
@@ -133,11 +133,10 @@ pub async fn service_accounts(
 ) -> Answer<List<ServiceAccountObject>> {
     let params = Params::parse(query.as_deref());
     let project = project(&state, &id).await?;
-    let mut accounts = state
+    let accounts = state
         .control
         .service_accounts(Some(project.id.as_str()))
         .await?;
-    accounts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     List::page(
         accounts.iter().map(ServiceAccountObject::from).collect(),
         &params,
@@ -230,7 +229,8 @@ async fn project_keys(
         .into_iter()
         .filter(|k| k.kind != KeyKind::Admin && k.revoked_at.is_none())
         .collect();
-    keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    // The store lists the newest first; lists here go oldest first, as projects do.
+    keys.reverse();
     let members = state.control.members().await?;
     let accounts = state
         .control

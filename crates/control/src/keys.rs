@@ -94,9 +94,11 @@ impl Control {
                 )
             }
             KeyOwnerRequest::Admin => {
-                if request.permissions != Permissions::All {
+                // An admin key is an owner's (`all`: reads and changes) or a reader's
+                // (`read-only`: lists and reads); per-endpoint scopes are for project keys.
+                if matches!(request.permissions, Permissions::Restricted { .. }) {
                     return Err(ControlError::Invalid(
-                        "admin keys always have full access to the admin API; leave out --permissions and --scope".into(),
+                        "admin keys are owners (--permissions all) or readers (--permissions read-only); --scope is for project keys".into(),
                     ));
                 }
                 (KeyKind::Admin, None, KeyOwner::User(owner_user.id))

@@ -1,0 +1,883 @@
+//! The admin API over a real gateway (port 0, a fresh SQLite file, Tollgate's demo provider as
+//! the fake upstream): shapes field by field, pagination, filters, roles, and usage equal to
+//! the recorded events.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tollgate_control::{Control, KeyOwnerRequest, NewKey};
+use tollgate_core::routing::{ModelPattern, RouteTable};
+use tollgate_core::{KeyFormat, KeyHasher, ManualClock, Permissions, ServerSecret, UnixTime};
+use tollgate_gateway::mock::{MockProvider, MockSettings};
+use tollgate_gateway::{Gateway, GatewaySettings, ProviderKey, ProviderSettings, RunningGateway};
+use tollgate_store::{Actor, DatabaseLocation, Store, UsageEvent};
+
+const START: UnixTime = UnixTime(1_800_000_000);
+
+/// A usage result's bucket start, project, key and model, and its requests, input, output and
+/// cached input tokens.
+type Group = (i64, String, String, String);
+type Sums = (i64, i64, i64, i64);
+
+struct App {
+    _dir: tempfile::TempDir,
+    _mock: MockProvider,
+    control: Control,
+    store: Store,
+    clock: ManualClock,
+    _gateway: RunningGateway,
+    base: String,
+    http: reqwest::Client,
+    /// The owner's admin key the first run made.
+    admin: String,
+    default_project: String,
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+}
+
+impl App {
+    async fn spawn() -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&DatabaseLocation::Sqlite(dir.path().join("tollgate.db")))
+            .await
+            .unwrap();
+        let mut secret = vec![0u8; 32];
+        tollgate_core::ids::fill_random(&mut secret);
+        let hasher = KeyHasher::new(ServerSecret::new(secret).unwrap());
+        let clock = ManualClock::at(START);
+        let control = Control::new(
+            store.clone(),
+            hasher.clone(),
+            KeyFormat::default(),
+            Arc::new(clock.clone()),
+        );
+        let first = control
+            .bootstrap("owner@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        let mock = MockProvider::start(MockSettings::default()).await.unwrap();
+        let mut settings = GatewaySettings::new("127.0.0.1:0".parse().unwrap());
+        settings.providers = vec![ProviderSettings {
+            name: "mock".into(),
+            base_url: mock.base_url(),
+            api_key: Some(ProviderKey::new("sk-upstream-0123456789".into())),
+            headers: vec![],
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            ca_file: None,
+        }];
+        let routes = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
+            .iter()
+            .map(|m| (ModelPattern::new(m), 0))
+            .collect();
+        settings.routes = RouteTable::new(1, routes, HashMap::new());
+        settings.metering.linger = Duration::from_millis(5);
+        let gateway = Gateway {
+            settings,
+            store: store.clone(),
+            hasher,
+            format: KeyFormat::default(),
+            clock: Arc::new(clock.clone()),
+            admin: Some(tollgate_admin::router(control.clone())),
+        }
+        .start()
+        .await
+        .unwrap();
+        App {
+            base: format!("http://{}", gateway.addr()),
+            _dir: dir,
+            _mock: mock,
+            control,
+            store,
+            clock,
+            _gateway: gateway,
+            http: reqwest::Client::new(),
+            admin: first.admin_key.expose().to_owned(),
+            default_project: first.project.id.to_string(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply { status, body }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.call("GET", path, Some(&self.admin), None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call("POST", path, Some(&self.admin), Some(body)).await
+    }
+
+    async fn key(&self, name: &str, owner: KeyOwnerRequest, permissions: Permissions) -> String {
+        self.control
+            .create_key(
+                &Actor::cli("tester"),
+                NewKey {
+                    name: name.into(),
+                    owner,
+                    permissions,
+                    expires_in: None,
+                    allowed_ips: Default::default(),
+                    allowed_models: Default::default(),
+                    limits: Default::default(),
+                    budget: None,
+                },
+            )
+            .await
+            .unwrap()
+            .secret
+            .expose()
+            .to_owned()
+    }
+
+    /// Waits until `count` usage events are stored (the writer batches them off the request
+    /// path); returns them.
+    async fn usage_events(&self, count: usize) -> Vec<UsageEvent> {
+        let org = self.control.organization().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let events = self.store.recent_usage(&org.id, 10_000).await.unwrap();
+            if events.len() >= count {
+                return events;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {count} events stored",
+                events.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Reply {
+    fn ok(&self) -> &Value {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.body);
+        &self.body
+    }
+
+    /// An error in OpenAI's envelope with this status, naming `param` when given.
+    fn error(&self, status: u16, param: Option<&str>) -> &str {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        let error = &self.body["error"];
+        assert_eq!(error["type"], "invalid_request_error", "{}", self.body);
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(error.get("code").is_some() && error.get("param").is_some());
+        if let Some(param) = param {
+            assert_eq!(error["param"], param, "{}", self.body);
+        }
+        error["message"].as_str().unwrap_or("")
+    }
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn projects_are_created_read_renamed_and_archived_in_openai_s_shapes() {
+    let app = App::spawn().await;
+    let list = app.get("/v1/organization/projects").await;
+    let list = list.ok();
+    assert_eq!(list["object"], "list");
+    assert_eq!(ids(list), std::slice::from_ref(&app.default_project));
+    assert_eq!(list["first_id"], app.default_project.as_str());
+    assert_eq!(list["last_id"], app.default_project.as_str());
+    assert_eq!(list["has_more"], false);
+
+    let created = app
+        .post("/v1/organization/projects", json!({"name": "Research"}))
+        .await;
+    let project = created.ok().clone();
+    let id = project["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("proj_"));
+    assert_eq!(
+        project,
+        json!({"id": id, "object": "organization.project", "name": "Research",
+               "created_at": START.seconds(), "archived_at": null, "status": "active"})
+    );
+    assert_eq!(
+        app.get(&format!("/v1/organization/projects/{id}"))
+            .await
+            .ok(),
+        &project
+    );
+
+    app.clock.advance(60);
+    let renamed = app
+        .post(
+            &format!("/v1/organization/projects/{id}"),
+            json!({"name": "Research 2"}),
+        )
+        .await;
+    assert_eq!(renamed.ok()["name"], "Research 2");
+    let archived = app
+        .post(
+            &format!("/v1/organization/projects/{id}/archive"),
+            json!({}),
+        )
+        .await;
+    let archived = archived.ok();
+    assert_eq!(archived["status"], "archived");
+    assert_eq!(archived["archived_at"], START.seconds() + 60);
+
+    assert_eq!(
+        ids(app.get("/v1/organization/projects").await.ok()),
+        std::slice::from_ref(&app.default_project)
+    );
+    let all = app
+        .get("/v1/organization/projects?include_archived=true")
+        .await;
+    assert_eq!(ids(all.ok()), [app.default_project.clone(), id.clone()]);
+
+    // Bad input: each a 400, 404 or 409 in OpenAI's envelope.
+    app.get("/v1/organization/projects/proj_doesnotexist")
+        .await
+        .error(404, None);
+    app.get("/v1/organization/projects/key_notaproject")
+        .await
+        .error(404, None);
+    app.post("/v1/organization/projects", json!({"title": "x"}))
+        .await
+        .error(400, None);
+    app.post("/v1/organization/projects", json!({"name": ""}))
+        .await
+        .error(400, None);
+    app.post(
+        "/v1/organization/projects",
+        json!({"name": "x", "geography": "EU"}),
+    )
+    .await
+    .error(400, Some("geography"));
+    let raw = app
+        .http
+        .post(format!("{}/v1/organization/projects", app.base))
+        .bearer_auth(&app.admin)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    app.get("/v1/organization/projects?include_archived=maybe")
+        .await
+        .error(400, Some("include_archived"));
+    app.post(
+        &format!("/v1/organization/projects/{id}/archive"),
+        json!({}),
+    )
+    .await
+    .error(409, None);
+    app.call(
+        "DELETE",
+        "/v1/organization/projects",
+        Some(&app.admin),
+        None,
+    )
+    .await
+    .error(405, None);
+    app.get("/v1/organization/nothing-here")
+        .await
+        .error(404, None);
+}
+
+#[tokio::test]
+async fn lists_page_with_after_and_limit_clamped_as_openai_does() {
+    let app = App::spawn().await;
+    let mut made = vec![app.default_project.clone()];
+    for n in 0..5 {
+        let p = app
+            .post(
+                "/v1/organization/projects",
+                json!({"name": format!("p{n}")}),
+            )
+            .await;
+        made.push(p.ok()["id"].as_str().unwrap().to_owned());
+    }
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = app
+            .get(&format!("/v1/organization/projects?limit=2&after={after}"))
+            .await;
+        let page = page.ok().clone();
+        let got = ids(&page);
+        assert!(got.len() <= 2);
+        assert_eq!(page["first_id"].as_str(), got.first().map(String::as_str));
+        assert_eq!(page["last_id"].as_str(), got.last().map(String::as_str));
+        seen.extend(got);
+        if page["has_more"] == false {
+            break;
+        }
+        after = page["last_id"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(seen, made);
+    assert_eq!(
+        ids(app.get("/v1/organization/projects?limit=0").await.ok()).len(),
+        1
+    );
+    assert_eq!(
+        ids(app.get("/v1/organization/projects?limit=1000").await.ok()).len(),
+        6
+    );
+    app.get("/v1/organization/projects?limit=ten")
+        .await
+        .error(400, Some("limit"));
+    app.get("/v1/organization/projects?after=proj_unknown")
+        .await
+        .error(400, Some("after"));
+}
+
+#[tokio::test]
+async fn only_active_admin_keys_get_in_and_readers_only_read() {
+    let app = App::spawn().await;
+    let path = "/v1/organization/projects";
+    app.call("GET", path, None, None).await.error(401, None);
+    app.call("GET", path, Some("sk-admin-nonsense"), None)
+        .await
+        .error(401, None);
+    let project_key = app
+        .key("p", KeyOwnerRequest::Project(None), Permissions::All)
+        .await;
+    app.call("GET", path, Some(&project_key), None)
+        .await
+        .error(403, None);
+    // An unknown path is not shown to a caller without a key either.
+    app.call("GET", "/v1/organization/nothing", None, None)
+        .await
+        .error(401, None);
+
+    let reader = app
+        .key("r", KeyOwnerRequest::Admin, Permissions::ReadOnly)
+        .await;
+    assert_eq!(app.call("GET", path, Some(&reader), None).await.status, 200);
+    app.call("POST", path, Some(&reader), Some(json!({"name": "no"})))
+        .await
+        .error(403, None);
+    let projects = app.control.projects(true).await.unwrap();
+    assert_eq!(projects.len(), 1, "the reader created nothing");
+
+    // Admin keys stay refused on the data plane.
+    let models = app.call("GET", "/v1/models", Some(&app.admin), None).await;
+    assert!(
+        matches!(models.status.as_u16(), 401 | 403),
+        "{}",
+        models.body
+    );
+
+    // A revoked admin key is refused at once.
+    let other = app.key("o", KeyOwnerRequest::Admin, Permissions::All).await;
+    assert_eq!(app.call("GET", path, Some(&other), None).await.status, 200);
+    let listed = app.get("/v1/organization/admin_api_keys").await;
+    let listed = listed.ok().clone();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 3);
+    let record = &listed["data"][2];
+    assert_eq!(record["object"], "organization.admin_api_key");
+    assert_eq!(record["name"], "o");
+    assert!(!record["redacted_value"]
+        .as_str()
+        .unwrap()
+        .contains(&other[12..]));
+    app.control
+        .revoke_key(&Actor::cli("tester"), record["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    app.call("GET", path, Some(&other), None)
+        .await
+        .error(401, None);
+}
+
+#[tokio::test]
+async fn a_service_account_s_key_is_shown_once_works_and_is_refused_once_deleted() {
+    let app = App::spawn().await;
+    let p = app.default_project.clone();
+    let created = app
+        .post(
+            &format!("/v1/organization/projects/{p}/service_accounts"),
+            json!({"name": "ci-bot"}),
+        )
+        .await;
+    let account = created.ok().clone();
+    assert_eq!(account["object"], "organization.project.service_account");
+    assert_eq!(account["name"], "ci-bot");
+    assert_eq!(account["role"], "member");
+    let key = account["api_key"].clone();
+    assert_eq!(
+        key["object"],
+        "organization.project.service_account.api_key"
+    );
+    let secret = key["value"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("sk-svcacct-"));
+    let key_id = key["id"].as_str().unwrap().to_owned();
+
+    let accounts = app
+        .get(&format!("/v1/organization/projects/{p}/service_accounts"))
+        .await;
+    assert_eq!(
+        ids(accounts.ok()),
+        [account["id"].as_str().unwrap().to_owned()]
+    );
+    let one = app
+        .get(&format!(
+            "/v1/organization/projects/{p}/service_accounts/{}",
+            account["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(one.ok()["name"], "ci-bot");
+
+    let keys = app
+        .get(&format!("/v1/organization/projects/{p}/api_keys"))
+        .await;
+    let keys = keys.ok().clone();
+    let listed = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == key_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(listed["object"], "organization.project.api_key");
+    assert_eq!(listed["owner"]["type"], "service_account");
+    assert_eq!(listed["owner"]["service_account"]["name"], "ci-bot");
+    assert_eq!(listed["owner_project_access"], "active");
+    assert!(
+        !keys.to_string().contains(&secret),
+        "a key list shows no secret"
+    );
+    assert!(listed["redacted_value"]
+        .as_str()
+        .unwrap()
+        .ends_with(&secret[secret.len() - 4..]));
+
+    assert_eq!(
+        app.call("GET", "/v1/models", Some(&secret), None)
+            .await
+            .status,
+        200
+    );
+    let deleted = app
+        .call(
+            "DELETE",
+            &format!("/v1/organization/projects/{p}/api_keys/{key_id}"),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        deleted.ok(),
+        &json!({"object": "organization.project.api_key.deleted", "id": key_id, "deleted": true})
+    );
+    // Refused from the next request on, with no waiting.
+    assert_eq!(
+        app.call("GET", "/v1/models", Some(&secret), None)
+            .await
+            .status,
+        401
+    );
+    app.get(&format!("/v1/organization/projects/{p}/api_keys/{key_id}"))
+        .await
+        .error(404, None);
+    app.call(
+        "DELETE",
+        &format!("/v1/organization/projects/{p}/api_keys/{key_id}"),
+        Some(&app.admin),
+        None,
+    )
+    .await
+    .error(404, None);
+    // A key of another project is not found under this one.
+    let other = app
+        .post("/v1/organization/projects", json!({"name": "other"}))
+        .await;
+    let other = other.ok()["id"].as_str().unwrap().to_owned();
+    let theirs = app
+        .key(
+            "theirs",
+            KeyOwnerRequest::Project(Some(other.clone())),
+            Permissions::All,
+        )
+        .await;
+    let their_id = tollgate_core::KeyFormat::default()
+        .parse(&theirs)
+        .unwrap()
+        .secret
+        .id();
+    app.get(&format!(
+        "/v1/organization/projects/{p}/api_keys/{their_id}"
+    ))
+    .await
+    .error(404, None);
+    assert_eq!(
+        app.get(&format!(
+            "/v1/organization/projects/{other}/api_keys/{their_id}"
+        ))
+        .await
+        .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn audit_logs_use_openai_s_types_and_filters() {
+    let app = App::spawn().await;
+    let p = app
+        .post("/v1/organization/projects", json!({"name": "audited"}))
+        .await;
+    let p = p.ok()["id"].as_str().unwrap().to_owned();
+    app.clock.advance(100);
+    let key = app
+        .key(
+            "k",
+            KeyOwnerRequest::Project(Some(p.clone())),
+            Permissions::All,
+        )
+        .await;
+    let key_id = KeyFormat::default()
+        .parse(&key)
+        .unwrap()
+        .secret
+        .id()
+        .to_string();
+    app.clock.advance(100);
+    app.control
+        .revoke_key(&Actor::cli("tester"), &key_id)
+        .await
+        .unwrap();
+
+    let all = app.get("/v1/organization/audit_logs").await;
+    let all = all.ok().clone();
+    let types: Vec<&str> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    // Newest first; Tollgate's revocation is OpenAI's deletion, its first run an update.
+    assert_eq!(types[0], "api_key.deleted");
+    assert_eq!(all["data"][0]["tollgate_type"], "api_key.revoked");
+    assert_eq!(all["data"][0]["api_key.deleted"]["id"], key_id.as_str());
+    assert_eq!(types[1], "api_key.created");
+    assert_eq!(types[2], "project.created");
+    assert!(types.contains(&"organization.updated"));
+    let created = &all["data"][2];
+    assert_eq!(created["project"]["id"], p.as_str());
+    assert_eq!(created["project.created"]["data"]["name"], "audited");
+    assert_eq!(created["actor"]["type"], "api_key");
+    assert_eq!(created["effective_at"], START.seconds());
+
+    let only = |q: &str| {
+        let q = q.to_owned();
+        let app = &app;
+        async move {
+            let page = app.get(&format!("/v1/organization/audit_logs?{q}")).await;
+            page.ok()["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["type"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    // The first run's default project and this one.
+    assert_eq!(
+        only("event_types[]=project.created").await,
+        ["project.created", "project.created"]
+    );
+    assert_eq!(
+        only(&format!("event_types[]=project.created&project_ids[]={p}")).await,
+        ["project.created"]
+    );
+    // With the first run's admin key.
+    assert_eq!(
+        only("event_types[]=api_key.deleted&event_types[]=api_key.created").await,
+        ["api_key.deleted", "api_key.created", "api_key.created"]
+    );
+    assert_eq!(
+        only(&format!("resource_ids[]={key_id}")).await,
+        ["api_key.deleted", "api_key.created"]
+    );
+    assert_eq!(
+        only(&format!(
+            "project_ids[]={p}&effective_at[gte]={}",
+            START.seconds() + 100
+        ))
+        .await,
+        ["api_key.deleted", "api_key.created"]
+    );
+    assert_eq!(
+        only(&format!(
+            "project_ids[]={p}&effective_at[lt]={}",
+            START.seconds() + 200
+        ))
+        .await,
+        ["api_key.created", "project.created"]
+    );
+    assert_eq!(
+        only("actor_ids[]=tester").await,
+        ["api_key.deleted", "api_key.created"]
+    );
+    assert!(only("project_ids[]=proj_other").await.is_empty());
+
+    // Pages, newest first, one at a time.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = app
+            .get(&format!(
+                "/v1/organization/audit_logs?limit=1&after={after}"
+            ))
+            .await;
+        let page = page.ok().clone();
+        seen.extend(ids(&page));
+        if page["has_more"] == false {
+            break;
+        }
+        after = page["last_id"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(seen, ids(&all));
+    app.get("/v1/organization/audit_logs?effective_at[gt]=soon")
+        .await
+        .error(400, Some("effective_at[gt]"));
+}
+
+#[tokio::test]
+async fn usage_and_costs_equal_the_recorded_events_to_the_token_and_the_micro_dollar() {
+    let app = App::spawn().await;
+    let second = app
+        .post("/v1/organization/projects", json!({"name": "second"}))
+        .await;
+    let second = second.ok()["id"].as_str().unwrap().to_owned();
+    let keys = [
+        app.key("a", KeyOwnerRequest::Project(None), Permissions::All)
+            .await,
+        app.key("b", KeyOwnerRequest::Project(None), Permissions::All)
+            .await,
+        app.key(
+            "c",
+            KeyOwnerRequest::Project(Some(second.clone())),
+            Permissions::All,
+        )
+        .await,
+    ];
+    let mut sent = 0;
+    for (n, key) in keys.iter().enumerate() {
+        for round in 0..=n {
+            let chat = json!({"model": if round % 2 == 0 { "gpt-4o-mini" } else { "gpt-4o" },
+                              "messages": [{"role": "user", "content": format!("hello number {n} {round}")}]});
+            assert_eq!(
+                app.call("POST", "/v1/chat/completions", Some(key), Some(chat))
+                    .await
+                    .status,
+                200
+            );
+            let embed =
+                json!({"model": "text-embedding-3-small", "input": format!("embed {n} {round}")});
+            assert_eq!(
+                app.call("POST", "/v1/embeddings", Some(key), Some(embed))
+                    .await
+                    .status,
+                200
+            );
+            sent += 2;
+        }
+        // The next key's traffic falls in the next hour.
+        app.clock.advance(3_600);
+    }
+    let events = app.usage_events(sent).await;
+    assert_eq!(events.len(), sent);
+
+    let start = START.seconds();
+    let usage = app
+        .get(&format!("/v1/organization/usage/completions?start_time={start}&bucket_width=1h&group_by[]=project_id&group_by[]=api_key_id&group_by[]=model&limit=2"))
+        .await;
+    let usage = usage.ok().clone();
+    assert_eq!(usage["object"], "page");
+    assert_eq!(
+        usage["has_more"], true,
+        "three hours of traffic, two buckets a page"
+    );
+    let next = usage["next_page"].as_str().unwrap().to_owned();
+    let rest = app
+        .get(&format!("/v1/organization/usage/completions?start_time={start}&bucket_width=1h&group_by[]=project_id&group_by[]=api_key_id&group_by[]=model&limit=2&page={next}"))
+        .await;
+    let rest = rest.ok().clone();
+    let buckets: Vec<Value> = usage["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["data"].as_array().unwrap())
+        .cloned()
+        .collect();
+    assert_eq!(buckets[0]["start_time"], start);
+    assert_eq!(buckets[0]["end_time"], start + 3_600);
+    assert_eq!(buckets[1]["start_time"], start + 3_600);
+    // Every chat event is in exactly one result of its hour, project, key and model.
+    let mut from_api: HashMap<Group, Sums> = HashMap::new();
+    for bucket in &buckets {
+        for r in bucket["results"].as_array().unwrap() {
+            assert_eq!(r["object"], "organization.usage.completions.result");
+            let k = (
+                bucket["start_time"].as_i64().unwrap(),
+                r["project_id"].as_str().unwrap().to_owned(),
+                r["api_key_id"].as_str().unwrap().to_owned(),
+                r["model"].as_str().unwrap().to_owned(),
+            );
+            let v = (
+                r["num_model_requests"].as_i64().unwrap(),
+                r["input_tokens"].as_i64().unwrap(),
+                r["output_tokens"].as_i64().unwrap(),
+                r["input_cached_tokens"].as_i64().unwrap(),
+            );
+            assert!(from_api.insert(k, v).is_none());
+        }
+    }
+    let mut from_events: HashMap<Group, Sums> = HashMap::new();
+    for e in events
+        .iter()
+        .filter(|e| e.endpoint == "/v1/chat/completions")
+    {
+        let hour = start + (e.created_at.seconds() - start) / 3_600 * 3_600;
+        let sums = from_events
+            .entry((
+                hour,
+                e.project_id.to_string(),
+                e.key_id.to_string(),
+                e.model_served.clone(),
+            ))
+            .or_default();
+        sums.0 += 1;
+        sums.1 += e.input_tokens;
+        sums.2 += e.output_tokens;
+        sums.3 += e.cached_input_tokens;
+    }
+    assert!(from_events.values().all(|s| s.1 > 0 && s.2 > 0));
+    assert_eq!(from_api, from_events);
+
+    // Embeddings alone, one result a day, filtered by project.
+    let embeddings = app
+        .get(&format!(
+            "/v1/organization/usage/embeddings?start_time={start}&project_ids[]={second}"
+        ))
+        .await;
+    let embeddings = embeddings.ok().clone();
+    let result = &embeddings["data"][0]["results"][0];
+    assert_eq!(result["object"], "organization.usage.embeddings.result");
+    assert_eq!(result["project_id"], Value::Null, "not grouped by project");
+    let expected: i64 = events
+        .iter()
+        .filter(|e| e.endpoint == "/v1/embeddings" && e.project_id.as_str() == second)
+        .map(|e| e.input_tokens)
+        .sum();
+    assert!(expected > 0);
+    assert_eq!(result["input_tokens"], expected);
+    assert_eq!(result["num_model_requests"], 3);
+
+    // Costs per project: the events' micro-dollars, summed once.
+    let costs = app
+        .get(&format!(
+            "/v1/organization/costs?start_time={start}&group_by[]=project_id"
+        ))
+        .await;
+    let costs = costs.ok().clone();
+    let mut by_project: HashMap<String, i64> = HashMap::new();
+    for r in costs["data"][0]["results"].as_array().unwrap() {
+        assert_eq!(r["object"], "organization.costs.result");
+        assert_eq!(r["amount"]["currency"], "usd");
+        let micro = (r["amount"]["value"].as_f64().unwrap() * 1e6).round() as i64;
+        by_project.insert(r["project_id"].as_str().unwrap().to_owned(), micro);
+    }
+    let mut expected: HashMap<String, i64> = HashMap::new();
+    for e in &events {
+        *expected.entry(e.project_id.to_string()).or_default() += e.cost.0;
+    }
+    assert!(expected.values().all(|c| *c > 0));
+    assert_eq!(by_project, expected);
+
+    // Bad input names its parameter.
+    app.get("/v1/organization/usage/completions")
+        .await
+        .error(400, Some("start_time"));
+    app.get(&format!(
+        "/v1/organization/usage/completions?start_time={start}&bucket_width=2h"
+    ))
+    .await
+    .error(400, Some("bucket_width"));
+    app.get(&format!(
+        "/v1/organization/costs?start_time={start}&bucket_width=1h"
+    ))
+    .await
+    .error(400, Some("bucket_width"));
+    app.get(&format!(
+        "/v1/organization/usage/completions?start_time={start}&group_by[]=color"
+    ))
+    .await
+    .error(400, Some("group_by"));
+    app.get(&format!(
+        "/v1/organization/usage/completions?start_time={start}&end_time={start}"
+    ))
+    .await
+    .error(400, Some("end_time"));
+    app.get(&format!(
+        "/v1/organization/usage/completions?start_time={start}&page=nonsense"
+    ))
+    .await
+    .error(400, Some("page"));
+}
+
+#[tokio::test]
+async fn users_are_listed_with_their_roles() {
+    let app = App::spawn().await;
+    let users = app.get("/v1/organization/users").await;
+    let users = users.ok().clone();
+    let owner = &users["data"][0];
+    assert_eq!(owner["object"], "organization.user");
+    assert_eq!(owner["email"], "owner@example.com");
+    assert_eq!(owner["role"], "owner");
+    assert_eq!(owner["added_at"], START.seconds());
+    let id = owner["id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/v1/organization/users/{id}")).await.ok(),
+        owner
+    );
+    app.get("/v1/organization/users/user-nobody")
+        .await
+        .error(404, None);
+    assert!(app
+        .get("/v1/organization/users?emails[]=nobody@example.com")
+        .await
+        .ok()["data"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
