@@ -32,10 +32,14 @@ class Tollgate:
         )
         deadline = time.time() + 30
         self.base_url = None
+        self.admin_key = None
         while time.time() < deadline:
             line = self.server.stdout.readline()
             if not line:
                 break
+            admin = re.search(r"(sk-admin-[A-Za-z0-9]+)", line)
+            if admin:
+                self.admin_key = admin.group(1)
             found = re.match(r"Tollgate listening on (http://\S+)", line)
             if found:
                 self.base_url = found.group(1) + "/v1"

@@ -191,6 +191,8 @@ pub struct AuditLogObject {
     #[serde(rename = "type")]
     pub kind: String,
     pub effective_at: i64,
+    /// Absent for actions not scoped to a project, as OpenAI writes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub project: Option<Value>,
     pub actor: Value,
     #[serde(flatten)]
@@ -206,19 +208,18 @@ impl AuditLogObject {
             }),
             // The CLI's operator, the system itself, or a console user: a session.
             _ => {
-                let email = members
-                    .iter()
-                    .find(|m| {
-                        m.user.email == entry.actor.id || m.user.id.as_str() == entry.actor.id
-                    })
-                    .map(|m| m.user.email.clone());
+                // Fields Tollgate does not know (the address, an email) are left out: OpenAI's
+                // schema has them as strings when present.
+                let mut user = serde_json::Map::new();
+                user.insert("id".into(), json!(entry.actor.id));
+                if let Some(member) = members.iter().find(|m| {
+                    m.user.email == entry.actor.id || m.user.id.as_str() == entry.actor.id
+                }) {
+                    user.insert("email".into(), json!(member.user.email));
+                }
                 json!({
                     "type": "session",
-                    "session": {
-                        "user": {"id": entry.actor.id, "email": email},
-                        "ip_address": null,
-                        "tollgate_actor": entry.actor.kind,
-                    },
+                    "session": {"user": user, "tollgate_actor": entry.actor.kind},
                 })
             }
         };
