@@ -86,3 +86,42 @@ impl IntoResponse for AdminError {
         response
     }
 }
+
+/// OpenAI's error envelope, the one shape of every error (admin API and data plane alike).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorObject,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorObject {
+    pub message: String,
+    /// `invalid_request_error`, `requests`, `tokens`, `insufficient_quota` or `server_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The request parameter at fault, when one is.
+    pub param: Option<String>,
+    /// A machine-readable code: `invalid_api_key`, `rate_limit_exceeded`, `model_not_found`, ...
+    pub code: Option<String>,
+}
+
+/// The errors every admin endpoint can answer, each in OpenAI's envelope.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a description of responses, never built
+pub enum Errors {
+    /// A malformed parameter or body; `param` names the parameter.
+    #[response(status = 400)]
+    BadRequest(ErrorEnvelope),
+    /// No key, or not an active admin key.
+    #[response(status = 401)]
+    Unauthenticated(ErrorEnvelope),
+    /// A project or service account key, or a reader's admin key asking for a change.
+    #[response(status = 403)]
+    Forbidden(ErrorEnvelope),
+    /// No such object (in this organization).
+    #[response(status = 404)]
+    NotFound(ErrorEnvelope),
+    /// The change clashes with the current state (a duplicate name, an archived project).
+    #[response(status = 409)]
+    Conflict(ErrorEnvelope),
+}

@@ -10,6 +10,7 @@ mod body;
 mod error;
 mod list;
 mod objects;
+mod openapi;
 mod organization;
 mod params;
 mod projects;
@@ -63,6 +64,15 @@ pub fn router(control: Control) -> Router {
         .route("/costs", get(usage::costs))
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
+        .route(
+            tollgate_core::endpoints::OPENAPI_DOCUMENT,
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    openapi::document(),
+                )
+            }),
+        )
         .nest(PREFIX, org)
         .fallback(unknown_route)
         .with_state(AdminState { control })

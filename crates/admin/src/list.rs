@@ -6,7 +6,7 @@ use crate::params::Params;
 use axum::Json;
 use serde::Serialize;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct List<T> {
     pub object: &'static str,
     pub data: Vec<T>,

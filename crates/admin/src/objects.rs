@@ -6,9 +6,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tollgate_core::UnixTime;
 use tollgate_store::{AuditEntry, KeyOwner, KeyRecord, Member, Project, ServiceAccount};
+use utoipa::ToSchema;
 
 /// `organization.project`
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProjectObject {
     pub id: String,
     pub object: &'static str,
@@ -32,7 +33,7 @@ impl From<&Project> for ProjectObject {
 }
 
 /// `organization.project.service_account`
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ServiceAccountObject {
     pub id: String,
     pub object: &'static str,
@@ -53,8 +54,60 @@ impl From<&ServiceAccount> for ServiceAccountObject {
     }
 }
 
+/// A service account just made, with its first key: the secret is in `api_key.value`, here
+/// and nowhere else.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceAccountCreated {
+    pub id: String,
+    pub object: &'static str,
+    pub name: String,
+    pub role: String,
+    pub created_at: i64,
+    pub api_key: ServiceAccountKeyCreated,
+}
+
+/// `organization.project.service_account.api_key`, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceAccountKeyCreated {
+    pub id: String,
+    pub object: &'static str,
+    pub name: String,
+    pub value: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// `organization.project.api_key.deleted`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyDeleted {
+    pub id: String,
+    pub object: &'static str,
+    pub deleted: bool,
+}
+
+/// `{object: "page", data: [bucket...], has_more, next_page}`: a usage or costs report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsagePage {
+    pub object: &'static str,
+    pub data: Vec<UsageBucket>,
+    pub has_more: bool,
+    /// The `page` to ask for next, while `has_more`.
+    pub next_page: Option<String>,
+}
+
+/// One time bucket of a usage or costs report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageBucket {
+    pub object: &'static str,
+    pub start_time: i64,
+    pub end_time: i64,
+    /// `organization.usage.completions.result`, `organization.usage.embeddings.result` or
+    /// `organization.costs.result` objects, one per group.
+    pub results: Vec<Value>,
+}
+
 /// `organization.project.api_key`, with its owner as OpenAI shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProjectApiKeyObject {
     pub id: String,
     pub object: &'static str,
@@ -147,7 +200,7 @@ impl Owners<'_> {
 }
 
 /// `organization.admin_api_key`
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AdminKeyObject {
     pub id: String,
     pub object: &'static str,
@@ -160,7 +213,7 @@ pub struct AdminKeyObject {
 }
 
 /// `organization.user`
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserObject {
     pub id: String,
     pub object: &'static str,
@@ -185,7 +238,7 @@ impl From<&Member> for UserObject {
 
 /// An audit log entry: `{id, type, effective_at, project, actor, "<type>": {...}}`, the
 /// event's details under its own type's name as OpenAI writes them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AuditLogObject {
     pub id: String,
     #[serde(rename = "type")]
@@ -195,7 +248,10 @@ pub struct AuditLogObject {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub project: Option<Value>,
     pub actor: Value,
+    /// The event's details, under the event type's name (`"project.created": {...}`), and
+    /// Tollgate's own type of the event as `tollgate_type`.
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub details: serde_json::Map<String, Value>,
 }
 

@@ -13,6 +13,19 @@ use tollgate_store::AuditQuery;
 
 type Answer<T> = Result<Json<T>, AdminError>;
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/users",
+    tag = "Users",
+    summary = "List the organization's users",
+    params(
+        ("limit" = Option<i64>, Query, description = "How many objects, 1 to 100 (values outside are clamped); default 20."),
+        ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("emails" = Option<Vec<String>>, Query, description = "Only users with these emails."),
+    ),
+    responses((status = 200, body = List<UserObject>), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn users(
     State(state): State<AdminState>,
     _caller: Caller,
@@ -31,6 +44,17 @@ pub async fn users(
     List::page(users, &params)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/users/{user_id}",
+    tag = "Users",
+    summary = "Retrieve a user",
+    params(
+        ("user_id" = String, Path, description = "The user's id."),
+    ),
+    responses((status = 200, body = UserObject), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn user(
     State(state): State<AdminState>,
     _caller: Caller,
@@ -59,6 +83,18 @@ async fn admin_keys_of(state: &AdminState) -> Result<Vec<AdminKeyObject>, AdminE
     Ok(keys.iter().map(|k| owners.admin_key(k)).collect())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/admin_api_keys",
+    tag = "Admin API keys",
+    summary = "List admin API keys",
+    params(
+        ("limit" = Option<i64>, Query, description = "How many objects, 1 to 100 (values outside are clamped); default 20."),
+        ("after" = Option<String>, Query, description = "The last id of the previous page."),
+    ),
+    responses((status = 200, body = List<AdminKeyObject>), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn admin_keys(
     State(state): State<AdminState>,
     _caller: Caller,
@@ -68,6 +104,17 @@ pub async fn admin_keys(
     List::page(admin_keys_of(&state).await?, &params)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/admin_api_keys/{key_id}",
+    tag = "Admin API keys",
+    summary = "Retrieve an admin API key",
+    params(
+        ("key_id" = String, Path, description = "The admin key's id."),
+    ),
+    responses((status = 200, body = AdminKeyObject), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn admin_key(
     State(state): State<AdminState>,
     _caller: Caller,
@@ -146,6 +193,27 @@ fn stored_types(requested: &[String]) -> Vec<String> {
     types
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/audit_logs",
+    tag = "Audit logs",
+    summary = "List audit log entries, newest first",
+    params(
+        ("limit" = Option<i64>, Query, description = "How many objects, 1 to 100 (values outside are clamped); default 20."),
+        ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("effective_at[gt]" = Option<i64>, Query, description = "Entries after this Unix time."),
+        ("effective_at[gte]" = Option<i64>, Query, description = "Entries at or after this Unix time."),
+        ("effective_at[lt]" = Option<i64>, Query, description = "Entries before this Unix time."),
+        ("effective_at[lte]" = Option<i64>, Query, description = "Entries at or before this Unix time."),
+        ("project_ids[]" = Option<Vec<String>>, Query, description = "Only entries about these projects."),
+        ("event_types[]" = Option<Vec<String>>, Query, description = "Only these event types (OpenAI's names, or Tollgate's own)."),
+        ("actor_ids[]" = Option<Vec<String>>, Query, description = "Only entries by these actors."),
+        ("actor_emails[]" = Option<Vec<String>>, Query, description = "Only entries by the users with these emails."),
+        ("resource_ids[]" = Option<Vec<String>>, Query, description = "Only entries about these resources."),
+    ),
+    responses((status = 200, body = List<AuditLogObject>), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn audit_logs(
     State(state): State<AdminState>,
     _caller: Caller,

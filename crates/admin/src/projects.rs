@@ -4,19 +4,35 @@ use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::AdminError;
 use crate::list::List;
-use crate::objects::{Owners, ProjectApiKeyObject, ProjectObject, ServiceAccountObject};
+use crate::objects::{
+    KeyDeleted, Owners, ProjectApiKeyObject, ProjectObject, ServiceAccountCreated,
+    ServiceAccountKeyCreated, ServiceAccountObject,
+};
 use crate::params::Params;
 use crate::AdminState;
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tollgate_control::{KeyOwnerRequest, NewKey};
 use tollgate_core::{KeyKind, Permissions};
 use tollgate_store::{KeyRecord, Project, ProjectStatus};
 
 type Answer<T> = Result<Json<T>, AdminError>;
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/projects",
+    tag = "Projects",
+    summary = "List projects",
+    params(
+        ("limit" = Option<i64>, Query, description = "How many objects, 1 to 100 (values outside are clamped); default 20."),
+        ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("include_archived" = Option<bool>, Query, description = "Whether archived projects are listed too; default false."),
+    ),
+    responses((status = 200, body = List<ProjectObject>), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn list(
     State(state): State<AdminState>,
     _caller: Caller,
@@ -29,14 +45,17 @@ pub async fn list(
     List::page(projects.iter().map(ProjectObject::from).collect(), &params)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectBody {
     name: String,
     /// OpenAI's data residency; Tollgate keeps data where it runs, so only null is taken.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     geography: Option<Value>,
+    /// OpenAI's external encryption key; not taken (only null).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     external_key_id: Option<Value>,
 }
 
@@ -58,6 +77,15 @@ impl ProjectBody {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/organization/projects",
+    tag = "Projects",
+    summary = "Create a project",
+    request_body = ProjectBody,
+    responses((status = 200, body = ProjectObject), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn create(
     State(state): State<AdminState>,
     caller: Caller,
@@ -71,6 +99,17 @@ pub async fn create(
     Ok(Json(ProjectObject::from(&project)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/projects/{project_id}",
+    tag = "Projects",
+    summary = "Retrieve a project",
+    params(
+        ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
+    ),
+    responses((status = 200, body = ProjectObject), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn retrieve(
     State(state): State<AdminState>,
     _caller: Caller,
@@ -79,6 +118,18 @@ pub async fn retrieve(
     Ok(Json(ProjectObject::from(&project(&state, &id).await?)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/organization/projects/{project_id}",
+    tag = "Projects",
+    summary = "Rename a project",
+    params(
+        ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
+    ),
+    request_body = ProjectBody,
+    responses((status = 200, body = ProjectObject), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn update(
     State(state): State<AdminState>,
     caller: Caller,
@@ -94,6 +145,17 @@ pub async fn update(
     Ok(Json(ProjectObject::from(&renamed)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/organization/projects/{project_id}/archive",
+    tag = "Projects",
+    summary = "Archive a project: its keys stop working",
+    params(
+        ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
+    ),
+    responses((status = 200, body = ProjectObject), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn archive(
     State(state): State<AdminState>,
     caller: Caller,
@@ -125,6 +187,19 @@ async fn project(state: &AdminState, id: &str) -> Result<Project, AdminError> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/projects/{project_id}/service_accounts",
+    tag = "Service accounts",
+    summary = "List a project's service accounts",
+    params(
+        ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
+        ("limit" = Option<i64>, Query, description = "How many objects, 1 to 100 (values outside are clamped); default 20."),
+        ("after" = Option<String>, Query, description = "The last id of the previous page."),
+    ),
+    responses((status = 200, body = List<ServiceAccountObject>), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn service_accounts(
     State(state): State<AdminState>,
     _caller: Caller,
@@ -143,6 +218,18 @@ pub async fn service_accounts(
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/projects/{project_id}/service_accounts/{service_account_id}",
+    tag = "Service accounts",
+    summary = "Retrieve a service account",
+    params(
+        ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
+        ("service_account_id" = String, Path, description = "The service account's id."),
+    ),
+    responses((status = 200, body = ServiceAccountObject), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn service_account(
     State(state): State<AdminState>,
     _caller: Caller,
@@ -163,19 +250,31 @@ pub async fn service_account(
         })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceAccountBody {
     name: String,
 }
 
 /// Creates a service account and its first key, returned once, as OpenAI does.
+#[utoipa::path(
+    post,
+    path = "/v1/organization/projects/{project_id}/service_accounts",
+    tag = "Service accounts",
+    summary = "Create a service account and its first key (shown once)",
+    params(
+        ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
+    ),
+    request_body = ServiceAccountBody,
+    responses((status = 200, body = ServiceAccountCreated), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn create_service_account(
     State(state): State<AdminState>,
     caller: Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ServiceAccountBody>,
-) -> Answer<Value> {
+) -> Answer<ServiceAccountCreated> {
     let caller = caller.owner()?;
     let project = project(&state, &id).await?;
     let actor = caller.actor();
@@ -199,21 +298,21 @@ pub async fn create_service_account(
             },
         )
         .await?;
-    Ok(Json(json!({
-        "object": "organization.project.service_account",
-        "id": account.id.as_str(),
-        "name": account.name,
-        "role": account.role,
-        "created_at": account.created_at.seconds(),
-        "api_key": {
-            "object": "organization.project.service_account.api_key",
-            "value": key.secret.expose(),
-            "name": key.record.name,
-            "created_at": key.record.created_at.seconds(),
-            "expires_at": key.record.expires_at.map(|t| t.seconds()),
-            "id": key.record.id.as_str(),
-        }
-    })))
+    Ok(Json(ServiceAccountCreated {
+        id: account.id.as_str().to_owned(),
+        object: "organization.project.service_account",
+        name: account.name,
+        role: account.role,
+        created_at: account.created_at.seconds(),
+        api_key: ServiceAccountKeyCreated {
+            id: key.record.id.as_str().to_owned(),
+            object: "organization.project.service_account.api_key",
+            name: key.record.name.clone(),
+            value: key.secret.expose().to_owned(),
+            created_at: key.record.created_at.seconds(),
+            expires_at: key.record.expires_at.map(|t| t.seconds()),
+        },
+    }))
 }
 
 /// The project's keys that work or can work again: revoked keys are deleted as far as
@@ -245,6 +344,19 @@ async fn project_keys(
     Ok((objects, keys))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/projects/{project_id}/api_keys",
+    tag = "Project API keys",
+    summary = "List a project's API keys",
+    params(
+        ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
+        ("limit" = Option<i64>, Query, description = "How many objects, 1 to 100 (values outside are clamped); default 20."),
+        ("after" = Option<String>, Query, description = "The last id of the previous page."),
+    ),
+    responses((status = 200, body = List<ProjectApiKeyObject>), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn api_keys(
     State(state): State<AdminState>,
     _caller: Caller,
@@ -257,6 +369,18 @@ pub async fn api_keys(
     List::page(objects, &params)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+    tag = "Project API keys",
+    summary = "Retrieve a project API key",
+    params(
+        ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
+        ("key_id" = String, Path, description = "The key's id (`key_...`)."),
+    ),
+    responses((status = 200, body = ProjectApiKeyObject), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn api_key(
     State(state): State<AdminState>,
     _caller: Caller,
@@ -275,11 +399,23 @@ pub async fn api_key(
 }
 
 /// Deletes (revokes) a project key: it stops working on every server at once.
+#[utoipa::path(
+    delete,
+    path = "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+    tag = "Project API keys",
+    summary = "Delete (revoke) a project API key, at once on every server",
+    params(
+        ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
+        ("key_id" = String, Path, description = "The key's id (`key_...`)."),
+    ),
+    responses((status = 200, body = KeyDeleted), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn delete_api_key(
     State(state): State<AdminState>,
     caller: Caller,
     Path((id, key)): Path<(String, String)>,
-) -> Answer<Value> {
+) -> Answer<KeyDeleted> {
     let caller = caller.owner()?;
     let project = project(&state, &id).await?;
     let (_, keys) = project_keys(&state, &project).await?;
@@ -294,9 +430,9 @@ pub async fn delete_api_key(
         .control
         .revoke_key(&caller.actor(), record.id.as_str())
         .await?;
-    Ok(Json(json!({
-        "object": "organization.project.api_key.deleted",
-        "id": record.id.as_str(),
-        "deleted": true,
-    })))
+    Ok(Json(KeyDeleted {
+        id: record.id.as_str().to_owned(),
+        object: "organization.project.api_key.deleted",
+        deleted: true,
+    }))
 }

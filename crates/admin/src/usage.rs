@@ -9,6 +9,7 @@
 
 use crate::auth::Caller;
 use crate::error::AdminError;
+use crate::objects::{UsageBucket, UsagePage};
 use crate::params::Params;
 use crate::AdminState;
 use axum::extract::{RawQuery, State};
@@ -177,27 +178,84 @@ struct Sums {
     cost: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/usage/completions",
+    tag = "Usage",
+    summary = "Token usage of completions (chat, completions, responses)",
+    params(
+        ("start_time" = i64, Query, description = "The first bucket's start, a Unix time in seconds."),
+        ("end_time" = Option<i64>, Query, description = "Where the report ends (exclusive); default now."),
+        ("bucket_width" = Option<String>, Query, description = "`1m`, `1h` or `1d` (costs: `1d` only); default `1d`."),
+        ("project_ids[]" = Option<Vec<String>>, Query, description = "Only these projects."),
+        ("api_key_ids[]" = Option<Vec<String>>, Query, description = "Only these keys."),
+        ("models[]" = Option<Vec<String>>, Query, description = "Only these served models."),
+        ("group_by[]" = Option<Vec<String>>, Query, description = "Fields the results are grouped by."),
+        ("limit" = Option<i64>, Query, description = "Buckets a page (defaults and maxima per width as OpenAI's)."),
+        ("page" = Option<String>, Query, description = "The `next_page` of the previous page."),
+    ),
+    responses((status = 200, body = UsagePage), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn completions(
     state: State<AdminState>,
     caller: Caller,
     query: RawQuery,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<UsagePage>, AdminError> {
     report(Kind::Completions, state, caller, query).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/usage/embeddings",
+    tag = "Usage",
+    summary = "Token usage of embeddings",
+    params(
+        ("start_time" = i64, Query, description = "The first bucket's start, a Unix time in seconds."),
+        ("end_time" = Option<i64>, Query, description = "Where the report ends (exclusive); default now."),
+        ("bucket_width" = Option<String>, Query, description = "`1m`, `1h` or `1d` (costs: `1d` only); default `1d`."),
+        ("project_ids[]" = Option<Vec<String>>, Query, description = "Only these projects."),
+        ("api_key_ids[]" = Option<Vec<String>>, Query, description = "Only these keys."),
+        ("models[]" = Option<Vec<String>>, Query, description = "Only these served models."),
+        ("group_by[]" = Option<Vec<String>>, Query, description = "Fields the results are grouped by."),
+        ("limit" = Option<i64>, Query, description = "Buckets a page (defaults and maxima per width as OpenAI's)."),
+        ("page" = Option<String>, Query, description = "The `next_page` of the previous page."),
+    ),
+    responses((status = 200, body = UsagePage), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn embeddings(
     state: State<AdminState>,
     caller: Caller,
     query: RawQuery,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<UsagePage>, AdminError> {
     report(Kind::Embeddings, state, caller, query).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization/costs",
+    tag = "Usage",
+    summary = "Costs per day, in US dollars",
+    params(
+        ("start_time" = i64, Query, description = "The first bucket's start, a Unix time in seconds."),
+        ("end_time" = Option<i64>, Query, description = "Where the report ends (exclusive); default now."),
+        ("bucket_width" = Option<String>, Query, description = "`1m`, `1h` or `1d` (costs: `1d` only); default `1d`."),
+        ("project_ids[]" = Option<Vec<String>>, Query, description = "Only these projects."),
+        ("api_key_ids[]" = Option<Vec<String>>, Query, description = "Only these keys."),
+        ("models[]" = Option<Vec<String>>, Query, description = "Only these served models."),
+        ("group_by[]" = Option<Vec<String>>, Query, description = "Fields the results are grouped by."),
+        ("limit" = Option<i64>, Query, description = "Buckets a page (defaults and maxima per width as OpenAI's)."),
+        ("page" = Option<String>, Query, description = "The `next_page` of the previous page."),
+    ),
+    responses((status = 200, body = UsagePage), crate::error::Errors),
+    security(("admin_key" = []))
+)]
 pub async fn costs(
     state: State<AdminState>,
     caller: Caller,
     query: RawQuery,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<UsagePage>, AdminError> {
     report(Kind::Costs, state, caller, query).await
 }
 
@@ -206,7 +264,7 @@ async fn report(
     State(state): State<AdminState>,
     _caller: Caller,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<UsagePage>, AdminError> {
     let params = Params::parse(query.as_deref());
     let report = Report::parse(kind, &params, state.control.now())?;
     let buckets_in_all = (report.end - report.start + report.width - 1) / report.width;
@@ -243,7 +301,7 @@ async fn report(
         sums.output += total.output_tokens;
         sums.cost += total.cost.0;
     }
-    let data: Vec<Value> = (0..last - first)
+    let data: Vec<UsageBucket> = (0..last - first)
         .map(|n| {
             let start_time = page_start + n * report.width;
             let end_time = (start_time + report.width).min(report.end);
@@ -256,16 +314,21 @@ async fn report(
                         .collect()
                 })
                 .unwrap_or_default();
-            json!({"object": "bucket", "start_time": start_time, "end_time": end_time, "results": results})
+            UsageBucket {
+                object: "bucket",
+                start_time,
+                end_time,
+                results,
+            }
         })
         .collect();
     let has_more = last < buckets_in_all;
-    Ok(Json(json!({
-        "object": "page",
-        "data": data,
-        "has_more": has_more,
-        "next_page": has_more.then(|| format!("page_{last}")),
-    })))
+    Ok(Json(UsagePage {
+        object: "page",
+        data,
+        has_more,
+        next_page: has_more.then(|| format!("page_{last}")),
+    }))
 }
 
 fn result(report: &Report, group: &[Option<String>; 4], sums: &Sums) -> Value {

@@ -881,3 +881,80 @@ async fn users_are_listed_with_their_roles() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_admin_endpoint_and_is_public() {
+    let app = App::spawn().await;
+    let doc = app.call("GET", "/openapi.json", None, None).await;
+    let doc = doc.ok().clone();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let operations = [
+        ("get", "/v1/organization/projects"),
+        ("post", "/v1/organization/projects"),
+        ("get", "/v1/organization/projects/{project_id}"),
+        ("post", "/v1/organization/projects/{project_id}"),
+        ("post", "/v1/organization/projects/{project_id}/archive"),
+        (
+            "get",
+            "/v1/organization/projects/{project_id}/service_accounts",
+        ),
+        (
+            "post",
+            "/v1/organization/projects/{project_id}/service_accounts",
+        ),
+        (
+            "get",
+            "/v1/organization/projects/{project_id}/service_accounts/{service_account_id}",
+        ),
+        ("get", "/v1/organization/projects/{project_id}/api_keys"),
+        (
+            "get",
+            "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+        ),
+        (
+            "delete",
+            "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+        ),
+        ("get", "/v1/organization/users"),
+        ("get", "/v1/organization/users/{user_id}"),
+        ("get", "/v1/organization/admin_api_keys"),
+        ("get", "/v1/organization/admin_api_keys/{key_id}"),
+        ("get", "/v1/organization/audit_logs"),
+        ("get", "/v1/organization/usage/completions"),
+        ("get", "/v1/organization/usage/embeddings"),
+        ("get", "/v1/organization/costs"),
+    ];
+    let mut described = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            assert!(
+                operations.contains(&(method.as_str(), path.as_str())),
+                "{method} {path} is described but not in this test's list"
+            );
+            described += 1;
+        }
+    }
+    assert_eq!(described, operations.len());
+    for (method, path) in operations {
+        let operation = &doc["paths"][path][method];
+        assert!(
+            operation["responses"]["200"]["content"]["application/json"]["schema"].is_object(),
+            "{method} {path}"
+        );
+        assert_eq!(
+            operation["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorEnvelope"
+        );
+        assert_eq!(
+            operation["security"][0]["admin_key"],
+            json!([]),
+            "{method} {path}"
+        );
+        // Each described route is served: without a key it is a 401, never a 404.
+        let concrete = path.replace('{', "x").replace('}', "");
+        let reply = app
+            .call(&method.to_uppercase(), &concrete, None, None)
+            .await;
+        assert_eq!(reply.status, 401, "{method} {concrete}");
+    }
+}

@@ -98,6 +98,14 @@ pub fn is_model_lookup(method: Option<Method>, raw_path: &str) -> bool {
 /// Where the admin API (OpenAI's organization endpoints) sits.
 pub const ADMIN_API: &str = "/v1/organization";
 
+/// Where the admin API's OpenAPI document is served (to anyone: it describes, it holds nothing).
+pub const OPENAPI_DOCUMENT: &str = "/openapi.json";
+
+/// Whether the control plane answers a canonical path: the admin API or its document.
+pub fn is_control_plane(path: &str) -> bool {
+    is_admin_api(path) || path == OPENAPI_DOCUMENT
+}
+
 /// Whether a canonical path is the admin API's: answered by the control plane with admin keys,
 /// never by the data plane and never forwarded.
 pub fn is_admin_api(path: &str) -> bool {

@@ -5,7 +5,9 @@
 //! (scope, model checks, limits, metering, the path sent to a provider) follows from the
 //! canonical path and the target, never from the path as the client spelled it.
 //!
-//! Paths outside `/v1` (`/healthz`) go to the router.
+//! The control plane's paths (the admin API, `/v1/organization/...`, and its `/openapi.json`)
+//! go to the admin router when this server has one; other paths outside `/v1` (`/healthz`) go to
+//! the gateway's router.
 
 use crate::error::GatewayError;
 use crate::request::auth::{self, identified};
@@ -69,15 +71,15 @@ impl Dispatch {
                 .into_response();
             }
         };
+        if endpoints::is_control_plane(&path) {
+            if let Some(admin) = self.admin.as_mut() {
+                return admin_api(admin, &self.state, request, &path, peer).await;
+            }
+        }
         if path != "/v1" && !path.starts_with("/v1/") {
             request.extensions_mut().insert(ConnectInfo(peer));
             let Ok(response) = self.router.call(request).await;
             return response;
-        }
-        if endpoints::is_admin_api(&path) {
-            if let Some(admin) = self.admin.as_mut() {
-                return admin_api(admin, &self.state, request, &path, peer).await;
-            }
         }
         let (parts, body) = request.into_parts();
         // The API's shape is shown only to a caller with a key: 401 before 404 and 405.

@@ -1,0 +1,79 @@
+//! The OpenAPI 3.1 document of the admin API, generated from the handlers' and objects'
+//! annotations (utoipa), served at `/openapi.json`. The data plane's own endpoints are
+//! OpenAI's (its OpenAPI document describes them); their errors share the envelope described
+//! here.
+
+use crate::error::{ErrorEnvelope, ErrorObject};
+use crate::objects::{
+    AdminKeyObject, AuditLogObject, KeyDeleted, ProjectApiKeyObject, ProjectObject,
+    ServiceAccountCreated, ServiceAccountKeyCreated, ServiceAccountObject, UsageBucket, UsagePage,
+    UserObject,
+};
+use crate::{organization, projects, usage};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tollgate admin API",
+        description = "OpenAI's Administration API (`/v1/organization/...`), served by Tollgate over its own projects, keys, users, audit log and metered usage. Authenticate with an admin key (`sk-admin-...`) as a bearer token."
+    ),
+    paths(
+        projects::list,
+        projects::create,
+        projects::retrieve,
+        projects::update,
+        projects::archive,
+        projects::service_accounts,
+        projects::service_account,
+        projects::create_service_account,
+        projects::api_keys,
+        projects::api_key,
+        projects::delete_api_key,
+        organization::users,
+        organization::user,
+        organization::admin_keys,
+        organization::admin_key,
+        organization::audit_logs,
+        usage::completions,
+        usage::embeddings,
+        usage::costs,
+    ),
+    components(schemas(
+        ProjectObject,
+        ServiceAccountObject,
+        ServiceAccountCreated,
+        ServiceAccountKeyCreated,
+        ProjectApiKeyObject,
+        KeyDeleted,
+        AdminKeyObject,
+        UserObject,
+        AuditLogObject,
+        UsagePage,
+        UsageBucket,
+        ErrorEnvelope,
+        ErrorObject,
+    )),
+    modifiers(&AdminKeyAuth)
+)]
+pub struct AdminApi;
+
+struct AdminKeyAuth;
+
+impl Modify for AdminKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The document, as JSON.
+pub fn document() -> String {
+    AdminApi::openapi()
+        .to_json()
+        .unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
+}
