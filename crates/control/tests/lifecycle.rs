@@ -328,8 +328,15 @@ async fn projects_service_accounts_and_key_kinds() {
         .unwrap();
     assert!(admin.secret.expose().starts_with("sk-admin-"));
     assert_eq!(admin.record.project_id, None);
-    let restricted_admin = NewKey {
+    // A reader's admin key is read-only; per-endpoint scopes are for project keys.
+    let reader = NewKey {
         permissions: Permissions::ReadOnly,
+        ..new_key("reader", KeyOwnerRequest::Admin)
+    };
+    let reader = c.create_key(&actor(), reader).await.unwrap();
+    assert_eq!(reader.record.permissions, Permissions::ReadOnly);
+    let restricted_admin = NewKey {
+        permissions: Permissions::from_parts("restricted", &["models:read".into()]).unwrap(),
         ..new_key("ops", KeyOwnerRequest::Admin)
     };
     assert_eq!(
