@@ -173,7 +173,8 @@ pub struct CreateKeyArgs {
     /// Make a service-account key owned by this service account (svc_acct_...)
     #[arg(long, value_name = "ID", conflicts_with = "admin")]
     pub service_account: Option<String>,
-    /// Make an organization admin key (for the admin API; it cannot call models)
+    /// Make an organization admin key for the admin API (it cannot call models); with
+    /// --permissions read-only, a reader's key that can list and read but not change
     #[arg(long)]
     pub admin: bool,
     /// What the key may do: all, read-only, or restricted (with --scope)
