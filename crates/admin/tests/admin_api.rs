@@ -299,6 +299,24 @@ async fn projects_are_created_read_renamed_and_archived_in_openai_s_shapes() {
     )
     .await
     .error(409, None);
+    // Names are unique in an organization, on creation and on renaming (found by schemathesis:
+    // a rename to a taken name was a 500).
+    app.post(
+        "/v1/organization/projects",
+        json!({"name": "Default project"}),
+    )
+    .await
+    .error(409, None);
+    let other = app
+        .post("/v1/organization/projects", json!({"name": "Other"}))
+        .await;
+    let other = other.ok()["id"].as_str().unwrap().to_owned();
+    app.post(
+        &format!("/v1/organization/projects/{other}"),
+        json!({"name": "Research 2"}),
+    )
+    .await
+    .error(409, None);
     app.call(
         "DELETE",
         "/v1/organization/projects",

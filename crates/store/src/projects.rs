@@ -151,7 +151,12 @@ impl Store {
         let update = sqlx::query("UPDATE projects SET name = ? WHERE id = ?")
             .bind(name.to_owned())
             .bind(id.as_str());
-        self.update_project(id, update, entry).await
+        match self.update_project(id, update, entry).await {
+            Err(StoreError::Database(err)) => Err(conflict_on_unique(err, || {
+                format!("a project named \"{name}\" already exists; pick another name")
+            })),
+            done => done,
+        }
     }
 
     /// Replaces a project's IP allow-list; servers apply it through the change log.
