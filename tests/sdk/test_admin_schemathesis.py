@@ -29,7 +29,8 @@ def test_no_server_error_and_no_response_outside_the_document():
                     "--request-timeout", "10",
                     "--no-shrink",
                 ],
-                capture_output=True, text=True, timeout=240,
+                # Its replay data goes to the temporary directory, not the checkout.
+                cwd=workdir, capture_output=True, text=True, timeout=240,
             )
             assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
         finally:
