@@ -56,8 +56,14 @@ pub fn router(control: Control) -> Router {
         )
         .route("/users", get(organization::users))
         .route("/users/{user_id}", get(organization::user))
-        .route("/admin_api_keys", get(organization::admin_keys))
-        .route("/admin_api_keys/{key_id}", get(organization::admin_key))
+        .route(
+            "/admin_api_keys",
+            get(organization::admin_keys).post(organization::create_admin_key),
+        )
+        .route(
+            "/admin_api_keys/{key_id}",
+            get(organization::admin_key).delete(organization::delete_admin_key),
+        )
         .route("/audit_logs", get(organization::audit_logs))
         .route("/usage/completions", get(usage::completions))
         .route("/usage/embeddings", get(usage::embeddings))

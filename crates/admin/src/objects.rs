@@ -212,6 +212,22 @@ pub struct AdminKeyObject {
     pub owner: Value,
 }
 
+/// An admin key just made: the object and, once, its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminKeyCreated {
+    #[serde(flatten)]
+    pub key: AdminKeyObject,
+    pub value: String,
+}
+
+/// `organization.admin_api_key.deleted`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminKeyDeleted {
+    pub id: String,
+    pub object: &'static str,
+    pub deleted: bool,
+}
+
 /// `organization.user`
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserObject {

@@ -5,9 +5,9 @@
 
 use crate::error::{ErrorEnvelope, ErrorObject};
 use crate::objects::{
-    AdminKeyObject, AuditLogObject, KeyDeleted, ProjectApiKeyObject, ProjectObject,
-    ServiceAccountCreated, ServiceAccountKeyCreated, ServiceAccountObject, UsageBucket, UsagePage,
-    UserObject,
+    AdminKeyCreated, AdminKeyDeleted, AdminKeyObject, AuditLogObject, KeyDeleted,
+    ProjectApiKeyObject, ProjectObject, ServiceAccountCreated, ServiceAccountKeyCreated,
+    ServiceAccountObject, UsageBucket, UsagePage, UserObject,
 };
 use crate::{organization, projects, usage};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -35,6 +35,8 @@ use utoipa::{Modify, OpenApi};
         organization::user,
         organization::admin_keys,
         organization::admin_key,
+        organization::create_admin_key,
+        organization::delete_admin_key,
         organization::audit_logs,
         usage::completions,
         usage::embeddings,
@@ -48,6 +50,8 @@ use utoipa::{Modify, OpenApi};
         ProjectApiKeyObject,
         KeyDeleted,
         AdminKeyObject,
+        AdminKeyCreated,
+        AdminKeyDeleted,
         UserObject,
         AuditLogObject,
         UsagePage,

@@ -1,14 +1,19 @@
 //! `/v1/organization/users`, `/admin_api_keys` and `/audit_logs`.
 
 use crate::auth::Caller;
+use crate::body::JsonBody;
 use crate::error::AdminError;
 use crate::list::List;
-use crate::objects::{AdminKeyObject, AuditLogObject, Owners, UserObject};
+use crate::objects::{
+    AdminKeyCreated, AdminKeyDeleted, AdminKeyObject, AuditLogObject, Owners, UserObject,
+};
 use crate::params::Params;
 use crate::AdminState;
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
-use tollgate_core::{KeyKind, UnixTime};
+use tollgate_control::{KeyOwnerRequest, NewKey};
+use tollgate_core::duration::Span;
+use tollgate_core::{KeyKind, Permissions, UnixTime};
 use tollgate_store::AuditQuery;
 
 type Answer<T> = Result<Json<T>, AdminError>;
@@ -102,6 +107,127 @@ pub async fn admin_keys(
 ) -> Answer<List<AdminKeyObject>> {
     let params = Params::parse(query.as_deref());
     List::page(admin_keys_of(&state).await?, &params)
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminKeyBody {
+    name: String,
+    /// Seconds until the key expires; leave out for a key that does not expire.
+    #[serde(default)]
+    expires_in_seconds: Option<i64>,
+    /// Tollgate's own field: `owner` (the default: reads and changes) or `reader` (lists and
+    /// reads only).
+    #[serde(default)]
+    role: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/organization/admin_api_keys",
+    tag = "Admin API keys",
+    summary = "Create an admin API key (its secret is in `value`, shown once)",
+    request_body = AdminKeyBody,
+    responses((status = 200, body = AdminKeyCreated), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn create_admin_key(
+    State(state): State<AdminState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<AdminKeyBody>,
+) -> Answer<AdminKeyCreated> {
+    let caller = caller.owner()?;
+    let permissions = match body.role.as_deref() {
+        None | Some("owner") => Permissions::All,
+        Some("reader") => Permissions::ReadOnly,
+        Some(other) => {
+            return Err(AdminError::param(
+                "role",
+                format!("Invalid 'role': '{other}'. Use 'owner' or 'reader'."),
+            ))
+        }
+    };
+    let expires_in = match body.expires_in_seconds {
+        None => None,
+        Some(seconds) if seconds > 0 => Some(Span(seconds)),
+        Some(_) => {
+            return Err(AdminError::param(
+                "expires_in_seconds",
+                "Invalid 'expires_in_seconds': it must be a positive number of seconds.",
+            ))
+        }
+    };
+    let created = state
+        .control
+        .create_key(
+            &caller.actor(),
+            NewKey {
+                name: body.name,
+                owner: KeyOwnerRequest::Admin,
+                permissions,
+                expires_in,
+                allowed_ips: Default::default(),
+                allowed_models: Default::default(),
+                limits: Default::default(),
+                budget: None,
+            },
+        )
+        .await?;
+    let members = state.control.members().await?;
+    let owners = Owners {
+        members: &members,
+        accounts: &[],
+    };
+    Ok(Json(AdminKeyCreated {
+        key: owners.admin_key(&created.record),
+        value: created.secret.expose().to_owned(),
+    }))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/organization/admin_api_keys/{key_id}",
+    tag = "Admin API keys",
+    summary = "Delete (revoke) an admin API key; the organization's last owner key cannot be deleted",
+    params(("key_id" = String, Path, description = "The admin key's id.")),
+    responses((status = 200, body = AdminKeyDeleted), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn delete_admin_key(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Answer<AdminKeyDeleted> {
+    let caller = caller.owner()?;
+    let mut keys = state.control.keys(None, Some(KeyKind::Admin)).await?;
+    let now = state.control.now();
+    keys.retain(|k| k.status(now) == tollgate_core::lifecycle::KeyStatus::Active);
+    let key = keys
+        .iter()
+        .find(|k| k.id.as_str() == id)
+        .ok_or_else(|| AdminError::NotFound {
+            what: "admin API key",
+            id: id.clone(),
+        })?;
+    let owners_left = keys
+        .iter()
+        .filter(|k| k.id != key.id && k.permissions == Permissions::All)
+        .count();
+    if key.permissions == Permissions::All && owners_left == 0 {
+        return Err(tollgate_control::ControlError::Conflict(
+            "this is the organization's last owner admin key; create another before deleting it, or no one could manage the organization through the API".into(),
+        )
+        .into());
+    }
+    state
+        .control
+        .revoke_key(&caller.actor(), key.id.as_str())
+        .await?;
+    Ok(Json(AdminKeyDeleted {
+        id: key.id.as_str().to_owned(),
+        object: "organization.admin_api_key.deleted",
+        deleted: true,
+    }))
 }
 
 #[utoipa::path(

@@ -937,6 +937,8 @@ async fn the_openapi_document_describes_every_admin_endpoint_and_is_public() {
         ("get", "/v1/organization/users/{user_id}"),
         ("get", "/v1/organization/admin_api_keys"),
         ("get", "/v1/organization/admin_api_keys/{key_id}"),
+        ("post", "/v1/organization/admin_api_keys"),
+        ("delete", "/v1/organization/admin_api_keys/{key_id}"),
         ("get", "/v1/organization/audit_logs"),
         ("get", "/v1/organization/usage/completions"),
         ("get", "/v1/organization/usage/embeddings"),
@@ -975,4 +977,116 @@ async fn the_openapi_document_describes_every_admin_endpoint_and_is_public() {
             .await;
         assert_eq!(reply.status, 401, "{method} {concrete}");
     }
+}
+
+#[tokio::test]
+async fn admin_keys_are_made_shown_once_and_deleted_but_never_the_last_owner_s() {
+    let app = App::spawn().await;
+    let made = app
+        .post(
+            "/v1/organization/admin_api_keys",
+            json!({"name": "ops reader", "role": "reader", "expires_in_seconds": 3600}),
+        )
+        .await;
+    let made = made.ok().clone();
+    assert_eq!(made["object"], "organization.admin_api_key");
+    assert_eq!(made["name"], "ops reader");
+    assert_eq!(made["expires_at"], START.seconds() + 3600);
+    let reader = made["value"].as_str().unwrap().to_owned();
+    assert!(reader.starts_with("sk-admin-"));
+    assert!(made["redacted_value"]
+        .as_str()
+        .unwrap()
+        .ends_with(&reader[reader.len() - 4..]));
+    // The reader reads, and may not change anything.
+    assert_eq!(
+        app.call(
+            "GET",
+            "/v1/organization/admin_api_keys",
+            Some(&reader),
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    app.call(
+        "POST",
+        "/v1/organization/admin_api_keys",
+        Some(&reader),
+        Some(json!({"name": "x"})),
+    )
+    .await
+    .error(403, None);
+    // The secret is never listed again.
+    let listed = app.get("/v1/organization/admin_api_keys").await;
+    assert!(!listed.ok().to_string().contains(&reader));
+    // It expires with the clock.
+    app.clock.advance(3601);
+    app.call(
+        "GET",
+        "/v1/organization/admin_api_keys",
+        Some(&reader),
+        None,
+    )
+    .await
+    .error(401, None);
+
+    app.post(
+        "/v1/organization/admin_api_keys",
+        json!({"name": "x", "role": "king"}),
+    )
+    .await
+    .error(400, Some("role"));
+    app.post(
+        "/v1/organization/admin_api_keys",
+        json!({"name": "x", "expires_in_seconds": 0}),
+    )
+    .await
+    .error(400, Some("expires_in_seconds"));
+
+    // The first run's key is the only owner key: it cannot be deleted.
+    let first_id = KeyFormat::default()
+        .parse(&app.admin)
+        .unwrap()
+        .secret
+        .id()
+        .to_string();
+    app.call(
+        "DELETE",
+        &format!("/v1/organization/admin_api_keys/{first_id}"),
+        Some(&app.admin),
+        None,
+    )
+    .await
+    .error(409, None);
+    // With a second owner key it can, and is refused at once.
+    let second = app
+        .post(
+            "/v1/organization/admin_api_keys",
+            json!({"name": "second owner"}),
+        )
+        .await;
+    let second = second.ok()["value"].as_str().unwrap().to_owned();
+    let deleted = app
+        .call(
+            "DELETE",
+            &format!("/v1/organization/admin_api_keys/{first_id}"),
+            Some(&second),
+            None,
+        )
+        .await;
+    assert_eq!(
+        deleted.ok(),
+        &json!({"id": first_id, "object": "organization.admin_api_key.deleted", "deleted": true})
+    );
+    app.get("/v1/organization/projects").await.error(401, None);
+    app.call(
+        "DELETE",
+        &format!("/v1/organization/admin_api_keys/{first_id}"),
+        Some(&second),
+        None,
+    )
+    .await
+    .error(404, None);
 }
