@@ -8,6 +8,7 @@
 mod auth;
 mod body;
 mod error;
+mod extensions;
 mod list;
 mod objects;
 mod openapi;
@@ -68,6 +69,13 @@ pub fn router(control: Control) -> Router {
         .route("/usage/completions", get(usage::completions))
         .route("/usage/embeddings", get(usage::embeddings))
         .route("/costs", get(usage::costs))
+        .route(
+            "/x-tollgate/keys",
+            get(extensions::keys).post(extensions::create_key),
+        )
+        .route("/x-tollgate/keys/{key_id}", get(extensions::key))
+        .route("/x-tollgate/keys/{key_id}/rotate", post(extensions::rotate))
+        .route("/x-tollgate/keys/{key_id}/revoke", post(extensions::revoke))
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .route(

@@ -9,7 +9,7 @@ use crate::objects::{
     ProjectApiKeyObject, ProjectObject, ServiceAccountCreated, ServiceAccountKeyCreated,
     ServiceAccountObject, UsageBucket, UsagePage, UserObject,
 };
-use crate::{organization, projects, usage};
+use crate::{extensions, organization, projects, usage};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -41,6 +41,11 @@ use utoipa::{Modify, OpenApi};
         usage::completions,
         usage::embeddings,
         usage::costs,
+        extensions::create_key,
+        extensions::keys,
+        extensions::key,
+        extensions::rotate,
+        extensions::revoke,
     ),
     components(schemas(
         ProjectObject,

@@ -943,6 +943,11 @@ async fn the_openapi_document_describes_every_admin_endpoint_and_is_public() {
         ("get", "/v1/organization/usage/completions"),
         ("get", "/v1/organization/usage/embeddings"),
         ("get", "/v1/organization/costs"),
+        ("post", "/v1/organization/x-tollgate/keys"),
+        ("get", "/v1/organization/x-tollgate/keys"),
+        ("get", "/v1/organization/x-tollgate/keys/{key_id}"),
+        ("post", "/v1/organization/x-tollgate/keys/{key_id}/rotate"),
+        ("post", "/v1/organization/x-tollgate/keys/{key_id}/revoke"),
     ];
     let mut described = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -1089,4 +1094,220 @@ async fn admin_keys_are_made_shown_once_and_deleted_but_never_the_last_owner_s()
     )
     .await
     .error(404, None);
+}
+
+#[tokio::test]
+async fn tollgate_s_own_key_endpoints_make_rotate_and_revoke_keys_with_all_their_rules() {
+    let app = App::spawn().await;
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let made = app
+        .post(
+            "/v1/organization/x-tollgate/keys",
+            json!({
+                "name": "ci",
+                "permissions": "restricted",
+                "scopes": ["chat.completions:write", "models:read"],
+                "models": ["gpt-4o-mini"],
+                "allowed_ips": ["127.0.0.0/8"],
+                "expires_in_seconds": 86400,
+                "rate_limits": {"rpm": 2},
+                "budget": {"limit_usd": "12.50", "period": "week", "alerts_percent": [50, 80]},
+            }),
+        )
+        .await;
+    let made = made.ok().clone();
+    let secret = made["value"].as_str().unwrap().to_owned();
+    let id = made["id"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("sk-proj-"));
+    assert_eq!(made["object"], "organization.project.api_key");
+    assert_eq!(made["status"], "active");
+    assert_eq!(made["project_id"], app.default_project.as_str());
+    assert_eq!(made["expires_at"], START.seconds() + 86400);
+    assert!(made["permissions"]
+        .as_str()
+        .unwrap()
+        .contains("chat.completions:write"));
+    // Its rules hold on the data plane from the first request.
+    let embed = json!({"model": "text-embedding-3-small", "input": "x"});
+    let refused = app
+        .call("POST", "/v1/embeddings", Some(&secret), Some(embed))
+        .await;
+    assert!(
+        matches!(refused.status.as_u16(), 401 | 403),
+        "{}",
+        refused.body
+    );
+    let other_model = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    assert_ne!(
+        app.call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&secret),
+            Some(other_model)
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        app.call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&secret),
+            Some(chat.clone())
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        app.call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&secret),
+            Some(chat.clone())
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        app.call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&secret),
+            Some(chat.clone())
+        )
+        .await
+        .status,
+        429
+    );
+    let budgets = app.control.budgets().await.unwrap();
+    assert_eq!(budgets.len(), 1, "the key's budget was set");
+
+    let listed = app
+        .get("/v1/organization/x-tollgate/keys?kind=project")
+        .await;
+    assert!(ids(listed.ok()).contains(&id));
+    assert!(!listed.ok().to_string().contains(&secret));
+    assert_eq!(
+        app.get(&format!("/v1/organization/x-tollgate/keys/{id}"))
+            .await
+            .ok()["name"],
+        "ci"
+    );
+
+    // Rotation: the successor works at once, the old key for the grace period only.
+    let rotated = app
+        .post(
+            &format!("/v1/organization/x-tollgate/keys/{id}/rotate"),
+            json!({"grace_seconds": 60}),
+        )
+        .await;
+    let rotated = rotated.ok().clone();
+    let successor = rotated["new"]["value"].as_str().unwrap().to_owned();
+    assert_eq!(rotated["old"]["rotated_to"], rotated["new"]["id"]);
+    assert_eq!(rotated["old"]["expires_at"], START.seconds() + 60);
+    assert_eq!(
+        app.call("GET", "/v1/models", Some(&successor), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.call("GET", "/v1/models", Some(&secret), None)
+            .await
+            .status,
+        200
+    );
+    app.clock.advance(61);
+    assert_eq!(
+        app.call("GET", "/v1/models", Some(&secret), None)
+            .await
+            .status,
+        401
+    );
+
+    // Revocation, at once; again changes nothing.
+    let new_id = rotated["new"]["id"].as_str().unwrap().to_owned();
+    let revoked = app
+        .post(
+            &format!("/v1/organization/x-tollgate/keys/{new_id}/revoke"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(revoked.ok()["status"], "revoked");
+    assert_eq!(
+        app.call("GET", "/v1/models", Some(&successor), None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        app.post(
+            &format!("/v1/organization/x-tollgate/keys/{new_id}/revoke"),
+            json!({})
+        )
+        .await
+        .status,
+        200
+    );
+
+    // Bad input names its field; readers change nothing.
+    let bad = |body: Value, param: &'static str| {
+        let app = &app;
+        async move {
+            app.post("/v1/organization/x-tollgate/keys", body)
+                .await
+                .error(400, Some(param))
+                .to_owned()
+        }
+    };
+    bad(json!({"name": "x", "permissions": "some"}), "permissions").await;
+    bad(
+        json!({"name": "x", "allowed_ips": ["10.0.0.0/99"]}),
+        "allowed_ips",
+    )
+    .await;
+    bad(
+        json!({"name": "x", "budget": {"limit_usd": "lots"}}),
+        "budget",
+    )
+    .await;
+    bad(
+        json!({"name": "x", "expires_in_seconds": -5}),
+        "expires_in_seconds",
+    )
+    .await;
+    bad(
+        json!({"name": "x", "project_id": app.default_project, "service_account_id": "svc_x"}),
+        "service_account_id",
+    )
+    .await;
+    app.post(
+        "/v1/organization/x-tollgate/keys",
+        json!({"name": "x", "colour": "red"}),
+    )
+    .await
+    .error(400, None);
+    app.post(
+        &format!("/v1/organization/x-tollgate/keys/{id}/rotate"),
+        json!({"grace_seconds": -1}),
+    )
+    .await
+    .error(400, Some("grace_seconds"));
+    app.get("/v1/organization/x-tollgate/keys/key_nonexistent00000000")
+        .await
+        .error(404, None);
+    let reader = app
+        .key("r", KeyOwnerRequest::Admin, Permissions::ReadOnly)
+        .await;
+    app.call(
+        "POST",
+        "/v1/organization/x-tollgate/keys",
+        Some(&reader),
+        Some(json!({"name": "x"})),
+    )
+    .await
+    .error(403, None);
 }

@@ -8,11 +8,13 @@ mod error;
 mod keys;
 mod limits;
 mod projects;
+mod views;
 
 pub use bootstrap::FirstRun;
 pub use error::{ControlError, ErrorClass};
 pub use keys::{CreatedKey, KeyOwnerRequest, NewKey, RevokeOutcome, Rotation};
 pub use limits::{BudgetRequest, BudgetStatus, HolderRequest, LimitStatus, LimitsReport};
+pub use views::{CreatedKeyView, KeyView};
 
 use std::sync::Arc;
 use tollgate_core::{AuditId, Clock, KeyFormat, KeyHasher, ProjectId};

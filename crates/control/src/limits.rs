@@ -29,6 +29,55 @@ pub struct BudgetRequest {
     pub alerts_permille: Vec<u32>,
 }
 
+impl BudgetRequest {
+    /// A budget from people's words: `12.50` dollars, `day|week|month`, `UTC` or a fixed
+    /// offset such as `+05:30`, alert percentages such as `50`, `80%`, `100`. The CLI and the
+    /// admin API take budgets in these words.
+    pub fn parse(
+        amount: &str,
+        period: &str,
+        timezone: &str,
+        alerts: &[String],
+    ) -> Result<BudgetRequest> {
+        let limit = MicroUsd::parse_dollars(amount).ok_or_else(|| {
+            ControlError::Invalid(format!(
+                "`{amount}` is not an amount in dollars: write it like 50 or 12.50"
+            ))
+        })?;
+        let period = BudgetPeriod::parse(period).ok_or_else(|| {
+            ControlError::Invalid(format!(
+                "`{period}` is not a budget period: use day, week or month"
+            ))
+        })?;
+        let utc_offset_secs = tollgate_core::budget::parse_utc_offset(timezone).ok_or_else(|| {
+            ControlError::Invalid(format!(
+                "`{timezone}` is not a time zone Tollgate can use: give UTC or a fixed offset such as +05:30 or -08:00"
+            ))
+        })?;
+        let alerts_permille = alerts
+            .iter()
+            .map(|a| {
+                let text = a.trim().trim_end_matches('%');
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|p| p.is_finite() && *p > 0.0 && *p <= 1_000.0)
+                    .map(|p| (p * 10.0).round() as u32)
+                    .ok_or_else(|| {
+                        ControlError::Invalid(format!(
+                            "`{a}` is not an alert percentage: give a number above 0 such as 50, 80 or 100"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(BudgetRequest {
+            limit,
+            period,
+            utc_offset_secs,
+            alerts_permille,
+        })
+    }
+}
+
 /// One limit with how much of it is used now.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LimitStatus {

@@ -5,10 +5,9 @@ use crate::cli::{BudgetsCommand, HolderArgs, LimitsCommand, RateArgs};
 use crate::failure::Failure;
 use crate::output::{print_json, print_list_json, print_table};
 use tollgate_control::{BudgetRequest, Control, HolderRequest};
-use tollgate_core::budget::{dollars, format_utc_offset, parse_utc_offset, percent, BudgetPeriod};
+use tollgate_core::budget::{dollars, format_utc_offset, percent};
 use tollgate_core::limit_rules::{LimitRule, RateLimits};
 use tollgate_core::limits::go_duration;
-use tollgate_core::MicroUsd;
 
 const APPLIED: &str = "Running servers apply it within a second.";
 
@@ -30,49 +29,15 @@ pub fn rate_limits(args: &RateArgs) -> RateLimits {
     }
 }
 
-/// A budget from the CLI's words: `12.50`, `month`, `+05:30`, `50 80 100`.
+/// A budget from the CLI's words (see [`BudgetRequest::parse`]).
 pub fn budget_request(
     amount: &str,
     period: &str,
     timezone: &str,
     alerts: &[String],
 ) -> Result<BudgetRequest, Failure> {
-    let limit = MicroUsd::parse_dollars(amount).ok_or_else(|| {
-        Failure::invalid(format!(
-            "`{amount}` is not an amount in dollars: write it like 50 or 12.50"
-        ))
-    })?;
-    let period = BudgetPeriod::parse(period).ok_or_else(|| {
-        Failure::invalid(format!(
-            "`{period}` is not a budget period: use day, week or month"
-        ))
-    })?;
-    let utc_offset_secs = parse_utc_offset(timezone).ok_or_else(|| {
-        Failure::invalid(format!(
-            "`{timezone}` is not a time zone Tollgate can use: give UTC or a fixed offset such as +05:30 or -08:00"
-        ))
-    })?;
-    let alerts_permille = alerts
-        .iter()
-        .map(|a| {
-            let text = a.trim().trim_end_matches('%');
-            text.parse::<f64>()
-                .ok()
-                .filter(|p| p.is_finite() && *p > 0.0 && *p <= 1_000.0)
-                .map(|p| (p * 10.0).round() as u32)
-                .ok_or_else(|| {
-                    Failure::invalid(format!(
-                        "`{a}` is not an alert percentage: give a number above 0 such as 50, 80 or 100"
-                    ))
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(BudgetRequest {
-        limit,
-        period,
-        utc_offset_secs,
-        alerts_permille,
-    })
+    BudgetRequest::parse(amount, period, timezone, alerts)
+        .map_err(|e| Failure::invalid(e.to_string()))
 }
 
 fn percentages(permille: &[u32]) -> String {

@@ -1,0 +1,316 @@
+//! Tollgate's own endpoints, for what OpenAI's admin API has no endpoint for, under
+//! `/v1/organization/x-tollgate/` (a name OpenAI's paths will never take): project keys made
+//! over HTTP with everything the CLI can give them (scopes, models, expiry, IP allow-list, rate
+//! limits, budget), rotation with a grace period, revocation, and keys shown as Tollgate knows
+//! them. Same admin keys, roles, list envelope and errors as the rest of the admin API.
+
+use crate::auth::Caller;
+use crate::body::JsonBody;
+use crate::error::AdminError;
+use crate::list::{List, Listed};
+use crate::params::Params;
+use crate::AdminState;
+use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tollgate_control::{
+    BudgetRequest, CreatedKeyView, KeyOwnerRequest, KeyView, NewKey, RevokeOutcome,
+};
+use tollgate_core::duration::Span;
+use tollgate_core::limit_rules::RateLimits;
+use tollgate_core::network::IpAllowList;
+use tollgate_core::routing::ModelAllowList;
+use tollgate_core::{KeyKind, Permissions};
+
+type Answer = Result<Json<Value>, AdminError>;
+
+impl Listed for KeyView<'_> {
+    fn id(&self) -> &str {
+        self.id
+    }
+}
+
+/// A key's rate limits: `rpm`, `rpd`, `tpm`, `tpd`, `concurrency`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsBody {
+    rpm: Option<u64>,
+    rpd: Option<u64>,
+    tpm: Option<u64>,
+    tpd: Option<u64>,
+    concurrency: Option<u64>,
+}
+
+/// A key's budget.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetBody {
+    /// Dollars, as a string (`"12.50"`) so that no float rounds it.
+    limit_usd: String,
+    /// `day`, `week` or `month` (the default).
+    #[serde(default)]
+    period: Option<String>,
+    /// `UTC` (the default) or a fixed offset such as `+05:30`.
+    #[serde(default)]
+    timezone: Option<String>,
+    /// Percentages of the limit that raise an alert, such as `[50, 80, 100]`.
+    #[serde(default)]
+    alerts_percent: Vec<f64>,
+}
+
+/// A project or service account key to make.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyBody {
+    name: String,
+    /// The project (id or name); the default project when neither this nor
+    /// `service_account_id` is given.
+    #[serde(default)]
+    project_id: Option<String>,
+    /// Make the key of this service account, in its project.
+    #[serde(default)]
+    service_account_id: Option<String>,
+    /// `all` (the default), `read-only` or `restricted` (with `scopes`).
+    #[serde(default)]
+    permissions: Option<String>,
+    /// For restricted keys, `SCOPE:ACCESS` such as `chat.completions:write`.
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// Models the key may use: names or patterns such as `gpt-4o*` (empty: any).
+    #[serde(default)]
+    models: Vec<String>,
+    /// Addresses the key may be used from: IPs or CIDR ranges (empty: any).
+    #[serde(default)]
+    allowed_ips: Vec<String>,
+    #[serde(default)]
+    expires_in_seconds: Option<i64>,
+    #[serde(default)]
+    rate_limits: Option<RateLimitsBody>,
+    #[serde(default)]
+    budget: Option<BudgetBody>,
+}
+
+/// A key id from a path: one that cannot be an id names no key (404, as an unknown one).
+fn key_id(id: String) -> Result<String, AdminError> {
+    match tollgate_core::KeyId::parse(&id) {
+        Ok(_) => Ok(id),
+        Err(_) => Err(AdminError::NotFound {
+            what: "API key",
+            id: tollgate_core::key::mask_presented(&id),
+        }),
+    }
+}
+
+fn invalid(param: &str, err: impl std::fmt::Display) -> AdminError {
+    AdminError::param(param, format!("Invalid '{param}': {err}"))
+}
+
+impl KeyBody {
+    fn into_new_key(self) -> Result<NewKey, AdminError> {
+        let owner = match (self.service_account_id, self.project_id) {
+            (Some(_), Some(_)) => {
+                return Err(AdminError::param(
+                    "service_account_id",
+                    "Give 'project_id' or 'service_account_id', not both: a service account's key is in its own project.",
+                ))
+            }
+            (Some(account), None) => KeyOwnerRequest::ServiceAccount(account),
+            (None, project) => KeyOwnerRequest::Project(project),
+        };
+        let permissions =
+            Permissions::from_parts(self.permissions.as_deref().unwrap_or("all"), &self.scopes)
+                .map_err(|e| invalid("permissions", e))?;
+        let expires_in = match self.expires_in_seconds {
+            None => None,
+            Some(seconds) if seconds > 0 => Some(Span(seconds)),
+            Some(_) => {
+                return Err(invalid(
+                    "expires_in_seconds",
+                    "it must be a positive number of seconds.",
+                ))
+            }
+        };
+        let allowed_ips =
+            IpAllowList::parse(&self.allowed_ips).map_err(|e| invalid("allowed_ips", e))?;
+        let limits = self.rate_limits.unwrap_or_default();
+        let budget = match self.budget {
+            None => None,
+            Some(b) => Some(
+                BudgetRequest::parse(
+                    &b.limit_usd,
+                    b.period.as_deref().unwrap_or("month"),
+                    b.timezone.as_deref().unwrap_or("UTC"),
+                    &b.alerts_percent
+                        .iter()
+                        .map(f64::to_string)
+                        .collect::<Vec<_>>(),
+                )
+                .map_err(|e| invalid("budget", e))?,
+            ),
+        };
+        Ok(NewKey {
+            name: self.name,
+            owner,
+            permissions,
+            expires_in,
+            allowed_ips,
+            allowed_models: ModelAllowList::new(&self.models),
+            limits: RateLimits {
+                rpm: limits.rpm,
+                rpd: limits.rpd,
+                tpm: limits.tpm,
+                tpd: limits.tpd,
+                concurrent: limits.concurrency,
+            },
+            budget,
+        })
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/organization/x-tollgate/keys",
+    tag = "Tollgate extensions",
+    summary = "Create a project or service account key with scopes, models, expiry, IP allow-list, rate limits and budget (the secret is in `value`, shown once)",
+    request_body = KeyBody,
+    responses((status = 200, body = Object), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn create_key(
+    State(state): State<AdminState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<KeyBody>,
+) -> Answer {
+    let caller = caller.owner()?;
+    let created = state
+        .control
+        .create_key(&caller.actor(), body.into_new_key()?)
+        .await?;
+    let view = CreatedKeyView {
+        key: KeyView::new(&created.record, created.record.created_at),
+        value: created.secret.expose(),
+    };
+    Ok(Json(json!(view)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/organization/x-tollgate/keys",
+    tag = "Tollgate extensions",
+    summary = "List keys as Tollgate knows them (revoked and expired ones too, with their status)",
+    params(
+        ("project_id" = Option<String>, Query, description = "Only this project's keys."),
+        ("kind" = Option<String>, Query, description = "`project`, `service_account` or `admin`."),
+        ("limit" = Option<i64>, Query, description = "1 to 100 (clamped); default 20."),
+        ("after" = Option<String>, Query, description = "The last id of the previous page."),
+    ),
+    responses((status = 200, body = Object), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn keys(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let params = Params::parse(query.as_deref());
+    let kind = match params.one("kind") {
+        None => None,
+        Some(text) => Some(KeyKind::parse(text).ok_or_else(|| {
+            invalid(
+                "kind",
+                format!("'{text}' is not project, service_account or admin."),
+            )
+        })?),
+    };
+    let mut keys = state.control.keys(params.one("project_id"), kind).await?;
+    // Oldest first, as every list of the admin API.
+    keys.reverse();
+    let now = state.control.now();
+    let views: Vec<KeyView> = keys.iter().map(|k| KeyView::new(k, now)).collect();
+    Ok(Json(json!(List::page(views, &params)?.0)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/organization/x-tollgate/keys/{key_id}",
+    tag = "Tollgate extensions",
+    summary = "Retrieve a key as Tollgate knows it",
+    params(("key_id" = String, Path, description = "The key's id (`key_...`).")),
+    responses((status = 200, body = Object), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn key(
+    State(state): State<AdminState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Answer {
+    let key = state.control.key(&key_id(id)?).await?;
+    Ok(Json(json!(KeyView::new(&key, state.control.now()))))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    /// How long the old key keeps working, in seconds (0: it stops at once).
+    grace_seconds: i64,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/organization/x-tollgate/keys/{key_id}/rotate",
+    tag = "Tollgate extensions",
+    summary = "Rotate a key: a successor (shown once) and the old key working for the grace period",
+    params(("key_id" = String, Path, description = "The key's id (`key_...`).")),
+    request_body = RotateBody,
+    responses((status = 200, body = Object), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn rotate(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RotateBody>,
+) -> Answer {
+    let caller = caller.owner()?;
+    if body.grace_seconds < 0 {
+        return Err(invalid("grace_seconds", "it cannot be negative."));
+    }
+    let rotation = state
+        .control
+        .rotate_key(&caller.actor(), &key_id(id)?, Span(body.grace_seconds))
+        .await?;
+    let now = state.control.now();
+    Ok(Json(json!({
+        "old": KeyView::new(&rotation.old, now),
+        "new": CreatedKeyView {
+            key: KeyView::new(&rotation.new.record, now),
+            value: rotation.new.secret.expose(),
+        },
+    })))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/organization/x-tollgate/keys/{key_id}/revoke",
+    tag = "Tollgate extensions",
+    summary = "Revoke a key, at once on every server (revoking a revoked key changes nothing)",
+    params(("key_id" = String, Path, description = "The key's id (`key_...`).")),
+    responses((status = 200, body = Object), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn revoke(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Answer {
+    let caller = caller.owner()?;
+    let record = match state
+        .control
+        .revoke_key(&caller.actor(), &key_id(id)?)
+        .await?
+    {
+        RevokeOutcome::Revoked(record) | RevokeOutcome::AlreadyRevoked(record) => record,
+    };
+    Ok(Json(json!(KeyView::new(&record, state.control.now()))))
+}
