@@ -314,3 +314,318 @@ pub async fn revoke(
     };
     Ok(Json(json!(KeyView::new(&record, state.control.now()))))
 }
+
+/// Whose limit or budget: the organization, a project or a key (give at most one id).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HolderBody {
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    key_id: Option<String>,
+}
+
+impl HolderBody {
+    fn holder(self) -> Result<tollgate_control::HolderRequest, AdminError> {
+        holder(self.project_id, self.key_id)
+    }
+}
+
+fn holder(
+    project_id: Option<String>,
+    key: Option<String>,
+) -> Result<tollgate_control::HolderRequest, AdminError> {
+    use tollgate_control::HolderRequest;
+    match (project_id, key) {
+        (Some(_), Some(_)) => Err(AdminError::param(
+            "key_id",
+            "Give 'project_id' or 'key_id' (or neither, for the organization), not both.",
+        )),
+        (Some(project), None) => Ok(HolderRequest::Project(project)),
+        (None, Some(key)) => Ok(HolderRequest::Key(key_id(key)?)),
+        (None, None) => Ok(HolderRequest::Organization),
+    }
+}
+
+/// Rate limits to set on a holder for a model pattern (`*`: every model); limits not given
+/// keep their value.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsBody {
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    key_id: Option<String>,
+    /// A model or pattern such as `gpt-4o*`; default `*`.
+    #[serde(default)]
+    model: Option<String>,
+    rpm: Option<u64>,
+    rpd: Option<u64>,
+    tpm: Option<u64>,
+    tpd: Option<u64>,
+    concurrency: Option<u64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/organization/x-tollgate/limits",
+    tag = "Tollgate extensions",
+    summary = "Every rate limit rule of the organization, its projects and keys",
+    responses((status = 200, body = Object), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn limits(State(state): State<AdminState>, _caller: Caller) -> Answer {
+    let rules = state.control.limit_rules().await?;
+    let data: Vec<Value> = rules
+        .iter()
+        .map(|r| {
+            json!({
+                "object": "x-tollgate.rate_limit",
+                "level": r.holder.level.as_str(),
+                "holder": r.holder.id,
+                "model": r.model.as_str(),
+                "limits": r.limits,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"object": "list", "data": data, "has_more": false}),
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/organization/x-tollgate/limits",
+    tag = "Tollgate extensions",
+    summary = "Set rate limits (rpm, rpd, tpm, tpd, concurrency) of the organization, a project or a key, for a model pattern",
+    request_body = LimitsBody,
+    responses((status = 200, body = Object), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn set_limits(
+    State(state): State<AdminState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<LimitsBody>,
+) -> Answer {
+    let caller = caller.owner()?;
+    let limits = RateLimits {
+        rpm: body.rpm,
+        rpd: body.rpd,
+        tpm: body.tpm,
+        tpd: body.tpd,
+        concurrent: body.concurrency,
+    };
+    if limits.iter().next().is_none() {
+        return Err(AdminError::param(
+            "rpm",
+            "Give at least one limit: rpm, rpd, tpm, tpd or concurrency.",
+        ));
+    }
+    let rule = state
+        .control
+        .set_limits(
+            &caller.actor(),
+            &holder(body.project_id, body.key_id)?,
+            body.model.as_deref().unwrap_or("*"),
+            limits,
+        )
+        .await?;
+    Ok(Json(json!({
+        "object": "x-tollgate.rate_limit",
+        "level": rule.holder.level.as_str(),
+        "holder": rule.holder.id,
+        "model": rule.model.as_str(),
+        "limits": rule.limits,
+    })))
+}
+
+/// Which limit rule to remove.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveLimitsBody {
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    key_id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/organization/x-tollgate/limits/remove",
+    tag = "Tollgate extensions",
+    summary = "Remove a holder's rate limits for a model pattern",
+    request_body = RemoveLimitsBody,
+    responses((status = 200, body = Object), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn remove_limits(
+    State(state): State<AdminState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<RemoveLimitsBody>,
+) -> Answer {
+    let caller = caller.owner()?;
+    let model = body.model.unwrap_or_else(|| "*".into());
+    state
+        .control
+        .remove_limits(
+            &caller.actor(),
+            &holder(body.project_id, body.key_id)?,
+            &model,
+        )
+        .await?;
+    Ok(Json(
+        json!({"object": "x-tollgate.rate_limit.deleted", "model": model, "deleted": true}),
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/organization/x-tollgate/budgets",
+    tag = "Tollgate extensions",
+    summary = "Every budget with what was spent in its current period",
+    responses((status = 200, body = Object), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn budgets(State(state): State<AdminState>, _caller: Caller) -> Answer {
+    let budgets = state.control.budgets().await?;
+    Ok(Json(
+        json!({"object": "list", "data": budgets, "has_more": false}),
+    ))
+}
+
+/// A budget to set on the organization, a project or a key.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetBudgetBody {
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    key_id: Option<String>,
+    /// Dollars, as a string (`"12.50"`) so that no float rounds it.
+    limit_usd: String,
+    /// `day`, `week` or `month` (the default).
+    #[serde(default)]
+    period: Option<String>,
+    /// `UTC` (the default) or a fixed offset such as `+05:30`.
+    #[serde(default)]
+    timezone: Option<String>,
+    /// Percentages of the limit that raise an alert, such as `[50, 80, 100]`.
+    #[serde(default)]
+    alerts_percent: Vec<f64>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/organization/x-tollgate/budgets",
+    tag = "Tollgate extensions",
+    summary = "Set (or replace) the budget of the organization, a project or a key: dollars per day, week or month in a time zone, with alert thresholds",
+    request_body = SetBudgetBody,
+    responses((status = 200, body = Object), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn set_budget(
+    State(state): State<AdminState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<SetBudgetBody>,
+) -> Answer {
+    let caller = caller.owner()?;
+    let b = &body;
+    let request = BudgetRequest::parse(
+        &b.limit_usd,
+        b.period.as_deref().unwrap_or("month"),
+        b.timezone.as_deref().unwrap_or("UTC"),
+        &b.alerts_percent
+            .iter()
+            .map(f64::to_string)
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| invalid("limit_usd", e))?;
+    let holder = holder(body.project_id, body.key_id)?;
+    state
+        .control
+        .set_budget(&caller.actor(), &holder, request)
+        .await?;
+    let report = state.control.limits_report(&holder).await?;
+    Ok(Json(json!(report)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/organization/x-tollgate/budgets/remove",
+    tag = "Tollgate extensions",
+    summary = "Remove the budget of the organization, a project or a key",
+    request_body = HolderBody,
+    responses((status = 200, body = Object), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn remove_budget(
+    State(state): State<AdminState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<HolderBody>,
+) -> Answer {
+    let caller = caller.owner()?;
+    state
+        .control
+        .remove_budget(&caller.actor(), &body.holder()?)
+        .await?;
+    Ok(Json(
+        json!({"object": "x-tollgate.budget.deleted", "deleted": true}),
+    ))
+}
+
+/// A project's allow-lists; each one given replaces the current one (empty: anything).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectRulesBody {
+    #[serde(default)]
+    allowed_ips: Option<Vec<String>>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/organization/x-tollgate/projects/{project_id}/rules",
+    tag = "Tollgate extensions",
+    summary = "Set a project's IP allow-list and model allow-list (every key of the project obeys them)",
+    params(("project_id" = String, Path, description = "The project's id.")),
+    request_body = ProjectRulesBody,
+    responses((status = 200, body = Object), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn project_rules(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ProjectRulesBody>,
+) -> Answer {
+    let caller = caller.owner()?;
+    let project = crate::projects::project(&state, &id).await?;
+    let mut project_now = project.clone();
+    if let Some(ips) = body.allowed_ips {
+        let list = IpAllowList::parse(&ips).map_err(|e| invalid("allowed_ips", e))?;
+        project_now = state
+            .control
+            .set_project_allowed_ips(&caller.actor(), project.id.as_str(), list)
+            .await?;
+    }
+    if let Some(models) = body.models {
+        project_now = state
+            .control
+            .set_project_allowed_models(
+                &caller.actor(),
+                project.id.as_str(),
+                ModelAllowList::new(&models),
+            )
+            .await?;
+    }
+    Ok(Json(json!({
+        "object": "organization.project",
+        "id": project_now.id.as_str(),
+        "name": project_now.name,
+        "allowed_ips": project_now.allowed_ips,
+        "models": project_now.allowed_models,
+    })))
+}

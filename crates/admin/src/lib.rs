@@ -76,6 +76,23 @@ pub fn router(control: Control) -> Router {
         .route("/x-tollgate/keys/{key_id}", get(extensions::key))
         .route("/x-tollgate/keys/{key_id}/rotate", post(extensions::rotate))
         .route("/x-tollgate/keys/{key_id}/revoke", post(extensions::revoke))
+        .route(
+            "/x-tollgate/limits",
+            get(extensions::limits).post(extensions::set_limits),
+        )
+        .route("/x-tollgate/limits/remove", post(extensions::remove_limits))
+        .route(
+            "/x-tollgate/budgets",
+            get(extensions::budgets).post(extensions::set_budget),
+        )
+        .route(
+            "/x-tollgate/budgets/remove",
+            post(extensions::remove_budget),
+        )
+        .route(
+            "/x-tollgate/projects/{project_id}/rules",
+            post(extensions::project_rules),
+        )
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .route(

@@ -46,6 +46,13 @@ use utoipa::{Modify, OpenApi};
         extensions::key,
         extensions::rotate,
         extensions::revoke,
+        extensions::limits,
+        extensions::set_limits,
+        extensions::remove_limits,
+        extensions::budgets,
+        extensions::set_budget,
+        extensions::remove_budget,
+        extensions::project_rules,
     ),
     components(schemas(
         ProjectObject,

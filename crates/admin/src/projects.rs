@@ -171,7 +171,7 @@ pub async fn archive(
 }
 
 /// A project by id only (the CLI also takes names; OpenAI's paths take ids).
-async fn project(state: &AdminState, id: &str) -> Result<Project, AdminError> {
+pub(crate) async fn project(state: &AdminState, id: &str) -> Result<Project, AdminError> {
     let not_found = || AdminError::NotFound {
         what: "project",
         id: id.to_owned(),

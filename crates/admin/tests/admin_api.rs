@@ -948,6 +948,16 @@ async fn the_openapi_document_describes_every_admin_endpoint_and_is_public() {
         ("get", "/v1/organization/x-tollgate/keys/{key_id}"),
         ("post", "/v1/organization/x-tollgate/keys/{key_id}/rotate"),
         ("post", "/v1/organization/x-tollgate/keys/{key_id}/revoke"),
+        ("get", "/v1/organization/x-tollgate/limits"),
+        ("post", "/v1/organization/x-tollgate/limits"),
+        ("post", "/v1/organization/x-tollgate/limits/remove"),
+        ("get", "/v1/organization/x-tollgate/budgets"),
+        ("post", "/v1/organization/x-tollgate/budgets"),
+        ("post", "/v1/organization/x-tollgate/budgets/remove"),
+        (
+            "post",
+            "/v1/organization/x-tollgate/projects/{project_id}/rules",
+        ),
     ];
     let mut described = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -1310,4 +1320,142 @@ async fn tollgate_s_own_key_endpoints_make_rotate_and_revoke_keys_with_all_their
     )
     .await
     .error(403, None);
+}
+
+#[tokio::test]
+async fn limits_budgets_and_project_rules_set_over_http_hold_from_the_next_request() {
+    let app = App::spawn().await;
+    let p = app
+        .post("/v1/organization/projects", json!({"name": "limited"}))
+        .await;
+    let p = p.ok()["id"].as_str().unwrap().to_owned();
+    let key = app
+        .key(
+            "k",
+            KeyOwnerRequest::Project(Some(p.clone())),
+            Permissions::All,
+        )
+        .await;
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let send = || {
+        app.call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&key),
+            Some(chat.clone()),
+        )
+    };
+
+    let set = app
+        .post(
+            "/v1/organization/x-tollgate/limits",
+            json!({"project_id": p, "model": "gpt-4o*", "rpm": 1}),
+        )
+        .await;
+    let set = set.ok().clone();
+    assert_eq!(set["level"], "project");
+    assert_eq!(set["model"], "gpt-4o*");
+    assert_eq!(send().await.status, 200);
+    let limited = send().await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    let rules = app.get("/v1/organization/x-tollgate/limits").await;
+    assert!(rules.ok()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["holder"] == p.as_str()));
+    app.post(
+        "/v1/organization/x-tollgate/limits/remove",
+        json!({"project_id": p, "model": "gpt-4o*"}),
+    )
+    .await
+    .ok();
+    assert_eq!(send().await.status, 200);
+
+    // A budget of one micro-dollar: spent by the first request, then 429 insufficient_quota.
+    let key_id = KeyFormat::default()
+        .parse(&key)
+        .unwrap()
+        .secret
+        .id()
+        .to_string();
+    app.post("/v1/organization/x-tollgate/budgets", json!({"key_id": key_id, "limit_usd": "0.000001", "period": "day", "timezone": "+05:30", "alerts_percent": [50]}))
+        .await
+        .ok();
+    let budgets = app.get("/v1/organization/x-tollgate/budgets").await;
+    let budgets = budgets.ok().clone();
+    assert_eq!(budgets["data"][0]["holder"], key_id.as_str());
+    assert_eq!(budgets["data"][0]["timezone"], "+05:30");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(send().await);
+    }
+    let refused = statuses
+        .iter()
+        .find(|r| r.status == 429)
+        .expect("the budget stopped the key");
+    assert_eq!(refused.body["error"]["type"], "insufficient_quota");
+    app.post(
+        "/v1/organization/x-tollgate/budgets/remove",
+        json!({"key_id": key_id}),
+    )
+    .await
+    .ok();
+    assert_eq!(send().await.status, 200);
+
+    // Project rules: an allow-list that leaves out 127.0.0.1 refuses the key.
+    let rules = app
+        .post(
+            &format!("/v1/organization/x-tollgate/projects/{p}/rules"),
+            json!({"allowed_ips": ["10.0.0.0/8"]}),
+        )
+        .await;
+    assert_eq!(rules.ok()["allowed_ips"], json!(["10.0.0.0/8"]));
+    // Refused as the gateway refuses any address a key may not use from (401).
+    assert_eq!(send().await.status, 401);
+    app.post(
+        &format!("/v1/organization/x-tollgate/projects/{p}/rules"),
+        json!({"allowed_ips": []}),
+    )
+    .await
+    .ok();
+    assert_eq!(send().await.status, 200);
+
+    // Bad input names its field.
+    app.post(
+        "/v1/organization/x-tollgate/limits",
+        json!({"project_id": p, "key_id": key_id, "rpm": 1}),
+    )
+    .await
+    .error(400, Some("key_id"));
+    app.post(
+        "/v1/organization/x-tollgate/limits",
+        json!({"project_id": p}),
+    )
+    .await
+    .error(400, Some("rpm"));
+    app.post(
+        "/v1/organization/x-tollgate/budgets",
+        json!({"limit_usd": "a lot"}),
+    )
+    .await
+    .error(400, Some("limit_usd"));
+    app.post(
+        "/v1/organization/x-tollgate/budgets",
+        json!({"limit_usd": "5", "period": "fortnight"}),
+    )
+    .await
+    .error(400, Some("limit_usd"));
+    app.post(
+        &format!("/v1/organization/x-tollgate/projects/{p}/rules"),
+        json!({"allowed_ips": ["300.1.1.1"]}),
+    )
+    .await
+    .error(400, Some("allowed_ips"));
+    app.post(
+        "/v1/organization/x-tollgate/limits",
+        json!({"project_id": "proj_nothere", "rpm": 1}),
+    )
+    .await
+    .error(404, None);
 }
