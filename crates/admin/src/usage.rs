@@ -20,6 +20,10 @@ use tollgate_core::endpoints::Endpoint;
 use tollgate_core::UnixTime;
 use tollgate_store::UsageTotal;
 
+/// The latest time a report takes (the end of the year 9999): bucket arithmetic on times up to
+/// it cannot overflow.
+const LATEST: i64 = 253_402_300_799;
+
 /// Which usage report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -75,13 +79,19 @@ impl Report {
         let start = params.int("start_time")?.ok_or_else(|| {
             AdminError::param("start_time", "Missing required parameter: 'start_time'.")
         })?;
-        if start < 0 {
+        if !(0..=LATEST).contains(&start) {
             return Err(AdminError::param(
                 "start_time",
-                "Invalid 'start_time': it must be a Unix time in seconds.",
+                "Invalid 'start_time': it must be a Unix time in seconds, before the year 10000.",
             ));
         }
         let end = params.int("end_time")?.unwrap_or(now.seconds() + 1);
+        if end > LATEST {
+            return Err(AdminError::param(
+                "end_time",
+                "Invalid 'end_time': it must be a Unix time in seconds, before the year 10000.",
+            ));
+        }
         if end <= start {
             return Err(AdminError::param(
                 "end_time",

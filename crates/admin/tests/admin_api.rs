@@ -871,6 +871,26 @@ async fn usage_and_costs_equal_the_recorded_events_to_the_token_and_the_micro_do
     ))
     .await
     .error(400, Some("page"));
+    // Times at the ends of i64 are refused, not overflowed; the widest report is one page.
+    app.get(&format!(
+        "/v1/organization/usage/completions?start_time={start}&end_time={}",
+        i64::MAX
+    ))
+    .await
+    .error(400, Some("end_time"));
+    app.get("/v1/organization/usage/completions?start_time=-1")
+        .await
+        .error(400, Some("start_time"));
+    let widest = app
+        .get("/v1/organization/usage/completions?start_time=0&bucket_width=1m&limit=100000")
+        .await;
+    let widest = widest.ok().clone();
+    assert_eq!(widest["data"].as_array().unwrap().len(), 1_440);
+    assert_eq!(widest["has_more"], true);
+    let last = app
+        .get("/v1/organization/usage/completions?start_time=0&bucket_width=1d&page=page_9223372036854775807")
+        .await;
+    assert_eq!(last.ok()["data"].as_array().unwrap().len(), 0);
 }
 
 #[tokio::test]
