@@ -7,7 +7,9 @@ use crate::error::AdminError;
 use crate::AdminState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use subtle::ConstantTimeEq;
 use tollgate_core::lifecycle::KeyStatus;
+use tollgate_core::standing::{ClientAddress, KeyShown};
 use tollgate_core::{KeyKind, Permissions};
 use tollgate_store::{Actor, KeyRecord, Role};
 
@@ -71,29 +73,38 @@ impl FromRequestParts<AdminState> for Caller {
             }
             Err(err) => return Err(err.into()),
         };
-        if key.hash != state.control.hasher().hash(&parsed.secret)
-            || key.status(state.control.now()) != KeyStatus::Active
-        {
+        let hash = state.control.hasher().hash(&parsed.secret);
+        let same: bool = key.hash.0.ct_eq(&hash.0).into();
+        if !same || key.status(state.control.now()) != KeyStatus::Active {
             return Err(invalid());
         }
         if key.kind != KeyKind::Admin {
             return Err(AdminError::NotAdminKey);
         }
+        // An admin key's own IP allow-list, with the address the gateway worked out (trusted
+        // proxies' headers applied); an address nobody could name passes only an open list.
+        let client = parts.extensions.get::<ClientAddress>().and_then(|c| c.0);
+        let admitted = match client {
+            Some(ip) => key.allowed_ips.allows(ip),
+            None => key.allowed_ips.is_empty(),
+        };
+        if !admitted {
+            tracing::warn!(key_id = %key.id, client_ip = ?client, "admin key used from an address outside its IP allow-list");
+            return Err(AdminError::IpNotAuthorized);
+        }
         let role = match key.permissions {
             Permissions::All => Role::Owner,
             Permissions::ReadOnly | Permissions::Restricted { .. } => Role::Reader,
         };
+        // Tells the connection a valid key was shown (see the gateway's `trust`).
+        if let Some(shown) = parts.extensions.get::<KeyShown>() {
+            shown.set();
+        }
         Ok(Caller { key, role })
     }
 }
 
-/// A presented key as an error may quote it: its start and its last four characters.
+/// A presented key as an error may quote it: masked (nothing of a short one).
 fn shown(presented: &str) -> String {
-    let chars: Vec<char> = presented.chars().collect();
-    if chars.len() <= 12 {
-        return "*****".into();
-    }
-    let head: String = chars[..8].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}*****{tail}")
+    tollgate_core::key::mask_presented(presented)
 }

@@ -13,13 +13,15 @@ pub enum AdminError {
     InvalidKey { shown: String },
     #[error("This is a project or service account key; the admin API (/v1/organization/...) takes only admin keys (sk-admin-...). The first run printed one.")]
     NotAdminKey,
+    #[error("IP not authorized for this admin key.")]
+    IpNotAuthorized,
     #[error("This admin key has the reader role: it can list and read, not change anything. Use an owner's admin key.")]
     ReaderKey,
     #[error("{message}")]
     BadParam { param: String, message: String },
     #[error("{0}")]
     BadBody(String),
-    #[error("No such {what}: '{id}'")]
+    #[error("No such {what}: '{}'", quoted(.id))]
     NotFound { what: &'static str, id: String },
     #[error("Invalid URL ({method} {path})")]
     UnknownRoute { method: String, path: String },
@@ -27,6 +29,16 @@ pub enum AdminError {
     MethodNotAllowed { method: String, path: String },
     #[error(transparent)]
     Control(#[from] ControlError),
+}
+
+/// An id from a path as an error quotes it; something that looks like a secret pasted in its
+/// place (a key, or text too long for an id) is masked.
+fn quoted(id: &str) -> String {
+    if id.starts_with("sk-") || id.len() > 64 {
+        tollgate_core::key::mask_presented(id)
+    } else {
+        id.to_owned()
+    }
 }
 
 impl AdminError {
@@ -43,6 +55,7 @@ impl AdminError {
             AdminError::MissingKey | AdminError::InvalidKey { .. } => {
                 OpenAiError::new(ErrorKind::Authentication, message).with_code("invalid_api_key")
             }
+            AdminError::IpNotAuthorized => OpenAiError::new(ErrorKind::Authentication, message),
             AdminError::NotAdminKey | AdminError::ReaderKey => {
                 OpenAiError::new(ErrorKind::PermissionDenied, message)
                     .with_code("insufficient_permissions")

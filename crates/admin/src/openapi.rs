@@ -87,9 +87,12 @@ impl Modify for AdminKeyAuth {
     }
 }
 
-/// The document, as JSON.
-pub fn document() -> String {
-    AdminApi::openapi()
-        .to_json()
-        .unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
+/// The document, as JSON, made once.
+pub fn document() -> &'static str {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        AdminApi::openapi()
+            .to_json()
+            .unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
+    })
 }

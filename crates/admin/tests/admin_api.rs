@@ -44,6 +44,10 @@ struct Reply {
 
 impl App {
     async fn spawn() -> App {
+        App::spawn_with(|_| {}).await
+    }
+
+    async fn spawn_with(adjust: impl FnOnce(&mut GatewaySettings)) -> App {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&DatabaseLocation::Sqlite(dir.path().join("tollgate.db")))
             .await
@@ -80,6 +84,7 @@ impl App {
             .collect();
         settings.routes = RouteTable::new(1, routes, HashMap::new());
         settings.metering.linger = Duration::from_millis(5);
+        adjust(&mut settings);
         let gateway = Gateway {
             settings,
             store: store.clone(),
@@ -1478,4 +1483,207 @@ async fn limits_budgets_and_project_rules_set_over_http_hold_from_the_next_reque
     )
     .await
     .error(404, None);
+}
+
+/// One HTTP/1.1 request on an open connection; the status line, or `None` once it is closed.
+async fn request_on(
+    conn: &mut tokio::net::TcpStream,
+    path: &str,
+    key: Option<&str>,
+) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let auth = key
+        .map(|k| format!("authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let head = format!("GET {path} HTTP/1.1\r\nhost: t\r\n{auth}\r\n");
+    conn.write_all(head.as_bytes()).await.ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65_536];
+    // Read the whole answer: its head, then content-length bytes.
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return text.lines().next().map(str::to_owned);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_a_valid_admin_key_earns_a_connection_the_standing_of_a_keyed_one() {
+    let app = App::spawn_with(|s| s.connections.head_timeout = Duration::from_secs(1)).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    // A keyless connection reading the public document is still keyless: closed once the head
+    // timeout has passed since it was accepted, however busy.
+    let mut public = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut keyed = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert!(
+        request_on(&mut keyed, "/v1/organization/projects", Some(&app.admin))
+            .await
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+    let started = Instant::now();
+    let mut public_closed = None;
+    while started.elapsed() < Duration::from_millis(2_500) {
+        if public_closed.is_none()
+            && request_on(&mut public, "/openapi.json", None)
+                .await
+                .is_none()
+        {
+            public_closed = Some(started.elapsed());
+        }
+        assert!(
+            request_on(&mut keyed, "/v1/organization/projects", Some(&app.admin))
+                .await
+                .is_some_and(|s| s.starts_with("HTTP/1.1 200")),
+            "the connection that showed an admin key was closed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        public_closed.is_some(),
+        "the keyless connection outlived the head timeout"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_key_s_ip_allow_list_holds() {
+    let app = App::spawn().await;
+    let elsewhere = app
+        .control
+        .create_key(
+            &Actor::cli("tester"),
+            NewKey {
+                name: "from the office".into(),
+                owner: KeyOwnerRequest::Admin,
+                permissions: Permissions::All,
+                expires_in: None,
+                allowed_ips: tollgate_core::network::IpAllowList::parse(&["10.0.0.0/8".into()])
+                    .unwrap(),
+                allowed_models: Default::default(),
+                limits: Default::default(),
+                budget: None,
+            },
+        )
+        .await
+        .unwrap();
+    let refused = app
+        .call(
+            "GET",
+            "/v1/organization/projects",
+            Some(elsewhere.secret.expose()),
+            None,
+        )
+        .await;
+    refused.error(401, None);
+    assert!(refused.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("IP not authorized"));
+    let here = app
+        .control
+        .create_key(
+            &Actor::cli("tester"),
+            NewKey {
+                name: "from here".into(),
+                owner: KeyOwnerRequest::Admin,
+                permissions: Permissions::All,
+                expires_in: None,
+                allowed_ips: tollgate_core::network::IpAllowList::parse(&["127.0.0.0/8".into()])
+                    .unwrap(),
+                allowed_models: Default::default(),
+                limits: Default::default(),
+                budget: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        app.call(
+            "GET",
+            "/v1/organization/projects",
+            Some(here.secret.expose()),
+            None
+        )
+        .await
+        .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_last_owner_admin_key_cannot_be_revoked_by_any_door() {
+    let app = App::spawn().await;
+    let first_id = KeyFormat::default()
+        .parse(&app.admin)
+        .unwrap()
+        .secret
+        .id()
+        .to_string();
+    // Through Tollgate's own revoke endpoint, too.
+    app.post(
+        &format!("/v1/organization/x-tollgate/keys/{first_id}/revoke"),
+        json!({}),
+    )
+    .await
+    .error(409, None);
+    // A reader's key does not count as an owner left.
+    app.key("reader", KeyOwnerRequest::Admin, Permissions::ReadOnly)
+        .await;
+    app.call(
+        "DELETE",
+        &format!("/v1/organization/admin_api_keys/{first_id}"),
+        Some(&app.admin),
+        None,
+    )
+    .await
+    .error(409, None);
+    // Two owners deleting each other at once: one wins, the other is refused.
+    let second = app
+        .post("/v1/organization/admin_api_keys", json!({"name": "second"}))
+        .await;
+    let second = second.ok().clone();
+    let second_key = second["value"].as_str().unwrap().to_owned();
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    let delete_second = format!("/v1/organization/admin_api_keys/{second_id}");
+    let delete_first = format!("/v1/organization/admin_api_keys/{first_id}");
+    let (a, b) = tokio::join!(
+        app.call("DELETE", &delete_second, Some(&app.admin), None),
+        app.call("DELETE", &delete_first, Some(&second_key), None),
+    );
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort();
+    assert!(
+        statuses == [200, 409] || statuses == [200, 401],
+        "{statuses:?}: {} {}",
+        a.body,
+        b.body
+    );
+    let owners_left = app
+        .control
+        .keys(None, Some(tollgate_core::KeyKind::Admin))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.revoked_at.is_none() && k.permissions == Permissions::All)
+        .count();
+    assert_eq!(owners_left, 1);
 }

@@ -264,7 +264,21 @@ impl Control {
             key.id.as_str(),
             json!({"name": key.name, "redacted_value": key.redacted}),
         );
-        self.store.revoke_key(&key.id, now, &entry).await?;
+        if key.kind == KeyKind::Admin && key.permissions == Permissions::All {
+            // Nobody could manage the organization through the admin API without one.
+            if !self
+                .store
+                .revoke_owner_admin_key(&org.id, &key.id, now, &entry)
+                .await?
+            {
+                return Err(ControlError::Conflict(format!(
+                    "{} is the organization's last owner admin key; create another (tollgate keys create --admin) before revoking it",
+                    key.id
+                )));
+            }
+        } else {
+            self.store.revoke_key(&key.id, now, &entry).await?;
+        }
         Ok(RevokeOutcome::Revoked(KeyRecord {
             revoked_at: Some(now),
             ..key

@@ -23,6 +23,7 @@ pub mod pricing;
 pub mod routing;
 pub mod secret;
 pub mod signature;
+pub mod standing;
 pub mod usage;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};

@@ -231,6 +231,48 @@ impl Store {
         update_one(self, id, entry, update).await
     }
 
+    /// Revokes an owner's admin key unless it is the organization's last active one: the count
+    /// and the revocation are one transaction, so two revocations at once cannot both pass it.
+    /// `false` (nothing changed) when it is the last.
+    pub async fn revoke_owner_admin_key(
+        &self,
+        org: &OrgId,
+        id: &KeyId,
+        at: UnixTime,
+        entry: &AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let (others,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM api_keys
+             WHERE org_id = ? AND kind = 'admin' AND id != ? AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > ?)
+               AND json_extract(permissions, '$.mode') = 'all'",
+        )
+        .bind(org.as_str())
+        .bind(id.as_str())
+        .bind(at.seconds())
+        .fetch_one(&mut *tx)
+        .await?;
+        if others == 0 {
+            return Ok(false);
+        }
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(at.seconds())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "key {id} is revoked; nothing was changed"
+            )));
+        }
+        audit::append(&mut tx, entry).await?;
+        change_log::append(&mut tx, &ChangedEntity::Key(id.clone()), entry.created_at).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     pub async fn set_key_expiry(
         &self,
         id: &KeyId,

@@ -135,17 +135,7 @@ async fn resolve(
             project: project.id.to_string(),
         });
     }
-    let (read, other) = match state.settings.client_ip_header {
-        ClientIpHeader::XForwardedFor => (X_FORWARDED_FOR, FORWARDED),
-        ClientIpHeader::Forwarded => (FORWARDED, X_FORWARDED_FOR),
-    };
-    let client_ip = client_address(
-        peer,
-        state.settings.client_ip_header,
-        headers.get_all(read).iter().map(HeaderValue::as_bytes),
-        headers.contains_key(other),
-        &state.settings.trusted_proxies,
-    );
+    let client_ip = client_ip(state, headers, peer);
     let open = IpAllowList::default();
     let project_ips = record.project.as_deref().map_or(&open, |p| &p.allowed_ips);
     for (list, what) in [(project_ips, "project"), (&record.allowed_ips, "API key")] {
@@ -169,6 +159,22 @@ async fn resolve(
     }
     state.last_used.record(&record.id, now);
     Ok(Principal { key, client_ip })
+}
+
+/// The client's address: the peer, or what trusted proxies' forwarding header says (see
+/// `client_address`).
+pub(crate) fn client_ip(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Option<IpAddr> {
+    let (read, other) = match state.settings.client_ip_header {
+        ClientIpHeader::XForwardedFor => (X_FORWARDED_FOR, FORWARDED),
+        ClientIpHeader::Forwarded => (FORWARDED, X_FORWARDED_FOR),
+    };
+    client_address(
+        peer,
+        state.settings.client_ip_header,
+        headers.get_all(read).iter().map(HeaderValue::as_bytes),
+        headers.contains_key(other),
+        &state.settings.trusted_proxies,
+    )
 }
 
 /// Whether an allow-list admits a client; an address nobody could name passes only a list that

@@ -23,6 +23,7 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use tollgate_core::endpoints::{self, Method, Unrouted};
 use tollgate_core::path::{canonicalize, PathError};
+use tollgate_core::standing::{ClientAddress, KeyShown};
 use tower_service::Service;
 
 /// The gateway's request handling: its router and, for the `/v1` API, its state.
@@ -119,6 +120,9 @@ impl Dispatch {
     }
 }
 
+/// How long an admin API answer waits for its change to be applied on this server.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Hands an admin API request to the control plane, under its canonical path (the admin
 /// router matches paths; it must see the one everything else was decided on). The admin API
 /// authenticates its own callers: a connection that has shown no valid key is closed after
@@ -145,7 +149,11 @@ async fn admin_api(
             .into_response()
         }
     }
+    let client = ClientAddress(auth::client_ip(state, request.headers(), peer.ip()));
+    let shown = KeyShown::default();
     request.extensions_mut().insert(ConnectInfo(peer));
+    request.extensions_mut().insert(client);
+    request.extensions_mut().insert(shown.clone());
     let trust = request.extensions().get::<Trust>().cloned();
     let changes = !matches!(
         *request.method(),
@@ -153,12 +161,24 @@ async fn admin_api(
     );
     let Ok(mut response) = admin.call(request).await;
     if changes && response.status().is_success() {
-        state.key_lookups.follower().catch_up().await;
+        // Bounded: a store that cannot be read now leaves the change to the follower's next
+        // pass (within its interval), and the caller is not held.
+        match tokio::time::timeout(CATCH_UP_WAIT, state.key_lookups.follower().catch_up()).await
+        {
+            Ok(true) => {}
+            Ok(false) | Err(_) => tracing::warn!(
+                "a change made through the admin API could not be applied on this server before the answer; the follower applies it on its next pass"
+            ),
+        }
     }
     if let Some(trust) = trust {
-        if response.status() != axum::http::StatusCode::UNAUTHORIZED {
+        // Only a valid admin key counts: a public page (`/openapi.json`) or an error is no
+        // proof of anything.
+        if shown.get() {
             trust.authenticated();
-        } else if !trust.is_authenticated() {
+        } else if response.status() == axum::http::StatusCode::UNAUTHORIZED
+            && !trust.is_authenticated()
+        {
             response.headers_mut().insert(
                 axum::http::header::CONNECTION,
                 axum::http::HeaderValue::from_static("close"),
