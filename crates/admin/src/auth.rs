@@ -96,6 +96,17 @@ impl FromRequestParts<AdminState> for Caller {
             Permissions::All => Role::Owner,
             Permissions::ReadOnly | Permissions::Restricted { .. } => Role::Reader,
         };
+        // `last_used_at`, as the admin key list shows it (the admin API is not a hot path: one
+        // small write a request; a failure only leaves the time older).
+        let now = state.control.now();
+        if let Err(err) = state
+            .control
+            .store()
+            .touch_keys(&[(key.id.clone(), now)])
+            .await
+        {
+            tracing::warn!(error = %err, "could not record an admin key's use");
+        }
         // Tells the connection a valid key was shown (see the gateway's `trust`).
         if let Some(shown) = parts.extensions.get::<KeyShown>() {
             shown.set();

@@ -24,13 +24,20 @@ impl<T: Listed> List<T> {
     /// A page of `items` (already in list order): up to `limit` after the item `after` names.
     /// An `after` that names nothing in the list is a 400 naming `after`.
     pub fn page(items: Vec<T>, params: &Params) -> Result<Json<List<T>>, AdminError> {
+        List::page_of(items.into_iter().map(|i| (i, true)).collect(), params)
+    }
+
+    /// A page of the listed ones of `items` (in list order, with whether each is listed): the
+    /// cursor may name one that is no longer listed (a key deleted, a project archived since
+    /// the last page), so that a client deleting as it pages keeps its place.
+    pub fn page_of(items: Vec<(T, bool)>, params: &Params) -> Result<Json<List<T>>, AdminError> {
         let limit = usize::try_from(params.limit(20, 100)?).unwrap_or(20);
         let start = match params.one("after").filter(|a| !a.is_empty()) {
             None => 0,
             Some(after) => {
                 items
                     .iter()
-                    .position(|item| item.id() == after)
+                    .position(|(item, _)| item.id() == after)
                     .ok_or_else(|| {
                         AdminError::param(
                             "after",
@@ -42,8 +49,9 @@ impl<T: Listed> List<T> {
                     + 1
             }
         };
-        let has_more = items.len() > start + limit;
-        let data: Vec<T> = items.into_iter().skip(start).take(limit).collect();
+        let mut rest = items.into_iter().skip(start).filter(|(_, listed)| *listed);
+        let data: Vec<T> = rest.by_ref().take(limit).map(|(item, _)| item).collect();
+        let has_more = rest.next().is_some();
         Ok(Json(List::of(data, has_more)))
     }
 

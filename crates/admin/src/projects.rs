@@ -40,9 +40,21 @@ pub async fn list(
 ) -> Answer<List<ProjectObject>> {
     let params = Params::parse(query.as_deref());
     let archived = params.bool("include_archived")?;
-    // Oldest first, in the order they were made (the store's).
-    let projects = state.control.projects(archived).await?;
-    List::page(projects.iter().map(ProjectObject::from).collect(), &params)
+    // Oldest first, in the order they were made (the store's); archived ones hold the cursor's
+    // place even when not listed.
+    let projects = state.control.projects(true).await?;
+    List::page_of(
+        projects
+            .iter()
+            .map(|p| {
+                (
+                    ProjectObject::from(p),
+                    archived || p.status == ProjectStatus::Active,
+                )
+            })
+            .collect(),
+        &params,
+    )
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -315,18 +327,18 @@ pub async fn create_service_account(
     }))
 }
 
-/// The project's keys that work or can work again: revoked keys are deleted as far as
-/// OpenAI's API is concerned.
+/// The project's keys, each with whether OpenAI's API shows it: revoked keys are deleted as far
+/// as it is concerned (they keep only their place for list cursors).
 async fn project_keys(
     state: &AdminState,
     project: &Project,
-) -> Result<(Vec<ProjectApiKeyObject>, Vec<KeyRecord>), AdminError> {
+) -> Result<(Vec<(ProjectApiKeyObject, bool)>, Vec<KeyRecord>), AdminError> {
     let mut keys: Vec<KeyRecord> = state
         .control
         .keys(Some(project.id.as_str()), None)
         .await?
         .into_iter()
-        .filter(|k| k.kind != KeyKind::Admin && k.revoked_at.is_none())
+        .filter(|k| k.kind != KeyKind::Admin)
         .collect();
     // The store lists the newest first; lists here go oldest first, as projects do.
     keys.reverse();
@@ -340,7 +352,11 @@ async fn project_keys(
         accounts: &accounts,
     };
     let active = project.status == ProjectStatus::Active;
-    let objects = keys.iter().map(|k| owners.project_key(k, active)).collect();
+    let objects = keys
+        .iter()
+        .map(|k| (owners.project_key(k, active), k.revoked_at.is_none()))
+        .collect();
+    keys.retain(|k| k.revoked_at.is_none());
     Ok((objects, keys))
 }
 
@@ -366,7 +382,7 @@ pub async fn api_keys(
     let params = Params::parse(query.as_deref());
     let project = project(&state, &id).await?;
     let (objects, _) = project_keys(&state, &project).await?;
-    List::page(objects, &params)
+    List::page_of(objects, &params)
 }
 
 #[utoipa::path(
@@ -390,7 +406,8 @@ pub async fn api_key(
     let (objects, _) = project_keys(&state, &project).await?;
     objects
         .into_iter()
-        .find(|k| k.id == key)
+        .find(|(k, listed)| *listed && k.id == key)
+        .map(|(k, _)| k)
         .map(Json)
         .ok_or(AdminError::NotFound {
             what: "API key",

@@ -1687,3 +1687,83 @@ async fn the_last_owner_admin_key_cannot_be_revoked_by_any_door() {
         .count();
     assert_eq!(owners_left, 1);
 }
+
+#[tokio::test]
+async fn a_client_deleting_as_it_pages_keeps_its_place_and_admin_keys_show_their_last_use() {
+    let app = App::spawn().await;
+    let p = app.default_project.clone();
+    let mut made = Vec::new();
+    for n in 0..4 {
+        let key = app
+            .key(
+                &format!("k{n}"),
+                KeyOwnerRequest::Project(None),
+                Permissions::All,
+            )
+            .await;
+        made.push(
+            KeyFormat::default()
+                .parse(&key)
+                .unwrap()
+                .secret
+                .id()
+                .to_string(),
+        );
+    }
+    // Page one key at a time, deleting each before asking for the next page.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = app
+            .get(&format!(
+                "/v1/organization/projects/{p}/api_keys?limit=1&after={after}"
+            ))
+            .await;
+        let page = page.ok().clone();
+        let got = ids(&page);
+        let Some(id) = got.first().cloned() else {
+            break;
+        };
+        seen.push(id.clone());
+        let deleted = app
+            .call(
+                "DELETE",
+                &format!("/v1/organization/projects/{p}/api_keys/{id}"),
+                Some(&app.admin),
+                None,
+            )
+            .await;
+        assert_eq!(deleted.status, 200, "{}", deleted.body);
+        if page["has_more"] == false {
+            break;
+        }
+        after = id;
+    }
+    assert_eq!(seen, made);
+    // The same for projects archived while paging.
+    for n in 0..3 {
+        app.post(
+            "/v1/organization/projects",
+            json!({"name": format!("p{n}")}),
+        )
+        .await
+        .ok();
+    }
+    let first = app.get("/v1/organization/projects?limit=2").await;
+    let first = first.ok().clone();
+    let last = first["last_id"].as_str().unwrap().to_owned();
+    app.post(
+        &format!("/v1/organization/projects/{last}/archive"),
+        json!({}),
+    )
+    .await
+    .ok();
+    let next = app
+        .get(&format!("/v1/organization/projects?limit=2&after={last}"))
+        .await;
+    assert_eq!(ids(next.ok()).len(), 2);
+
+    // The admin key used above shows when.
+    let keys = app.get("/v1/organization/admin_api_keys").await;
+    assert_eq!(keys.ok()["data"][0]["last_used_at"], START.seconds());
+}
