@@ -57,7 +57,7 @@ impl FromRequestParts<AdminState> for Caller {
             .filter(|v| !v.is_empty())
             .ok_or(AdminError::MissingKey)?;
         let invalid = || AdminError::InvalidKey {
-            shown: shown(presented),
+            shown: tollgate_core::key::mask_presented(presented),
         };
         // Format and checksum first: junk costs no hashing and no lookup.
         let parsed = state
@@ -113,9 +113,4 @@ impl FromRequestParts<AdminState> for Caller {
         }
         Ok(Caller { key, role })
     }
-}
-
-/// A presented key as an error may quote it: masked (nothing of a short one).
-fn shown(presented: &str) -> String {
-    tollgate_core::key::mask_presented(presented)
 }

@@ -42,6 +42,47 @@ pub struct RateLimitsBody {
     concurrency: Option<u64>,
 }
 
+impl RateLimitsBody {
+    fn rate_limits(&self) -> RateLimits {
+        RateLimits {
+            rpm: self.rpm,
+            rpd: self.rpd,
+            tpm: self.tpm,
+            tpd: self.tpd,
+            concurrent: self.concurrency,
+        }
+    }
+}
+
+/// A budget from the API's fields (defaults: `month`, `UTC`).
+fn budget_request(
+    limit_usd: &str,
+    period: &Option<String>,
+    timezone: &Option<String>,
+    alerts_percent: &[f64],
+) -> tollgate_control::Result<BudgetRequest> {
+    BudgetRequest::parse(
+        limit_usd,
+        period.as_deref().unwrap_or("month"),
+        timezone.as_deref().unwrap_or("UTC"),
+        &alerts_percent
+            .iter()
+            .map(f64::to_string)
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// A rate limit rule as the extensions show it.
+fn rule_object(rule: &tollgate_core::limit_rules::LimitRule) -> Value {
+    json!({
+        "object": "x-tollgate.rate_limit",
+        "level": rule.holder.level.as_str(),
+        "holder": rule.holder.id,
+        "model": rule.model.as_str(),
+        "limits": rule.limits,
+    })
+}
+
 /// A key's budget.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -137,16 +178,8 @@ impl KeyBody {
         let budget = match self.budget {
             None => None,
             Some(b) => Some(
-                BudgetRequest::parse(
-                    &b.limit_usd,
-                    b.period.as_deref().unwrap_or("month"),
-                    b.timezone.as_deref().unwrap_or("UTC"),
-                    &b.alerts_percent
-                        .iter()
-                        .map(f64::to_string)
-                        .collect::<Vec<_>>(),
-                )
-                .map_err(|e| invalid("budget", e))?,
+                budget_request(&b.limit_usd, &b.period, &b.timezone, &b.alerts_percent)
+                    .map_err(|e| invalid("budget", e))?,
             ),
         };
         Ok(NewKey {
@@ -156,13 +189,7 @@ impl KeyBody {
             expires_in,
             allowed_ips,
             allowed_models: ModelAllowList::new(&self.models),
-            limits: RateLimits {
-                rpm: limits.rpm,
-                rpd: limits.rpd,
-                tpm: limits.tpm,
-                tpd: limits.tpd,
-                concurrent: limits.concurrency,
-            },
+            limits: limits.rate_limits(),
             budget,
         })
     }
@@ -376,18 +403,7 @@ pub struct LimitsBody {
 )]
 pub async fn limits(State(state): State<AdminState>, _caller: Caller) -> Answer {
     let rules = state.control.limit_rules().await?;
-    let data: Vec<Value> = rules
-        .iter()
-        .map(|r| {
-            json!({
-                "object": "x-tollgate.rate_limit",
-                "level": r.holder.level.as_str(),
-                "holder": r.holder.id,
-                "model": r.model.as_str(),
-                "limits": r.limits,
-            })
-        })
-        .collect();
+    let data: Vec<Value> = rules.iter().map(rule_object).collect();
     Ok(Json(
         json!({"object": "list", "data": data, "has_more": false}),
     ))
@@ -408,13 +424,16 @@ pub async fn set_limits(
     JsonBody(body): JsonBody<LimitsBody>,
 ) -> Answer {
     let caller = caller.owner()?;
-    let limits = RateLimits {
+    // The same fields as a key's `rate_limits`, at the top level (serde refuses unknown fields
+    // only without `flatten`).
+    let limits = RateLimitsBody {
         rpm: body.rpm,
         rpd: body.rpd,
         tpm: body.tpm,
         tpd: body.tpd,
-        concurrent: body.concurrency,
-    };
+        concurrency: body.concurrency,
+    }
+    .rate_limits();
     if limits.iter().next().is_none() {
         return Err(AdminError::param(
             "rpm",
@@ -430,13 +449,7 @@ pub async fn set_limits(
             limits,
         )
         .await?;
-    Ok(Json(json!({
-        "object": "x-tollgate.rate_limit",
-        "level": rule.holder.level.as_str(),
-        "holder": rule.holder.id,
-        "model": rule.model.as_str(),
-        "limits": rule.limits,
-    })))
+    Ok(Json(rule_object(&rule)))
 }
 
 /// Which limit rule to remove.
@@ -531,15 +544,11 @@ pub async fn set_budget(
     JsonBody(body): JsonBody<SetBudgetBody>,
 ) -> Answer {
     let caller = caller.owner()?;
-    let b = &body;
-    let request = BudgetRequest::parse(
-        &b.limit_usd,
-        b.period.as_deref().unwrap_or("month"),
-        b.timezone.as_deref().unwrap_or("UTC"),
-        &b.alerts_percent
-            .iter()
-            .map(f64::to_string)
-            .collect::<Vec<_>>(),
+    let request = budget_request(
+        &body.limit_usd,
+        &body.period,
+        &body.timezone,
+        &body.alerts_percent,
     )
     .map_err(|e| invalid("limit_usd", e))?;
     let holder = holder(body.project_id, body.key_id)?;
