@@ -14,8 +14,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
-use tollgate_control::{KeyOwnerRequest, NewKey};
-use tollgate_core::{KeyKind, Permissions};
+use tollgate_core::KeyKind;
 use tollgate_store::{KeyRecord, Project, ProjectStatus};
 
 type Answer<T> = Result<Json<T>, AdminError>;
@@ -290,25 +289,9 @@ pub async fn create_service_account(
     let caller = caller.owner()?;
     let project = project(&state, &id).await?;
     let actor = caller.actor();
-    let account = state
+    let (account, key) = state
         .control
-        .create_service_account(&actor, Some(project.id.as_str()), &body.name)
-        .await?;
-    let key = state
-        .control
-        .create_key(
-            &actor,
-            NewKey {
-                name: "Secret key".into(),
-                owner: KeyOwnerRequest::ServiceAccount(account.id.as_str().to_owned()),
-                permissions: Permissions::All,
-                expires_in: None,
-                allowed_ips: Default::default(),
-                allowed_models: Default::default(),
-                limits: Default::default(),
-                budget: None,
-            },
-        )
+        .create_service_account_with_key(&actor, project.id.as_str(), &body.name, "Secret key")
         .await?;
     Ok(Json(ServiceAccountCreated {
         id: account.id.as_str().to_owned(),

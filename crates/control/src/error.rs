@@ -51,7 +51,9 @@ impl ControlError {
                 | StoreError::Corrupt { .. }
                 | StoreError::Foreign { .. }
                 | StoreError::TooNew(_) => ErrorClass::Environment,
-                StoreError::Database(_) | StoreError::Migration(_) => ErrorClass::Internal,
+                StoreError::Database(_) | StoreError::Migration(_) | StoreError::Aborted => {
+                    ErrorClass::Internal
+                }
             },
         }
     }

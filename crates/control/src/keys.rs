@@ -9,7 +9,7 @@ use tollgate_core::network::IpAllowList;
 use tollgate_core::routing::ModelAllowList;
 use tollgate_core::secret::HASH_VERSION;
 use tollgate_core::{KeyId, KeyKind, Permissions, SecretKey, ServiceAccountId, UnixTime};
-use tollgate_store::{Actor, KeyFilter, KeyOwner, KeyRecord, ProjectStatus};
+use tollgate_store::{Actor, KeyFilter, KeyOwner, KeyRecord, Organization, ProjectStatus, Write};
 
 /// Whose key to create.
 #[derive(Debug, Clone)]
@@ -59,39 +59,57 @@ pub struct Rotation {
     pub new: CreatedKey,
 }
 
+/// Whose a new key is, resolved: its kind, project and owner.
+pub(crate) struct ResolvedOwner {
+    kind: KeyKind,
+    project_id: Option<tollgate_core::ProjectId>,
+    owner: KeyOwner,
+}
+
+impl ResolvedOwner {
+    pub(crate) fn service_account(account: &tollgate_store::ServiceAccount) -> ResolvedOwner {
+        ResolvedOwner {
+            kind: KeyKind::ServiceAccount,
+            project_id: Some(account.project_id.clone()),
+            owner: KeyOwner::ServiceAccount(account.id.clone()),
+        }
+    }
+}
+
 impl Control {
+    /// Creates a key with its own limits and budget, all in one transaction: a key never exists
+    /// without the limits it was created with, nor limits without their key.
     pub async fn create_key(&self, actor: &Actor, request: NewKey) -> Result<CreatedKey> {
         let org = self.organization().await?;
-        let name = validate_name(&request.name)?;
-        let now = self.clock.now();
-        let expires_at = match request.expires_in {
-            Some(span) if span.seconds() <= 0 => return Err(LifecycleError::ExpiryInPast.into()),
-            Some(span) => Some(now.plus_seconds(span.seconds())),
-            None => None,
-        };
+        let owner = self.resolve_owner(&org, &request).await?;
+        let mut write = self.store.write().await?;
+        let created = self
+            .issue_key(&mut write, &org, actor, owner, request)
+            .await?;
+        write.commit().await?;
+        Ok(created)
+    }
+
+    async fn resolve_owner(&self, org: &Organization, request: &NewKey) -> Result<ResolvedOwner> {
         let owner_user = self.store.organization_owner(&org.id).await?;
-        let (kind, project_id, owner) = match &request.owner {
+        Ok(match &request.owner {
             KeyOwnerRequest::Project(project) => {
                 let project = match project {
                     Some(p) => self.active_project(p).await?,
                     None => self.store.default_project(&org.id).await?,
                 };
-                (
-                    KeyKind::Project,
-                    Some(project.id),
-                    KeyOwner::User(owner_user.id),
-                )
+                ResolvedOwner {
+                    kind: KeyKind::Project,
+                    project_id: Some(project.id),
+                    owner: KeyOwner::User(owner_user.id),
+                }
             }
             KeyOwnerRequest::ServiceAccount(account) => {
                 let id = ServiceAccountId::parse(account)
                     .map_err(|e| ControlError::Invalid(e.to_string()))?;
                 let account = self.store.service_account(&id).await?;
-                let project = self.active_project(account.project_id.as_str()).await?;
-                (
-                    KeyKind::ServiceAccount,
-                    Some(project.id),
-                    KeyOwner::ServiceAccount(account.id),
-                )
+                self.active_project(account.project_id.as_str()).await?;
+                ResolvedOwner::service_account(&account)
             }
             KeyOwnerRequest::Admin => {
                 // An admin key is an owner's (`all`: reads and changes) or a reader's
@@ -101,20 +119,42 @@ impl Control {
                         "admin keys are owners (--permissions all) or readers (--permissions read-only); --scope is for project keys".into(),
                     ));
                 }
-                (KeyKind::Admin, None, KeyOwner::User(owner_user.id))
+                ResolvedOwner {
+                    kind: KeyKind::Admin,
+                    project_id: None,
+                    owner: KeyOwner::User(owner_user.id),
+                }
             }
+        })
+    }
+
+    /// Writes a new key for `owner`, with its limits and budget, in the caller's transaction.
+    pub(crate) async fn issue_key(
+        &self,
+        write: &mut Write,
+        org: &Organization,
+        actor: &Actor,
+        owner: ResolvedOwner,
+        request: NewKey,
+    ) -> Result<CreatedKey> {
+        let name = validate_name(&request.name)?;
+        let now = self.clock.now();
+        let expires_at = match request.expires_in {
+            Some(span) if span.seconds() <= 0 => return Err(LifecycleError::ExpiryInPast.into()),
+            Some(span) => Some(now.plus_seconds(span.seconds())),
+            None => None,
         };
-        let secret = self.format.generate(kind);
+        let secret = self.format.generate(owner.kind);
         let record = KeyRecord {
             id: secret.id(),
             org_id: org.id.clone(),
-            project_id,
-            kind,
+            project_id: owner.project_id,
+            kind: owner.kind,
             name,
             hash: self.hasher.hash(&secret),
             hash_version: HASH_VERSION,
             redacted: secret.redacted(),
-            owner,
+            owner: owner.owner,
             permissions: request.permissions,
             created_by: actor.label(),
             created_at: now,
@@ -127,21 +167,22 @@ impl Control {
             allowed_models: request.allowed_models,
         };
         let entry = self.audit_entry(
-            &org,
+            org,
             actor,
             "api_key.created",
             record.project_id.as_ref(),
             record.id.as_str(),
             key_audit_data(&record),
         );
-        // Limits first: if storing the key then fails, they bind nothing; the other way round
-        // a key could exist without the limits it was created with.
+        // Limits before the key in the change log: a follower reloads the limits before it
+        // takes the key, so the key is never usable without them.
         let holder = tollgate_core::holder::Holder::new(
             tollgate_core::holder::Level::Key,
             record.id.as_str(),
         );
         self.limit_new_key(
-            &org,
+            write,
+            org,
             actor,
             &holder,
             record.project_id.as_ref(),
@@ -149,7 +190,7 @@ impl Control {
             request.budget,
         )
         .await?;
-        self.store.insert_key(&record, &entry).await?;
+        write.insert_key(&record, &entry).await?;
         Ok(CreatedKey { record, secret })
     }
 

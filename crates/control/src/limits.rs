@@ -7,7 +7,7 @@ use tollgate_core::holder::{Holder, Level};
 use tollgate_core::limit_rules::{LimitRule, Metric, RateLimits};
 use tollgate_core::routing::ModelPattern;
 use tollgate_core::{MicroUsd, ProjectId, UnixTime};
-use tollgate_store::{Actor, Organization};
+use tollgate_store::{Actor, Organization, Write};
 
 /// Who a limit is for, as the caller names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,12 +152,26 @@ impl Control {
     ) -> Result<LimitRule> {
         let org = self.organization().await?;
         let (holder, project) = self.holder(&org, holder).await?;
-        self.put_limits(&org, actor, holder, project.as_ref(), model, limits)
-            .await
+        let mut write = self.store.write().await?;
+        let rule = self
+            .put_limits(
+                &mut write,
+                &org,
+                actor,
+                holder,
+                project.as_ref(),
+                model,
+                limits,
+            )
+            .await?;
+        write.commit().await?;
+        Ok(rule)
     }
 
+    #[allow(clippy::too_many_arguments)] // one rule's parts, named by the caller
     async fn put_limits(
         &self,
+        write: &mut Write,
         org: &Organization,
         actor: &Actor,
         holder: Holder,
@@ -197,7 +211,7 @@ impl Control {
             &rule.holder.id,
             data,
         );
-        self.store.set_rate_limit(&org.id, &rule, &entry).await?;
+        write.set_rate_limit(&org.id, &rule, &entry).await?;
         Ok(rule)
     }
 
@@ -246,12 +260,17 @@ impl Control {
     ) -> Result<Budget> {
         let org = self.organization().await?;
         let (holder, project) = self.holder(&org, holder).await?;
-        self.put_budget(&org, actor, holder, project.as_ref(), request)
-            .await
+        let mut write = self.store.write().await?;
+        let budget = self
+            .put_budget(&mut write, &org, actor, holder, project.as_ref(), request)
+            .await?;
+        write.commit().await?;
+        Ok(budget)
     }
 
     async fn put_budget(
         &self,
+        write: &mut Write,
         org: &Organization,
         actor: &Actor,
         holder: Holder,
@@ -289,7 +308,7 @@ impl Control {
                 "alerts_percent": budget.alerts_percent(),
             }),
         );
-        Ok(self.store.set_budget(&org.id, &budget, &entry).await?)
+        Ok(write.set_budget(&org.id, &budget, &entry).await?)
     }
 
     pub async fn remove_budget(&self, actor: &Actor, holder: &HolderRequest) -> Result<()> {
@@ -322,9 +341,11 @@ impl Control {
         Ok(statuses)
     }
 
-    /// Sets a new key's limits and budget; called before the key is stored, with its id.
+    /// Sets a new key's limits and budget, in the transaction that stores the key.
+    #[allow(clippy::too_many_arguments)] // the new key's parts, named by the caller
     pub(crate) async fn limit_new_key(
         &self,
+        write: &mut Write,
         org: &Organization,
         actor: &Actor,
         key: &Holder,
@@ -333,11 +354,11 @@ impl Control {
         budget: Option<BudgetRequest>,
     ) -> Result<()> {
         if !limits.is_empty() {
-            self.put_limits(org, actor, key.clone(), project, "*", limits)
+            self.put_limits(write, org, actor, key.clone(), project, "*", limits)
                 .await?;
         }
         if let Some(budget) = budget {
-            self.put_budget(org, actor, key.clone(), project, budget)
+            self.put_budget(write, org, actor, key.clone(), project, budget)
                 .await?;
         }
         Ok(())

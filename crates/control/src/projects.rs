@@ -1,9 +1,10 @@
-use crate::{Control, ControlError, Result};
+use crate::keys::ResolvedOwner;
+use crate::{Control, ControlError, CreatedKey, KeyOwnerRequest, NewKey, Result};
 use serde_json::json;
 use tollgate_core::lifecycle::validate_name;
 use tollgate_core::network::IpAllowList;
 use tollgate_core::{ProjectId, ServiceAccountId};
-use tollgate_store::{Actor, Project, ProjectStatus, ServiceAccount};
+use tollgate_store::{Actor, Organization, Project, ProjectStatus, ServiceAccount, Write};
 
 impl Control {
     pub async fn create_project(&self, actor: &Actor, name: &str) -> Result<Project> {
@@ -109,6 +110,52 @@ impl Control {
         project: Option<&str>,
         name: &str,
     ) -> Result<ServiceAccount> {
+        let mut write = self.store.write().await?;
+        let (_, account) = self
+            .add_service_account(&mut write, actor, project, name)
+            .await?;
+        write.commit().await?;
+        Ok(account)
+    }
+
+    /// Creates a service account with its first key (full permissions), both or neither: what
+    /// OpenAI's "create project service account" answers with.
+    pub async fn create_service_account_with_key(
+        &self,
+        actor: &Actor,
+        project: &str,
+        name: &str,
+        key_name: &str,
+    ) -> Result<(ServiceAccount, CreatedKey)> {
+        let mut write = self.store.write().await?;
+        let (org, account) = self
+            .add_service_account(&mut write, actor, Some(project), name)
+            .await?;
+        let request = NewKey {
+            name: key_name.to_owned(),
+            owner: KeyOwnerRequest::ServiceAccount(account.id.as_str().to_owned()),
+            permissions: tollgate_core::Permissions::All,
+            expires_in: None,
+            allowed_ips: Default::default(),
+            allowed_models: Default::default(),
+            limits: Default::default(),
+            budget: None,
+        };
+        let owner = ResolvedOwner::service_account(&account);
+        let key = self
+            .issue_key(&mut write, &org, actor, owner, request)
+            .await?;
+        write.commit().await?;
+        Ok((account, key))
+    }
+
+    async fn add_service_account(
+        &self,
+        write: &mut Write,
+        actor: &Actor,
+        project: Option<&str>,
+        name: &str,
+    ) -> Result<(Organization, ServiceAccount)> {
         let org = self.organization().await?;
         let project = match project {
             Some(p) => self.active_project(p).await?,
@@ -130,8 +177,8 @@ impl Control {
             account.id.as_str(),
             json!({"name": account.name, "role": account.role}),
         );
-        self.store.insert_service_account(&account, &entry).await?;
-        Ok(account)
+        write.insert_service_account(&account, &entry).await?;
+        Ok((org, account))
     }
 
     pub async fn service_accounts(&self, project: Option<&str>) -> Result<Vec<ServiceAccount>> {

@@ -733,3 +733,78 @@ async fn limits_report_reads_spend_from_the_period_start_in_the_budget_s_time_zo
         1
     );
 }
+
+#[tokio::test]
+async fn a_key_with_limits_and_budget_is_one_transaction() {
+    let s = setup().await;
+    let c = &s.control;
+    let keys_before = c.keys(None, None).await.unwrap().len();
+    let audit_before = c.audit(None, 1_000).await.unwrap().len();
+    // The limits are fine, the budget's alert threshold is not (above 1000%): it is refused
+    // after the key's limits were written in the same transaction, so nothing stays.
+    let mut request = new_key("limited", KeyOwnerRequest::Project(None));
+    request.limits = tollgate_core::limit_rules::RateLimits {
+        rpm: Some(10),
+        ..Default::default()
+    };
+    request.budget = Some(tollgate_control::BudgetRequest {
+        limit: tollgate_core::MicroUsd(1_000_000),
+        period: tollgate_core::budget::BudgetPeriod::Day,
+        utc_offset_secs: 0,
+        alerts_permille: vec![500, 20_000],
+    });
+    let refused = c.create_key(&actor(), request.clone()).await;
+    assert_eq!(class(refused), ErrorClass::Invalid);
+    assert_eq!(c.keys(None, None).await.unwrap().len(), keys_before);
+    assert!(
+        c.limit_rules().await.unwrap().is_empty(),
+        "no orphan limits"
+    );
+    assert!(c.budgets().await.unwrap().is_empty());
+    assert_eq!(c.audit(None, 1_000).await.unwrap().len(), audit_before);
+
+    // Right, it is all there at once.
+    request.budget.as_mut().unwrap().alerts_permille = vec![500];
+    let created = c.create_key(&actor(), request).await.unwrap();
+    let rules = c.limit_rules().await.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].holder.id, created.record.id.as_str());
+    assert_eq!(c.budgets().await.unwrap().len(), 1);
+    let types: Vec<String> = c
+        .audit(None, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    // Newest first: the limits were written before the key.
+    assert_eq!(
+        types,
+        ["api_key.created", "budget.updated", "rate_limit.updated"]
+    );
+}
+
+#[tokio::test]
+async fn a_service_account_comes_with_its_key_or_not_at_all() {
+    let s = setup().await;
+    let c = &s.control;
+    let project = c.create_project(&actor(), "bots").await.unwrap();
+    let (account, key) = c
+        .create_service_account_with_key(&actor(), project.id.as_str(), "ci", "Secret key")
+        .await
+        .unwrap();
+    assert_eq!(
+        key.record.owner,
+        KeyOwner::ServiceAccount(account.id.clone())
+    );
+    assert_eq!(key.record.kind, KeyKind::ServiceAccount);
+    assert_eq!(key.record.project_id.as_ref(), Some(&project.id));
+    // A key name the lifecycle refuses (empty) fails after the account was written in the
+    // same transaction: neither stays.
+    let refused = c
+        .create_service_account_with_key(&actor(), project.id.as_str(), "deploy", " ")
+        .await;
+    assert_eq!(class(refused), ErrorClass::Invalid);
+    let accounts = c.service_accounts(Some(project.id.as_str())).await.unwrap();
+    assert_eq!(accounts, [account]);
+}

@@ -1,7 +1,7 @@
 use crate::{Actor, AuditEntry, AuditQuery, Result, Store};
 use tollgate_core::{AuditId, OrgId, ProjectId, UnixTime};
 
-pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+pub(crate) use crate::write::Tx;
 
 /// Writes `entry` inside the caller's transaction.
 pub(crate) async fn append(tx: &mut Tx, entry: &AuditEntry) -> Result<()> {
@@ -55,18 +55,6 @@ impl From<AuditRow> for AuditEntry {
 }
 
 impl Store {
-    pub(crate) async fn begin(&self) -> Result<Tx> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// Writes one audit entry on its own (for events the data plane observes).
-    pub async fn record_audit(&self, entry: &AuditEntry) -> Result<()> {
-        let mut tx = self.begin().await?;
-        append(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// The newest audit entries first, optionally only those about `resource_id`.
     pub async fn audit_entries(
         &self,

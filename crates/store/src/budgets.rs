@@ -1,3 +1,4 @@
+use crate::write::Tx;
 use crate::{audit, change_log, AuditEntry, ChangedEntity, Result, Store};
 use tollgate_core::budget::{Budget, BudgetPeriod};
 use tollgate_core::holder::{Holder, Level};
@@ -42,19 +43,19 @@ impl Store {
             .filter_map(BudgetRow::into_budget)
             .collect())
     }
+}
 
-    /// Creates or replaces the budget of `budget.holder` (its `id` is ignored); returns it as
-    /// stored.
-    pub async fn set_budget(
-        &self,
-        org: &OrgId,
-        budget: &Budget,
-        entry: &AuditEntry,
-    ) -> Result<Budget> {
-        let mut tx = self.begin().await?;
-        let at = entry.created_at.seconds();
-        let alerts = serde_json::to_string(&budget.alerts_permille).unwrap_or_else(|_| "[]".into());
-        let (id,): (i64,) = sqlx::query_as(
+/// Creates or replaces the budget of `budget.holder` (its `id` is ignored); returns it as
+/// stored.
+pub(crate) async fn set(
+    tx: &mut Tx,
+    org: &OrgId,
+    budget: &Budget,
+    entry: &AuditEntry,
+) -> Result<Budget> {
+    let at = entry.created_at.seconds();
+    let alerts = serde_json::to_string(&budget.alerts_permille).unwrap_or_else(|_| "[]".into());
+    let (id,): (i64,) = sqlx::query_as(
             "INSERT INTO budgets (org_id, level, holder_id, limit_micro_usd, period, utc_offset_secs, alerts, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (level, holder_id) DO UPDATE SET
@@ -72,38 +73,35 @@ impl Store {
         .bind(alerts)
         .bind(at)
         .bind(at)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
-        audit::append(&mut tx, entry).await?;
-        change_log::append(&mut tx, &ChangedEntity::Limits, entry.created_at).await?;
-        tx.commit().await?;
-        Ok(Budget {
-            id,
-            ..budget.clone()
-        })
-    }
+    audit::append(tx, entry).await?;
+    change_log::append(tx, &ChangedEntity::Limits, entry.created_at).await?;
+    Ok(Budget {
+        id,
+        ..budget.clone()
+    })
+}
 
-    /// Removes a holder's budget; `false` if there was none.
-    pub async fn remove_budget(&self, holder: &Holder, entry: &AuditEntry) -> Result<bool> {
-        let delete = sqlx::query("DELETE FROM budgets WHERE level = ? AND holder_id = ?")
-            .bind(holder.level.as_str())
-            .bind(&holder.id);
-        self.apply_change(delete, &ChangedEntity::Limits, entry)
-            .await
-    }
+/// Removes a holder's budget; `false` if there was none.
+pub(crate) async fn remove(tx: &mut Tx, holder: &Holder, entry: &AuditEntry) -> Result<bool> {
+    let delete = sqlx::query("DELETE FROM budgets WHERE level = ? AND holder_id = ?")
+        .bind(holder.level.as_str())
+        .bind(&holder.id);
+    change_log::apply(tx, delete, &ChangedEntity::Limits, entry).await
+}
 
-    /// Claims an alert: `true` (and the audit entry written) only for the first caller for this
-    /// budget, period and threshold, so each alert is sent once.
-    pub async fn claim_budget_alert(
-        &self,
-        budget_id: i64,
-        period_start: UnixTime,
-        threshold_permille: u32,
-        spent: MicroUsd,
-        entry: &AuditEntry,
-    ) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let done = sqlx::query(
+/// Claims an alert: `true` (and the audit entry written) only for the first caller for this
+/// budget, period and threshold, so each alert is sent once.
+pub(crate) async fn claim_alert(
+    tx: &mut Tx,
+    budget_id: i64,
+    period_start: UnixTime,
+    threshold_permille: u32,
+    spent: MicroUsd,
+    entry: &AuditEntry,
+) -> Result<bool> {
+    let done = sqlx::query(
             "INSERT OR IGNORE INTO budget_alerts (budget_id, period_start, threshold, spent_micro_usd, created_at)
              VALUES (?, ?, ?, ?, ?)",
         )
@@ -112,16 +110,16 @@ impl Store {
         .bind(i64::from(threshold_permille))
         .bind(spent.0)
         .bind(entry.created_at.seconds())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        audit::append(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok(true)
+    if done.rows_affected() == 0 {
+        return Ok(false);
     }
+    audit::append(tx, entry).await?;
+    Ok(true)
+}
 
+impl Store {
     /// What a holder has spent from `start` on: the daily roll-up for whole UTC days, the events
     /// themselves for the part of a day before the first midnight (a budget in another time
     /// zone starts mid-day).

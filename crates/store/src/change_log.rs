@@ -1,15 +1,28 @@
-use crate::audit::Tx;
+//! The change log: one row per change a running server must apply (a key, a project, the
+//! limits), numbered so that followers can read "everything after N". The numbers are handed
+//! out in commit order and without gaps (see the `change_sequence` migration), so a follower
+//! never skips a change that commits after it has read past a lower number.
+
+use crate::write::Tx;
 use crate::{AuditEntry, Change, ChangedEntity, Result, Store};
 use tollgate_core::{KeyId, ProjectId, UnixTime};
 
-/// Records inside the caller's transaction that `entity` changed.
+/// Records inside the caller's transaction that `entity` changed, under the next number of the
+/// change sequence.
 pub(crate) async fn append(tx: &mut Tx, entity: &ChangedEntity, at: UnixTime) -> Result<()> {
     let (kind, id) = match entity {
         ChangedEntity::Key(id) => ("key", id.as_str()),
         ChangedEntity::Project(id) => ("project", id.as_str()),
         ChangedEntity::Limits => ("limits", ""),
     };
-    sqlx::query("INSERT INTO change_log (entity, entity_id, created_at) VALUES (?, ?, ?)")
+    // The number comes from the counter row, held until this transaction ends: commit order
+    // (the migration that made `change_sequence` says why).
+    let (seq,): (i64,) =
+        sqlx::query_as("UPDATE change_sequence SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+            .fetch_one(&mut **tx)
+            .await?;
+    sqlx::query("INSERT INTO change_log (seq, entity, entity_id, created_at) VALUES (?, ?, ?, ?)")
+        .bind(seq)
         .bind(kind)
         .bind(id)
         .bind(at.seconds())
@@ -18,25 +31,23 @@ pub(crate) async fn append(tx: &mut Tx, entity: &ChangedEntity, at: UnixTime) ->
     Ok(())
 }
 
-impl Store {
-    /// Runs one statement with its audit entry and a change-log row for `entity`, all or
-    /// nothing; `false`, and nothing written, when it changed no row.
-    pub(crate) async fn apply_change<'q>(
-        &self,
-        statement: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-        entity: &ChangedEntity,
-        entry: &AuditEntry,
-    ) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        if statement.execute(&mut *tx).await?.rows_affected() == 0 {
-            return Ok(false);
-        }
-        crate::audit::append(&mut tx, entry).await?;
-        append(&mut tx, entity, entry.created_at).await?;
-        tx.commit().await?;
-        Ok(true)
+/// Runs one statement with its audit entry and a change-log row for `entity`; `false`, and
+/// nothing written, when it changed no row.
+pub(crate) async fn apply<'q>(
+    tx: &mut Tx,
+    statement: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    entity: &ChangedEntity,
+    entry: &AuditEntry,
+) -> Result<bool> {
+    if statement.execute(&mut **tx).await?.rows_affected() == 0 {
+        return Ok(false);
     }
+    crate::audit::append(tx, entry).await?;
+    append(tx, entity, entry.created_at).await?;
+    Ok(true)
+}
 
+impl Store {
     /// The sequence number of the newest change, 0 when there is none.
     pub async fn latest_change(&self) -> Result<i64> {
         let (seq,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM change_log")

@@ -17,6 +17,9 @@ pub enum StoreError {
     NotFound { entity: &'static str, id: String },
     #[error("{0}")]
     Conflict(String),
+    /// A change in a transaction failed, so the transaction cannot be committed.
+    #[error("a change failed part-way, so nothing of this operation was kept")]
+    Aborted,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]

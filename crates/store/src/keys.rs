@@ -1,5 +1,5 @@
-use crate::audit::Tx;
 use crate::error::conflict_on_unique;
+use crate::write::Tx;
 use crate::{
     audit, change_log, AuditEntry, AuthKey, ChangedEntity, KeyFilter, KeyOwner, KeyRecord,
     ProjectStatus, Result, Store, StoreError,
@@ -140,20 +140,19 @@ pub(crate) async fn insert(tx: &mut Tx, key: &KeyRecord) -> Result<()> {
 }
 
 /// Applies `update` (which must touch one row of `api_keys`, bound to `id` last) with its audit
-/// entry and change-log row, all or nothing.
+/// entry and change-log row.
 async fn update_one<'q>(
-    store: &Store,
+    tx: &mut Tx,
     id: &KeyId,
     entry: &AuditEntry,
     update: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
 ) -> Result<()> {
-    let mut tx = store.begin().await?;
-    let done = update.execute(&mut *tx).await?;
+    let done = update.execute(&mut **tx).await?;
     if done.rows_affected() != 1 {
         let (exists,): (bool,) =
             sqlx::query_as("SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = ?)")
                 .bind(id.as_str())
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await?;
         return Err(if exists {
             StoreError::Conflict(format!("key {id} is revoked; nothing was changed"))
@@ -161,32 +160,122 @@ async fn update_one<'q>(
             StoreError::not_found("API key", id)
         });
     }
-    audit::append(&mut tx, entry).await?;
-    change_log::append(&mut tx, &ChangedEntity::Key(id.clone()), entry.created_at).await?;
-    tx.commit().await?;
+    audit::append(tx, entry).await?;
+    change_log::append(tx, &ChangedEntity::Key(id.clone()), entry.created_at).await
+}
+
+pub(crate) async fn create(tx: &mut Tx, key: &KeyRecord, entry: &AuditEntry) -> Result<()> {
+    insert(tx, key).await?;
+    audit::append(tx, entry).await
+}
+
+pub(crate) async fn create_many(tx: &mut Tx, keys: &[KeyRecord], entry: &AuditEntry) -> Result<()> {
+    for key in keys {
+        insert(tx, key).await?;
+    }
+    audit::append(tx, entry).await
+}
+
+pub(crate) async fn rename(tx: &mut Tx, id: &KeyId, name: &str, entry: &AuditEntry) -> Result<()> {
+    let update = sqlx::query("UPDATE api_keys SET name = ? WHERE id = ?")
+        .bind(name.to_owned())
+        .bind(id.as_str());
+    update_one(tx, id, entry, update).await
+}
+
+pub(crate) async fn revoke(
+    tx: &mut Tx,
+    id: &KeyId,
+    at: UnixTime,
+    entry: &AuditEntry,
+) -> Result<()> {
+    let update =
+        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(at.seconds())
+            .bind(id.as_str());
+    update_one(tx, id, entry, update).await
+}
+
+pub(crate) async fn revoke_owner_admin(
+    tx: &mut Tx,
+    org: &OrgId,
+    id: &KeyId,
+    at: UnixTime,
+    entry: &AuditEntry,
+) -> Result<bool> {
+    let (others,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM api_keys
+         WHERE org_id = ? AND kind = 'admin' AND id != ? AND revoked_at IS NULL
+           AND (expires_at IS NULL OR expires_at > ?)
+           AND json_extract(permissions, '$.mode') = 'all'",
+    )
+    .bind(org.as_str())
+    .bind(id.as_str())
+    .bind(at.seconds())
+    .fetch_one(&mut **tx)
+    .await?;
+    if others == 0 {
+        return Ok(false);
+    }
+    revoke(tx, id, at, entry).await?;
+    Ok(true)
+}
+
+pub(crate) async fn set_expiry(
+    tx: &mut Tx,
+    id: &KeyId,
+    at: Option<UnixTime>,
+    entry: &AuditEntry,
+) -> Result<()> {
+    let update =
+        sqlx::query("UPDATE api_keys SET expires_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(at.map(UnixTime::seconds))
+            .bind(id.as_str());
+    update_one(tx, id, entry, update).await
+}
+
+pub(crate) async fn rotate(
+    tx: &mut Tx,
+    old: &KeyId,
+    old_expires_at: UnixTime,
+    successor: &KeyRecord,
+    entries: &[AuditEntry],
+) -> Result<()> {
+    insert(tx, successor).await?;
+    let done = sqlx::query(
+        "UPDATE api_keys SET expires_at = ?, rotated_to = ?
+         WHERE id = ? AND revoked_at IS NULL AND rotated_to IS NULL",
+    )
+    .bind(old_expires_at.seconds())
+    .bind(successor.id.as_str())
+    .bind(old.as_str())
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Conflict(format!(
+            "key {old} was revoked or rotated by someone else meanwhile; nothing was changed"
+        )));
+    }
+    for entry in entries {
+        audit::append(tx, entry).await?;
+    }
+    change_log::append(tx, &ChangedEntity::Key(old.clone()), successor.created_at).await
+}
+
+pub(crate) async fn touch(tx: &mut Tx, used: &[(KeyId, UnixTime)]) -> Result<()> {
+    for (id, at) in used {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
+        )
+        .bind(at.seconds())
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 
 impl Store {
-    pub async fn insert_key(&self, key: &KeyRecord, entry: &AuditEntry) -> Result<()> {
-        let mut tx = self.begin().await?;
-        insert(&mut tx, key).await?;
-        audit::append(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Stores many keys in one transaction with one audit entry (bulk seeding for benchmarks).
-    pub async fn insert_keys(&self, keys: &[KeyRecord], entry: &AuditEntry) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for key in keys {
-            insert(&mut tx, key).await?;
-        }
-        audit::append(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub async fn key(&self, org: &OrgId, id: &KeyId) -> Result<KeyRecord> {
         let row: Option<KeyRow> = sqlx::query_as(select_keys!("WHERE k.org_id = ? AND k.id = ?"))
             .bind(org.as_str())
@@ -213,115 +302,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|r| r.into_auth_key().key).collect())
-    }
-
-    pub async fn rename_key(&self, id: &KeyId, name: &str, entry: &AuditEntry) -> Result<()> {
-        let update = sqlx::query("UPDATE api_keys SET name = ? WHERE id = ?")
-            .bind(name)
-            .bind(id.as_str());
-        update_one(self, id, entry, update).await
-    }
-
-    /// Revokes a live key. A key that is already revoked is left as it is (`Conflict`).
-    pub async fn revoke_key(&self, id: &KeyId, at: UnixTime, entry: &AuditEntry) -> Result<()> {
-        let update =
-            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(at.seconds())
-                .bind(id.as_str());
-        update_one(self, id, entry, update).await
-    }
-
-    /// Revokes an owner's admin key unless it is the organization's last active one: the count
-    /// and the revocation are one transaction, so two revocations at once cannot both pass it.
-    /// `false` (nothing changed) when it is the last.
-    pub async fn revoke_owner_admin_key(
-        &self,
-        org: &OrgId,
-        id: &KeyId,
-        at: UnixTime,
-        entry: &AuditEntry,
-    ) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let (others,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM api_keys
-             WHERE org_id = ? AND kind = 'admin' AND id != ? AND revoked_at IS NULL
-               AND (expires_at IS NULL OR expires_at > ?)
-               AND json_extract(permissions, '$.mode') = 'all'",
-        )
-        .bind(org.as_str())
-        .bind(id.as_str())
-        .bind(at.seconds())
-        .fetch_one(&mut *tx)
-        .await?;
-        if others == 0 {
-            return Ok(false);
-        }
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(at.seconds())
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::Conflict(format!(
-                "key {id} is revoked; nothing was changed"
-            )));
-        }
-        audit::append(&mut tx, entry).await?;
-        change_log::append(&mut tx, &ChangedEntity::Key(id.clone()), entry.created_at).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    pub async fn set_key_expiry(
-        &self,
-        id: &KeyId,
-        at: Option<UnixTime>,
-        entry: &AuditEntry,
-    ) -> Result<()> {
-        let update =
-            sqlx::query("UPDATE api_keys SET expires_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(at.map(UnixTime::seconds))
-                .bind(id.as_str());
-        update_one(self, id, entry, update).await
-    }
-
-    /// Writes the successor of `old`, and gives `old` its end of grace, in one transaction.
-    /// Fails with `Conflict` if `old` was revoked or rotated in the meantime.
-    pub async fn rotate_key(
-        &self,
-        old: &KeyId,
-        old_expires_at: UnixTime,
-        successor: &KeyRecord,
-        entries: &[AuditEntry],
-    ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        insert(&mut tx, successor).await?;
-        let done = sqlx::query(
-            "UPDATE api_keys SET expires_at = ?, rotated_to = ?
-             WHERE id = ? AND revoked_at IS NULL AND rotated_to IS NULL",
-        )
-        .bind(old_expires_at.seconds())
-        .bind(successor.id.as_str())
-        .bind(old.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::Conflict(format!(
-                "key {old} was revoked or rotated by someone else meanwhile; nothing was changed"
-            )));
-        }
-        for entry in entries {
-            audit::append(&mut tx, entry).await?;
-        }
-        change_log::append(
-            &mut tx,
-            &ChangedEntity::Key(old.clone()),
-            successor.created_at,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Every key with its project's status: what a server loads into memory at start.
@@ -360,25 +340,5 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.into_iter().map(KeyRow::into_auth_key).collect())
-    }
-
-    /// Writes a batch of last-used times in one transaction, never moving one backwards. These
-    /// writes do not enter the change log: they change nothing authentication depends on.
-    pub async fn touch_keys(&self, used: &[(KeyId, UnixTime)]) -> Result<()> {
-        if used.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin().await?;
-        for (id, at) in used {
-            sqlx::query(
-                "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
-            )
-            .bind(at.seconds())
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
     }
 }

@@ -19,10 +19,12 @@ mod rate_limits;
 mod records;
 mod service_accounts;
 mod usage;
+mod write;
 
 pub use error::StoreError;
 pub use location::DatabaseLocation;
 pub use records::*;
+pub use write::Write;
 
 /// The database behind Tollgate.
 #[derive(Clone, Debug)]

@@ -1,64 +1,59 @@
 use crate::error::conflict_on_unique;
+use crate::write::Tx;
 use crate::{audit, keys, Bootstrap, Member, Organization, Result, Role, Store, StoreError, User};
 use tollgate_core::{OrgId, UnixTime, UserId};
 
-impl Store {
-    /// Writes a first run's organization, owner, default project and admin key, all or nothing.
-    /// Returns `false` (and writes nothing) when an organization already exists.
-    pub async fn bootstrap(&self, boot: &Bootstrap) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let (orgs,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM organizations")
-            .fetch_one(&mut *tx)
-            .await?;
-        if orgs > 0 {
-            return Ok(false);
-        }
-        let org = &boot.organization;
-        sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)")
-            .bind(org.id.as_str())
-            .bind(&org.name)
-            .bind(org.created_at.seconds())
-            .execute(&mut *tx)
-            .await?;
-        let owner = &boot.owner;
-        sqlx::query(
-            "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(owner.id.as_str())
-        .bind(&owner.email)
-        .bind(&owner.name)
-        .bind(&boot.owner_password_hash)
-        .bind(owner.created_at.seconds())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            conflict_on_unique(e, || {
-                format!("a user with email {} already exists", owner.email)
-            })
-        })?;
-        sqlx::query(
-            "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, ?, ?)",
-        )
+pub(crate) async fn bootstrap(tx: &mut Tx, boot: &Bootstrap) -> Result<bool> {
+    let (orgs,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM organizations")
+        .fetch_one(&mut **tx)
+        .await?;
+    if orgs > 0 {
+        return Ok(false);
+    }
+    let org = &boot.organization;
+    sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)")
+        .bind(org.id.as_str())
+        .bind(&org.name)
+        .bind(org.created_at.seconds())
+        .execute(&mut **tx)
+        .await?;
+    let owner = &boot.owner;
+    sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(owner.id.as_str())
+    .bind(&owner.email)
+    .bind(&owner.name)
+    .bind(&boot.owner_password_hash)
+    .bind(owner.created_at.seconds())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        conflict_on_unique(e, || {
+            format!("a user with email {} already exists", owner.email)
+        })
+    })?;
+    sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, ?, ?)")
         .bind(org.id.as_str())
         .bind(owner.id.as_str())
         .bind(Role::Owner.as_str())
         .bind(owner.created_at.seconds())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        crate::projects::insert(&mut tx, &boot.project).await?;
-        keys::insert(&mut tx, &boot.admin_key).await?;
-        sqlx::query("INSERT INTO tollgate_meta (name, value) VALUES ('secret_fingerprint', ?), ('key_prefix', ?)")
+    crate::projects::insert(tx, &boot.project).await?;
+    keys::insert(tx, &boot.admin_key).await?;
+    sqlx::query("INSERT INTO tollgate_meta (name, value) VALUES ('secret_fingerprint', ?), ('key_prefix', ?)")
             .bind(&boot.secret_fingerprint)
             .bind(&boot.key_prefix)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        for entry in &boot.audit {
-            audit::append(&mut tx, entry).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+    for entry in &boot.audit {
+        audit::append(tx, entry).await?;
     }
+    Ok(true)
+}
 
+impl Store {
     /// The organization this deployment serves (the first one created).
     pub async fn default_organization(&self) -> Result<Option<Organization>> {
         let row: Option<(String, String, i64)> = sqlx::query_as(

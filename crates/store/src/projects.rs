@@ -1,5 +1,5 @@
-use crate::audit::Tx;
 use crate::error::conflict_on_unique;
+use crate::write::Tx;
 use crate::{
     audit, change_log, AuditEntry, ChangedEntity, Project, ProjectStatus, Result, Store, StoreError,
 };
@@ -63,15 +63,92 @@ pub(crate) async fn insert(tx: &mut Tx, project: &Project) -> Result<()> {
     Ok(())
 }
 
-impl Store {
-    pub async fn insert_project(&self, project: &Project, entry: &AuditEntry) -> Result<()> {
-        let mut tx = self.begin().await?;
-        insert(&mut tx, project).await?;
-        audit::append(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok(())
-    }
+pub(crate) async fn create(tx: &mut Tx, project: &Project, entry: &AuditEntry) -> Result<()> {
+    insert(tx, project).await?;
+    audit::append(tx, entry).await
+}
 
+pub(crate) async fn archive(
+    tx: &mut Tx,
+    id: &ProjectId,
+    at: UnixTime,
+    entry: &AuditEntry,
+) -> Result<()> {
+    let archive = sqlx::query(
+        "UPDATE projects SET status = 'archived', archived_at = ? WHERE id = ? AND status = 'active'",
+    )
+    .bind(at.seconds())
+    .bind(id.as_str());
+    if !change_log::apply(tx, archive, &ChangedEntity::Project(id.clone()), entry).await? {
+        let (exists,): (bool,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM projects WHERE id = ?)")
+                .bind(id.as_str())
+                .fetch_one(&mut **tx)
+                .await?;
+        return Err(if exists {
+            StoreError::Conflict(format!("project {id} is already archived"))
+        } else {
+            StoreError::not_found("project", id)
+        });
+    }
+    Ok(())
+}
+
+pub(crate) async fn rename(
+    tx: &mut Tx,
+    id: &ProjectId,
+    name: &str,
+    entry: &AuditEntry,
+) -> Result<()> {
+    let update = sqlx::query("UPDATE projects SET name = ? WHERE id = ?")
+        .bind(name.to_owned())
+        .bind(id.as_str());
+    match update_one(tx, id, update, entry).await {
+        Err(StoreError::Database(err)) => Err(conflict_on_unique(err, || {
+            format!("a project named \"{name}\" already exists; pick another name")
+        })),
+        done => done,
+    }
+}
+
+pub(crate) async fn set_allowed_ips(
+    tx: &mut Tx,
+    id: &ProjectId,
+    list: &IpAllowList,
+    entry: &AuditEntry,
+) -> Result<()> {
+    let update = sqlx::query("UPDATE projects SET allowed_ips = ? WHERE id = ?")
+        .bind(list.to_json())
+        .bind(id.as_str());
+    update_one(tx, id, update, entry).await
+}
+
+pub(crate) async fn set_allowed_models(
+    tx: &mut Tx,
+    id: &ProjectId,
+    list: &ModelAllowList,
+    entry: &AuditEntry,
+) -> Result<()> {
+    let update = sqlx::query("UPDATE projects SET allowed_models = ? WHERE id = ?")
+        .bind(list.to_json())
+        .bind(id.as_str());
+    update_one(tx, id, update, entry).await
+}
+
+/// Applies `update` to one project with its audit entry and change-log row.
+async fn update_one<'q>(
+    tx: &mut Tx,
+    id: &ProjectId,
+    update: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    entry: &AuditEntry,
+) -> Result<()> {
+    if !change_log::apply(tx, update, &ChangedEntity::Project(id.clone()), entry).await? {
+        return Err(StoreError::not_found("project", id));
+    }
+    Ok(())
+}
+
+impl Store {
     pub async fn projects(&self, org: &OrgId, include_archived: bool) -> Result<Vec<Project>> {
         // The flag decides in SQL whether archived projects are included.
         let rows: Vec<ProjectRow> = sqlx::query_as(
@@ -113,91 +190,5 @@ impl Store {
         .await?;
         row.map(Project::from)
             .ok_or_else(|| StoreError::not_found("default project of", org))
-    }
-
-    /// Marks a project archived; its keys stop working on every server that follows the log.
-    pub async fn archive_project(
-        &self,
-        id: &ProjectId,
-        at: UnixTime,
-        entry: &AuditEntry,
-    ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let done = sqlx::query(
-            "UPDATE projects SET status = 'archived', archived_at = ? WHERE id = ? AND status = 'active'",
-        )
-        .bind(at.seconds())
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "project {id} is already archived"
-            )));
-        }
-        audit::append(&mut tx, entry).await?;
-        change_log::append(&mut tx, &ChangedEntity::Project(id.clone()), at).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Renames a project.
-    pub async fn rename_project(
-        &self,
-        id: &ProjectId,
-        name: &str,
-        entry: &AuditEntry,
-    ) -> Result<()> {
-        let update = sqlx::query("UPDATE projects SET name = ? WHERE id = ?")
-            .bind(name.to_owned())
-            .bind(id.as_str());
-        match self.update_project(id, update, entry).await {
-            Err(StoreError::Database(err)) => Err(conflict_on_unique(err, || {
-                format!("a project named \"{name}\" already exists; pick another name")
-            })),
-            done => done,
-        }
-    }
-
-    /// Replaces a project's IP allow-list; servers apply it through the change log.
-    pub async fn set_project_allowed_ips(
-        &self,
-        id: &ProjectId,
-        list: &IpAllowList,
-        entry: &AuditEntry,
-    ) -> Result<()> {
-        let update = sqlx::query("UPDATE projects SET allowed_ips = ? WHERE id = ?")
-            .bind(list.to_json())
-            .bind(id.as_str());
-        self.update_project(id, update, entry).await
-    }
-
-    /// Replaces a project's model allow-list; servers apply it through the change log.
-    pub async fn set_project_allowed_models(
-        &self,
-        id: &ProjectId,
-        list: &ModelAllowList,
-        entry: &AuditEntry,
-    ) -> Result<()> {
-        let update = sqlx::query("UPDATE projects SET allowed_models = ? WHERE id = ?")
-            .bind(list.to_json())
-            .bind(id.as_str());
-        self.update_project(id, update, entry).await
-    }
-
-    /// Applies `update` to one project with its audit entry and change-log row, all or nothing.
-    async fn update_project<'q>(
-        &self,
-        id: &ProjectId,
-        update: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-        entry: &AuditEntry,
-    ) -> Result<()> {
-        if !self
-            .apply_change(update, &ChangedEntity::Project(id.clone()), entry)
-            .await?
-        {
-            return Err(StoreError::not_found("project", id));
-        }
-        Ok(())
     }
 }

@@ -1,4 +1,5 @@
-use crate::{AuditEntry, ChangedEntity, Result, Store};
+use crate::write::Tx;
+use crate::{change_log, AuditEntry, ChangedEntity, Result, Store};
 use tollgate_core::holder::{Holder, Level};
 use tollgate_core::limit_rules::{LimitRule, RateLimits};
 use tollgate_core::routing::ModelPattern;
@@ -55,16 +56,17 @@ impl Store {
             .filter_map(RateLimitRow::into_rule)
             .collect())
     }
+}
 
-    /// Creates or replaces the rule for `rule.holder` and `rule.model`.
-    pub async fn set_rate_limit(
-        &self,
-        org: &OrgId,
-        rule: &LimitRule,
-        entry: &AuditEntry,
-    ) -> Result<()> {
-        let at = entry.created_at.seconds();
-        let upsert = sqlx::query(
+/// Creates or replaces the rule for `rule.holder` and `rule.model`.
+pub(crate) async fn set(
+    tx: &mut Tx,
+    org: &OrgId,
+    rule: &LimitRule,
+    entry: &AuditEntry,
+) -> Result<()> {
+    let at = entry.created_at.seconds();
+    let upsert = sqlx::query(
             "INSERT INTO rate_limits (org_id, level, holder_id, model, rpm, rpd, tpm, tpd, max_concurrent, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (level, holder_id, model) DO UPDATE SET
@@ -82,24 +84,21 @@ impl Store {
         .bind(column(rule.limits.concurrent))
         .bind(at)
         .bind(at);
-        self.apply_change(upsert, &ChangedEntity::Limits, entry)
-            .await?;
-        Ok(())
-    }
+    change_log::apply(tx, upsert, &ChangedEntity::Limits, entry).await?;
+    Ok(())
+}
 
-    /// Removes the rule for a holder and model; `false` if there was none.
-    pub async fn remove_rate_limit(
-        &self,
-        holder: &Holder,
-        model: &ModelPattern,
-        entry: &AuditEntry,
-    ) -> Result<bool> {
-        let delete =
-            sqlx::query("DELETE FROM rate_limits WHERE level = ? AND holder_id = ? AND model = ?")
-                .bind(holder.level.as_str())
-                .bind(&holder.id)
-                .bind(model.as_str());
-        self.apply_change(delete, &ChangedEntity::Limits, entry)
-            .await
-    }
+/// Removes the rule for a holder and model; `false` if there was none.
+pub(crate) async fn remove(
+    tx: &mut Tx,
+    holder: &Holder,
+    model: &ModelPattern,
+    entry: &AuditEntry,
+) -> Result<bool> {
+    let delete =
+        sqlx::query("DELETE FROM rate_limits WHERE level = ? AND holder_id = ? AND model = ?")
+            .bind(holder.level.as_str())
+            .bind(&holder.id)
+            .bind(model.as_str());
+    change_log::apply(tx, delete, &ChangedEntity::Limits, entry).await
 }

@@ -1,4 +1,5 @@
 use crate::error::conflict_on_unique;
+use crate::write::Tx;
 use crate::{audit, AuditEntry, Result, ServiceAccount, Store, StoreError};
 use tollgate_core::{OrgId, ProjectId, ServiceAccountId, UnixTime};
 
@@ -25,38 +26,35 @@ impl From<ServiceAccountRow> for ServiceAccount {
     }
 }
 
-impl Store {
-    pub async fn insert_service_account(
-        &self,
-        account: &ServiceAccount,
-        entry: &AuditEntry,
-    ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO service_accounts (id, project_id, name, role, created_by, created_at)
+pub(crate) async fn insert(
+    tx: &mut Tx,
+    account: &ServiceAccount,
+    entry: &AuditEntry,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO service_accounts (id, project_id, name, role, created_by, created_at)
              VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(account.id.as_str())
-        .bind(account.project_id.as_str())
-        .bind(&account.name)
-        .bind(&account.role)
-        .bind(&account.created_by)
-        .bind(account.created_at.seconds())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            conflict_on_unique(e, || {
-                format!(
-                    "project {} already has a service account named \"{}\"",
-                    account.project_id, account.name
-                )
-            })
-        })?;
-        audit::append(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok(())
-    }
+    )
+    .bind(account.id.as_str())
+    .bind(account.project_id.as_str())
+    .bind(&account.name)
+    .bind(&account.role)
+    .bind(&account.created_by)
+    .bind(account.created_at.seconds())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        conflict_on_unique(e, || {
+            format!(
+                "project {} already has a service account named \"{}\"",
+                account.project_id, account.name
+            )
+        })
+    })?;
+    audit::append(tx, entry).await
+}
 
+impl Store {
     /// Service accounts of the organization, optionally of one project.
     pub async fn service_accounts(
         &self,

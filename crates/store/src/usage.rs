@@ -1,3 +1,4 @@
+use crate::write::Tx;
 use crate::{Result, Store, UsageEvent, UsageGrouping, UsageRow, UsageTotal};
 use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
 
@@ -98,49 +99,47 @@ struct UsageRowDb {
     cost_micro_usd: i64,
 }
 
-impl Store {
-    /// Writes a batch of usage events and folds them into the daily roll-up, in one transaction
-    /// (multi-row inserts of the sizes in [`ROWS_PER_INSERT`], then one roll-up). An event whose
-    /// request id is already stored is skipped, so a retried batch counts once.
-    pub async fn record_usage(&self, events: &[UsageEvent]) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin().await?;
-        // Rows this transaction inserts get rowids above the current maximum (the write lock is
-        // held from BEGIN IMMEDIATE), so the roll-up below sees exactly the new events.
-        let (before,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(rowid), 0) FROM usage_events")
-            .fetch_one(&mut *tx)
-            .await?;
-        let mut rest = events;
-        for (size, sql) in inserts() {
-            while rest.len() >= *size {
-                let (chunk, tail) = rest.split_at(*size);
-                rest = tail;
-                let mut insert = sqlx::query(sql.as_str());
-                for event in chunk {
-                    insert = insert
-                        .bind(event.request_id.as_str())
-                        .bind(event.org_id.as_str())
-                        .bind(event.project_id.as_str())
-                        .bind(event.key_id.as_str())
-                        .bind(event.model_requested.as_str())
-                        .bind(event.model_served.as_str())
-                        .bind(event.endpoint.as_str())
-                        .bind(event.input_tokens)
-                        .bind(event.cached_input_tokens)
-                        .bind(event.output_tokens)
-                        .bind(event.reasoning_tokens)
-                        .bind(event.cost.0)
-                        .bind(i64::from(event.status))
-                        .bind(event.latency_ms)
-                        .bind(event.client_ip.as_deref())
-                        .bind(event.created_at.seconds());
-                }
-                insert.execute(&mut *tx).await?;
+/// Writes a batch of usage events and folds them into the daily roll-up, in one transaction
+/// (multi-row inserts of the sizes in [`ROWS_PER_INSERT`], then one roll-up). An event whose
+/// request id is already stored is skipped, so a retried batch counts once.
+pub(crate) async fn record(tx: &mut Tx, events: &[UsageEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    // Rows this transaction inserts get rowids above the current maximum (the write lock is
+    // held from BEGIN IMMEDIATE), so the roll-up below sees exactly the new events.
+    let (before,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(rowid), 0) FROM usage_events")
+        .fetch_one(&mut **tx)
+        .await?;
+    let mut rest = events;
+    for (size, sql) in inserts() {
+        while rest.len() >= *size {
+            let (chunk, tail) = rest.split_at(*size);
+            rest = tail;
+            let mut insert = sqlx::query(sql.as_str());
+            for event in chunk {
+                insert = insert
+                    .bind(event.request_id.as_str())
+                    .bind(event.org_id.as_str())
+                    .bind(event.project_id.as_str())
+                    .bind(event.key_id.as_str())
+                    .bind(event.model_requested.as_str())
+                    .bind(event.model_served.as_str())
+                    .bind(event.endpoint.as_str())
+                    .bind(event.input_tokens)
+                    .bind(event.cached_input_tokens)
+                    .bind(event.output_tokens)
+                    .bind(event.reasoning_tokens)
+                    .bind(event.cost.0)
+                    .bind(i64::from(event.status))
+                    .bind(event.latency_ms)
+                    .bind(event.client_ip.as_deref())
+                    .bind(event.created_at.seconds());
             }
+            insert.execute(&mut **tx).await?;
         }
-        sqlx::query(
+    }
+    sqlx::query(
             "INSERT INTO usage_daily (day, org_id, project_id, key_id, model, requests, input_tokens,
                  cached_input_tokens, output_tokens, reasoning_tokens, cost_micro_usd)
              SELECT strftime('%Y-%m-%d', created_at, 'unixepoch'), org_id, project_id, key_id, model_served,
@@ -157,12 +156,12 @@ impl Store {
                  cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd",
         )
         .bind(before)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
-        Ok(())
-    }
+    Ok(())
+}
 
+impl Store {
     /// The newest usage events, newest first.
     pub async fn recent_usage(&self, org: &OrgId, limit: i64) -> Result<Vec<UsageEvent>> {
         let rows: Vec<EventRow> = sqlx::query_as(
