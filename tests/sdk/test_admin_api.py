@@ -70,6 +70,55 @@ def test_the_admin_client_manages_projects_service_accounts_and_keys(tollgate):
     assert [entry.type for entry in created] == ["project.created"]
 
 
+def test_project_rate_limits_model_permissions_and_spend_limits_through_the_admin_client(tollgate):
+    org = admin_client(tollgate)
+    project = org.projects.create(name="sdk-rules-project")
+    limits = org.projects.rate_limits
+    assert list(limits.list_rate_limits(project.id)) == []
+    made = limits.update_rate_limit("rl-gpt-4o-mini", project_id=project.id, max_requests_per_1_minute=1)
+    assert (made.object, made.model, made.max_requests_per_1_minute, made.max_tokens_per_1_minute) == (
+        "project.rate_limit",
+        "gpt-4o-mini",
+        1,
+        0,
+    )
+    limits.update_rate_limit("rl-gpt-4o", project_id=project.id, max_tokens_per_1_minute=90000)
+    # The SDK's cursor pages walk the list one rule a page.
+    assert [r.id for r in limits.list_rate_limits(project.id, limit=1)] == ["rl-gpt-4o", "rl-gpt-4o-mini"]
+
+    secret = tollgate.new_key("rules-key", "--project", project.id)["value"]
+    data = openai.OpenAI(base_url=tollgate.base_url, api_key=secret, max_retries=0)
+    ask = dict(messages=[{"role": "user", "content": "hi"}])
+    data.chat.completions.create(model="gpt-4o-mini", **ask)
+    with pytest.raises(openai.RateLimitError):
+        data.chat.completions.create(model="gpt-4o-mini", **ask)
+    limits.update_rate_limit("rl-gpt-4o-mini", project_id=project.id, max_requests_per_1_minute=0)
+    data.chat.completions.create(model="gpt-4o-mini", **ask)
+
+    permissions = org.projects.model_permissions
+    assert permissions.retrieve(project.id).mode == "deny_list"
+    allowed = permissions.update(project.id, mode="allow_list", model_ids=["gpt-4o"])
+    assert allowed.api_model_ids == ["gpt-4o"]
+    with pytest.raises(openai.APIStatusError):
+        data.chat.completions.create(model="gpt-4o-mini", **ask)
+    with pytest.raises(openai.BadRequestError):
+        permissions.update(project.id, mode="deny_list", model_ids=["o3"])
+    assert permissions.delete(project.id).deleted
+    data.chat.completions.create(model="gpt-4o-mini", **ask)
+
+    spend = org.projects.spend_limit
+    with pytest.raises(openai.NotFoundError):
+        spend.retrieve(project.id)
+    limit = spend.update(project.id, currency="USD", interval="month", threshold_amount=1234)
+    assert (limit.object, limit.threshold_amount, limit.enforcement.status) == ("project.spend_limit", 1234, "inactive")
+    assert spend.retrieve(project.id).threshold_amount == 1234
+    assert spend.delete(project.id).deleted
+    org_limit = org.spend_limit.update(currency="USD", interval="month", threshold_amount=500000)
+    assert org_limit.object == "organization.spend_limit"
+    assert org.spend_limit.retrieve().threshold_amount == 500000
+    assert org.spend_limit.delete().deleted
+
+
 def test_usage_and_costs_through_the_admin_client_equal_the_recorded_events(tollgate):
     org = admin_client(tollgate)
     project = org.projects.create(name="sdk-usage-project")
@@ -126,6 +175,8 @@ def test_responses_match_openai_s_own_openapi_schemas(tollgate):
     project = org.projects.create(name="sdk-schema-project")
     account = org.projects.service_accounts.create(project.id, name="schema-bot")
     user = list(org.users.list())[0]
+    org.projects.rate_limits.update_rate_limit("rl-gpt-4o", project_id=project.id, max_requests_per_1_minute=9)
+    org.projects.spend_limit.update(project.id, currency="USD", interval="month", threshold_amount=700)
     start = int(time.time()) - 86400
     checked = {
         "/organization/projects": "/organization/projects",
@@ -134,6 +185,9 @@ def test_responses_match_openai_s_own_openapi_schemas(tollgate):
         f"/organization/projects/{project.id}/service_accounts/{account.id}": "/organization/projects/{project_id}/service_accounts/{service_account_id}",
         f"/organization/projects/{project.id}/api_keys": "/organization/projects/{project_id}/api_keys",
         f"/organization/projects/{project.id}/api_keys/{account.api_key.id}": "/organization/projects/{project_id}/api_keys/{api_key_id}",
+        f"/organization/projects/{project.id}/rate_limits": "/organization/projects/{project_id}/rate_limits",
+        f"/organization/projects/{project.id}/model_permissions": "/organization/projects/{project_id}/model_permissions",
+        f"/organization/projects/{project.id}/spend_limit": "/organization/projects/{project_id}/spend_limit",
         "/organization/users": "/organization/users",
         f"/organization/users/{user.id}": "/organization/users/{user_id}",
         "/organization/admin_api_keys": "/organization/admin_api_keys",

@@ -10,11 +10,14 @@ mod body;
 mod error;
 mod extensions;
 mod list;
+mod model_permissions;
 mod objects;
 mod openapi;
 mod organization;
 mod params;
 mod projects;
+mod rate_limits;
+mod spend_limits;
 mod usage;
 
 pub use error::AdminError;
@@ -49,6 +52,29 @@ pub fn router(control: Control) -> Router {
         .route(
             "/projects/{project_id}/service_accounts/{service_account_id}",
             get(projects::service_account),
+        )
+        .route("/projects/{project_id}/rate_limits", get(rate_limits::list))
+        .route(
+            "/projects/{project_id}/rate_limits/{rate_limit_id}",
+            post(rate_limits::update),
+        )
+        .route(
+            "/projects/{project_id}/model_permissions",
+            get(model_permissions::retrieve)
+                .post(model_permissions::update)
+                .delete(model_permissions::delete),
+        )
+        .route(
+            "/projects/{project_id}/spend_limit",
+            get(spend_limits::project_limit)
+                .post(spend_limits::update_project_limit)
+                .delete(spend_limits::delete_project_limit),
+        )
+        .route(
+            "/spend_limit",
+            get(spend_limits::organization)
+                .post(spend_limits::update_organization)
+                .delete(spend_limits::delete_organization),
         )
         .route("/projects/{project_id}/api_keys", get(projects::api_keys))
         .route(

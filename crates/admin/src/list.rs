@@ -31,7 +31,29 @@ impl<T: Listed> List<T> {
     /// cursor may name one that is no longer listed (a key deleted, a project archived since
     /// the last page), so that a client deleting as it pages keeps its place.
     pub fn page_of(items: Vec<(T, bool)>, params: &Params) -> Result<Json<List<T>>, AdminError> {
-        let limit = usize::try_from(params.limit(20, 100)?).unwrap_or(20);
+        List::page_of_default(items, params, 20)
+    }
+
+    /// [`List::page`] for a list whose `limit` defaults to `default` (OpenAI's is 20 for most
+    /// lists, 100 for some).
+    pub fn page_with_default(
+        items: Vec<T>,
+        params: &Params,
+        default: i64,
+    ) -> Result<Json<List<T>>, AdminError> {
+        List::page_of_default(
+            items.into_iter().map(|i| (i, true)).collect(),
+            params,
+            default,
+        )
+    }
+
+    fn page_of_default(
+        items: Vec<(T, bool)>,
+        params: &Params,
+        default: i64,
+    ) -> Result<Json<List<T>>, AdminError> {
+        let limit = usize::try_from(params.limit(default, 100)?).unwrap_or(20);
         let start = match params.one("after").filter(|a| !a.is_empty()) {
             None => 0,
             Some(after) => {

@@ -4,12 +4,17 @@
 //! here.
 
 use crate::error::{ErrorEnvelope, ErrorObject};
+use crate::model_permissions::{ModelPermissionsDeleted, ModelPermissionsObject};
 use crate::objects::{
     AdminKeyCreated, AdminKeyDeleted, AdminKeyObject, AuditLogObject, KeyDeleted,
     ProjectApiKeyObject, ProjectObject, ServiceAccountCreated, ServiceAccountKeyCreated,
     ServiceAccountObject, UsageBucket, UsagePage, UserObject,
 };
-use crate::{extensions, organization, projects, usage};
+use crate::rate_limits::ProjectRateLimitObject;
+use crate::spend_limits::{Enforcement, SpendLimitDeleted, SpendLimitObject};
+use crate::{
+    extensions, model_permissions, organization, projects, rate_limits, spend_limits, usage,
+};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -31,6 +36,17 @@ use utoipa::{Modify, OpenApi};
         projects::api_keys,
         projects::api_key,
         projects::delete_api_key,
+        rate_limits::list,
+        rate_limits::update,
+        model_permissions::retrieve,
+        model_permissions::update,
+        model_permissions::delete,
+        spend_limits::organization,
+        spend_limits::update_organization,
+        spend_limits::delete_organization,
+        spend_limits::project_limit,
+        spend_limits::update_project_limit,
+        spend_limits::delete_project_limit,
         organization::users,
         organization::user,
         organization::admin_keys,
@@ -68,6 +84,12 @@ use utoipa::{Modify, OpenApi};
         AuditLogObject,
         UsagePage,
         UsageBucket,
+        ProjectRateLimitObject,
+        ModelPermissionsObject,
+        ModelPermissionsDeleted,
+        SpendLimitObject,
+        Enforcement,
+        SpendLimitDeleted,
         ErrorEnvelope,
         ErrorObject,
     )),

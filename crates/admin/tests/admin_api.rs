@@ -958,6 +958,32 @@ async fn the_openapi_document_describes_every_admin_endpoint_and_is_public() {
             "delete",
             "/v1/organization/projects/{project_id}/api_keys/{key_id}",
         ),
+        ("get", "/v1/organization/projects/{project_id}/rate_limits"),
+        (
+            "post",
+            "/v1/organization/projects/{project_id}/rate_limits/{rate_limit_id}",
+        ),
+        (
+            "get",
+            "/v1/organization/projects/{project_id}/model_permissions",
+        ),
+        (
+            "post",
+            "/v1/organization/projects/{project_id}/model_permissions",
+        ),
+        (
+            "delete",
+            "/v1/organization/projects/{project_id}/model_permissions",
+        ),
+        ("get", "/v1/organization/projects/{project_id}/spend_limit"),
+        ("post", "/v1/organization/projects/{project_id}/spend_limit"),
+        (
+            "delete",
+            "/v1/organization/projects/{project_id}/spend_limit",
+        ),
+        ("get", "/v1/organization/spend_limit"),
+        ("post", "/v1/organization/spend_limit"),
+        ("delete", "/v1/organization/spend_limit"),
         ("get", "/v1/organization/users"),
         ("get", "/v1/organization/users/{user_id}"),
         ("get", "/v1/organization/admin_api_keys"),
@@ -1766,4 +1792,241 @@ async fn a_client_deleting_as_it_pages_keeps_its_place_and_admin_keys_show_their
     // The admin key used above shows when.
     let keys = app.get("/v1/organization/admin_api_keys").await;
     assert_eq!(keys.ok()["data"][0]["last_used_at"], START.seconds());
+}
+
+#[tokio::test]
+async fn openai_s_project_rate_limits_model_permissions_and_spend_limits_hold_from_the_next_request(
+) {
+    let app = App::spawn().await;
+    let p = app
+        .post("/v1/organization/projects", json!({"name": "shaped"}))
+        .await;
+    let p = p.ok()["id"].as_str().unwrap().to_owned();
+    let key = app
+        .key(
+            "k",
+            KeyOwnerRequest::Project(Some(p.clone())),
+            Permissions::All,
+        )
+        .await;
+    let chat =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    let send = |model: &'static str| {
+        app.call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&key),
+            Some(chat(model)),
+        )
+    };
+    let limits = format!("/v1/organization/projects/{p}/rate_limits");
+
+    // Rate limits: none yet; an update makes the rule for the model, in force at once.
+    let empty = app.get(&limits).await;
+    assert_eq!(empty.ok()["data"], json!([]));
+    assert_eq!(empty.ok()["object"], "list");
+    let updated = app
+        .post(
+            &format!("{limits}/rl-gpt-4o-mini"),
+            json!({"max_requests_per_1_minute": 1, "max_requests_per_1_day": 100}),
+        )
+        .await;
+    assert_eq!(
+        updated.ok(),
+        &json!({
+            "object": "project.rate_limit", "id": "rl-gpt-4o-mini", "model": "gpt-4o-mini",
+            "max_requests_per_1_minute": 1, "max_tokens_per_1_minute": 0,
+            "max_requests_per_1_day": 100
+        })
+    );
+    assert_eq!(send("gpt-4o-mini").await.status, 200);
+    let limited = send("gpt-4o-mini").await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert_eq!(
+        send("gpt-4o").await.status,
+        200,
+        "another model is not limited"
+    );
+    // A second rule, a page of one, and the next page.
+    app.post(
+        &format!("{limits}/rl-gpt-4o"),
+        json!({"max_tokens_per_1_minute": 50000}),
+    )
+    .await
+    .ok();
+    let first = app.get(&format!("{limits}?limit=1")).await;
+    let first = first.ok().clone();
+    assert_eq!(ids(&first), ["rl-gpt-4o"]);
+    assert_eq!(first["has_more"], true);
+    let second = app.get(&format!("{limits}?limit=1&after=rl-gpt-4o")).await;
+    assert_eq!(ids(second.ok()), ["rl-gpt-4o-mini"]);
+    // 0 stops limiting a metric; a rule with nothing left is gone, and requests flow again.
+    let cleared = app
+        .post(
+            &format!("{limits}/rl-gpt-4o-mini"),
+            json!({"max_requests_per_1_minute": 0, "max_requests_per_1_day": 0}),
+        )
+        .await;
+    assert_eq!(cleared.ok()["max_requests_per_1_minute"], 0);
+    assert_eq!(ids(app.get(&limits).await.ok()), ["rl-gpt-4o"]);
+    assert_eq!(send("gpt-4o-mini").await.status, 200);
+    // What Tollgate does not meter, and bad ids, are named.
+    app.post(
+        &format!("{limits}/rl-gpt-4o"),
+        json!({"max_images_per_1_minute": 5}),
+    )
+    .await
+    .error(400, Some("max_images_per_1_minute"));
+    app.post(&format!("{limits}/gpt-4o"), json!({}))
+        .await
+        .error(404, None);
+    app.get("/v1/organization/projects/proj_nothere/rate_limits")
+        .await
+        .error(404, None);
+
+    // Model permissions: open (a deny_list of nothing); an allow_list holds on the next
+    // request; a non-empty deny_list is refused, not ignored; deleting opens it again.
+    let permissions = format!("/v1/organization/projects/{p}/model_permissions");
+    assert_eq!(
+        app.get(&permissions).await.ok(),
+        &json!({"object": "project.model_permissions", "mode": "deny_list", "model_ids": []})
+    );
+    let allowed = app
+        .post(
+            &permissions,
+            json!({"mode": "allow_list", "model_ids": ["gpt-4o*"]}),
+        )
+        .await;
+    assert_eq!(allowed.ok()["mode"], "allow_list");
+    assert_eq!(allowed.ok()["model_ids"], json!(["gpt-4o*"]));
+    let refused = send("text-embedding-3-small").await;
+    assert!(refused.status.is_client_error(), "{}", refused.body);
+    assert_eq!(send("gpt-4o").await.status, 200);
+    app.post(
+        &permissions,
+        json!({"mode": "deny_list", "model_ids": ["o3"]}),
+    )
+    .await
+    .error(400, Some("mode"));
+    app.post(&permissions, json!({"mode": "allow_list", "model_ids": []}))
+        .await
+        .error(400, Some("model_ids"));
+    let deleted = app
+        .call("DELETE", &permissions, Some(&app.admin), None)
+        .await;
+    assert_eq!(
+        deleted.ok(),
+        &json!({"object": "project.model_permissions.deleted", "deleted": true})
+    );
+    assert_eq!(app.get(&permissions).await.ok()["mode"], "deny_list");
+
+    // Spend limits: none (404); set in cents; read back with its enforcement state.
+    let spend = format!("/v1/organization/projects/{p}/spend_limit");
+    app.get(&spend).await.error(404, None);
+    let set = app
+        .post(
+            &spend,
+            json!({"threshold_amount": 2500, "currency": "USD", "interval": "month"}),
+        )
+        .await;
+    assert_eq!(
+        set.ok(),
+        &json!({"object": "project.spend_limit", "threshold_amount": 2500, "currency": "USD",
+                "interval": "month", "enforcement": {"status": "inactive"}})
+    );
+    let budgets = app.get("/v1/organization/x-tollgate/budgets").await;
+    let budget = &budgets.ok()["data"][0];
+    assert_eq!(budget["holder"], p.as_str());
+    assert_eq!(budget["limit_usd"], "$25.00");
+    // A budget of a micro-dollar (set Tollgate's way, with a time zone) is already spent by
+    // today's requests: enforcing, and the next request is refused. Replacing it in OpenAI's
+    // shape keeps its time zone.
+    app.usage_events(4).await;
+    app.post(
+        "/v1/organization/x-tollgate/budgets",
+        json!({"project_id": p, "limit_usd": "0.000001", "period": "day", "timezone": "+02:00"}),
+    )
+    .await
+    .ok();
+    assert_eq!(send("gpt-4o").await.status, 429);
+    let spent = app.get(&spend).await;
+    assert_eq!(spent.ok()["enforcement"]["status"], "enforcing");
+    assert_eq!(spent.ok()["interval"], "day");
+    assert_eq!(spent.ok()["threshold_amount"], 0, "rounded down to cents");
+    app.post(
+        &spend,
+        json!({"threshold_amount": 100, "currency": "USD", "interval": "week"}),
+    )
+    .await
+    .ok();
+    let budgets = app.get("/v1/organization/x-tollgate/budgets").await;
+    assert_eq!(budgets.ok()["data"][0]["timezone"], "+02:00");
+    assert_eq!(budgets.ok()["data"][0]["period"], "week");
+    for (body, param) in [
+        (
+            json!({"threshold_amount": 0, "currency": "USD", "interval": "month"}),
+            "threshold_amount",
+        ),
+        (
+            json!({"threshold_amount": 5, "currency": "EUR", "interval": "month"}),
+            "currency",
+        ),
+        (
+            json!({"threshold_amount": 5, "currency": "USD", "interval": "year"}),
+            "interval",
+        ),
+    ] {
+        app.post(&spend, body).await.error(400, Some(param));
+    }
+    let gone = app.call("DELETE", &spend, Some(&app.admin), None).await;
+    assert_eq!(
+        gone.ok(),
+        &json!({"object": "project.spend_limit.deleted", "deleted": true})
+    );
+    app.call("DELETE", &spend, Some(&app.admin), None)
+        .await
+        .error(404, None);
+
+    // The organization's, too.
+    app.get("/v1/organization/spend_limit")
+        .await
+        .error(404, None);
+    let org = app
+        .post(
+            "/v1/organization/spend_limit",
+            json!({"threshold_amount": 100000, "currency": "USD", "interval": "month"}),
+        )
+        .await;
+    assert_eq!(org.ok()["object"], "organization.spend_limit");
+    assert_eq!(
+        app.get("/v1/organization/spend_limit").await.ok()["threshold_amount"],
+        100000
+    );
+    let gone = app
+        .call(
+            "DELETE",
+            "/v1/organization/spend_limit",
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(gone.ok()["object"], "organization.spend_limit.deleted");
+
+    // A reader reads and cannot change any of it.
+    let reader = app
+        .key("reader", KeyOwnerRequest::Admin, Permissions::ReadOnly)
+        .await;
+    let read = app.call("GET", &limits, Some(&reader), None).await;
+    read.ok();
+    let write = app
+        .call(
+            "POST",
+            &format!("{limits}/rl-gpt-4o"),
+            Some(&reader),
+            Some(json!({"max_requests_per_1_minute": 5})),
+        )
+        .await;
+    assert_eq!(write.status, 403, "{}", write.body);
+    let write = app.call("DELETE", &permissions, Some(&reader), None).await;
+    assert_eq!(write.status, 403, "{}", write.body);
 }

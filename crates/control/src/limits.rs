@@ -152,6 +152,8 @@ impl Control {
     ) -> Result<LimitRule> {
         let org = self.organization().await?;
         let (holder, project) = self.holder(&org, holder).await?;
+        let current = self.current_limits(&org, &holder, model).await?;
+        let limits = current.unwrap_or_default().overlaid(&limits);
         let mut write = self.store.write().await?;
         let rule = self
             .put_limits(
@@ -166,6 +168,64 @@ impl Control {
             .await?;
         write.commit().await?;
         Ok(rule)
+    }
+
+    /// Changes a holder's limits for a model pattern: `set` replaces the metrics it gives,
+    /// `clear` removes those metrics; a rule left with no limit is removed. `None` when no
+    /// rule remains.
+    pub async fn update_limits(
+        &self,
+        actor: &Actor,
+        holder: &HolderRequest,
+        model: &str,
+        set: RateLimits,
+        clear: &[Metric],
+    ) -> Result<Option<LimitRule>> {
+        let org = self.organization().await?;
+        let (holder, project) = self.holder(&org, holder).await?;
+        let current = self.current_limits(&org, &holder, model).await?;
+        let mut next = current.unwrap_or_default().overlaid(&set);
+        for metric in clear {
+            next.clear(*metric);
+        }
+        if next.is_empty() {
+            if current.is_some() {
+                self.drop_limits(&org, actor, &holder, project.as_ref(), model)
+                    .await?;
+            }
+            return Ok(None);
+        }
+        let mut write = self.store.write().await?;
+        let rule = self
+            .put_limits(
+                &mut write,
+                &org,
+                actor,
+                holder,
+                project.as_ref(),
+                model,
+                next,
+            )
+            .await?;
+        write.commit().await?;
+        Ok(Some(rule))
+    }
+
+    /// The limits a holder has for exactly this model pattern, if any.
+    async fn current_limits(
+        &self,
+        org: &Organization,
+        holder: &Holder,
+        model: &str,
+    ) -> Result<Option<RateLimits>> {
+        let pattern = validate_pattern(model)?;
+        Ok(self
+            .store
+            .rate_limits(&org.id)
+            .await?
+            .into_iter()
+            .find(|r| &r.holder == holder && r.model == pattern)
+            .map(|r| r.limits))
     }
 
     #[allow(clippy::too_many_arguments)] // one rule's parts, named by the caller
@@ -185,18 +245,10 @@ impl Control {
                 "give at least one limit: --rpm, --rpd, --tpm, --tpd or --concurrency".into(),
             ));
         }
-        let current = self
-            .store
-            .rate_limits(&org.id)
-            .await?
-            .into_iter()
-            .find(|r| r.holder == holder && r.model == model)
-            .map(|r| r.limits)
-            .unwrap_or_default();
         let rule = LimitRule {
             holder,
             model,
-            limits: current.overlaid(&limits),
+            limits,
         };
         let data = json!({
             "level": rule.holder.level.as_str(),
@@ -224,26 +276,36 @@ impl Control {
     ) -> Result<()> {
         let org = self.organization().await?;
         let (holder, project) = self.holder(&org, holder).await?;
-        let model = validate_pattern(model)?;
-        let entry = self.audit_entry(
-            &org,
-            actor,
-            "rate_limit.deleted",
-            project.as_ref(),
-            &holder.id,
-            json!({"level": holder.level.as_str(), "model": model.as_str()}),
-        );
         if !self
-            .store
-            .remove_rate_limit(&holder, &model, &entry)
+            .drop_limits(&org, actor, &holder, project.as_ref(), model)
             .await?
         {
             return Err(ControlError::Invalid(format!(
                 "{holder} has no limits for model `{}`; `tollgate limits list` shows what is set",
-                model.as_str()
+                model.trim()
             )));
         }
         Ok(())
+    }
+
+    async fn drop_limits(
+        &self,
+        org: &Organization,
+        actor: &Actor,
+        holder: &Holder,
+        project: Option<&ProjectId>,
+        model: &str,
+    ) -> Result<bool> {
+        let model = validate_pattern(model)?;
+        let entry = self.audit_entry(
+            org,
+            actor,
+            "rate_limit.deleted",
+            project,
+            &holder.id,
+            json!({"level": holder.level.as_str(), "model": model.as_str()}),
+        );
+        Ok(self.store.remove_rate_limit(holder, &model, &entry).await?)
     }
 
     pub async fn limit_rules(&self) -> Result<Vec<LimitRule>> {
@@ -328,6 +390,27 @@ impl Control {
             )));
         }
         Ok(())
+    }
+
+    /// A holder's own budget with what it has spent in the current period; `None` when it has
+    /// none.
+    pub async fn budget_of(&self, holder: &HolderRequest) -> Result<Option<(Budget, MicroUsd)>> {
+        let org = self.organization().await?;
+        let (holder, _) = self.holder(&org, holder).await?;
+        let Some(budget) = self
+            .store
+            .budgets(&org.id)
+            .await?
+            .into_iter()
+            .find(|b| b.holder == holder)
+        else {
+            return Ok(None);
+        };
+        let (start, _) = budget
+            .period
+            .bounds(self.clock.now(), budget.utc_offset_secs);
+        let spent = self.store.spend_since(&budget.holder, start).await?;
+        Ok(Some((budget, spent)))
     }
 
     /// Every budget with its spend in the current period.

@@ -97,6 +97,26 @@ impl RateLimits {
         self.iter().next().is_none()
     }
 
+    /// Limits `metric` to `limit` here.
+    pub fn set(&mut self, metric: Metric, limit: u64) {
+        *self.slot(metric) = Some(limit);
+    }
+
+    /// Stops limiting `metric` here.
+    pub fn clear(&mut self, metric: Metric) {
+        *self.slot(metric) = None;
+    }
+
+    fn slot(&mut self, metric: Metric) -> &mut Option<u64> {
+        match metric {
+            Metric::RequestsPerMinute => &mut self.rpm,
+            Metric::RequestsPerDay => &mut self.rpd,
+            Metric::TokensPerMinute => &mut self.tpm,
+            Metric::TokensPerDay => &mut self.tpd,
+            Metric::Concurrent => &mut self.concurrent,
+        }
+    }
+
     /// These limits with every limit `other` sets replacing this one's.
     pub fn overlaid(&self, other: &RateLimits) -> RateLimits {
         RateLimits {

@@ -78,6 +78,14 @@ impl ModelAllowList {
         self.patterns.is_empty() && !self.deny_all
     }
 
+    /// The names and patterns, as given.
+    pub fn patterns(&self) -> Vec<String> {
+        self.patterns
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect()
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(&self.patterns.iter().map(|p| p.as_str()).collect::<Vec<_>>())
             .unwrap_or_else(|_| "[]".into())
