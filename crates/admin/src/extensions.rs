@@ -15,7 +15,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tollgate_control::{
-    BudgetRequest, CreatedKeyView, KeyOwnerRequest, KeyView, NewKey, RevokeOutcome,
+    BudgetRequest, BudgetView, CreatedKeyView, KeyOwnerRequest, KeyView, NewKey, ProjectView,
+    RevokeOutcome, RuleView,
 };
 use tollgate_core::duration::Span;
 use tollgate_core::limit_rules::RateLimits;
@@ -25,9 +26,9 @@ use tollgate_core::{KeyKind, Permissions};
 
 type Answer = Result<Json<Value>, AdminError>;
 
-impl Listed for KeyView<'_> {
+impl Listed for KeyView {
     fn id(&self) -> &str {
-        self.id
+        &self.id
     }
 }
 
@@ -70,17 +71,6 @@ fn budget_request(
             .map(f64::to_string)
             .collect::<Vec<_>>(),
     )
-}
-
-/// A rate limit rule as the extensions show it.
-fn rule_object(rule: &tollgate_core::limit_rules::LimitRule) -> Value {
-    json!({
-        "object": "x-tollgate.rate_limit",
-        "level": rule.holder.level.as_str(),
-        "holder": rule.holder.id,
-        "model": rule.model.as_str(),
-        "limits": rule.limits,
-    })
 }
 
 /// A key's budget.
@@ -133,7 +123,7 @@ pub struct KeyBody {
 }
 
 /// A key id from a path: one that cannot be an id names no key (404, as an unknown one).
-fn key_id(id: String) -> Result<String, AdminError> {
+pub(crate) fn key_id(id: String) -> Result<String, AdminError> {
     match tollgate_core::KeyId::parse(&id) {
         Ok(_) => Ok(id),
         Err(_) => Err(AdminError::NotFound {
@@ -216,7 +206,7 @@ pub async fn create_key(
         .await?;
     let view = CreatedKeyView {
         key: KeyView::new(&created.record, created.record.created_at),
-        value: created.secret.expose(),
+        value: created.secret.expose().to_owned(),
     };
     Ok(Json(json!(view)))
 }
@@ -312,7 +302,7 @@ pub async fn rotate(
         "old": KeyView::new(&rotation.old, now),
         "new": CreatedKeyView {
             key: KeyView::new(&rotation.new.record, now),
-            value: rotation.new.secret.expose(),
+            value: rotation.new.secret.expose().to_owned(),
         },
     })))
 }
@@ -358,7 +348,7 @@ impl HolderBody {
     }
 }
 
-fn holder(
+pub(crate) fn holder(
     project_id: Option<String>,
     key: Option<String>,
 ) -> Result<tollgate_control::HolderRequest, AdminError> {
@@ -403,7 +393,7 @@ pub struct LimitsBody {
 )]
 pub async fn limits(State(state): State<AdminState>, _caller: Caller) -> Answer {
     let rules = state.control.limit_rules().await?;
-    let data: Vec<Value> = rules.iter().map(rule_object).collect();
+    let data: Vec<Value> = rules.iter().map(|r| json!(RuleView::from(r))).collect();
     Ok(Json(
         json!({"object": "list", "data": data, "has_more": false}),
     ))
@@ -449,7 +439,7 @@ pub async fn set_limits(
             limits,
         )
         .await?;
-    Ok(Json(rule_object(&rule)))
+    Ok(Json(json!(RuleView::from(&rule))))
 }
 
 /// Which limit rule to remove.
@@ -552,12 +542,11 @@ pub async fn set_budget(
     )
     .map_err(|e| invalid("limit_usd", e))?;
     let holder = holder(body.project_id, body.key_id)?;
-    state
+    let budget = state
         .control
         .set_budget(&caller.actor(), &holder, request)
         .await?;
-    let report = state.control.limits_report(&holder).await?;
-    Ok(Json(json!(report)))
+    Ok(Json(json!(BudgetView::from(&budget))))
 }
 
 #[utoipa::path(
@@ -599,7 +588,7 @@ pub struct ProjectRulesBody {
     path = "/v1/organization/x-tollgate/projects/{project_id}/rules",
     tag = "Tollgate extensions",
     summary = "Set a project's IP allow-list and model allow-list (every key of the project obeys them)",
-    params(("project_id" = String, Path, description = "The project's id.")),
+    params(("project_id" = String, Path, description = "The project's id or name.")),
     request_body = ProjectRulesBody,
     responses((status = 200, body = Object), crate::error::Errors),
     security(("admin_key" = []))
@@ -611,7 +600,7 @@ pub async fn project_rules(
     JsonBody(body): JsonBody<ProjectRulesBody>,
 ) -> Answer {
     let caller = caller.owner()?;
-    let project = crate::projects::project(&state, &id).await?;
+    let project = state.control.project(&id).await?;
     let mut project_now = project.clone();
     if let Some(ips) = body.allowed_ips {
         let list = IpAllowList::parse(&ips).map_err(|e| invalid("allowed_ips", e))?;
@@ -630,11 +619,5 @@ pub async fn project_rules(
             )
             .await?;
     }
-    Ok(Json(json!({
-        "object": "organization.project",
-        "id": project_now.id.as_str(),
-        "name": project_now.name,
-        "allowed_ips": project_now.allowed_ips,
-        "models": project_now.allowed_models,
-    })))
+    Ok(Json(json!(ProjectView::from(&project_now))))
 }

@@ -10,6 +10,7 @@ mod body;
 mod error;
 mod extensions;
 mod list;
+mod management;
 mod model_permissions;
 mod objects;
 mod openapi;
@@ -99,7 +100,30 @@ pub fn router(control: Control) -> Router {
             "/x-tollgate/keys",
             get(extensions::keys).post(extensions::create_key),
         )
-        .route("/x-tollgate/keys/{key_id}", get(extensions::key))
+        .route(
+            "/x-tollgate/keys/{key_id}",
+            get(extensions::key).post(management::update_key),
+        )
+        .route(
+            "/x-tollgate/projects",
+            get(management::projects).post(management::create_project),
+        )
+        .route(
+            "/x-tollgate/projects/{project_id}",
+            get(management::project),
+        )
+        .route(
+            "/x-tollgate/projects/{project_id}/archive",
+            post(management::archive_project),
+        )
+        .route(
+            "/x-tollgate/service_accounts",
+            get(management::service_accounts).post(management::create_service_account),
+        )
+        .route("/x-tollgate/limits/report", get(management::limits_report))
+        .route("/x-tollgate/usage/report", get(management::usage_report))
+        .route("/x-tollgate/usage/events", get(management::usage_events))
+        .route("/x-tollgate/audit", get(management::audit))
         .route("/x-tollgate/keys/{key_id}/rotate", post(extensions::rotate))
         .route("/x-tollgate/keys/{key_id}/revoke", post(extensions::revoke))
         .route(

@@ -13,7 +13,8 @@ use crate::objects::{
 use crate::rate_limits::ProjectRateLimitObject;
 use crate::spend_limits::{Enforcement, SpendLimitDeleted, SpendLimitObject};
 use crate::{
-    extensions, model_permissions, organization, projects, rate_limits, spend_limits, usage,
+    extensions, management, model_permissions, organization, projects, rate_limits, spend_limits,
+    usage,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -69,6 +70,17 @@ use utoipa::{Modify, OpenApi};
         extensions::set_budget,
         extensions::remove_budget,
         extensions::project_rules,
+        management::projects,
+        management::create_project,
+        management::project,
+        management::archive_project,
+        management::service_accounts,
+        management::create_service_account,
+        management::update_key,
+        management::limits_report,
+        management::usage_report,
+        management::usage_events,
+        management::audit,
     ),
     components(schemas(
         ProjectObject,

@@ -1009,6 +1009,20 @@ async fn the_openapi_document_describes_every_admin_endpoint_and_is_public() {
             "post",
             "/v1/organization/x-tollgate/projects/{project_id}/rules",
         ),
+        ("post", "/v1/organization/x-tollgate/keys/{key_id}"),
+        ("get", "/v1/organization/x-tollgate/projects"),
+        ("post", "/v1/organization/x-tollgate/projects"),
+        ("get", "/v1/organization/x-tollgate/projects/{project_id}"),
+        (
+            "post",
+            "/v1/organization/x-tollgate/projects/{project_id}/archive",
+        ),
+        ("get", "/v1/organization/x-tollgate/service_accounts"),
+        ("post", "/v1/organization/x-tollgate/service_accounts"),
+        ("get", "/v1/organization/x-tollgate/limits/report"),
+        ("get", "/v1/organization/x-tollgate/usage/report"),
+        ("get", "/v1/organization/x-tollgate/usage/events"),
+        ("get", "/v1/organization/x-tollgate/audit"),
     ];
     let mut described = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -2029,4 +2043,122 @@ async fn openai_s_project_rate_limits_model_permissions_and_spend_limits_hold_fr
     assert_eq!(write.status, 403, "{}", write.body);
     let write = app.call("DELETE", &permissions, Some(&reader), None).await;
     assert_eq!(write.status, 403, "{}", write.body);
+}
+
+#[tokio::test]
+async fn tollgate_s_views_rename_and_expire_keys_and_list_projects_and_service_accounts() {
+    let app = App::spawn().await;
+    let made = app
+        .post(
+            "/v1/organization/x-tollgate/keys",
+            json!({"name": "first", "project_id": "Default project"}),
+        )
+        .await;
+    let id = made.ok()["id"].as_str().unwrap().to_owned();
+    let key_path = format!("/v1/organization/x-tollgate/keys/{id}");
+    let renamed = app.post(&key_path, json!({"name": "second"})).await;
+    assert_eq!(renamed.ok()["name"], "second");
+    assert_eq!(renamed.ok()["status"], "active");
+    // A bad name refuses the whole change: the expiry is not set either.
+    app.post(&key_path, json!({"name": " ", "expires_in_seconds": 0}))
+        .await
+        .error(400, Some("name"));
+    assert_eq!(app.get(&key_path).await.ok()["expires_at"], Value::Null);
+    let expired = app.post(&key_path, json!({"expires_in_seconds": 0})).await;
+    assert_eq!(expired.ok()["status"], "expired");
+    app.post(&key_path, json!({"expires_in_seconds": -5}))
+        .await
+        .error(400, Some("expires_in_seconds"));
+    app.post(&key_path, json!({}))
+        .await
+        .error(400, Some("name"));
+    // An admin key's life is not shortened here (it could be the last owner's).
+    let admins = app.get("/v1/organization/admin_api_keys").await;
+    let admin_id = admins.ok()["data"][0]["id"].as_str().unwrap().to_owned();
+    app.post(
+        &format!("/v1/organization/x-tollgate/keys/{admin_id}"),
+        json!({"expires_in_seconds": 0}),
+    )
+    .await
+    .error(400, Some("expires_in_seconds"));
+
+    // Projects by id or name, with their rules; archived ones only when asked.
+    let made = app
+        .post(
+            "/v1/organization/x-tollgate/projects",
+            json!({"name": "Mobile apps"}),
+        )
+        .await;
+    assert_eq!(made.ok()["is_default"], false);
+    let by_name = app
+        .get("/v1/organization/x-tollgate/projects/Mobile%20apps")
+        .await;
+    assert_eq!(by_name.ok()["id"], made.ok()["id"]);
+    let archived = app
+        .post(
+            "/v1/organization/x-tollgate/projects/Mobile%20apps/archive",
+            json!({}),
+        )
+        .await;
+    assert_eq!(archived.ok()["status"], "archived");
+    let active = app.get("/v1/organization/x-tollgate/projects").await;
+    assert_eq!(active.ok()["data"].as_array().unwrap().len(), 1);
+    let all = app
+        .get("/v1/organization/x-tollgate/projects?include_archived=true")
+        .await;
+    assert_eq!(all.ok()["data"].as_array().unwrap().len(), 2);
+    app.get("/v1/organization/x-tollgate/projects/nope")
+        .await
+        .error(404, None);
+
+    // Service accounts without a key; listed by project.
+    let bot = app
+        .post(
+            "/v1/organization/x-tollgate/service_accounts",
+            json!({"name": "bot"}),
+        )
+        .await;
+    assert_eq!(bot.ok()["project_id"], app.default_project.as_str());
+    assert!(bot.ok().get("api_key").is_none());
+    let listed = app
+        .get(&format!(
+            "/v1/organization/x-tollgate/service_accounts?project={}",
+            app.default_project
+        ))
+        .await;
+    assert_eq!(listed.ok()["data"][0]["name"], "bot");
+
+    // Reports: usage per day, events, the audit trail as Tollgate records it.
+    let report = app
+        .get("/v1/organization/x-tollgate/usage/report?group_by=model")
+        .await;
+    assert_eq!(report.ok()["object"], "usage.report");
+    assert_eq!(report.ok()["group_by"], "model");
+    app.get("/v1/organization/x-tollgate/usage/report?group_by=color")
+        .await
+        .error(400, Some("group_by"));
+    app.get("/v1/organization/x-tollgate/usage/report?since=2026-13-01")
+        .await
+        .error(400, Some("since"));
+    let audit = app
+        .get(&format!(
+            "/v1/organization/x-tollgate/audit?resource_id={id}"
+        ))
+        .await;
+    let types: Vec<&str> = audit.ok()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["api_key.updated", "api_key.updated", "api_key.created"]
+    );
+    let report = app
+        .get(&format!(
+            "/v1/organization/x-tollgate/limits/report?key_id={id}"
+        ))
+        .await;
+    assert_eq!(report.ok()["limits"], json!([]));
 }

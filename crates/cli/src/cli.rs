@@ -33,6 +33,10 @@ pub struct Cli {
     /// Log filter, such as info, warn or tollgate_gateway=debug [default: info for serve, warn otherwise]
     #[arg(long, global = true, env = "TOLLGATE_LOG", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Manage a running server through its admin API instead of the local database (with an
+    /// admin key in TOLLGATE_ADMIN_KEY), such as https://tollgate.example.com
+    #[arg(long, global = true, env = "TOLLGATE_URL", value_name = "URL")]
+    pub url: Option<String>,
     /// Print JSON instead of tables and prose
     #[arg(long, global = true)]
     pub json: bool,

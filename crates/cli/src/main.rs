@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config;
 mod failure;
+mod manage;
 mod output;
 mod secret_file;
 
@@ -78,31 +79,47 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     // Held until the command ends, so every log line is written before exit.
     let _log_writer = init_logging(level, settings.log_format)?;
     let json = cli.json;
+    // Management commands act on a running server when given its address, else on the
+    // local database.
+    let remote = match &cli.url {
+        Some(url) if !matches!(cli.command, Command::Serve(_) | Command::Init(_)) => Some(
+            manage::remote::Remote::new(url, std::env::var(manage::remote::ADMIN_KEY_ENV).ok())?,
+        ),
+        _ => None,
+    };
+    /// Runs `$call` with `$m` bound to where commands act.
+    macro_rules! managed {
+        ($m:ident => $call:expr) => {
+            match &remote {
+                Some($m) => $call.await,
+                None => {
+                    let local = app::manage(&settings).await?;
+                    let $m = &local;
+                    $call.await
+                }
+            }
+        };
+    }
     match cli.command {
         Command::Serve(_) => commands::serve::serve(&settings).await,
         Command::Init(_) => commands::serve::init(&settings, json).await,
-        Command::Keys(command) => {
-            commands::keys::run(&app::manage(&settings).await?, command, json).await
-        }
-        Command::Projects(command) => {
-            commands::projects::run(&app::manage(&settings).await?, command, json).await
-        }
+        Command::Keys(command) => managed!(m => commands::keys::run(m, command, json)),
+        Command::Projects(command) => managed!(m => commands::projects::run(m, command, json)),
         Command::ServiceAccounts(command) => {
-            commands::service_accounts::run(&app::manage(&settings).await?, command, json).await
+            managed!(m => commands::service_accounts::run(m, command, json))
         }
-        Command::Limits(command) => {
-            commands::limits::run_limits(&app::manage(&settings).await?, command, json).await
-        }
+        Command::Limits(command) => managed!(m => commands::limits::run_limits(m, command, json)),
         Command::Budgets(command) => {
-            commands::limits::run_budgets(&app::manage(&settings).await?, command, json).await
+            managed!(m => commands::limits::run_budgets(m, command, json))
         }
-        Command::Usage(args) => {
-            commands::usage::run(&app::manage(&settings).await?, args, json).await
-        }
-        Command::Audit(args) => {
-            commands::audit::run(&app::manage(&settings).await?, args, json).await
-        }
+        Command::Usage(args) => managed!(m => commands::usage::run(m, args, json)),
+        Command::Audit(args) => managed!(m => commands::audit::run(m, args, json)),
         Command::Dev(command) => {
+            if remote.is_some() {
+                return Err(failure::Failure::invalid(
+                    "`tollgate dev` works on the local database only; leave out --url/TOLLGATE_URL",
+                ));
+            }
             commands::dev::run(&app::manage(&settings).await?, command, json).await
         }
     }

@@ -2,64 +2,7 @@
 
 use serde::Serialize;
 use std::io::Write;
-pub use tollgate_control::{CreatedKeyView, KeyView};
-use tollgate_core::network::IpAllowList;
 use tollgate_core::UnixTime;
-use tollgate_store::{Project, ServiceAccount};
-
-#[derive(Debug, Serialize)]
-pub struct ProjectView<'a> {
-    pub object: &'static str,
-    pub id: &'a str,
-    pub name: &'a str,
-    pub status: &'static str,
-    pub is_default: bool,
-    pub created_at: i64,
-    pub archived_at: Option<i64>,
-    pub allowed_ips: &'a IpAllowList,
-    pub allowed_models: &'a tollgate_core::routing::ModelAllowList,
-}
-
-impl<'a> From<&'a Project> for ProjectView<'a> {
-    fn from(p: &'a Project) -> Self {
-        ProjectView {
-            object: "organization.project",
-            id: p.id.as_str(),
-            name: &p.name,
-            status: p.status.as_str(),
-            is_default: p.is_default,
-            created_at: p.created_at.seconds(),
-            archived_at: p.archived_at.map(UnixTime::seconds),
-            allowed_ips: &p.allowed_ips,
-            allowed_models: &p.allowed_models,
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct ServiceAccountView<'a> {
-    pub object: &'static str,
-    pub id: &'a str,
-    pub name: &'a str,
-    pub project_id: &'a str,
-    pub role: &'a str,
-    pub created_by: &'a str,
-    pub created_at: i64,
-}
-
-impl<'a> From<&'a ServiceAccount> for ServiceAccountView<'a> {
-    fn from(s: &'a ServiceAccount) -> Self {
-        ServiceAccountView {
-            object: "organization.project.service_account",
-            id: s.id.as_str(),
-            name: &s.name,
-            project_id: s.project_id.as_str(),
-            role: &s.role,
-            created_by: &s.created_by,
-            created_at: s.created_at.seconds(),
-        }
-    }
-}
 
 /// OpenAI's list envelope.
 #[derive(Debug, Serialize)]

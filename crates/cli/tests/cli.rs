@@ -113,7 +113,51 @@ async fn a_first_run_sets_up_and_prints_once_then_never_again() {
 async fn the_key_lifecycle_from_the_cli() {
     let d = Deployment::new();
     d.run(&["init"]).ok();
+    key_lifecycle(&d);
+}
 
+/// The same commands, with the same output, against a running server through its admin API.
+#[tokio::test]
+async fn the_key_lifecycle_from_the_cli_in_remote_mode() {
+    let d = Deployment::remote();
+    key_lifecycle(&d);
+    // Nothing of it touched the database directly: every change is the admin key's.
+    let audit = d.run(&["audit", "--json", "--limit", "1000"]).ok().json();
+    assert!(audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_type"] != "organization.created" && e["actor"]["type"] != "system")
+        .all(|e| e["actor"]["type"] == "api_key"));
+    // Without the admin key, or with a wrong one, nothing is done; a dead server is named.
+    let mut keyless = Deployment::new();
+    keyless.env.push((
+        "TOLLGATE_URL".into(),
+        d.server.as_ref().unwrap().base.clone(),
+    ));
+    assert_fails(&keyless.run(&["keys", "list"]), 3, "TOLLGATE_ADMIN_KEY");
+    keyless.env.push((
+        "TOLLGATE_ADMIN_KEY".into(),
+        "sk-admin-forged0123456789".into(),
+    ));
+    assert_fails(&keyless.run(&["keys", "list"]), 3, "Incorrect API key");
+    let mut dead = Deployment::new();
+    dead.env
+        .push(("TOLLGATE_URL".into(), "http://127.0.0.1:9".into()));
+    dead.env
+        .push(("TOLLGATE_ADMIN_KEY".into(), "sk-admin-x".into()));
+    assert_fails(&dead.run(&["projects", "list"]), 3, "cannot reach Tollgate");
+    assert_fails(
+        &d.run(&["keys", "show", "key_00000000000000000000"]),
+        4,
+        "was not found",
+    );
+    assert_fails(&d.run(&["dev", "seed-keys", "5"]), 2, "local database only");
+}
+
+/// Creates, lists, shows, renames, rotates, revokes and expires keys, projects and service
+/// accounts with the CLI, checking what it prints.
+fn key_lifecycle(d: &Deployment) {
     let text = d
         .run(&["keys", "create", "--name", "Project Alpha Dev"])
         .ok();
@@ -321,11 +365,25 @@ async fn the_key_lifecycle_from_the_cli() {
         events,
         ["api_key.rotated", "api_key.updated", "api_key.created"]
     );
+    // Changes are the person's at the terminal, or in remote mode the admin key's.
+    let actor = if d.is_remote() {
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kind"] == "admin")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    } else {
+        "tester".to_owned()
+    };
     assert!(shown["audit"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|e| e["actor"]["id"] == "tester"));
+        .all(|e| e["actor"]["id"] == actor.as_str()));
 
     let revoked = d
         .run(&["keys", "revoke", rotated["id"].as_str().unwrap()])

@@ -26,6 +26,17 @@ async fn chat(base: &str, key: &str) -> (u16, Value) {
 async fn limits_and_budgets_set_from_the_cli_bind_a_running_server_and_show_their_use() {
     let d = Deployment::new();
     let server = d.serve(&["--demo"]);
+    limits_and_budgets(&d, &server.base).await;
+}
+
+#[tokio::test]
+async fn limits_and_budgets_set_in_remote_mode_bind_the_server_and_show_their_use() {
+    let d = Deployment::remote_with(&["--demo"]);
+    let base = d.server.as_ref().unwrap().base.clone();
+    limits_and_budgets(&d, &base).await;
+}
+
+async fn limits_and_budgets(d: &Deployment, base: &str) {
     let created = d
         .run(&[
             "keys", "create", "--name", "limited", "--rpm", "2", "--tpm", "100000", "--budget",
@@ -39,7 +50,7 @@ async fn limits_and_budgets_set_from_the_cli_bind_a_running_server_and_show_thei
     let rules = d.run(&["limits", "list", "--json"]).ok().json();
     assert_eq!(
         rules["data"],
-        json!([{"level": "key", "holder": key_id, "model": "*", "limits": {"rpm": 2, "tpm": 100000}}])
+        json!([{"object": "x-tollgate.rate_limit", "level": "key", "holder": key_id, "model": "*", "limits": {"rpm": 2, "tpm": 100000}}])
     );
     let budgets = d.run(&["budgets", "list", "--json"]).ok().json();
     assert_eq!(budgets["data"][0]["holder"], key_id.as_str());
@@ -52,16 +63,16 @@ async fn limits_and_budgets_set_from_the_cli_bind_a_running_server_and_show_thei
 
     // The server picks the key and its limits up from the change log.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while chat(&server.base, &secret).await.0 == 401 {
+    while chat(base, &secret).await.0 == 401 {
         assert!(
             Instant::now() < deadline,
             "the key never reached the server"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (second, _) = chat(&server.base, &secret).await;
+    let (second, _) = chat(base, &secret).await;
     assert_eq!(second, 200);
-    let (third, body) = chat(&server.base, &secret).await;
+    let (third, body) = chat(base, &secret).await;
     assert_eq!(third, 429, "{body}");
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
 
@@ -174,7 +185,7 @@ async fn limits_and_budgets_set_from_the_cli_bind_a_running_server_and_show_thei
     // Removing the key's limits lifts them on the running server.
     d.run(&["limits", "remove", "--key", &key_id]).ok();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while chat(&server.base, &secret).await.0 != 200 {
+    while chat(base, &secret).await.0 != 200 {
         assert!(Instant::now() < deadline, "the removed limit still applies");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -200,6 +211,15 @@ async fn limits_and_budgets_set_from_the_cli_bind_a_running_server_and_show_thei
 fn bad_limits_and_budgets_get_clear_messages() {
     let d = Deployment::new();
     d.run(&["init"]).ok();
+    bad_limits_and_budgets(&d);
+}
+
+#[test]
+fn bad_limits_and_budgets_get_the_same_messages_in_remote_mode() {
+    bad_limits_and_budgets(&Deployment::remote());
+}
+
+fn bad_limits_and_budgets(d: &Deployment) {
     assert_fails(
         &d.run(&["limits", "set", "--org"]),
         2,

@@ -411,7 +411,9 @@ impl Control {
     }
 }
 
-fn parse_key_id(id: &str) -> Result<KeyId> {
+/// A key id as people type it, refused with a clear message (and a pasted secret masked)
+/// when it is not one.
+pub fn parse_key_id(id: &str) -> Result<KeyId> {
     if id.starts_with(KeyId::PREFIX) {
         return KeyId::parse(id).map_err(|e| ControlError::Invalid(e.to_string()));
     }

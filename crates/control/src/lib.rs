@@ -12,9 +12,14 @@ mod views;
 
 pub use bootstrap::FirstRun;
 pub use error::{ControlError, ErrorClass};
-pub use keys::{CreatedKey, KeyOwnerRequest, NewKey, RevokeOutcome, Rotation};
-pub use limits::{BudgetRequest, BudgetStatus, HolderRequest, LimitStatus, LimitsReport};
-pub use views::{CreatedKeyView, KeyView};
+pub use keys::{parse_key_id, CreatedKey, KeyOwnerRequest, NewKey, RevokeOutcome, Rotation};
+pub use limits::{
+    require_limits, BudgetRequest, BudgetStatus, HolderRequest, LimitStatus, LimitsReport,
+};
+pub use views::{
+    holder_text, list_text, BudgetView, CreatedKeyView, KeyView, ProjectView, RuleView,
+    ServiceAccountView,
+};
 
 use std::sync::Arc;
 use tollgate_core::{AuditId, Clock, KeyFormat, KeyHasher, ProjectId};

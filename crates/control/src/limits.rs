@@ -79,13 +79,13 @@ impl BudgetRequest {
 }
 
 /// One limit with how much of it is used now.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LimitStatus {
-    pub level: &'static str,
+    pub level: String,
     pub holder: String,
     pub model: String,
     /// `rpm`, `rpd`, `tpm`, `tpd`, `concurrency`.
-    pub metric: &'static str,
+    pub metric: String,
     pub limit: u64,
     /// Used in the trailing window (a minute or a day); `None` for concurrency, which only the
     /// server knows.
@@ -96,11 +96,11 @@ pub struct LimitStatus {
 }
 
 /// One budget with its spend in the current period.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BudgetStatus {
-    pub level: &'static str,
+    pub level: String,
     pub holder: String,
-    pub period: &'static str,
+    pub period: String,
     pub timezone: String,
     pub limit_usd: String,
     pub spent_usd: String,
@@ -111,7 +111,7 @@ pub struct BudgetStatus {
 }
 
 /// Everything that limits one holder: its own rules and budget and those of the levels above.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LimitsReport {
     pub limits: Vec<LimitStatus>,
     pub budgets: Vec<BudgetStatus>,
@@ -240,11 +240,7 @@ impl Control {
         limits: RateLimits,
     ) -> Result<LimitRule> {
         let model = validate_pattern(model)?;
-        if limits.is_empty() {
-            return Err(ControlError::Invalid(
-                "give at least one limit: --rpm, --rpd, --tpm, --tpd or --concurrency".into(),
-            ));
-        }
+        require_limits(&limits)?;
         let rule = LimitRule {
             holder,
             model,
@@ -508,10 +504,10 @@ impl Control {
             None => None,
         };
         Ok(LimitStatus {
-            level: rule.holder.level.as_str(),
+            level: rule.holder.level.as_str().to_owned(),
             holder: rule.holder.id.clone(),
             model: rule.model.as_str().to_owned(),
-            metric: metric.short(),
+            metric: metric.short().to_owned(),
             limit,
             used,
             remaining: used.map(|u| limit.saturating_sub(u)),
@@ -528,9 +524,9 @@ impl Control {
         let (start, end) = budget.period.bounds(now, budget.utc_offset_secs);
         let spent = self.store.spend_since(&budget.holder, start).await?;
         Ok(BudgetStatus {
-            level: budget.holder.level.as_str(),
+            level: budget.holder.level.as_str().to_owned(),
             holder: budget.holder.id.clone(),
-            period: budget.period.as_str(),
+            period: budget.period.as_str().to_owned(),
             timezone: format_utc_offset(budget.utc_offset_secs),
             limit_usd: dollars(budget.limit),
             spent_usd: dollars(spent),
@@ -540,6 +536,16 @@ impl Control {
             alerts_percent: budget.alerts_percent(),
         })
     }
+}
+
+/// Refuses a rule that would limit nothing.
+pub fn require_limits(limits: &RateLimits) -> Result<()> {
+    if limits.is_empty() {
+        return Err(ControlError::Invalid(
+            "give at least one limit: --rpm, --rpd, --tpm, --tpd or --concurrency".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_pattern(model: &str) -> Result<ModelPattern> {

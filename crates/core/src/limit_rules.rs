@@ -140,6 +140,29 @@ impl serde::Serialize for RateLimits {
     }
 }
 
+/// From the same map: `{"rpm": 60, "tpm": 200000}`.
+impl<'de> serde::Deserialize<'de> for RateLimits {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Named {
+            rpm: Option<u64>,
+            rpd: Option<u64>,
+            tpm: Option<u64>,
+            tpd: Option<u64>,
+            concurrency: Option<u64>,
+        }
+        let n = Named::deserialize(deserializer)?;
+        Ok(RateLimits {
+            rpm: n.rpm,
+            rpd: n.rpd,
+            tpm: n.tpm,
+            tpd: n.tpd,
+            concurrent: n.concurrency,
+        })
+    }
+}
+
 /// One rule: these limits, for this holder, on the models a pattern matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitRule {

@@ -90,7 +90,7 @@ pub struct ServiceAccount {
 }
 
 /// Who owns a key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "type", content = "id", rename_all = "snake_case")]
 pub enum KeyOwner {
     User(UserId),
@@ -156,7 +156,7 @@ pub struct KeyFilter {
 }
 
 /// Who did something.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Actor {
     /// `system`, `cli`, `user` or `api_key`.
     #[serde(rename = "type")]
@@ -187,7 +187,7 @@ impl Actor {
 }
 
 /// One audit-log entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct AuditEntry {
     pub id: AuditId,
     pub org_id: OrgId,
@@ -301,7 +301,7 @@ pub enum UsageGrouping {
 }
 
 /// One row of a usage report: `group` is the day, model, key id or project id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct UsageRow {
     pub group: String,
     pub requests: i64,

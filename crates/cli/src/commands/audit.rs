@@ -1,13 +1,13 @@
 use crate::cli::AuditArgs;
 use crate::failure::Failure;
+use crate::manage::Manage;
 use crate::output::{print_list_json, print_table};
-use tollgate_control::Control;
 
-pub async fn run(control: &Control, args: AuditArgs, json: bool) -> Result<(), Failure> {
+pub async fn run(manage: &impl Manage, args: AuditArgs, json: bool) -> Result<(), Failure> {
     if !(1..=10_000).contains(&args.limit) {
         return Err(Failure::invalid("--limit must be between 1 and 10000"));
     }
-    let entries = control.audit(args.resource.as_deref(), args.limit).await?;
+    let entries = manage.audit(args.resource.as_deref(), args.limit).await?;
     if json {
         return Ok(print_list_json(entries)?);
     }

@@ -1,22 +1,22 @@
-use crate::app::cli_actor;
 use crate::cli::{CreateKeyArgs, KeysCommand, KindArg, SecretFormat};
 use crate::failure::Failure;
-use crate::output::{
-    print_json, print_list_json, print_table, time_or_dash, CreatedKeyView, KeyView,
-};
+use crate::manage::Manage;
+use crate::output::{print_json, print_list_json, print_table, time_or_dash};
 use std::io::Write;
-use tollgate_control::{Control, CreatedKey, KeyOwnerRequest, NewKey, RevokeOutcome};
+use tollgate_control::{list_text, CreatedKeyView, KeyOwnerRequest, KeyView, NewKey};
 use tollgate_core::duration::Span;
 use tollgate_core::network::IpAllowList;
-use tollgate_core::{KeyKind, Permissions};
+use tollgate_core::{KeyKind, Permissions, UnixTime};
 
-pub async fn run(control: &Control, command: KeysCommand, json: bool) -> Result<(), Failure> {
-    let actor = cli_actor();
-    let now = control.now();
+fn time(seconds: Option<i64>) -> String {
+    time_or_dash(seconds.map(UnixTime))
+}
+
+pub async fn run(manage: &impl Manage, command: KeysCommand, json: bool) -> Result<(), Failure> {
     match command {
         KeysCommand::Create(args) => {
             let format = args.format;
-            let created = control.create_key(&actor, new_key(*args)?).await?;
+            let created = manage.create_key(new_key(*args)?).await?;
             print_secret(&created, format, json, "Created")
         }
         KeysCommand::List { project, kind } => {
@@ -25,29 +25,24 @@ pub async fn run(control: &Control, command: KeysCommand, json: bool) -> Result<
                 KindArg::ServiceAccount => KeyKind::ServiceAccount,
                 KindArg::Admin => KeyKind::Admin,
             });
-            let keys = control.keys(project.as_deref(), kind).await?;
+            let keys = manage.keys(project.as_deref(), kind).await?;
             if json {
-                return Ok(print_list_json(
-                    keys.iter().map(|k| KeyView::new(k, now)).collect(),
-                )?);
+                return Ok(print_list_json(keys)?);
             }
             let rows: Vec<Vec<String>> = keys
                 .iter()
                 .map(|k| {
                     vec![
-                        k.id.to_string(),
+                        k.id.clone(),
                         k.name.clone(),
-                        k.redacted.clone(),
-                        k.kind.as_str().to_owned(),
-                        k.project_id
-                            .as_ref()
-                            .map(|p| p.to_string())
-                            .unwrap_or_else(|| "-".into()),
-                        status_text(k, now),
-                        k.permissions.to_string(),
-                        time_or_dash(Some(k.created_at)),
-                        time_or_dash(k.last_used_at),
-                        time_or_dash(k.expires_at),
+                        k.redacted_value.clone(),
+                        k.kind.clone(),
+                        k.project_id.clone().unwrap_or_else(|| "-".into()),
+                        k.status_text(),
+                        k.permissions.clone(),
+                        time(Some(k.created_at)),
+                        time(k.last_used_at),
+                        time(k.expires_at),
                     ]
                 })
                 .collect();
@@ -68,54 +63,45 @@ pub async fn run(control: &Control, command: KeysCommand, json: bool) -> Result<
             )?)
         }
         KeysCommand::Show { key_id } => {
-            let key = control.key(&key_id).await?;
-            let history = control.audit(Some(key.id.as_str()), 20).await?;
+            let key = manage.key(&key_id).await?;
+            let history = manage.audit(Some(&key.id), 20).await?;
             if json {
                 return Ok(print_json(
-                    &serde_json::json!({"key": KeyView::new(&key, now), "audit": history}),
+                    &serde_json::json!({"key": key, "audit": history}),
                 )?);
             }
             let mut out = std::io::stdout().lock();
             let rows = [
-                ("ID", key.id.to_string()),
+                ("ID", key.id.clone()),
                 ("Name", key.name.clone()),
-                ("Key", key.redacted.clone()),
-                ("Kind", key.kind.as_str().to_owned()),
+                ("Key", key.redacted_value.clone()),
+                ("Kind", key.kind.clone()),
                 (
                     "Project",
-                    key.project_id
-                        .as_ref()
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| "-".into()),
+                    key.project_id.clone().unwrap_or_else(|| "-".into()),
                 ),
                 (
                     "Owner",
                     serde_json::to_string(&key.owner).unwrap_or_default(),
                 ),
-                ("Status", status_text(&key, now)),
-                ("Permissions", key.permissions.to_string()),
-                ("Allowed IPs", key.allowed_ips.to_string()),
-                ("Models", key.allowed_models.to_string()),
+                ("Status", key.status_text()),
+                ("Permissions", key.permissions.clone()),
+                ("Allowed IPs", list_text(&key.allowed_ips)),
+                ("Models", list_text(&key.allowed_models)),
                 (
                     "Created",
-                    format!("{} by {}", key.created_at, key.created_by),
+                    format!("{} by {}", UnixTime(key.created_at), key.created_by),
                 ),
-                ("Last used", time_or_dash(key.last_used_at)),
-                ("Expires", time_or_dash(key.expires_at)),
-                ("Revoked", time_or_dash(key.revoked_at)),
+                ("Last used", time(key.last_used_at)),
+                ("Expires", time(key.expires_at)),
+                ("Revoked", time(key.revoked_at)),
                 (
                     "Rotated from",
-                    key.rotated_from
-                        .as_ref()
-                        .map(|k| k.to_string())
-                        .unwrap_or_else(|| "-".into()),
+                    key.rotated_from.clone().unwrap_or_else(|| "-".into()),
                 ),
                 (
                     "Rotated to",
-                    key.rotated_to
-                        .as_ref()
-                        .map(|k| k.to_string())
-                        .unwrap_or_else(|| "-".into()),
+                    key.rotated_to.clone().unwrap_or_else(|| "-".into()),
                 ),
             ];
             for (label, value) in rows {
@@ -134,32 +120,29 @@ pub async fn run(control: &Control, command: KeysCommand, json: bool) -> Result<
             Ok(())
         }
         KeysCommand::Rename { key_id, name } => {
-            let key = control.rename_key(&actor, &key_id, &name).await?;
+            let key = manage.rename_key(&key_id, &name).await?;
             if json {
-                return Ok(print_json(&KeyView::new(&key, now))?);
+                return Ok(print_json(&key)?);
             }
             println!("Renamed {} to \"{}\".", key.id, key.name);
             Ok(())
         }
         KeysCommand::Revoke { key_id } => {
-            let (key, already) = match control.revoke_key(&actor, &key_id).await? {
-                RevokeOutcome::Revoked(key) => (key, false),
-                RevokeOutcome::AlreadyRevoked(key) => (key, true),
-            };
+            let (key, already) = manage.revoke_key(&key_id).await?;
             if json {
-                return Ok(print_json(&KeyView::new(&key, now))?);
+                return Ok(print_json(&key)?);
             }
             if already {
                 println!(
                     "{} ({}) was already revoked at {}; nothing changed.",
                     key.id,
-                    key.redacted,
-                    time_or_dash(key.revoked_at)
+                    key.redacted_value,
+                    time(key.revoked_at)
                 );
             } else {
                 println!(
                     "Revoked {} ({}). It stops working on every running server within a second.",
-                    key.id, key.redacted
+                    key.id, key.redacted_value
                 );
             }
             Ok(())
@@ -170,27 +153,27 @@ pub async fn run(control: &Control, command: KeysCommand, json: bool) -> Result<
             format,
         } => {
             let grace = Span::parse(&grace).map_err(|e| Failure::invalid(e.to_string()))?;
-            let rotation = control.rotate_key(&actor, &key_id, grace).await?;
+            let (old, new) = manage.rotate_key(&key_id, grace).await?;
             if !json && format == SecretFormat::Text {
-                let until = time_or_dash(rotation.old.expires_at);
+                let until = time(old.expires_at);
                 println!(
                     "Rotated {}: the old key {} keeps working until {until} ({grace} grace).",
-                    rotation.old.id, rotation.old.redacted
+                    old.id, old.redacted_value
                 );
             }
-            print_secret(&rotation.new, format, json, "New key")
+            print_secret(&new, format, json, "New key")
         }
         KeysCommand::Expire { key_id, after } => {
             let after = Span::parse(&after).map_err(|e| Failure::invalid(e.to_string()))?;
-            let key = control.expire_key(&actor, &key_id, after).await?;
+            let key = manage.expire_key(&key_id, after).await?;
             if json {
-                return Ok(print_json(&KeyView::new(&key, now))?);
+                return Ok(print_json(&key)?);
             }
             println!(
                 "{} ({}) expires at {}.",
                 key.id,
-                key.redacted,
-                time_or_dash(key.expires_at)
+                key.redacted_value,
+                time(key.expires_at)
             );
             Ok(())
         }
@@ -238,31 +221,27 @@ fn new_key(args: CreateKeyArgs) -> Result<NewKey, Failure> {
 
 /// Prints a new key's secret: the only time it is ever shown.
 fn print_secret(
-    created: &CreatedKey,
+    created: &CreatedKeyView,
     format: SecretFormat,
     json: bool,
     verb: &str,
 ) -> Result<(), Failure> {
-    let secret = created.secret.expose();
-    let record = &created.record;
+    let secret = &created.value;
+    let key: &KeyView = &created.key;
     if format == SecretFormat::Env {
         println!("export OPENAI_API_KEY={secret}");
         return Ok(());
     }
     if json {
-        let view = CreatedKeyView {
-            key: KeyView::new(record, record.created_at),
-            value: secret,
-        };
-        return Ok(print_json(&view)?);
+        return Ok(print_json(created)?);
     }
     let mut out = std::io::stdout().lock();
-    let place = record
+    let place = key
         .project_id
         .as_ref()
         .map(|p| format!(" in project {p}"))
         .unwrap_or_else(|| " for the organization (admin API)".into());
-    writeln!(out, "{verb} {} \"{}\"{place}.\n", record.id, record.name)?;
+    writeln!(out, "{verb} {} \"{}\"{place}.\n", key.id, key.name)?;
     writeln!(out, "    {secret}\n")?;
     writeln!(
         out,
@@ -271,14 +250,4 @@ fn print_secret(
     writeln!(out, "Never commit it or put it in a browser or mobile app. Use it as OPENAI_API_KEY with OPENAI_BASE_URL pointing at this Tollgate.")?;
     out.flush()?;
     Ok(())
-}
-
-fn status_text(key: &tollgate_store::KeyRecord, now: tollgate_core::UnixTime) -> String {
-    let status = key.status(now).as_str();
-    match (&key.rotated_to, key.status(now)) {
-        (Some(next), tollgate_core::lifecycle::KeyStatus::Active) => {
-            format!("{status} (rotated to {next})")
-        }
-        _ => status.to_owned(),
-    }
 }

@@ -1,12 +1,11 @@
 //! `tollgate limits ...` and `tollgate budgets ...`.
 
-use crate::app::cli_actor;
 use crate::cli::{BudgetsCommand, HolderArgs, LimitsCommand, RateArgs};
 use crate::failure::Failure;
+use crate::manage::Manage;
 use crate::output::{print_json, print_list_json, print_table};
-use tollgate_control::{BudgetRequest, Control, HolderRequest};
-use tollgate_core::budget::{dollars, format_utc_offset, percent};
-use tollgate_core::limit_rules::{LimitRule, RateLimits};
+use tollgate_control::{holder_text, BudgetRequest, HolderRequest};
+use tollgate_core::limit_rules::RateLimits;
 use tollgate_core::limits::go_duration;
 
 const APPLIED: &str = "Running servers apply it within a second.";
@@ -40,24 +39,15 @@ pub fn budget_request(
         .map_err(|e| Failure::invalid(e.to_string()))
 }
 
-fn percentages(permille: &[u32]) -> String {
-    if permille.is_empty() {
+fn percentages(percents: &[f64]) -> String {
+    if percents.is_empty() {
         return "-".into();
     }
-    permille
+    percents
         .iter()
-        .map(|p| format!("{}%", percent(*p)))
+        .map(|p| format!("{p}%"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn rule_json(rule: &LimitRule) -> serde_json::Value {
-    serde_json::json!({
-        "level": rule.holder.level.as_str(),
-        "holder": rule.holder.id,
-        "model": rule.model.as_str(),
-        "limits": rule.limits,
-    })
 }
 
 fn limits_text(limits: &RateLimits) -> String {
@@ -69,51 +59,50 @@ fn limits_text(limits: &RateLimits) -> String {
 }
 
 pub async fn run_limits(
-    control: &Control,
+    manage: &impl Manage,
     command: LimitsCommand,
     json: bool,
 ) -> Result<(), Failure> {
-    let actor = cli_actor();
     match command {
         LimitsCommand::Set {
             holder: who,
             model,
             limits,
         } => {
-            let rule = control
-                .set_limits(&actor, &holder(who), &model, rate_limits(&limits))
+            let rule = manage
+                .set_limits(&holder(who), &model, rate_limits(&limits))
                 .await?;
             if json {
-                return Ok(print_json(&rule_json(&rule))?);
+                return Ok(print_json(&rule)?);
             }
             println!(
                 "Limits of {} on model {}: {}. {APPLIED}",
-                rule.holder,
-                rule.model.as_str(),
+                holder_text(&rule.level, &rule.holder),
+                rule.model,
                 limits_text(&rule.limits)
             );
             Ok(())
         }
         LimitsCommand::Remove { holder: who, model } => {
             let who = holder(who);
-            control.remove_limits(&actor, &who, &model).await?;
+            manage.remove_limits(&who, &model).await?;
             if !json {
                 println!("Removed the limits on model {model}. {APPLIED}");
             }
             Ok(())
         }
         LimitsCommand::List => {
-            let rules = control.limit_rules().await?;
+            let rules = manage.limit_rules().await?;
             if json {
-                return Ok(print_list_json(rules.iter().map(rule_json).collect())?);
+                return Ok(print_list_json(rules)?);
             }
             let rows: Vec<Vec<String>> = rules
                 .iter()
                 .map(|r| {
                     vec![
-                        r.holder.level.as_str().to_owned(),
-                        r.holder.id.clone(),
-                        r.model.as_str().to_owned(),
+                        r.level.clone(),
+                        r.holder.clone(),
+                        r.model.clone(),
                         limits_text(&r.limits),
                     ]
                 })
@@ -121,7 +110,7 @@ pub async fn run_limits(
             Ok(print_table(&["LEVEL", "HOLDER", "MODEL", "LIMITS"], &rows)?)
         }
         LimitsCommand::Show { holder: who } => {
-            let report = control.limits_report(&holder(who)).await?;
+            let report = manage.limits_report(&holder(who)).await?;
             if json {
                 return Ok(print_json(&report)?);
             }
@@ -131,10 +120,10 @@ pub async fn run_limits(
                 .iter()
                 .map(|l| {
                     vec![
-                        l.level.to_owned(),
+                        l.level.clone(),
                         l.holder.clone(),
                         l.model.clone(),
-                        l.metric.to_owned(),
+                        l.metric.clone(),
                         l.limit.to_string(),
                         dash(l.used),
                         dash(l.remaining),
@@ -167,7 +156,7 @@ pub async fn run_limits(
                 .iter()
                 .map(|b| {
                     vec![
-                        b.level.to_owned(),
+                        b.level.clone(),
                         b.holder.clone(),
                         format!("{} ({})", b.period, b.timezone),
                         b.limit_usd.clone(),
@@ -200,11 +189,10 @@ pub async fn run_limits(
 }
 
 pub async fn run_budgets(
-    control: &Control,
+    manage: &impl Manage,
     command: BudgetsCommand,
     json: bool,
 ) -> Result<(), Failure> {
-    let actor = cli_actor();
     match command {
         BudgetsCommand::Set {
             holder: who,
@@ -214,37 +202,29 @@ pub async fn run_budgets(
             alerts,
         } => {
             let request = budget_request(&amount, &period, &timezone, &alerts)?;
-            let budget = control.set_budget(&actor, &holder(who), request).await?;
+            let budget = manage.set_budget(&holder(who), request).await?;
             if json {
-                return Ok(print_json(&serde_json::json!({
-                    "id": budget.id,
-                    "level": budget.holder.level.as_str(),
-                    "holder": budget.holder.id,
-                    "limit_usd": dollars(budget.limit),
-                    "period": budget.period.as_str(),
-                    "timezone": format_utc_offset(budget.utc_offset_secs),
-                    "alerts_percent": budget.alerts_percent(),
-                }))?);
+                return Ok(print_json(&budget)?);
             }
             println!(
                 "Budget of {}: {} per {} ({}), alerts at {}. {APPLIED}",
-                budget.holder,
-                dollars(budget.limit),
-                budget.period.as_str(),
-                format_utc_offset(budget.utc_offset_secs),
-                percentages(&budget.alerts_permille)
+                holder_text(&budget.level, &budget.holder),
+                budget.limit_usd,
+                budget.period,
+                budget.timezone,
+                percentages(&budget.alerts_percent)
             );
             Ok(())
         }
         BudgetsCommand::Remove { holder: who } => {
-            control.remove_budget(&actor, &holder(who)).await?;
+            manage.remove_budget(&holder(who)).await?;
             if !json {
                 println!("Removed the budget. {APPLIED}");
             }
             Ok(())
         }
         BudgetsCommand::List => {
-            let statuses = control.budgets().await?;
+            let statuses = manage.budgets().await?;
             if json {
                 return Ok(print_list_json(statuses)?);
             }
@@ -252,7 +232,7 @@ pub async fn run_budgets(
                 .iter()
                 .map(|s| {
                     vec![
-                        s.level.to_owned(),
+                        s.level.clone(),
                         s.holder.clone(),
                         format!("{} ({})", s.period, s.timezone),
                         s.limit_usd.clone(),

@@ -1,21 +1,21 @@
-use crate::app::cli_actor;
 use crate::cli::ServiceAccountsCommand;
 use crate::failure::Failure;
-use crate::output::{print_json, print_list_json, print_table, time_or_dash, ServiceAccountView};
-use tollgate_control::Control;
+use crate::manage::Manage;
+use crate::output::{print_json, print_list_json, print_table, time_or_dash};
+use tollgate_core::UnixTime;
 
 pub async fn run(
-    control: &Control,
+    manage: &impl Manage,
     command: ServiceAccountsCommand,
     json: bool,
 ) -> Result<(), Failure> {
     match command {
         ServiceAccountsCommand::Create { name, project } => {
-            let account = control
-                .create_service_account(&cli_actor(), project.as_deref(), &name)
+            let account = manage
+                .create_service_account(project.as_deref(), &name)
                 .await?;
             if json {
-                return Ok(print_json(&ServiceAccountView::from(&account))?);
+                return Ok(print_json(&account)?);
             }
             println!(
                 "Created service account {} \"{}\" in project {}.\nGive it a key with: tollgate keys create --service-account {} --name \"...\"",
@@ -24,21 +24,19 @@ pub async fn run(
             Ok(())
         }
         ServiceAccountsCommand::List { project } => {
-            let accounts = control.service_accounts(project.as_deref()).await?;
+            let accounts = manage.service_accounts(project.as_deref()).await?;
             if json {
-                return Ok(print_list_json(
-                    accounts.iter().map(ServiceAccountView::from).collect(),
-                )?);
+                return Ok(print_list_json(accounts)?);
             }
             let rows: Vec<Vec<String>> = accounts
                 .iter()
                 .map(|a| {
                     vec![
-                        a.id.to_string(),
+                        a.id.clone(),
                         a.name.clone(),
-                        a.project_id.to_string(),
+                        a.project_id.clone(),
                         a.role.clone(),
-                        time_or_dash(Some(a.created_at)),
+                        time_or_dash(Some(UnixTime(a.created_at))),
                     ]
                 })
                 .collect();

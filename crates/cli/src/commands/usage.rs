@@ -1,15 +1,15 @@
 use crate::cli::{GroupBy, UsageArgs};
 use crate::failure::Failure;
+use crate::manage::Manage;
 use crate::output::{print_json, print_table};
-use tollgate_control::Control;
 use tollgate_core::{MicroUsd, UnixTime};
 use tollgate_store::UsageGrouping;
 
-pub async fn run(control: &Control, args: UsageArgs, json: bool) -> Result<(), Failure> {
+pub async fn run(manage: &impl Manage, args: UsageArgs, json: bool) -> Result<(), Failure> {
     if args.events {
-        return events(control, &args, json).await;
+        return events(manage, &args, json).await;
     }
-    let now = control.now();
+    let now = manage.now();
     let since = day(args.since.as_deref(), now.plus_seconds(-30 * 86_400))?;
     let until = day(args.until.as_deref(), now)?;
     if since > until {
@@ -25,7 +25,7 @@ pub async fn run(control: &Control, args: UsageArgs, json: bool) -> Result<(), F
         GroupBy::Key => (UsageGrouping::Key, "KEY"),
         GroupBy::Project => (UsageGrouping::Project, "PROJECT"),
     };
-    let rows = control.usage(grouping, since, until).await?;
+    let rows = manage.usage(grouping, since, until).await?;
     if json {
         return Ok(print_json(&serde_json::json!({
             "object": "usage.report",
@@ -80,8 +80,8 @@ pub async fn run(control: &Control, args: UsageArgs, json: bool) -> Result<(), F
 }
 
 /// `usage --events`: the newest requests, one row each.
-async fn events(control: &Control, args: &UsageArgs, json: bool) -> Result<(), Failure> {
-    let events = control
+async fn events(manage: &impl Manage, args: &UsageArgs, json: bool) -> Result<(), Failure> {
+    let events = manage
         .recent_requests(args.key.as_deref(), args.limit)
         .await?;
     if json {

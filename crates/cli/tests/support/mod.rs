@@ -39,6 +39,9 @@ impl Run {
 }
 
 pub struct Deployment {
+    /// In remote mode, the server management commands go to (stopped before the directory
+    /// goes away).
+    pub server: Option<Server>,
     pub dir: tempfile::TempDir,
     pub env: Vec<(String, String)>,
     pub runs: Arc<Mutex<Vec<Run>>>,
@@ -54,7 +57,36 @@ impl Deployment {
                 ("OPENAI_BASE_URL".into(), "http://127.0.0.1:9/v1".into()),
             ],
             runs: Arc::default(),
+            server: None,
         }
+    }
+
+    /// A deployment whose management commands act on a running server through its admin API
+    /// (`TOLLGATE_URL` and the first run's admin key in `TOLLGATE_ADMIN_KEY`), not on the
+    /// database: the CLI's remote mode. The server holds the database in the same directory.
+    pub fn remote() -> Deployment {
+        Deployment::remote_with(&[])
+    }
+
+    /// [`Deployment::remote`] with a server started with `serve ARGS`.
+    pub fn remote_with(args: &[&str]) -> Deployment {
+        let mut d = Deployment::new();
+        let server = d.serve(args);
+        let banner = server.stdout();
+        let admin_key = banner
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("Admin key"))
+            .map(|rest| rest.trim().to_owned())
+            .unwrap_or_else(|| panic!("no admin key in the banner:\n{banner}"));
+        d.env.push(("TOLLGATE_URL".into(), server.base.clone()));
+        d.env.push(("TOLLGATE_ADMIN_KEY".into(), admin_key));
+        d.server = Some(server);
+        d
+    }
+
+    /// Whether management commands go to a server (remote mode).
+    pub fn is_remote(&self) -> bool {
+        self.server.is_some()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
