@@ -54,6 +54,15 @@ def test_the_admin_client_manages_projects_service_accounts_and_keys(tollgate):
     with pytest.raises(openai.NotFoundError):
         org.projects.api_keys.retrieve(account.api_key.id, project_id=project.id)
 
+    # Deleting a service account stops its keys at once.
+    bot = org.projects.service_accounts.create(project.id, name="sdk-bot-2")
+    bot_data = openai.OpenAI(base_url=tollgate.base_url, api_key=bot.api_key.value, max_retries=0)
+    assert bot_data.models.list().data
+    gone = org.projects.service_accounts.delete(bot.id, project_id=project.id)
+    assert gone.deleted and gone.id == bot.id
+    with pytest.raises(openai.AuthenticationError):
+        bot_data.models.list()
+
     archived = org.projects.archive(project.id)
     assert archived.status == "archived" and archived.archived_at
     assert project.id not in [p.id for p in org.projects.list()]

@@ -52,7 +52,7 @@ pub fn router(control: Control) -> Router {
         )
         .route(
             "/projects/{project_id}/service_accounts/{service_account_id}",
-            get(projects::service_account),
+            get(projects::service_account).delete(projects::delete_service_account),
         )
         .route("/projects/{project_id}/rate_limits", get(rate_limits::list))
         .route(

@@ -54,6 +54,14 @@ impl From<&ServiceAccount> for ServiceAccountObject {
     }
 }
 
+/// `organization.project.service_account.deleted`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceAccountDeleted {
+    pub object: &'static str,
+    pub id: String,
+    pub deleted: bool,
+}
+
 /// A service account just made, with its first key: the secret is in `api_key.value`, here
 /// and nowhere else.
 #[derive(Debug, Serialize, ToSchema)]

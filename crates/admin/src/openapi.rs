@@ -7,8 +7,8 @@ use crate::error::{ErrorEnvelope, ErrorObject};
 use crate::model_permissions::{ModelPermissionsDeleted, ModelPermissionsObject};
 use crate::objects::{
     AdminKeyCreated, AdminKeyDeleted, AdminKeyObject, AuditLogObject, KeyDeleted,
-    ProjectApiKeyObject, ProjectObject, ServiceAccountCreated, ServiceAccountKeyCreated,
-    ServiceAccountObject, UsageBucket, UsagePage, UserObject,
+    ProjectApiKeyObject, ProjectObject, ServiceAccountCreated, ServiceAccountDeleted,
+    ServiceAccountKeyCreated, ServiceAccountObject, UsageBucket, UsagePage, UserObject,
 };
 use crate::rate_limits::ProjectRateLimitObject;
 use crate::spend_limits::{Enforcement, SpendLimitDeleted, SpendLimitObject};
@@ -33,6 +33,7 @@ use utoipa::{Modify, OpenApi};
         projects::archive,
         projects::service_accounts,
         projects::service_account,
+        projects::delete_service_account,
         projects::create_service_account,
         projects::api_keys,
         projects::api_key,
@@ -87,6 +88,7 @@ use utoipa::{Modify, OpenApi};
         ServiceAccountObject,
         ServiceAccountCreated,
         ServiceAccountKeyCreated,
+        ServiceAccountDeleted,
         ProjectApiKeyObject,
         KeyDeleted,
         AdminKeyObject,

@@ -6,7 +6,7 @@ use crate::error::AdminError;
 use crate::list::List;
 use crate::objects::{
     KeyDeleted, Owners, ProjectApiKeyObject, ProjectObject, ServiceAccountCreated,
-    ServiceAccountKeyCreated, ServiceAccountObject,
+    ServiceAccountDeleted, ServiceAccountKeyCreated, ServiceAccountObject,
 };
 use crate::params::Params;
 use crate::AdminState;
@@ -259,6 +259,46 @@ pub async fn service_account(
             what: "service account",
             id: account,
         })
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/organization/projects/{project_id}/service_accounts/{service_account_id}",
+    tag = "Service accounts",
+    summary = "Delete a service account: every key it owns is refused from the next request",
+    params(
+        ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
+        ("service_account_id" = String, Path, description = "The service account's id."),
+    ),
+    responses((status = 200, body = ServiceAccountDeleted), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn delete_service_account(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path((id, account)): Path<(String, String)>,
+) -> Answer<ServiceAccountDeleted> {
+    let caller = caller.owner()?;
+    let project = project(&state, &id).await?;
+    let not_found = || AdminError::NotFound {
+        what: "service account",
+        id: account.clone(),
+    };
+    let (deleted, _) = match state
+        .control
+        .delete_service_account(&caller.actor(), project.id.as_str(), &account)
+        .await
+    {
+        Err(err) if err.class() == tollgate_control::ErrorClass::NotFound => {
+            return Err(not_found())
+        }
+        other => other?,
+    };
+    Ok(Json(ServiceAccountDeleted {
+        object: "organization.project.service_account.deleted",
+        id: deleted.id.as_str().to_owned(),
+        deleted: true,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -949,6 +949,10 @@ async fn the_openapi_document_describes_every_admin_endpoint_and_is_public() {
             "get",
             "/v1/organization/projects/{project_id}/service_accounts/{service_account_id}",
         ),
+        (
+            "delete",
+            "/v1/organization/projects/{project_id}/service_accounts/{service_account_id}",
+        ),
         ("get", "/v1/organization/projects/{project_id}/api_keys"),
         (
             "get",
@@ -2161,4 +2165,80 @@ async fn tollgate_s_views_rename_and_expire_keys_and_list_projects_and_service_a
         ))
         .await;
     assert_eq!(report.ok()["limits"], json!([]));
+}
+
+#[tokio::test]
+async fn deleting_a_service_account_stops_every_key_it_owns_at_once() {
+    let app = App::spawn().await;
+    let p = app
+        .post("/v1/organization/projects", json!({"name": "bots"}))
+        .await;
+    let p = p.ok()["id"].as_str().unwrap().to_owned();
+    let other = app
+        .post("/v1/organization/projects", json!({"name": "elsewhere"}))
+        .await;
+    let other = other.ok()["id"].as_str().unwrap().to_owned();
+    let accounts = format!("/v1/organization/projects/{p}/service_accounts");
+    let made = app.post(&accounts, json!({"name": "ci"})).await;
+    let made = made.ok().clone();
+    let account = made["id"].as_str().unwrap().to_owned();
+    let first = made["api_key"]["value"].as_str().unwrap().to_owned();
+    let second = app
+        .post(
+            "/v1/organization/x-tollgate/keys",
+            json!({"name": "second", "service_account_id": account}),
+        )
+        .await;
+    let second = second.ok()["value"].as_str().unwrap().to_owned();
+    let app = &app;
+    let models = |key: String| async move {
+        app.call("GET", "/v1/models", Some(&key), None).await.status
+    };
+    assert_eq!(models(first.clone()).await, 200);
+    assert_eq!(models(second.clone()).await, 200);
+
+    // Not through another project, not by a reader.
+    app.call(
+        "DELETE",
+        &format!("/v1/organization/projects/{other}/service_accounts/{account}"),
+        Some(&app.admin),
+        None,
+    )
+    .await
+    .error(404, None);
+    let reader = app
+        .key("reader", KeyOwnerRequest::Admin, Permissions::ReadOnly)
+        .await;
+    let refused = app
+        .call("DELETE", &format!("{accounts}/{account}"), Some(&reader), None)
+        .await;
+    assert_eq!(refused.status, 403);
+
+    let deleted = app
+        .call("DELETE", &format!("{accounts}/{account}"), Some(&app.admin), None)
+        .await;
+    assert_eq!(
+        deleted.ok(),
+        &json!({"object": "organization.project.service_account.deleted", "id": account, "deleted": true})
+    );
+    // Both keys are refused from the next request; the account is gone from lists and lookups.
+    assert_eq!(models(first).await, 401);
+    assert_eq!(models(second).await, 401);
+    assert_eq!(app.get(&accounts).await.ok()["data"], json!([]));
+    app.get(&format!("{accounts}/{account}"))
+        .await
+        .error(404, None);
+    app.call("DELETE", &format!("{accounts}/{account}"), Some(&app.admin), None)
+        .await
+        .error(404, None);
+    // Its name is free again.
+    app.post(&accounts, json!({"name": "ci"})).await.ok();
+    let audit = app
+        .get(&format!("/v1/organization/audit_logs?resource_ids[]={account}"))
+        .await;
+    assert!(audit.ok()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["type"] == "service_account.deleted"));
 }

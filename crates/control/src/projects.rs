@@ -181,6 +181,42 @@ impl Control {
         Ok((org, account))
     }
 
+    /// Deletes a service account of a project and revokes every key it owns, at once on every
+    /// server; returns it and the keys revoked.
+    pub async fn delete_service_account(
+        &self,
+        actor: &Actor,
+        project: &str,
+        id: &str,
+    ) -> Result<(ServiceAccount, Vec<tollgate_core::KeyId>)> {
+        let org = self.organization().await?;
+        let project = self.project(project).await?;
+        let not_found = || {
+            ControlError::from(tollgate_store::StoreError::NotFound {
+                entity: "service account",
+                id: id.to_owned(),
+            })
+        };
+        let account_id = ServiceAccountId::parse(id).map_err(|_| not_found())?;
+        let account = self.store.service_account(&account_id).await?;
+        if account.project_id != project.id {
+            return Err(not_found());
+        }
+        let entry = self.audit_entry(
+            &org,
+            actor,
+            "service_account.deleted",
+            Some(&project.id),
+            account.id.as_str(),
+            json!({"name": account.name}),
+        );
+        let keys = self
+            .store
+            .delete_service_account(&account.id, self.clock.now(), &entry)
+            .await?;
+        Ok((account, keys))
+    }
+
     pub async fn service_accounts(&self, project: Option<&str>) -> Result<Vec<ServiceAccount>> {
         let org = self.organization().await?;
         let project_id = match project {

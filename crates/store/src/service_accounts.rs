@@ -1,7 +1,7 @@
 use crate::error::conflict_on_unique;
 use crate::write::Tx;
 use crate::{audit, AuditEntry, Result, ServiceAccount, Store, StoreError};
-use tollgate_core::{OrgId, ProjectId, ServiceAccountId, UnixTime};
+use tollgate_core::{KeyId, OrgId, ProjectId, ServiceAccountId, UnixTime};
 
 #[derive(sqlx::FromRow)]
 struct ServiceAccountRow {
@@ -54,6 +54,46 @@ pub(crate) async fn insert(
     audit::append(tx, entry).await
 }
 
+/// Deletes a service account and revokes every key it owns (each in the change log, so every
+/// server stops them); returns the revoked keys' ids. Its name is freed for a new account (the
+/// row keeps the old name, suffixed, for the audit trail).
+pub(crate) async fn delete(
+    tx: &mut Tx,
+    id: &ServiceAccountId,
+    at: UnixTime,
+    entry: &AuditEntry,
+) -> Result<Vec<KeyId>> {
+    let done = sqlx::query(
+        "UPDATE service_accounts SET deleted_at = ?, name = name || ' (deleted ' || id || ')'
+         WHERE id = ? AND deleted_at IS NULL",
+    )
+    .bind(at.seconds())
+    .bind(id.as_str())
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::not_found("service account", id));
+    }
+    let keys: Vec<(String,)> = sqlx::query_as(
+        "UPDATE api_keys SET revoked_at = ?
+         WHERE owner_service_account_id = ? AND revoked_at IS NULL
+         RETURNING id",
+    )
+    .bind(at.seconds())
+    .bind(id.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    let keys: Vec<KeyId> = keys
+        .into_iter()
+        .map(|(k,)| KeyId::from_trusted(k))
+        .collect();
+    for key in &keys {
+        crate::change_log::append(tx, &crate::ChangedEntity::Key(key.clone()), at).await?;
+    }
+    audit::append(tx, entry).await?;
+    Ok(keys)
+}
+
 impl Store {
     /// Service accounts of the organization, optionally of one project.
     pub async fn service_accounts(
@@ -64,7 +104,7 @@ impl Store {
         let rows: Vec<ServiceAccountRow> = sqlx::query_as(
             "SELECT s.id, s.project_id, s.name, s.role, s.created_by, s.created_at
              FROM service_accounts s JOIN projects p ON p.id = s.project_id
-             WHERE p.org_id = ? AND (? IS NULL OR s.project_id = ?)
+             WHERE p.org_id = ? AND (? IS NULL OR s.project_id = ?) AND s.deleted_at IS NULL
              ORDER BY s.created_at, s.rowid",
         )
         .bind(org.as_str())
@@ -77,7 +117,8 @@ impl Store {
 
     pub async fn service_account(&self, id: &ServiceAccountId) -> Result<ServiceAccount> {
         let row: Option<ServiceAccountRow> = sqlx::query_as(
-            "SELECT id, project_id, name, role, created_by, created_at FROM service_accounts WHERE id = ?",
+            "SELECT id, project_id, name, role, created_by, created_at FROM service_accounts
+             WHERE id = ? AND deleted_at IS NULL",
         )
         .bind(id.as_str())
         .fetch_optional(&self.pool)

@@ -17,7 +17,7 @@ use tollgate_core::holder::Holder;
 use tollgate_core::limit_rules::LimitRule;
 use tollgate_core::network::IpAllowList;
 use tollgate_core::routing::{ModelAllowList, ModelPattern};
-use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
+use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, ServiceAccountId, UnixTime};
 
 /// An open transaction on the backend.
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
@@ -125,6 +125,8 @@ changes! {
     fn set_project_allowed_models(id: &ProjectId, list: &ModelAllowList, entry: &AuditEntry) -> () = crate::projects::set_allowed_models;
 
     fn insert_service_account(account: &ServiceAccount, entry: &AuditEntry) -> () = crate::service_accounts::insert;
+    /// Deletes a service account and revokes its keys; the revoked keys' ids.
+    fn delete_service_account(id: &ServiceAccountId, at: UnixTime, entry: &AuditEntry) -> Vec<KeyId> = crate::service_accounts::delete;
 
     fn insert_key(key: &KeyRecord, entry: &AuditEntry) -> () = crate::keys::create;
     /// Stores many keys with one audit entry (bulk seeding for benchmarks).

@@ -615,6 +615,36 @@ async fn service_accounts_belong_to_a_project() {
         .await
         .unwrap()
         .is_empty());
+
+    // Deleting one revokes the keys it owns (each in the change log) and frees its name.
+    let owned = KeyRecord {
+        kind: KeyKind::ServiceAccount,
+        owner: KeyOwner::ServiceAccount(bot.id.clone()),
+        ..key(&w.org, &w.owner, Some(&w.project), 30, &w.hasher)
+    };
+    s.insert_key(&owned, &e()).await.unwrap();
+    let before = s.latest_change().await.unwrap();
+    let revoked = s
+        .delete_service_account(&bot.id, UnixTime(1_600), &e())
+        .await
+        .unwrap();
+    assert_eq!(revoked, [owned.id.clone()]);
+    assert_eq!(
+        s.key(&w.org.id, &owned.id).await.unwrap().revoked_at,
+        Some(UnixTime(1_600))
+    );
+    assert_eq!(s.latest_change().await.unwrap(), before + 1);
+    let gone = s.service_account(&bot.id).await.unwrap_err();
+    assert!(matches!(gone, StoreError::NotFound { .. }), "{gone:?}");
+    let again = s
+        .delete_service_account(&bot.id, UnixTime(1_601), &e())
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StoreError::NotFound { .. }), "{again:?}");
+    assert_eq!(s.service_accounts(&w.org.id, None).await.unwrap().len(), 1);
+    s.insert_service_account(&account(&w.project, "bot"), &e())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
