@@ -628,7 +628,7 @@ async fn service_accounts_belong_to_a_project() {
         .delete_service_account(&bot.id, UnixTime(1_600), &e())
         .await
         .unwrap();
-    assert_eq!(revoked, [owned.id.clone()]);
+    assert_eq!(revoked, std::slice::from_ref(&owned.id));
     assert_eq!(
         s.key(&w.org.id, &owned.id).await.unwrap().revoked_at,
         Some(UnixTime(1_600))
