@@ -119,7 +119,7 @@ def test_project_rate_limits_model_permissions_and_spend_limits_through_the_admi
     with pytest.raises(openai.NotFoundError):
         spend.retrieve(project.id)
     limit = spend.update(project.id, currency="USD", interval="month", threshold_amount=1234)
-    assert (limit.object, limit.threshold_amount, limit.enforcement.status) == ("project.spend_limit", 1234, "inactive")
+    assert (limit.object, limit.threshold_amount, limit.enforcement.status) == ("project.spend_limit", 1234, "enforcing")
     assert spend.retrieve(project.id).threshold_amount == 1234
     assert spend.delete(project.id).deleted
     org_limit = org.spend_limit.update(currency="USD", interval="month", threshold_amount=500000)

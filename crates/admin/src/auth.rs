@@ -38,6 +38,9 @@ impl Caller {
     }
 }
 
+/// How fresh an admin key's `last_used_at` is kept.
+const LAST_USE_RESOLUTION_SECS: i64 = 60;
+
 impl FromRequestParts<AdminState> for Caller {
     type Rejection = AdminError;
 
@@ -96,16 +99,22 @@ impl FromRequestParts<AdminState> for Caller {
             Permissions::All => Role::Owner,
             Permissions::ReadOnly | Permissions::Restricted { .. } => Role::Reader,
         };
-        // `last_used_at`, as the admin key list shows it (the admin API is not a hot path: one
-        // small write a request; a failure only leaves the time older).
+        // `last_used_at`, as the admin key list shows it, to the minute: a key busy with many
+        // calls writes once a minute, not once a call (every write takes the database's write
+        // lock). A failure only leaves the time older.
         let now = state.control.now();
-        if let Err(err) = state
-            .control
-            .store()
-            .touch_keys(&[(key.id.clone(), now)])
-            .await
-        {
-            tracing::warn!(error = %err, "could not record an admin key's use");
+        let stale = key
+            .last_used_at
+            .is_none_or(|at| now.seconds() - at.seconds() >= LAST_USE_RESOLUTION_SECS);
+        if stale {
+            if let Err(err) = state
+                .control
+                .store()
+                .touch_keys(&[(key.id.clone(), now)])
+                .await
+            {
+                tracing::warn!(error = %err, "could not record an admin key's use");
+            }
         }
         // Tells the connection a valid key was shown (see the gateway's `trust`).
         if let Some(shown) = parts.extensions.get::<KeyShown>() {

@@ -102,6 +102,10 @@ pub struct KeyBody {
     /// Make the key of this service account, in its project.
     #[serde(default)]
     service_account_id: Option<String>,
+    /// Make an organization admin key instead (`permissions` `all`: an owner's; `read-only`: a
+    /// reader's), with its own IP allow-list and expiry.
+    #[serde(default)]
+    admin: bool,
     /// `all` (the default), `read-only` or `restricted` (with `scopes`).
     #[serde(default)]
     permissions: Option<String>,
@@ -139,7 +143,14 @@ fn invalid(param: &str, err: impl std::fmt::Display) -> AdminError {
 
 impl KeyBody {
     fn into_new_key(self) -> Result<NewKey, AdminError> {
+        if self.admin && (self.service_account_id.is_some() || self.project_id.is_some()) {
+            return Err(AdminError::param(
+                "admin",
+                "An admin key belongs to the organization: give 'admin' without 'project_id' or 'service_account_id'.",
+            ));
+        }
         let owner = match (self.service_account_id, self.project_id) {
+            _ if self.admin => KeyOwnerRequest::Admin,
             (Some(_), Some(_)) => {
                 return Err(AdminError::param(
                     "service_account_id",

@@ -182,6 +182,18 @@ pub async fn archive(
 }
 
 /// A project by id only (the CLI also takes names; OpenAI's paths take ids).
+/// A change to an archived project is refused (409), as everywhere in Tollgate.
+pub(crate) fn refuse_archived(project: &Project) -> Result<(), AdminError> {
+    if project.status == ProjectStatus::Archived {
+        return Err(tollgate_control::ControlError::Conflict(format!(
+            "project {} ({}) is archived; archived projects cannot be used or changed",
+            project.id, project.name
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 pub(crate) async fn project(state: &AdminState, id: &str) -> Result<Project, AdminError> {
     let not_found = || AdminError::NotFound {
         what: "project",

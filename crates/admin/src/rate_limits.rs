@@ -51,11 +51,43 @@ impl Listed for ProjectRateLimitObject {
 
 const ID_PREFIX: &str = "rl-";
 
+/// A model name as it may stand in an id that is a path segment: letters, digits and
+/// `.-_*:@+` as they are, every other byte as `~` and two hex digits (`meta-llama/Llama-3`
+/// is `meta-llama~2FLlama-3`), since a path may not carry an encoded `/` or `%`.
+fn escape(model: &str) -> String {
+    let mut out = String::with_capacity(model.len());
+    for byte in model.bytes() {
+        if byte.is_ascii_alphanumeric() || b".-_*:@+".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("~{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The model an id names; `None` for a broken escape.
+fn unescape(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        if first == b'~' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(first);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 impl ProjectRateLimitObject {
     fn new(model: &str, limits: RateLimits) -> ProjectRateLimitObject {
         ProjectRateLimitObject {
             object: "project.rate_limit",
-            id: format!("{ID_PREFIX}{model}"),
+            id: format!("{ID_PREFIX}{}", escape(model)),
             model: model.to_owned(),
             max_requests_per_1_minute: limits.rpm.unwrap_or(0),
             max_tokens_per_1_minute: limits.tpm.unwrap_or(0),
@@ -182,14 +214,17 @@ pub async fn update(
 ) -> Result<Json<ProjectRateLimitObject>, AdminError> {
     let caller = caller.owner()?;
     let project = project(&state, &id).await?;
+    crate::projects::refuse_archived(&project)?;
     let model = rate_limit_id
         .strip_prefix(ID_PREFIX)
         .or_else(|| rate_limit_id.strip_prefix("rl_"))
+        .and_then(unescape)
         .filter(|m| !m.is_empty())
         .ok_or_else(|| AdminError::NotFound {
             what: "rate limit",
             id: rate_limit_id.clone(),
         })?;
+    let model = model.as_str();
     let (set, clear) = body.change()?;
     let rule = state
         .control
@@ -205,4 +240,31 @@ pub async fn update(
         Some(rule) => ProjectRateLimitObject::from_rule(&rule),
         None => ProjectRateLimitObject::new(model.trim(), RateLimits::default()),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_carry_any_model_name_as_one_path_segment_and_back() {
+        for model in [
+            "gpt-4o",
+            "gpt-4o*",
+            "meta-llama/Llama-3.1-8B",
+            "a~b",
+            "ünïcode model",
+            "50%/..",
+        ] {
+            let escaped = escape(model);
+            assert!(
+                !escaped.contains(['/', '%', ' ', '?', '#']),
+                "{model} -> {escaped}"
+            );
+            assert_eq!(unescape(&escaped).as_deref(), Some(model));
+        }
+        assert_eq!(escape("meta-llama/Llama-3"), "meta-llama~2FLlama-3");
+        assert_eq!(unescape("broken~2"), None);
+        assert_eq!(unescape("broken~zz"), None);
+    }
 }

@@ -3,8 +3,9 @@
 //! project. Amounts are whole cents (Tollgate keeps micro-dollars: a budget set elsewhere to a
 //! fraction of a cent shows rounded down). The interval is OpenAI's `month`, or Tollgate's
 //! `week` or `day`; replacing a limit keeps its budget's time zone and alert thresholds.
-//! `enforcement.status` is `enforcing` while the period's spend has reached the limit (requests
-//! are refused), `inactive` otherwise.
+//! `enforcement.status` is `enforcing` for a limit that is set (OpenAI's answer); Tollgate's
+//! `enforcement.limit_reached` says whether this period's spend has reached it, so that
+//! requests are refused now.
 
 use crate::auth::Caller;
 use crate::body::JsonBody;
@@ -14,7 +15,7 @@ use crate::AdminState;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use tollgate_control::{BudgetRequest, HolderRequest};
+use tollgate_control::HolderRequest;
 use tollgate_core::budget::BudgetPeriod;
 use tollgate_core::MicroUsd;
 use utoipa::ToSchema;
@@ -35,8 +36,11 @@ pub struct SpendLimitObject {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Enforcement {
-    /// `enforcing` while the spend has reached the limit, `inactive` otherwise.
+    /// `enforcing`: the limit is in force (as OpenAI answers for a limit that is set).
     pub status: &'static str,
+    /// Tollgate's own: whether this period's spend has reached the limit, so that requests
+    /// are refused now.
+    pub limit_reached: bool,
 }
 
 /// `organization.spend_limit.deleted` or `project.spend_limit.deleted`
@@ -61,6 +65,8 @@ pub struct SpendLimitBody {
 struct Whose {
     holder: HolderRequest,
     object: &'static str,
+    /// Set for an archived project, which cannot be changed.
+    archived: Option<tollgate_store::Project>,
 }
 
 impl Whose {
@@ -68,6 +74,7 @@ impl Whose {
         Whose {
             holder: HolderRequest::Organization,
             object: "organization.spend_limit",
+            archived: None,
         }
     }
 
@@ -76,7 +83,16 @@ impl Whose {
         Ok(Whose {
             holder: HolderRequest::Project(project.id.as_str().to_owned()),
             object: "project.spend_limit",
+            archived: (project.status == tollgate_store::ProjectStatus::Archived)
+                .then_some(project),
         })
+    }
+
+    fn refuse_archived(&self) -> Result<(), AdminError> {
+        match &self.archived {
+            Some(project) => crate::projects::refuse_archived(project),
+            None => Ok(()),
+        }
     }
 
     fn not_found(&self) -> AdminError {
@@ -102,11 +118,8 @@ impl Whose {
             currency: "USD",
             interval: budget.period.as_str(),
             enforcement: Enforcement {
-                status: if spent.0 >= budget.limit.0 {
-                    "enforcing"
-                } else {
-                    "inactive"
-                },
+                status: "enforcing",
+                limit_reached: spent.0 >= budget.limit.0,
             },
         }))
     }
@@ -118,6 +131,7 @@ impl Whose {
         body: SpendLimitBody,
     ) -> Result<Json<SpendLimitObject>, AdminError> {
         let caller = caller.owner()?;
+        self.refuse_archived()?;
         if body.currency != "USD" {
             return Err(AdminError::param(
                 "currency",
@@ -147,23 +161,9 @@ impl Whose {
                 )
             })?;
         // Replacing the limit keeps the budget's time zone and alerts.
-        let (utc_offset_secs, alerts_permille) = match state.control.budget_of(&self.holder).await?
-        {
-            Some((current, _)) => (current.utc_offset_secs, current.alerts_permille),
-            None => (0, Vec::new()),
-        };
         state
             .control
-            .set_budget(
-                &caller.actor(),
-                &self.holder,
-                BudgetRequest {
-                    limit: MicroUsd(limit),
-                    period,
-                    utc_offset_secs,
-                    alerts_permille,
-                },
-            )
+            .set_spend_limit(&caller.actor(), &self.holder, MicroUsd(limit), period)
             .await?;
         self.read(state).await
     }
@@ -174,6 +174,7 @@ impl Whose {
         caller: Caller,
     ) -> Result<Json<SpendLimitDeleted>, AdminError> {
         let caller = caller.owner()?;
+        self.refuse_archived()?;
         if state.control.budget_of(&self.holder).await?.is_none() {
             return Err(self.not_found());
         }

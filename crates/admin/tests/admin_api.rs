@@ -1807,9 +1807,17 @@ async fn a_client_deleting_as_it_pages_keeps_its_place_and_admin_keys_show_their
         .await;
     assert_eq!(ids(next.ok()).len(), 2);
 
-    // The admin key used above shows when.
+    // The admin key used above shows when, to the minute: a call 30 s later writes nothing,
+    // one a minute after the recorded use moves it.
     let keys = app.get("/v1/organization/admin_api_keys").await;
     assert_eq!(keys.ok()["data"][0]["last_used_at"], START.seconds());
+    app.clock.advance(30);
+    let keys = app.get("/v1/organization/admin_api_keys").await;
+    assert_eq!(keys.ok()["data"][0]["last_used_at"], START.seconds());
+    app.clock.advance(31);
+    app.get("/v1/organization/admin_api_keys").await.ok();
+    let keys = app.get("/v1/organization/admin_api_keys").await;
+    assert_eq!(keys.ok()["data"][0]["last_used_at"], START.seconds() + 61);
 }
 
 #[tokio::test]
@@ -1898,6 +1906,23 @@ async fn openai_s_project_rate_limits_model_permissions_and_spend_limits_hold_fr
     app.post(&format!("{limits}/gpt-4o"), json!({}))
         .await
         .error(404, None);
+    // A model whose name holds a `/` (as vLLM's do) gets an id that is one path segment.
+    let slashed = app
+        .post(
+            &format!("{limits}/rl-meta-llama~2FLlama-3.1-8B"),
+            json!({"max_requests_per_1_minute": 7}),
+        )
+        .await;
+    assert_eq!(slashed.ok()["model"], "meta-llama/Llama-3.1-8B");
+    assert_eq!(slashed.ok()["id"], "rl-meta-llama~2FLlama-3.1-8B");
+    let listed = app.get(&limits).await;
+    assert!(ids(listed.ok()).contains(&"rl-meta-llama~2FLlama-3.1-8B".to_owned()));
+    app.post(
+        &format!("{limits}/rl-meta-llama~2FLlama-3.1-8B"),
+        json!({"max_requests_per_1_minute": 0}),
+    )
+    .await
+    .ok();
     app.get("/v1/organization/projects/proj_nothere/rate_limits")
         .await
         .error(404, None);
@@ -1950,7 +1975,7 @@ async fn openai_s_project_rate_limits_model_permissions_and_spend_limits_hold_fr
     assert_eq!(
         set.ok(),
         &json!({"object": "project.spend_limit", "threshold_amount": 2500, "currency": "USD",
-                "interval": "month", "enforcement": {"status": "inactive"}})
+                "interval": "month", "enforcement": {"status": "enforcing", "limit_reached": false}})
     );
     let budgets = app.get("/v1/organization/x-tollgate/budgets").await;
     let budget = &budgets.ok()["data"][0];
@@ -1969,6 +1994,7 @@ async fn openai_s_project_rate_limits_model_permissions_and_spend_limits_hold_fr
     assert_eq!(send("gpt-4o").await.status, 429);
     let spent = app.get(&spend).await;
     assert_eq!(spent.ok()["enforcement"]["status"], "enforcing");
+    assert_eq!(spent.ok()["enforcement"]["limit_reached"], true);
     assert_eq!(spent.ok()["interval"], "day");
     assert_eq!(spent.ok()["threshold_amount"], 0, "rounded down to cents");
     app.post(
@@ -2004,6 +2030,32 @@ async fn openai_s_project_rate_limits_model_permissions_and_spend_limits_hold_fr
     app.call("DELETE", &spend, Some(&app.admin), None)
         .await
         .error(404, None);
+
+    // An archived project's limits are not changed.
+    let gone = app
+        .post("/v1/organization/projects", json!({"name": "gone"}))
+        .await;
+    let gone = gone.ok()["id"].as_str().unwrap().to_owned();
+    app.post(
+        &format!("/v1/organization/projects/{gone}/archive"),
+        json!({}),
+    )
+    .await
+    .ok();
+    let refused = app
+        .post(
+            &format!("/v1/organization/projects/{gone}/rate_limits/rl-gpt-4o"),
+            json!({"max_requests_per_1_minute": 5}),
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    let refused = app
+        .post(
+            &format!("/v1/organization/projects/{gone}/spend_limit"),
+            json!({"threshold_amount": 5, "currency": "USD", "interval": "month"}),
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
 
     // The organization's, too.
     app.get("/v1/organization/spend_limit")
@@ -2191,9 +2243,8 @@ async fn deleting_a_service_account_stops_every_key_it_owns_at_once() {
         .await;
     let second = second.ok()["value"].as_str().unwrap().to_owned();
     let app = &app;
-    let models = |key: String| async move {
-        app.call("GET", "/v1/models", Some(&key), None).await.status
-    };
+    let models =
+        |key: String| async move { app.call("GET", "/v1/models", Some(&key), None).await.status };
     assert_eq!(models(first.clone()).await, 200);
     assert_eq!(models(second.clone()).await, 200);
 
@@ -2210,12 +2261,22 @@ async fn deleting_a_service_account_stops_every_key_it_owns_at_once() {
         .key("reader", KeyOwnerRequest::Admin, Permissions::ReadOnly)
         .await;
     let refused = app
-        .call("DELETE", &format!("{accounts}/{account}"), Some(&reader), None)
+        .call(
+            "DELETE",
+            &format!("{accounts}/{account}"),
+            Some(&reader),
+            None,
+        )
         .await;
     assert_eq!(refused.status, 403);
 
     let deleted = app
-        .call("DELETE", &format!("{accounts}/{account}"), Some(&app.admin), None)
+        .call(
+            "DELETE",
+            &format!("{accounts}/{account}"),
+            Some(&app.admin),
+            None,
+        )
         .await;
     assert_eq!(
         deleted.ok(),
@@ -2228,17 +2289,139 @@ async fn deleting_a_service_account_stops_every_key_it_owns_at_once() {
     app.get(&format!("{accounts}/{account}"))
         .await
         .error(404, None);
-    app.call("DELETE", &format!("{accounts}/{account}"), Some(&app.admin), None)
-        .await
-        .error(404, None);
+    app.call(
+        "DELETE",
+        &format!("{accounts}/{account}"),
+        Some(&app.admin),
+        None,
+    )
+    .await
+    .error(404, None);
     // Its name is free again.
     app.post(&accounts, json!({"name": "ci"})).await.ok();
     let audit = app
-        .get(&format!("/v1/organization/audit_logs?resource_ids[]={account}"))
+        .get(&format!(
+            "/v1/organization/audit_logs?resource_ids[]={account}"
+        ))
         .await;
     assert!(audit.ok()["data"]
         .as_array()
         .unwrap()
         .iter()
         .any(|e| e["type"] == "service_account.deleted"));
+}
+
+/// Many changes at once, each reading what it needs before it takes the write lock: none
+/// waits on a connection another holds while it waits on the lock. (Service accounts read
+/// their project inside the write once: 12 at once timed out or failed with 500.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_changes_at_once_all_succeed() {
+    let app = App::spawn().await;
+    let p = app
+        .post("/v1/organization/projects", json!({"name": "busy"}))
+        .await;
+    let p = p.ok()["id"].as_str().unwrap().to_owned();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let (http, base, key, p) = (
+            app.http.clone(),
+            app.base.clone(),
+            app.admin.clone(),
+            p.clone(),
+        );
+        calls.spawn(async move {
+            let (path, body) = match i % 4 {
+                0 => (
+                    format!("/v1/organization/projects/{p}/service_accounts"),
+                    json!({"name": format!("bot-{i}")}),
+                ),
+                1 => (
+                    "/v1/organization/x-tollgate/service_accounts".to_owned(),
+                    json!({"name": format!("svc-{i}"), "project": p}),
+                ),
+                2 => (
+                    format!("/v1/organization/projects/{p}/rate_limits/rl-race"),
+                    json!({"max_requests_per_1_minute": 1000 + i}),
+                ),
+                _ => (
+                    "/v1/organization/x-tollgate/keys".to_owned(),
+                    json!({"name": format!("key-{i}"), "project_id": p, "rate_limits": {"rpm": 5}}),
+                ),
+            };
+            let response = http
+                .post(format!("{base}{path}"))
+                .bearer_auth(key)
+                .json(&body)
+                .timeout(Duration::from_secs(20))
+                .send()
+                .await
+                .unwrap();
+            (path, response.status().as_u16())
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        let (path, status) = done.unwrap();
+        assert_eq!(status, 200, "{path}");
+    }
+    let accounts = app
+        .get(&format!("/v1/organization/projects/{p}/service_accounts?limit=100"))
+        .await;
+    assert_eq!(accounts.ok()["data"].as_array().unwrap().len(), 16);
+}
+
+/// Two changes to different metrics of one rule at once both hold: each reads the rule inside
+/// its own transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_to_one_rule_lose_nothing() {
+    let app = App::spawn().await;
+    let limits = format!(
+        "/v1/organization/projects/{}/rate_limits",
+        app.default_project
+    );
+    for round in 0..10 {
+        let model = format!("race-{round}");
+        let bodies = [
+            json!({"max_requests_per_1_minute": 11}),
+            json!({"max_tokens_per_1_minute": 2222}),
+            json!({"max_requests_per_1_day": 333}),
+        ];
+        let mut calls = tokio::task::JoinSet::new();
+        for body in bodies {
+            let (http, url, key) = (
+                app.http.clone(),
+                format!("{}{limits}/rl-{model}", app.base),
+                app.admin.clone(),
+            );
+            calls.spawn(async move {
+                http.post(url)
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            });
+        }
+        while let Some(status) = calls.join_next().await {
+            assert_eq!(status.unwrap(), 200);
+        }
+        let listed = app.get(&format!("{limits}?limit=100")).await;
+        let rule = listed.ok()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["model"] == model.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (
+                &rule["max_requests_per_1_minute"],
+                &rule["max_tokens_per_1_minute"],
+                &rule["max_requests_per_1_day"]
+            ),
+            (&json!(11), &json!(2222), &json!(333)),
+            "round {round}"
+        );
+    }
 }

@@ -153,6 +153,38 @@ async fn the_key_lifecycle_from_the_cli_in_remote_mode() {
         "was not found",
     );
     assert_fails(&d.run(&["dev", "seed-keys", "5"]), 2, "local database only");
+
+    // An admin key made remotely keeps its IP allow-list; a scoped one is refused as locally.
+    let fenced = d
+        .run(&[
+            "keys", "create", "--name", "ops", "--admin", "--allow-ip", "10.1.2.3/32", "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(fenced["kind"], "admin");
+    assert_eq!(fenced["allowed_ips"], serde_json::json!(["10.1.2.3/32"]));
+    assert_fails(
+        &d.run(&[
+            "keys", "create", "--name", "x", "--admin", "--permissions", "restricted", "--scope",
+            "models:read",
+        ]),
+        2,
+        "admin keys are owners",
+    );
+    // Projects are named as people name them, whatever the characters.
+    for name in ["a/b", "..", "50%", "what? #1"] {
+        d.run(&["projects", "create", name]).ok();
+        let project = d
+            .run(&["projects", "allow-models", name, "gpt-4o", "--json"])
+            .ok()
+            .json();
+        assert_eq!(project["name"], name);
+        assert_eq!(project["allowed_models"], serde_json::json!(["gpt-4o"]));
+        let archived = d.run(&["projects", "archive", name, "--json"]).ok().json();
+        assert_eq!(archived["name"], name);
+        assert_eq!(archived["status"], "archived");
+    }
+    assert_fails(&d.run(&["projects", "archive", "no such"]), 4, "was not found");
 }
 
 /// Creates, lists, shows, renames, rotates, revokes and expires keys, projects and service

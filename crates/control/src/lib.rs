@@ -101,9 +101,8 @@ impl Control {
         let limit = limit.clamp(1, 10_000);
         Ok(match key {
             Some(key) => {
-                let id = tollgate_core::KeyId::parse(key).map_err(|_| {
-                    ControlError::Invalid(format!("`{key}` is not a key id (key_...)"))
-                })?;
+                // A secret pasted in place of the id is quoted only masked.
+                let id = keys::parse_key_id(key)?;
                 self.store.recent_usage_of_key(&org.id, &id, limit).await?
             }
             None => self.store.recent_usage(&org.id, limit).await?,

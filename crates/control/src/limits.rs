@@ -152,9 +152,10 @@ impl Control {
     ) -> Result<LimitRule> {
         let org = self.organization().await?;
         let (holder, project) = self.holder(&org, holder).await?;
-        let current = self.current_limits(&org, &holder, model).await?;
-        let limits = current.unwrap_or_default().overlaid(&limits);
+        // The current rule is read inside the write, so two changes at once cannot lose one.
         let mut write = self.store.write().await?;
+        let current = current_limits(&mut write, &org, &holder, model).await?;
+        let limits = current.unwrap_or_default().overlaid(&limits);
         let rule = self
             .put_limits(
                 &mut write,
@@ -183,49 +184,34 @@ impl Control {
     ) -> Result<Option<LimitRule>> {
         let org = self.organization().await?;
         let (holder, project) = self.holder(&org, holder).await?;
-        let current = self.current_limits(&org, &holder, model).await?;
+        let mut write = self.store.write().await?;
+        let current = current_limits(&mut write, &org, &holder, model).await?;
         let mut next = current.unwrap_or_default().overlaid(&set);
         for metric in clear {
             next.clear(*metric);
         }
-        if next.is_empty() {
+        let rule = if next.is_empty() {
             if current.is_some() {
-                self.drop_limits(&org, actor, &holder, project.as_ref(), model)
+                self.drop_limits(&mut write, &org, actor, &holder, project.as_ref(), model)
                     .await?;
             }
-            return Ok(None);
-        }
-        let mut write = self.store.write().await?;
-        let rule = self
-            .put_limits(
-                &mut write,
-                &org,
-                actor,
-                holder,
-                project.as_ref(),
-                model,
-                next,
+            None
+        } else {
+            Some(
+                self.put_limits(
+                    &mut write,
+                    &org,
+                    actor,
+                    holder,
+                    project.as_ref(),
+                    model,
+                    next,
+                )
+                .await?,
             )
-            .await?;
+        };
         write.commit().await?;
-        Ok(Some(rule))
-    }
-
-    /// The limits a holder has for exactly this model pattern, if any.
-    async fn current_limits(
-        &self,
-        org: &Organization,
-        holder: &Holder,
-        model: &str,
-    ) -> Result<Option<RateLimits>> {
-        let pattern = validate_pattern(model)?;
-        Ok(self
-            .store
-            .rate_limits(&org.id)
-            .await?
-            .into_iter()
-            .find(|r| &r.holder == holder && r.model == pattern)
-            .map(|r| r.limits))
+        Ok(rule)
     }
 
     #[allow(clippy::too_many_arguments)] // one rule's parts, named by the caller
@@ -272,8 +258,9 @@ impl Control {
     ) -> Result<()> {
         let org = self.organization().await?;
         let (holder, project) = self.holder(&org, holder).await?;
+        let mut write = self.store.write().await?;
         if !self
-            .drop_limits(&org, actor, &holder, project.as_ref(), model)
+            .drop_limits(&mut write, &org, actor, &holder, project.as_ref(), model)
             .await?
         {
             return Err(ControlError::Invalid(format!(
@@ -281,11 +268,13 @@ impl Control {
                 model.trim()
             )));
         }
+        write.commit().await?;
         Ok(())
     }
 
     async fn drop_limits(
         &self,
+        write: &mut Write,
         org: &Organization,
         actor: &Actor,
         holder: &Holder,
@@ -301,7 +290,7 @@ impl Control {
             &holder.id,
             json!({"level": holder.level.as_str(), "model": model.as_str()}),
         );
-        Ok(self.store.remove_rate_limit(holder, &model, &entry).await?)
+        Ok(write.remove_rate_limit(holder, &model, &entry).await?)
     }
 
     pub async fn limit_rules(&self) -> Result<Vec<LimitRule>> {
@@ -319,6 +308,36 @@ impl Control {
         let org = self.organization().await?;
         let (holder, project) = self.holder(&org, holder).await?;
         let mut write = self.store.write().await?;
+        let budget = self
+            .put_budget(&mut write, &org, actor, holder, project.as_ref(), request)
+            .await?;
+        write.commit().await?;
+        Ok(budget)
+    }
+
+    /// Sets a holder's spend limit and period, keeping the time zone and alert thresholds of
+    /// the budget it replaces (UTC and none for a new one), read in the same transaction.
+    pub async fn set_spend_limit(
+        &self,
+        actor: &Actor,
+        holder: &HolderRequest,
+        limit: MicroUsd,
+        period: tollgate_core::budget::BudgetPeriod,
+    ) -> Result<Budget> {
+        let org = self.organization().await?;
+        let (holder, project) = self.holder(&org, holder).await?;
+        let mut write = self.store.write().await?;
+        let current = write
+            .budgets(&org.id)
+            .await?
+            .into_iter()
+            .find(|b| b.holder == holder);
+        let request = BudgetRequest {
+            limit,
+            period,
+            utc_offset_secs: current.as_ref().map_or(0, |b| b.utc_offset_secs),
+            alerts_permille: current.map(|b| b.alerts_permille).unwrap_or_default(),
+        };
         let budget = self
             .put_budget(&mut write, &org, actor, holder, project.as_ref(), request)
             .await?;
@@ -536,6 +555,22 @@ impl Control {
             alerts_percent: budget.alerts_percent(),
         })
     }
+}
+
+/// The limits a holder has for exactly this model pattern, if any, read in `write`.
+async fn current_limits(
+    write: &mut Write,
+    org: &Organization,
+    holder: &Holder,
+    model: &str,
+) -> Result<Option<RateLimits>> {
+    let pattern = validate_pattern(model)?;
+    Ok(write
+        .rate_limits(&org.id)
+        .await?
+        .into_iter()
+        .find(|r| &r.holder == holder && r.model == pattern)
+        .map(|r| r.limits))
 }
 
 /// Refuses a rule that would limit nothing.

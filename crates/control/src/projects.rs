@@ -110,9 +110,10 @@ impl Control {
         project: Option<&str>,
         name: &str,
     ) -> Result<ServiceAccount> {
+        let (org, project) = self.account_project(project).await?;
         let mut write = self.store.write().await?;
-        let (_, account) = self
-            .add_service_account(&mut write, actor, project, name)
+        let account = self
+            .add_service_account(&mut write, &org, &project, actor, name)
             .await?;
         write.commit().await?;
         Ok(account)
@@ -127,9 +128,10 @@ impl Control {
         name: &str,
         key_name: &str,
     ) -> Result<(ServiceAccount, CreatedKey)> {
+        let (org, project) = self.account_project(Some(project)).await?;
         let mut write = self.store.write().await?;
-        let (org, account) = self
-            .add_service_account(&mut write, actor, Some(project), name)
+        let account = self
+            .add_service_account(&mut write, &org, &project, actor, name)
             .await?;
         let request = NewKey {
             name: key_name.to_owned(),
@@ -149,18 +151,26 @@ impl Control {
         Ok((account, key))
     }
 
-    async fn add_service_account(
-        &self,
-        write: &mut Write,
-        actor: &Actor,
-        project: Option<&str>,
-        name: &str,
-    ) -> Result<(Organization, ServiceAccount)> {
+    /// The organization and the active project a new service account goes in (the default
+    /// project when none is named), read before the write begins: nothing reads through the
+    /// pool while a `Write` holds the write lock.
+    async fn account_project(&self, project: Option<&str>) -> Result<(Organization, Project)> {
         let org = self.organization().await?;
         let project = match project {
             Some(p) => self.active_project(p).await?,
             None => self.store.default_project(&org.id).await?,
         };
+        Ok((org, project))
+    }
+
+    async fn add_service_account(
+        &self,
+        write: &mut Write,
+        org: &Organization,
+        project: &Project,
+        actor: &Actor,
+        name: &str,
+    ) -> Result<ServiceAccount> {
         let account = ServiceAccount {
             id: ServiceAccountId::generate(),
             project_id: project.id.clone(),
@@ -170,7 +180,7 @@ impl Control {
             created_at: self.clock.now(),
         };
         let entry = self.audit_entry(
-            &org,
+            org,
             actor,
             "service_account.created",
             Some(&project.id),
@@ -178,7 +188,7 @@ impl Control {
             json!({"name": account.name, "role": account.role}),
         );
         write.insert_service_account(&account, &entry).await?;
-        Ok((org, account))
+        Ok(account)
     }
 
     /// Deletes a service account of a project and revokes every key it owns, at once on every

@@ -808,3 +808,22 @@ async fn a_service_account_comes_with_its_key_or_not_at_all() {
     let accounts = c.service_accounts(Some(project.id.as_str())).await.unwrap();
     assert_eq!(accounts, [account]);
 }
+
+#[tokio::test]
+async fn the_last_owner_admin_key_cannot_be_expired_either() {
+    let s = setup().await;
+    let c = &s.control;
+    let admin = c.keys(None, Some(KeyKind::Admin)).await.unwrap()[0].clone();
+    let refused = c.expire_key(&actor(), admin.id.as_str(), Span(0)).await;
+    assert_eq!(class(refused), ErrorClass::Conflict);
+    assert_eq!(c.key(admin.id.as_str()).await.unwrap().expires_at, None);
+    // With another owner key, it can end.
+    c.create_key(&actor(), new_key("second owner", KeyOwnerRequest::Admin))
+        .await
+        .unwrap();
+    let ended = c
+        .expire_key(&actor(), admin.id.as_str(), Span(0))
+        .await
+        .unwrap();
+    assert_eq!(ended.status(START), KeyStatus::Expired);
+}

@@ -86,6 +86,8 @@ pub enum GatewayError {
     SpendLimit { message: String, code: &'static str },
     #[error(transparent)]
     Upstream(#[from] crate::upstream::failure::UpstreamError),
+    #[error("The server had an error while processing your request. Sorry about that!")]
+    Internal,
 }
 
 impl GatewayError {
@@ -195,6 +197,7 @@ impl GatewayError {
             GatewayError::SpendLimit { message, code } => {
                 OpenAiError::new(InsufficientQuota, message.clone()).with_code(code)
             }
+            GatewayError::Internal => OpenAiError::new(Server, self.to_string()),
             GatewayError::Upstream(err) => match err {
                 crate::upstream::failure::UpstreamError::Timeout { .. } => OpenAiError::new(
                     GatewayTimeout,

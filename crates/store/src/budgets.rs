@@ -28,20 +28,28 @@ impl BudgetRow {
     }
 }
 
+/// Every budget of an organization.
+pub(crate) async fn read<'e>(
+    exec: impl sqlx::SqliteExecutor<'e>,
+    org: &OrgId,
+) -> Result<Vec<Budget>> {
+    let rows: Vec<BudgetRow> = sqlx::query_as(
+        "SELECT id, level, holder_id, limit_micro_usd, period, utc_offset_secs, alerts FROM budgets
+         WHERE org_id = ? ORDER BY level, holder_id",
+    )
+    .bind(org.as_str())
+    .fetch_all(exec)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(BudgetRow::into_budget)
+        .collect())
+}
+
 impl Store {
     /// Every budget of an organization.
     pub async fn budgets(&self, org: &OrgId) -> Result<Vec<Budget>> {
-        let rows: Vec<BudgetRow> = sqlx::query_as(
-            "SELECT id, level, holder_id, limit_micro_usd, period, utc_offset_secs, alerts FROM budgets
-             WHERE org_id = ? ORDER BY level, holder_id",
-        )
-        .bind(org.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(BudgetRow::into_budget)
-            .collect())
+        read(&self.pool, org).await
     }
 }
 

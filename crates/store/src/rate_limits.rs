@@ -41,20 +41,28 @@ impl RateLimitRow {
     }
 }
 
+/// Every rate-limit rule of an organization, by level, holder and model.
+pub(crate) async fn read<'e>(
+    exec: impl sqlx::SqliteExecutor<'e>,
+    org: &OrgId,
+) -> Result<Vec<LimitRule>> {
+    let rows: Vec<RateLimitRow> = sqlx::query_as(
+        "SELECT level, holder_id, model, rpm, rpd, tpm, tpd, max_concurrent FROM rate_limits
+         WHERE org_id = ? ORDER BY level, holder_id, model",
+    )
+    .bind(org.as_str())
+    .fetch_all(exec)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(RateLimitRow::into_rule)
+        .collect())
+}
+
 impl Store {
     /// Every rate-limit rule of an organization, by level, holder and model.
     pub async fn rate_limits(&self, org: &OrgId) -> Result<Vec<LimitRule>> {
-        let rows: Vec<RateLimitRow> = sqlx::query_as(
-            "SELECT level, holder_id, model, rpm, rpd, tpm, tpd, max_concurrent FROM rate_limits
-             WHERE org_id = ? ORDER BY level, holder_id, model",
-        )
-        .bind(org.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(RateLimitRow::into_rule)
-            .collect())
+        read(&self.pool, org).await
     }
 }
 

@@ -67,6 +67,21 @@ impl Write {
         result
     }
 
+    /// Every rate-limit rule of an organization, read inside this transaction: a change
+    /// computed from it cannot lose another writer's (they wait for this one).
+    pub async fn rate_limits(&mut self, org: &OrgId) -> Result<Vec<LimitRule>> {
+        self.usable()?;
+        let result = crate::rate_limits::read(&mut *self.tx, org).await;
+        self.settle(result)
+    }
+
+    /// Every budget of an organization, read inside this transaction.
+    pub async fn budgets(&mut self, org: &OrgId) -> Result<Vec<Budget>> {
+        self.usable()?;
+        let result = crate::budgets::read(&mut *self.tx, org).await;
+        self.settle(result)
+    }
+
     fn usable(&self) -> Result<()> {
         if self.failed {
             return Err(StoreError::Aborted);

@@ -23,7 +23,6 @@ use tollgate_store::{AuditEntry, UsageEvent, UsageGrouping, UsageRow};
 /// every user of the machine).
 pub const ADMIN_KEY_ENV: &str = "TOLLGATE_ADMIN_KEY";
 
-const ORG: &str = "/v1/organization";
 const EXT: &str = "/v1/organization/x-tollgate";
 
 /// A running Tollgate, reached with an admin key.
@@ -125,6 +124,25 @@ impl Remote {
     ) -> Result<T> {
         self.send(self.http.post(self.url(path, segments)).json(&body))
             .await
+    }
+
+    /// A project named by id or name, resolved here (exactly, an id before a name, as the local
+    /// CLI does), so that only ids ever stand in a request's path.
+    async fn project(&self, id_or_name: &str) -> Result<ProjectView> {
+        let projects: Vec<ProjectView> = self
+            .list(
+                &format!("{EXT}/projects"),
+                &[("include_archived", "true".to_owned())],
+            )
+            .await?;
+        let by_id = projects.iter().find(|p| p.id == id_or_name);
+        by_id
+            .or_else(|| projects.iter().find(|p| p.name == id_or_name))
+            .cloned()
+            .ok_or_else(|| Failure {
+                code: 4,
+                message: format!("project {id_or_name} was not found"),
+            })
     }
 
     async fn list<T: DeserializeOwned>(
@@ -257,36 +275,11 @@ impl Manage for Remote {
 
     async fn create_key(&self, request: NewKey) -> Result<CreatedKeyView> {
         let expires = request.expires_in.map(|span| span.seconds());
-        if matches!(request.owner, KeyOwnerRequest::Admin) {
-            let role = match request.permissions {
-                Permissions::ReadOnly => "reader",
-                _ => "owner",
-            };
-            let made: Value = self
-                .post(
-                    &format!("{ORG}/admin_api_keys"),
-                    &[],
-                    json!({"name": request.name, "expires_in_seconds": expires, "role": role}),
-                )
-                .await?;
-            let (id, value) = match (made["id"].as_str(), made["value"].as_str()) {
-                (Some(id), Some(value)) => (id.to_owned(), value.to_owned()),
-                _ => {
-                    return Err(Failure {
-                        code: 1,
-                        message: "the server made an admin key but did not show it".into(),
-                    })
-                }
-            };
-            return Ok(CreatedKeyView {
-                key: self.key(&id).await?,
-                value,
-            });
-        }
         let owner = match &request.owner {
             KeyOwnerRequest::Project(Some(project)) => json!({"project_id": project}),
             KeyOwnerRequest::ServiceAccount(account) => json!({"service_account_id": account}),
-            _ => json!({}),
+            KeyOwnerRequest::Admin => json!({"admin": true}),
+            KeyOwnerRequest::Project(None) => json!({}),
         };
         let mut body = merge(
             json!({
@@ -309,11 +302,7 @@ impl Manage for Remote {
     async fn keys(&self, project: Option<&str>, kind: Option<KeyKind>) -> Result<Vec<KeyView>> {
         let mut query = vec![("limit", "100".to_owned())];
         if let Some(project) = project {
-            // The API filters by id; a name is resolved first, as the local CLI does.
-            let project: ProjectView = self
-                .get(&format!("{EXT}/projects"), &[project], &[])
-                .await?;
-            query.push(("project_id", project.id));
+            query.push(("project_id", self.project(project).await?.id));
         }
         if let Some(kind) = kind {
             query.push(("kind", kind.as_str().to_owned()));
@@ -400,9 +389,10 @@ impl Manage for Remote {
     }
 
     async fn set_project_models(&self, project: &str, models: &[String]) -> Result<ProjectView> {
+        let project = self.project(project).await?;
         self.post(
             &format!("{EXT}/projects"),
-            &[project, "rules"],
+            &[&project.id, "rules"],
             json!({"models": models}),
         )
         .await
@@ -410,17 +400,23 @@ impl Manage for Remote {
 
     async fn set_project_ips(&self, project: &str, list: IpAllowList) -> Result<ProjectView> {
         let ranges: Vec<String> = list.ranges().iter().map(|r| r.to_string()).collect();
+        let project = self.project(project).await?;
         self.post(
             &format!("{EXT}/projects"),
-            &[project, "rules"],
+            &[&project.id, "rules"],
             json!({"allowed_ips": ranges}),
         )
         .await
     }
 
     async fn archive_project(&self, project: &str) -> Result<ProjectView> {
-        self.post(&format!("{EXT}/projects"), &[project, "archive"], json!({}))
-            .await
+        let project = self.project(project).await?;
+        self.post(
+            &format!("{EXT}/projects"),
+            &[&project.id, "archive"],
+            json!({}),
+        )
+        .await
     }
 
     async fn create_service_account(

@@ -159,7 +159,17 @@ async fn admin_api(
         *request.method(),
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
     );
-    let Ok(mut response) = admin.call(request).await;
+    // On a task of its own: a caller that hangs up (or times out) mid-change must not cancel
+    // a transaction half-way through; the change completes or fails on its own.
+    let call = tokio::spawn(admin.clone().call(request));
+    let mut response = match call.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
+        Err(err) => {
+            tracing::error!(error = %err, "an admin API request failed unexpectedly");
+            return GatewayError::Internal.into_response();
+        }
+    };
     if changes && response.status().is_success() {
         // Bounded: a store that cannot be read now leaves the change to the follower's next
         // pass (within its interval), and the caller is not held.
