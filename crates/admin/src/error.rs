@@ -23,9 +23,9 @@ pub enum AdminError {
     BadBody(String),
     #[error("No such {what}: '{}'", quoted(.id))]
     NotFound { what: &'static str, id: String },
-    #[error("Invalid URL ({method} {path})")]
+    #[error("Invalid URL ({method} {})", tollgate_core::key::loggable_path(.path))]
     UnknownRoute { method: String, path: String },
-    #[error("Method {method} is not allowed for {path}")]
+    #[error("Method {method} is not allowed for {}", tollgate_core::key::loggable_path(.path))]
     MethodNotAllowed { method: String, path: String },
     #[error(transparent)]
     Control(#[from] ControlError),

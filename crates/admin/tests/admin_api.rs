@@ -2364,7 +2364,9 @@ async fn many_changes_at_once_all_succeed() {
         assert_eq!(status, 200, "{path}");
     }
     let accounts = app
-        .get(&format!("/v1/organization/projects/{p}/service_accounts?limit=100"))
+        .get(&format!(
+            "/v1/organization/projects/{p}/service_accounts?limit=100"
+        ))
         .await;
     assert_eq!(accounts.ok()["data"].as_array().unwrap().len(), 16);
 }

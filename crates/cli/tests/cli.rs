@@ -157,7 +157,14 @@ async fn the_key_lifecycle_from_the_cli_in_remote_mode() {
     // An admin key made remotely keeps its IP allow-list; a scoped one is refused as locally.
     let fenced = d
         .run(&[
-            "keys", "create", "--name", "ops", "--admin", "--allow-ip", "10.1.2.3/32", "--json",
+            "keys",
+            "create",
+            "--name",
+            "ops",
+            "--admin",
+            "--allow-ip",
+            "10.1.2.3/32",
+            "--json",
         ])
         .ok()
         .json();
@@ -165,7 +172,14 @@ async fn the_key_lifecycle_from_the_cli_in_remote_mode() {
     assert_eq!(fenced["allowed_ips"], serde_json::json!(["10.1.2.3/32"]));
     assert_fails(
         &d.run(&[
-            "keys", "create", "--name", "x", "--admin", "--permissions", "restricted", "--scope",
+            "keys",
+            "create",
+            "--name",
+            "x",
+            "--admin",
+            "--permissions",
+            "restricted",
+            "--scope",
             "models:read",
         ]),
         2,
@@ -184,7 +198,11 @@ async fn the_key_lifecycle_from_the_cli_in_remote_mode() {
         assert_eq!(archived["name"], name);
         assert_eq!(archived["status"], "archived");
     }
-    assert_fails(&d.run(&["projects", "archive", "no such"]), 4, "was not found");
+    assert_fails(
+        &d.run(&["projects", "archive", "no such"]),
+        4,
+        "was not found",
+    );
 }
 
 /// Creates, lists, shows, renames, rotates, revokes and expires keys, projects and service
@@ -912,6 +930,29 @@ async fn no_secret_appears_in_the_database_files_logs_or_other_output() {
         let last = if secret.ends_with('x') { 'y' } else { 'x' };
         let typo = format!("{}{last}", &secret[..secret.len() - 1]);
         assert_eq!(models(&server.base, &typo).await.0, 401);
+    }
+    // Secrets pasted where an id goes, on the admin API and elsewhere: neither the answer nor
+    // the request log may carry them.
+    let admin_key = banner_value(&banner, "Admin key");
+    for secret in &secrets[2..] {
+        for (method, path) in [
+            ("GET", format!("/v1/organization/x-tollgate/keys/{secret}")),
+            (
+                "POST",
+                format!("/v1/organization/x-tollgate/keys/{secret}/revoke"),
+            ),
+            ("PUT", format!("/v1/organization/x-tollgate/keys/{secret}")),
+            ("GET", format!("/v1/nothing/{secret}")),
+        ] {
+            let response = reqwest::Client::new()
+                .request(method.parse().unwrap(), format!("{}{path}", server.base))
+                .bearer_auth(&admin_key)
+                .send()
+                .await
+                .unwrap();
+            let body = response.text().await.unwrap();
+            assert!(!body.contains(&secret[12..]), "{method} {path}: {body}");
+        }
     }
     d.run(&["keys", "revoke", json["id"].as_str().unwrap()])
         .ok();

@@ -255,10 +255,62 @@ pub fn mask_presented(presented: &str) -> String {
     )
 }
 
+/// A request path as logs may show it: a segment that could be a secret pasted where an id
+/// goes (it starts with `sk-`, or is longer than any id, percent-decoded) is masked as
+/// [`mask_presented`] does. Everything else is kept, so logs still say what was asked.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    // Undecodable text is judged as it stands.
+    let decoded =
+        |segment: &str| crate::path::percent_decode(segment).unwrap_or_else(|| segment.to_owned());
+    let suspicious = |segment: &str| {
+        let decoded = decoded(segment);
+        decoded.starts_with("sk-") || decoded.len() > 48
+    };
+    if !path.split('/').any(suspicious) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    std::borrow::Cow::Owned(
+        path.split('/')
+            .map(|segment| {
+                if suspicious(segment) {
+                    mask_presented(&decoded(segment))
+                } else {
+                    segment.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ids::fill_random;
+
+    #[test]
+    fn paths_in_logs_never_carry_a_pasted_secret() {
+        let format = KeyFormat::default();
+        for kind in KeyKind::ALL {
+            let secret = format.generate(kind);
+            let secret = secret.expose();
+            for path in [
+                format!("/v1/organization/x-tollgate/keys/{secret}"),
+                format!("/v1/organization/x-tollgate/keys/{secret}/revoke"),
+                format!("/v1/organization/x-tollgate/keys/%73{}", &secret[1..]),
+            ] {
+                let logged = loggable_path(&path);
+                assert!(!logged.contains(&secret[12..]), "{logged}");
+                assert!(logged.starts_with("/v1/organization/x-tollgate/keys/"));
+            }
+        }
+        let plain = "/v1/organization/projects/proj_abc/rate_limits/rl-gpt-4o";
+        assert_eq!(loggable_path(plain), plain);
+        assert_eq!(
+            loggable_path("/v1/chat/completions"),
+            "/v1/chat/completions"
+        );
+    }
 
     fn fixed_key(kind: KeyKind) -> SecretKey {
         KeyFormat::default().from_random(kind, &[7u8; 32])

@@ -6,10 +6,12 @@ use tollgate_core::{ErrorKind, OpenAiError};
 const NO_KEY: &str = "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). Ask this Tollgate's operator for a key (they create one with `tollgate keys create`).";
 
 /// A path as an error message quotes it: at most 200 characters.
+/// A path as an error quotes it: a secret pasted into it masked, at most 200 characters.
 fn quote_path(path: &str) -> String {
+    let path = tollgate_core::key::loggable_path(path);
     match path.char_indices().nth(200) {
         Some((end, _)) => format!("{}...", &path[..end]),
-        None => path.to_owned(),
+        None => path.into_owned(),
     }
 }
 
@@ -141,10 +143,10 @@ impl GatewayError {
                 format!("Invalid URL ({method} {}): {reason}. Tollgate refuses paths that a server could read as another path.", quote_path(path)),
             ),
             GatewayError::UnknownRoute { method, path } => {
-                OpenAiError::new(NotFound, format!("Invalid URL ({method} {path})"))
+                OpenAiError::new(NotFound, format!("Invalid URL ({method} {})", quote_path(path)))
             }
             GatewayError::MethodNotAllowed { method, path } => {
-                OpenAiError::new(MethodNotAllowed, format!("Method not allowed ({method} {path})"))
+                OpenAiError::new(MethodNotAllowed, format!("Method not allowed ({method} {})", quote_path(path)))
             }
             GatewayError::InvalidJson(detail) => OpenAiError::new(
                 InvalidRequest,

@@ -28,7 +28,7 @@ pub(crate) async fn tag(
         "request",
         request_id = %id,
         method = %request.method(),
-        path = %request.uri().path(),
+        path = %tollgate_core::key::loggable_path(request.uri().path()),
         key_id = tracing::field::Empty,
     );
     async move {
