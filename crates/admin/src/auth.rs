@@ -84,6 +84,11 @@ impl FromRequestParts<AdminState> for Caller {
         if key.kind != KeyKind::Admin {
             return Err(AdminError::NotAdminKey);
         }
+        // Every handler acts on the organization this deployment serves: a key of any other
+        // (a database holding more than one) is no key here.
+        if key.org_id != state.control.organization().await?.id {
+            return Err(invalid());
+        }
         // An admin key's own IP allow-list, with the address the gateway worked out (trusted
         // proxies' headers applied); an address nobody could name passes only an open list.
         let client = parts.extensions.get::<ClientAddress>().and_then(|c| c.0);

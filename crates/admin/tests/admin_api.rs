@@ -2427,3 +2427,196 @@ async fn concurrent_changes_to_one_rule_lose_nothing() {
         );
     }
 }
+
+/// Two organizations (Tollgate serves one per deployment): every admin endpoint of one, called
+/// with the other's ids and keys, answers 401 or 404 and shows nothing of the other.
+#[tokio::test]
+async fn two_organizations_see_nothing_of_each_other() {
+    let a = App::spawn().await;
+    let b = App::spawn().await;
+    // B: a project with a service account, a key, rules and usage.
+    let pb = b
+        .post("/v1/organization/projects", json!({"name": "b-secret-project"}))
+        .await;
+    let pb = pb.ok()["id"].as_str().unwrap().to_owned();
+    let sab = b
+        .post(
+            &format!("/v1/organization/projects/{pb}/service_accounts"),
+            json!({"name": "b-bot"}),
+        )
+        .await;
+    let sab = sab.ok().clone();
+    let sa_id = sab["id"].as_str().unwrap().to_owned();
+    let kb = b
+        .post(
+            "/v1/organization/x-tollgate/keys",
+            json!({"name": "b-key", "project_id": pb}),
+        )
+        .await;
+    let kb = kb.ok().clone();
+    let (kb_id, kb_secret) = (
+        kb["id"].as_str().unwrap().to_owned(),
+        kb["value"].as_str().unwrap().to_owned(),
+    );
+    b.post(
+        &format!("/v1/organization/projects/{pb}/rate_limits/rl-gpt-4o"),
+        json!({"max_requests_per_1_minute": 5}),
+    )
+    .await
+    .ok();
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let sent = b
+        .call("POST", "/v1/chat/completions", Some(&kb_secret), Some(chat.clone()))
+        .await;
+    assert_eq!(sent.status, 200);
+    b.usage_events(1).await;
+    let b_admin_id = b.get("/v1/organization/admin_api_keys").await.ok()["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b_user = b.get("/v1/organization/users").await.ok()["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // B's keys open nothing of A's.
+    assert_eq!(
+        a.call("GET", "/v1/organization/projects", Some(&b.admin), None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        a.call("POST", "/v1/chat/completions", Some(&kb_secret), Some(chat))
+            .await
+            .status,
+        401
+    );
+
+    // B's ids on A's endpoints: 404 (never B's data).
+    let a_default = a.default_project.clone();
+    let get_404 = [
+        format!("/v1/organization/projects/{pb}"),
+        format!("/v1/organization/projects/{pb}/service_accounts"),
+        format!("/v1/organization/projects/{pb}/service_accounts/{sa_id}"),
+        format!("/v1/organization/projects/{a_default}/service_accounts/{sa_id}"),
+        format!("/v1/organization/projects/{pb}/api_keys"),
+        format!("/v1/organization/projects/{a_default}/api_keys/{kb_id}"),
+        format!("/v1/organization/projects/{pb}/rate_limits"),
+        format!("/v1/organization/projects/{pb}/model_permissions"),
+        format!("/v1/organization/projects/{pb}/spend_limit"),
+        format!("/v1/organization/users/{b_user}"),
+        format!("/v1/organization/admin_api_keys/{b_admin_id}"),
+        format!("/v1/organization/x-tollgate/keys/{kb_id}"),
+        format!("/v1/organization/x-tollgate/projects/{pb}"),
+        "/v1/organization/x-tollgate/projects/b-secret-project".to_owned(),
+    ];
+    for path in &get_404 {
+        let reply = a.get(path).await;
+        assert_eq!(reply.status, 404, "GET {path}: {}", reply.body);
+        // (A name the caller gave may be quoted back; nothing else of B's is.)
+        if !path.contains("b-secret-project") {
+            assert!(!reply.body.to_string().contains("b-secret-project"));
+        }
+    }
+    let post_404 = [
+        (format!("/v1/organization/projects/{pb}"), json!({"name": "x"})),
+        (format!("/v1/organization/projects/{pb}/archive"), json!({})),
+        (
+            format!("/v1/organization/projects/{pb}/service_accounts"),
+            json!({"name": "x"}),
+        ),
+        (
+            format!("/v1/organization/projects/{pb}/rate_limits/rl-gpt-4o"),
+            json!({"max_requests_per_1_minute": 1}),
+        ),
+        (
+            format!("/v1/organization/projects/{pb}/model_permissions"),
+            json!({"mode": "allow_list", "model_ids": ["x"]}),
+        ),
+        (
+            format!("/v1/organization/projects/{pb}/spend_limit"),
+            json!({"threshold_amount": 1, "currency": "USD", "interval": "month"}),
+        ),
+        (format!("/v1/organization/x-tollgate/keys/{kb_id}"), json!({"name": "x"})),
+        (format!("/v1/organization/x-tollgate/keys/{kb_id}/revoke"), json!({})),
+        (
+            format!("/v1/organization/x-tollgate/keys/{kb_id}/rotate"),
+            json!({"grace_seconds": 0}),
+        ),
+        (
+            "/v1/organization/x-tollgate/keys".to_owned(),
+            json!({"name": "x", "project_id": pb}),
+        ),
+        (
+            "/v1/organization/x-tollgate/keys".to_owned(),
+            json!({"name": "x", "service_account_id": sa_id}),
+        ),
+        (
+            "/v1/organization/x-tollgate/limits".to_owned(),
+            json!({"project_id": pb, "rpm": 1}),
+        ),
+        (
+            "/v1/organization/x-tollgate/budgets".to_owned(),
+            json!({"key_id": kb_id, "limit_usd": "1"}),
+        ),
+        (
+            format!("/v1/organization/x-tollgate/projects/{pb}/archive"),
+            json!({}),
+        ),
+    ];
+    for (path, body) in &post_404 {
+        let reply = a.post(path, body.clone()).await;
+        assert_eq!(reply.status, 404, "POST {path}: {}", reply.body);
+    }
+    for path in [
+        format!("/v1/organization/projects/{a_default}/api_keys/{kb_id}"),
+        format!("/v1/organization/projects/{pb}/service_accounts/{sa_id}"),
+        format!("/v1/organization/admin_api_keys/{b_admin_id}"),
+    ] {
+        let reply = a.call("DELETE", &path, Some(&a.admin), None).await;
+        assert_eq!(reply.status, 404, "DELETE {path}: {}", reply.body);
+    }
+    // Filters naming B's ids find nothing; A's own lists hold nothing of B's.
+    let start = START.seconds() - 86_400;
+    for path in [
+        format!("/v1/organization/audit_logs?project_ids[]={pb}"),
+        format!("/v1/organization/audit_logs?resource_ids[]={kb_id}"),
+        format!("/v1/organization/x-tollgate/audit?resource_id={kb_id}"),
+        format!("/v1/organization/x-tollgate/usage/events?key_id={kb_id}"),
+    ] {
+        assert_eq!(a.get(&path).await.ok()["data"], json!([]), "{path}");
+    }
+    let usage = a
+        .get(&format!(
+            "/v1/organization/usage/completions?start_time={start}&project_ids[]={pb}"
+        ))
+        .await;
+    assert!(usage.ok()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|bucket| bucket["results"] == json!([])));
+    for path in [
+        "/v1/organization/projects?include_archived=true",
+        "/v1/organization/users",
+        "/v1/organization/admin_api_keys",
+        "/v1/organization/audit_logs?limit=100",
+        "/v1/organization/x-tollgate/keys?limit=100",
+        "/v1/organization/x-tollgate/projects?include_archived=true",
+        "/v1/organization/x-tollgate/service_accounts",
+        "/v1/organization/x-tollgate/limits",
+        "/v1/organization/x-tollgate/budgets",
+        "/v1/organization/x-tollgate/usage/events",
+        "/v1/organization/x-tollgate/usage/report",
+    ] {
+        let text = a.get(path).await.ok().to_string();
+        for theirs in [&pb, &sa_id, &kb_id, &b_admin_id, &b_user] {
+            assert!(!text.contains(theirs.as_str()), "{path} shows {theirs}");
+        }
+    }
+    let costs = a
+        .get(&format!("/v1/organization/costs?start_time={start}"))
+        .await;
+    assert!(!costs.ok().to_string().contains(pb.as_str()));
+}
