@@ -172,6 +172,7 @@ pub struct KeyUpdateBody {
     #[serde(default)]
     name: Option<String>,
     /// The key stops working this many seconds from now (0: now); an earlier expiry stays.
+    /// The organization's last owner admin key cannot be given one (409).
     #[serde(default)]
     expires_in_seconds: Option<i64>,
 }
@@ -180,7 +181,7 @@ pub struct KeyUpdateBody {
     post,
     path = "/v1/organization/x-tollgate/keys/{key_id}",
     tag = "Tollgate extensions",
-    summary = "Rename a key, or set when it expires",
+    summary = "Rename a key, or set when it expires (both in one change)",
     params(("key_id" = String, Path, description = "The key's id (`key_...`).")),
     request_body = KeyUpdateBody,
     responses((status = 200, body = Object), crate::error::Errors),
@@ -201,12 +202,9 @@ pub async fn update_key(
         ));
     }
     let actor = caller.actor();
-    let mut key = state.control.key(&id).await?;
-    if body.expires_in_seconds.is_some() && key.kind == tollgate_core::KeyKind::Admin {
-        return Err(AdminError::param(
-            "expires_in_seconds",
-            "An admin key's expiry is set when it is made; delete it (DELETE /v1/organization/admin_api_keys/{id}) to end it.",
-        ));
+    if let Some(name) = &body.name {
+        tollgate_core::lifecycle::validate_name(name)
+            .map_err(|e| AdminError::param("name", format!("Invalid 'name': {e}")))?;
     }
     if body.expires_in_seconds.is_some_and(|s| s < 0) {
         return Err(AdminError::param(
@@ -214,18 +212,16 @@ pub async fn update_key(
             "Invalid 'expires_in_seconds': it cannot be negative (0 ends the key now).",
         ));
     }
-    // Everything that can refuse is checked before anything changes: the name, then the
-    // expiry (which refuses a key that no longer works), then the rename.
-    if let Some(name) = &body.name {
-        tollgate_core::lifecycle::validate_name(name)
-            .map_err(|e| AdminError::param("name", format!("Invalid 'name': {e}")))?;
-    }
-    if let Some(seconds) = body.expires_in_seconds {
-        key = state.control.expire_key(&actor, &id, Span(seconds)).await?;
-    }
-    if let Some(name) = &body.name {
-        key = state.control.rename_key(&actor, &id, name).await?;
-    }
+    // One transaction: both changes hold, or neither.
+    let key = state
+        .control
+        .update_key(
+            &actor,
+            &id,
+            body.name.as_deref(),
+            body.expires_in_seconds.map(Span),
+        )
+        .await?;
     Ok(Json(json!(KeyView::new(&key, state.control.now()))))
 }
 

@@ -2128,15 +2128,16 @@ async fn tollgate_s_views_rename_and_expire_keys_and_list_projects_and_service_a
     app.post(&key_path, json!({}))
         .await
         .error(400, Some("name"));
-    // An admin key's life is not shortened here (it could be the last owner's).
+    // The organization's last owner admin key cannot be ended this way either.
     let admins = app.get("/v1/organization/admin_api_keys").await;
     let admin_id = admins.ok()["data"][0]["id"].as_str().unwrap().to_owned();
-    app.post(
-        &format!("/v1/organization/x-tollgate/keys/{admin_id}"),
-        json!({"expires_in_seconds": 0}),
-    )
-    .await
-    .error(400, Some("expires_in_seconds"));
+    let refused = app
+        .post(
+            &format!("/v1/organization/x-tollgate/keys/{admin_id}"),
+            json!({"expires_in_seconds": 0}),
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
 
     // Projects by id or name, with their rules; archived ones only when asked.
     let made = app
@@ -2436,7 +2437,10 @@ async fn two_organizations_see_nothing_of_each_other() {
     let b = App::spawn().await;
     // B: a project with a service account, a key, rules and usage.
     let pb = b
-        .post("/v1/organization/projects", json!({"name": "b-secret-project"}))
+        .post(
+            "/v1/organization/projects",
+            json!({"name": "b-secret-project"}),
+        )
         .await;
     let pb = pb.ok()["id"].as_str().unwrap().to_owned();
     let sab = b
@@ -2466,7 +2470,12 @@ async fn two_organizations_see_nothing_of_each_other() {
     .ok();
     let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
     let sent = b
-        .call("POST", "/v1/chat/completions", Some(&kb_secret), Some(chat.clone()))
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&kb_secret),
+            Some(chat.clone()),
+        )
         .await;
     assert_eq!(sent.status, 200);
     b.usage_events(1).await;
@@ -2520,7 +2529,10 @@ async fn two_organizations_see_nothing_of_each_other() {
         }
     }
     let post_404 = [
-        (format!("/v1/organization/projects/{pb}"), json!({"name": "x"})),
+        (
+            format!("/v1/organization/projects/{pb}"),
+            json!({"name": "x"}),
+        ),
         (format!("/v1/organization/projects/{pb}/archive"), json!({})),
         (
             format!("/v1/organization/projects/{pb}/service_accounts"),
@@ -2538,8 +2550,14 @@ async fn two_organizations_see_nothing_of_each_other() {
             format!("/v1/organization/projects/{pb}/spend_limit"),
             json!({"threshold_amount": 1, "currency": "USD", "interval": "month"}),
         ),
-        (format!("/v1/organization/x-tollgate/keys/{kb_id}"), json!({"name": "x"})),
-        (format!("/v1/organization/x-tollgate/keys/{kb_id}/revoke"), json!({})),
+        (
+            format!("/v1/organization/x-tollgate/keys/{kb_id}"),
+            json!({"name": "x"}),
+        ),
+        (
+            format!("/v1/organization/x-tollgate/keys/{kb_id}/revoke"),
+            json!({}),
+        ),
         (
             format!("/v1/organization/x-tollgate/keys/{kb_id}/rotate"),
             json!({"grace_seconds": 0}),

@@ -270,22 +270,65 @@ impl Control {
     }
 
     pub async fn rename_key(&self, actor: &Actor, id: &str, name: &str) -> Result<KeyRecord> {
+        self.update_key(actor, id, Some(name), None).await
+    }
+
+    /// Renames a key and/or sets when it expires, in one transaction: every check runs before
+    /// anything is written, so either both changes hold or neither.
+    pub async fn update_key(
+        &self,
+        actor: &Actor,
+        id: &str,
+        name: Option<&str>,
+        expire_after: Option<Span>,
+    ) -> Result<KeyRecord> {
         let org = self.organization().await?;
-        let key = self.key(id).await?;
+        let mut key = self.key(id).await?;
+        let rename = match name {
+            Some(name) => Some(self.prepare_rename(&org, actor, &key, name)?),
+            None => None,
+        };
+        let expiry = match expire_after {
+            Some(after) => Some(self.prepare_expiry(&org, actor, &key, after).await?),
+            None => None,
+        };
+        let mut write = self.store.write().await?;
+        if let Some((at, entry)) = &expiry {
+            write.set_key_expiry(&key.id, Some(*at), entry).await?;
+        }
+        if let Some((name, entry)) = &rename {
+            write.rename_key(&key.id, name, entry).await?;
+        }
+        write.commit().await?;
+        if let Some((at, _)) = expiry {
+            key.expires_at = Some(at);
+        }
+        if let Some((name, _)) = rename {
+            key.name = name;
+        }
+        Ok(key)
+    }
+
+    fn prepare_rename(
+        &self,
+        org: &Organization,
+        actor: &Actor,
+        key: &KeyRecord,
+        name: &str,
+    ) -> Result<(String, tollgate_store::AuditEntry)> {
         let name = validate_name(name)?;
         if key.status(self.clock.now()) == KeyStatus::Revoked {
-            return Err(LifecycleError::Revoked(key.id).into());
+            return Err(LifecycleError::Revoked(key.id.clone()).into());
         }
         let entry = self.audit_entry(
-            &org,
+            org,
             actor,
             "api_key.updated",
             key.project_id.as_ref(),
             key.id.as_str(),
             json!({"changes_requested": {"name": name}, "previous": {"name": key.name}}),
         );
-        self.store.rename_key(&key.id, &name, &entry).await?;
-        Ok(KeyRecord { name, ..key })
+        Ok((name, entry))
     }
 
     /// Revokes a key at once; every server following the store stops accepting it within a
@@ -392,12 +435,22 @@ impl Control {
 
     /// Makes a key expire `after` from now (`immediate` expires it at once).
     pub async fn expire_key(&self, actor: &Actor, id: &str, after: Span) -> Result<KeyRecord> {
-        let org = self.organization().await?;
-        let key = self.key(id).await?;
+        self.update_key(actor, id, None, Some(after)).await
+    }
+
+    /// When a key would expire `after` from now (never later than it already does), with its
+    /// audit entry; refused for a key that no longer works or is the last owner admin key.
+    async fn prepare_expiry(
+        &self,
+        org: &Organization,
+        actor: &Actor,
+        key: &KeyRecord,
+        after: Span,
+    ) -> Result<(UnixTime, tollgate_store::AuditEntry)> {
         let now = self.clock.now();
         match key.status(now) {
-            KeyStatus::Revoked => return Err(LifecycleError::Revoked(key.id).into()),
-            KeyStatus::Expired => return Err(LifecycleError::Expired(key.id).into()),
+            KeyStatus::Revoked => return Err(LifecycleError::Revoked(key.id.clone()).into()),
+            KeyStatus::Expired => return Err(LifecycleError::Expired(key.id.clone()).into()),
             KeyStatus::Active => {}
         }
         // Ending the organization's last owner admin key would lock everyone out of the admin
@@ -428,12 +481,8 @@ impl Control {
         }
         let at: UnixTime = now.plus_seconds(after.seconds());
         let at = key.expires_at.map_or(at, |current| current.min(at));
-        let entry = self.audit_entry(&org, actor, "api_key.updated", key.project_id.as_ref(), key.id.as_str(), json!({"changes_requested": {"expires_at": at}, "previous": {"expires_at": key.expires_at}}));
-        self.store.set_key_expiry(&key.id, Some(at), &entry).await?;
-        Ok(KeyRecord {
-            expires_at: Some(at),
-            ..key
-        })
+        let entry = self.audit_entry(org, actor, "api_key.updated", key.project_id.as_ref(), key.id.as_str(), json!({"changes_requested": {"expires_at": at}, "previous": {"expires_at": key.expires_at}}));
+        Ok((at, entry))
     }
 }
 
