@@ -121,6 +121,17 @@ def test_project_rate_limits_model_permissions_and_spend_limits_through_the_admi
     limit = spend.update(project.id, currency="USD", interval="month", threshold_amount=1234)
     assert (limit.object, limit.threshold_amount, limit.enforcement.status) == ("project.spend_limit", 1234, "enforcing")
     assert spend.retrieve(project.id).threshold_amount == 1234
+    # Spend alerts are shares of the spend limit.
+    channel = {"type": "email", "recipients": ["finance@example.com"]}
+    alerts = org.projects.spend_alerts
+    alert = alerts.create(project.id, currency="USD", interval="month", notification_channel=channel, threshold_amount=617)
+    assert (alert.object, alert.threshold_amount) == ("project.spend_alert", 617)
+    assert [a.id for a in alerts.list(project.id)] == [alert.id]
+    assert alerts.retrieve(alert.id, project_id=project.id).threshold_amount == 617
+    moved = alerts.update(alert.id, project_id=project.id, currency="USD", interval="month", notification_channel=channel, threshold_amount=1234)
+    assert moved.threshold_amount == 1234
+    assert alerts.delete(moved.id, project_id=project.id).deleted
+    assert list(alerts.list(project.id)) == []
     assert spend.delete(project.id).deleted
     org_limit = org.spend_limit.update(currency="USD", interval="month", threshold_amount=500000)
     assert org_limit.object == "organization.spend_limit"
@@ -186,6 +197,9 @@ def test_responses_match_openai_s_own_openapi_schemas(tollgate):
     user = list(org.users.list())[0]
     org.projects.rate_limits.update_rate_limit("rl-gpt-4o", project_id=project.id, max_requests_per_1_minute=9)
     org.projects.spend_limit.update(project.id, currency="USD", interval="month", threshold_amount=700)
+    org.projects.spend_alerts.create(
+        project.id, currency="USD", interval="month", threshold_amount=350, notification_channel={"type": "email", "recipients": []}
+    )
     start = int(time.time()) - 86400
     checked = {
         "/organization/projects": "/organization/projects",
@@ -197,6 +211,8 @@ def test_responses_match_openai_s_own_openapi_schemas(tollgate):
         f"/organization/projects/{project.id}/rate_limits": "/organization/projects/{project_id}/rate_limits",
         f"/organization/projects/{project.id}/model_permissions": "/organization/projects/{project_id}/model_permissions",
         f"/organization/projects/{project.id}/spend_limit": "/organization/projects/{project_id}/spend_limit",
+        f"/organization/projects/{project.id}/spend_alerts": "/organization/projects/{project_id}/spend_alerts",
+        f"/organization/projects/{project.id}/spend_alerts/alert_500": "/organization/projects/{project_id}/spend_alerts/{alert_id}",
         "/organization/users": "/organization/users",
         f"/organization/users/{user.id}": "/organization/users/{user_id}",
         "/organization/admin_api_keys": "/organization/admin_api_keys",

@@ -18,6 +18,7 @@ mod organization;
 mod params;
 mod projects;
 mod rate_limits;
+mod spend_alerts;
 mod spend_limits;
 mod usage;
 
@@ -70,6 +71,26 @@ pub fn router(control: Control) -> Router {
             get(spend_limits::project_limit)
                 .post(spend_limits::update_project_limit)
                 .delete(spend_limits::delete_project_limit),
+        )
+        .route(
+            "/spend_alerts",
+            get(spend_alerts::organization_list).post(spend_alerts::organization_create),
+        )
+        .route(
+            "/spend_alerts/{alert_id}",
+            get(spend_alerts::organization_retrieve)
+                .post(spend_alerts::organization_update)
+                .delete(spend_alerts::organization_delete),
+        )
+        .route(
+            "/projects/{project_id}/spend_alerts",
+            get(spend_alerts::project_list).post(spend_alerts::project_create),
+        )
+        .route(
+            "/projects/{project_id}/spend_alerts/{alert_id}",
+            get(spend_alerts::project_retrieve)
+                .post(spend_alerts::project_update)
+                .delete(spend_alerts::project_delete),
         )
         .route(
             "/spend_limit",

@@ -11,10 +11,11 @@ use crate::objects::{
     ServiceAccountKeyCreated, ServiceAccountObject, UsageBucket, UsagePage, UserObject,
 };
 use crate::rate_limits::ProjectRateLimitObject;
+use crate::spend_alerts::{NotificationChannel, SpendAlertDeleted, SpendAlertObject};
 use crate::spend_limits::{Enforcement, SpendLimitDeleted, SpendLimitObject};
 use crate::{
-    extensions, management, model_permissions, organization, projects, rate_limits, spend_limits,
-    usage,
+    extensions, management, model_permissions, organization, projects, rate_limits, spend_alerts,
+    spend_limits, usage,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -49,6 +50,16 @@ use utoipa::{Modify, OpenApi};
         spend_limits::project_limit,
         spend_limits::update_project_limit,
         spend_limits::delete_project_limit,
+        spend_alerts::organization_list,
+        spend_alerts::organization_create,
+        spend_alerts::organization_retrieve,
+        spend_alerts::organization_update,
+        spend_alerts::organization_delete,
+        spend_alerts::project_list,
+        spend_alerts::project_create,
+        spend_alerts::project_retrieve,
+        spend_alerts::project_update,
+        spend_alerts::project_delete,
         organization::users,
         organization::user,
         organization::admin_keys,
@@ -104,6 +115,9 @@ use utoipa::{Modify, OpenApi};
         SpendLimitObject,
         Enforcement,
         SpendLimitDeleted,
+        SpendAlertObject,
+        NotificationChannel,
+        SpendAlertDeleted,
         ErrorEnvelope,
         ErrorObject,
     )),

@@ -985,6 +985,28 @@ async fn the_openapi_document_describes_every_admin_endpoint_and_is_public() {
             "delete",
             "/v1/organization/projects/{project_id}/spend_limit",
         ),
+        ("get", "/v1/organization/spend_alerts"),
+        ("post", "/v1/organization/spend_alerts"),
+        ("get", "/v1/organization/spend_alerts/{alert_id}"),
+        ("post", "/v1/organization/spend_alerts/{alert_id}"),
+        ("delete", "/v1/organization/spend_alerts/{alert_id}"),
+        ("get", "/v1/organization/projects/{project_id}/spend_alerts"),
+        (
+            "post",
+            "/v1/organization/projects/{project_id}/spend_alerts",
+        ),
+        (
+            "get",
+            "/v1/organization/projects/{project_id}/spend_alerts/{alert_id}",
+        ),
+        (
+            "post",
+            "/v1/organization/projects/{project_id}/spend_alerts/{alert_id}",
+        ),
+        (
+            "delete",
+            "/v1/organization/projects/{project_id}/spend_alerts/{alert_id}",
+        ),
         ("get", "/v1/organization/spend_limit"),
         ("post", "/v1/organization/spend_limit"),
         ("delete", "/v1/organization/spend_limit"),
@@ -2637,4 +2659,142 @@ async fn two_organizations_see_nothing_of_each_other() {
         .get(&format!("/v1/organization/costs?start_time={start}"))
         .await;
     assert!(!costs.ok().to_string().contains(pb.as_str()));
+}
+
+#[tokio::test]
+async fn spend_alerts_are_shares_of_the_spend_limit() {
+    let app = App::spawn().await;
+    let p = app.default_project.clone();
+    let alerts = format!("/v1/organization/projects/{p}/spend_alerts");
+    let channel = json!({"type": "email", "recipients": ["finance@example.com"]});
+    let body = |cents: i64| {
+        json!({"threshold_amount": cents, "currency": "USD", "interval": "month",
+               "notification_channel": channel})
+    };
+    // No spend limit yet: nothing to be a share of.
+    assert_eq!(app.get(&alerts).await.ok()["data"], json!([]));
+    let refused = app.post(&alerts, body(8_000)).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+
+    app.post(
+        &format!("/v1/organization/projects/{p}/spend_limit"),
+        json!({"threshold_amount": 10_000, "currency": "USD", "interval": "month"}),
+    )
+    .await
+    .ok();
+    let made = app.post(&alerts, body(8_000)).await;
+    assert_eq!(
+        made.ok(),
+        &json!({"id": "alert_800", "object": "project.spend_alert", "threshold_amount": 8000,
+                "currency": "USD", "interval": "month",
+                "notification_channel": {"type": "email", "recipients": []}})
+    );
+    // Rounded to a thousandth of the limit: $33.33 of $100 fires at $33.30.
+    let rounded = app.post(&alerts, body(3_333)).await;
+    assert_eq!(rounded.ok()["id"], "alert_333");
+    assert_eq!(rounded.ok()["threshold_amount"], 3_330);
+    assert_eq!(ids(app.get(&alerts).await.ok()), ["alert_333", "alert_800"]);
+    assert_eq!(
+        ids(app.get(&format!("{alerts}?order=desc")).await.ok()),
+        ["alert_800", "alert_333"]
+    );
+    let page = app.get(&format!("{alerts}?limit=1&after=alert_333")).await;
+    assert_eq!(ids(page.ok()), ["alert_800"]);
+    assert_eq!(
+        app.get(&format!("{alerts}/alert_800")).await.ok()["threshold_amount"],
+        8_000
+    );
+    // The budget's own thresholds are these (and fire as every budget alert does).
+    let budgets = app.get("/v1/organization/x-tollgate/budgets").await;
+    assert_eq!(
+        budgets.ok()["data"][0]["alerts_percent"],
+        json!([33.3, 80.0])
+    );
+
+    // An update moves it; a delete removes it; unknown ones are 404.
+    let moved = app.post(&format!("{alerts}/alert_800"), body(5_000)).await;
+    assert_eq!(moved.ok()["id"], "alert_500");
+    assert_eq!(ids(app.get(&alerts).await.ok()), ["alert_333", "alert_500"]);
+    let gone = app
+        .call(
+            "DELETE",
+            &format!("{alerts}/alert_333"),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        gone.ok(),
+        &json!({"id": "alert_333", "object": "project.spend_alert.deleted", "deleted": true})
+    );
+    for path in [format!("{alerts}/alert_333"), format!("{alerts}/nope")] {
+        app.get(&path).await.error(404, None);
+    }
+    app.call(
+        "DELETE",
+        &format!("{alerts}/alert_333"),
+        Some(&app.admin),
+        None,
+    )
+    .await
+    .error(404, None);
+    // Bad input names its field.
+    for (bad, param) in [
+        (
+            json!({"threshold_amount": 0, "currency": "USD", "interval": "month", "notification_channel": channel}),
+            "threshold_amount",
+        ),
+        (
+            json!({"threshold_amount": 10_000_000, "currency": "USD", "interval": "month", "notification_channel": channel}),
+            "threshold_amount",
+        ),
+        (
+            json!({"threshold_amount": 5, "currency": "EUR", "interval": "month", "notification_channel": channel}),
+            "currency",
+        ),
+        (
+            json!({"threshold_amount": 5, "currency": "USD", "interval": "week", "notification_channel": channel}),
+            "interval",
+        ),
+        (
+            json!({"threshold_amount": 5, "currency": "USD", "interval": "month", "notification_channel": {"type": "sms", "recipients": []}}),
+            "notification_channel",
+        ),
+    ] {
+        app.post(&alerts, bad).await.error(400, Some(param));
+    }
+    // A reader reads, and changes nothing.
+    let reader = app
+        .key("reader", KeyOwnerRequest::Admin, Permissions::ReadOnly)
+        .await;
+    assert_eq!(
+        app.call("GET", &alerts, Some(&reader), None).await.status,
+        200
+    );
+    let write = app
+        .call("POST", &alerts, Some(&reader), Some(body(1_000)))
+        .await;
+    assert_eq!(write.status, 403);
+
+    // The organization's, the same way.
+    app.post(
+        "/v1/organization/spend_limit",
+        json!({"threshold_amount": 1_000_000, "currency": "USD", "interval": "month"}),
+    )
+    .await
+    .ok();
+    let org = app
+        .post("/v1/organization/spend_alerts", body(500_000))
+        .await;
+    assert_eq!(org.ok()["id"], "alert_500");
+    assert_eq!(org.ok()["object"], "organization.spend_alert");
+    let gone = app
+        .call(
+            "DELETE",
+            "/v1/organization/spend_alerts/alert_500",
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(gone.ok()["object"], "organization.spend_alert.deleted");
 }

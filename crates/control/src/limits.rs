@@ -345,6 +345,42 @@ impl Control {
         Ok(budget)
     }
 
+    /// Changes the alert thresholds (per mille of the limit) of a holder's budget, read and
+    /// written in one transaction; a holder without a budget has no thresholds to change.
+    pub async fn change_budget_alerts(
+        &self,
+        actor: &Actor,
+        holder: &HolderRequest,
+        change: impl FnOnce(&mut Vec<u32>) -> Result<()>,
+    ) -> Result<Budget> {
+        let org = self.organization().await?;
+        let (holder, project) = self.holder(&org, holder).await?;
+        let mut write = self.store.write().await?;
+        let Some(current) = write
+            .budgets(&org.id)
+            .await?
+            .into_iter()
+            .find(|b| b.holder == holder)
+        else {
+            return Err(ControlError::Conflict(format!(
+                "{holder} has no spend limit; alerts are thresholds of it, so set one first"
+            )));
+        };
+        let mut alerts = current.alerts_permille.clone();
+        change(&mut alerts)?;
+        let request = BudgetRequest {
+            limit: current.limit,
+            period: current.period,
+            utc_offset_secs: current.utc_offset_secs,
+            alerts_permille: alerts,
+        };
+        let budget = self
+            .put_budget(&mut write, &org, actor, holder, project.as_ref(), request)
+            .await?;
+        write.commit().await?;
+        Ok(budget)
+    }
+
     async fn put_budget(
         &self,
         write: &mut Write,
