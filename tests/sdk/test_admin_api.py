@@ -70,6 +70,12 @@ def test_the_admin_client_manages_projects_service_accounts_and_keys(tollgate):
 
     users = list(org.users.list())
     assert users and users[0].role == "owner"
+    # The only owner stays one: neither demoted nor removed.
+    with pytest.raises(openai.ConflictError):
+        org.users.update(users[0].id, role="reader")
+    with pytest.raises(openai.ConflictError):
+        org.users.delete(users[0].id)
+    assert org.users.update(users[0].id, role="owner").role == "owner"
     assert [k.object for k in org.admin_api_keys.list()] == ["organization.admin_api_key"]
     # Every audit entry, all types, passes the SDK's strict validation.
     logs = list(org.audit_logs.list())

@@ -104,7 +104,12 @@ pub fn router(control: Control) -> Router {
             get(projects::api_key).delete(projects::delete_api_key),
         )
         .route("/users", get(organization::users))
-        .route("/users/{user_id}", get(organization::user))
+        .route(
+            "/users/{user_id}",
+            get(organization::user)
+                .post(organization::update_user)
+                .delete(organization::delete_user),
+        )
         .route(
             "/admin_api_keys",
             get(organization::admin_keys).post(organization::create_admin_key),

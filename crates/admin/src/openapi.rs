@@ -10,6 +10,7 @@ use crate::objects::{
     ProjectApiKeyObject, ProjectObject, ServiceAccountCreated, ServiceAccountDeleted,
     ServiceAccountKeyCreated, ServiceAccountObject, UsageBucket, UsagePage, UserObject,
 };
+use crate::organization::UserDeleted;
 use crate::rate_limits::ProjectRateLimitObject;
 use crate::spend_alerts::{NotificationChannel, SpendAlertDeleted, SpendAlertObject};
 use crate::spend_limits::{Enforcement, SpendLimitDeleted, SpendLimitObject};
@@ -62,6 +63,8 @@ use utoipa::{Modify, OpenApi};
         spend_alerts::project_delete,
         organization::users,
         organization::user,
+        organization::update_user,
+        organization::delete_user,
         organization::admin_keys,
         organization::admin_key,
         organization::create_admin_key,
@@ -106,6 +109,7 @@ use utoipa::{Modify, OpenApi};
         AdminKeyCreated,
         AdminKeyDeleted,
         UserObject,
+        UserDeleted,
         AuditLogObject,
         UsagePage,
         UsageBucket,

@@ -75,6 +75,98 @@ pub async fn user(
         .ok_or(AdminError::NotFound { what: "user", id })
 }
 
+/// A user's new role.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserRoleBody {
+    /// `owner` or `reader`.
+    role: String,
+}
+
+/// The member a path names, or 404 in OpenAI's words.
+async fn member(state: &AdminState, id: &str) -> Result<tollgate_store::Member, AdminError> {
+    match state.control.member(id).await {
+        Ok(member) => Ok(member),
+        Err(err) if err.class() == tollgate_control::ErrorClass::NotFound => {
+            Err(AdminError::NotFound {
+                what: "user",
+                id: id.to_owned(),
+            })
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/organization/users/{user_id}",
+    tag = "Users",
+    summary = "Change a user's role (the organization always keeps an owner)",
+    params(("user_id" = String, Path, description = "The user's id.")),
+    request_body = UserRoleBody,
+    responses((status = 200, body = UserObject), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn update_user(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UserRoleBody>,
+) -> Answer<UserObject> {
+    let caller = caller.owner()?;
+    let role = match body.role.as_str() {
+        "owner" => tollgate_store::Role::Owner,
+        "reader" => tollgate_store::Role::Reader,
+        other => {
+            return Err(AdminError::param(
+                "role",
+                format!("Invalid 'role': '{other}'. Use 'owner' or 'reader'."),
+            ))
+        }
+    };
+    let member = member(&state, &id).await?;
+    let updated = state
+        .control
+        .set_member_role(&caller.actor(), member.user.id.as_str(), role)
+        .await?;
+    Ok(Json(UserObject::from(&updated)))
+}
+
+/// `organization.user.deleted`
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct UserDeleted {
+    pub object: &'static str,
+    pub id: String,
+    pub deleted: bool,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/organization/users/{user_id}",
+    tag = "Users",
+    summary = "Remove a user from the organization: every key they own is refused from the next request (never the last owner)",
+    params(("user_id" = String, Path, description = "The user's id.")),
+    responses((status = 200, body = UserDeleted), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn delete_user(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Answer<UserDeleted> {
+    let caller = caller.owner()?;
+    let member = member(&state, &id).await?;
+    state
+        .control
+        .remove_member(&caller.actor(), member.user.id.as_str())
+        .await?;
+    Ok(Json(UserDeleted {
+        object: "organization.user.deleted",
+        id: member.user.id.as_str().to_owned(),
+        deleted: true,
+    }))
+}
+
 async fn admin_keys_of(state: &AdminState) -> Result<Vec<AdminKeyObject>, AdminError> {
     let mut keys = state.control.keys(None, Some(KeyKind::Admin)).await?;
     keys.retain(|k| k.revoked_at.is_none());

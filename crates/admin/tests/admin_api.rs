@@ -11,10 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tollgate_control::{Control, KeyOwnerRequest, NewKey};
 use tollgate_core::routing::{ModelPattern, RouteTable};
-use tollgate_core::{KeyFormat, KeyHasher, ManualClock, Permissions, ServerSecret, UnixTime};
+use tollgate_core::{
+    KeyFormat, KeyHasher, KeyKind, ManualClock, Permissions, ServerSecret, UnixTime,
+};
 use tollgate_gateway::mock::{MockProvider, MockSettings};
 use tollgate_gateway::{Gateway, GatewaySettings, ProviderKey, ProviderSettings, RunningGateway};
-use tollgate_store::{Actor, DatabaseLocation, Store, UsageEvent};
+use tollgate_store::{Actor, DatabaseLocation, KeyRecord, Store, UsageEvent};
 
 const START: UnixTime = UnixTime(1_800_000_000);
 
@@ -1012,6 +1014,8 @@ async fn the_openapi_document_describes_every_admin_endpoint_and_is_public() {
         ("delete", "/v1/organization/spend_limit"),
         ("get", "/v1/organization/users"),
         ("get", "/v1/organization/users/{user_id}"),
+        ("post", "/v1/organization/users/{user_id}"),
+        ("delete", "/v1/organization/users/{user_id}"),
         ("get", "/v1/organization/admin_api_keys"),
         ("get", "/v1/organization/admin_api_keys/{key_id}"),
         ("post", "/v1/organization/admin_api_keys"),
@@ -2797,4 +2801,199 @@ async fn spend_alerts_are_shares_of_the_spend_limit() {
         )
         .await;
     assert_eq!(gone.ok()["object"], "organization.spend_alert.deleted");
+}
+
+#[tokio::test]
+async fn users_change_roles_and_leave_but_the_organization_keeps_an_owner() {
+    let app = App::spawn().await;
+    let actor = Actor::cli("tester");
+    let owner = app.get("/v1/organization/users").await.ok()["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The only owner cannot become a reader or leave.
+    let refused = app
+        .post(
+            &format!("/v1/organization/users/{owner}"),
+            json!({"role": "reader"}),
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    let refused = app
+        .call(
+            "DELETE",
+            &format!("/v1/organization/users/{owner}"),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+
+    // A second member, with a key of their own.
+    let second = app
+        .control
+        .add_member(
+            &actor,
+            "dev@example.com",
+            "Dev",
+            tollgate_store::Role::Reader,
+        )
+        .await
+        .unwrap();
+    let id = second.user.id.to_string();
+    let user = format!("/v1/organization/users/{id}");
+    assert_eq!(app.get(&user).await.ok()["role"], "reader");
+    let promoted = app.post(&user, json!({"role": "owner"})).await;
+    assert_eq!(promoted.ok()["role"], "owner");
+    assert_eq!(promoted.ok()["email"], "dev@example.com");
+    app.post(&user, json!({"role": "admin"}))
+        .await
+        .error(400, Some("role"));
+    // Now the first owner may step down, and back.
+    app.post(
+        &format!("/v1/organization/users/{owner}"),
+        json!({"role": "reader"}),
+    )
+    .await
+    .ok();
+    app.post(
+        &format!("/v1/organization/users/{owner}"),
+        json!({"role": "owner"}),
+    )
+    .await
+    .ok();
+
+    // Removing the second member: gone from the list.
+    let gone = app.call("DELETE", &user, Some(&app.admin), None).await;
+    assert_eq!(
+        gone.ok(),
+        &json!({"object": "organization.user.deleted", "id": id, "deleted": true})
+    );
+    app.get(&user).await.error(404, None);
+    app.call("DELETE", &user, Some(&app.admin), None)
+        .await
+        .error(404, None);
+    let users = app.get("/v1/organization/users").await;
+    assert_eq!(ids(users.ok()), std::slice::from_ref(&owner));
+    // A reader changes nothing.
+    let reader = app
+        .key("reader", KeyOwnerRequest::Admin, Permissions::ReadOnly)
+        .await;
+    let write = app
+        .call(
+            "POST",
+            &format!("/v1/organization/users/{owner}"),
+            Some(&reader),
+            Some(json!({"role": "owner"})),
+        )
+        .await;
+    assert_eq!(write.status, 403);
+    let audit = app
+        .get(&format!("/v1/organization/audit_logs?resource_ids[]={id}"))
+        .await;
+    let types: Vec<&str> = audit.ok()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"user.deleted") && types.contains(&"user.updated"),
+        "{types:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_removed_user_s_keys_stop_at_once() {
+    let app = App::spawn().await;
+    let actor = Actor::cli("tester");
+    let member = app
+        .control
+        .add_member(
+            &actor,
+            "ops@example.com",
+            "Ops",
+            tollgate_store::Role::Reader,
+        )
+        .await
+        .unwrap();
+    // A key of that user's (the console will let users make their own; here, the store).
+    let org = app.control.organization().await.unwrap();
+    let secret = app.control.key_format().generate(KeyKind::Project);
+    let record = KeyRecord {
+        id: secret.id(),
+        org_id: org.id.clone(),
+        project_id: Some(tollgate_core::ProjectId::from_trusted(
+            app.default_project.clone(),
+        )),
+        kind: KeyKind::Project,
+        name: "theirs".into(),
+        hash: app.control.hasher().hash(&secret),
+        hash_version: tollgate_core::secret::HASH_VERSION,
+        redacted: secret.redacted(),
+        owner: tollgate_store::KeyOwner::User(member.user.id.clone()),
+        permissions: Permissions::All,
+        created_by: "cli:tester".into(),
+        created_at: START,
+        last_used_at: None,
+        expires_at: None,
+        revoked_at: None,
+        rotated_from: None,
+        rotated_to: None,
+        allowed_ips: Default::default(),
+        allowed_models: Default::default(),
+    };
+    let entry = tollgate_store::AuditEntry {
+        id: tollgate_core::AuditId::generate(),
+        org_id: org.id.clone(),
+        event_type: "api_key.created".into(),
+        actor: actor.clone(),
+        project_id: None,
+        resource_id: Some(record.id.to_string()),
+        data: json!({}),
+        created_at: START,
+    };
+    app.store.insert_key(&record, &entry).await.unwrap();
+    let secret = secret.expose().to_owned();
+    assert_eq!(
+        app.call("GET", "/v1/models", Some(&secret), None)
+            .await
+            .status,
+        200
+    );
+
+    // The first owner holds the only owner admin key: removing them is refused.
+    let first = app.get("/v1/organization/users").await.ok()["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = app
+        .call(
+            "DELETE",
+            &format!("/v1/organization/users/{first}"),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+
+    // Removing the other member stops their key from the next request.
+    app.call(
+        "DELETE",
+        &format!("/v1/organization/users/{}", member.user.id),
+        Some(&app.admin),
+        None,
+    )
+    .await
+    .ok();
+    assert_eq!(
+        app.call("GET", "/v1/models", Some(&secret), None)
+            .await
+            .status,
+        401
+    );
+    let key = app
+        .get(&format!("/v1/organization/x-tollgate/keys/{}", record.id))
+        .await;
+    assert_eq!(key.ok()["status"], "revoked");
 }

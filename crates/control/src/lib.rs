@@ -7,6 +7,7 @@ mod bootstrap;
 mod error;
 mod keys;
 mod limits;
+mod members;
 mod projects;
 mod views;
 

@@ -1,7 +1,9 @@
 use crate::error::conflict_on_unique;
 use crate::write::Tx;
-use crate::{audit, keys, Bootstrap, Member, Organization, Result, Role, Store, StoreError, User};
-use tollgate_core::{OrgId, UnixTime, UserId};
+use crate::{
+    audit, keys, AuditEntry, Bootstrap, Member, Organization, Result, Role, Store, StoreError, User,
+};
+use tollgate_core::{KeyId, OrgId, UnixTime, UserId};
 
 pub(crate) async fn bootstrap(tx: &mut Tx, boot: &Bootstrap) -> Result<bool> {
     let (orgs,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM organizations")
@@ -51,6 +53,152 @@ pub(crate) async fn bootstrap(tx: &mut Tx, boot: &Bootstrap) -> Result<bool> {
         audit::append(tx, entry).await?;
     }
     Ok(true)
+}
+
+/// Adds a user to the organization with a role (a new user row, or an existing user of
+/// another organization by id).
+pub(crate) async fn add_member(
+    tx: &mut Tx,
+    org: &OrgId,
+    user: &User,
+    password_hash: Option<&str>,
+    role: Role,
+    entry: &AuditEntry,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(user.id.as_str())
+    .bind(&user.email)
+    .bind(&user.name)
+    .bind(password_hash)
+    .bind(user.created_at.seconds())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        conflict_on_unique(e, || {
+            format!("a user with email {} already exists", user.email)
+        })
+    })?;
+    sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, ?, ?)")
+        .bind(org.as_str())
+        .bind(user.id.as_str())
+        .bind(role.as_str())
+        .bind(entry.created_at.seconds())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, || format!("{} is already a member", user.email)))?;
+    audit::append(tx, entry).await
+}
+
+/// Whether the organization keeps an owner other than `user`.
+async fn other_owner(tx: &mut Tx, org: &OrgId, user: &UserId) -> Result<bool> {
+    let (others,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM memberships WHERE org_id = ? AND user_id != ? AND role = 'owner'",
+    )
+    .bind(org.as_str())
+    .bind(user.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(others > 0)
+}
+
+/// Changes a member's role. Never leaves the organization without an owner (`Conflict`).
+pub(crate) async fn set_member_role(
+    tx: &mut Tx,
+    org: &OrgId,
+    user: &UserId,
+    role: Role,
+    entry: &AuditEntry,
+) -> Result<()> {
+    if role != Role::Owner && !other_owner(tx, org, user).await? {
+        return Err(StoreError::Conflict(format!(
+            "{user} is the organization's last owner; make another owner first"
+        )));
+    }
+    let done = sqlx::query("UPDATE memberships SET role = ? WHERE org_id = ? AND user_id = ?")
+        .bind(role.as_str())
+        .bind(org.as_str())
+        .bind(user.as_str())
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::not_found("user", user));
+    }
+    audit::append(tx, entry).await
+}
+
+/// Removes a member from the organization and revokes every key they own there (each in the
+/// change log). Never the last owner, nor a member whose keys are the last owner admin keys
+/// (`Conflict`: the organization would be locked out of its admin API). The revoked keys' ids.
+pub(crate) async fn remove_member(
+    tx: &mut Tx,
+    org: &OrgId,
+    user: &UserId,
+    at: UnixTime,
+    entry: &AuditEntry,
+) -> Result<Vec<KeyId>> {
+    if !other_owner(tx, org, user).await? {
+        let (member,): (bool,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM memberships WHERE org_id = ? AND user_id = ?)",
+        )
+        .bind(org.as_str())
+        .bind(user.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+        return Err(if member {
+            StoreError::Conflict(format!(
+                "{user} is the organization's last owner; make another owner first"
+            ))
+        } else {
+            StoreError::not_found("user", user)
+        });
+    }
+    let (others,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM api_keys
+         WHERE org_id = ? AND kind = 'admin' AND revoked_at IS NULL
+           AND (expires_at IS NULL OR expires_at > ?)
+           AND json_extract(permissions, '$.mode') = 'all'
+           AND (owner_user_id IS NULL OR owner_user_id != ?)",
+    )
+    .bind(org.as_str())
+    .bind(at.seconds())
+    .bind(user.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    if others == 0 {
+        return Err(StoreError::Conflict(format!(
+            "{user} holds the organization's last owner admin keys; make an admin key for another owner first"
+        )));
+    }
+    let done = sqlx::query("DELETE FROM memberships WHERE org_id = ? AND user_id = ?")
+        .bind(org.as_str())
+        .bind(user.as_str())
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::not_found("user", user));
+    }
+    let keys: Vec<(String,)> = sqlx::query_as(
+        "UPDATE api_keys SET revoked_at = ?
+         WHERE org_id = ? AND owner_user_id = ? AND revoked_at IS NULL
+         RETURNING id",
+    )
+    .bind(at.seconds())
+    .bind(org.as_str())
+    .bind(user.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    let keys: Vec<KeyId> = keys
+        .into_iter()
+        .map(|(k,)| KeyId::from_trusted(k))
+        .collect();
+    for key in &keys {
+        crate::change_log::append(tx, &crate::ChangedEntity::Key(key.clone()), at).await?;
+    }
+    audit::append(tx, entry).await?;
+    Ok(keys)
 }
 
 impl Store {

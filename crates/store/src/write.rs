@@ -9,15 +9,15 @@
 //! contract: the change log's sequence is handed out in commit order (see `change_log`).
 
 use crate::{
-    AuditEntry, Bootstrap, KeyRecord, Project, Result, ServiceAccount, Store, StoreError,
-    UsageEvent,
+    AuditEntry, Bootstrap, KeyRecord, Project, Result, Role, ServiceAccount, Store, StoreError,
+    UsageEvent, User,
 };
 use tollgate_core::budget::Budget;
 use tollgate_core::holder::Holder;
 use tollgate_core::limit_rules::LimitRule;
 use tollgate_core::network::IpAllowList;
 use tollgate_core::routing::{ModelAllowList, ModelPattern};
-use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, ServiceAccountId, UnixTime};
+use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, ServiceAccountId, UnixTime, UserId};
 
 /// An open transaction on the backend.
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
@@ -125,6 +125,14 @@ changes! {
     /// Writes a first run's organization, owner, default project and admin key. `false` (and
     /// nothing written) when an organization already exists.
     fn bootstrap(boot: &Bootstrap) -> bool = crate::organizations::bootstrap;
+
+    /// Adds a user (new, or of another organization) to the organization with a role.
+    fn add_member(org: &OrgId, user: &User, password_hash: Option<&str>, role: Role, entry: &AuditEntry) -> () = crate::organizations::add_member;
+    /// Changes a member's role; never leaves the organization without an owner.
+    fn set_member_role(org: &OrgId, user: &UserId, role: Role, entry: &AuditEntry) -> () = crate::organizations::set_member_role;
+    /// Removes a member and revokes their keys; never the last owner or the last owner admin
+    /// keys. The revoked keys' ids.
+    fn remove_member(org: &OrgId, user: &UserId, at: UnixTime, entry: &AuditEntry) -> Vec<KeyId> = crate::organizations::remove_member;
 
     /// Writes one audit entry on its own (for events the data plane observes).
     fn record_audit(entry: &AuditEntry) -> () = crate::audit::append;

@@ -265,6 +265,74 @@ async fn bootstrap_writes_the_first_run_once() {
 }
 
 #[tokio::test]
+async fn members_join_change_roles_and_leave_with_their_keys() {
+    let w = world().await;
+    let s = &w.store;
+    let e = || entry(&w.org, "user.updated", "u", 3_000);
+    let dev = User {
+        id: UserId::generate(),
+        email: "dev@example.com".into(),
+        name: "Dev".into(),
+        created_at: UnixTime(2_000),
+    };
+    s.add_member(&w.org.id, &dev, Some("$argon2id$x"), Role::Reader, &e())
+        .await
+        .unwrap();
+    let twice = s
+        .add_member(&w.org.id, &dev, None, Role::Reader, &e())
+        .await
+        .unwrap_err();
+    assert!(matches!(twice, StoreError::Conflict(_)), "{twice:?}");
+    assert_eq!(s.members(&w.org.id).await.unwrap().len(), 2);
+    // The only owner is not demoted; once dev is an owner, they can be.
+    let last = s
+        .set_member_role(&w.org.id, &w.owner.id, Role::Reader, &e())
+        .await
+        .unwrap_err();
+    assert!(matches!(last, StoreError::Conflict(_)), "{last:?}");
+    s.set_member_role(&w.org.id, &dev.id, Role::Owner, &e())
+        .await
+        .unwrap();
+    s.set_member_role(&w.org.id, &w.owner.id, Role::Reader, &e())
+        .await
+        .unwrap();
+    let unknown = s
+        .set_member_role(&w.org.id, &UserId::generate(), Role::Owner, &e())
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown, StoreError::NotFound { .. }), "{unknown:?}");
+    // Dev holds no owner admin key, the first owner does: dev may leave, with their keys.
+    s.set_member_role(&w.org.id, &w.owner.id, Role::Owner, &e())
+        .await
+        .unwrap();
+    let theirs = KeyRecord {
+        owner: KeyOwner::User(dev.id.clone()),
+        ..key(&w.org, &dev, Some(&w.project), 40, &w.hasher)
+    };
+    s.insert_key(&theirs, &e()).await.unwrap();
+    let refused = s
+        .remove_member(&w.org.id, &w.owner.id, UnixTime(3_100), &e())
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
+    let revoked = s
+        .remove_member(&w.org.id, &dev.id, UnixTime(3_100), &e())
+        .await
+        .unwrap();
+    assert_eq!(revoked, std::slice::from_ref(&theirs.id));
+    assert_eq!(
+        s.key(&w.org.id, &theirs.id).await.unwrap().revoked_at,
+        Some(UnixTime(3_100))
+    );
+    assert_eq!(s.members(&w.org.id).await.unwrap().len(), 1);
+    let gone = s
+        .remove_member(&w.org.id, &dev.id, UnixTime(3_200), &e())
+        .await
+        .unwrap_err();
+    assert!(matches!(gone, StoreError::NotFound { .. }), "{gone:?}");
+}
+
+#[tokio::test]
 async fn projects_are_created_found_renamed_restricted_and_archived() {
     let w = world().await;
     let s = &w.store;
