@@ -300,7 +300,10 @@ async fn members_join_change_roles_and_leave_with_their_keys() {
         .set_member_role(&w.org.id, &UserId::generate(), Role::Owner, &e())
         .await
         .unwrap_err();
-    assert!(matches!(unknown, StoreError::NotFound { .. }), "{unknown:?}");
+    assert!(
+        matches!(unknown, StoreError::NotFound { .. }),
+        "{unknown:?}"
+    );
     // Dev holds no owner admin key, the first owner does: dev may leave, with their keys.
     s.set_member_role(&w.org.id, &w.owner.id, Role::Owner, &e())
         .await
