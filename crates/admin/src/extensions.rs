@@ -143,6 +143,14 @@ fn invalid(param: &str, err: impl std::fmt::Display) -> AdminError {
 
 impl KeyBody {
     fn into_new_key(self) -> Result<NewKey, AdminError> {
+        if self.admin
+            && (!self.models.is_empty() || self.rate_limits.is_some() || self.budget.is_some())
+        {
+            return Err(AdminError::param(
+                "admin",
+                "An admin key calls no models: 'models', 'rate_limits' and 'budget' are for project and service account keys.",
+            ));
+        }
         if self.admin && (self.service_account_id.is_some() || self.project_id.is_some()) {
             return Err(AdminError::param(
                 "admin",

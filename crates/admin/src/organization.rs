@@ -80,7 +80,19 @@ pub async fn user(
 #[serde(deny_unknown_fields)]
 pub struct UserRoleBody {
     /// `owner` or `reader`.
-    role: String,
+    role: Option<String>,
+    /// OpenAI's custom roles: not in Tollgate (only null).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    role_id: Option<serde_json::Value>,
+    /// OpenAI's profile metadata: not kept by Tollgate (taken and ignored).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    technical_level: Option<serde_json::Value>,
+    /// OpenAI's profile metadata: not kept by Tollgate (taken and ignored).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    developer_persona: Option<serde_json::Value>,
 }
 
 /// The member a path names, or 404 in OpenAI's words.
@@ -114,7 +126,14 @@ pub async fn update_user(
     JsonBody(body): JsonBody<UserRoleBody>,
 ) -> Answer<UserObject> {
     let caller = caller.owner()?;
-    let role = match body.role.as_str() {
+    if body.role_id.as_ref().is_some_and(|r| !r.is_null()) {
+        return Err(AdminError::param(
+            "role_id",
+            "Tollgate has no custom roles; give 'role': 'owner' or 'reader'.",
+        ));
+    }
+    let _ = (&body.technical_level, &body.developer_persona);
+    let role = match body.role.as_deref().unwrap_or("") {
         "owner" => tollgate_store::Role::Owner,
         "reader" => tollgate_store::Role::Reader,
         other => {

@@ -218,8 +218,9 @@ pub async fn update(
     let model = rate_limit_id
         .strip_prefix(ID_PREFIX)
         .or_else(|| rate_limit_id.strip_prefix("rl_"))
-        .and_then(unescape)
-        .filter(|m| !m.is_empty())
+        // Only ids as they are written (`~2F`, not `~2f` or `~+2`) of names a model can have.
+        .and_then(|escaped| unescape(escaped).filter(|m| escape(m) == escaped))
+        .filter(|m| !m.is_empty() && !m.chars().any(char::is_control))
         .ok_or_else(|| AdminError::NotFound {
             what: "rate limit",
             id: rate_limit_id.clone(),
@@ -265,6 +266,8 @@ mod tests {
         }
         assert_eq!(escape("meta-llama/Llama-3"), "meta-llama~2FLlama-3");
         assert_eq!(unescape("broken~2"), None);
+        // Not canonical: lower-case hex or a sign reads as a different id.
+        assert_ne!(escape(&unescape("a~2f").unwrap()), "a~2f");
         assert_eq!(unescape("broken~zz"), None);
     }
 }

@@ -110,7 +110,12 @@ impl Whose {
             } else {
                 "organization.spend_alert"
             },
-            threshold_amount: budget.limit.0 * i64::from(permille) / 1_000 / MICRO_USD_PER_CENT,
+            threshold_amount: i64::try_from(
+                i128::from(budget.limit.0) * i128::from(permille)
+                    / 1_000
+                    / i128::from(MICRO_USD_PER_CENT),
+            )
+            .unwrap_or(i64::MAX),
             currency: "USD",
             interval: budget.period.as_str(),
             notification_channel: NotificationChannel {
@@ -136,6 +141,8 @@ impl Whose {
     fn threshold(budget: &Budget, id: &str) -> Option<u32> {
         id.strip_prefix(ID_PREFIX)
             .and_then(|p| p.parse::<u32>().ok())
+            // Only the id as it is written (`alert_800`, not `alert_0800` or `alert_+800`).
+            .filter(|p| format!("{ID_PREFIX}{p}") == id)
             .filter(|p| budget.alerts_permille.contains(p))
     }
 
@@ -226,11 +233,12 @@ impl Whose {
                 ),
             ));
         }
-        let cents = body.threshold_amount;
-        let permille = cents
-            .checked_mul(MICRO_USD_PER_CENT * 1_000)
+        // In i128: a limit near the largest amount must not overflow.
+        let cents = i128::from(body.threshold_amount);
+        let limit = i128::from(budget.limit.0.max(1));
+        let permille = Some(cents * i128::from(MICRO_USD_PER_CENT) * 1_000)
             .filter(|_| cents >= 1)
-            .map(|scaled| (scaled + budget.limit.0 / 2) / budget.limit.0.max(1))
+            .map(|scaled| (scaled + limit / 2) / limit)
             .and_then(|p| u32::try_from(p).ok())
             .filter(|p| (1..=10_000).contains(p))
             .ok_or_else(|| {
@@ -242,6 +250,12 @@ impl Whose {
         let budget = state
             .control
             .change_budget_alerts(&caller.actor(), &self.holder, |alerts| {
+                // Moving an alert onto another one would merge the two: refused.
+                if old != Some(permille) && alerts.contains(&permille) {
+                    return Err(ControlError::Conflict(format!(
+                        "There is already a spend alert at that amount ({ID_PREFIX}{permille})."
+                    )));
+                }
                 if let Some(old) = old {
                     alerts.retain(|a| *a != old);
                 }

@@ -11,12 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tollgate_control::{Control, KeyOwnerRequest, NewKey};
 use tollgate_core::routing::{ModelPattern, RouteTable};
-use tollgate_core::{
-    KeyFormat, KeyHasher, KeyKind, ManualClock, Permissions, ServerSecret, UnixTime,
-};
+use tollgate_core::{KeyFormat, KeyHasher, ManualClock, Permissions, ServerSecret, UnixTime};
 use tollgate_gateway::mock::{MockProvider, MockSettings};
 use tollgate_gateway::{Gateway, GatewaySettings, ProviderKey, ProviderSettings, RunningGateway};
-use tollgate_store::{Actor, DatabaseLocation, KeyRecord, Store, UsageEvent};
+use tollgate_store::{Actor, DatabaseLocation, Store, UsageEvent};
 
 const START: UnixTime = UnixTime(1_800_000_000);
 
@@ -2715,6 +2713,21 @@ async fn spend_alerts_are_shares_of_the_spend_limit() {
         json!([33.3, 80.0])
     );
 
+    // Moving an alert onto another is refused (it would merge them); ids are as written.
+    app.post(&alerts, body(9_000)).await.ok();
+    let merged = app.post(&format!("{alerts}/alert_900"), body(8_000)).await;
+    assert_eq!(merged.status, 409, "{}", merged.body);
+    app.get(&format!("{alerts}/alert_0800"))
+        .await
+        .error(404, None);
+    app.call(
+        "DELETE",
+        &format!("{alerts}/alert_900"),
+        Some(&app.admin),
+        None,
+    )
+    .await
+    .ok();
     // An update moves it; a delete removes it; unknown ones are 404.
     let moved = app.post(&format!("{alerts}/alert_800"), body(5_000)).await;
     assert_eq!(moved.ok()["id"], "alert_500");
@@ -2779,6 +2792,25 @@ async fn spend_alerts_are_shares_of_the_spend_limit() {
         .call("POST", &alerts, Some(&reader), Some(body(1_000)))
         .await;
     assert_eq!(write.status, 403);
+
+    // The largest amounts do not overflow.
+    app.post(
+        "/v1/organization/x-tollgate/budgets",
+        json!({"project_id": p, "limit_usd": "922337203685", "period": "month", "alerts_percent": [80]}),
+    )
+    .await
+    .ok();
+    let big = app.get(&alerts).await;
+    assert_eq!(
+        big.ok()["data"][0]["threshold_amount"],
+        73_786_976_294_800_i64
+    );
+    let big = app.post(&alerts, body(922_337_203_685)).await;
+    assert_eq!(big.ok()["id"], "alert_10", "1% of the limit");
+    assert_eq!(big.ok()["threshold_amount"], 922_337_203_685_i64);
+    app.post(&alerts, body(1))
+        .await
+        .error(400, Some("threshold_amount"));
 
     // The organization's, the same way.
     app.post(
@@ -2904,83 +2936,34 @@ async fn users_change_roles_and_leave_but_the_organization_keeps_an_owner() {
 }
 
 #[tokio::test]
-async fn a_removed_user_s_keys_stop_at_once() {
+async fn a_removed_user_leaves_the_organization_s_keys_working() {
     let app = App::spawn().await;
     let actor = Actor::cli("tester");
-    let member = app
-        .control
+    app.control
         .add_member(
             &actor,
             "ops@example.com",
             "Ops",
-            tollgate_store::Role::Reader,
+            tollgate_store::Role::Owner,
         )
         .await
         .unwrap();
-    // A key of that user's (the console will let users make their own; here, the store).
-    let org = app.control.organization().await.unwrap();
-    let secret = app.control.key_format().generate(KeyKind::Project);
-    let record = KeyRecord {
-        id: secret.id(),
-        org_id: org.id.clone(),
-        project_id: Some(tollgate_core::ProjectId::from_trusted(
-            app.default_project.clone(),
-        )),
-        kind: KeyKind::Project,
-        name: "theirs".into(),
-        hash: app.control.hasher().hash(&secret),
-        hash_version: tollgate_core::secret::HASH_VERSION,
-        redacted: secret.redacted(),
-        owner: tollgate_store::KeyOwner::User(member.user.id.clone()),
-        permissions: Permissions::All,
-        created_by: "cli:tester".into(),
-        created_at: START,
-        last_used_at: None,
-        expires_at: None,
-        revoked_at: None,
-        rotated_from: None,
-        rotated_to: None,
-        allowed_ips: Default::default(),
-        allowed_models: Default::default(),
-    };
-    let entry = tollgate_store::AuditEntry {
-        id: tollgate_core::AuditId::generate(),
-        org_id: org.id.clone(),
-        event_type: "api_key.created".into(),
-        actor: actor.clone(),
-        project_id: None,
-        resource_id: Some(record.id.to_string()),
-        data: json!({}),
-        created_at: START,
-    };
-    app.store.insert_key(&record, &entry).await.unwrap();
-    let secret = secret.expose().to_owned();
-    assert_eq!(
-        app.call("GET", "/v1/models", Some(&secret), None)
-            .await
-            .status,
-        200
-    );
-
-    // The first owner holds the only owner admin key: removing them is refused.
+    // Keys made through the API are the organization's (recorded under its first owner).
+    let made = app
+        .post(
+            "/v1/organization/x-tollgate/keys",
+            json!({"name": "prod app"}),
+        )
+        .await;
+    let secret = made.ok()["value"].as_str().unwrap().to_owned();
     let first = app.get("/v1/organization/users").await.ok()["data"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let refused = app
-        .call(
-            "DELETE",
-            &format!("/v1/organization/users/{first}"),
-            Some(&app.admin),
-            None,
-        )
-        .await;
-    assert_eq!(refused.status, 409, "{}", refused.body);
-
-    // Removing the other member stops their key from the next request.
+    // The first owner leaves (another owner stays): every key keeps working, the admin key too.
     app.call(
         "DELETE",
-        &format!("/v1/organization/users/{}", member.user.id),
+        &format!("/v1/organization/users/{first}"),
         Some(&app.admin),
         None,
     )
@@ -2990,10 +2973,78 @@ async fn a_removed_user_s_keys_stop_at_once() {
         app.call("GET", "/v1/models", Some(&secret), None)
             .await
             .status,
-        401
+        200
     );
-    let key = app
-        .get(&format!("/v1/organization/x-tollgate/keys/{}", record.id))
+    assert_eq!(app.get("/v1/organization/users").await.status, 200);
+    let users = app.get("/v1/organization/users").await;
+    assert_eq!(users.ok()["data"].as_array().unwrap().len(), 1);
+}
+
+/// The organization keeps an owner admin key that does not expire, whatever the order of
+/// changes: a key already set to expire does not count, and two expiries at once cannot both
+/// pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_organization_never_loses_its_last_lasting_owner_admin_key() {
+    let app = App::spawn().await;
+    let k1 = app.get("/v1/organization/admin_api_keys").await.ok()["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let k2 = app
+        .post("/v1/organization/admin_api_keys", json!({"name": "second"}))
         .await;
-    assert_eq!(key.ok()["status"], "revoked");
+    let k2 = k2.ok()["id"].as_str().unwrap().to_owned();
+    // K2 set to expire later: allowed (K1 lasts); then K1 cannot be deleted or expired.
+    app.post(
+        &format!("/v1/organization/x-tollgate/keys/{k2}"),
+        json!({"expires_in_seconds": 15}),
+    )
+    .await
+    .ok();
+    let refused = app
+        .call(
+            "DELETE",
+            &format!("/v1/organization/admin_api_keys/{k1}"),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    let refused = app
+        .post(
+            &format!("/v1/organization/x-tollgate/keys/{k1}"),
+            json!({"expires_in_seconds": 100}),
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+
+    // Two lasting owner keys expired at the same moment: exactly one may go.
+    let k3 = app
+        .post("/v1/organization/admin_api_keys", json!({"name": "third"}))
+        .await;
+    let k3 = k3.ok()["id"].as_str().unwrap().to_owned();
+    let mut calls = tokio::task::JoinSet::new();
+    for key in [k1.clone(), k3.clone()] {
+        let (http, url, admin) = (
+            app.http.clone(),
+            format!("{}/v1/organization/x-tollgate/keys/{key}", app.base),
+            app.admin.clone(),
+        );
+        calls.spawn(async move {
+            http.post(url)
+                .bearer_auth(admin)
+                .json(&json!({"expires_in_seconds": 0}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = calls.join_next().await {
+        statuses.push(status.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409]);
 }

@@ -943,6 +943,18 @@ async fn no_secret_appears_in_the_database_files_logs_or_other_output() {
             ),
             ("PUT", format!("/v1/organization/x-tollgate/keys/{secret}")),
             ("GET", format!("/v1/nothing/{secret}")),
+            (
+                "GET",
+                format!("/v1/organization/x-tollgate/projects/{secret}"),
+            ),
+            (
+                "GET",
+                format!("/v1/organization/x-tollgate/keys?after={secret}"),
+            ),
+            (
+                "GET",
+                format!("/v1/organization/x-tollgate/service_accounts?project={secret}"),
+            ),
         ] {
             let response = reqwest::Client::new()
                 .request(method.parse().unwrap(), format!("{}{path}", server.base))

@@ -356,7 +356,7 @@ impl Control {
                 .await?
             {
                 return Err(ControlError::Conflict(format!(
-                    "{} is the organization's last owner admin key; create another (tollgate keys create --admin) before revoking it",
+                    "{} is the organization's last owner admin key that does not expire; create another (tollgate keys create --admin) before revoking it",
                     key.id
                 )));
             }
@@ -453,32 +453,8 @@ impl Control {
             KeyStatus::Expired => return Err(LifecycleError::Expired(key.id.clone()).into()),
             KeyStatus::Active => {}
         }
-        // Ending the organization's last owner admin key would lock everyone out of the admin
-        // API, as revoking it would.
-        if key.kind == KeyKind::Admin && key.permissions == Permissions::All {
-            let other_owners = self
-                .store
-                .keys(
-                    &org.id,
-                    &KeyFilter {
-                        kind: Some(KeyKind::Admin),
-                        ..Default::default()
-                    },
-                )
-                .await?
-                .iter()
-                .any(|k| {
-                    k.id != key.id
-                        && k.permissions == Permissions::All
-                        && k.status(now) == KeyStatus::Active
-                });
-            if !other_owners {
-                return Err(ControlError::Conflict(format!(
-                    "{} is the organization's last owner admin key; create another (tollgate keys create --admin) before setting its expiry",
-                    key.id
-                )));
-            }
-        }
+        // The store refuses an expiry on the organization's last owner admin key that does not
+        // expire (checked in the writing transaction).
         let at: UnixTime = now.plus_seconds(after.seconds());
         let at = key.expires_at.map_or(at, |current| current.min(at));
         let entry = self.audit_entry(org, actor, "api_key.updated", key.project_id.as_ref(), key.id.as_str(), json!({"changes_requested": {"expires_at": at}, "previous": {"expires_at": key.expires_at}}));

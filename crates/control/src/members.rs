@@ -1,9 +1,9 @@
-//! The organization's users: adding one with a role, changing a role, removing one (whose keys
-//! stop with them). The organization always keeps an owner and an owner's admin key.
+//! The organization's users: adding one with a role, changing a role, removing one. The
+//! organization always keeps an owner.
 
 use crate::{Control, ControlError, Result};
 use serde_json::json;
-use tollgate_core::{KeyId, UserId};
+use tollgate_core::UserId;
 use tollgate_store::{Actor, Member, Role, User};
 
 impl Control {
@@ -66,9 +66,9 @@ impl Control {
         Ok(Member { role, ..member })
     }
 
-    /// Removes a member; every key they own in the organization is revoked with them. Never
-    /// the last owner, nor the holder of the last owner admin keys (`Conflict`).
-    pub async fn remove_member(&self, actor: &Actor, user: &str) -> Result<(Member, Vec<KeyId>)> {
+    /// Removes a member from the organization; never the last owner (`Conflict`). Keys made
+    /// through the CLI and the admin API are the organization's and keep working.
+    pub async fn remove_member(&self, actor: &Actor, user: &str) -> Result<Member> {
         let org = self.organization().await?;
         let member = self.member(user).await?;
         let entry = self.audit_entry(
@@ -79,11 +79,10 @@ impl Control {
             member.user.id.as_str(),
             json!({"email": member.user.email, "role": member.role.as_str()}),
         );
-        let keys = self
-            .store
-            .remove_member(&org.id, &member.user.id, self.clock.now(), &entry)
+        self.store
+            .remove_member(&org.id, &member.user.id, &entry)
             .await?;
-        Ok((member, keys))
+        Ok(member)
     }
 
     /// One member of the organization, by user id.

@@ -97,10 +97,15 @@ struct Body<'a> {
 }
 
 impl OpenAiError {
+    /// An error with `message`, in which anything that looks like a secret key (a word that
+    /// starts with `sk-` and is as long as a key, or any word longer than an id) is masked:
+    /// errors quote what the caller sent, and a secret pasted in the wrong place must not come
+    /// back in an answer that proxies and clients log.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        let message = message.into();
         OpenAiError {
             kind,
-            message: message.into(),
+            message: crate::key::mask_secrets(&message).into_owned(),
             param: None,
             code: None,
         }

@@ -283,10 +283,72 @@ pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     )
 }
 
+/// `text` with every word that could be a secret key masked as [`mask_presented`] does: a run
+/// of letters, digits, `-` and `_` that starts with `sk-` and is at least 24 long, or that is
+/// longer than 48 (a key with another prefix). Ids, model names and masked keys are kept.
+pub fn mask_secrets(text: &str) -> std::borrow::Cow<'_, str> {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let secret = |w: &str| (w.starts_with("sk-") && w.len() >= 24) || w.len() > 48;
+    let mut words = text.split(|c: char| !word(c));
+    if !words.any(secret) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut start = None;
+    for (i, c) in text.char_indices().chain([(text.len(), ' ')]) {
+        match (word(c) && i < text.len(), start) {
+            (true, None) => start = Some(i),
+            (true, Some(_)) => {}
+            (false, Some(from)) => {
+                let w = &text[from..i];
+                out.push_str(&if secret(w) {
+                    mask_presented(w)
+                } else {
+                    w.to_owned()
+                });
+                start = None;
+                if i < text.len() {
+                    out.push(c);
+                }
+            }
+            (false, None) => {
+                if i < text.len() {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ids::fill_random;
+
+    #[test]
+    fn error_messages_never_quote_a_secret() {
+        let secret = KeyFormat::default().generate(KeyKind::Project);
+        let secret = secret.expose();
+        for message in [
+            format!("project {secret} was not found"),
+            format!("Invalid 'after': no object with id '{secret}' is in this list."),
+            format!("The model `{secret}` does not exist"),
+            secret.to_string(),
+        ] {
+            let masked = mask_secrets(&message);
+            assert!(!masked.contains(&secret[12..]), "{masked}");
+            assert!(masked.contains(&secret[..8]), "{masked}");
+        }
+        for kept in [
+            "Incorrect API key provided: sk-proj-****************XzdX.",
+            "key key_0SIdOOGWArs4RaOEPZcf (sk-proj-...77vr) is revoked",
+            "The model `text-embedding-3-small` does not exist in proj_xtF7SpboNoh9uTfeTTmuEPKL",
+            "ünïcode, punctuation: fine!",
+        ] {
+            assert_eq!(mask_secrets(kept), kept);
+        }
+    }
 
     #[test]
     fn paths_in_logs_never_carry_a_pasted_secret() {

@@ -196,6 +196,35 @@ pub(crate) async fn revoke(
     update_one(tx, id, entry, update).await
 }
 
+/// Whether the organization keeps an owner admin key, other than `except`, that works and will
+/// not expire: what the admin API needs so that nobody is ever locked out of it. Counted inside
+/// the caller's transaction, so two changes at once cannot both pass.
+async fn durable_owner_key_remains(tx: &mut Tx, org: &OrgId, except: &KeyId) -> Result<bool> {
+    let (others,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM api_keys
+         WHERE org_id = ? AND kind = 'admin' AND id != ? AND revoked_at IS NULL
+           AND expires_at IS NULL
+           AND json_extract(permissions, '$.mode') = 'all'",
+    )
+    .bind(org.as_str())
+    .bind(except.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(others > 0)
+}
+
+/// Whether `id` is an owner's admin key, and of which organization.
+async fn owner_admin_key_org(tx: &mut Tx, id: &KeyId) -> Result<Option<OrgId>> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT org_id FROM api_keys
+         WHERE id = ? AND kind = 'admin' AND json_extract(permissions, '$.mode') = 'all'",
+    )
+    .bind(id.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|(org,)| OrgId::from_trusted(org)))
+}
+
 pub(crate) async fn revoke_owner_admin(
     tx: &mut Tx,
     org: &OrgId,
@@ -203,30 +232,30 @@ pub(crate) async fn revoke_owner_admin(
     at: UnixTime,
     entry: &AuditEntry,
 ) -> Result<bool> {
-    let (others,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM api_keys
-         WHERE org_id = ? AND kind = 'admin' AND id != ? AND revoked_at IS NULL
-           AND (expires_at IS NULL OR expires_at > ?)
-           AND json_extract(permissions, '$.mode') = 'all'",
-    )
-    .bind(org.as_str())
-    .bind(id.as_str())
-    .bind(at.seconds())
-    .fetch_one(&mut **tx)
-    .await?;
-    if others == 0 {
+    if !durable_owner_key_remains(tx, org, id).await? {
         return Ok(false);
     }
     revoke(tx, id, at, entry).await?;
     Ok(true)
 }
 
+/// Sets when a key expires. An owner's admin key is never given an expiry that would leave the
+/// organization without an owner admin key that does not expire (`Conflict`).
 pub(crate) async fn set_expiry(
     tx: &mut Tx,
     id: &KeyId,
     at: Option<UnixTime>,
     entry: &AuditEntry,
 ) -> Result<()> {
+    if at.is_some() {
+        if let Some(org) = owner_admin_key_org(tx, id).await? {
+            if !durable_owner_key_remains(tx, &org, id).await? {
+                return Err(StoreError::Conflict(format!(
+                    "{id} is the organization's last owner admin key that does not expire; create another (tollgate keys create --admin) before setting its expiry"
+                )));
+            }
+        }
+    }
     let update =
         sqlx::query("UPDATE api_keys SET expires_at = ? WHERE id = ? AND revoked_at IS NULL")
             .bind(at.map(UnixTime::seconds))

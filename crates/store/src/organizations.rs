@@ -3,7 +3,7 @@ use crate::write::Tx;
 use crate::{
     audit, keys, AuditEntry, Bootstrap, Member, Organization, Result, Role, Store, StoreError, User,
 };
-use tollgate_core::{KeyId, OrgId, UnixTime, UserId};
+use tollgate_core::{OrgId, UnixTime, UserId};
 
 pub(crate) async fn bootstrap(tx: &mut Tx, boot: &Bootstrap) -> Result<bool> {
     let (orgs,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM organizations")
@@ -129,76 +129,37 @@ pub(crate) async fn set_member_role(
     audit::append(tx, entry).await
 }
 
-/// Removes a member from the organization and revokes every key they own there (each in the
-/// change log). Never the last owner, nor a member whose keys are the last owner admin keys
-/// (`Conflict`: the organization would be locked out of its admin API). The revoked keys' ids.
+/// Removes a member from the organization; never the last owner (`Conflict`). Keys are the
+/// organization's and stay: the CLI and the admin API make keys on the organization's behalf
+/// (recorded under its first owner), so a member's departure says nothing about them.
 pub(crate) async fn remove_member(
     tx: &mut Tx,
     org: &OrgId,
     user: &UserId,
-    at: UnixTime,
     entry: &AuditEntry,
-) -> Result<Vec<KeyId>> {
-    if !other_owner(tx, org, user).await? {
-        let (member,): (bool,) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM memberships WHERE org_id = ? AND user_id = ?)",
-        )
-        .bind(org.as_str())
-        .bind(user.as_str())
-        .fetch_one(&mut **tx)
-        .await?;
-        return Err(if member {
-            StoreError::Conflict(format!(
-                "{user} is the organization's last owner; make another owner first"
-            ))
-        } else {
-            StoreError::not_found("user", user)
-        });
-    }
-    let (others,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM api_keys
-         WHERE org_id = ? AND kind = 'admin' AND revoked_at IS NULL
-           AND (expires_at IS NULL OR expires_at > ?)
-           AND json_extract(permissions, '$.mode') = 'all'
-           AND (owner_user_id IS NULL OR owner_user_id != ?)",
+) -> Result<()> {
+    let (member, owner): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM memberships WHERE org_id = ?1 AND user_id = ?2),
+                EXISTS (SELECT 1 FROM memberships WHERE org_id = ?1 AND user_id = ?2 AND role = 'owner')",
     )
     .bind(org.as_str())
-    .bind(at.seconds())
     .bind(user.as_str())
     .fetch_one(&mut **tx)
     .await?;
-    if others == 0 {
+    if !member {
+        return Err(StoreError::not_found("user", user));
+    }
+    if owner && !other_owner(tx, org, user).await? {
         return Err(StoreError::Conflict(format!(
-            "{user} holds the organization's last owner admin keys; make an admin key for another owner first"
+            "{user} is the organization's last owner; make another owner first"
         )));
     }
-    let done = sqlx::query("DELETE FROM memberships WHERE org_id = ? AND user_id = ?")
+    sqlx::query("DELETE FROM memberships WHERE org_id = ? AND user_id = ?")
         .bind(org.as_str())
         .bind(user.as_str())
         .execute(&mut **tx)
         .await?;
-    if done.rows_affected() != 1 {
-        return Err(StoreError::not_found("user", user));
-    }
-    let keys: Vec<(String,)> = sqlx::query_as(
-        "UPDATE api_keys SET revoked_at = ?
-         WHERE org_id = ? AND owner_user_id = ? AND revoked_at IS NULL
-         RETURNING id",
-    )
-    .bind(at.seconds())
-    .bind(org.as_str())
-    .bind(user.as_str())
-    .fetch_all(&mut **tx)
-    .await?;
-    let keys: Vec<KeyId> = keys
-        .into_iter()
-        .map(|(k,)| KeyId::from_trusted(k))
-        .collect();
-    for key in &keys {
-        crate::change_log::append(tx, &crate::ChangedEntity::Key(key.clone()), at).await?;
-    }
-    audit::append(tx, entry).await?;
-    Ok(keys)
+    audit::append(tx, entry).await
 }
 
 impl Store {

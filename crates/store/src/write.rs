@@ -130,9 +130,8 @@ changes! {
     fn add_member(org: &OrgId, user: &User, password_hash: Option<&str>, role: Role, entry: &AuditEntry) -> () = crate::organizations::add_member;
     /// Changes a member's role; never leaves the organization without an owner.
     fn set_member_role(org: &OrgId, user: &UserId, role: Role, entry: &AuditEntry) -> () = crate::organizations::set_member_role;
-    /// Removes a member and revokes their keys; never the last owner or the last owner admin
-    /// keys. The revoked keys' ids.
-    fn remove_member(org: &OrgId, user: &UserId, at: UnixTime, entry: &AuditEntry) -> Vec<KeyId> = crate::organizations::remove_member;
+    /// Removes a member (their keys, the organization's, stay); never the last owner.
+    fn remove_member(org: &OrgId, user: &UserId, entry: &AuditEntry) -> () = crate::organizations::remove_member;
 
     /// Writes one audit entry on its own (for events the data plane observes).
     fn record_audit(entry: &AuditEntry) -> () = crate::audit::append;

@@ -304,35 +304,22 @@ async fn members_join_change_roles_and_leave_with_their_keys() {
         matches!(unknown, StoreError::NotFound { .. }),
         "{unknown:?}"
     );
-    // Dev holds no owner admin key, the first owner does: dev may leave, with their keys.
+    // A member leaves; the keys (the organization's) stay. The last owner does not leave.
     s.set_member_role(&w.org.id, &w.owner.id, Role::Owner, &e())
         .await
         .unwrap();
-    let theirs = KeyRecord {
-        owner: KeyOwner::User(dev.id.clone()),
-        ..key(&w.org, &dev, Some(&w.project), 40, &w.hasher)
-    };
+    let theirs = key(&w.org, &dev, Some(&w.project), 40, &w.hasher);
     s.insert_key(&theirs, &e()).await.unwrap();
-    let refused = s
-        .remove_member(&w.org.id, &w.owner.id, UnixTime(3_100), &e())
-        .await
-        .unwrap_err();
-    assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
-    let revoked = s
-        .remove_member(&w.org.id, &dev.id, UnixTime(3_100), &e())
-        .await
-        .unwrap();
-    assert_eq!(revoked, std::slice::from_ref(&theirs.id));
-    assert_eq!(
-        s.key(&w.org.id, &theirs.id).await.unwrap().revoked_at,
-        Some(UnixTime(3_100))
-    );
+    s.remove_member(&w.org.id, &dev.id, &e()).await.unwrap();
+    assert_eq!(s.key(&w.org.id, &theirs.id).await.unwrap().revoked_at, None);
     assert_eq!(s.members(&w.org.id).await.unwrap().len(), 1);
-    let gone = s
-        .remove_member(&w.org.id, &dev.id, UnixTime(3_200), &e())
+    let gone = s.remove_member(&w.org.id, &dev.id, &e()).await.unwrap_err();
+    assert!(matches!(gone, StoreError::NotFound { .. }), "{gone:?}");
+    let last = s
+        .remove_member(&w.org.id, &w.owner.id, &e())
         .await
         .unwrap_err();
-    assert!(matches!(gone, StoreError::NotFound { .. }), "{gone:?}");
+    assert!(matches!(last, StoreError::Conflict(_)), "{last:?}");
 }
 
 #[tokio::test]
@@ -641,6 +628,22 @@ async fn the_last_owner_admin_key_stays() {
         .revoke_owner_admin_key(&w.org.id, &second.id, UnixTime(3_000), &e())
         .await
         .unwrap());
+    // A key already set to expire does not count as lasting: the last lasting one is neither
+    // revoked nor given an expiry.
+    let third = key(&w.org, &w.owner, None, 51, &w.hasher);
+    s.insert_key(&third, &e()).await.unwrap();
+    s.set_key_expiry(&third.id, Some(UnixTime(9_000)), &e())
+        .await
+        .unwrap();
+    assert!(!s
+        .revoke_owner_admin_key(&w.org.id, &second.id, UnixTime(3_000), &e())
+        .await
+        .unwrap());
+    let refused = s
+        .set_key_expiry(&second.id, Some(UnixTime(9_000)), &e())
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
 }
 
 #[tokio::test]

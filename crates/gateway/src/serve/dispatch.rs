@@ -161,7 +161,10 @@ async fn admin_api(
     );
     // On a task of its own: a caller that hangs up (or times out) mid-change must not cancel
     // a transaction half-way through; the change completes or fails on its own.
-    let call = tokio::spawn(admin.clone().call(request));
+    let call = tokio::spawn(tracing::Instrument::instrument(
+        admin.clone().call(request),
+        tracing::Span::current(),
+    ));
     let mut response = match call.await {
         Ok(Ok(response)) => response,
         Ok(Err(never)) => match never {},
