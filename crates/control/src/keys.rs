@@ -144,6 +144,15 @@ impl Control {
             Some(span) => Some(now.plus_seconds(span.seconds())),
             None => None,
         };
+        // The project was active when the owner was resolved; it must still be as the key is
+        // written (archiving it meanwhile would leave a key that never works).
+        if let Some(project) = &owner.project_id {
+            if !write.project_is_active(project).await? {
+                return Err(ControlError::Conflict(format!(
+                    "project {project} was archived meanwhile; archived projects cannot be used or changed"
+                )));
+            }
+        }
         let secret = self.format.generate(owner.kind);
         let record = KeyRecord {
             id: secret.id(),

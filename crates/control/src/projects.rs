@@ -171,6 +171,12 @@ impl Control {
         actor: &Actor,
         name: &str,
     ) -> Result<ServiceAccount> {
+        if !write.project_is_active(&project.id).await? {
+            return Err(ControlError::Conflict(format!(
+                "project {} was archived meanwhile; archived projects cannot be used or changed",
+                project.id
+            )));
+        }
         let account = ServiceAccount {
             id: ServiceAccountId::generate(),
             project_id: project.id.clone(),

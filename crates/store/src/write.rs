@@ -82,6 +82,21 @@ impl Write {
         self.settle(result)
     }
 
+    /// Whether a project exists and is active, read inside this transaction: a change that
+    /// needs an active project cannot race its archiving.
+    pub async fn project_is_active(&mut self, id: &ProjectId) -> Result<bool> {
+        self.usable()?;
+        let result = sqlx::query_as::<_, (bool,)>(
+            "SELECT EXISTS (SELECT 1 FROM projects WHERE id = ? AND status = 'active')",
+        )
+        .bind(id.as_str())
+        .fetch_one(&mut *self.tx)
+        .await
+        .map(|(active,)| active)
+        .map_err(StoreError::from);
+        self.settle(result)
+    }
+
     fn usable(&self) -> Result<()> {
         if self.failed {
             return Err(StoreError::Aborted);

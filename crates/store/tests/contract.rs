@@ -398,6 +398,15 @@ async fn projects_are_created_found_renamed_restricted_and_archived() {
         .await
         .unwrap_err();
     assert!(matches!(twice, StoreError::Conflict(_)), "{twice:?}");
+    // Inside a write, a project's state is read as of that transaction.
+    let mut write = s.write().await.unwrap();
+    assert!(!write.project_is_active(&lab.id).await.unwrap());
+    assert!(write.project_is_active(&w.project.id).await.unwrap());
+    assert!(!write
+        .project_is_active(&ProjectId::generate())
+        .await
+        .unwrap());
+    write.commit().await.unwrap();
     let active: Vec<_> = s.projects(&w.org.id, false).await.unwrap();
     assert_eq!(active, std::slice::from_ref(&w.project));
     let all = s.projects(&w.org.id, true).await.unwrap();
