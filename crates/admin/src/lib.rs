@@ -20,6 +20,7 @@ mod projects;
 mod rate_limits;
 mod spend_alerts;
 mod spend_limits;
+mod spender;
 mod usage;
 
 pub use error::AdminError;

@@ -12,16 +12,15 @@ use crate::body::JsonBody;
 use crate::error::AdminError;
 use crate::list::{List, Listed};
 use crate::params::Params;
-use crate::projects::project;
+use crate::spender::{Spender, MICRO_USD_PER_CENT};
 use crate::AdminState;
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use tollgate_control::{ControlError, HolderRequest};
+use tollgate_control::ControlError;
 use tollgate_core::budget::Budget;
 use utoipa::ToSchema;
 
-const MICRO_USD_PER_CENT: i64 = 10_000;
 const ID_PREFIX: &str = "alert_";
 
 /// `organization.spend_alert` or `project.spend_alert`
@@ -75,41 +74,30 @@ pub struct SpendAlertBody {
     notification_channel: NotificationChannel,
 }
 
-/// Whose alerts: the organization's or a project's.
+/// Whose alerts.
 struct Whose {
-    holder: HolderRequest,
-    /// `organization` or `project`.
-    level: &'static str,
-    archived: Option<tollgate_store::Project>,
+    of: Spender,
 }
 
 impl Whose {
     fn organization() -> Whose {
         Whose {
-            holder: HolderRequest::Organization,
-            level: "organization",
-            archived: None,
+            of: Spender::organization(),
         }
     }
 
     async fn project(state: &AdminState, id: &str) -> Result<Whose, AdminError> {
-        let project = project(state, id).await?;
         Ok(Whose {
-            holder: HolderRequest::Project(project.id.as_str().to_owned()),
-            level: "project",
-            archived: (project.status == tollgate_store::ProjectStatus::Archived)
-                .then_some(project),
+            of: Spender::project(state, id).await?,
         })
     }
 
     fn object(&self, budget: &Budget, permille: u32) -> SpendAlertObject {
         SpendAlertObject {
             id: format!("{ID_PREFIX}{permille}"),
-            object: if self.level == "project" {
-                "project.spend_alert"
-            } else {
-                "organization.spend_alert"
-            },
+            object: self
+                .of
+                .object("organization.spend_alert", "project.spend_alert"),
             threshold_amount: i64::try_from(
                 i128::from(budget.limit.0) * i128::from(permille)
                     / 1_000
@@ -127,7 +115,11 @@ impl Whose {
     }
 
     async fn budget(&self, state: &AdminState) -> Result<Option<Budget>, AdminError> {
-        Ok(state.control.budget_of(&self.holder).await?.map(|(b, _)| b))
+        Ok(state
+            .control
+            .budget_of(&self.of.holder)
+            .await?
+            .map(|(b, _)| b))
     }
 
     fn not_found(id: &str) -> AdminError {
@@ -195,9 +187,7 @@ impl Whose {
         body: SpendAlertBody,
     ) -> Result<Json<SpendAlertObject>, AdminError> {
         let caller = caller.owner()?;
-        if let Some(project) = &self.archived {
-            crate::projects::refuse_archived(project)?;
-        }
+        self.of.refuse_archived()?;
         if body.currency != "USD" {
             return Err(AdminError::param(
                 "currency",
@@ -216,7 +206,7 @@ impl Whose {
         let budget = self.budget(state).await?.ok_or_else(|| {
             AdminError::Control(ControlError::Conflict(format!(
                 "The {} has no spend limit; a spend alert is a share of it, so set one first (POST .../spend_limit).",
-                self.level
+                self.of.object("organization", "project")
             )))
         })?;
         let old = match replacing {
@@ -249,7 +239,7 @@ impl Whose {
             })?;
         let budget = state
             .control
-            .change_budget_alerts(&caller.actor(), &self.holder, |alerts| {
+            .change_budget_alerts(&caller.actor(), &self.of.holder, |alerts| {
                 // Moving an alert onto another one would merge the two: refused.
                 if old != Some(permille) && alerts.contains(&permille) {
                     return Err(ControlError::Conflict(format!(
@@ -275,9 +265,7 @@ impl Whose {
         id: &str,
     ) -> Result<Json<SpendAlertDeleted>, AdminError> {
         let caller = caller.owner()?;
-        if let Some(project) = &self.archived {
-            crate::projects::refuse_archived(project)?;
-        }
+        self.of.refuse_archived()?;
         let budget = self
             .budget(state)
             .await?
@@ -285,18 +273,17 @@ impl Whose {
         let permille = Self::threshold(&budget, id).ok_or_else(|| Self::not_found(id))?;
         state
             .control
-            .change_budget_alerts(&caller.actor(), &self.holder, |alerts| {
+            .change_budget_alerts(&caller.actor(), &self.of.holder, |alerts| {
                 alerts.retain(|a| *a != permille);
                 Ok(())
             })
             .await?;
         Ok(Json(SpendAlertDeleted {
             id: id.to_owned(),
-            object: if self.level == "project" {
-                "project.spend_alert.deleted"
-            } else {
-                "organization.spend_alert.deleted"
-            },
+            object: self.of.object(
+                "organization.spend_alert.deleted",
+                "project.spend_alert.deleted",
+            ),
             deleted: true,
         }))
     }

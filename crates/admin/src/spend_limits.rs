@@ -10,7 +10,7 @@
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::AdminError;
-use crate::projects::project;
+use crate::spender::{Spender, MICRO_USD_PER_CENT};
 use crate::AdminState;
 use axum::extract::{Path, State};
 use axum::Json;
@@ -19,8 +19,6 @@ use tollgate_control::HolderRequest;
 use tollgate_core::budget::BudgetPeriod;
 use tollgate_core::MicroUsd;
 use utoipa::ToSchema;
-
-const MICRO_USD_PER_CENT: i64 = 10_000;
 
 /// `organization.spend_limit` or `project.spend_limit`
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,42 +59,26 @@ pub struct SpendLimitBody {
     interval: String,
 }
 
-/// Whose limit, and its `object` name.
+/// Whose limit.
 struct Whose {
-    holder: HolderRequest,
-    object: &'static str,
-    /// Set for an archived project, which cannot be changed.
-    archived: Option<tollgate_store::Project>,
+    of: Spender,
 }
 
 impl Whose {
     fn organization() -> Whose {
         Whose {
-            holder: HolderRequest::Organization,
-            object: "organization.spend_limit",
-            archived: None,
+            of: Spender::organization(),
         }
     }
 
     async fn project(state: &AdminState, id: &str) -> Result<Whose, AdminError> {
-        let project = project(state, id).await?;
         Ok(Whose {
-            holder: HolderRequest::Project(project.id.as_str().to_owned()),
-            object: "project.spend_limit",
-            archived: (project.status == tollgate_store::ProjectStatus::Archived)
-                .then_some(project),
+            of: Spender::project(state, id).await?,
         })
     }
 
-    fn refuse_archived(&self) -> Result<(), AdminError> {
-        match &self.archived {
-            Some(project) => crate::projects::refuse_archived(project),
-            None => Ok(()),
-        }
-    }
-
     fn not_found(&self) -> AdminError {
-        let id = match &self.holder {
+        let id = match &self.of.holder {
             HolderRequest::Project(id) => id.clone(),
             _ => "organization".to_owned(),
         };
@@ -109,11 +91,13 @@ impl Whose {
     async fn read(&self, state: &AdminState) -> Result<Json<SpendLimitObject>, AdminError> {
         let (budget, spent) = state
             .control
-            .budget_of(&self.holder)
+            .budget_of(&self.of.holder)
             .await?
             .ok_or_else(|| self.not_found())?;
         Ok(Json(SpendLimitObject {
-            object: self.object,
+            object: self
+                .of
+                .object("organization.spend_limit", "project.spend_limit"),
             threshold_amount: budget.limit.0 / MICRO_USD_PER_CENT,
             currency: "USD",
             interval: budget.period.as_str(),
@@ -131,7 +115,7 @@ impl Whose {
         body: SpendLimitBody,
     ) -> Result<Json<SpendLimitObject>, AdminError> {
         let caller = caller.owner()?;
-        self.refuse_archived()?;
+        self.of.refuse_archived()?;
         if body.currency != "USD" {
             return Err(AdminError::param(
                 "currency",
@@ -163,7 +147,7 @@ impl Whose {
         // Replacing the limit keeps the budget's time zone and alerts.
         state
             .control
-            .set_spend_limit(&caller.actor(), &self.holder, MicroUsd(limit), period)
+            .set_spend_limit(&caller.actor(), &self.of.holder, MicroUsd(limit), period)
             .await?;
         self.read(state).await
     }
@@ -174,20 +158,19 @@ impl Whose {
         caller: Caller,
     ) -> Result<Json<SpendLimitDeleted>, AdminError> {
         let caller = caller.owner()?;
-        self.refuse_archived()?;
-        if state.control.budget_of(&self.holder).await?.is_none() {
+        self.of.refuse_archived()?;
+        if state.control.budget_of(&self.of.holder).await?.is_none() {
             return Err(self.not_found());
         }
         state
             .control
-            .remove_budget(&caller.actor(), &self.holder)
+            .remove_budget(&caller.actor(), &self.of.holder)
             .await?;
         Ok(Json(SpendLimitDeleted {
-            object: if self.object == "project.spend_limit" {
-                "project.spend_limit.deleted"
-            } else {
-                "organization.spend_limit.deleted"
-            },
+            object: self.of.object(
+                "organization.spend_limit.deleted",
+                "project.spend_limit.deleted",
+            ),
             deleted: true,
         }))
     }

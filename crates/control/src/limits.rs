@@ -324,25 +324,17 @@ impl Control {
         limit: MicroUsd,
         period: tollgate_core::budget::BudgetPeriod,
     ) -> Result<Budget> {
-        let org = self.organization().await?;
-        let (holder, project) = self.holder(&org, holder).await?;
-        let mut write = self.store.write().await?;
-        let current = write
-            .budgets(&org.id)
-            .await?
-            .into_iter()
-            .find(|b| b.holder == holder);
-        let request = BudgetRequest {
-            limit,
-            period,
-            utc_offset_secs: current.as_ref().map_or(0, |b| b.utc_offset_secs),
-            alerts_permille: current.map(|b| b.alerts_permille).unwrap_or_default(),
-        };
-        let budget = self
-            .put_budget(&mut write, &org, actor, holder, project.as_ref(), request)
-            .await?;
-        write.commit().await?;
-        Ok(budget)
+        self.rewrite_budget(actor, holder, |_, current| {
+            Ok(BudgetRequest {
+                limit,
+                period,
+                utc_offset_secs: current.map_or(0, |b| b.utc_offset_secs),
+                alerts_permille: current
+                    .map(|b| b.alerts_permille.clone())
+                    .unwrap_or_default(),
+            })
+        })
+        .await
     }
 
     /// Changes the alert thresholds (per mille of the limit) of a holder's budget, read and
@@ -353,27 +345,41 @@ impl Control {
         holder: &HolderRequest,
         change: impl FnOnce(&mut Vec<u32>) -> Result<()>,
     ) -> Result<Budget> {
+        self.rewrite_budget(actor, holder, |holder, current| {
+            let Some(current) = current else {
+                return Err(ControlError::Conflict(format!(
+                    "{holder} has no spend limit; alerts are thresholds of it, so set one first"
+                )));
+            };
+            let mut alerts_permille = current.alerts_permille.clone();
+            change(&mut alerts_permille)?;
+            Ok(BudgetRequest {
+                limit: current.limit,
+                period: current.period,
+                utc_offset_secs: current.utc_offset_secs,
+                alerts_permille,
+            })
+        })
+        .await
+    }
+
+    /// Replaces a holder's budget with what `next` makes of the current one (if any), both
+    /// read and written in one transaction, so two changes at once cannot lose one.
+    async fn rewrite_budget(
+        &self,
+        actor: &Actor,
+        holder: &HolderRequest,
+        next: impl FnOnce(&Holder, Option<&Budget>) -> Result<BudgetRequest>,
+    ) -> Result<Budget> {
         let org = self.organization().await?;
         let (holder, project) = self.holder(&org, holder).await?;
         let mut write = self.store.write().await?;
-        let Some(current) = write
+        let current = write
             .budgets(&org.id)
             .await?
             .into_iter()
-            .find(|b| b.holder == holder)
-        else {
-            return Err(ControlError::Conflict(format!(
-                "{holder} has no spend limit; alerts are thresholds of it, so set one first"
-            )));
-        };
-        let mut alerts = current.alerts_permille.clone();
-        change(&mut alerts)?;
-        let request = BudgetRequest {
-            limit: current.limit,
-            period: current.period,
-            utc_offset_secs: current.utc_offset_secs,
-            alerts_permille: alerts,
-        };
+            .find(|b| b.holder == holder);
+        let request = next(&holder, current.as_ref())?;
         let budget = self
             .put_budget(&mut write, &org, actor, holder, project.as_ref(), request)
             .await?;

@@ -63,6 +63,19 @@ pub(crate) async fn insert(tx: &mut Tx, project: &Project) -> Result<()> {
     Ok(())
 }
 
+/// Whether a project exists and is active.
+pub(crate) async fn is_active<'e>(
+    exec: impl sqlx::SqliteExecutor<'e>,
+    id: &ProjectId,
+) -> Result<bool> {
+    let (active,): (bool,) =
+        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM projects WHERE id = ? AND status = 'active')")
+            .bind(id.as_str())
+            .fetch_one(exec)
+            .await?;
+    Ok(active)
+}
+
 pub(crate) async fn create(tx: &mut Tx, project: &Project, entry: &AuditEntry) -> Result<()> {
     insert(tx, project).await?;
     audit::append(tx, entry).await

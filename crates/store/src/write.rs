@@ -86,14 +86,7 @@ impl Write {
     /// needs an active project cannot race its archiving.
     pub async fn project_is_active(&mut self, id: &ProjectId) -> Result<bool> {
         self.usable()?;
-        let result = sqlx::query_as::<_, (bool,)>(
-            "SELECT EXISTS (SELECT 1 FROM projects WHERE id = ? AND status = 'active')",
-        )
-        .bind(id.as_str())
-        .fetch_one(&mut *self.tx)
-        .await
-        .map(|(active,)| active)
-        .map_err(StoreError::from);
+        let result = crate::projects::is_active(&mut *self.tx, id).await;
         self.settle(result)
     }
 
