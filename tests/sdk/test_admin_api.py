@@ -76,6 +76,36 @@ def test_the_admin_client_manages_projects_service_accounts_and_keys(tollgate):
     with pytest.raises(openai.ConflictError):
         org.users.delete(users[0].id)
     assert org.users.update(users[0].id, role="owner").role == "owner"
+
+    # Invites: made (the link's token is Tollgate's extra field, shown once), listed, withdrawn.
+    invite = org.invites.create(email="SDK-Invitee@example.com", role="reader", projects=[])
+    assert invite.object == "organization.invite" and invite.status == "pending"
+    assert invite.email == "sdk-invitee@example.com" and invite.projects == []
+    assert invite.expires_at > invite.created_at
+    assert (invite.model_extra or {}).get("accept_token", "").startswith("tgi_")
+    assert [i.id for i in org.invites.list()] == [invite.id]
+    assert "accept_token" not in (org.invites.retrieve(invite.id).model_extra or {})
+    with pytest.raises(openai.ConflictError):
+        org.invites.create(email="sdk-invitee@example.com", role="owner")
+    with pytest.raises(openai.BadRequestError):
+        org.invites.create(email="not an address", role="reader")
+    withdrawn = org.invites.delete(invite.id)
+    assert withdrawn.deleted and withdrawn.id == invite.id
+    with pytest.raises(openai.NotFoundError):
+        org.invites.retrieve(invite.id)
+
+    # Project users: the organization's users, with a project role.
+    team = org.projects.create(name="sdk-team-project")
+    added = org.projects.users.create(team.id, user_id=users[0].id, role="owner")
+    assert added.object == "organization.project.user" and added.role == "owner" and added.email == users[0].email
+    assert [u.id for u in org.projects.users.list(team.id)] == [users[0].id]
+    assert org.projects.users.update(users[0].id, project_id=team.id, role="member").role == "member"
+    assert org.projects.users.retrieve(users[0].id, project_id=team.id).role == "member"
+    with pytest.raises(openai.BadRequestError):
+        org.projects.users.create(team.id, email="nobody@example.com", role="member")
+    removed = org.projects.users.delete(users[0].id, project_id=team.id)
+    assert removed.deleted and removed.id == users[0].id
+    assert list(org.projects.users.list(team.id)) == []
     assert [k.object for k in org.admin_api_keys.list()] == ["organization.admin_api_key"]
     # Every audit entry, all types, passes the SDK's strict validation.
     logs = list(org.audit_logs.list())
@@ -201,6 +231,8 @@ def test_responses_match_openai_s_own_openapi_schemas(tollgate):
     project = org.projects.create(name="sdk-schema-project")
     account = org.projects.service_accounts.create(project.id, name="schema-bot")
     user = list(org.users.list())[0]
+    org.projects.users.create(project.id, user_id=user.id, role="owner")
+    invite = org.invites.create(email="schema-invitee@example.com", role="reader")
     org.projects.rate_limits.update_rate_limit("rl-gpt-4o", project_id=project.id, max_requests_per_1_minute=9)
     org.projects.spend_limit.update(project.id, currency="USD", interval="month", threshold_amount=700)
     org.projects.spend_alerts.create(
@@ -219,6 +251,10 @@ def test_responses_match_openai_s_own_openapi_schemas(tollgate):
         f"/organization/projects/{project.id}/spend_limit": "/organization/projects/{project_id}/spend_limit",
         f"/organization/projects/{project.id}/spend_alerts": "/organization/projects/{project_id}/spend_alerts",
         f"/organization/projects/{project.id}/spend_alerts/alert_500": "/organization/projects/{project_id}/spend_alerts/{alert_id}",
+        f"/organization/projects/{project.id}/users": "/organization/projects/{project_id}/users",
+        f"/organization/projects/{project.id}/users/{user.id}": "/organization/projects/{project_id}/users/{user_id}",
+        "/organization/invites": "/organization/invites",
+        f"/organization/invites/{invite.id}": "/organization/invites/{invite_id}",
         "/organization/users": "/organization/users",
         f"/organization/users/{user.id}": "/organization/users/{user_id}",
         "/organization/admin_api_keys": "/organization/admin_api_keys",

@@ -9,6 +9,7 @@ mod auth;
 mod body;
 mod error;
 mod extensions;
+mod invites;
 mod list;
 mod management;
 mod model_permissions;
@@ -16,6 +17,7 @@ mod objects;
 mod openapi;
 mod organization;
 mod params;
+mod project_users;
 mod projects;
 mod rate_limits;
 mod spend_alerts;
@@ -103,6 +105,21 @@ pub fn router(control: Control) -> Router {
         .route(
             "/projects/{project_id}/api_keys/{key_id}",
             get(projects::api_key).delete(projects::delete_api_key),
+        )
+        .route(
+            "/projects/{project_id}/users",
+            get(project_users::list).post(project_users::create),
+        )
+        .route(
+            "/projects/{project_id}/users/{user_id}",
+            get(project_users::retrieve)
+                .post(project_users::update)
+                .delete(project_users::delete),
+        )
+        .route("/invites", get(invites::list).post(invites::create))
+        .route(
+            "/invites/{invite_id}",
+            get(invites::retrieve).delete(invites::delete),
         )
         .route("/users", get(organization::users))
         .route(

@@ -5,7 +5,9 @@ use crate::list::Listed;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tollgate_core::UnixTime;
-use tollgate_store::{AuditEntry, KeyOwner, KeyRecord, Member, Project, ServiceAccount};
+use tollgate_store::{
+    AuditEntry, Invite, KeyOwner, KeyRecord, Member, Project, ProjectMember, ServiceAccount,
+};
 use utoipa::ToSchema;
 
 /// `organization.project`
@@ -260,6 +262,104 @@ impl From<&Member> for UserObject {
     }
 }
 
+/// `organization.project.user`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectUserObject {
+    pub id: String,
+    pub object: &'static str,
+    pub name: String,
+    pub email: String,
+    /// `owner` or `member`.
+    pub role: &'static str,
+    pub added_at: i64,
+}
+
+impl From<&ProjectMember> for ProjectUserObject {
+    fn from(m: &ProjectMember) -> Self {
+        ProjectUserObject {
+            id: m.user.id.as_str().to_owned(),
+            object: "organization.project.user",
+            name: m.user.name.clone(),
+            email: m.user.email.clone(),
+            role: m.role.as_str(),
+            added_at: m.added_at.seconds(),
+        }
+    }
+}
+
+/// `organization.project.user.deleted`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectUserDeleted {
+    pub object: &'static str,
+    pub id: String,
+    pub deleted: bool,
+}
+
+/// A project an invitee joins, and their role there.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitedProjectObject {
+    pub id: String,
+    /// `member` or `owner`.
+    pub role: &'static str,
+}
+
+/// `organization.invite`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InviteObject {
+    pub object: &'static str,
+    pub id: String,
+    pub email: String,
+    /// `owner` or `reader`.
+    pub role: &'static str,
+    /// `pending`, `accepted` or `expired`.
+    pub status: &'static str,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub accepted_at: Option<i64>,
+    pub projects: Vec<InvitedProjectObject>,
+}
+
+impl InviteObject {
+    pub fn new(invite: &Invite, now: UnixTime) -> InviteObject {
+        InviteObject {
+            object: "organization.invite",
+            id: invite.id.as_str().to_owned(),
+            email: invite.email.clone(),
+            role: invite.role.as_str(),
+            status: invite.status(now).as_str(),
+            created_at: invite.created_at.seconds(),
+            expires_at: Some(invite.expires_at.seconds()),
+            accepted_at: invite.accepted_at.map(UnixTime::seconds),
+            projects: invite
+                .projects
+                .iter()
+                .map(|p| InvitedProjectObject {
+                    id: p.id.as_str().to_owned(),
+                    role: p.role.as_str(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A new invite, with the one-time token of its link (Tollgate's field: Tollgate sends no
+/// e-mail, so whoever invites passes the link on). Shown here only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InviteCreated {
+    #[serde(flatten)]
+    pub invite: InviteObject,
+    /// `tgi_...`: the invitee opens the console's invite page with it to join.
+    pub accept_token: String,
+}
+
+/// `organization.invite.deleted`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InviteDeleted {
+    pub object: &'static str,
+    pub id: String,
+    pub deleted: bool,
+}
+
 /// An audit log entry: `{id, type, effective_at, project, actor, "<type>": {...}}`, the
 /// event's details under its own type's name as OpenAI writes them.
 #[derive(Debug, Serialize, ToSchema)]
@@ -345,5 +445,7 @@ listed!(
     ProjectApiKeyObject,
     AdminKeyObject,
     UserObject,
-    AuditLogObject
+    AuditLogObject,
+    ProjectUserObject,
+    InviteObject
 );

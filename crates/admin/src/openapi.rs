@@ -6,8 +6,9 @@
 use crate::error::{ErrorEnvelope, ErrorObject};
 use crate::model_permissions::{ModelPermissionsDeleted, ModelPermissionsObject};
 use crate::objects::{
-    AdminKeyCreated, AdminKeyDeleted, AdminKeyObject, AuditLogObject, KeyDeleted,
-    ProjectApiKeyObject, ProjectObject, ServiceAccountCreated, ServiceAccountDeleted,
+    AdminKeyCreated, AdminKeyDeleted, AdminKeyObject, AuditLogObject, InviteCreated, InviteDeleted,
+    InviteObject, InvitedProjectObject, KeyDeleted, ProjectApiKeyObject, ProjectObject,
+    ProjectUserDeleted, ProjectUserObject, ServiceAccountCreated, ServiceAccountDeleted,
     ServiceAccountKeyCreated, ServiceAccountObject, UsageBucket, UsagePage, UserObject,
 };
 use crate::organization::UserDeleted;
@@ -15,8 +16,8 @@ use crate::rate_limits::ProjectRateLimitObject;
 use crate::spend_alerts::{NotificationChannel, SpendAlertDeleted, SpendAlertObject};
 use crate::spend_limits::{Enforcement, SpendLimitDeleted, SpendLimitObject};
 use crate::{
-    extensions, management, model_permissions, organization, projects, rate_limits, spend_alerts,
-    spend_limits, usage,
+    extensions, invites, management, model_permissions, organization, project_users, projects,
+    rate_limits, spend_alerts, spend_limits, usage,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -61,6 +62,15 @@ use utoipa::{Modify, OpenApi};
         spend_alerts::project_retrieve,
         spend_alerts::project_update,
         spend_alerts::project_delete,
+        project_users::list,
+        project_users::create,
+        project_users::retrieve,
+        project_users::update,
+        project_users::delete,
+        invites::list,
+        invites::create,
+        invites::retrieve,
+        invites::delete,
         organization::users,
         organization::user,
         organization::update_user,
@@ -110,6 +120,12 @@ use utoipa::{Modify, OpenApi};
         AdminKeyDeleted,
         UserObject,
         UserDeleted,
+        ProjectUserObject,
+        ProjectUserDeleted,
+        InviteObject,
+        InvitedProjectObject,
+        InviteCreated,
+        InviteDeleted,
         AuditLogObject,
         UsagePage,
         UsageBucket,

@@ -4,212 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
-use reqwest::StatusCode;
+mod support;
+
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tollgate_control::{Control, KeyOwnerRequest, NewKey};
-use tollgate_core::routing::{ModelPattern, RouteTable};
-use tollgate_core::{KeyFormat, KeyHasher, ManualClock, Permissions, ServerSecret, UnixTime};
-use tollgate_gateway::mock::{MockProvider, MockSettings};
-use tollgate_gateway::{Gateway, GatewaySettings, ProviderKey, ProviderSettings, RunningGateway};
-use tollgate_store::{Actor, DatabaseLocation, Store, UsageEvent};
-
-const START: UnixTime = UnixTime(1_800_000_000);
-
-/// A usage result's bucket start, project, key and model, and its requests, input, output and
-/// cached input tokens.
-type Group = (i64, String, String, String);
-type Sums = (i64, i64, i64, i64);
-
-struct App {
-    _dir: tempfile::TempDir,
-    _mock: MockProvider,
-    control: Control,
-    store: Store,
-    clock: ManualClock,
-    _gateway: RunningGateway,
-    base: String,
-    http: reqwest::Client,
-    /// The owner's admin key the first run made.
-    admin: String,
-    default_project: String,
-}
-
-struct Reply {
-    status: StatusCode,
-    body: Value,
-}
-
-impl App {
-    async fn spawn() -> App {
-        App::spawn_with(|_| {}).await
-    }
-
-    async fn spawn_with(adjust: impl FnOnce(&mut GatewaySettings)) -> App {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&DatabaseLocation::Sqlite(dir.path().join("tollgate.db")))
-            .await
-            .unwrap();
-        let mut secret = vec![0u8; 32];
-        tollgate_core::ids::fill_random(&mut secret);
-        let hasher = KeyHasher::new(ServerSecret::new(secret).unwrap());
-        let clock = ManualClock::at(START);
-        let control = Control::new(
-            store.clone(),
-            hasher.clone(),
-            KeyFormat::default(),
-            Arc::new(clock.clone()),
-        );
-        let first = control
-            .bootstrap("owner@example.com")
-            .await
-            .unwrap()
-            .unwrap();
-        let mock = MockProvider::start(MockSettings::default()).await.unwrap();
-        let mut settings = GatewaySettings::new("127.0.0.1:0".parse().unwrap());
-        settings.providers = vec![ProviderSettings {
-            name: "mock".into(),
-            base_url: mock.base_url(),
-            api_key: Some(ProviderKey::new("sk-upstream-0123456789".into())),
-            headers: vec![],
-            timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(2),
-            ca_file: None,
-        }];
-        let routes = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
-            .iter()
-            .map(|m| (ModelPattern::new(m), 0))
-            .collect();
-        settings.routes = RouteTable::new(1, routes, HashMap::new());
-        settings.metering.linger = Duration::from_millis(5);
-        adjust(&mut settings);
-        let gateway = Gateway {
-            settings,
-            store: store.clone(),
-            hasher,
-            format: KeyFormat::default(),
-            clock: Arc::new(clock.clone()),
-            admin: Some(tollgate_admin::router(control.clone())),
-        }
-        .start()
-        .await
-        .unwrap();
-        App {
-            base: format!("http://{}", gateway.addr()),
-            _dir: dir,
-            _mock: mock,
-            control,
-            store,
-            clock,
-            _gateway: gateway,
-            http: reqwest::Client::new(),
-            admin: first.admin_key.expose().to_owned(),
-            default_project: first.project.id.to_string(),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply { status, body }
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        self.call("GET", path, Some(&self.admin), None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Reply {
-        self.call("POST", path, Some(&self.admin), Some(body)).await
-    }
-
-    async fn key(&self, name: &str, owner: KeyOwnerRequest, permissions: Permissions) -> String {
-        self.control
-            .create_key(
-                &Actor::cli("tester"),
-                NewKey {
-                    name: name.into(),
-                    owner,
-                    permissions,
-                    expires_in: None,
-                    allowed_ips: Default::default(),
-                    allowed_models: Default::default(),
-                    limits: Default::default(),
-                    budget: None,
-                },
-            )
-            .await
-            .unwrap()
-            .secret
-            .expose()
-            .to_owned()
-    }
-
-    /// Waits until `count` usage events are stored (the writer batches them off the request
-    /// path); returns them.
-    async fn usage_events(&self, count: usize) -> Vec<UsageEvent> {
-        let org = self.control.organization().await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let events = self.store.recent_usage(&org.id, 10_000).await.unwrap();
-            if events.len() >= count {
-                return events;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} of {count} events stored",
-                events.len()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl Reply {
-    fn ok(&self) -> &Value {
-        assert_eq!(self.status, StatusCode::OK, "{}", self.body);
-        &self.body
-    }
-
-    /// An error in OpenAI's envelope with this status, naming `param` when given.
-    fn error(&self, status: u16, param: Option<&str>) -> &str {
-        assert_eq!(self.status.as_u16(), status, "{}", self.body);
-        let error = &self.body["error"];
-        assert_eq!(error["type"], "invalid_request_error", "{}", self.body);
-        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
-        assert!(error.get("code").is_some() && error.get("param").is_some());
-        if let Some(param) = param {
-            assert_eq!(error["param"], param, "{}", self.body);
-        }
-        error["message"].as_str().unwrap_or("")
-    }
-}
-
-fn ids(list: &Value) -> Vec<String> {
-    list["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["id"].as_str().unwrap().to_owned())
-        .collect()
-}
+use support::*;
+use tollgate_control::{KeyOwnerRequest, NewKey};
+use tollgate_core::{KeyFormat, Permissions};
+use tollgate_store::Actor;
 
 #[tokio::test]
 async fn projects_are_created_read_renamed_and_archived_in_openai_s_shapes() {
@@ -1010,6 +813,24 @@ async fn the_openapi_document_describes_every_admin_endpoint_and_is_public() {
         ("get", "/v1/organization/spend_limit"),
         ("post", "/v1/organization/spend_limit"),
         ("delete", "/v1/organization/spend_limit"),
+        ("get", "/v1/organization/projects/{project_id}/users"),
+        ("post", "/v1/organization/projects/{project_id}/users"),
+        (
+            "get",
+            "/v1/organization/projects/{project_id}/users/{user_id}",
+        ),
+        (
+            "post",
+            "/v1/organization/projects/{project_id}/users/{user_id}",
+        ),
+        (
+            "delete",
+            "/v1/organization/projects/{project_id}/users/{user_id}",
+        ),
+        ("get", "/v1/organization/invites"),
+        ("post", "/v1/organization/invites"),
+        ("get", "/v1/organization/invites/{invite_id}"),
+        ("delete", "/v1/organization/invites/{invite_id}"),
         ("get", "/v1/organization/users"),
         ("get", "/v1/organization/users/{user_id}"),
         ("post", "/v1/organization/users/{user_id}"),
@@ -2511,6 +2332,19 @@ async fn two_organizations_see_nothing_of_each_other() {
         .as_str()
         .unwrap()
         .to_owned();
+    let b_invite = b
+        .post(
+            "/v1/organization/invites",
+            json!({"email": "b-person@example.com", "role": "reader", "projects": [{"id": pb, "role": "owner"}]}),
+        )
+        .await;
+    let b_invite = b_invite.ok()["id"].as_str().unwrap().to_owned();
+    b.post(
+        &format!("/v1/organization/projects/{pb}/users"),
+        json!({"user_id": b_user, "role": "owner"}),
+    )
+    .await
+    .ok();
 
     // B's keys open nothing of A's.
     assert_eq!(
@@ -2539,6 +2373,10 @@ async fn two_organizations_see_nothing_of_each_other() {
         format!("/v1/organization/projects/{pb}/model_permissions"),
         format!("/v1/organization/projects/{pb}/spend_limit"),
         format!("/v1/organization/users/{b_user}"),
+        format!("/v1/organization/invites/{b_invite}"),
+        format!("/v1/organization/projects/{pb}/users"),
+        format!("/v1/organization/projects/{pb}/users/{b_user}"),
+        format!("/v1/organization/projects/{a_default}/users/{b_user}"),
         format!("/v1/organization/admin_api_keys/{b_admin_id}"),
         format!("/v1/organization/x-tollgate/keys/{kb_id}"),
         format!("/v1/organization/x-tollgate/projects/{pb}"),
@@ -2558,6 +2396,14 @@ async fn two_organizations_see_nothing_of_each_other() {
             json!({"name": "x"}),
         ),
         (format!("/v1/organization/projects/{pb}/archive"), json!({})),
+        (
+            format!("/v1/organization/projects/{pb}/users"),
+            json!({"user_id": b_user, "role": "owner"}),
+        ),
+        (
+            format!("/v1/organization/projects/{pb}/users/{b_user}"),
+            json!({"role": "member"}),
+        ),
         (
             format!("/v1/organization/projects/{pb}/service_accounts"),
             json!({"name": "x"}),
@@ -2611,7 +2457,17 @@ async fn two_organizations_see_nothing_of_each_other() {
         let reply = a.post(path, body.clone()).await;
         assert_eq!(reply.status, 404, "POST {path}: {}", reply.body);
     }
+    // B's user is no user of A's: adding them to A's project is a 400 naming the field.
+    let reply = a
+        .post(
+            &format!("/v1/organization/projects/{a_default}/users"),
+            json!({"user_id": b_user, "role": "owner"}),
+        )
+        .await;
+    reply.error(400, Some("user_id"));
     for path in [
+        format!("/v1/organization/invites/{b_invite}"),
+        format!("/v1/organization/projects/{pb}/users/{b_user}"),
         format!("/v1/organization/projects/{a_default}/api_keys/{kb_id}"),
         format!("/v1/organization/projects/{pb}/service_accounts/{sa_id}"),
         format!("/v1/organization/admin_api_keys/{b_admin_id}"),
@@ -2642,6 +2498,7 @@ async fn two_organizations_see_nothing_of_each_other() {
     for path in [
         "/v1/organization/projects?include_archived=true",
         "/v1/organization/users",
+        "/v1/organization/invites",
         "/v1/organization/admin_api_keys",
         "/v1/organization/audit_logs?limit=100",
         "/v1/organization/x-tollgate/keys?limit=100",
@@ -2653,7 +2510,7 @@ async fn two_organizations_see_nothing_of_each_other() {
         "/v1/organization/x-tollgate/usage/report",
     ] {
         let text = a.get(path).await.ok().to_string();
-        for theirs in [&pb, &sa_id, &kb_id, &b_admin_id, &b_user] {
+        for theirs in [&pb, &sa_id, &kb_id, &b_admin_id, &b_user, &b_invite] {
             assert!(!text.contains(theirs.as_str()), "{path} shows {theirs}");
         }
     }

@@ -25,6 +25,9 @@ pub enum ControlError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// Something that should not happen did (a worker thread died).
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
     #[error(transparent)]
@@ -37,6 +40,7 @@ impl ControlError {
             ControlError::NotInitialized | ControlError::WrongSecret => ErrorClass::Environment,
             ControlError::Invalid(_) => ErrorClass::Invalid,
             ControlError::Conflict(_) => ErrorClass::Conflict,
+            ControlError::Internal(_) => ErrorClass::Internal,
             ControlError::Lifecycle(
                 LifecycleError::BadName
                 | LifecycleError::GraceTooLong(_)

@@ -81,7 +81,7 @@ impl Control {
     /// without the limits it was created with, nor limits without their key.
     pub async fn create_key(&self, actor: &Actor, request: NewKey) -> Result<CreatedKey> {
         let org = self.organization().await?;
-        let owner = self.resolve_owner(&org, &request).await?;
+        let owner = self.resolve_owner(&org, actor, &request).await?;
         let mut write = self.store.write().await?;
         let created = self
             .issue_key(&mut write, &org, actor, owner, request)
@@ -90,8 +90,13 @@ impl Control {
         Ok(created)
     }
 
-    async fn resolve_owner(&self, org: &Organization, request: &NewKey) -> Result<ResolvedOwner> {
-        let owner_user = self.store.organization_owner(&org.id).await?;
+    async fn resolve_owner(
+        &self,
+        org: &Organization,
+        actor: &Actor,
+        request: &NewKey,
+    ) -> Result<ResolvedOwner> {
+        let owner_user = self.acting_user(org, actor).await?;
         Ok(match &request.owner {
             KeyOwnerRequest::Project(project) => {
                 let project = match project {

@@ -5,14 +5,17 @@
 
 mod bootstrap;
 mod error;
+mod invites;
 mod keys;
 mod limits;
 mod members;
+mod project_members;
 mod projects;
 mod views;
 
 pub use bootstrap::FirstRun;
 pub use error::{ControlError, ErrorClass};
+pub use invites::{Acceptance, CreatedInvite};
 pub use keys::{parse_key_id, CreatedKey, KeyOwnerRequest, NewKey, RevokeOutcome, Rotation};
 pub use limits::{
     require_limits, BudgetRequest, BudgetStatus, HolderRequest, LimitStatus, LimitsReport,

@@ -3,8 +3,9 @@
 
 use crate::{Control, ControlError, Result};
 use serde_json::json;
-use tollgate_core::UserId;
-use tollgate_store::{Actor, Member, Role, User};
+use tollgate_core::invite::normalize_email;
+use tollgate_core::{KeyId, UserId};
+use tollgate_store::{Actor, KeyOwner, Member, Organization, Role, User};
 
 impl Control {
     /// Adds a user to the organization with a role. (Invitations, with the console's sign-in,
@@ -17,16 +18,11 @@ impl Control {
         role: Role,
     ) -> Result<Member> {
         let org = self.organization().await?;
-        let email = email.trim();
-        if !email.contains('@') || email.len() > 254 {
-            return Err(ControlError::Invalid(format!(
-                "`{email}` is not an e-mail address"
-            )));
-        }
+        let email = normalize_email(email).map_err(|e| ControlError::Invalid(e.to_string()))?;
         let now = self.clock.now();
         let user = User {
             id: UserId::generate(),
-            email: email.to_owned(),
+            email,
             name: name.trim().to_owned(),
             created_at: now,
         };
@@ -98,5 +94,33 @@ impl Control {
                 }
                 .into()
             })
+    }
+
+    /// The person an action is taken for, who is recorded as the owner of what it makes: a
+    /// console user, or the user who owns the admin key used; for the CLI's local operator and
+    /// the system (and anyone no longer a member), the organization's first owner.
+    pub(crate) async fn acting_user(&self, org: &Organization, actor: &Actor) -> Result<User> {
+        let candidate = match actor.kind.as_str() {
+            "user" => UserId::parse(&actor.id).ok(),
+            "api_key" => match KeyId::parse(&actor.id) {
+                Ok(id) => match self.store.key(&org.id, &id).await {
+                    Ok(key) => match key.owner {
+                        KeyOwner::User(user) => Some(user),
+                        KeyOwner::ServiceAccount(_) => None,
+                    },
+                    Err(tollgate_store::StoreError::NotFound { .. }) => None,
+                    Err(err) => return Err(err.into()),
+                },
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        if let Some(id) = candidate {
+            let members = self.store.members(&org.id).await?;
+            if let Some(member) = members.into_iter().find(|m| m.user.id == id) {
+                return Ok(member.user);
+            }
+        }
+        Ok(self.store.organization_owner(&org.id).await?)
     }
 }

@@ -115,6 +115,10 @@ define_id!(
     KeyId, "key_", 20, "API key"
 );
 define_id!(
+    /// An invitation to an organization, `invite-…`.
+    InviteId, "invite-", 24, "invite"
+);
+define_id!(
     /// An audit-log entry, `audit_log-…`.
     AuditId, "audit_log-", 24, "audit log entry"
 );

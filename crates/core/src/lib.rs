@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod error;
 pub mod holder;
 pub mod ids;
+pub mod invite;
 pub mod key;
 pub mod lifecycle;
 pub mod limit_rules;
@@ -28,7 +29,7 @@ pub mod usage;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use error::{ErrorKind, OpenAiError};
-pub use ids::{AuditId, KeyId, OrgId, ProjectId, ServiceAccountId, UserId};
+pub use ids::{AuditId, InviteId, KeyId, OrgId, ProjectId, ServiceAccountId, UserId};
 pub use key::{KeyFormat, KeyKind, ParsedKey, SecretKey};
 pub use money::MicroUsd;
 pub use permissions::{Access, Permissions, Scope};

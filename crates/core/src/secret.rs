@@ -88,6 +88,16 @@ impl KeyHasher {
             .collect()
     }
 
+    /// The keyed hash of another secret (an invite token, a session), under a label of its own
+    /// so that it can never equal a key's hash or another kind's.
+    pub fn hash_labelled(&self, label: &[u8], secret: &[u8]) -> KeyHash {
+        let mut mac = self.keyed.clone();
+        mac.update(label);
+        mac.update(&[0]);
+        mac.update(secret);
+        KeyHash(mac.finalize().into_bytes().into())
+    }
+
     fn mac(&self, data: &[u8]) -> [u8; 32] {
         let mut mac = self.keyed.clone();
         mac.update(data);

@@ -159,6 +159,7 @@ pub(crate) async fn remove_member(
         .bind(user.as_str())
         .execute(&mut **tx)
         .await?;
+    crate::project_members::leave_organization(tx, org, user).await?;
     audit::append(tx, entry).await
 }
 

@@ -1,12 +1,13 @@
 //! The records the store reads and writes.
 
 use serde::Serialize;
+use tollgate_core::invite::InviteStatus;
 use tollgate_core::lifecycle::{KeyState, KeyStatus};
 use tollgate_core::network::IpAllowList;
 use tollgate_core::routing::ModelAllowList;
 use tollgate_core::{
-    AuditId, KeyHash, KeyId, KeyKind, MicroUsd, OrgId, Permissions, ProjectId, ServiceAccountId,
-    UnixTime, UserId,
+    AuditId, InviteId, KeyHash, KeyId, KeyKind, MicroUsd, OrgId, Permissions, ProjectId,
+    ServiceAccountId, UnixTime, UserId,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -36,6 +37,39 @@ impl Role {
         match self {
             Role::Owner => "owner",
             Role::Reader => "reader",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "owner" => Some(Role::Owner),
+            "reader" => Some(Role::Reader),
+            _ => None,
+        }
+    }
+}
+
+/// A user's role in one project, in OpenAI's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectRole {
+    Owner,
+    Member,
+}
+
+impl ProjectRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectRole::Owner => "owner",
+            ProjectRole::Member => "member",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ProjectRole> {
+        match text {
+            "owner" => Some(ProjectRole::Owner),
+            "member" => Some(ProjectRole::Member),
+            _ => None,
         }
     }
 }
@@ -256,6 +290,45 @@ pub struct Member {
     pub role: Role,
     /// When they joined the organization.
     pub added_at: UnixTime,
+}
+
+/// A user of a project, with their role there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectMember {
+    pub user: User,
+    pub role: ProjectRole,
+    /// When they were added to the project.
+    pub added_at: UnixTime,
+}
+
+/// A project an invitee joins on accepting, and their role there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct InvitedProject {
+    pub id: ProjectId,
+    pub role: ProjectRole,
+}
+
+/// An invitation to join an organization (never its token: the store keeps only its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invite {
+    pub id: InviteId,
+    pub org_id: OrgId,
+    /// Normalized (see [`tollgate_core::invite::normalize_email`]).
+    pub email: String,
+    pub role: Role,
+    pub projects: Vec<InvitedProject>,
+    pub created_by: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub accepted_at: Option<UnixTime>,
+    /// Who accepted it.
+    pub user_id: Option<UserId>,
+}
+
+impl Invite {
+    pub fn status(&self, now: UnixTime) -> InviteStatus {
+        InviteStatus::at(self.accepted_at, self.expires_at, now)
+    }
 }
 
 /// Which audit entries to list (every filter that is set must hold), newest first.

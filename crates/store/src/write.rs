@@ -9,15 +9,17 @@
 //! contract: the change log's sequence is handed out in commit order (see `change_log`).
 
 use crate::{
-    AuditEntry, Bootstrap, KeyRecord, Project, Result, Role, ServiceAccount, Store, StoreError,
-    UsageEvent, User,
+    AuditEntry, Bootstrap, Invite, KeyRecord, Project, ProjectRole, Result, Role, ServiceAccount,
+    Store, StoreError, UsageEvent, User,
 };
 use tollgate_core::budget::Budget;
 use tollgate_core::holder::Holder;
 use tollgate_core::limit_rules::LimitRule;
 use tollgate_core::network::IpAllowList;
 use tollgate_core::routing::{ModelAllowList, ModelPattern};
-use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, ServiceAccountId, UnixTime, UserId};
+use tollgate_core::{
+    InviteId, KeyHash, KeyId, MicroUsd, OrgId, ProjectId, ServiceAccountId, UnixTime, UserId,
+};
 
 /// An open transaction on the backend.
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
@@ -138,8 +140,23 @@ changes! {
     fn add_member(org: &OrgId, user: &User, password_hash: Option<&str>, role: Role, entry: &AuditEntry) -> () = crate::organizations::add_member;
     /// Changes a member's role; never leaves the organization without an owner.
     fn set_member_role(org: &OrgId, user: &UserId, role: Role, entry: &AuditEntry) -> () = crate::organizations::set_member_role;
-    /// Removes a member (their keys, the organization's, stay); never the last owner.
+    /// Removes a member from the organization and its projects (their keys, the
+    /// organization's, stay); never the last owner.
     fn remove_member(org: &OrgId, user: &UserId, entry: &AuditEntry) -> () = crate::organizations::remove_member;
+
+    /// Stores an invite (`Conflict` for a member's address, a second pending invite, or a
+    /// project no longer open).
+    fn create_invite(invite: &Invite, token_hash: &KeyHash, entry: &AuditEntry) -> () = crate::invites::create;
+    /// Withdraws an invite that was not accepted.
+    fn delete_invite(org: &OrgId, id: &InviteId, entry: &AuditEntry) -> () = crate::invites::delete;
+    /// Accepts a pending invite as a new account (with `password_hash`) or an existing one.
+    fn accept_invite(invite: &Invite, user: &User, password_hash: Option<&str>, at: UnixTime, entries: &[AuditEntry]) -> () = crate::invites::accept;
+
+    /// Adds an organization member to a project with a project role.
+    fn add_project_member(project: &ProjectId, user: &UserId, role: ProjectRole, at: UnixTime, entry: &AuditEntry) -> () = crate::project_members::add;
+    fn set_project_member_role(project: &ProjectId, user: &UserId, role: ProjectRole, entry: &AuditEntry) -> () = crate::project_members::set_role;
+    /// Removes a user from a project (they stay in the organization).
+    fn remove_project_member(project: &ProjectId, user: &UserId, entry: &AuditEntry) -> () = crate::project_members::remove;
 
     /// Writes one audit entry on its own (for events the data plane observes).
     fn record_audit(entry: &AuditEntry) -> () = crate::audit::append;

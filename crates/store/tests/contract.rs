@@ -9,17 +9,18 @@ use serde_json::json;
 use std::sync::Arc;
 use tollgate_core::budget::{Budget, BudgetPeriod};
 use tollgate_core::holder::{Holder, Level};
+use tollgate_core::invite::{InviteStatus, InviteToken};
 use tollgate_core::limit_rules::{LimitRule, RateLimits};
 use tollgate_core::network::IpAllowList;
 use tollgate_core::routing::{ModelAllowList, ModelPattern};
 use tollgate_core::{
-    AuditId, KeyFormat, KeyHasher, KeyId, KeyKind, MicroUsd, OrgId, Permissions, ProjectId,
-    ServerSecret, ServiceAccountId, UnixTime, UserId,
+    AuditId, InviteId, KeyFormat, KeyHasher, KeyId, KeyKind, MicroUsd, OrgId, Permissions,
+    ProjectId, ServerSecret, ServiceAccountId, UnixTime, UserId,
 };
 use tollgate_store::{
-    Actor, AuditEntry, AuditQuery, Bootstrap, ChangedEntity, DatabaseLocation, KeyFilter, KeyOwner,
-    KeyRecord, Organization, Project, ProjectStatus, Role, ServiceAccount, Store, StoreError,
-    UsageEvent, UsageGrouping, User,
+    Actor, AuditEntry, AuditQuery, Bootstrap, ChangedEntity, DatabaseLocation, Invite,
+    InvitedProject, KeyFilter, KeyOwner, KeyRecord, Organization, Project, ProjectRole,
+    ProjectStatus, Role, ServiceAccount, Store, StoreError, UsageEvent, UsageGrouping, User,
 };
 
 /// A new store on the backend under test, with one organization bootstrapped in it.
@@ -320,6 +321,277 @@ async fn members_join_change_roles_and_leave_with_their_keys() {
         .await
         .unwrap_err();
     assert!(matches!(last, StoreError::Conflict(_)), "{last:?}");
+}
+
+fn invite(w: &World, email: &str, projects: Vec<InvitedProject>, at: i64) -> Invite {
+    Invite {
+        id: InviteId::generate(),
+        org_id: w.org.id.clone(),
+        email: email.into(),
+        role: Role::Reader,
+        projects,
+        created_by: "cli:test".into(),
+        created_at: UnixTime(at),
+        expires_at: UnixTime(at + 100),
+        accepted_at: None,
+        user_id: None,
+    }
+}
+
+fn person(email: &str) -> User {
+    User {
+        id: UserId::generate(),
+        email: email.into(),
+        name: email.into(),
+        created_at: UnixTime(3_000),
+    }
+}
+
+#[tokio::test]
+async fn invites_are_made_found_by_token_withdrawn_and_accepted_once() {
+    let w = world().await;
+    let s = &w.store;
+    let e = || entry(&w.org, "invite.sent", "i", 3_000);
+    let other = project(&w.org, "other", false);
+    s.insert_project(&other, &e()).await.unwrap();
+    let member = |role| InvitedProject {
+        id: w.project.id.clone(),
+        role,
+    };
+    let first = invite(
+        &w,
+        "ada@example.com",
+        vec![member(ProjectRole::Owner)],
+        3_000,
+    );
+    let token = InviteToken::generate();
+    s.create_invite(&first, &token.hash(&w.hasher), &e())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.invites(&w.org.id).await.unwrap(),
+        std::slice::from_ref(&first)
+    );
+    assert_eq!(s.invite(&w.org.id, &first.id).await.unwrap(), first);
+    assert_eq!(
+        s.invite_by_token(&token.hash(&w.hasher)).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        s.invite_by_token(&InviteToken::generate().hash(&w.hasher))
+            .await
+            .unwrap(),
+        None
+    );
+    let elsewhere = s.invite(&OrgId::generate(), &first.id).await.unwrap_err();
+    assert!(matches!(elsewhere, StoreError::NotFound { .. }));
+    // One pending invite per address; none for a member; none naming a closed project.
+    let twice = s
+        .create_invite(
+            &invite(&w, "ada@example.com", vec![], 3_001),
+            &InviteToken::generate().hash(&w.hasher),
+            &e(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(twice, StoreError::Conflict(_)), "{twice:?}");
+    let owner = s
+        .create_invite(
+            &invite(&w, "owner@example.com", vec![], 3_001),
+            &InviteToken::generate().hash(&w.hasher),
+            &e(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(owner, StoreError::Conflict(_)), "{owner:?}");
+    let foreign = InvitedProject {
+        id: ProjectId::generate(),
+        role: ProjectRole::Member,
+    };
+    let closed = s
+        .create_invite(
+            &invite(&w, "bo@example.com", vec![foreign], 3_001),
+            &InviteToken::generate().hash(&w.hasher),
+            &e(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(closed, StoreError::Conflict(_)), "{closed:?}");
+
+    // Accepted: the account, the membership, the project role; once only; not after expiry.
+    let ada = person("ada@example.com");
+    let late = s
+        .accept_invite(&first, &ada, Some("$argon2id$x"), UnixTime(3_100), &[e()])
+        .await
+        .unwrap_err();
+    assert!(matches!(late, StoreError::Conflict(_)), "{late:?}");
+    assert_eq!(
+        s.user_by_email("ada@example.com").await.unwrap(),
+        None,
+        "nothing kept"
+    );
+    s.accept_invite(&first, &ada, Some("$argon2id$x"), UnixTime(3_050), &[e()])
+        .await
+        .unwrap();
+    let accepted = s.invite(&w.org.id, &first.id).await.unwrap();
+    assert_eq!(accepted.accepted_at, Some(UnixTime(3_050)));
+    assert_eq!(accepted.user_id, Some(ada.id.clone()));
+    assert_eq!(accepted.status(UnixTime(9_999)), InviteStatus::Accepted);
+    assert_eq!(
+        s.user_by_email("ada@example.com").await.unwrap(),
+        Some(ada.clone())
+    );
+    assert_eq!(
+        s.password_hash("ada@example.com").await.unwrap().as_deref(),
+        Some("$argon2id$x")
+    );
+    let members = s.members(&w.org.id).await.unwrap();
+    assert!(members
+        .iter()
+        .any(|m| m.user == ada && m.role == Role::Reader));
+    let in_project = s.project_members(&w.project.id).await.unwrap();
+    assert_eq!(in_project.len(), 1);
+    assert_eq!(in_project[0].user, ada);
+    assert_eq!(in_project[0].role, ProjectRole::Owner);
+    let again = s
+        .accept_invite(
+            &first,
+            &person("x@example.com"),
+            Some("h"),
+            UnixTime(3_060),
+            &[e()],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+    let kept = s
+        .delete_invite(&w.org.id, &first.id, &e())
+        .await
+        .unwrap_err();
+    assert!(matches!(kept, StoreError::Conflict(_)), "{kept:?}");
+
+    // Withdrawn: gone. An existing account (no password) accepts another invite.
+    let second = invite(&w, "bo@example.com", vec![], 3_000);
+    s.create_invite(&second, &InviteToken::generate().hash(&w.hasher), &e())
+        .await
+        .unwrap();
+    s.delete_invite(&w.org.id, &second.id, &e()).await.unwrap();
+    let gone = s.invite(&w.org.id, &second.id).await.unwrap_err();
+    assert!(matches!(gone, StoreError::NotFound { .. }));
+    let gone = s
+        .delete_invite(&w.org.id, &second.id, &e())
+        .await
+        .unwrap_err();
+    assert!(matches!(gone, StoreError::NotFound { .. }));
+    s.remove_member(&w.org.id, &ada.id, &e()).await.unwrap();
+    assert!(s.project_members(&w.project.id).await.unwrap().is_empty());
+    let back = invite(
+        &w,
+        "ada@example.com",
+        vec![member(ProjectRole::Member)],
+        3_200,
+    );
+    s.create_invite(&back, &InviteToken::generate().hash(&w.hasher), &e())
+        .await
+        .unwrap();
+    s.accept_invite(&back, &ada, None, UnixTime(3_201), &[e()])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.project_members(&w.project.id).await.unwrap()[0].role,
+        ProjectRole::Member
+    );
+    assert_eq!(s.invites(&w.org.id).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn project_members_are_organization_members_with_a_project_role() {
+    let w = world().await;
+    let s = &w.store;
+    let e = || entry(&w.org, "user.added", "u", 3_000);
+    let p = &w.project.id;
+    let dev = person("dev@example.com");
+    let stranger = person("stranger@example.com");
+    s.add_member(&w.org.id, &dev, None, Role::Reader, &e())
+        .await
+        .unwrap();
+    s.add_project_member(p, &dev.id, ProjectRole::Owner, UnixTime(3_000), &e())
+        .await
+        .unwrap();
+    s.add_project_member(p, &w.owner.id, ProjectRole::Member, UnixTime(3_001), &e())
+        .await
+        .unwrap();
+    let listed = s.project_members(p).await.unwrap();
+    let shown: Vec<(UserId, ProjectRole, UnixTime)> = listed
+        .iter()
+        .map(|m| (m.user.id.clone(), m.role, m.added_at))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (dev.id.clone(), ProjectRole::Owner, UnixTime(3_000)),
+            (w.owner.id.clone(), ProjectRole::Member, UnixTime(3_001))
+        ]
+    );
+    let twice = s
+        .add_project_member(p, &dev.id, ProjectRole::Owner, UnixTime(3_002), &e())
+        .await
+        .unwrap_err();
+    assert!(matches!(twice, StoreError::Conflict(_)), "{twice:?}");
+    let outsider = s
+        .add_project_member(p, &stranger.id, ProjectRole::Owner, UnixTime(3_002), &e())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(outsider, StoreError::NotFound { .. }),
+        "{outsider:?}"
+    );
+    let nowhere = s
+        .add_project_member(
+            &ProjectId::generate(),
+            &dev.id,
+            ProjectRole::Owner,
+            UnixTime(3_002),
+            &e(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(nowhere, StoreError::NotFound { .. }),
+        "{nowhere:?}"
+    );
+    s.set_project_member_role(p, &dev.id, ProjectRole::Member, &e())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.project_members(p).await.unwrap()[0].role,
+        ProjectRole::Member
+    );
+    let absent = s
+        .set_project_member_role(p, &stranger.id, ProjectRole::Member, &e())
+        .await
+        .unwrap_err();
+    assert!(matches!(absent, StoreError::NotFound { .. }), "{absent:?}");
+    s.remove_project_member(p, &w.owner.id, &e()).await.unwrap();
+    let absent = s
+        .remove_project_member(p, &w.owner.id, &e())
+        .await
+        .unwrap_err();
+    assert!(matches!(absent, StoreError::NotFound { .. }), "{absent:?}");
+    // Archived: read, never changed.
+    s.archive_project(p, UnixTime(4_000), &e()).await.unwrap();
+    for refused in [
+        s.set_project_member_role(p, &dev.id, ProjectRole::Owner, &e())
+            .await
+            .unwrap_err(),
+        s.remove_project_member(p, &dev.id, &e()).await.unwrap_err(),
+        s.add_project_member(p, &w.owner.id, ProjectRole::Owner, UnixTime(4_001), &e())
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
+    }
+    assert_eq!(s.project_members(p).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
