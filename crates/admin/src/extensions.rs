@@ -240,6 +240,7 @@ pub async fn create_key(
         ("kind" = Option<String>, Query, description = "`project`, `service_account` or `admin`."),
         ("limit" = Option<i64>, Query, description = "1 to 100 (clamped); default 20."),
         ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("before" = Option<String>, Query, description = "The first id of the next page: the page just before it."),
     ),
     responses((status = 200, body = Object), crate::error::Errors),
     security(("admin_key" = []))

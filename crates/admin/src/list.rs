@@ -1,5 +1,6 @@
 //! OpenAI's list object, `{object: "list", data, first_id, last_id, has_more}`, and its
-//! cursor: `after` names the last id of the previous page.
+//! cursors: `after` names the last id of the previous page, `before` the first id of the next
+//! (the page just before it; `has_more` then says whether there are more before).
 
 use crate::error::AdminError;
 use crate::params::Params;
@@ -54,22 +55,39 @@ impl<T: Listed> List<T> {
         default: i64,
     ) -> Result<Json<List<T>>, AdminError> {
         let limit = usize::try_from(params.limit(default, 100)?).unwrap_or(20);
+        let position = |cursor: &str, name: &str| {
+            items
+                .iter()
+                .position(|(item, _)| item.id() == cursor)
+                .ok_or_else(|| {
+                    AdminError::param(
+                        name,
+                        format!("Invalid '{name}': no object with id '{cursor}' is in this list."),
+                    )
+                })
+        };
+        if let Some(before) = params.one("before").filter(|b| !b.is_empty()) {
+            if params.one("after").is_some_and(|a| !a.is_empty()) {
+                return Err(AdminError::param(
+                    "before",
+                    "Give 'after' or 'before', not both.",
+                ));
+            }
+            // The `limit` listed ones just before the cursor, in list order.
+            let end = position(before, "before")?;
+            let mut earlier: Vec<T> = items
+                .into_iter()
+                .take(end)
+                .filter(|(_, listed)| *listed)
+                .map(|(item, _)| item)
+                .collect();
+            let skip = earlier.len().saturating_sub(limit);
+            let data = earlier.split_off(skip);
+            return Ok(Json(List::of(data, skip > 0)));
+        }
         let start = match params.one("after").filter(|a| !a.is_empty()) {
             None => 0,
-            Some(after) => {
-                items
-                    .iter()
-                    .position(|(item, _)| item.id() == after)
-                    .ok_or_else(|| {
-                        AdminError::param(
-                            "after",
-                            format!(
-                                "Invalid 'after': no object with id '{after}' is in this list."
-                            ),
-                        )
-                    })?
-                    + 1
-            }
+            Some(after) => position(after, "after")? + 1,
         };
         let mut rest = items.into_iter().skip(start).filter(|(_, listed)| *listed);
         let data: Vec<T> = rest.by_ref().take(limit).map(|(item, _)| item).collect();

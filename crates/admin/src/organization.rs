@@ -26,6 +26,7 @@ type Answer<T> = Result<Json<T>, AdminError>;
     params(
         ("limit" = Option<i64>, Query, description = "How many objects, 1 to 100 (values outside are clamped); default 20."),
         ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("before" = Option<String>, Query, description = "The first id of the next page: the page just before it."),
         ("emails" = Option<Vec<String>>, Query, description = "Only users with these emails."),
     ),
     responses((status = 200, body = List<UserObject>), crate::error::Errors),
@@ -207,6 +208,7 @@ async fn admin_keys_of(state: &AdminState) -> Result<Vec<AdminKeyObject>, AdminE
     params(
         ("limit" = Option<i64>, Query, description = "How many objects, 1 to 100 (values outside are clamped); default 20."),
         ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("before" = Option<String>, Query, description = "The first id of the next page: the page just before it."),
     ),
     responses((status = 200, body = List<AdminKeyObject>), crate::error::Errors),
     security(("admin_key" = []))
@@ -428,6 +430,7 @@ fn stored_types(requested: &[String]) -> Vec<String> {
     params(
         ("limit" = Option<i64>, Query, description = "How many objects, 1 to 100 (values outside are clamped); default 20."),
         ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("before" = Option<String>, Query, description = "The first id of the next page: the entries just newer than it."),
         ("effective_at[gt]" = Option<i64>, Query, description = "Entries after this Unix time."),
         ("effective_at[gte]" = Option<i64>, Query, description = "Entries at or after this Unix time."),
         ("effective_at[lt]" = Option<i64>, Query, description = "Entries before this Unix time."),
@@ -484,11 +487,29 @@ pub async fn audit_logs(
             .one("after")
             .filter(|a| !a.is_empty())
             .map(str::to_owned),
+        before: params
+            .one("before")
+            .filter(|b| !b.is_empty())
+            .map(str::to_owned),
         limit,
     };
+    if query.after.is_some() && query.before.is_some() {
+        return Err(AdminError::param(
+            "before",
+            "Give 'after' or 'before', not both.",
+        ));
+    }
     let mut entries = state.control.audit_page(&query).await?;
     let has_more = entries.len() as i64 > limit;
-    entries.truncate(usize::try_from(limit).unwrap_or(0));
+    let extra = entries
+        .len()
+        .saturating_sub(usize::try_from(limit).unwrap_or(0));
+    if query.before.is_some() {
+        // The one read past the page is the newest, first.
+        entries.drain(..extra);
+    } else {
+        entries.truncate(entries.len() - extra);
+    }
     let data = entries
         .iter()
         .map(|e| {

@@ -36,6 +36,7 @@ fn project_role(role: Option<&str>) -> Result<ProjectRole, AdminError> {
         ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
         ("limit" = Option<i64>, Query, description = "How many objects, 1 to 100 (values outside are clamped); default 20."),
         ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("before" = Option<String>, Query, description = "The first id of the next page: the page just before it."),
     ),
     responses((status = 200, body = List<ProjectUserObject>), crate::error::Errors),
     security(("admin_key" = []))

@@ -27,6 +27,7 @@ type Answer<T> = Result<Json<T>, AdminError>;
     params(
         ("limit" = Option<i64>, Query, description = "How many objects, 1 to 100 (values outside are clamped); default 20."),
         ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("before" = Option<String>, Query, description = "The first id of the next page: the page just before it."),
         ("include_archived" = Option<bool>, Query, description = "Whether archived projects are listed too; default false."),
     ),
     responses((status = 200, body = List<ProjectObject>), crate::error::Errors),
@@ -219,6 +220,7 @@ pub(crate) async fn project(state: &AdminState, id: &str) -> Result<Project, Adm
         ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
         ("limit" = Option<i64>, Query, description = "How many objects, 1 to 100 (values outside are clamped); default 20."),
         ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("before" = Option<String>, Query, description = "The first id of the next page: the page just before it."),
     ),
     responses((status = 200, body = List<ServiceAccountObject>), crate::error::Errors),
     security(("admin_key" = []))
@@ -404,6 +406,7 @@ async fn project_keys(
         ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
         ("limit" = Option<i64>, Query, description = "How many objects, 1 to 100 (values outside are clamped); default 20."),
         ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("before" = Option<String>, Query, description = "The first id of the next page: the page just before it."),
     ),
     responses((status = 200, body = List<ProjectApiKeyObject>), crate::error::Errors),
     security(("admin_key" = []))

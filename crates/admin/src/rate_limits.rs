@@ -111,6 +111,7 @@ impl ProjectRateLimitObject {
         ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
         ("limit" = Option<i64>, Query, description = "1 to 100 (clamped); default 100."),
         ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("before" = Option<String>, Query, description = "The first id of the next page: the page just before it."),
     ),
     responses((status = 200, body = List<ProjectRateLimitObject>), crate::error::Errors),
     security(("admin_key" = []))

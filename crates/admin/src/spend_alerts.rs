@@ -294,6 +294,7 @@ impl Whose {
     params(
         ("limit" = Option<i64>, Query, description = "1 to 100 (clamped); default 20."),
         ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("before" = Option<String>, Query, description = "The first id of the next page: the page just before it."),
         ("order" = Option<String>, Query, description = "`asc` (default) or `desc`."),
     ),
     responses((status = 200, body = List<SpendAlertObject>), crate::error::Errors),
@@ -368,6 +369,7 @@ pub async fn organization_delete(
         ("project_id" = String, Path, description = "The project's id (`proj_...`)."),
         ("limit" = Option<i64>, Query, description = "1 to 100 (clamped); default 20."),
         ("after" = Option<String>, Query, description = "The last id of the previous page."),
+        ("before" = Option<String>, Query, description = "The first id of the next page: the page just before it."),
         ("order" = Option<String>, Query, description = "`asc` (default) or `desc`."),
     ),
     responses((status = 200, body = List<SpendAlertObject>), crate::error::Errors),

@@ -183,6 +183,55 @@ async fn lists_page_with_after_and_limit_clamped_as_openai_does() {
     app.get("/v1/organization/projects?after=proj_unknown")
         .await
         .error(400, Some("after"));
+
+    // Backwards with `before`: the pages just before a cursor, in list order.
+    let mut back = Vec::new();
+    let mut before = made.last().unwrap().clone();
+    loop {
+        let page = app
+            .get(&format!(
+                "/v1/organization/projects?limit=2&before={before}"
+            ))
+            .await;
+        let page = page.ok().clone();
+        let got = ids(&page);
+        assert!(!got.is_empty() && got.len() <= 2, "{page}");
+        back.splice(0..0, got);
+        if page["has_more"] == false {
+            break;
+        }
+        before = page["first_id"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(back, made[..made.len() - 1]);
+    app.get(&format!(
+        "/v1/organization/projects?before={}&after={}",
+        made[3], made[1]
+    ))
+    .await
+    .error(400, Some("before"));
+    app.get("/v1/organization/projects?before=proj_unknown")
+        .await
+        .error(400, Some("before"));
+
+    // The audit log pages backwards too (newest first on every page).
+    let all = ids(app.get("/v1/organization/audit_logs?limit=100").await.ok());
+    assert!(all.len() >= 6, "{all:?}");
+    let oldest = all.last().unwrap();
+    let page = app
+        .get(&format!(
+            "/v1/organization/audit_logs?limit=2&before={oldest}"
+        ))
+        .await;
+    assert_eq!(ids(page.ok()), all[all.len() - 3..all.len() - 1]);
+    assert_eq!(page.ok()["has_more"], true);
+    let newest_two = app
+        .get(&format!(
+            "/v1/organization/audit_logs?limit=5&before={}",
+            all[2]
+        ))
+        .await;
+    assert_eq!(ids(newest_two.ok()), all[..2]);
+    assert_eq!(newest_two.ok()["has_more"], false);
 }
 
 #[tokio::test]

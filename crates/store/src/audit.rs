@@ -101,7 +101,8 @@ impl Store {
                AND (?6 IS NULL OR actor_id IN (SELECT value FROM json_each(?6)))
                AND (?7 IS NULL OR resource_id IN (SELECT value FROM json_each(?7)))
                AND (?8 IS NULL OR seq < (SELECT seq FROM audit_log WHERE id = ?8 AND org_id = ?1))
-             ORDER BY seq DESC LIMIT ?9",
+               AND (?10 IS NULL OR seq > (SELECT seq FROM audit_log WHERE id = ?10 AND org_id = ?1))
+             ORDER BY CASE WHEN ?10 IS NULL THEN -seq ELSE seq END LIMIT ?9",
         )
         .bind(org.as_str())
         .bind(query.since.map(UnixTime::seconds))
@@ -112,8 +113,14 @@ impl Store {
         .bind(resources)
         .bind(query.after.as_deref())
         .bind(query.limit.saturating_add(1))
+        .bind(query.before.as_deref())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(AuditEntry::from).collect())
+        let mut entries: Vec<AuditEntry> = rows.into_iter().map(AuditEntry::from).collect();
+        if query.before.is_some() {
+            // Read oldest first from the cursor up; shown newest first like every page.
+            entries.reverse();
+        }
+        Ok(entries)
     }
 }

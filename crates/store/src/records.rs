@@ -344,6 +344,9 @@ pub struct AuditQuery {
     pub resource_ids: Vec<String>,
     /// Entries older than this one (its id), for the next page.
     pub after: Option<String>,
+    /// Entries newer than this one (its id), for the previous page: the `limit` nearest it,
+    /// still newest first, with one more (the newest, first) when there are more.
+    pub before: Option<String>,
     pub limit: i64,
 }
 

@@ -1309,6 +1309,15 @@ async fn audit_entries_are_filtered_and_paged() {
     })
     .await;
     assert_eq!(second[0], written[4]);
+    // Backwards: the entries just newer than the cursor, newest first, one more (the newest)
+    // read past the page.
+    let previous = page(AuditQuery {
+        limit: 2,
+        before: Some(second[0].id.as_str().into()),
+        ..q.clone()
+    })
+    .await;
+    assert_eq!(previous, first[1..4]);
     assert!(page(AuditQuery {
         resource_ids: vec!["res_0".into()],
         ..q.clone()
