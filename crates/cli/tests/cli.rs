@@ -65,10 +65,17 @@ async fn a_first_run_sets_up_and_prints_once_then_never_again() {
     assert!(org.starts_with("org-"), "{org}");
     assert!(banner_value(&banner, "Project").contains("(Default project)"));
     let sign_in = banner_value(&banner, "Sign in");
-    assert!(
-        sign_in.starts_with("owner@localhost with password "),
-        "{sign_in}"
+    // The sign-in line is a URL that opens the console's sign-in page.
+    let expected = format!(
+        "{}/console/login as owner@localhost with password ",
+        server.base
     );
+    assert!(sign_in.starts_with(&expected), "{sign_in}");
+    let page = reqwest::get(format!("{}/console/login", server.base))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("type=\"password\""));
     let admin_key = banner_value(&banner, "Admin key");
     assert!(admin_key.starts_with("sk-admin-"));
     // The admin key is real: the gateway knows it, and refuses it only for lack of a model scope.

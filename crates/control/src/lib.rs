@@ -3,6 +3,7 @@
 //! console will call the same functions. Here ids and timestamps are made, rules from
 //! `tollgate-core` are applied, and each change goes to the store with its audit entry.
 
+mod accounts;
 mod bootstrap;
 mod error;
 mod invites;
@@ -13,6 +14,7 @@ mod project_members;
 mod projects;
 mod views;
 
+pub use accounts::{Credentials, StartedSession};
 pub use bootstrap::FirstRun;
 pub use error::{ControlError, ErrorClass};
 pub use invites::{Acceptance, CreatedInvite};

@@ -106,6 +106,17 @@ pub fn is_control_plane(path: &str) -> bool {
     is_admin_api(path) || path == OPENAPI_DOCUMENT
 }
 
+/// Where the web console lives.
+pub const CONSOLE: &str = "/console";
+
+/// Whether a canonical path is the web console's: `/` (which opens it) and `/console/...`.
+pub fn is_console(path: &str) -> bool {
+    path == "/"
+        || path
+            .strip_prefix(CONSOLE)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Whether a canonical path is the admin API's: answered by the control plane with admin keys,
 /// never by the data plane and never forwarded.
 pub fn is_admin_api(path: &str) -> bool {

@@ -23,6 +23,7 @@ pub mod permissions;
 pub mod pricing;
 pub mod routing;
 pub mod secret;
+pub mod sign_in;
 pub mod signature;
 pub mod standing;
 pub mod usage;

@@ -11,6 +11,13 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub Option<IpAddr>);
 
+/// Whether the client reached Tollgate over TLS: its own, or a trusted proxy's that says so
+/// (`X-Forwarded-Proto: https`). Session cookies are `Secure` then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientTransport {
+    pub https: bool,
+}
+
 /// Set once the request presented a valid key; read after the answer.
 #[derive(Debug, Clone, Default)]
 pub struct KeyShown(Arc<AtomicBool>);

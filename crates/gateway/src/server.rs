@@ -54,6 +54,9 @@ pub struct Gateway {
     /// The admin API (`/v1/organization/...`), served beside the data plane when given; it
     /// authenticates its own callers (admin keys).
     pub admin: Option<Router>,
+    /// The web console (`/` and `/console/...`), served beside the data plane when given; it
+    /// authenticates its own visitors (sessions).
+    pub console: Option<Router>,
 }
 
 /// A gateway serving requests in the background.
@@ -194,7 +197,7 @@ impl Gateway {
             limits: limits.clone(),
             body_budget: crate::body_budget::BodyBudget::new(body_budget),
         }));
-        let app = Dispatch::new(router(state.clone()), self.admin, state);
+        let app = Dispatch::new(router(state.clone()), self.admin, self.console, state);
         let workers = Workers::start(worker_count).map_err(StartError::Workers)?;
         let server = tokio::spawn(workers::serve(
             listener,

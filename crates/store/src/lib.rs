@@ -20,12 +20,14 @@ mod projects;
 mod rate_limits;
 mod records;
 mod service_accounts;
+mod sessions;
 mod usage;
 mod write;
 
 pub use error::StoreError;
 pub use location::DatabaseLocation;
 pub use records::*;
+pub use sessions::{NewSession, SessionRecord};
 pub use write::Write;
 
 /// The database behind Tollgate.

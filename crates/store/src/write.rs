@@ -158,6 +158,13 @@ changes! {
     /// Removes a user from a project (they stay in the organization).
     fn remove_project_member(project: &ProjectId, user: &UserId, entry: &AuditEntry) -> () = crate::project_members::remove;
 
+    /// Starts a console session (and clears expired ones), with its `login.succeeded` entry.
+    fn create_session(session: &crate::NewSession, entry: &AuditEntry) -> () = crate::sessions::create;
+    /// Ends a session (signing out); nothing if there is none.
+    fn end_session(token_hash: &KeyHash) -> () = crate::sessions::end;
+    /// Sets a user's password hash and ends all their sessions.
+    fn set_password(user: &UserId, password_hash: &str, entry: &AuditEntry) -> () = crate::sessions::set_password;
+
     /// Writes one audit entry on its own (for events the data plane observes).
     fn record_audit(entry: &AuditEntry) -> () = crate::audit::append;
 

@@ -91,6 +91,7 @@ impl App {
             format: KeyFormat::default(),
             clock: Arc::new(clock.clone()),
             admin: Some(tollgate_admin::router(control.clone())),
+            console: None,
         }
         .start()
         .await

@@ -17,9 +17,6 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     if source == SecretSource::CreatedFile {
         tracing::info!(path = %settings.secret_file.display(), "created the server secret file (mode 0600); back it up with the database");
     }
-    if let Some(first) = &first_run {
-        print_banner(first, settings)?;
-    }
     let (providers, _mocks) = providers(settings).await?;
     let mut gateway_settings = GatewaySettings::new(settings.listen);
     gateway_settings.providers = providers;
@@ -49,10 +46,14 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
         format: control.key_format().clone(),
         clock: control.clock(),
         admin: Some(tollgate_admin::router(control.clone())),
+        console: Some(tollgate_console::router(control.clone())),
     };
     // Listen for signals before announcing readiness, so an early SIGTERM still stops cleanly.
     let stop_signal = StopSignal::install()?;
     let running = gateway.start().await?;
+    if let Some(first) = &first_run {
+        print_banner(first, settings, running.addr())?;
+    }
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "Tollgate listening on http://{}", running.addr())?;
@@ -156,7 +157,7 @@ pub async fn init(settings: &Settings, json: bool) -> Result<(), Failure> {
             "admin_key": {"id": first.admin_key_record.id, "value": first.admin_key.expose()},
         }))
         .map_err(Failure::from),
-        Some(first) => print_banner(&first, settings),
+        Some(first) => print_banner(&first, settings, settings.listen),
         None if json => print_json(&json!({"already_initialized": true})).map_err(Failure::from),
         None => {
             println!(
@@ -168,7 +169,25 @@ pub async fn init(settings: &Settings, json: bool) -> Result<(), Failure> {
     }
 }
 
-fn print_banner(first: &FirstRun, settings: &Settings) -> Result<(), Failure> {
+/// The console's sign-in page on a server listening at `addr` (an unspecified address shown as
+/// the loopback one, which reaches it from the same machine).
+fn console_url(addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!(
+        "http://{}/console/login",
+        std::net::SocketAddr::new(ip, addr.port())
+    )
+}
+
+fn print_banner(
+    first: &FirstRun,
+    settings: &Settings,
+    addr: std::net::SocketAddr,
+) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -176,7 +195,7 @@ fn print_banner(first: &FirstRun, settings: &Settings) -> Result<(), Failure> {
          This is shown only once: store the password and the admin key now.\n\n\
          \x20 Organization  {}\n\
          \x20 Project       {} ({})\n\
-         \x20 Sign in       {} with password {}\n\
+         \x20 Sign in       {} as {} with password {}\n\
          \x20 Admin key     {}\n\n\
          Create a key for an app:\n\
          \x20 tollgate keys create --name \"My app\"\n",
@@ -184,6 +203,7 @@ fn print_banner(first: &FirstRun, settings: &Settings) -> Result<(), Failure> {
         first.organization.id,
         first.project.id,
         first.project.name,
+        console_url(addr),
         first.owner.email,
         first.owner_password,
         first.admin_key.expose(),

@@ -177,6 +177,25 @@ pub(crate) fn client_ip(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> 
     )
 }
 
+/// Whether the client reached a TLS-terminating proxy this server trusts: the peer is a trusted
+/// proxy and says `X-Forwarded-Proto: https` (the last value, its own). Tollgate itself serves
+/// plain HTTP, so nothing else makes a request HTTPS.
+pub(crate) fn forwarded_https(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> bool {
+    let trusted = state
+        .settings
+        .trusted_proxies
+        .iter()
+        .any(|range| range.contains(peer));
+    trusted
+        && headers
+            .get_all("x-forwarded-proto")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last()
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
 /// Whether an allow-list admits a client; an address nobody could name passes only a list that
 /// admits every address.
 fn admits(list: &IpAllowList, client: Option<IpAddr>) -> bool {

@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use tollgate_core::endpoints::{self, Method, Unrouted};
 use tollgate_core::path::{canonicalize, PathError};
-use tollgate_core::standing::{ClientAddress, KeyShown};
+use tollgate_core::standing::{ClientAddress, ClientTransport, KeyShown};
 use tower_service::Service;
 
 /// The gateway's request handling: its router and, for the `/v1` API, its state.
@@ -32,15 +32,23 @@ pub(crate) struct Dispatch {
     router: Router,
     /// The admin API, when this server serves it.
     admin: Option<Router>,
+    /// The web console, when this server serves it.
+    console: Option<Router>,
     state: AppState,
 }
 
 impl Dispatch {
     /// `router` must be the one built over `state`.
-    pub(crate) fn new(router: Router, admin: Option<Router>, state: AppState) -> Dispatch {
+    pub(crate) fn new(
+        router: Router,
+        admin: Option<Router>,
+        console: Option<Router>,
+        state: AppState,
+    ) -> Dispatch {
         Dispatch {
             router,
             admin,
+            console,
             state,
         }
     }
@@ -74,7 +82,12 @@ impl Dispatch {
         };
         if endpoints::is_control_plane(&path) {
             if let Some(admin) = self.admin.as_mut() {
-                return admin_api(admin, &self.state, request, &path, peer).await;
+                return control_plane(admin, &self.state, request, &path, peer).await;
+            }
+        }
+        if endpoints::is_console(&path) {
+            if let Some(console) = self.console.as_mut() {
+                return control_plane(console, &self.state, request, &path, peer).await;
             }
         }
         if path != "/v1" && !path.starts_with("/v1/") {
@@ -123,12 +136,13 @@ impl Dispatch {
 /// How long an admin API answer waits for its change to be applied on this server.
 const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Hands an admin API request to the control plane, under its canonical path (the admin
-/// router matches paths; it must see the one everything else was decided on). The admin API
-/// authenticates its own callers: a connection that has shown no valid key is closed after
-/// its 401, as on the data plane. A change made through it is in force on this server before
-/// the caller hears it was made: a deleted key is refused from the next request on.
-async fn admin_api(
+/// Hands an admin API or console request to the control plane, under its canonical path (the
+/// router matches paths; it must see the one everything else was decided on). Both
+/// authenticate their own callers (admin keys, console sessions): a connection that has shown
+/// nothing valid is closed after its 401, as on the data plane. A change made through either
+/// is in force on this server before the caller hears it was made: a deleted key is refused
+/// from the next request on.
+async fn control_plane(
     admin: &mut Router,
     state: &AppState,
     mut request: Request<Incoming>,
@@ -150,9 +164,13 @@ async fn admin_api(
         }
     }
     let client = ClientAddress(auth::client_ip(state, request.headers(), peer.ip()));
+    let transport = ClientTransport {
+        https: auth::forwarded_https(state, request.headers(), peer.ip()),
+    };
     let shown = KeyShown::default();
     request.extensions_mut().insert(ConnectInfo(peer));
     request.extensions_mut().insert(client);
+    request.extensions_mut().insert(transport);
     request.extensions_mut().insert(shown.clone());
     let trust = request.extensions().get::<Trust>().cloned();
     let changes = !matches!(

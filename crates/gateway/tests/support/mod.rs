@@ -211,6 +211,7 @@ impl TestApp {
             format: KeyFormat::default(),
             clock: Arc::new(clock.clone()),
             admin: None,
+            console: None,
         }
         .start()
         .await
