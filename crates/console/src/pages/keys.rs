@@ -358,6 +358,11 @@ fn new_key(fields: &Fields) -> Result<NewKey, ConsoleError> {
     } else {
         Vec::new()
     };
+    if mode == "restricted" && grants.is_empty() {
+        return Err(ConsoleError::Invalid(
+            "A restricted key needs at least one endpoint it may read or write.".into(),
+        ));
+    }
     let permissions = Permissions::from_parts(mode, &grants)
         .map_err(|e| ConsoleError::Invalid(format!("Permissions: {e}")))?;
     let expires_in = match fields.get("expires") {
