@@ -25,3 +25,9 @@ if ! command -v npm >/dev/null; then
 fi
 bin="$PWD/target/debug/tollgate"
 (cd tests/sdk-node && npm ci --no-audit --no-fund --loglevel=error && TOLLGATE_BIN="$bin" npm test --silent)
+
+echo "== the web console in real Chromium (playwright-core, axe-core)"
+if ! command -v chromium >/dev/null; then
+  apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
+fi
+(cd tests/console && npm ci --no-audit --no-fund --loglevel=error && TOLLGATE_BIN="$bin" CHROMIUM="$(command -v chromium)" npm test --silent)

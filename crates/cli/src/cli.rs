@@ -70,9 +70,23 @@ pub enum Command {
     Usage(UsageArgs),
     /// The audit log: who changed what, newest first
     Audit(AuditArgs),
+    /// Console accounts: list them, reset a forgotten password (on the server's own database)
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Tools for benchmarks and development (not part of the stable CLI)
     #[command(subcommand, hide = true)]
     Dev(DevCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List the organization's users and their roles
+    List,
+    /// Give a user a new random password (printed once) and sign out all their sessions
+    ResetPassword {
+        /// The user's email address or id
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -114,6 +114,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Usage(args) => managed!(m => commands::usage::run(m, args, json)),
         Command::Audit(args) => managed!(m => commands::audit::run(m, args, json)),
+        Command::Users(command) => {
+            if remote.is_some() {
+                return Err(failure::Failure::invalid(
+                    "`tollgate users` works on the server's own database (it is how a forgotten password is recovered); leave out --url/TOLLGATE_URL",
+                ));
+            }
+            commands::users::run(&app::manage(&settings).await?, command, json).await
+        }
         Command::Dev(command) => {
             if remote.is_some() {
                 return Err(failure::Failure::invalid(

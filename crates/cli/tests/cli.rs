@@ -1199,3 +1199,64 @@ async fn kill_9_under_load_loses_no_answered_request_s_usage_event() {
         stopped.stderr
     );
 }
+
+/// Signs in to the console; the status and whether a session cookie came back.
+async fn console_sign_in(base: &str, email: &str, password: &str) -> (u16, bool) {
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{base}/console/login"))
+        .form(&[("email", email), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = response.headers().get_all("set-cookie").iter().any(|c| {
+        c.to_str()
+            .unwrap_or("")
+            .starts_with("tollgate_session=tgs_")
+    });
+    (response.status().as_u16(), cookie)
+}
+
+#[tokio::test]
+async fn a_forgotten_password_is_reset_on_the_server() {
+    let d = Deployment::new();
+    let server = d.serve(&[]);
+    let banner = server.stdout();
+    let old = banner_value(&banner, "Sign in")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        console_sign_in(&server.base, "owner@localhost", &old).await,
+        (303, true)
+    );
+    let listed = d.run(&["users", "list", "--json"]).ok().json();
+    assert_eq!(listed["data"][0]["email"], "owner@localhost");
+    assert_eq!(listed["data"][0]["role"], "owner");
+    let reset = d
+        .run(&["users", "reset-password", "OWNER@localhost", "--json"])
+        .ok()
+        .json();
+    let new = reset["password"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(
+        console_sign_in(&server.base, "owner@localhost", &old).await,
+        (401, false)
+    );
+    assert_eq!(
+        console_sign_in(&server.base, "owner@localhost", &new).await,
+        (303, true)
+    );
+    let unknown = d.run(&["users", "reset-password", "nobody@example.com"]);
+    assert_ne!(unknown.code, 0);
+    assert!(
+        unknown.stderr.contains("nobody@example.com"),
+        "{}",
+        unknown.stderr
+    );
+    let remote = d.run(&["--url", &server.base, "users", "list"]);
+    assert_ne!(remote.code, 0);
+}

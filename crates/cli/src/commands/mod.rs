@@ -8,3 +8,4 @@ pub mod projects;
 pub mod serve;
 pub mod service_accounts;
 pub mod usage;
+pub mod users;

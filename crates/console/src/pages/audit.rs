@@ -59,7 +59,7 @@ pub async fn list(
             div { label for="resource" { "Resource ID" } input #resource type="text" name="resource" value=(get("resource")) size="16"; }
             div { button.secondary type="submit" { "Filter" } }
         }
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Audit log entries" {
             table {
                 thead { tr { th scope="col" { "When" } th scope="col" { "Event" } th scope="col" { "Actor" } th scope="col" { "Resource" } th scope="col" { "Project" } th scope="col" { "Details" } } }
                 tbody {

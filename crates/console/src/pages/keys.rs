@@ -158,9 +158,9 @@ async fn keys_page(
                 div { a.button href="/console/api-keys/new" { "Create new secret key" } }
             }
         }
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="API keys" {
             table {
-                caption.hint { (keys.len()) " keys" }
+                caption.hint { (keys.len()) (if keys.len() == 1 { " key" } else { " keys" }) }
                 thead { tr {
                     th scope="col" { "Name" } th scope="col" { "Secret key" } th scope="col" { "Project" }
                     th scope="col" { "Created" } th scope="col" { "Last used" } th scope="col" { "Created by" }

@@ -21,7 +21,7 @@ fn amount(text: &str) -> f64 {
 
 fn budget_rows(budgets: &[BudgetStatus]) -> Markup {
     html! {
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Budgets" {
             table.budgets {
                 thead { tr {
                     th scope="col" { "For" } th scope="col" { "Period" } th.num scope="col" { "Spent" }
@@ -53,7 +53,7 @@ fn budget_rows(budgets: &[BudgetStatus]) -> Markup {
 /// The limits and budgets that bind one holder, with their use.
 pub fn report_table(report: &LimitsReport) -> Markup {
     html! {
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Limits in use" {
             table {
                 thead { tr {
                     th scope="col" { "For" } th scope="col" { "Model" } th scope="col" { "Limit" }
@@ -117,7 +117,7 @@ pub async fn show(
         h2 { "Budgets" }
         (budget_rows(&budgets))
         h2 { "Rate limits" }
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Rate limits" {
             table {
                 thead { tr {
                     th scope="col" { "For" } th scope="col" { "Model" } th.num scope="col" { "RPM" } th.num scope="col" { "RPD" }

@@ -28,7 +28,7 @@ async fn members_page(
     let content = html! {
         @if let Some(shown) = shown { (shown) }
         h2 { "Members" }
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Members" {
             table {
                 thead { tr { th scope="col" { "Name" } th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "Joined" } @if viewer.is_owner() { th scope="col" { span.hint { "Actions" } } } } }
                 tbody {
@@ -62,7 +62,7 @@ async fn members_page(
             }
         }
         h2 { "Invites" }
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Invites" {
             table {
                 thead { tr { th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "Status" } th scope="col" { "Sent" } th scope="col" { "Expires" } @if viewer.is_owner() { th scope="col" { span.hint { "Actions" } } } } }
                 tbody {

@@ -27,7 +27,7 @@ pub async fn list(
                 div { button type="submit" { "Create project" } }
             }
         }
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Projects" {
             table {
                 thead { tr { th scope="col" { "Name" } th scope="col" { "ID" } th scope="col" { "Status" } th scope="col" { "Created" } th scope="col" { "Archived" } th scope="col" { span.hint { "Actions" } } } }
                 tbody {

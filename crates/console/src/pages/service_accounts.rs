@@ -41,7 +41,7 @@ pub async fn list(
                 div { button type="submit" { "Create service account" } }
             }
         }
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Service accounts" {
             table {
                 thead { tr { th scope="col" { "Name" } th scope="col" { "ID" } th scope="col" { "Project" } th scope="col" { "Role" } th scope="col" { "Created" } } }
                 tbody {

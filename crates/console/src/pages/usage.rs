@@ -118,6 +118,19 @@ fn bucket_label(at: i64, width: i64) -> String {
     }
 }
 
+/// A dollar amount on the chart's axis: cents for a dollar and up, else as many decimals as
+/// the amount needs (to the micro-dollar).
+fn axis_dollars(value: f64) -> String {
+    if value == 0.0 {
+        "$0".into()
+    } else if value >= 1.0 {
+        format!("${value:.2}")
+    } else {
+        let text = format!("{value:.6}");
+        format!("${}", text.trim_end_matches('0'))
+    }
+}
+
 fn dollars(cost: MicroUsd) -> String {
     cost.to_string()
 }
@@ -201,10 +214,10 @@ pub async fn show(
         @if r.models.is_empty() {
             p.card { "No usage in this range." }
         } @else {
-            (chart::stacked(&title, &r.models, &bars, |v| if measure == "tokens" { format!("{v:.0}") } else { format!("${v:.2}") }))
+            (chart::stacked(&title, &r.models, &bars, |v| if measure == "tokens" { format!("{v:.0}") } else { axis_dollars(v) }))
         }
         h2 { "By " (per) " and model" }
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Usage by time and model" {
             table #usage-table {
                 thead { tr {
                     th scope="col" { (if r.width == DAY { "Day (UTC)" } else { "Hour (UTC)" }) }
@@ -281,6 +294,14 @@ fn csv_field(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_amounts_keep_their_digits_on_the_axis() {
+        assert_eq!(axis_dollars(0.0), "$0");
+        assert_eq!(axis_dollars(0.000005), "$0.000005");
+        assert_eq!(axis_dollars(0.25), "$0.25");
+        assert_eq!(axis_dollars(12.5), "$12.50");
+    }
 
     #[test]
     fn csv_fields_are_quoted_and_formulas_defused() {
