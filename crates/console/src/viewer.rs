@@ -127,10 +127,11 @@ impl FromRequestParts<ConsoleState> for Viewer {
         parts: &mut Parts,
         state: &ConsoleState,
     ) -> Result<Viewer, ConsoleError> {
+        // The router is nested under the console's prefix, which it strips from the path.
         let next = parts
             .uri
             .path_and_query()
-            .map_or_else(String::new, |p| p.as_str().to_owned());
+            .map_or_else(String::new, |p| format!("{}{}", crate::PREFIX, p.as_str()));
         let Some(cookie) = session_cookie(&parts.headers) else {
             return Err(ConsoleError::SignIn { next });
         };
