@@ -111,7 +111,10 @@ pub fn router(control: Control) -> Router {
             get(pages::service_accounts::list).post(pages::service_accounts::create),
         )
         .route("/audit", get(pages::audit::list))
-        .route("/settings", get(pages::settings::show))
+        .route(
+            "/settings",
+            get(pages::settings::show).post(pages::settings::rename),
+        )
         .route("/assets/{file}", get(assets::serve))
         .fallback(|| async { ConsoleError::NotFound });
     Router::new()

@@ -427,6 +427,32 @@ async fn forms_need_this_session_s_token_and_this_site() {
         .await;
     assert_eq!(made.status, StatusCode::SEE_OTHER);
     assert_eq!(app.control.projects(true).await.unwrap().len(), 2);
+    // The organization's name, on the settings page.
+    let renamed = app
+        .post(
+            "/console/settings",
+            Some(&mine),
+            &[("csrf", &csrf), ("name", "  Acme <Labs>  ")],
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::SEE_OTHER);
+    let settings = app.get("/console/settings", Some(&mine)).await;
+    assert!(
+        settings.body.contains("Acme &lt;Labs&gt;"),
+        "escaped in the page"
+    );
+    assert_eq!(
+        app.control.organization().await.unwrap().name,
+        "Acme <Labs>"
+    );
+    let blank = app
+        .post(
+            "/console/settings",
+            Some(&mine),
+            &[("csrf", &csrf), ("name", " ")],
+        )
+        .await;
+    assert_eq!(blank.status, StatusCode::BAD_REQUEST);
     // Signing in from another site is refused too (login forgery).
     let forged = app
         .send(

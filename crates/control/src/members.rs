@@ -81,6 +81,33 @@ impl Control {
         Ok(member)
     }
 
+    /// Renames the organization (1 to 200 characters).
+    pub async fn rename_organization(&self, actor: &Actor, name: &str) -> Result<Organization> {
+        let org = self.organization().await?;
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(ControlError::Invalid(
+                "the organization's name must be 1 to 200 characters, without control characters"
+                    .into(),
+            ));
+        }
+        let entry = self.audit_entry(
+            &org,
+            actor,
+            "organization.updated",
+            None,
+            org.id.as_str(),
+            json!({"changes_requested": {"name": name}, "previous": {"name": org.name}}),
+        );
+        self.store
+            .rename_organization(&org.id, name, &entry)
+            .await?;
+        Ok(Organization {
+            name: name.to_owned(),
+            ..org
+        })
+    }
+
     /// One member of the organization, by user id.
     pub async fn member(&self, user: &str) -> Result<Member> {
         self.members()

@@ -55,6 +55,19 @@ pub(crate) async fn bootstrap(tx: &mut Tx, boot: &Bootstrap) -> Result<bool> {
     Ok(true)
 }
 
+/// Renames the organization.
+pub(crate) async fn rename(tx: &mut Tx, org: &OrgId, name: &str, entry: &AuditEntry) -> Result<()> {
+    let done = sqlx::query("UPDATE organizations SET name = ? WHERE id = ?")
+        .bind(name)
+        .bind(org.as_str())
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::not_found("organization", org));
+    }
+    audit::append(tx, entry).await
+}
+
 /// Adds a user to the organization with a role (a new user row, or an existing user of
 /// another organization by id).
 pub(crate) async fn add_member(

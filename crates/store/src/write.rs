@@ -136,6 +136,9 @@ changes! {
     /// nothing written) when an organization already exists.
     fn bootstrap(boot: &Bootstrap) -> bool = crate::organizations::bootstrap;
 
+    /// Renames the organization.
+    fn rename_organization(org: &OrgId, name: &str, entry: &AuditEntry) -> () = crate::organizations::rename;
+
     /// Adds a user (new, or of another organization) to the organization with a role.
     fn add_member(org: &OrgId, user: &User, password_hash: Option<&str>, role: Role, entry: &AuditEntry) -> () = crate::organizations::add_member;
     /// Changes a member's role; never leaves the organization without an owner.

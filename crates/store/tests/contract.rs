@@ -321,6 +321,21 @@ async fn members_join_change_roles_and_leave_with_their_keys() {
         .await
         .unwrap_err();
     assert!(matches!(last, StoreError::Conflict(_)), "{last:?}");
+    s.rename_organization(&w.org.id, "Acme Labs", &e())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.default_organization().await.unwrap().unwrap().name,
+        "Acme Labs"
+    );
+    let nowhere = s
+        .rename_organization(&OrgId::generate(), "x", &e())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(nowhere, StoreError::NotFound { .. }),
+        "{nowhere:?}"
+    );
 }
 
 fn invite(w: &World, email: &str, projects: Vec<InvitedProject>, at: i64) -> Invite {
