@@ -74,6 +74,7 @@ impl AdminError {
                 ErrorClass::Invalid => OpenAiError::new(ErrorKind::InvalidRequest, message),
                 ErrorClass::NotFound => OpenAiError::new(ErrorKind::NotFound, message),
                 ErrorClass::Conflict => OpenAiError::new(ErrorKind::Conflict, message),
+                ErrorClass::Busy => OpenAiError::new(ErrorKind::Unavailable, message),
                 ErrorClass::Environment | ErrorClass::Internal => {
                     tracing::error!(error = %err, "admin API request failed");
                     OpenAiError::new(

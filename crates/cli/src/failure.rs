@@ -35,7 +35,7 @@ impl Failure {
 impl From<ControlError> for Failure {
     fn from(err: ControlError) -> Self {
         let code = match err.class() {
-            ErrorClass::Internal => 1,
+            ErrorClass::Internal | ErrorClass::Busy => 1,
             ErrorClass::Invalid => 2,
             ErrorClass::Environment => 3,
             ErrorClass::NotFound => 4,

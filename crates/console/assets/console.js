@@ -28,7 +28,13 @@ document.addEventListener("DOMContentLoaded", () => {
   // An invite link carries its token after '#', which never reaches the server's logs.
   const token = document.getElementById("invite-token");
   if (token && !token.value && location.hash.length > 1) {
-    token.value = decodeURIComponent(location.hash.slice(1));
+    try {
+      token.value = decodeURIComponent(location.hash.slice(1));
+    } catch {
+      token.value = location.hash.slice(1);
+    }
+    // The token leaves the address bar and the history.
+    history.replaceState(null, "", location.pathname);
   }
   // Restricted permissions show their scopes.
   const scopes = document.getElementById("scopes");

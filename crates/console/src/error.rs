@@ -71,6 +71,7 @@ impl IntoResponse for ConsoleError {
                 ErrorClass::Invalid => (StatusCode::BAD_REQUEST, "Check the form", err.to_string()),
                 ErrorClass::NotFound => (StatusCode::NOT_FOUND, "Not found", err.to_string()),
                 ErrorClass::Conflict => (StatusCode::CONFLICT, "Not possible now", err.to_string()),
+                ErrorClass::Busy => (StatusCode::SERVICE_UNAVAILABLE, "Busy", err.to_string()),
                 ErrorClass::Environment | ErrorClass::Internal => {
                     tracing::error!(error = %err, "console request failed");
                     (

@@ -13,6 +13,7 @@ mod error;
 mod form;
 mod layout;
 mod pages;
+mod throttle;
 mod viewer;
 
 pub use error::ConsoleError;
@@ -23,36 +24,45 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::sync::{Arc, Mutex};
 use tollgate_control::Control;
-use tollgate_core::sign_in::{Throttle, FREE_FAILURES_PER_ACCOUNT, FREE_FAILURES_PER_ADDRESS};
 
 /// Where the console lives.
 pub const PREFIX: &str = tollgate_core::endpoints::CONSOLE;
-
-/// How many accounts and addresses the sign-in throttle remembers at most.
-const THROTTLE_CAPACITY: usize = 10_000;
 
 /// What every handler is given.
 #[derive(Clone, Debug)]
 pub struct ConsoleState {
     control: Control,
-    throttle: Arc<Mutex<Throttles>>,
+    throttle: Arc<Mutex<throttle::Throttles>>,
 }
 
-/// Failed sign-ins per account and per address (in this process).
-#[derive(Debug)]
-struct Throttles {
-    accounts: Throttle,
-    addresses: Throttle,
+impl ConsoleState {
+    /// Counts an attempt to check a password (see `throttle`); `Err` is the page that says
+    /// how long to wait.
+    pub(crate) fn attempt(&self, account: &str, address: &str) -> Result<(), ConsoleError> {
+        let now = self.control.now();
+        self.throttle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .attempt(account, address, now)
+            .map_err(|wait_secs| {
+                tracing::warn!(wait_secs, "password attempts throttled");
+                ConsoleError::Throttled { wait_secs }
+            })
+    }
+
+    pub(crate) fn succeeded(&self, account: &str, address: &str) {
+        self.throttle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .succeeded(account, address);
+    }
 }
 
 /// The console's routes over `control`, under [`PREFIX`] (and `/`, which opens it).
 pub fn router(control: Control) -> Router {
     let state = ConsoleState {
         control,
-        throttle: Arc::new(Mutex::new(Throttles {
-            accounts: Throttle::new(FREE_FAILURES_PER_ACCOUNT, THROTTLE_CAPACITY),
-            addresses: Throttle::new(FREE_FAILURES_PER_ADDRESS, THROTTLE_CAPACITY),
-        })),
+        throttle: Arc::new(Mutex::new(throttle::Throttles::default())),
     };
     let console = Router::new()
         .route("/", get(|| async { Redirect::to("/console/api-keys") }))
@@ -84,6 +94,8 @@ pub fn router(control: Control) -> Router {
         .route("/limits", get(pages::limits::show))
         .route("/limits/budget", post(pages::limits::set_budget))
         .route("/limits/rate", post(pages::limits::set_rate))
+        .route("/limits/budget/remove", post(pages::limits::remove_budget))
+        .route("/limits/rate/remove", post(pages::limits::remove_rate))
         .route(
             "/projects",
             get(pages::projects::list).post(pages::projects::create),

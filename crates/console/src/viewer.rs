@@ -80,27 +80,42 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
-/// Whether `Origin` (or, without it, `Referer`) is this site (`Host`); a request naming neither
-/// passes (old browsers, curl), the anti-forgery token still being required.
-pub fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return true;
-    };
+/// Whether `Origin` (or, without it, `Referer`) names this site, `host` (as the client wrote
+/// it). A request naming neither passes (old browsers, curl; the anti-forgery token is still
+/// required); one naming a site when this one's name is unknown does not.
+pub fn same_origin(headers: &HeaderMap, host: Option<&str>) -> bool {
     let named = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
         .and_then(|v| v.to_str().ok());
-    match named {
-        None => true,
-        Some(origin) => {
-            let rest = origin
-                .strip_prefix("https://")
-                .or_else(|| origin.strip_prefix("http://"))
-                .unwrap_or("");
-            let authority = rest.split('/').next().unwrap_or("");
-            authority.eq_ignore_ascii_case(host)
-        }
-    }
+    let Some(origin) = named else {
+        return true;
+    };
+    let Some(host) = host else {
+        return false;
+    };
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .unwrap_or("");
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    !authority.is_empty() && authority.eq_ignore_ascii_case(host)
+}
+
+/// The site's name as the client wrote it: what the gateway worked out (a trusted proxy's
+/// `X-Forwarded-Host`, or `Host`), else the `Host` header.
+pub fn site(parts: &Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<ClientTransport>()
+        .and_then(|t| t.host.clone())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
 }
 
 /// The client's address as the gateway worked it out, as text.
@@ -110,6 +125,15 @@ pub fn client_ip(parts: &Parts) -> Option<String> {
         .get::<ClientAddress>()
         .and_then(|a| a.0)
         .map(|ip| ip.to_string())
+}
+
+/// The throttle's name for the client's address (an IPv6 /64 as one).
+fn throttle_address(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ClientAddress>()
+        .and_then(|a| a.0)
+        .map_or_else(|| "unknown".to_owned(), tollgate_core::sign_in::address_key)
 }
 
 /// Whether cookies must be `Secure` (the client came over TLS).
@@ -148,7 +172,7 @@ impl FromRequestParts<ConsoleState> for Viewer {
             member: session.member,
             token,
             organization,
-            same_origin: same_origin(&parts.headers),
+            same_origin: same_origin(&parts.headers, site(parts).as_deref()),
         })
     }
 }
@@ -178,27 +202,41 @@ mod tests {
 
     #[test]
     fn another_site_s_origin_is_refused() {
-        assert!(same_origin(&headers(&[
-            ("host", "t.example:8080"),
-            ("origin", "http://t.example:8080")
-        ])));
-        assert!(same_origin(&headers(&[
-            ("host", "t.example"),
-            ("referer", "https://t.example/console/x")
-        ])));
-        assert!(same_origin(&headers(&[("host", "t.example")])));
-        assert!(!same_origin(&headers(&[
-            ("host", "t.example"),
-            ("origin", "https://evil.example")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("host", "t.example"),
-            ("origin", "null")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("host", "t.example"),
-            ("origin", "https://t.example.evil.example")
-        ])));
+        let site = Some("t.example:8080");
+        assert!(same_origin(
+            &headers(&[("origin", "http://t.example:8080")]),
+            site
+        ));
+        assert!(same_origin(
+            &headers(&[("origin", "https://T.example:8080")]),
+            site
+        ));
+        assert!(same_origin(
+            &headers(&[("referer", "https://t.example:8080/console/x?y")]),
+            site
+        ));
+        assert!(
+            same_origin(&headers(&[]), site),
+            "neither header: the token decides"
+        );
+        assert!(same_origin(&headers(&[]), None));
+        for other in [
+            "https://evil.example",
+            "null",
+            "https://t.example",
+            "https://t.example:8080.evil.example",
+            "http://",
+            "t.example:8080",
+        ] {
+            assert!(
+                !same_origin(&headers(&[("origin", other)]), site),
+                "{other}"
+            );
+        }
+        assert!(
+            !same_origin(&headers(&[("origin", "http://t.example:8080")]), None),
+            "no name known: refused"
+        );
     }
 }
 
@@ -210,22 +248,29 @@ pub struct Client {
     pub same_origin: bool,
     pub user_agent: Option<String>,
     pub session: Option<String>,
+    /// The site's name as the client wrote it.
+    pub host: Option<String>,
+    /// The sign-in throttle's name for the client's address.
+    pub address: String,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Client, Self::Rejection> {
+        let host = site(parts);
         Ok(Client {
             ip: client_ip(parts),
             https: https(parts),
-            same_origin: same_origin(&parts.headers),
+            same_origin: same_origin(&parts.headers, host.as_deref()),
             user_agent: parts
                 .headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             session: session_cookie(&parts.headers).map(str::to_owned),
+            host,
+            address: throttle_address(parts),
         })
     }
 }

@@ -76,8 +76,9 @@ impl App {
             KeyFormat::default(),
             Arc::new(clock.clone()),
         );
+        // Set up with capitals: the address is kept lower-cased and found however typed.
         let first = control
-            .bootstrap("owner@example.com")
+            .bootstrap("Owner@Example.com")
             .await
             .unwrap()
             .unwrap();
@@ -329,7 +330,8 @@ async fn sessions_rotate_end_and_follow_the_member_s_role() {
             .status,
         StatusCode::FORBIDDEN
     );
-    // Removed from the organization: the session is over.
+    // Removed from the organization: the session is over, and stays over when the same
+    // account joins again.
     app.control
         .remove_member(&actor, dev.user.id.as_str())
         .await
@@ -340,9 +342,48 @@ async fn sessions_rotate_end_and_follow_the_member_s_role() {
             .status,
         StatusCode::SEE_OTHER
     );
+    let org = app.control.organization().await.unwrap();
+    let entry = tollgate_store::AuditEntry {
+        id: tollgate_core::AuditId::generate(),
+        org_id: org.id.clone(),
+        event_type: "user.added".into(),
+        actor: actor.clone(),
+        project_id: None,
+        resource_id: None,
+        data: serde_json::json!({}),
+        created_at: app.control.now(),
+    };
+    app.store
+        .add_member(&org.id, &dev.user, None, Role::Owner, &entry)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/console/api-keys", Some(&dev_session))
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+
+    // Signing in again from a browser that has a session ends that one.
+    let fourth = app.sign_in("owner@example.com", &app.password).await;
+    let replaced = app
+        .send(
+            app.http
+                .post(format!("{}/console/login", app.base))
+                .header("cookie", format!("tollgate_session={fourth}"))
+                .form(&[
+                    ("email", "owner@example.com"),
+                    ("password", app.password.as_str()),
+                ]),
+        )
+        .await;
+    assert_eq!(replaced.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.get("/console/api-keys", Some(&fourth)).await.status,
+        StatusCode::SEE_OTHER
+    );
 
     // Changing one's password ends every session of one's own.
-    let org = app.control.organization().await.unwrap();
     let owner = app.store.organization_owner(&org.id).await.unwrap();
     let page = app.get("/console/account", Some(&second)).await;
     let wrong = app
@@ -545,4 +586,166 @@ async fn a_new_key_s_secret_is_in_one_answer_only_and_sign_ins_are_audited() {
             "no password in the audit log"
         );
     }
+}
+
+#[tokio::test]
+async fn parallel_guesses_are_counted_before_any_is_checked() {
+    let app = App::spawn(false).await;
+    let guesses = (0..8).map(|n| {
+        let password = format!("wrong guess {n}");
+        let app = &app;
+        async move {
+            app.post(
+                "/console/login",
+                None,
+                &[("email", "owner@example.com"), ("password", &password)],
+            )
+            .await
+            .status
+        }
+    });
+    let statuses = futures_join_all(guesses).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let held = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, held), (5, 3), "{statuses:?}");
+}
+
+/// Runs futures together on this task (a small join_all).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.map(Box::pin).collect();
+    let mut outputs = Vec::new();
+    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(out) => {
+                        results[i] = Some(out);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.extend(results.into_iter().flatten());
+    outputs
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_public_name_is_the_site() {
+    let app = App::spawn(true).await;
+    // The proxy rewrote Host to the upstream's address and says where the browser was.
+    let signed = app
+        .send(
+            app.http
+                .post(format!("{}/console/login", app.base))
+                .header("host", "10.0.0.5:8080")
+                .header("x-forwarded-host", "tollgate.example.com")
+                .header("x-forwarded-proto", "https")
+                .header("origin", "https://tollgate.example.com")
+                .form(&[
+                    ("email", "owner@example.com"),
+                    ("password", app.password.as_str()),
+                ]),
+        )
+        .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+    let session = signed.session().unwrap();
+    let page = app
+        .send(
+            app.http
+                .get(format!("{}/console/members", app.base))
+                .header("cookie", format!("tollgate_session={session}"))
+                .header("x-forwarded-host", "tollgate.example.com")
+                .header("x-forwarded-proto", "https"),
+        )
+        .await;
+    let invited = app
+        .send(
+            app.http
+                .post(format!("{}/console/members", app.base))
+                .header("cookie", format!("tollgate_session={session}"))
+                .header("x-forwarded-host", "tollgate.example.com")
+                .header("x-forwarded-proto", "https")
+                .header("origin", "https://tollgate.example.com")
+                .form(&[
+                    ("csrf", page.csrf().as_str()),
+                    ("email", "new@example.com"),
+                    ("role", "reader"),
+                    ("project", ""),
+                ]),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::OK, "{}", invited.body);
+    assert!(
+        invited
+            .body
+            .contains("value=\"https://tollgate.example.com/console/invite#tgi_"),
+        "the link names the public site"
+    );
+    // From another site, still refused.
+    let forged = app
+        .send(
+            app.http
+                .post(format!("{}/console/login", app.base))
+                .header("x-forwarded-host", "tollgate.example.com")
+                .header("origin", "https://evil.example")
+                .form(&[
+                    ("email", "owner@example.com"),
+                    ("password", app.password.as_str()),
+                ]),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_demoted_owner_s_invites_are_withdrawn() {
+    let app = App::spawn(false).await;
+    let actor = Actor::cli("tester");
+    let dev = app
+        .control
+        .add_member(&actor, "dev@example.com", "Dev", Role::Owner)
+        .await
+        .unwrap();
+    let as_dev = Actor {
+        kind: "user".into(),
+        id: dev.user.id.to_string(),
+    };
+    let invite = app
+        .control
+        .invite(&as_dev, "friend@example.com", Role::Owner, None)
+        .await
+        .unwrap();
+    app.control
+        .set_member_role(&actor, dev.user.id.as_str(), Role::Reader)
+        .await
+        .unwrap();
+    assert!(app.control.invites().await.unwrap().is_empty());
+    let refused = app
+        .control
+        .accept_invite(tollgate_control::Acceptance {
+            token: invite.token.expose(),
+            name: "Friend",
+            password: "a long enough password",
+        })
+        .await;
+    assert!(refused.is_err());
 }

@@ -40,6 +40,34 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password("tollgate decoy password").unwrap_or_default())
 }
 
+/// How many password hashes run at once (Argon2id takes ~19 MiB and tens of milliseconds
+/// each): one per core, at most 4. Others wait their turn, up to [`PASSWORD_QUEUE_WAIT`].
+fn password_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(cores.clamp(1, 4))
+    })
+}
+
+/// How long a password check waits for a free slot before the server says it is busy.
+const PASSWORD_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs a password hash or check off the async threads, a bounded number at once.
+pub(crate) async fn password_work<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    let _slot = tokio::time::timeout(PASSWORD_QUEUE_WAIT, password_slots().acquire())
+        .await
+        .map_err(|_| {
+            ControlError::Busy("too many password checks at once; try again shortly".into())
+        })?
+        .map_err(|e| ControlError::Internal(e.to_string()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ControlError::Internal(format!("the password work did not finish: {e}")))
+}
+
 impl Control {
     /// Checks an e-mail and password; on success starts a session (rotated: always a new
     /// token). Both outcomes are audited.
@@ -174,9 +202,8 @@ impl Control {
         check_new_password(password).map_err(|e| ControlError::Invalid(e.to_string()))?;
         let org = self.organization().await?;
         let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| ControlError::Internal(format!("the password hash did not finish: {e}")))?
+        let hash = password_work(move || hash_password(&password))
+            .await?
             .map_err(|e| ControlError::Internal(e.to_string()))?;
         let entry = self.audit_entry(
             &org,

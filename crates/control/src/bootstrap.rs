@@ -28,11 +28,17 @@ impl Control {
             self.verify_secret().await?;
             return Ok(None);
         }
-        if !owner_email.contains('@') || owner_email.trim() != owner_email {
+        if owner_email.trim() != owner_email {
             return Err(ControlError::Invalid(format!(
                 "`{owner_email}` is not an email address for the owner account"
             )));
         }
+        // Kept as every address is (lower case), so that signing in finds it however typed.
+        let owner_email = tollgate_core::invite::normalize_email(owner_email).map_err(|_| {
+            ControlError::Invalid(format!(
+                "`{owner_email}` is not an email address for the owner account"
+            ))
+        })?;
         let now = self.clock.now();
         let organization = Organization {
             id: OrgId::generate(),
@@ -41,7 +47,7 @@ impl Control {
         };
         let owner = User {
             id: UserId::generate(),
-            email: owner_email.to_owned(),
+            email: owner_email,
             name: "Owner".into(),
             created_at: now,
         };

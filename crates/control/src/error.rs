@@ -10,6 +10,8 @@ pub enum ErrorClass {
     NotFound,
     /// The request clashes with the current state (duplicate name, revoked key).
     Conflict,
+    /// The server is too busy for this now; try again shortly.
+    Busy,
     /// The deployment is not set up right (uninitialised database, wrong secret, unusable file).
     Environment,
     Internal,
@@ -25,6 +27,9 @@ pub enum ControlError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// Too much of one kind of work at once (password checks); try again shortly.
+    #[error("{0}")]
+    Busy(String),
     /// Something that should not happen did (a worker thread died).
     #[error("{0}")]
     Internal(String),
@@ -41,6 +46,7 @@ impl ControlError {
             ControlError::Invalid(_) => ErrorClass::Invalid,
             ControlError::Conflict(_) => ErrorClass::Conflict,
             ControlError::Internal(_) => ErrorClass::Internal,
+            ControlError::Busy(_) => ErrorClass::Busy,
             ControlError::Lifecycle(
                 LifecycleError::BadName
                 | LifecycleError::GraceTooLong(_)

@@ -158,10 +158,25 @@ impl Control {
             Some(user) => {
                 let stored = self.store.password_hash(&user.email).await?;
                 let matches = match stored {
-                    Some(stored) => blocking(move || verify_password(&password, &stored)).await?,
+                    Some(stored) => {
+                        crate::accounts::password_work(move || verify_password(&password, &stored))
+                            .await?
+                    }
                     None => false,
                 };
                 if !matches {
+                    let entry = self.audit_entry(
+                        &org,
+                        &Actor {
+                            kind: "user".into(),
+                            id: user.id.as_str().to_owned(),
+                        },
+                        "login.failed",
+                        None,
+                        user.id.as_str(),
+                        json!({"error_code": "invalid_credentials", "while": "accepting an invite", "invite_id": invite.id}),
+                    );
+                    self.store.record_audit(&entry).await?;
                     return Err(ControlError::Invalid(format!(
                         "{} already has an account: give its password to accept",
                         user.email
@@ -177,7 +192,7 @@ impl Control {
                     ));
                 }
                 check_new_password(&password).map_err(|e| ControlError::Invalid(e.to_string()))?;
-                let hash = blocking(move || hash_password(&password))
+                let hash = crate::accounts::password_work(move || hash_password(&password))
                     .await?
                     .map_err(|e| ControlError::Internal(e.to_string()))?;
                 let user = User {
@@ -220,11 +235,4 @@ impl Control {
             added_at: now,
         })
     }
-}
-
-/// Runs a slow hash off the async threads.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ControlError::Internal(format!("the password hash did not finish: {e}")))
 }

@@ -60,9 +60,12 @@ impl fmt::Debug for SessionToken {
     }
 }
 
-/// How many failures an account may have before it must wait.
-pub const FREE_FAILURES_PER_ACCOUNT: u32 = 5;
-/// How many failures one address may have (across accounts) before it must wait.
+/// How many failures one account may have from one address before that pair must wait.
+pub const FREE_FAILURES_PER_ACCOUNT_AND_ADDRESS: u32 = 5;
+/// How many failures one account may have from everywhere before addresses it was never
+/// signed in from must wait (the owner's own addresses are not locked out by others' guesses).
+pub const FREE_FAILURES_PER_ACCOUNT: u32 = 50;
+/// How many failures one address (an IPv6 /64 counts as one) may have, across accounts.
 pub const FREE_FAILURES_PER_ADDRESS: u32 = 20;
 /// The first wait once the free failures are spent, in seconds; each failure doubles it.
 pub const FIRST_WAIT_SECS: i64 = 30;
@@ -115,10 +118,23 @@ impl Throttle {
         }
     }
 
+    /// Checks `key` and, if it may try, counts the attempt as a failure at once (a success
+    /// clears it with [`Throttle::succeeded`]): attempts racing each other are all counted
+    /// before any is checked, so parallel guesses do not slip past the count.
+    pub fn attempt(&mut self, key: &str, now: UnixTime) -> Result<(), i64> {
+        self.check(key, now)?;
+        self.failed(key, now);
+        Ok(())
+    }
+
     /// Records a failure of `key` at `now`.
     pub fn failed(&mut self, key: &str, now: UnixTime) {
         if !self.failures.contains_key(key) && self.failures.len() >= self.capacity {
             self.forget_oldest(now);
+            if self.failures.len() >= self.capacity {
+                // Every remembered key is being held: none is dropped to make room.
+                return;
+            }
         }
         let entry = self.failures.entry(key.to_owned()).or_insert(Failures {
             count: 0,
@@ -136,14 +152,17 @@ impl Throttle {
         self.failures.remove(key);
     }
 
-    /// Makes room: drops what is quiet, else the least recently failed key.
+    /// Makes room: drops what is quiet, else the least recently failed key that is not being
+    /// held (a full table never frees a throttled key).
     fn forget_oldest(&mut self, now: UnixTime) {
         self.failures
             .retain(|_, f| now.seconds() - f.last.seconds() < QUIET_RESET_SECS);
         if self.failures.len() >= self.capacity {
+            let free = self.free;
             if let Some(oldest) = self
                 .failures
                 .iter()
+                .filter(|(_, f)| f.count < free)
                 .min_by_key(|(_, f)| f.last)
                 .map(|(k, _)| k.clone())
             {
@@ -161,6 +180,21 @@ impl Throttle {
     }
 }
 
+/// The throttle's name for a client address: an IPv4 address, or an IPv6 address's /64 (one
+/// subscriber's whole allocation).
+pub fn address_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,7 +202,7 @@ mod tests {
 
     #[test]
     fn the_sixth_failure_in_a_row_waits_and_waits_double_up_to_a_cap() {
-        let mut t = Throttle::new(FREE_FAILURES_PER_ACCOUNT, 100);
+        let mut t = Throttle::new(FREE_FAILURES_PER_ACCOUNT_AND_ADDRESS, 100);
         let at = |s| UnixTime(1_000 + s);
         for n in 0..5 {
             assert_eq!(t.check("ada", at(n)), Ok(()), "failure {n} is free");
@@ -191,13 +225,46 @@ mod tests {
     }
 
     #[test]
-    fn the_throttle_holds_at_most_its_capacity() {
-        let mut t = Throttle::new(1, 3);
+    fn the_throttle_holds_at_most_its_capacity_and_never_frees_a_held_key() {
+        let mut t = Throttle::new(2, 3);
+        t.failed("held", UnixTime(0));
+        t.failed("held", UnixTime(0));
         for n in 0..10 {
             t.failed(&format!("k{n}"), UnixTime(n));
         }
         assert_eq!(t.len(), 3);
-        assert!(t.check("k9", UnixTime(10)).is_err(), "the newest are kept");
+        assert!(
+            t.check("held", UnixTime(10)).is_err(),
+            "the throttled key stays"
+        );
+        assert_eq!(t.check("k9", UnixTime(10)), Ok(()));
+    }
+
+    #[test]
+    fn attempts_are_counted_before_they_are_checked() {
+        let mut t = Throttle::new(FREE_FAILURES_PER_ACCOUNT_AND_ADDRESS, 10);
+        let now = UnixTime(1_000);
+        // Six attempts at once (none finished): the sixth is held.
+        let results: Vec<_> = (0..6).map(|_| t.attempt("ada", now)).collect();
+        assert_eq!(results[..5], [Ok(()); 5]);
+        assert_eq!(results[5], Err(FIRST_WAIT_SECS));
+        t.succeeded("ada");
+        assert_eq!(t.attempt("ada", now), Ok(()));
+    }
+
+    #[test]
+    fn an_ipv6_address_counts_by_its_64() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        let c: std::net::IpAddr = "2001:db8:1:3::1".parse().unwrap_or_else(|_| unreachable!());
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let v4: std::net::IpAddr = "192.0.2.7".parse().unwrap_or_else(|_| unreachable!());
+        assert_eq!(address_key(v4), "192.0.2.7");
     }
 
     #[test]

@@ -11,11 +11,13 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub Option<IpAddr>);
 
-/// Whether the client reached Tollgate over TLS: its own, or a trusted proxy's that says so
-/// (`X-Forwarded-Proto: https`). Session cookies are `Secure` then.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the client reached Tollgate: over TLS (its own, or a trusted proxy's that says so with
+/// `X-Forwarded-Proto: https`; session cookies are `Secure` then), and the site's name as the
+/// client wrote it (`Host`, or a trusted proxy's `X-Forwarded-Host`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClientTransport {
     pub https: bool,
+    pub host: Option<String>,
 }
 
 /// Set once the request presented a valid key; read after the answer.

@@ -105,6 +105,16 @@ pub(crate) async fn add_member(
     audit::append(tx, entry).await
 }
 
+/// Withdraws the pending invites a user made (in the console) in an organization.
+async fn withdraw_invites_by(tx: &mut Tx, org: &OrgId, user: &UserId) -> Result<()> {
+    sqlx::query("DELETE FROM invites WHERE org_id = ? AND created_by = ? AND accepted_at IS NULL")
+        .bind(org.as_str())
+        .bind(format!("user:{user}"))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Whether the organization keeps an owner other than `user`.
 async fn other_owner(tx: &mut Tx, org: &OrgId, user: &UserId) -> Result<bool> {
     let (others,): (i64,) = sqlx::query_as(
@@ -138,6 +148,10 @@ pub(crate) async fn set_member_role(
         .await?;
     if done.rows_affected() != 1 {
         return Err(StoreError::not_found("user", user));
+    }
+    if role != Role::Owner {
+        // A reader invites no one: the invites they made as an owner are withdrawn.
+        withdraw_invites_by(tx, org, user).await?;
     }
     audit::append(tx, entry).await
 }
@@ -173,6 +187,13 @@ pub(crate) async fn remove_member(
         .execute(&mut **tx)
         .await?;
     crate::project_members::leave_organization(tx, org, user).await?;
+    withdraw_invites_by(tx, org, user).await?;
+    // Their sessions here end now (they would otherwise wake if the account joined again).
+    sqlx::query("DELETE FROM sessions WHERE user_id = ? AND org_id = ?")
+        .bind(user.as_str())
+        .bind(org.as_str())
+        .execute(&mut **tx)
+        .await?;
     audit::append(tx, entry).await
 }
 

@@ -50,7 +50,16 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     };
     // Listen for signals before announcing readiness, so an early SIGTERM still stops cleanly.
     let stop_signal = StopSignal::install()?;
-    let running = gateway.start().await?;
+    let running = match gateway.start().await {
+        Ok(running) => running,
+        Err(err) => {
+            // The database was set up: its one-time credentials are shown even so.
+            if let Some(first) = &first_run {
+                print_banner(first, settings, settings.listen)?;
+            }
+            return Err(err.into());
+        }
+    };
     if let Some(first) = &first_run {
         print_banner(first, settings, running.addr())?;
     }

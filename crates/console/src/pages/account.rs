@@ -44,10 +44,13 @@ pub async fn change_password(
     fields: Fields,
 ) -> Result<Response, ConsoleError> {
     viewer.posted(&fields)?;
+    let account = format!("account:{}", viewer.member.user.email);
+    state.attempt(&account, &client.address)?;
     state
         .control
         .change_password(&viewer.member, fields.raw("current"), fields.raw("new"))
         .await?;
+    state.succeeded(&account, &client.address);
     Ok(set_cookie(
         see_other("/console/login?password_changed=1"),
         &cookie(None, client.https),

@@ -45,6 +45,10 @@ pub async fn accept(
     if !client.same_origin {
         return Err(ConsoleError::Forgery);
     }
+    // Accepting for an address that has an account checks its password: throttled alike.
+    let token: String = fields.get("token").chars().take(64).collect();
+    let account = format!("invite:{token}");
+    state.attempt(&account, &client.address)?;
     let outcome = state
         .control
         .accept_invite(Acceptance {
@@ -54,7 +58,10 @@ pub async fn accept(
         })
         .await;
     match outcome {
-        Ok(_) => Ok(see_other("/console/login?joined=1")),
+        Ok(_) => {
+            state.succeeded(&account, &client.address);
+            Ok(see_other("/console/login?joined=1"))
+        }
         Err(err) if matches!(err.class(), ErrorClass::Invalid | ErrorClass::Conflict) => {
             Ok(with_status(
                 StatusCode::BAD_REQUEST,

@@ -19,13 +19,15 @@ fn amount(text: &str) -> f64 {
     text.trim_start_matches('$').parse::<f64>().unwrap_or(0.0)
 }
 
-fn budget_rows(budgets: &[BudgetStatus]) -> Markup {
+/// Budgets with their spend; with an owner viewing, each with a remove button.
+fn budget_rows(budgets: &[BudgetStatus], owner: Option<&Viewer>) -> Markup {
     html! {
         div.table-wrap tabindex="0" role="region" aria-label="Budgets" {
             table.budgets {
                 thead { tr {
                     th scope="col" { "For" } th scope="col" { "Period" } th.num scope="col" { "Spent" }
                     th.num scope="col" { "Limit" } th scope="col" { "Used" } th scope="col" { "Alerts at" } th scope="col" { "Resets" }
+                    @if owner.is_some() { th scope="col" { span.hint { "Actions" } } }
                 } }
                 tbody {
                     @for b in budgets {
@@ -41,9 +43,19 @@ fn budget_rows(budgets: &[BudgetStatus]) -> Markup {
                             }
                             td { (b.alerts_percent.iter().map(|p| format!("{p}%")).collect::<Vec<_>>().join(", ")) }
                             td { (b.resets_at) }
+                            @if let Some(viewer) = owner {
+                                td {
+                                    form method="post" action=(format!("{LIMITS}/budget/remove")) {
+                                        (csrf(viewer))
+                                        input type="hidden" name="level" value=(b.level);
+                                        input type="hidden" name="holder" value=(b.holder);
+                                        button.link type="submit" aria-label=(format!("Remove the budget of {} {}", b.level, b.holder)) { "Remove" }
+                                    }
+                                }
+                            }
                         }
                     }
-                    @if budgets.is_empty() { tr { td colspan="7" { "No budgets." } } }
+                    @if budgets.is_empty() { tr { td colspan="8" { "No budgets." } } }
                 }
             }
         }
@@ -80,7 +92,7 @@ pub fn report_table(report: &LimitsReport) -> Markup {
         }
         @if !report.budgets.is_empty() {
             h2 { "Budgets" }
-            (budget_rows(&report.budgets))
+            (budget_rows(&report.budgets, None))
         }
     }
 }
@@ -115,13 +127,14 @@ pub async fn show(
     let content = html! {
         p { "Rate limits refuse requests over them (429); budgets refuse requests once a period's spend reaches them. Alerts fire at their thresholds to the configured webhook and the audit log." }
         h2 { "Budgets" }
-        (budget_rows(&budgets))
+        (budget_rows(&budgets, Some(&viewer).filter(|v| v.is_owner())))
         h2 { "Rate limits" }
         div.table-wrap tabindex="0" role="region" aria-label="Rate limits" {
             table {
                 thead { tr {
                     th scope="col" { "For" } th scope="col" { "Model" } th.num scope="col" { "RPM" } th.num scope="col" { "RPD" }
                     th.num scope="col" { "TPM" } th.num scope="col" { "TPD" } th.num scope="col" { "At once" }
+                    @if viewer.is_owner() { th scope="col" { span.hint { "Actions" } } }
                 } }
                 tbody {
                     @for r in &rules {
@@ -131,9 +144,20 @@ pub async fn show(
                             td.mono { (r.model.as_str()) }
                             td.num { (show(r.limits.rpm)) } td.num { (show(r.limits.rpd)) } td.num { (show(r.limits.tpm)) }
                             td.num { (show(r.limits.tpd)) } td.num { (show(r.limits.concurrent)) }
+                            @if viewer.is_owner() {
+                                td {
+                                    form method="post" action=(format!("{LIMITS}/rate/remove")) {
+                                        (csrf(&viewer))
+                                        input type="hidden" name="level" value=(r.holder.level.as_str());
+                                        input type="hidden" name="holder" value=(r.holder.id);
+                                        input type="hidden" name="model" value=(r.model.as_str());
+                                        button.link type="submit" aria-label=(format!("Remove the limits of {} {} on {}", r.holder.level.as_str(), r.holder.id, r.model.as_str())) { "Remove" }
+                                    }
+                                }
+                            }
                         }
                     }
-                    @if rules.is_empty() { tr { td colspan="7" { "No rate limits." } } }
+                    @if rules.is_empty() { tr { td colspan="8" { "No rate limits." } } }
                 }
             }
         }
@@ -238,6 +262,32 @@ pub async fn set_rate(
     state
         .control
         .update_limits(&viewer.actor(), &holder(&fields)?, model, limits, &[])
+        .await?;
+    Ok(see_other(LIMITS))
+}
+
+pub async fn remove_budget(
+    State(state): State<ConsoleState>,
+    viewer: Viewer,
+    fields: Fields,
+) -> Result<Response, ConsoleError> {
+    viewer.may_change(&fields)?;
+    state
+        .control
+        .remove_budget(&viewer.actor(), &holder(&fields)?)
+        .await?;
+    Ok(see_other(LIMITS))
+}
+
+pub async fn remove_rate(
+    State(state): State<ConsoleState>,
+    viewer: Viewer,
+    fields: Fields,
+) -> Result<Response, ConsoleError> {
+    viewer.may_change(&fields)?;
+    state
+        .control
+        .remove_limits(&viewer.actor(), &holder(&fields)?, fields.get("model"))
         .await?;
     Ok(see_other(LIMITS))
 }

@@ -9,7 +9,6 @@ use crate::pages::see_other;
 use crate::viewer::Viewer;
 use crate::ConsoleState;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::{Html, Response};
 use maud::{html, Markup};
 use tollgate_store::Role;
@@ -117,12 +116,9 @@ pub async fn list(
 }
 
 /// This site's origin as the browser reached it, for links shown to be passed on.
-fn origin(headers: &HeaderMap, https: bool) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("{}://{host}", if https { "https" } else { "http" })
+fn origin(client: &crate::viewer::Client) -> String {
+    let host = client.host.as_deref().unwrap_or("localhost");
+    format!("{}://{host}", if client.https { "https" } else { "http" })
 }
 
 fn shown_once(title: &str, id: &str, value: &str, note: &str) -> Markup {
@@ -143,7 +139,6 @@ pub async fn invite(
     State(state): State<ConsoleState>,
     viewer: Viewer,
     client: crate::viewer::Client,
-    headers: HeaderMap,
     fields: Fields,
 ) -> Result<Html<String>, ConsoleError> {
     viewer.may_change(&fields)?;
@@ -160,7 +155,7 @@ pub async fn invite(
         .await?;
     let link = format!(
         "{}/console/invite#{}",
-        origin(&headers, client.https),
+        origin(&client),
         created.token.expose()
     );
     let shown = shown_once(

@@ -72,25 +72,7 @@ pub async fn submit(
     }
     let email = normalize_email(fields.get("email")).unwrap_or_default();
     let account = format!("account:{email}");
-    let address = format!("address:{}", client.ip.as_deref().unwrap_or("unknown"));
-    let now = state.control.now();
-    {
-        let throttle = state
-            .throttle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let wait = [
-            throttle.accounts.check(&account, now),
-            throttle.addresses.check(&address, now),
-        ]
-        .into_iter()
-        .filter_map(Result::err)
-        .max();
-        if let Some(wait_secs) = wait {
-            tracing::warn!(ip = ?client.ip, wait_secs, "sign-in throttled");
-            return Err(ConsoleError::Throttled { wait_secs });
-        }
-    }
+    state.attempt(&account, &client.address)?;
     let attempt = state
         .control
         .sign_in(Credentials {
@@ -102,35 +84,30 @@ pub async fn submit(
         .await;
     match attempt {
         Ok(started) => {
-            state
-                .throttle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .accounts
-                .succeeded(&account);
+            state.succeeded(&account, &client.address);
+            // The session the browser came with (if any) ends: one browser, one session.
+            if let Some(previous) = client
+                .session
+                .as_deref()
+                .and_then(tollgate_core::sign_in::SessionToken::parse)
+            {
+                state.control.sign_out(&previous).await?;
+            }
             Ok(set_cookie(
                 see_other(landing(fields.get("next"))),
                 &cookie(Some(&started.token), client.https),
             ))
         }
-        Err(err) if err.class() == ErrorClass::Invalid => {
-            let mut throttle = state
-                .throttle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            throttle.accounts.failed(&account, now);
-            throttle.addresses.failed(&address, now);
-            drop(throttle);
-            Ok(with_status(
-                StatusCode::UNAUTHORIZED,
-                sign_in_page(
-                    fields.get("next"),
-                    fields.get("email"),
-                    Some("Incorrect email or password."),
-                    None,
-                ),
-            ))
-        }
+        // (The attempt was counted as a failure before the check.)
+        Err(err) if err.class() == ErrorClass::Invalid => Ok(with_status(
+            StatusCode::UNAUTHORIZED,
+            sign_in_page(
+                fields.get("next"),
+                fields.get("email"),
+                Some("Incorrect email or password."),
+                None,
+            ),
+        )),
         Err(err) => Err(err.into()),
     }
 }

@@ -276,10 +276,10 @@ pub async fn csv(
     Ok(response)
 }
 
-/// A CSV field: quoted when it holds a comma, quote or line break; a leading `=`, `+`, `-` or
-/// `@` is escaped so a spreadsheet does not run it as a formula.
+/// A CSV field: quoted when it holds a comma, quote or line break; a leading `=`, `+`, `-`,
+/// `@`, tab or carriage return is escaped so a spreadsheet does not run it as a formula.
 fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
     } else {
         text.to_owned()
@@ -309,5 +309,7 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
+        assert_eq!(csv_field("\t=cmd()"), "'\t=cmd()");
+        assert_eq!(csv_field("\r=x"), "\"'\r=x\"");
     }
 }

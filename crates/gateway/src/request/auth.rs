@@ -177,6 +177,29 @@ pub(crate) fn client_ip(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> 
     )
 }
 
+/// The site's name as the client wrote it: a trusted proxy's `X-Forwarded-Host` (proxies
+/// commonly rewrite `Host` to the upstream's address), else `Host`.
+pub(crate) fn public_host(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Option<String> {
+    let trusted = state
+        .settings
+        .trusted_proxies
+        .iter()
+        .any(|range| range.contains(peer));
+    let forwarded = trusted
+        .then(|| {
+            headers
+                .get_all("x-forwarded-host")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .last()
+                .map(|h| h.trim().to_owned())
+        })
+        .flatten()
+        .filter(|h| !h.is_empty());
+    forwarded.or_else(|| header(headers, axum::http::header::HOST).map(str::to_owned))
+}
+
 /// Whether the client reached a TLS-terminating proxy this server trusts: the peer is a trusted
 /// proxy and says `X-Forwarded-Proto: https` (the last value, its own). Tollgate itself serves
 /// plain HTTP, so nothing else makes a request HTTPS.

@@ -149,6 +149,19 @@ async fn control_plane(
     path: &str,
     peer: SocketAddr,
 ) -> Response {
+    // HTTP/2 names the site in the URI's authority, not a Host header; keep it as one, since
+    // the URI is rewritten to the path below and the console compares origins with the host.
+    if !request.headers().contains_key(axum::http::header::HOST) {
+        if let Some(authority) = request
+            .uri()
+            .authority()
+            .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            request
+                .headers_mut()
+                .insert(axum::http::header::HOST, authority);
+        }
+    }
     let canonical = match request.uri().query() {
         Some(query) => format!("{path}?{query}"),
         None => path.to_owned(),
@@ -166,6 +179,7 @@ async fn control_plane(
     let client = ClientAddress(auth::client_ip(state, request.headers(), peer.ip()));
     let transport = ClientTransport {
         https: auth::forwarded_https(state, request.headers(), peer.ip()),
+        host: auth::public_host(state, request.headers(), peer.ip()),
     };
     let shown = KeyShown::default();
     request.extensions_mut().insert(ConnectInfo(peer));
@@ -191,7 +205,9 @@ async fn control_plane(
             return GatewayError::Internal.into_response();
         }
     };
-    if changes && response.status().is_success() {
+    // A change answers 2xx (the admin API) or 303 back to a page (the console).
+    let changed = response.status().is_success() || response.status().is_redirection();
+    if changes && changed {
         // Bounded: a store that cannot be read now leaves the change to the follower's next
         // pass (within its interval), and the caller is not held.
         match tokio::time::timeout(CATCH_UP_WAIT, state.key_lookups.follower().catch_up()).await
