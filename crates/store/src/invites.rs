@@ -169,6 +169,11 @@ pub(crate) async fn accept(
     at: UnixTime,
     entries: &[AuditEntry],
 ) -> Result<()> {
+    if !sender_may_still_invite(tx, invite, at).await? {
+        return Err(StoreError::Conflict(
+            "whoever sent this invite can no longer invite (removed, now a reader, or their admin key ended); ask an owner for a new one".into(),
+        ));
+    }
     if let Some(hash) = password_hash {
         sqlx::query(
             "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -234,6 +239,41 @@ pub(crate) async fn accept(
         audit::append(tx, entry).await?;
     }
     Ok(())
+}
+
+/// Whether the invite's sender could still send it at `at`: a user still an owner of the
+/// organization, an admin key still working with the owner's rights, or the local CLI.
+async fn sender_may_still_invite(tx: &mut Tx, invite: &Invite, at: UnixTime) -> Result<bool> {
+    let (kind, id) = invite
+        .created_by
+        .split_once(':')
+        .unwrap_or(("", invite.created_by.as_str()));
+    let still: (bool,) = match kind {
+        "user" => {
+            sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM memberships WHERE org_id = ? AND user_id = ? AND role = 'owner')",
+            )
+            .bind(invite.org_id.as_str())
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await?
+        }
+        "api_key" => {
+            sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM api_keys
+                    WHERE org_id = ? AND id = ? AND kind = 'admin' AND revoked_at IS NULL
+                      AND (expires_at IS NULL OR expires_at > ?)
+                      AND json_extract(permissions, '$.mode') = 'all')",
+            )
+            .bind(invite.org_id.as_str())
+            .bind(id)
+            .bind(at.seconds())
+            .fetch_one(&mut **tx)
+            .await?
+        }
+        _ => (true,),
+    };
+    Ok(still.0)
 }
 
 impl Store {

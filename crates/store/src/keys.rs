@@ -193,7 +193,13 @@ pub(crate) async fn revoke(
         sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
             .bind(at.seconds())
             .bind(id.as_str());
-    update_one(tx, id, entry, update).await
+    update_one(tx, id, entry, update).await?;
+    // Invites an admin key sent are withdrawn with it.
+    sqlx::query("DELETE FROM invites WHERE created_by = ? AND accepted_at IS NULL")
+        .bind(format!("api_key:{id}"))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Whether the organization keeps an owner admin key, other than `except`, that works and will

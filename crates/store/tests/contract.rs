@@ -517,6 +517,107 @@ async fn invites_are_made_found_by_token_withdrawn_and_accepted_once() {
         ProjectRole::Member
     );
     assert_eq!(s.invites(&w.org.id).await.unwrap().len(), 2);
+
+    // An invite whose sender can no longer invite is refused at acceptance: an admin key
+    // revoked (which also withdraws its pending invites), an owner removed.
+    let sent_by_key = Invite {
+        created_by: format!("api_key:{}", w.admin.id),
+        ..invite(&w, "cy@example.com", vec![], 3_300)
+    };
+    s.create_invite(&sent_by_key, &InviteToken::generate().hash(&w.hasher), &e())
+        .await
+        .unwrap();
+    let extra_admin = KeyRecord {
+        kind: KeyKind::Admin,
+        project_id: None,
+        ..key(&w.org, &w.owner, None, 77, &w.hasher)
+    };
+    s.insert_key(&extra_admin, &e()).await.unwrap();
+    assert!(s
+        .revoke_owner_admin_key(&w.org.id, &w.admin.id, UnixTime(3_301), &e())
+        .await
+        .unwrap());
+    let gone = s.invite(&w.org.id, &sent_by_key.id).await.unwrap_err();
+    assert!(
+        matches!(gone, StoreError::NotFound { .. }),
+        "withdrawn with the key"
+    );
+    let refused = s
+        .accept_invite(
+            &sent_by_key,
+            &person("cy@example.com"),
+            Some("h"),
+            UnixTime(3_302),
+            &[e()],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
+    // An admin key that has expired since: the invite is still listed, and refused.
+    let third_admin = KeyRecord {
+        kind: KeyKind::Admin,
+        project_id: None,
+        ..key(&w.org, &w.owner, None, 78, &w.hasher)
+    };
+    s.insert_key(&third_admin, &e()).await.unwrap();
+    let sent_by_expiring = Invite {
+        created_by: format!("api_key:{}", extra_admin.id),
+        ..invite(&w, "eve@example.com", vec![], 3_350)
+    };
+    s.create_invite(
+        &sent_by_expiring,
+        &InviteToken::generate().hash(&w.hasher),
+        &e(),
+    )
+    .await
+    .unwrap();
+    s.set_key_expiry(&extra_admin.id, Some(UnixTime(3_360)), &e())
+        .await
+        .unwrap();
+    let refused = s
+        .accept_invite(
+            &sent_by_expiring,
+            &person("eve@example.com"),
+            Some("h"),
+            UnixTime(3_370),
+            &[e()],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
+    assert!(s
+        .invite(&w.org.id, &sent_by_expiring.id)
+        .await
+        .unwrap()
+        .accepted_at
+        .is_none());
+    let dev = person("dev@example.com");
+    s.add_member(&w.org.id, &dev, None, Role::Owner, &e())
+        .await
+        .unwrap();
+    let sent_by_dev = Invite {
+        created_by: format!("user:{}", dev.id),
+        ..invite(&w, "dee@example.com", vec![], 3_400)
+    };
+    s.create_invite(&sent_by_dev, &InviteToken::generate().hash(&w.hasher), &e())
+        .await
+        .unwrap();
+    s.remove_member(&w.org.id, &dev.id, &e()).await.unwrap();
+    assert!(
+        s.invite(&w.org.id, &sent_by_dev.id).await.is_err(),
+        "withdrawn with the sender"
+    );
+    let refused = s
+        .accept_invite(
+            &sent_by_dev,
+            &person("dee@example.com"),
+            Some("h"),
+            UnixTime(3_401),
+            &[e()],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
 }
 
 #[tokio::test]
