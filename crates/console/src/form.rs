@@ -3,6 +3,7 @@
 
 use crate::error::ConsoleError;
 use axum::extract::{FromRequest, Request};
+use tollgate_core::limit_rules::RateLimits;
 
 /// The largest form accepted.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -33,6 +34,34 @@ impl Fields {
             .iter()
             .find(|(k, _)| k == name)
             .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// A whole number above 0, or `None` when the field is empty.
+    pub fn number(&self, name: &str) -> Result<Option<u64>, ConsoleError> {
+        match self.get(name) {
+            "" => Ok(None),
+            text => text
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Some)
+                .ok_or_else(|| {
+                    ConsoleError::Invalid(format!(
+                        "{name}: give a whole number above 0, not “{text}”."
+                    ))
+                }),
+        }
+    }
+
+    /// The rate-limit fields (`rpm`, `rpd`, `tpm`, `tpd`, `concurrency`); empty ones unset.
+    pub fn rate_limits(&self) -> Result<RateLimits, ConsoleError> {
+        Ok(RateLimits {
+            rpm: self.number("rpm")?,
+            rpd: self.number("rpd")?,
+            tpm: self.number("tpm")?,
+            tpd: self.number("tpd")?,
+            concurrent: self.number("concurrency")?,
+        })
     }
 
     /// A field holding a list, one item a line or comma-separated.

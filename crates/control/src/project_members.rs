@@ -41,17 +41,15 @@ impl Control {
     ) -> Result<ProjectMember> {
         let org = self.organization().await?;
         let project = self.active_project(project).await?;
-        let email = user.trim().to_lowercase();
-        let member: Member = self
-            .members()
-            .await?
-            .into_iter()
-            .find(|m| m.user.id.as_str() == user || m.user.email == email)
-            .ok_or_else(|| {
-                ControlError::Invalid(format!(
+        let member: Member = match self.member_by_id_or_email(user).await {
+            Ok(member) => member,
+            Err(err) if err.class() == crate::ErrorClass::NotFound => {
+                return Err(ControlError::Invalid(format!(
                     "{user} is not a user of this organization; invite them first"
-                ))
-            })?;
+                )))
+            }
+            Err(err) => return Err(err),
+        };
         let now = self.clock.now();
         let entry = self.audit_entry(
             &org,

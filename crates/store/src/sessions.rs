@@ -119,7 +119,7 @@ impl Store {
         ))
     }
 
-    /// How many live sessions a user has (for tests and the account page).
+    /// How many live sessions a user has.
     pub async fn session_count(&self, user: &UserId, now: UnixTime) -> Result<i64> {
         let (count,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM sessions WHERE user_id = ? AND expires_at > ?")

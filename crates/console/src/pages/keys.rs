@@ -16,7 +16,6 @@ use tollgate_control::{
     BudgetRequest, CreatedKey, HolderRequest, KeyOwnerRequest, KeyView, NewKey, RevokeOutcome,
 };
 use tollgate_core::duration::Span;
-use tollgate_core::limit_rules::RateLimits;
 use tollgate_core::network::IpAllowList;
 use tollgate_core::routing::ModelAllowList;
 use tollgate_core::{KeyKind, Permissions, Scope};
@@ -305,22 +304,6 @@ pub async fn new(
     ))
 }
 
-fn number(fields: &Fields, name: &str) -> Result<Option<u64>, ConsoleError> {
-    match fields.get(name) {
-        "" => Ok(None),
-        text => text
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| {
-                ConsoleError::Invalid(format!(
-                    "{name}: give a whole number above 0, not “{text}”."
-                ))
-            }),
-    }
-}
-
 fn new_key(fields: &Fields) -> Result<NewKey, ConsoleError> {
     let name = match fields.get("name") {
         "" => "Secret key".to_owned(),
@@ -373,13 +356,7 @@ fn new_key(fields: &Fields) -> Result<NewKey, ConsoleError> {
     };
     let allowed_ips = IpAllowList::parse(&fields.list("allowed_ips"))
         .map_err(|e| ConsoleError::Invalid(format!("Allowed IP addresses: {e}")))?;
-    let limits = RateLimits {
-        rpm: number(fields, "rpm")?,
-        rpd: number(fields, "rpd")?,
-        tpm: number(fields, "tpm")?,
-        tpd: number(fields, "tpd")?,
-        concurrent: number(fields, "concurrency")?,
-    };
+    let limits = fields.rate_limits()?;
     let budget = match fields.get("budget_usd") {
         "" => None,
         usd => Some(

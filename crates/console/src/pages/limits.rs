@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::response::{Html, Response};
 use maud::{html, Markup};
 use tollgate_control::{BudgetRequest, BudgetStatus, HolderRequest, LimitsReport};
-use tollgate_core::limit_rules::RateLimits;
 
 const LIMITS: &str = "/console/limits";
 
@@ -232,26 +231,7 @@ pub async fn set_rate(
     fields: Fields,
 ) -> Result<Response, ConsoleError> {
     viewer.may_change(&fields)?;
-    let number = |name: &str| -> Result<Option<u64>, ConsoleError> {
-        match fields.get(name) {
-            "" => Ok(None),
-            t => t
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(Some)
-                .ok_or_else(|| {
-                    ConsoleError::Invalid(format!("{name}: give a whole number above 0."))
-                }),
-        }
-    };
-    let limits = RateLimits {
-        rpm: number("rpm")?,
-        rpd: number("rpd")?,
-        tpm: number("tpm")?,
-        tpd: number("tpd")?,
-        concurrent: number("concurrency")?,
-    };
+    let limits = fields.rate_limits()?;
     if limits.is_empty() {
         return Err(ConsoleError::Invalid("Give at least one limit.".into()));
     }

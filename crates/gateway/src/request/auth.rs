@@ -177,15 +177,19 @@ pub(crate) fn client_ip(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> 
     )
 }
 
-/// The site's name as the client wrote it: a trusted proxy's `X-Forwarded-Host` (proxies
-/// commonly rewrite `Host` to the upstream's address), else `Host`.
-pub(crate) fn public_host(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Option<String> {
-    let trusted = state
+/// Whether the peer is one of the proxies whose forwarding headers this server believes.
+fn trusted_proxy(state: &AppState, peer: IpAddr) -> bool {
+    state
         .settings
         .trusted_proxies
         .iter()
-        .any(|range| range.contains(peer));
-    let forwarded = trusted
+        .any(|range| range.contains(peer))
+}
+
+/// The site's name as the client wrote it: a trusted proxy's `X-Forwarded-Host` (proxies
+/// commonly rewrite `Host` to the upstream's address), else `Host`.
+pub(crate) fn public_host(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Option<String> {
+    let forwarded = trusted_proxy(state, peer)
         .then(|| {
             headers
                 .get_all("x-forwarded-host")
@@ -204,12 +208,7 @@ pub(crate) fn public_host(state: &AppState, headers: &HeaderMap, peer: IpAddr) -
 /// proxy and says `X-Forwarded-Proto: https` (the last value, its own). Tollgate itself serves
 /// plain HTTP, so nothing else makes a request HTTPS.
 pub(crate) fn forwarded_https(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> bool {
-    let trusted = state
-        .settings
-        .trusted_proxies
-        .iter()
-        .any(|range| range.contains(peer));
-    trusted
+    trusted_proxy(state, peer)
         && headers
             .get_all("x-forwarded-proto")
             .iter()
