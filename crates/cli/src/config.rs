@@ -58,6 +58,9 @@ pub struct FileConfig {
     pub alerts: AlertsConfig,
     #[serde(default)]
     pub connections: ConnectionsConfig,
+    /// Provider objects (files, batches, ...) and the ownership ledger.
+    #[serde(default)]
+    pub objects: ObjectsConfig,
     #[serde(default)]
     pub metering: MeteringConfig,
 }
@@ -257,6 +260,44 @@ pub struct ProviderConfig {
     /// addition to the public ones (a provider with an internal CA or a self-signed
     /// certificate).
     pub ca_file: Option<PathBuf>,
+    /// Credentials of single projects at this provider (one OpenAI project key per Tollgate
+    /// project): the provider then keeps those projects' files, batches and stored responses
+    /// apart by itself.
+    #[serde(default)]
+    pub project_keys: Vec<ProjectKeyConfig>,
+}
+
+/// A project's own credential at a provider.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectKeyConfig {
+    /// The Tollgate project: its id (`proj_…`) or name.
+    pub project: String,
+    /// The environment variable holding the credential.
+    pub api_key_env: Option<String>,
+    /// A file holding the credential (a mounted secret); surrounding whitespace is ignored.
+    pub api_key_file: Option<PathBuf>,
+}
+
+/// What happens to provider objects Tollgate has no record of (made before Tollgate, or
+/// around it) when projects share a credential.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownObjectsChoice {
+    /// Nobody reaches them through Tollgate.
+    #[default]
+    Hide,
+    /// They belong to the project `adopt_into` names.
+    Adopt,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectsConfig {
+    #[serde(default)]
+    pub unknown: UnknownObjectsChoice,
+    /// With `unknown = "adopt"`: the project (id or name) unknown objects belong to.
+    pub adopt_into: Option<String>,
 }
 
 /// The settings every command resolves, after file, environment and flags.
@@ -289,6 +330,9 @@ pub struct Settings {
     /// The usage spool's directory.
     pub spool_dir: PathBuf,
     pub max_spool_bytes: u64,
+    /// The project (id or name) that provider objects Tollgate has no record of belong to;
+    /// `None`: they are hidden.
+    pub adopt_unknown_into: Option<String>,
 }
 
 /// What the command line and environment supplied (clap merges flag over env).
@@ -444,6 +488,18 @@ impl Settings {
             connections,
             spool_dir,
             max_spool_bytes: file.metering.max_spool_bytes.unwrap_or(256 * 1024 * 1024),
+            adopt_unknown_into: match (file.objects.unknown, file.objects.adopt_into) {
+                (UnknownObjectsChoice::Hide, None) => None,
+                (UnknownObjectsChoice::Adopt, Some(project)) if !project.trim().is_empty() => {
+                    Some(project.trim().to_owned())
+                }
+                (UnknownObjectsChoice::Adopt, _) => return Err(ConfigError(
+                    "objects.unknown = \"adopt\" needs objects.adopt_into, the project (id or name) that objects Tollgate has no record of belong to".into(),
+                )),
+                (UnknownObjectsChoice::Hide, Some(_)) => return Err(ConfigError(
+                    "objects.adopt_into applies only with objects.unknown = \"adopt\"".into(),
+                )),
+            },
         })
     }
 
@@ -661,6 +717,28 @@ fn resolve_providers(
             if !models.insert(model.clone()) {
                 return Err(ConfigError(format!(
                     "providers.{}: the model `{model}` is offered by two providers; each model goes to one",
+                    p.name
+                )));
+            }
+        }
+        let mut projects = HashSet::new();
+        for key in &p.project_keys {
+            let project = key.project.trim();
+            if project.is_empty() {
+                return Err(ConfigError(format!(
+                    "providers.{}.project_keys: an entry names no project",
+                    p.name
+                )));
+            }
+            if !projects.insert(project) {
+                return Err(ConfigError(format!(
+                    "providers.{}.project_keys: the project `{project}` has two entries",
+                    p.name
+                )));
+            }
+            if key.api_key_env.is_some() == key.api_key_file.is_some() {
+                return Err(ConfigError(format!(
+                    "providers.{}.project_keys: the project `{project}` needs exactly one of api_key_env and api_key_file",
                     p.name
                 )));
             }

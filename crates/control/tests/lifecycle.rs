@@ -474,6 +474,7 @@ async fn usage_rolls_up_by_day_model_key_and_project_and_counts_a_retried_batch_
         latency_ms: 12,
         client_ip: Some("127.0.0.1".into()),
         created_at: START.plus_seconds(day_offset * 86_400),
+        objects: Vec::new(),
     };
     let batch = vec![
         event(1, 0, "gpt-4o", 1_500),
@@ -571,6 +572,7 @@ async fn a_large_batch_spanning_several_statements_is_stored_and_rolled_up_exact
             latency_ms: 1,
             client_ip: None,
             created_at: START,
+            objects: Vec::new(),
         })
         .collect();
     s.control.store().record_usage(&events).await.unwrap();
@@ -665,6 +667,7 @@ async fn limits_report_reads_spend_from_the_period_start_in_the_budget_s_time_zo
         latency_ms: 12,
         client_ip: None,
         created_at: START.plus_seconds(at),
+        objects: Vec::new(),
     };
     c.store()
         .record_usage(&[

@@ -17,6 +17,7 @@ pub mod limit_rules;
 pub mod limits;
 pub mod money;
 pub mod network;
+pub mod objects;
 pub mod password;
 pub mod path;
 pub mod permissions;

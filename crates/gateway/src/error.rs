@@ -88,6 +88,19 @@ pub enum GatewayError {
     SpendLimit { message: String, code: &'static str },
     #[error(transparent)]
     Upstream(#[from] crate::upstream::failure::UpstreamError),
+    /// An object another project owns, or one the ownership ledger has never seen.
+    #[error("no such {kind} object {id}")]
+    NoSuchObject {
+        kind: tollgate_core::objects::ObjectKind,
+        id: String,
+        param: String,
+    },
+    /// Something named where an object id belongs that is not one.
+    #[error("malformed object id: {0}")]
+    MalformedObjectId(tollgate_core::objects::Malformed),
+    /// A key that belongs to no project asked for objects a provider keeps per project.
+    #[error("key without a project")]
+    NoProject,
     #[error("The server had an error while processing your request. Sorry about that!")]
     Internal,
 }
@@ -199,6 +212,19 @@ impl GatewayError {
             GatewayError::SpendLimit { message, code } => {
                 OpenAiError::new(InsufficientQuota, message.clone()).with_code(code)
             }
+            GatewayError::NoSuchObject { kind, id, param } => OpenAiError::new(
+                NotFound,
+                format!("No such {} object: {id}", kind.noun()),
+            )
+            .with_param(param.clone()),
+            GatewayError::MalformedObjectId(malformed) => {
+                OpenAiError::new(InvalidRequest, malformed.message.clone())
+                    .with_param(malformed.param.clone())
+            }
+            GatewayError::NoProject => OpenAiError::new(
+                PermissionDenied,
+                "This key belongs to no project, and objects at the provider (files, batches, stored responses, ...) belong to projects. Use a project's key.",
+            ),
             GatewayError::Internal => OpenAiError::new(Server, self.to_string()),
             GatewayError::Upstream(err) => match err {
                 crate::upstream::failure::UpstreamError::Timeout { .. } => OpenAiError::new(

@@ -10,6 +10,7 @@ mod background;
 mod body_budget;
 mod error;
 mod headers;
+mod ledger;
 pub mod mock;
 mod rate_headers;
 mod request;
@@ -24,6 +25,8 @@ mod worker;
 
 pub use background::key_table::{CatchUp, KeyTable};
 pub use error::GatewayError;
+pub use ledger::UnknownObjects;
+pub use upstream::dedicated_projects;
 pub use request::auth::Principal;
 pub use server::{Gateway, RunningGateway, StartError};
 pub use settings::{

@@ -135,12 +135,17 @@ impl Gateway {
         ));
         let last_used = Arc::new(LastUsed::default());
         let metering_grace = spool.as_ref().map(|_| self.settings.shutdown_grace);
+        let ledger = Arc::new(crate::ledger::Ledger::new(
+            self.store.clone(),
+            self.settings.unknown_objects.clone(),
+        ));
         let (usage, metering) = metering::start(
             self.store.clone(),
             self.settings.metering.capacity,
             self.settings.metering.batch,
             self.settings.metering.linger,
             spool,
+            Some(ledger.clone()),
         );
         let background = vec![
             tokio::spawn(
@@ -196,6 +201,7 @@ impl Gateway {
             ip_denials: Arc::new(IpDenials::new()),
             limits: limits.clone(),
             body_budget: crate::body_budget::BodyBudget::new(body_budget),
+            ledger,
         }));
         let app = Dispatch::new(router(state.clone()), self.admin, self.console, state);
         let workers = Workers::start(worker_count).map_err(StartError::Workers)?;

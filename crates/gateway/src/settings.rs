@@ -78,6 +78,9 @@ pub struct ProviderSettings {
     pub connect_timeout: Duration,
     /// Certificate authorities (PEM) trusted for this provider besides the public ones.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Projects with a credential of their own at this provider (an OpenAI project key per
+    /// Tollgate project): their requests carry it instead of `api_key`.
+    pub project_keys: Vec<(tollgate_core::ProjectId, ProviderKey)>,
 }
 
 /// What happens to a routed model with no price.
@@ -184,6 +187,8 @@ pub struct GatewaySettings {
     /// `max_tokens` (or `max_completion_tokens`, `max_output_tokens`).
     pub default_max_output_tokens: u64,
     pub alerts: AlertSettings,
+    /// What happens to provider objects the ownership ledger has never seen.
+    pub unknown_objects: crate::ledger::UnknownObjects,
 }
 
 impl GatewaySettings {
@@ -221,6 +226,7 @@ impl GatewaySettings {
                 first_retry: Duration::from_secs(2),
                 timeout: Duration::from_secs(10),
             },
+            unknown_objects: crate::ledger::UnknownObjects::Hide,
         }
     }
 }

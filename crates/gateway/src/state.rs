@@ -9,6 +9,7 @@ use crate::background::key_table::KeyTable;
 use crate::background::last_used::LastUsed;
 use crate::background::metering::UsageSink;
 use crate::body_budget::BodyBudget;
+use crate::ledger::Ledger;
 use crate::settings::GatewaySettings;
 use crate::upstream::Upstream;
 use std::sync::Arc;
@@ -45,4 +46,5 @@ pub(crate) struct Shared {
     pub ip_denials: Arc<IpDenials>,
     pub limits: Arc<Limits>,
     pub body_budget: Arc<BodyBudget>,
+    pub ledger: Arc<Ledger>,
 }

@@ -401,7 +401,11 @@ async fn unknown_routes_and_methods_answer_in_the_envelope_and_openai_groups_are
         StatusCode::OK,
         "OpenAI's groups go to the provider after authentication"
     );
-    assert_eq!(forwarded.body["received"]["path"], "/v1/files");
+    assert_eq!(forwarded.body["object"], "list", "{:?}", forwarded.body);
+    assert_eq!(
+        app.mock.requests().last().map(|r| r.path.clone()).as_deref(),
+        Some("/v1/files")
+    );
     app.get("/elsewhere", None, &[])
         .await
         .assert_error(404, None, "Invalid URL (GET /elsewhere)");

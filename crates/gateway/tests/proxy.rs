@@ -307,7 +307,7 @@ async fn aliases_pass_through_and_the_daily_roll_up() {
 
     let upload = app
         .http
-        .post(format!("{}/v1/files?purpose=batch", app.base))
+        .post(format!("{}/v1/audio/transcriptions?purpose=batch", app.base))
         .bearer_auth(key.secret.expose())
         .header("content-type", "application/octet-stream")
         .body(vec![7u8; 100_000])
@@ -330,7 +330,7 @@ async fn aliases_pass_through_and_the_daily_roll_up() {
     ];
     let chunked = app
         .http
-        .post(format!("{}/v1/uploads/part", app.base))
+        .post(format!("{}/v1/audio/translations", app.base))
         .bearer_auth(key.secret.expose())
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
             pieces,
@@ -344,7 +344,7 @@ async fn aliases_pass_through_and_the_daily_roll_up() {
     let seen = app.mock.requests();
     let part = seen
         .iter()
-        .find(|r| r.path.ends_with("/uploads/part"))
+        .find(|r| r.path.ends_with("/audio/translations"))
         .unwrap();
     assert_eq!(
         part.headers
@@ -355,8 +355,8 @@ async fn aliases_pass_through_and_the_daily_roll_up() {
 
     let events = app.usage_events(3).await;
     assert_eq!(events[2].model_requested, "fast");
-    assert_eq!(events[1].endpoint, "/v1/files");
-    assert_eq!(events[0].endpoint, "/v1/uploads/part");
+    assert_eq!(events[1].endpoint, "/v1/audio/transcriptions");
+    assert_eq!(events[0].endpoint, "/v1/audio/translations");
     let org = app.control.organization().await.unwrap();
     let today = app.clock_now();
     let report = app

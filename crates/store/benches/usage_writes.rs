@@ -28,6 +28,7 @@ fn event(n: u64) -> UsageEvent {
         latency_ms: 1,
         client_ip: Some("127.0.0.1".to_owned()),
         created_at: UnixTime(1_795_400_000 + (n / 10_000) as i64),
+        objects: Vec::new(),
     }
 }
 

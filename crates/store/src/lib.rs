@@ -17,6 +17,7 @@ mod open;
 mod organizations;
 mod project_members;
 mod projects;
+mod provider_objects;
 mod rate_limits;
 mod records;
 mod service_accounts;
@@ -26,6 +27,7 @@ mod write;
 
 pub use error::StoreError;
 pub use location::DatabaseLocation;
+pub use provider_objects::ProviderObject;
 pub use records::*;
 pub use sessions::{NewSession, SessionRecord};
 pub use write::Write;

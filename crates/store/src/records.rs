@@ -281,6 +281,20 @@ pub struct UsageEvent {
     pub latency_ms: i64,
     pub client_ip: Option<String>,
     pub created_at: UnixTime,
+    /// Objects the provider made for this request through a shared credential (the ownership
+    /// ledger's entries, stored with the event and as durable as it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<CreatedObject>,
+}
+
+/// An object a provider made for a request: recorded in the ownership ledger under the
+/// request's project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CreatedObject {
+    /// The provider's name in the configuration.
+    pub provider: String,
+    pub kind: tollgate_core::objects::ObjectKind,
+    pub id: String,
 }
 
 /// A user of an organization, with their role there.

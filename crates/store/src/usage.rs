@@ -84,6 +84,7 @@ impl From<EventRow> for UsageEvent {
             latency_ms: r.latency_ms,
             client_ip: r.client_ip,
             created_at: UnixTime(r.created_at),
+            objects: Vec::new(),
         }
     }
 }
@@ -158,6 +159,9 @@ pub(crate) async fn record(tx: &mut Tx, events: &[UsageEvent]) -> Result<()> {
         .bind(before)
         .execute(&mut **tx)
         .await?;
+    for event in events.iter().filter(|e| !e.objects.is_empty()) {
+        crate::provider_objects::record_created(tx, event).await?;
+    }
     Ok(())
 }
 

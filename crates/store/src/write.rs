@@ -168,6 +168,14 @@ changes! {
     /// Sets a user's password hash and ends all their sessions.
     fn set_password(user: &UserId, password_hash: &str, entry: &AuditEntry) -> () = crate::sessions::set_password;
 
+    /// Records objects a provider made for a project's requests (the ownership ledger); `true`
+    /// for each that was new (a second record of an id keeps its first owner).
+    fn record_provider_objects(objects: &[crate::ProviderObject]) -> Vec<bool> = crate::provider_objects::record;
+    /// Adopts objects made outside Tollgate into a project, audited; `true` for each new one.
+    fn adopt_provider_objects(objects: &[crate::ProviderObject], entry: &AuditEntry) -> Vec<bool> = crate::provider_objects::adopt;
+    /// Forgets an object its provider deleted.
+    fn forget_provider_object(provider: &str, object_id: &str) -> () = crate::provider_objects::forget;
+
     /// Writes one audit entry on its own (for events the data plane observes).
     fn record_audit(entry: &AuditEntry) -> () = crate::audit::append;
 

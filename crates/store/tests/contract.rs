@@ -172,6 +172,7 @@ fn event(w: &World, request: &str, key: &KeyRecord, model: &str, at: i64) -> Usa
         latency_ms: 42,
         client_ip: Some("127.0.0.1".into()),
         created_at: UnixTime(at),
+        objects: Vec::new(),
     }
 }
 

@@ -76,6 +76,7 @@ impl App {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             ca_file: None,
+            project_keys: Vec::new(),
         }];
         let routes = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
             .iter()

@@ -17,9 +17,18 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     if source == SecretSource::CreatedFile {
         tracing::info!(path = %settings.secret_file.display(), "created the server secret file (mode 0600); back it up with the database");
     }
-    let (providers, _mocks) = providers(settings).await?;
+    let (mut providers, _mocks) = providers(settings).await?;
+    let org = control.organization().await?;
+    resolve_project_keys(control.store(), &org.id, settings, &mut providers).await?;
     let mut gateway_settings = GatewaySettings::new(settings.listen);
     gateway_settings.providers = providers;
+    if let Some(project) = &settings.adopt_unknown_into {
+        let project = control.store().find_project(&org.id, project).await.map_err(|e| {
+            Failure::environment(format!("objects.adopt_into: {e}"))
+        })?;
+        tracing::info!(project = %project.id, name = %project.name, "provider objects Tollgate has no record of belong to this project (objects.unknown = \"adopt\")");
+        gateway_settings.unknown_objects = tollgate_gateway::UnknownObjects::AdoptInto(project.id);
+    }
     if let Some(workers) = settings.workers {
         gateway_settings.workers = workers;
     }
@@ -128,9 +137,84 @@ async fn providers(
             timeout: Duration::from_secs(p.timeout_secs.unwrap_or(600)),
             connect_timeout: Duration::from_secs(p.connect_timeout_secs.unwrap_or(5)),
             ca_file: p.ca_file.clone(),
+            project_keys: Vec::new(),
         });
     }
     Ok((out, mocks))
+}
+
+/// Reads each provider's per-project credentials (projects by id or name) and says which
+/// projects share a credential there: their objects are kept apart by the ownership ledger,
+/// the others' by the provider.
+async fn resolve_project_keys(
+    store: &tollgate_store::Store,
+    org: &tollgate_core::OrgId,
+    settings: &Settings,
+    providers: &mut [ProviderSettings],
+) -> Result<(), Failure> {
+    let projects = store.projects(org, false).await?;
+    for config in &settings.providers {
+        let Some(provider) = providers.iter_mut().find(|p| p.name == config.name) else {
+            continue;
+        };
+        for entry in &config.project_keys {
+            let project = store
+                .find_project(org, entry.project.trim())
+                .await
+                .map_err(|e| {
+                    Failure::environment(format!(
+                        "providers.{}.project_keys: {e}",
+                        config.name
+                    ))
+                })?;
+            let key = match (&entry.api_key_env, &entry.api_key_file) {
+                (Some(var), _) => std::env::var(var).ok().filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+                    Failure::environment(format!(
+                        "providers.{}.project_keys: the variable {var} for project {} is not set",
+                        config.name, project.name
+                    ))
+                })?,
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map(|text| text.trim().to_owned())
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| {
+                        Failure::environment(format!(
+                            "providers.{}.project_keys: cannot read a credential from {} for project {}",
+                            config.name,
+                            path.display(),
+                            project.name
+                        ))
+                    })?,
+                (None, None) => continue,
+            };
+            provider
+                .project_keys
+                .push((project.id.clone(), ProviderKey::new(key)));
+        }
+        if provider.project_keys.is_empty() {
+            tracing::info!(provider = %provider.name, "every project shares this provider's credential: the ownership ledger keeps their files, batches and stored responses apart (give projects their own with project_keys)");
+            continue;
+        }
+        let dedicated = tollgate_gateway::dedicated_projects(provider);
+        let name = |id: &str| {
+            projects
+                .iter()
+                .find(|p| p.id.as_str() == id)
+                .map_or_else(|| id.to_owned(), |p| format!("{} ({})", p.name, p.id))
+        };
+        let own: Vec<String> = dedicated.iter().map(|id| name(id)).collect();
+        let shared: Vec<String> = projects
+            .iter()
+            .filter(|p| !dedicated.contains(p.id.as_str()))
+            .map(|p| name(p.id.as_str()))
+            .collect();
+        tracing::info!(provider = %provider.name, projects = %own.join(", "), "these projects have a credential of their own: the provider keeps their objects apart");
+        if !shared.is_empty() {
+            tracing::info!(provider = %provider.name, projects = %shared.join(", "), "these projects share a credential: the ownership ledger keeps their files, batches and stored responses apart");
+        }
+    }
+    Ok(())
 }
 
 /// Start-up warning for routed models that have no price.

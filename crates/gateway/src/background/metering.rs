@@ -160,6 +160,7 @@ pub fn start(
     batch: usize,
     linger: Duration,
     spool: Option<(Arc<Spool>, Leftover)>,
+    ledger: Option<Arc<crate::ledger::Ledger>>,
 ) -> (UsageSink, tokio::task::JoinHandle<()>) {
     let batch = batch.clamp(1, capacity.max(1));
     let (tx, rx) = mpsc::channel(capacity.max(1));
@@ -199,6 +200,7 @@ pub fn start(
         batch,
         linger,
         spool.clone(),
+        ledger,
     ));
     let sink = UsageSink {
         tx,
@@ -217,6 +219,7 @@ async fn write_batches(
     max: usize,
     linger: Duration,
     spool: Option<Arc<Spool>>,
+    ledger: Option<Arc<crate::ledger::Ledger>>,
 ) {
     let mut batch = Vec::with_capacity(max);
     let mut events = Vec::with_capacity(max);
@@ -256,6 +259,9 @@ async fn write_batches(
             delay = (delay * 2).min(Duration::from_secs(5));
         }
         tracing::debug!(events = events.len(), "stored usage events");
+        if let Some(ledger) = &ledger {
+            ledger.stored(&events);
+        }
         if let Some(spool) = &spool {
             spool.stored(segments.drain(..));
         }
@@ -292,6 +298,7 @@ pub(crate) mod tests {
             latency_ms: 1,
             client_ip: Some("127.0.0.1".into()),
             created_at: UnixTime(1_795_400_000),
+            objects: Vec::new(),
         }
     }
 
@@ -312,7 +319,7 @@ pub(crate) mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         // Only a full batch can end the linger time early.
         let linger = Duration::from_secs(3);
-        let (sink, writer) = start(store.clone(), 16, 3, linger, None);
+        let (sink, writer) = start(store.clone(), 16, 3, linger, None, None);
         let started = tokio::time::Instant::now();
         // The writer takes the first event and starts lingering; three more queue up.
         sink.record(event(0)).await;
@@ -354,6 +361,7 @@ pub(crate) mod tests {
             4,
             Duration::from_millis(10),
             Some((Arc::new(spool), leftover)),
+            None,
         );
         // The store is down: another connection holds it locked.
         let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))

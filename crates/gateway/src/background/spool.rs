@@ -92,6 +92,13 @@ pub fn encode_line(event: &UsageEvent) -> Vec<u8> {
     }
     out.extend_from_slice(b",\"created_at\":");
     out.extend_from_slice(digits.format(event.created_at.seconds()).as_bytes());
+    // Objects the provider made (rare: creates through a shared credential) as serde writes them.
+    if !event.objects.is_empty() {
+        out.extend_from_slice(b",\"objects\":");
+        if serde_json::to_writer(&mut out, &event.objects).is_err() {
+            out.extend_from_slice(b"[]");
+        }
+    }
     out.extend_from_slice(b"}\n");
     out
 }

@@ -140,6 +140,7 @@ impl Call {
                 .client_ip
                 .map(tollgate_core::network::ip_text),
             created_at: self.state.clock.now(),
+            objects: Vec::new(),
         }
     }
 }

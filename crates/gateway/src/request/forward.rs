@@ -112,7 +112,7 @@ impl Relay {
         };
         match &mut meter.reading {
             Reading::Events(sse) => sse.push(&chunk),
-            Reading::Body(copy) => {
+            Reading::Body(copy) | Reading::Kept(copy) => {
                 copy.push(&chunk);
                 Ok(chunk)
             }

@@ -15,7 +15,8 @@ use bytes::{Bytes, BytesMut};
 use std::time::Instant;
 use tollgate_core::pricing::Price;
 use tollgate_core::usage::TokenUsage;
-use tollgate_store::UsageEvent;
+use tollgate_core::objects::{is_object_id, yielded_files, ObjectKind};
+use tollgate_store::{CreatedObject, UsageEvent};
 
 /// Largest non-streamed response body kept to read its usage; larger ones pass through unread.
 const MAX_METERED_BODY: usize = 16 * 1024 * 1024;
@@ -31,6 +32,60 @@ pub(crate) enum Reading {
     Events(SseMeter),
     /// A whole body, kept to read its usage at the end.
     Body(BodyCopy),
+    /// A whole body kept to read the objects it names, billing no tokens (pass-through).
+    Kept(BodyCopy),
+}
+
+/// What a request's answer may make at the provider, to record in the ownership ledger under
+/// the request's project (see `tenancy`).
+#[derive(Debug, Clone)]
+pub(crate) struct Makes {
+    /// The provider's name.
+    pub provider: String,
+    /// The answer's `id` is an object of this kind.
+    pub creates: Option<ObjectKind>,
+    /// The answer names files the provider made (a batch's output, ...).
+    pub yields_files: bool,
+}
+
+impl Makes {
+    /// The objects in a successful answer (its body, or its event stream's id).
+    fn objects(&self, reading: &Reading) -> Vec<CreatedObject> {
+        let mut made = Vec::new();
+        let value = match reading {
+            Reading::Body(copy) | Reading::Kept(copy) => {
+                serde_json::from_slice::<serde_json::Value>(copy.bytes()).unwrap_or_default()
+            }
+            Reading::Events(sse) => {
+                serde_json::json!({ "id": sse.answer_id })
+            }
+            Reading::Skipped => serde_json::Value::Null,
+        };
+        if let Some(kind) = self.creates {
+            match value["id"].as_str().filter(|id| is_object_id(id)) {
+                Some(id) => made.push(self.object(kind, id)),
+                None => tracing::error!(
+                    provider = %self.provider,
+                    kind = %kind,
+                    "the provider answered a create call without an object id; the object cannot be recorded, so no key reaches it through Tollgate"
+                ),
+            }
+        }
+        if self.yields_files {
+            for id in yielded_files(&value) {
+                made.push(self.object(ObjectKind::File, &id));
+            }
+        }
+        made
+    }
+
+    fn object(&self, kind: ObjectKind, id: &str) -> CreatedObject {
+        CreatedObject {
+            provider: self.provider.clone(),
+            kind,
+            id: id.to_owned(),
+        }
+    }
 }
 
 /// How a request ended.
@@ -64,6 +119,8 @@ pub(crate) struct Meter {
     pub(crate) reading: Reading,
     /// The provider got the request but gave no usable answer (see [`Meter::fail`]).
     failed_after_sending: bool,
+    /// What the answer may make, to record in the ownership ledger.
+    makes: Option<Makes>,
 }
 
 impl Meter {
@@ -87,7 +144,14 @@ impl Meter {
             status: None,
             reading: Reading::Skipped,
             failed_after_sending: false,
+            makes: None,
         }
+    }
+
+    /// The meter of a request whose answer may make objects at the provider.
+    pub(crate) fn making(mut self, makes: Option<Makes>) -> Meter {
+        self.makes = makes;
+        self
     }
 
     /// The meter of a request whose input tokens admission counted (`Some`), holding its
@@ -144,6 +208,13 @@ impl Meter {
         event.cost = self.price.cost(&usage);
         event.status = status;
         event.latency_ms = self.started.elapsed().as_millis() as i64;
+        if let Some(makes) = self.makes.take() {
+            if (200..300).contains(&status) {
+                event.objects = makes.objects(&self.reading);
+                // Usable by the project at once, before the event is stored.
+                self.state.ledger.made(&event.project_id, &event.objects);
+            }
+        }
         let tokens = usage.input.max(0).saturating_add(usage.output.max(0));
         std::mem::take(&mut self.admission).settle(tokens as u64, event.cost);
         Some(event)
@@ -165,7 +236,7 @@ impl Meter {
                 0,
                 ending == Ending::Delivered,
             ),
-            Reading::Skipped => (None, "", 0, ending == Ending::Delivered),
+            Reading::Skipped | Reading::Kept(_) => (None, "", 0, ending == Ending::Delivered),
         };
         if self.failed_after_sending {
             return (
@@ -184,7 +255,7 @@ impl Meter {
         let usage = match (&self.reading, reported) {
             (_, Some(usage)) => usage,
             // Pass-through answers bill no tokens.
-            (Reading::Skipped, None) => TokenUsage::default(),
+            (Reading::Skipped | Reading::Kept(_), None) => TokenUsage::default(),
             (_, None) => self.estimate(delivered, beyond),
         };
         (usage, status)

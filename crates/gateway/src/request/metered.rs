@@ -21,7 +21,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::time::Instant;
+use crate::request::tenancy::Tenant;
 use tollgate_core::endpoints::Endpoint;
+use tollgate_core::objects::{self, ObjectKind};
 use tollgate_core::usage::TokenUsage;
 use tollgate_core::Access;
 
@@ -40,6 +42,9 @@ struct Head<'a> {
     max_completion_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     max_output_tokens: Option<&'a RawValue>,
+    /// Whether the provider keeps the answer (`store`; responses do unless told not to).
+    #[serde(default)]
+    store: Option<bool>,
 }
 
 /// The request as it will be sent: the body (rewritten only when it must be) and what the
@@ -51,6 +56,8 @@ struct Prepared {
     client_wants_usage: bool,
     /// The most output tokens the request allows, when it says.
     max_output: Option<u64>,
+    /// The request's `store`, when it says.
+    store: Option<bool>,
 }
 
 fn prepare(
@@ -96,6 +103,7 @@ fn prepare(
             stream,
             client_wants_usage,
             max_output,
+            store: head.store,
         });
     }
     let mut fields: BTreeMap<String, Box<RawValue>> =
@@ -122,6 +130,7 @@ fn prepare(
         stream,
         client_wants_usage,
         max_output,
+        store: head.store,
     })
 }
 
@@ -181,7 +190,7 @@ const BODY_STEP: usize = 64 * 1024;
 /// piece is copied as it arrives: pieces are never kept, since each may pin a block of the
 /// connection's read buffer however small it is (a body of 1-byte chunks would otherwise hold
 /// many times its size). Each piece must arrive within `stall`.
-async fn read_body(
+pub(crate) async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
@@ -291,7 +300,29 @@ pub(crate) async fn serve(
         .upstreams
         .get(provider)
         .ok_or_else(|| GatewayError::ModelNotFound(requested.clone()))?;
-    let mut outgoing_headers = upstream.headers(&headers, true);
+    // Through a credential projects share, the objects the body names must be the project's.
+    let tenant = match Tenant::of(&call.principal, upstream, &call.state.ledger) {
+        Ok(tenant) => tenant,
+        Err(err) if objects::may_name_objects(&raw) => return Err(err),
+        Err(_) => None,
+    };
+    if let Some(tenant) = &tenant {
+        tenant.check_body(&raw).await?;
+    }
+    let stores = match endpoint {
+        Endpoint::Responses => (prepared.store != Some(false)).then_some(ObjectKind::Response),
+        Endpoint::ChatCompletions => (prepared.store == Some(true)).then_some(ObjectKind::ChatCompletion),
+        _ => None,
+    };
+    let makes = tenant.as_ref().and_then(|tenant| {
+        let plan = tollgate_core::objects::Plan {
+            creates: stores,
+            ..Default::default()
+        };
+        tenant.makes(&plan)
+    });
+    let mut outgoing_headers =
+        upstream.headers(&headers, true, call.principal.key.project_id());
     outgoing_headers.insert(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -341,7 +372,8 @@ pub(crate) async fn serve(
         raw,
         admission,
     )
-    .with_body(input_tokens, held);
+    .with_body(input_tokens, held)
+    .making(makes);
     let withhold = prepared.stream && !prepared.client_wants_usage;
     let max_event = call.state.settings.max_stream_event_bytes;
     forward(upstream, request, meter, |is_sse| {

@@ -12,3 +12,4 @@ pub(crate) mod metered;
 pub(crate) mod models;
 pub(crate) mod pass_through;
 pub(crate) mod sse;
+pub(crate) mod tenancy;

@@ -55,6 +55,9 @@ pub struct SseMeter {
     pub text: String,
     /// Bytes of such text past [`MAX_TEXT`].
     pub text_beyond: usize,
+    /// The id of what the stream answers (a chat completion's `id`, a response's
+    /// `response.id`), from the first event that has one.
+    pub answer_id: Option<String>,
 }
 
 /// What to do with one event.
@@ -190,6 +193,12 @@ impl SseMeter {
         let Ok(mut value) = serde_json::from_str::<Value>(&data) else {
             return Verdict::Forward;
         };
+        if self.answer_id.is_none() {
+            self.answer_id = value["response"]["id"]
+                .as_str()
+                .or_else(|| value["id"].as_str())
+                .map(str::to_owned);
+        }
         let usage = if value["usage"].is_object() {
             &value["usage"]
         } else {

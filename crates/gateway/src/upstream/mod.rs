@@ -9,7 +9,7 @@ pub use http1::RequestBody;
 use http1::{Http1Client, Http1Error};
 
 pub(crate) mod failure;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Headers never forwarded in either direction: hop-by-hop ones, and those that describe one
@@ -77,6 +77,11 @@ pub struct Upstream {
     http1: Option<Arc<Http1Client>>,
     /// The provider's own headers and its key, made once.
     own_headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+    /// The `Authorization` of projects with a credential of their own.
+    project_auth: Arc<HashMap<String, HeaderValue>>,
+    /// Projects whose credential no other project (nor the shared key) has: the provider keeps
+    /// their objects apart by itself.
+    dedicated: Arc<HashSet<String>>,
 }
 
 impl Upstream {
@@ -131,18 +136,36 @@ impl Upstream {
                 ))
             })
             .collect();
+        let bearer = |key: &crate::settings::ProviderKey| {
+            HeaderValue::try_from(format!("Bearer {}", key.expose()))
+                .map(|mut value| {
+                    value.set_sensitive(true);
+                    value
+                })
+                .map_err(|_| "a credential holds characters a header cannot".to_owned())
+        };
         if let Some(key) = &settings.api_key {
-            if let Ok(mut value) = HeaderValue::try_from(format!("Bearer {}", key.expose())) {
-                value.set_sensitive(true);
-                own_headers.push((axum::http::header::AUTHORIZATION, value));
-            }
+            own_headers.push((axum::http::header::AUTHORIZATION, bearer(key)?));
         }
+        let mut project_auth = HashMap::new();
+        for (project, key) in &settings.project_keys {
+            project_auth.insert(project.as_str().to_owned(), bearer(key)?);
+        }
+        let dedicated = dedicated_projects(&settings);
         Ok(Upstream {
             settings,
             client,
             http1,
             own_headers: Arc::new(own_headers),
+            project_auth: Arc::new(project_auth),
+            dedicated: Arc::new(dedicated),
         })
+    }
+
+    /// Whether a project's requests go out with a credential other projects also use, so that
+    /// the ownership ledger, not the provider, keeps its objects apart.
+    pub fn shares_credential(&self, project: Option<&tollgate_core::ProjectId>) -> bool {
+        !project.is_some_and(|p| self.dedicated.contains(p.as_str()))
     }
 
     /// The provider URL for a `/v1/...` path and query.
@@ -156,7 +179,12 @@ impl Upstream {
 
     /// The headers of a request to the provider: the client's forwardable ones, the provider's
     /// own, and the provider's key (never the client's).
-    pub fn headers(&self, client_headers: &HeaderMap, identity_encoding: bool) -> HeaderMap {
+    pub fn headers(
+        &self,
+        client_headers: &HeaderMap,
+        identity_encoding: bool,
+        project: Option<&tollgate_core::ProjectId>,
+    ) -> HeaderMap {
         let mut headers = HeaderMap::new();
         // Headers the client's `Connection` names are for this hop only (RFC 9110 §7.6.1).
         let named = connection_options(client_headers);
@@ -173,6 +201,9 @@ impl Upstream {
         }
         for (name, value) in self.own_headers.iter() {
             headers.insert(name.clone(), value.clone());
+        }
+        if let Some(auth) = project.and_then(|p| self.project_auth.get(p.as_str())) {
+            headers.insert(axum::http::header::AUTHORIZATION, auth.clone());
         }
         headers
     }
@@ -288,7 +319,7 @@ impl Upstream {
             .send(
                 Method::GET,
                 "/v1/models",
-                self.headers(&HeaderMap::new(), true),
+                self.headers(&HeaderMap::new(), true, None),
                 RequestBody::Empty,
             )
             .await?;
@@ -375,6 +406,24 @@ pub fn client_headers(upstream: HeaderMap) -> HeaderMap {
     out
 }
 
+/// Projects whose credential is theirs alone: no other project's, and not the shared key.
+/// Credentials are compared by value, so one key given to two projects is shared.
+pub fn dedicated_projects(settings: &ProviderSettings) -> HashSet<String> {
+    let shared = settings.api_key.as_ref().map(|k| k.expose());
+    settings
+        .project_keys
+        .iter()
+        .filter(|(project, key)| {
+            Some(key.expose()) != shared
+                && !settings
+                    .project_keys
+                    .iter()
+                    .any(|(other, k)| other != project && k.expose() == key.expose())
+        })
+        .map(|(project, _)| project.as_str().to_owned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +438,7 @@ mod tests {
                 timeout: std::time::Duration::from_secs(1),
                 connect_timeout: std::time::Duration::from_secs(1),
                 ca_file: None,
+                project_keys: Vec::new(),
             },
             1,
         )
@@ -415,7 +465,7 @@ mod tests {
                 HeaderValue::from_static(value),
             );
         }
-        let sent = upstream().headers(&client, false);
+        let sent = upstream().headers(&client, false, None);
         let names: Vec<&str> = sent.keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["x-stainless-lang", "authorization"], "{sent:?}");
         assert_eq!(sent["authorization"], "Bearer sk-provider");
@@ -436,6 +486,7 @@ mod tests {
         let _ = std::fs::create_dir_all(&dir);
         let settings = |file: &str| ProviderSettings {
             ca_file: Some(dir.join(file)),
+            project_keys: Vec::new(),
             base_url: "https://127.0.0.1:1/v1".into(),
             ..upstream().settings
         };

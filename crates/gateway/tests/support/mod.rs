@@ -141,6 +141,14 @@ impl TestApp {
         transport: Transport,
         adjust: impl FnOnce(&mut GatewaySettings),
     ) -> TestApp {
+        TestApp::spawn_after_first_run(transport, |settings, _| adjust(settings)).await
+    }
+
+    /// A gateway whose settings are adjusted knowing what the first run made (its project).
+    pub async fn spawn_after_first_run(
+        transport: Transport,
+        adjust: impl FnOnce(&mut GatewaySettings, &tollgate_control::FirstRun),
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let location = DatabaseLocation::Sqlite(dir.path().join("tollgate.db"));
         let store = Store::open(&location).await.unwrap();
@@ -174,6 +182,7 @@ impl TestApp {
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
             ca_file: None,
+            project_keys: Vec::new(),
         };
         let mut fake = provider("mock", mock.base_url());
         let mut tls = None;
@@ -203,7 +212,7 @@ impl TestApp {
         );
         settings.follow_interval = Duration::from_millis(50);
         settings.last_used_flush = Duration::from_millis(100);
-        adjust(&mut settings);
+        adjust(&mut settings, &first);
         let gateway = Gateway {
             settings,
             store: store.clone(),

@@ -13,7 +13,11 @@
 //! containing `endless-event` streams a single event that never ends (64 KiB pieces, at most
 //! 256 MiB), as a broken or hostile provider would.
 
+mod objects;
+
 use crate::tokens;
+use objects::Objects;
+use tollgate_core::objects::ObjectKind;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
@@ -73,6 +77,7 @@ struct MockState {
     #[cfg(feature = "test-hooks")]
     seen: Arc<Mutex<Vec<SeenRequest>>>,
     cut_off: Arc<AtomicUsize>,
+    objects: Arc<Objects>,
 }
 
 /// Counts a stream that was dropped before its last event (the caller went away).
@@ -118,10 +123,11 @@ impl MockProvider {
             #[cfg(feature = "test-hooks")]
             seen: seen.clone(),
             cut_off: cut_off.clone(),
+            objects: Arc::default(),
         };
         let app = Router::new()
             .route("/v1/models", get(models))
-            .route("/v1/chat/completions", post(chat))
+            .route("/v1/chat/completions", post(chat).get(echo))
             .route("/v1/completions", post(completions))
             .route("/v1/responses", post(responses))
             .route("/v1/responses/compact", post(compact))
@@ -358,6 +364,14 @@ async fn chat(
         None => tokens::count(&text),
     };
     let (id, created, model) = (id("chatcmpl-"), now(), model_of(&body));
+    if body["store"].as_bool() == Some(true) {
+        state.objects.keep(
+            ObjectKind::ChatCompletion,
+            json!({"id": id, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "metadata": body.get("metadata").cloned().unwrap_or(json!({}))}),
+        );
+    }
     let call_id = id_for_call();
     let finish = if call.is_some() { "tool_calls" } else { "stop" };
     if body["stream"].as_bool() != Some(true) {
@@ -584,6 +598,16 @@ async fn responses(
             "top_p": 1.0, "truncation": "disabled", "usage": usage, "user": null, "metadata": {}})
     };
     let usage = json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens": output, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input + output});
+    if let Some(previous) = body["previous_response_id"].as_str() {
+        if !state.objects.has(ObjectKind::Response, previous) {
+            return objects::not_found(ObjectKind::Response, previous, "previous_response_id");
+        }
+    }
+    if body["store"].as_bool() != Some(false) {
+        let mut stored = response("completed", json!([item(true)]), usage.clone());
+        stored["previous_response_id"] = body["previous_response_id"].clone();
+        state.objects.keep(ObjectKind::Response, stored);
+    }
     if body["stream"].as_bool() != Some(true) {
         return simulated(response("completed", json!([item(true)]), usage));
     }
@@ -718,7 +742,8 @@ async fn embeddings(
     )
 }
 
-/// Any other path: 200 with what was received, so pass-through can be observed.
+/// Any other path: an object collection's answer (see `objects`), or 200 with what was
+/// received, so pass-through can be observed.
 async fn echo(
     State(state): State<MockState>,
     method: axum::http::Method,
@@ -730,6 +755,16 @@ async fn echo(
     remember_call(&state, method.as_str(), &uri, &headers, &value);
     if let Some(failure) = injected_failure(&headers).await {
         return failure;
+    }
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if let Some(answer) = state
+        .objects
+        .serve(&method, uri.path(), uri.query(), content_type, &body)
+    {
+        return answer;
     }
     simulated(json!({"object": "tollgate.mock.echo", "received": value}))
 }
