@@ -14,6 +14,7 @@ mod list;
 mod management;
 mod model_permissions;
 mod objects;
+mod objects_ledger;
 mod openapi;
 mod organization;
 mod params;
@@ -186,6 +187,10 @@ pub fn router(control: Control) -> Router {
         .route(
             "/x-tollgate/projects/{project_id}/rules",
             post(extensions::project_rules),
+        )
+        .route(
+            "/x-tollgate/projects/{project_id}/objects",
+            get(objects_ledger::list).post(objects_ledger::adopt),
         )
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

@@ -17,7 +17,7 @@ use crate::spend_alerts::{NotificationChannel, SpendAlertDeleted, SpendAlertObje
 use crate::spend_limits::{Enforcement, SpendLimitDeleted, SpendLimitObject};
 use crate::{
     extensions, invites, management, model_permissions, organization, project_users, projects,
-    rate_limits, spend_alerts, spend_limits, usage,
+    objects_ledger, rate_limits, spend_alerts, spend_limits, usage,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -106,6 +106,8 @@ use utoipa::{Modify, OpenApi};
         management::usage_report,
         management::usage_events,
         management::audit,
+        objects_ledger::list,
+        objects_ledger::adopt,
     ),
     components(schemas(
         ProjectObject,

@@ -73,9 +73,42 @@ pub enum Command {
     /// Console accounts: list them, reset a forgotten password (on the server's own database)
     #[command(subcommand)]
     Users(UsersCommand),
+    /// A project's objects at its provider (files, batches, vector stores, stored responses, ...)
+    #[command(subcommand)]
+    Objects(ObjectsCommand),
     /// Tools for benchmarks and development (not part of the stable CLI)
     #[command(subcommand, hide = true)]
     Dev(DevCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObjectsCommand {
+    /// List a project's objects from the ownership ledger, newest first
+    List {
+        /// Project (id or name) [default: the default project]
+        #[arg(long)]
+        project: Option<String>,
+        /// Only this kind: file, upload, batch, vector_store, fine_tuning.job, response,
+        /// chat.completion, conversation, container, eval
+        #[arg(long)]
+        kind: Option<String>,
+        /// How many [default: 100]
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+    },
+    /// Record objects made at the provider outside Tollgate (before it, or around it) as a
+    /// project's, so that its keys reach them; an object already recorded keeps its owner
+    Adopt {
+        /// Project (id or name)
+        #[arg(long)]
+        project: String,
+        /// The provider's name in tollgate.toml [default: the first provider, `openai`]
+        #[arg(long)]
+        provider: Option<String>,
+        /// Object ids (file-..., batch_..., vs_..., ...)
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -114,6 +114,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Usage(args) => managed!(m => commands::usage::run(m, args, json)),
         Command::Audit(args) => managed!(m => commands::audit::run(m, args, json)),
+        Command::Objects(command) => {
+            let provider = settings.providers.first().map(|p| p.name.clone());
+            managed!(m => commands::objects::run(m, command, provider, json))
+        }
         Command::Users(command) => {
             if remote.is_some() {
                 return Err(failure::Failure::invalid(

@@ -10,6 +10,7 @@ mod invites;
 mod keys;
 mod limits;
 mod members;
+mod objects;
 mod project_members;
 mod projects;
 mod views;

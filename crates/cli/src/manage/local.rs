@@ -167,4 +167,27 @@ impl Manage for Control {
     async fn audit(&self, resource: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
         Ok(Control::audit(self, resource, limit).await?)
     }
+
+    async fn project_objects(
+        &self,
+        project: &str,
+        kind: Option<tollgate_core::objects::ObjectKind>,
+        limit: i64,
+    ) -> Result<Vec<super::ObjectRow>> {
+        let objects = Control::project_objects(self, project, kind, None, limit).await?;
+        Ok(objects.iter().map(super::ObjectRow::from).collect())
+    }
+
+    async fn adopt_objects(
+        &self,
+        project: &str,
+        provider: &str,
+        ids: &[String],
+    ) -> Result<Vec<super::Adopted>> {
+        let adopted = Control::adopt_objects(self, &cli_actor(), project, provider, ids).await?;
+        Ok(adopted
+            .into_iter()
+            .map(|(id, adopted)| super::Adopted { id, adopted })
+            .collect())
+    }
 }

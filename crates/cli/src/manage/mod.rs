@@ -14,6 +14,7 @@ use tollgate_control::{
 use tollgate_core::duration::Span;
 use tollgate_core::limit_rules::RateLimits;
 use tollgate_core::network::IpAllowList;
+use tollgate_core::objects::ObjectKind;
 use tollgate_core::{KeyKind, UnixTime};
 use tollgate_store::{AuditEntry, UsageEvent, UsageGrouping, UsageRow};
 
@@ -75,4 +76,51 @@ pub trait Manage {
     async fn recent_requests(&self, key: Option<&str>, limit: i64) -> Result<Vec<UsageEvent>>;
     /// The newest audit entries, newest first.
     async fn audit(&self, resource: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>>;
+
+    /// A project's objects at its provider (the ownership ledger), newest first.
+    async fn project_objects(
+        &self,
+        project: &str,
+        kind: Option<ObjectKind>,
+        limit: i64,
+    ) -> Result<Vec<ObjectRow>>;
+    /// Adopts objects made outside Tollgate into a project: per id, whether it was adopted.
+    async fn adopt_objects(
+        &self,
+        project: &str,
+        provider: &str,
+        ids: &[String],
+    ) -> Result<Vec<Adopted>>;
+}
+
+/// A provider object of a project, as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ObjectRow {
+    pub id: String,
+    /// Its kind (`file`, `batch`, ...).
+    pub object: String,
+    pub provider: String,
+    pub project_id: String,
+    pub key_id: Option<String>,
+    pub created_at: i64,
+}
+
+impl From<&tollgate_store::ProviderObject> for ObjectRow {
+    fn from(o: &tollgate_store::ProviderObject) -> ObjectRow {
+        ObjectRow {
+            id: o.object_id.clone(),
+            object: o.kind.as_str().to_owned(),
+            provider: o.provider.clone(),
+            project_id: o.project_id.to_string(),
+            key_id: o.key_id.as_ref().map(|k| k.to_string()),
+            created_at: o.created_at.seconds(),
+        }
+    }
+}
+
+/// Whether an object id was adopted (`false`: the ledger already had it, with its owner).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Adopted {
+    pub id: String,
+    pub adopted: bool,
 }

@@ -532,4 +532,38 @@ impl Manage for Remote {
         }
         self.list(&format!("{EXT}/audit"), &query).await
     }
+
+    async fn project_objects(
+        &self,
+        project: &str,
+        kind: Option<tollgate_core::objects::ObjectKind>,
+        limit: i64,
+    ) -> Result<Vec<super::ObjectRow>> {
+        let project = self.project(project).await?;
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(kind) = kind {
+            query.push(("kind", kind.as_str().to_owned()));
+        }
+        let page: Page<super::ObjectRow> = self
+            .get(&format!("{EXT}/projects"), &[&project.id, "objects"], &query)
+            .await?;
+        Ok(page.data)
+    }
+
+    async fn adopt_objects(
+        &self,
+        project: &str,
+        provider: &str,
+        ids: &[String],
+    ) -> Result<Vec<super::Adopted>> {
+        let project = self.project(project).await?;
+        let page: Page<super::Adopted> = self
+            .post(
+                &format!("{EXT}/projects"),
+                &[&project.id, "objects"],
+                json!({"ids": ids, "provider": provider}),
+            )
+            .await?;
+        Ok(page.data)
+    }
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
 use tollgate_core::objects::{self, Named, ObjectKind, Plan};
-use tollgate_core::{OrgId, ProjectId};
+use tollgate_core::{KeyId, OrgId, ProjectId};
 
 /// Largest answer read whole to filter a list or read what a call made.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
@@ -38,6 +38,7 @@ pub(crate) struct Tenant<'a> {
     pub provider: &'a str,
     pub org: &'a OrgId,
     pub project: &'a ProjectId,
+    pub key: &'a KeyId,
 }
 
 impl<'a> Tenant<'a> {
@@ -57,6 +58,7 @@ impl<'a> Tenant<'a> {
             provider: &upstream.settings.name,
             org: &principal.key.org_id,
             project: project.ok_or(GatewayError::NoProject)?,
+            key: &principal.key.id,
         }))
     }
 
@@ -117,9 +119,69 @@ impl<'a> Tenant<'a> {
                 tracing::warn!(error = %err, "a deleted object's ledger entry could not be removed");
             }
         }
-        match plan.lists {
-            Some(kind) => self.filter_list(kind, list, reply).await,
-            None => Ok(reply),
+        if let Some(kind) = plan.lists {
+            return self.filter_list(kind, list, reply).await;
+        }
+        if plan.creates.is_some() || plan.yields_files {
+            return self.record_answer(plan, reply).await;
+        }
+        Ok(reply)
+    }
+
+    /// A call that made objects (an upload, a batch, a batch's output file): they are
+    /// recorded in the store before the answer goes out, so that the project's next request,
+    /// on any replica, and the admin API find them. (Its usage event carries them too, as a
+    /// stored response's does; recording twice keeps one entry.)
+    async fn record_answer(&self, plan: &Plan, reply: Response) -> Result<Response, GatewayError> {
+        let (parts, body) = reply.into_parts();
+        let stream = body
+            .into_data_stream()
+            .map(|piece| piece.map_err(std::io::Error::other))
+            .boxed();
+        let bytes = read_whole(stream, self.provider).await?;
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let mut made = Vec::new();
+        if let Some(kind) = plan.creates {
+            if let Some(id) = value["id"].as_str().filter(|id| objects::is_object_id(id)) {
+                made.push((kind, id.to_owned()));
+            }
+        }
+        if plan.yields_files {
+            made.extend(
+                objects::yielded_files(&value)
+                    .into_iter()
+                    .map(|id| (ObjectKind::File, id)),
+            );
+        }
+        self.record(made, Some(self.key)).await;
+        Ok(Response::from_parts(parts, Body::from(bytes)))
+    }
+
+    /// Records objects as the tenant's, now.
+    async fn record(&self, made: Vec<(ObjectKind, String)>, key: Option<&KeyId>) {
+        if made.is_empty() {
+            return;
+        }
+        let now = tollgate_core::UnixTime(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        );
+        let records = made
+            .into_iter()
+            .map(|(kind, id)| tollgate_store::ProviderObject {
+                provider: self.provider.to_owned(),
+                object_id: id,
+                kind,
+                org_id: self.org.clone(),
+                project_id: self.project.clone(),
+                key_id: key.cloned(),
+                created_at: now,
+            })
+            .collect();
+        if let Err(err) = self.ledger.record_now(records).await {
+            // The usage event still carries them to the store.
+            tracing::warn!(error = %err, "objects a provider made could not be recorded at once");
         }
     }
 
@@ -188,30 +250,11 @@ impl<'a> Tenant<'a> {
 
     /// Files a listed batch or fine-tuning job of the tenant's made are the tenant's too.
     async fn record_yields(&self, object: &Value) {
-        let files = objects::yielded_files(object);
-        if files.is_empty() {
-            return;
-        }
-        let now = tollgate_core::UnixTime(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
-        );
-        let records = files
+        let files = objects::yielded_files(object)
             .into_iter()
-            .map(|id| tollgate_store::ProviderObject {
-                provider: self.provider.to_owned(),
-                object_id: id,
-                kind: ObjectKind::File,
-                org_id: self.org.clone(),
-                project_id: self.project.clone(),
-                key_id: None,
-                created_at: now,
-            })
+            .map(|id| (ObjectKind::File, id))
             .collect();
-        if let Err(err) = self.ledger.record_now(records).await {
-            tracing::warn!(error = %err, "files a batch made could not be recorded");
-        }
+        self.record(files, None).await;
     }
 }
 
@@ -279,28 +322,42 @@ impl ListRequest<'_> {
     }
 }
 
-/// Reads a JSON answer whole, up to [`MAX_ANSWER_BYTES`].
-async fn read_json(
+/// Reads an answer whole, up to [`MAX_ANSWER_BYTES`].
+async fn read_whole(
     mut body: futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>,
     provider: &str,
-) -> Result<Value, GatewayError> {
+) -> Result<Bytes, GatewayError> {
     let failed = |reason: String| {
         GatewayError::Upstream(crate::upstream::UpstreamError::Failed {
             provider: provider.to_owned(),
             reason,
         })
     };
-    let mut whole = Vec::new();
+    let mut whole = bytes::BytesMut::new();
     while let Some(piece) = body.next().await {
-        let piece = piece.map_err(|e| failed(format!("its list broke off: {e}")))?;
+        let piece = piece.map_err(|e| failed(format!("its answer broke off: {e}")))?;
         if whole.len() + piece.len() > MAX_ANSWER_BYTES {
             return Err(failed(format!(
-                "its list page is larger than {MAX_ANSWER_BYTES} bytes"
+                "its answer is larger than {MAX_ANSWER_BYTES} bytes"
             )));
         }
         whole.extend_from_slice(&piece);
     }
-    serde_json::from_slice(&whole).map_err(|e| failed(format!("its list is not JSON: {e}")))
+    Ok(whole.freeze())
+}
+
+/// Reads a JSON answer (a list page) whole.
+async fn read_json(
+    body: futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>,
+    provider: &str,
+) -> Result<Value, GatewayError> {
+    let bytes = read_whole(body, provider).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        GatewayError::Upstream(crate::upstream::UpstreamError::Failed {
+            provider: provider.to_owned(),
+            reason: format!("its list is not JSON: {e}"),
+        })
+    })
 }
 
 /// Whether a request body is JSON (by its content type).
