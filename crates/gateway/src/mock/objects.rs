@@ -253,7 +253,8 @@ impl Objects {
                 if !self.has(ObjectKind::File, file_id) {
                     return Some(not_found(ObjectKind::File, file_id, "file_id"));
                 }
-                let entry = json!({"id": file_id, "object": "vector_store.file", "created_at": now(), "vector_store_id": id, "status": "completed"});
+                let entry = json!({"id": file_id, "object": "vector_store.file", "created_at": now(), "vector_store_id": id, "status": "completed",
+                    "usage_bytes": 0, "last_error": null});
                 self.store_files
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -370,8 +371,10 @@ impl Objects {
                         return not_found(ObjectKind::File, file, "file_ids");
                     }
                 }
-                ok(self.put(kind, json!({"id": new_id(kind), "object": "vector_store", "name": json_body["name"], "created_at": now(),
-                    "status": "completed", "file_counts": {"completed": json_body["file_ids"].as_array().map_or(0, Vec::len)}, "metadata": json_body["metadata"]})))
+                let files = json_body["file_ids"].as_array().map_or(0, Vec::len);
+                ok(self.put(kind, json!({"id": new_id(kind), "object": "vector_store", "name": json_body["name"].as_str().unwrap_or(""), "created_at": now(),
+                    "last_active_at": now(), "usage_bytes": 0, "expires_after": null, "expires_at": null, "status": "completed",
+                    "file_counts": {"cancelled": 0, "completed": files, "failed": 0, "in_progress": 0, "total": files}, "metadata": json_body["metadata"]})))
             }
             ObjectKind::Upload => ok(self.put(kind, json!({"id": new_id(kind), "object": "upload", "filename": json_body["filename"],
                 "purpose": json_body["purpose"], "bytes": json_body["bytes"], "status": "pending", "created_at": now(), "file": null}))),
