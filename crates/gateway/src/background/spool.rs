@@ -508,6 +508,14 @@ mod tests {
             e.output_tokens = i64::MAX - n as i64;
             e.cost = tollgate_core::MicroUsd(i64::MIN + n as i64);
             e.status = u16::MAX;
+            // Every other event carries objects its provider made (the ownership ledger's).
+            if n % 2 == 1 {
+                e.objects = vec![tollgate_store::CreatedObject {
+                    provider: (*text).to_owned(),
+                    kind: tollgate_core::objects::ObjectKind::FineTuningJob,
+                    id: format!("ftjob-{n}"),
+                }];
+            }
             let mut expected = serde_json::to_vec(&e).unwrap_or_else(|err| panic!("{err}"));
             expected.push(b'\n');
             let line = encode_line(&e);
