@@ -50,9 +50,10 @@ pub async fn list(
 ) -> Answer {
     let params = Params::parse(query.as_deref());
     let kind = match params.one("kind") {
-        Some(name) => Some(ObjectKind::parse(name).ok_or_else(|| {
-            AdminError::param("kind", format!("Unknown kind '{name}'."))
-        })?),
+        Some(name) => Some(
+            ObjectKind::parse(name)
+                .ok_or_else(|| AdminError::param("kind", format!("Unknown kind '{name}'.")))?,
+        ),
         None => None,
     };
     let limit = params.limit(100, 1_000)?;

@@ -16,8 +16,8 @@ use crate::rate_limits::ProjectRateLimitObject;
 use crate::spend_alerts::{NotificationChannel, SpendAlertDeleted, SpendAlertObject};
 use crate::spend_limits::{Enforcement, SpendLimitDeleted, SpendLimitObject};
 use crate::{
-    extensions, invites, management, model_permissions, organization, project_users, projects,
-    objects_ledger, rate_limits, spend_alerts, spend_limits, usage,
+    extensions, invites, management, model_permissions, objects_ledger, organization,
+    project_users, projects, rate_limits, spend_alerts, spend_limits, usage,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};

@@ -16,7 +16,10 @@ async fn upload(base: &str, key: &str) -> String {
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/files"))
         .bearer_auth(key)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(body)
         .send()
         .await
@@ -51,9 +54,20 @@ async fn a_project_s_objects_are_listed_and_adopted_in_remote_mode() {
 
 async fn objects(d: &Deployment, base: &str) {
     d.run(&["projects", "create", "beta"]).ok();
-    let a = d.run(&["keys", "create", "--name", "a", "--json"]).ok().json();
+    let a = d
+        .run(&["keys", "create", "--name", "a", "--json"])
+        .ok()
+        .json();
     let b = d
-        .run(&["keys", "create", "--name", "b", "--project", "beta", "--json"])
+        .run(&[
+            "keys",
+            "create",
+            "--name",
+            "b",
+            "--project",
+            "beta",
+            "--json",
+        ])
         .ok()
         .json();
     let file = upload(base, a["value"].as_str().unwrap()).await;
@@ -65,26 +79,51 @@ async fn objects(d: &Deployment, base: &str) {
     assert_eq!(listed["data"][0]["key_id"], a["id"]);
     let table = d.run(&["objects", "list", "--kind", "file"]).ok();
     assert!(table.stdout.contains(&file), "{}", table.stdout);
-    let beta = d.run(&["objects", "list", "--project", "beta", "--json"]).ok().json();
+    let beta = d
+        .run(&["objects", "list", "--project", "beta", "--json"])
+        .ok()
+        .json();
     assert!(ids(&beta).is_empty(), "{beta}");
 
     // Adopting: an object Tollgate never saw becomes beta's; one it has keeps its owner.
     let adopted = d
         .run(&[
-            "objects", "adopt", "--project", "beta", "--provider", "demo", "file-legacy0001", &file,
+            "objects",
+            "adopt",
+            "--project",
+            "beta",
+            "--provider",
+            "demo",
+            "file-legacy0001",
+            &file,
             "--json",
         ])
         .ok()
         .json();
     assert_eq!(adopted["data"][0]["adopted"], true, "{adopted}");
     assert_eq!(adopted["data"][1]["adopted"], false, "{adopted}");
-    let beta = d.run(&["objects", "list", "--project", "beta", "--json"]).ok().json();
+    let beta = d
+        .run(&["objects", "list", "--project", "beta", "--json"])
+        .ok()
+        .json();
     assert_eq!(ids(&beta), vec!["file-legacy0001".to_owned()]);
     assert_eq!(beta["data"][0]["key_id"], Value::Null);
     let again = d
-        .run(&["objects", "adopt", "--project", "beta", "--provider", "demo", "file-legacy0001"])
+        .run(&[
+            "objects",
+            "adopt",
+            "--project",
+            "beta",
+            "--provider",
+            "demo",
+            "file-legacy0001",
+        ])
         .ok();
-    assert!(again.stdout.contains("already recorded"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("already recorded"),
+        "{}",
+        again.stdout
+    );
     // beta's key reaches the adopted id (the provider answers for it), never A's file.
     let client = reqwest::Client::new();
     let b_key = b["value"].as_str().unwrap();
@@ -103,7 +142,10 @@ async fn objects(d: &Deployment, base: &str) {
     };
     assert_eq!(status(format!("/v1/files/{file}")).await, 404);
     let audit = d.run(&["audit", "--json"]).ok().json();
-    assert!(audit.to_string().contains("provider_objects.adopted"), "{audit}");
+    assert!(
+        audit.to_string().contains("provider_objects.adopted"),
+        "{audit}"
+    );
 
     // Bad input: clear messages.
     assert_fails(
@@ -116,11 +158,7 @@ async fn objects(d: &Deployment, base: &str) {
         2,
         "not a kind",
     );
-    assert_fails(
-        &d.run(&["objects", "list", "--project", "nope"]),
-        4,
-        "nope",
-    );
+    assert_fails(&d.run(&["objects", "list", "--project", "nope"]), 4, "nope");
 }
 
 #[tokio::test]
@@ -143,15 +181,33 @@ async fn serve_says_which_projects_share_a_credential() {
     let server = d.serve(&["--config", "tollgate.toml"]);
     let log = server.stderr();
     assert!(
-        log.contains("these projects have a credential of their own") && log.contains("alpha") && log.contains("beta"),
+        log.contains("these projects have a credential of their own")
+            && log.contains("alpha")
+            && log.contains("beta"),
         "{log}"
     );
-    assert!(log.contains("these projects share a credential") && log.contains("Default project"), "{log}");
-    assert!(!log.contains("sk-alpha-own") && !log.contains("sk-beta-own"), "no credential is logged");
+    assert!(
+        log.contains("these projects share a credential") && log.contains("Default project"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("sk-alpha-own") && !log.contains("sk-beta-own"),
+        "no credential is logged"
+    );
     drop(server);
 
     // A project key nobody can read stops the start with a clear message.
     std::fs::remove_file(d.path("beta.key")).unwrap();
-    let failed = d.run(&["serve", "--listen", "127.0.0.1:0", "--config", "tollgate.toml"]);
-    assert_fails(&failed, 3, "cannot read a credential from beta.key for project beta");
+    let failed = d.run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        "tollgate.toml",
+    ]);
+    assert_fails(
+        &failed,
+        3,
+        "cannot read a credential from beta.key for project beta",
+    );
 }

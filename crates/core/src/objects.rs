@@ -332,9 +332,17 @@ pub fn body_references(body: &Value) -> Result<Vec<Named>, Malformed> {
     Ok(found)
 }
 
-fn walk(value: &Value, at: &mut String, found: &mut Vec<Named>, depth: usize) -> Result<(), Malformed> {
+fn walk(
+    value: &Value,
+    at: &mut String,
+    found: &mut Vec<Named>,
+    depth: usize,
+) -> Result<(), Malformed> {
     if depth > MAX_DEPTH {
-        return Err(Malformed::new(at, "The request body is nested too deeply.".to_owned()));
+        return Err(Malformed::new(
+            at,
+            "The request body is nested too deeply.".to_owned(),
+        ));
     }
     match value {
         Value::Object(fields) => {
@@ -368,7 +376,12 @@ fn walk(value: &Value, at: &mut String, found: &mut Vec<Named>, depth: usize) ->
 
 /// A value under a reference field: an id, a list of ids, `null` (absent), or (for
 /// `conversation` and `container`) an object, whose `id` names one when it has it.
-fn reference(kind: ObjectKind, value: &Value, at: &str, found: &mut Vec<Named>) -> Result<(), Malformed> {
+fn reference(
+    kind: ObjectKind,
+    value: &Value,
+    at: &str,
+    found: &mut Vec<Named>,
+) -> Result<(), Malformed> {
     let mut one = |id: &Value, param: String| match id.as_str() {
         Some(id) if is_object_id(id) => {
             found.push(Named {
@@ -394,7 +407,9 @@ fn reference(kind: ObjectKind, value: &Value, at: &str, found: &mut Vec<Named>) 
         }
         // `conversation: {"id": …}`; `container: {"type": "auto", "file_ids": […]}` (the walk
         // reads its file ids).
-        Value::Object(fields) if matches!(kind, ObjectKind::Conversation | ObjectKind::Container) => {
+        Value::Object(fields)
+            if matches!(kind, ObjectKind::Conversation | ObjectKind::Container) =>
+        {
             match fields.get("id") {
                 Some(id) => one(id, format!("{at}.id")),
                 None => Ok(()),
@@ -444,15 +459,13 @@ fn decode(text: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -506,9 +519,15 @@ mod tests {
             assert_eq!(ids(&one), vec![(kind, "x-1", "id")]);
             assert!(one.deletes.is_none() && one.lists.is_none());
             let gone = plan("DELETE", &format!("{path}/x-1"), None).unwrap();
-            assert_eq!(gone.deletes.map(|n| (n.kind, n.id)), Some((kind, "x-1".into())));
+            assert_eq!(
+                gone.deletes.map(|n| (n.kind, n.id)),
+                Some((kind, "x-1".into()))
+            );
             let nested = plan("DELETE", &format!("{path}/x-1/files/file-2"), None).unwrap();
-            assert!(nested.deletes.is_none(), "deleting under an object deletes not it");
+            assert!(
+                nested.deletes.is_none(),
+                "deleting under an object deletes not it"
+            );
             assert_eq!(ids(&nested), vec![(kind, "x-1", "id")]);
             assert_eq!(ObjectKind::parse(kind.as_str()), Some(kind));
         }
@@ -537,7 +556,11 @@ mod tests {
             ("POST", "/v1/uploads/upload_1/parts", false),
             ("GET", "/v1/files/file-1", false),
         ] {
-            assert_eq!(plan(method, path, None).unwrap().yields_files, yields, "{path}");
+            assert_eq!(
+                plan(method, path, None).unwrap().yields_files,
+                yields,
+                "{path}"
+            );
         }
         let batch = json!({"id": "batch_1", "output_file_id": "file-out", "error_file_id": null});
         assert_eq!(yielded_files(&batch), vec!["file-out"]);
@@ -561,7 +584,12 @@ mod tests {
 
     #[test]
     fn queries_name_cursors_of_the_listed_kind_and_references_anywhere() {
-        let list = plan("GET", "/v1/files", Some("limit=2&after=file-9&purpose=batch")).unwrap();
+        let list = plan(
+            "GET",
+            "/v1/files",
+            Some("limit=2&after=file-9&purpose=batch"),
+        )
+        .unwrap();
         assert_eq!(ids(&list), vec![(ObjectKind::File, "file-9", "after")]);
         // A nested list's cursor is an id of its parent's children, not a ledger object.
         let nested = plan("GET", "/v1/vector_stores/vs_1/files", Some("after=file-3")).unwrap();
@@ -593,7 +621,11 @@ mod tests {
             (ObjectKind::File, "file-in", "input_file_id"),
             (ObjectKind::Response, "resp_1", "previous_response_id"),
             (ObjectKind::Conversation, "conv_1", "conversation.id"),
-            (ObjectKind::VectorStore, "vs_2", "tools[0].vector_store_ids[1]"),
+            (
+                ObjectKind::VectorStore,
+                "vs_2",
+                "tools[0].vector_store_ids[1]",
+            ),
             (ObjectKind::File, "file-c", "tools[1].container.file_ids[0]"),
             (ObjectKind::File, "file-x", "input[0].content[0].file_id"),
         ] {
@@ -604,7 +636,9 @@ mod tests {
         }
         assert_eq!(found.len(), 7, "{found:?}");
         assert!(may_name_objects(body.to_string().as_bytes()));
-        assert!(!may_name_objects(br#"{"model":"m","messages":[{"role":"user","content":"file-1"}]}"#));
+        assert!(!may_name_objects(
+            br#"{"model":"m","messages":[{"role":"user","content":"file-1"}]}"#
+        ));
     }
 
     #[test]
@@ -618,7 +652,9 @@ mod tests {
         ] {
             assert!(body_references(&body).is_err(), "{body}");
         }
-        assert!(body_references(&json!({"previous_response_id": null})).unwrap().is_empty());
+        assert!(body_references(&json!({"previous_response_id": null}))
+            .unwrap()
+            .is_empty());
         let err = body_references(&json!({"a": [{"training_file": 1}]})).unwrap_err();
         assert_eq!(err.param, "a[0].training_file");
     }
@@ -636,7 +672,11 @@ mod tests {
     #[test]
     fn paging_replaces_limit_and_after_only() {
         assert_eq!(
-            with_page(Some("purpose=batch&limit=2&after=file-1&order=asc"), 100, Some("file-5")),
+            with_page(
+                Some("purpose=batch&limit=2&after=file-1&order=asc"),
+                100,
+                Some("file-5")
+            ),
             "purpose=batch&order=asc&limit=100&after=file-5"
         );
         assert_eq!(with_page(None, 10, None), "limit=10");
@@ -646,8 +686,14 @@ mod tests {
     #[test]
     fn ids_of_known_shapes_name_their_kind() {
         assert_eq!(ObjectKind::of_id("file-abc"), Some(ObjectKind::File));
-        assert_eq!(ObjectKind::of_id("ftjob-abc"), Some(ObjectKind::FineTuningJob));
-        assert_eq!(ObjectKind::of_id("chatcmpl-1"), Some(ObjectKind::ChatCompletion));
+        assert_eq!(
+            ObjectKind::of_id("ftjob-abc"),
+            Some(ObjectKind::FineTuningJob)
+        );
+        assert_eq!(
+            ObjectKind::of_id("chatcmpl-1"),
+            Some(ObjectKind::ChatCompletion)
+        );
         assert_eq!(ObjectKind::of_id("nope"), None);
     }
 }

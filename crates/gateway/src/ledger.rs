@@ -166,7 +166,11 @@ impl Ledger {
                 }
             }
         }
-        for object in self.store.provider_objects_among(provider, &missing).await? {
+        for object in self
+            .store
+            .provider_objects_among(provider, &missing)
+            .await?
+        {
             if let Some(id) = missing.iter().find(|id| **id == object.object_id) {
                 self.remember(provider, id, &object.project_id, false);
                 owner.insert(id, object.project_id);
@@ -177,7 +181,9 @@ impl Ledger {
             .filter(|id| !owner.contains_key(**id))
             .map(|id| (kind, *id))
             .collect();
-        let adopted = self.adopt_unknown(provider, &unknown, (org, project)).await?;
+        let adopted = self
+            .adopt_unknown(provider, &unknown, (org, project))
+            .await?;
         Ok(ids
             .iter()
             .filter(|id| match owner.get(**id) {
@@ -203,7 +209,12 @@ impl Ledger {
         }
         self.store.record_provider_objects(&objects).await?;
         for object in &objects {
-            self.remember(&object.provider, &object.object_id, &object.project_id, false);
+            self.remember(
+                &object.provider,
+                &object.object_id,
+                &object.project_id,
+                false,
+            );
         }
         Ok(())
     }
@@ -221,6 +232,11 @@ impl Ledger {
                 }
             }
         }
+    }
+
+    /// Writes an audit entry about the ledger (an object that could not be recorded).
+    pub async fn audit(&self, entry: &tollgate_store::AuditEntry) -> Result<(), StoreError> {
+        self.store.record_audit(entry).await
     }
 
     /// The provider deleted the object.

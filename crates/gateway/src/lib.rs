@@ -26,10 +26,10 @@ mod worker;
 pub use background::key_table::{CatchUp, KeyTable};
 pub use error::GatewayError;
 pub use ledger::UnknownObjects;
-pub use upstream::dedicated_projects;
 pub use request::auth::Principal;
 pub use server::{Gateway, RunningGateway, StartError};
 pub use settings::{
     AlertSettings, ConnectionSettings, GatewaySettings, MeteringSettings, ProviderKey,
     ProviderSettings, UnpricedPolicy, WebhookSecret, WebhookSettings,
 };
+pub use upstream::dedicated_projects;

@@ -403,7 +403,11 @@ async fn unknown_routes_and_methods_answer_in_the_envelope_and_openai_groups_are
     );
     assert_eq!(forwarded.body["object"], "list", "{:?}", forwarded.body);
     assert_eq!(
-        app.mock.requests().last().map(|r| r.path.clone()).as_deref(),
+        app.mock
+            .requests()
+            .last()
+            .map(|r| r.path.clone())
+            .as_deref(),
         Some("/v1/files")
     );
     app.get("/elsewhere", None, &[])

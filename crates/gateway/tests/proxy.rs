@@ -307,7 +307,10 @@ async fn aliases_pass_through_and_the_daily_roll_up() {
 
     let upload = app
         .http
-        .post(format!("{}/v1/audio/transcriptions?purpose=batch", app.base))
+        .post(format!(
+            "{}/v1/audio/transcriptions?purpose=batch",
+            app.base
+        ))
         .bearer_auth(key.secret.expose())
         .header("content-type", "application/octet-stream")
         .body(vec![7u8; 100_000])

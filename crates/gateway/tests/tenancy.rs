@@ -45,7 +45,13 @@ impl Tenants {
         Tenants { app, a, b }
     }
 
-    async fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self
             .app
@@ -58,7 +64,10 @@ impl Tenants {
         let response = request.send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Uploads a file as the SDKs do (multipart); its id.
@@ -72,7 +81,10 @@ impl Tenants {
             .http
             .post(format!("{}/v1/files", self.app.base))
             .bearer_auth(key)
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .body(body)
             .send()
             .await
@@ -87,15 +99,36 @@ impl Tenants {
         let file = || self.upload(key, BATCH_LINE);
         let (path, body) = match kind {
             ObjectKind::File => return file().await,
-            ObjectKind::Upload => ("/v1/uploads", json!({"filename": "big.jsonl", "purpose": "batch", "bytes": 10, "mime_type": "text/jsonl"})),
-            ObjectKind::Batch => ("/v1/batches", json!({"input_file_id": file().await, "endpoint": "/v1/chat/completions", "completion_window": "24h"})),
-            ObjectKind::VectorStore => ("/v1/vector_stores", json!({"name": "docs", "file_ids": [file().await]})),
-            ObjectKind::FineTuningJob => ("/v1/fine_tuning/jobs", json!({"model": "gpt-4o-mini", "training_file": file().await})),
-            ObjectKind::Response => ("/v1/responses", json!({"model": "gpt-4o-mini", "input": "hello"})),
-            ObjectKind::ChatCompletion => ("/v1/chat/completions", json!({"model": "gpt-4o-mini", "store": true, "messages": [{"role": "user", "content": "hi"}]})),
+            ObjectKind::Upload => (
+                "/v1/uploads",
+                json!({"filename": "big.jsonl", "purpose": "batch", "bytes": 10, "mime_type": "text/jsonl"}),
+            ),
+            ObjectKind::Batch => (
+                "/v1/batches",
+                json!({"input_file_id": file().await, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+            ),
+            ObjectKind::VectorStore => (
+                "/v1/vector_stores",
+                json!({"name": "docs", "file_ids": [file().await]}),
+            ),
+            ObjectKind::FineTuningJob => (
+                "/v1/fine_tuning/jobs",
+                json!({"model": "gpt-4o-mini", "training_file": file().await}),
+            ),
+            ObjectKind::Response => (
+                "/v1/responses",
+                json!({"model": "gpt-4o-mini", "input": "hello"}),
+            ),
+            ObjectKind::ChatCompletion => (
+                "/v1/chat/completions",
+                json!({"model": "gpt-4o-mini", "store": true, "messages": [{"role": "user", "content": "hi"}]}),
+            ),
             ObjectKind::Conversation => ("/v1/conversations", json!({"metadata": {"topic": "x"}})),
             ObjectKind::Container => ("/v1/containers", json!({"name": "sandbox"})),
-            ObjectKind::Eval => ("/v1/evals", json!({"name": "e", "data_source_config": {"type": "custom", "item_schema": {}}, "testing_criteria": []})),
+            ObjectKind::Eval => (
+                "/v1/evals",
+                json!({"name": "e", "data_source_config": {"type": "custom", "item_schema": {}}, "testing_criteria": []}),
+            ),
         };
         let (status, made) = self.call("POST", path, key, Some(body)).await;
         assert_eq!(status, 200, "{kind}: {made}");
@@ -104,7 +137,12 @@ impl Tenants {
 
     /// Requests the provider received for `path`.
     fn seen(&self, path: &str) -> usize {
-        self.app.mock.requests().iter().filter(|r| r.path == path).count()
+        self.app
+            .mock
+            .requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
     }
 
     /// The ids a key lists of `kind` (responses have no list: OpenAI's API has none).
@@ -113,7 +151,12 @@ impl Tenants {
             return Vec::new();
         }
         let (status, list) = self
-            .call("GET", &format!("{}?limit=100", kind.collection()), key, None)
+            .call(
+                "GET",
+                &format!("{}?limit=100", kind.collection()),
+                key,
+                None,
+            )
             .await;
         assert_eq!(status, 200, "{kind}: {list}");
         list["data"]
@@ -137,16 +180,36 @@ fn use_of(kind: ObjectKind, id: &str) -> (&'static str, String, Option<Value>) {
         ("POST", "/v1/responses".to_owned(), Some(body))
     };
     match kind {
-        ObjectKind::File => ("POST", "/v1/batches".into(), Some(json!({"input_file_id": id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}))),
-        ObjectKind::Upload => ("POST", format!("/v1/uploads/{id}/complete"), Some(json!({"part_ids": []}))),
+        ObjectKind::File => (
+            "POST",
+            "/v1/batches".into(),
+            Some(
+                json!({"input_file_id": id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+            ),
+        ),
+        ObjectKind::Upload => (
+            "POST",
+            format!("/v1/uploads/{id}/complete"),
+            Some(json!({"part_ids": []})),
+        ),
         ObjectKind::Batch => ("POST", format!("/v1/batches/{id}/cancel"), None),
-        ObjectKind::VectorStore => respond(json!({"tools": [{"type": "file_search", "vector_store_ids": [id]}]})),
+        ObjectKind::VectorStore => {
+            respond(json!({"tools": [{"type": "file_search", "vector_store_ids": [id]}]}))
+        }
         ObjectKind::FineTuningJob => ("GET", format!("/v1/fine_tuning/jobs/{id}/events"), None),
         ObjectKind::Response => respond(json!({"previous_response_id": id})),
         ObjectKind::ChatCompletion => ("GET", format!("/v1/chat/completions/{id}/messages"), None),
         ObjectKind::Conversation => respond(json!({"conversation": {"id": id}})),
-        ObjectKind::Container => respond(json!({"tools": [{"type": "code_interpreter", "container": id}]})),
-        ObjectKind::Eval => ("POST", format!("/v1/evals/{id}/runs"), Some(json!({"name": "run", "data_source": {"type": "jsonl", "source": {"type": "file_content", "content": []}}}))),
+        ObjectKind::Container => {
+            respond(json!({"tools": [{"type": "code_interpreter", "container": id}]}))
+        }
+        ObjectKind::Eval => (
+            "POST",
+            format!("/v1/evals/{id}/runs"),
+            Some(
+                json!({"name": "run", "data_source": {"type": "jsonl", "source": {"type": "file_content", "content": []}}}),
+            ),
+        ),
     }
 }
 
@@ -166,7 +229,10 @@ async fn every_kind_of_object_stays_in_the_project_that_made_it() {
             );
             let (method, path, body) = use_of(kind, &id);
             // B cannot see it in a list, read, use or delete it: OpenAI's 404, nothing forwarded.
-            assert!(!t.listed(kind, &t.b).await.contains(&id), "{kind}: B lists A's");
+            assert!(
+                !t.listed(kind, &t.b).await.contains(&id),
+                "{kind}: B lists A's"
+            );
             let before = (t.seen(&one), t.seen(&path));
             let (status, err) = t.call("GET", &one, &t.b, None).await;
             assert_eq!(status, 404, "{kind}: B reads A's: {err}");
@@ -180,15 +246,25 @@ async fn every_kind_of_object_stays_in_the_project_that_made_it() {
             assert_eq!(status, 404, "{kind}: B uses A's ({method} {path}): {err}");
             let (status, _) = t.call("DELETE", &one, &t.b, None).await;
             assert_eq!(status, 404, "{kind}: B deletes A's");
-            assert_eq!((t.seen(&one), t.seen(&path)), before, "{kind}: B's calls reached the provider");
+            assert_eq!(
+                (t.seen(&one), t.seen(&path)),
+                before,
+                "{kind}: B's calls reached the provider"
+            );
             // A uses it, then deletes it; then it is gone for A too.
             let (status, used) = t.call(method, &path, &t.a, body).await;
-            assert_eq!(status, 200, "{kind}: A uses its own ({method} {path}): {used}");
+            assert_eq!(
+                status, 200,
+                "{kind}: A uses its own ({method} {path}): {used}"
+            );
             let (status, gone) = t.call("DELETE", &one, &t.a, None).await;
             assert_eq!(status, 200, "{kind}: A deletes its own: {gone}");
             let (status, _) = t.call("GET", &one, &t.a, None).await;
             assert_eq!(status, 404, "{kind}: deleted");
-            assert!(!t.listed(kind, &t.a).await.contains(&id), "{kind}: deleted, not listed");
+            assert!(
+                !t.listed(kind, &t.a).await.contains(&id),
+                "{kind}: deleted, not listed"
+            );
         }
         // Every object was recorded with its request's usage event (spooled, then stored).
         let org = t.app.control.organization().await.unwrap();
@@ -215,11 +291,19 @@ async fn a_filtered_list_pages_truthfully_across_provider_pages() {
     assert_eq!(page["first_id"], second.as_str());
     assert_eq!(page["last_id"], second.as_str());
     let (_, next) = t
-        .call("GET", &format!("/v1/files?limit=1&after={second}"), &t.a, None)
+        .call(
+            "GET",
+            &format!("/v1/files?limit=1&after={second}"),
+            &t.a,
+            None,
+        )
         .await;
     assert_eq!(next["data"][0]["id"], first.as_str(), "{next}");
     assert_eq!(next["has_more"], false, "{next}");
-    assert!(t.seen("/v1/files") - before >= 3, "the second page crossed the provider's pages");
+    assert!(
+        t.seen("/v1/files") - before >= 3,
+        "the second page crossed the provider's pages"
+    );
     // B's list holds its 150, page by page, and never A's.
     let mut all = Vec::new();
     let mut after: Option<String> = None;
@@ -230,7 +314,12 @@ async fn a_filtered_list_pages_truthfully_across_provider_pages() {
         };
         let (status, page) = t.call("GET", &path, &t.b, None).await;
         assert_eq!(status, 200, "{page}");
-        let ids: Vec<String> = page["data"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_owned()).collect();
+        let ids: Vec<String> = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect();
         assert!(ids.len() <= 40);
         all.extend(ids);
         if page["has_more"] != true {
@@ -241,7 +330,9 @@ async fn a_filtered_list_pages_truthfully_across_provider_pages() {
     assert_eq!(all.len(), 150);
     assert!(!all.contains(&first) && !all.contains(&second));
     // A cursor of another project's object is that object's 404.
-    let (status, _) = t.call("GET", &format!("/v1/files?after={}", all[0]), &t.a, None).await;
+    let (status, _) = t
+        .call("GET", &format!("/v1/files?after={}", all[0]), &t.a, None)
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -253,8 +344,14 @@ async fn a_batch_output_file_belongs_to_the_batch_project() {
         .call("POST", "/v1/batches", &t.a, Some(json!({"input_file_id": input, "endpoint": "/v1/chat/completions", "completion_window": "24h"})))
         .await;
     let batch_id = batch["id"].as_str().unwrap();
-    let (status, done) = t.call("GET", &format!("/v1/batches/{batch_id}"), &t.a, None).await;
-    assert_eq!((status, done["status"].as_str()), (StatusCode::OK, Some("completed")), "{done}");
+    let (status, done) = t
+        .call("GET", &format!("/v1/batches/{batch_id}"), &t.a, None)
+        .await;
+    assert_eq!(
+        (status, done["status"].as_str()),
+        (StatusCode::OK, Some("completed")),
+        "{done}"
+    );
     let output = done["output_file_id"].as_str().unwrap();
     let content = format!("/v1/files/{output}/content");
     let (status, lines) = t.call("GET", &content, &t.a, None).await;
@@ -262,7 +359,10 @@ async fn a_batch_output_file_belongs_to_the_batch_project() {
     assert!(lines.to_string().contains("batch answer"), "{lines}");
     let (status, _) = t.call("GET", &content, &t.b, None).await;
     assert_eq!(status, 404, "B cannot download A's batch output");
-    assert!(!t.listed(ObjectKind::File, &t.b).await.contains(&output.to_owned()));
+    assert!(!t
+        .listed(ObjectKind::File, &t.b)
+        .await
+        .contains(&output.to_owned()));
     // Batches listed by A name its output too.
     let (_, batches) = t.call("GET", "/v1/batches", &t.a, None).await;
     assert_eq!(batches["data"][0]["output_file_id"], output);
@@ -275,8 +375,20 @@ async fn ids_where_ids_do_not_belong_are_a_400_and_stray_ones_a_404() {
     for (method, path, body, param) in [
         ("GET", "/v1/files/bad!id", None, "id"),
         ("GET", "/v1/files?after=a%20b", None, "after"),
-        ("POST", "/v1/batches", Some(json!({"input_file_id": 12, "endpoint": "/v1/chat/completions"})), "input_file_id"),
-        ("POST", "/v1/responses", Some(json!({"model": "gpt-4o-mini", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "../x"}]}]})), "input[0].content[0].file_id"),
+        (
+            "POST",
+            "/v1/batches",
+            Some(json!({"input_file_id": 12, "endpoint": "/v1/chat/completions"})),
+            "input_file_id",
+        ),
+        (
+            "POST",
+            "/v1/responses",
+            Some(
+                json!({"model": "gpt-4o-mini", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "../x"}]}]}),
+            ),
+            "input[0].content[0].file_id",
+        ),
     ] {
         let (status, err) = t.call(method, path, &t.a, body).await;
         assert_eq!(status, 400, "{method} {path}: {err}");
@@ -287,11 +399,20 @@ async fn ids_where_ids_do_not_belong_are_a_400_and_stray_ones_a_404() {
     for (method, path, body) in [
         ("GET", "/v1/files/file-neverseen", None),
         ("GET", "/v1/evals?file_id=file-neverseen", None),
-        ("POST", "/v1/chat/completions", Some(json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-neverseen"}}]}]}))),
+        (
+            "POST",
+            "/v1/chat/completions",
+            Some(
+                json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-neverseen"}}]}]}),
+            ),
+        ),
     ] {
         let (status, err) = t.call(method, path, &t.a, body).await;
         assert_eq!(status, 404, "{method} {path}: {err}");
-        assert_eq!(err["error"]["message"], "No such File object: file-neverseen");
+        assert_eq!(
+            err["error"]["message"],
+            "No such File object: file-neverseen"
+        );
     }
     assert_eq!(t.app.mock.requests().len(), before, "nothing was forwarded");
     // A chat message that merely mentions an id is not a reference.
@@ -306,7 +427,11 @@ async fn a_stored_stream_is_the_project_s_the_moment_it_ends() {
     let t = Tenants::start(Transport::Http).await;
     let response = t
         .app
-        .post_raw("/v1/responses", &t.a, &json!({"model": "gpt-4o-mini", "input": "hi", "stream": true}))
+        .post_raw(
+            "/v1/responses",
+            &t.a,
+            &json!({"model": "gpt-4o-mini", "input": "hi", "stream": true}),
+        )
         .await;
     let text = response.text().await.unwrap();
     let id = text
@@ -316,27 +441,44 @@ async fn a_stored_stream_is_the_project_s_the_moment_it_ends() {
         .to_owned();
     // Continued at once by A; B cannot.
     let next = json!({"model": "gpt-4o-mini", "input": "more", "previous_response_id": id});
-    let (status, _) = t.call("POST", "/v1/responses", &t.a, Some(next.clone())).await;
+    let (status, _) = t
+        .call("POST", "/v1/responses", &t.a, Some(next.clone()))
+        .await;
     assert_eq!(status, 200);
     let (status, _) = t.call("POST", "/v1/responses", &t.b, Some(next)).await;
     assert_eq!(status, 404);
     // `store: false` keeps nothing, so nothing is recorded.
     let (_, unstored) = t
-        .call("POST", "/v1/responses", &t.a, Some(json!({"model": "gpt-4o-mini", "input": "x", "store": false})))
+        .call(
+            "POST",
+            "/v1/responses",
+            &t.a,
+            Some(json!({"model": "gpt-4o-mini", "input": "x", "store": false})),
+        )
         .await;
     let unstored = unstored["id"].as_str().unwrap();
-    let (status, _) = t.call("GET", &format!("/v1/responses/{unstored}"), &t.a, None).await;
+    let (status, _) = t
+        .call("GET", &format!("/v1/responses/{unstored}"), &t.a, None)
+        .await;
     assert_eq!(status, 404);
     // The records are stored with the usage events.
     t.app.usage_events(3).await;
     let project = tollgate_core::ProjectId::from_trusted(t.app.project_id.clone());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let kept = t.app.store.project_objects(&project, Some(ObjectKind::Response), None, 10).await.unwrap();
+        let kept = t
+            .app
+            .store
+            .project_objects(&project, Some(ObjectKind::Response), None, 10)
+            .await
+            .unwrap();
         if kept.iter().any(|o| o.object_id == id) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the response was never stored in the ledger");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the response was never stored in the ledger"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -355,10 +497,26 @@ async fn a_project_with_its_own_credential_is_kept_apart_by_the_provider() {
     // A (the default project) has its own credential; B shares the provider's.
     let a_file = t.upload(&t.a, "a").await;
     let b_file = t.upload(&t.b, "b").await;
-    t.call("POST", "/v1/chat/completions", &t.a, Some(json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))).await;
-    t.call("POST", "/v1/chat/completions", &t.b, Some(json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))).await;
+    t.call(
+        "POST",
+        "/v1/chat/completions",
+        &t.a,
+        Some(json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})),
+    )
+    .await;
+    t.call(
+        "POST",
+        "/v1/chat/completions",
+        &t.b,
+        Some(json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})),
+    )
+    .await;
     let auth = |r: &tollgate_gateway::mock::SeenRequest| {
-        r.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+        r.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
     };
     let seen = t.app.mock.requests();
     let (mut own, mut shared) = (0, 0);
@@ -369,12 +527,19 @@ async fn a_project_with_its_own_credential_is_kept_apart_by_the_provider() {
             other => panic!("a request carried {other:?}"),
         }
     }
-    assert_eq!((own, shared), (2, 2), "each project's requests carry its credential");
+    assert_eq!(
+        (own, shared),
+        (2, 2),
+        "each project's requests carry its credential"
+    );
     // The provider keeps A apart (here: one fake account, so A sees what its credential
     // sees); B, on the shared credential, is kept apart by the ledger.
     assert!(t.listed(ObjectKind::File, &t.a).await.contains(&b_file));
     let b_sees = t.listed(ObjectKind::File, &t.b).await;
-    assert!(b_sees.contains(&b_file) && !b_sees.contains(&a_file), "{b_sees:?}");
+    assert!(
+        b_sees.contains(&b_file) && !b_sees.contains(&a_file),
+        "{b_sees:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,9 +565,49 @@ async fn objects_made_around_tollgate_are_hidden_or_adopted_as_set() {
         let id = outside["id"].as_str().unwrap().to_owned();
         let t = Tenants::with(app).await;
         let one = format!("/v1/vector_stores/{id}");
-        assert_eq!(t.listed(ObjectKind::VectorStore, &t.a).await.contains(&id), adopt);
+        assert_eq!(
+            t.listed(ObjectKind::VectorStore, &t.a).await.contains(&id),
+            adopt
+        );
         assert_eq!(t.call("GET", &one, &t.a, None).await.0 == 200, adopt);
         assert!(!t.listed(ObjectKind::VectorStore, &t.b).await.contains(&id));
         assert_eq!(t.call("GET", &one, &t.b, None).await.0, 404, "never B's");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_answered_without_an_id_succeeds_is_audited_and_reaches_nobody() {
+    let t = Tenants::start(Transport::Http).await;
+    let before = t.listed(ObjectKind::Container, &t.a).await;
+    let response = t
+        .app
+        .http
+        .post(format!("{}/v1/containers", t.app.base))
+        .bearer_auth(&t.a)
+        .header("x-mock-omit-id", "1")
+        .json(&json!({"name": "sandbox"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the request succeeds");
+    let org = t.app.control.organization().await.unwrap();
+    let audit = t.app.store.audit_entries(&org.id, None, 100).await.unwrap();
+    let entry = audit
+        .iter()
+        .find(|e| e.event_type == "provider_object.unrecorded")
+        .expect("audited");
+    assert_eq!(entry.data["kind"], "container");
+    assert_eq!(
+        entry.project_id.as_ref().map(|p| p.to_string()),
+        Some(t.app.project_id.clone())
+    );
+    assert_eq!(t.listed(ObjectKind::Container, &t.a).await, before);
+    let project = tollgate_core::ProjectId::from_trusted(t.app.project_id.clone());
+    assert!(t
+        .app
+        .store
+        .project_objects(&project, Some(ObjectKind::Container), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -12,18 +12,18 @@ use tollgate_core::holder::{Holder, Level};
 use tollgate_core::invite::{InviteStatus, InviteToken};
 use tollgate_core::limit_rules::{LimitRule, RateLimits};
 use tollgate_core::network::IpAllowList;
+use tollgate_core::objects::ObjectKind;
 use tollgate_core::routing::{ModelAllowList, ModelPattern};
 use tollgate_core::{
     AuditId, InviteId, KeyFormat, KeyHasher, KeyId, KeyKind, MicroUsd, OrgId, Permissions,
     ProjectId, ServerSecret, ServiceAccountId, UnixTime, UserId,
 };
-use tollgate_core::objects::ObjectKind;
-use tollgate_store::{CreatedObject, ProviderObject};
 use tollgate_store::{
     Actor, AuditEntry, AuditQuery, Bootstrap, ChangedEntity, DatabaseLocation, Invite,
     InvitedProject, KeyFilter, KeyOwner, KeyRecord, Organization, Project, ProjectRole,
     ProjectStatus, Role, ServiceAccount, Store, StoreError, UsageEvent, UsageGrouping, User,
 };
+use tollgate_store::{CreatedObject, ProviderObject};
 
 /// A new store on the backend under test, with one organization bootstrapped in it.
 struct World {
@@ -1570,7 +1570,10 @@ async fn the_ownership_ledger_keeps_each_object_s_first_owner() {
     let w = world().await;
     let beta = project(&w.org, "beta", false);
     w.store
-        .insert_project(&beta, &entry(&w.org, "project.created", beta.id.as_str(), 1_500))
+        .insert_project(
+            &beta,
+            &entry(&w.org, "project.created", beta.id.as_str(), 1_500),
+        )
         .await
         .unwrap();
     let made = [
@@ -1578,41 +1581,100 @@ async fn the_ownership_ledger_keeps_each_object_s_first_owner() {
         provider_object(&w, &w.project, "batch_a2", 3_001),
         provider_object(&w, &beta, "file-b1", 3_002),
     ];
-    assert_eq!(w.store.record_provider_objects(&made).await.unwrap(), vec![true; 3]);
+    assert_eq!(
+        w.store.record_provider_objects(&made).await.unwrap(),
+        vec![true; 3]
+    );
     // A second record of an id (another project, or a replay) keeps the first owner.
     let stolen = provider_object(&w, &beta, "file-a1", 3_003);
-    assert_eq!(w.store.record_provider_objects(&[stolen]).await.unwrap(), vec![false]);
-    let owner = w.store.provider_object("openai", "file-a1").await.unwrap().unwrap();
+    assert_eq!(
+        w.store.record_provider_objects(&[stolen]).await.unwrap(),
+        vec![false]
+    );
+    let owner = w
+        .store
+        .provider_object("openai", "file-a1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(owner.project_id, w.project.id);
     assert_eq!(owner.kind, ObjectKind::File);
     // Ids are per provider.
-    assert!(w.store.provider_object("other", "file-a1").await.unwrap().is_none());
+    assert!(w
+        .store
+        .provider_object("other", "file-a1")
+        .await
+        .unwrap()
+        .is_none());
     let among = w
         .store
         .provider_objects_among("openai", &["file-b1", "file-zz", "file-a1"])
         .await
         .unwrap();
-    let mut found: Vec<(String, ProjectId)> = among.into_iter().map(|o| (o.object_id, o.project_id)).collect();
+    let mut found: Vec<(String, ProjectId)> = among
+        .into_iter()
+        .map(|o| (o.object_id, o.project_id))
+        .collect();
     found.sort();
-    assert_eq!(found, vec![("file-a1".into(), w.project.id.clone()), ("file-b1".into(), beta.id.clone())]);
+    assert_eq!(
+        found,
+        vec![
+            ("file-a1".into(), w.project.id.clone()),
+            ("file-b1".into(), beta.id.clone())
+        ]
+    );
     // A project's objects, newest first, by kind, after a cursor.
-    let ids = |objects: Vec<ProviderObject>| objects.into_iter().map(|o| o.object_id).collect::<Vec<_>>();
-    let all = w.store.project_objects(&w.project.id, None, None, 10).await.unwrap();
+    let ids =
+        |objects: Vec<ProviderObject>| objects.into_iter().map(|o| o.object_id).collect::<Vec<_>>();
+    let all = w
+        .store
+        .project_objects(&w.project.id, None, None, 10)
+        .await
+        .unwrap();
     assert_eq!(ids(all), vec!["batch_a2", "file-a1"]);
-    let files = w.store.project_objects(&w.project.id, Some(ObjectKind::File), None, 10).await.unwrap();
+    let files = w
+        .store
+        .project_objects(&w.project.id, Some(ObjectKind::File), None, 10)
+        .await
+        .unwrap();
     assert_eq!(ids(files), vec!["file-a1"]);
-    let after = w.store.project_objects(&w.project.id, None, Some("batch_a2"), 10).await.unwrap();
+    let after = w
+        .store
+        .project_objects(&w.project.id, None, Some("batch_a2"), 10)
+        .await
+        .unwrap();
     assert_eq!(ids(after), vec!["file-a1"]);
-    let one = w.store.project_objects(&w.project.id, None, None, 1).await.unwrap();
+    let one = w
+        .store
+        .project_objects(&w.project.id, None, None, 1)
+        .await
+        .unwrap();
     assert_eq!(ids(one), vec!["batch_a2"]);
     // Forgotten when the provider deletes it.
-    w.store.forget_provider_object("openai", "file-a1").await.unwrap();
-    assert!(w.store.provider_object("openai", "file-a1").await.unwrap().is_none());
+    w.store
+        .forget_provider_object("openai", "file-a1")
+        .await
+        .unwrap();
+    assert!(w
+        .store
+        .provider_object("openai", "file-a1")
+        .await
+        .unwrap()
+        .is_none());
     // Adoption is audited.
     let adopted = provider_object(&w, &beta, "vs_legacy", 3_010);
     let e = entry(&w.org, "provider_objects.adopted", beta.id.as_str(), 3_010);
-    assert_eq!(w.store.adopt_provider_objects(&[adopted], &e).await.unwrap(), vec![true]);
-    assert!(w.audit_types().await.contains(&"provider_objects.adopted".to_owned()));
+    assert_eq!(
+        w.store
+            .adopt_provider_objects(&[adopted], &e)
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    assert!(w
+        .audit_types()
+        .await
+        .contains(&"provider_objects.adopted".to_owned()));
 }
 
 #[tokio::test]
@@ -1632,14 +1694,36 @@ async fn objects_ride_with_usage_events_once_and_never_fail_a_batch() {
     stray.project_id = ProjectId::generate();
     stray.objects = vec![made("resp_2")];
     w.store.record_usage(&[first.clone(), stray]).await.unwrap();
-    let kept = w.store.provider_object("openai", "resp_1").await.unwrap().unwrap();
-    assert_eq!((kept.project_id, kept.key_id), (w.project.id.clone(), Some(key.id.clone())));
+    let kept = w
+        .store
+        .provider_object("openai", "resp_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (kept.project_id, kept.key_id),
+        (w.project.id.clone(), Some(key.id.clone()))
+    );
     assert_eq!(kept.kind, ObjectKind::Response);
-    assert!(w.store.provider_object("openai", "file-out").await.unwrap().is_some());
-    assert!(w.store.provider_object("openai", "resp_2").await.unwrap().is_none());
+    assert!(w
+        .store
+        .provider_object("openai", "file-out")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(w
+        .store
+        .provider_object("openai", "resp_2")
+        .await
+        .unwrap()
+        .is_none());
     // Replayed (from the spool after a crash): nothing doubles.
     w.store.record_usage(&[first]).await.unwrap();
-    let all = w.store.project_objects(&w.project.id, None, None, 10).await.unwrap();
+    let all = w
+        .store
+        .project_objects(&w.project.id, None, None, 10)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(w.store.recent_usage(&w.org.id, 10).await.unwrap().len(), 2);
 }

@@ -58,9 +58,7 @@ pub async fn run(
             provider: chosen,
             ids,
         } => {
-            let provider = chosen
-                .or(provider)
-                .unwrap_or_else(|| "openai".to_owned());
+            let provider = chosen.or(provider).unwrap_or_else(|| "openai".to_owned());
             let adopted = manage.adopt_objects(&project, &provider, &ids).await?;
             if json {
                 return Ok(print_list_json(adopted)?);

@@ -23,9 +23,11 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     let mut gateway_settings = GatewaySettings::new(settings.listen);
     gateway_settings.providers = providers;
     if let Some(project) = &settings.adopt_unknown_into {
-        let project = control.store().find_project(&org.id, project).await.map_err(|e| {
-            Failure::environment(format!("objects.adopt_into: {e}"))
-        })?;
+        let project = control
+            .store()
+            .find_project(&org.id, project)
+            .await
+            .map_err(|e| Failure::environment(format!("objects.adopt_into: {e}")))?;
         tracing::info!(project = %project.id, name = %project.name, "provider objects Tollgate has no record of belong to this project (objects.unknown = \"adopt\")");
         gateway_settings.unknown_objects = tollgate_gateway::UnknownObjects::AdoptInto(project.id);
     }
@@ -162,10 +164,7 @@ async fn resolve_project_keys(
                 .find_project(org, entry.project.trim())
                 .await
                 .map_err(|e| {
-                    Failure::environment(format!(
-                        "providers.{}.project_keys: {e}",
-                        config.name
-                    ))
+                    Failure::environment(format!("providers.{}.project_keys: {e}", config.name))
                 })?;
             let key = match (&entry.api_key_env, &entry.api_key_file) {
                 (Some(var), _) => std::env::var(var).ok().filter(|v| !v.trim().is_empty()).ok_or_else(|| {

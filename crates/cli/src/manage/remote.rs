@@ -545,7 +545,11 @@ impl Manage for Remote {
             query.push(("kind", kind.as_str().to_owned()));
         }
         let page: Page<super::ObjectRow> = self
-            .get(&format!("{EXT}/projects"), &[&project.id, "objects"], &query)
+            .get(
+                &format!("{EXT}/projects"),
+                &[&project.id, "objects"],
+                &query,
+            )
             .await?;
         Ok(page.data)
     }

@@ -11,13 +11,12 @@
 //! `litellm-usage` gets the usage chunk in LiteLLM's shape (`choices: [{"index":0,"delta":{}}]`)
 //! and one containing `linger-after-done` keeps the stream open a second after `[DONE]`; one
 //! containing `endless-event` streams a single event that never ends (64 KiB pieces, at most
-//! 256 MiB), as a broken or hostile provider would.
+//! 256 MiB), as a broken or hostile provider would; `x-mock-omit-id` makes any other path's
+//! answer an object without an `id`.
 
 mod objects;
 
 use crate::tokens;
-use objects::Objects;
-use tollgate_core::objects::ObjectKind;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
@@ -26,6 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use bytes::Bytes;
+use objects::Objects;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
+use tollgate_core::objects::ObjectKind;
 
 /// The models the demo provider serves unless told otherwise.
 pub const DEMO_MODELS: &[&str] = &[
@@ -204,6 +205,18 @@ fn remember_call(state: &MockState, method: &str, uri: &Uri, headers: &HeaderMap
             body: body.clone(),
         });
     }
+}
+
+/// Whether a test asked for an answer without an object id (`x-mock-omit-id`), as a broken
+/// provider might give to a create call: never, without the test hooks.
+#[cfg(not(feature = "test-hooks"))]
+fn omits_id(_: &HeaderMap) -> bool {
+    false
+}
+
+#[cfg(feature = "test-hooks")]
+fn omits_id(headers: &HeaderMap) -> bool {
+    headers.contains_key("x-mock-omit-id")
 }
 
 /// The failure a test asked for: never, without the test hooks.
@@ -760,6 +773,9 @@ async fn echo(
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    if omits_id(&headers) {
+        return simulated(json!({"object": "unknown", "status": "created"}));
+    }
     if let Some(answer) = state
         .objects
         .serve(&method, uri.path(), uri.query(), content_type, &body)

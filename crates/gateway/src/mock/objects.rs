@@ -130,7 +130,9 @@ fn multipart_part(content_type: &str, body: &[u8], name: &str) -> Option<(Option
 
 impl Objects {
     fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKind, Vec<Value>>> {
-        self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn find(&self, kind: ObjectKind, id: &str) -> Option<Value> {
@@ -209,7 +211,9 @@ impl Objects {
             },
             ("DELETE", [id]) => {
                 if self.remove(kind, id) {
-                    ok(json!({"id": id, "object": format!("{}.deleted", kind.as_str()), "deleted": true}))
+                    ok(
+                        json!({"id": id, "object": format!("{}.deleted", kind.as_str()), "deleted": true}),
+                    )
                 } else {
                     not_found(kind, id, "id")
                 }
@@ -236,9 +240,9 @@ impl Objects {
                 object["status"] = json!("cancelled");
                 ok(self.put(kind, object))
             }
-            ("POST", [id, "parts"]) if kind == ObjectKind::Upload => {
-                ok(json!({"id": format!("part_{}", tollgate_core::ids::random_base62(16)), "object": "upload.part", "created_at": now(), "upload_id": id}))
-            }
+            ("POST", [id, "parts"]) if kind == ObjectKind::Upload => ok(
+                json!({"id": format!("part_{}", tollgate_core::ids::random_base62(16)), "object": "upload.part", "created_at": now(), "upload_id": id}),
+            ),
             ("POST", [id, "complete"]) if kind == ObjectKind::Upload => {
                 let mut upload = self.find(kind, id)?;
                 let name = upload["filename"].as_str().unwrap_or("upload").to_owned();
@@ -273,9 +277,9 @@ impl Objects {
                     .unwrap_or_default();
                 ok(page(&files, query))
             }
-            ("GET", [id, "input_items"]) if kind == ObjectKind::Response => {
-                ok(json!({"object": "list", "data": [], "first_id": null, "last_id": null, "has_more": false, "response_id": id}))
-            }
+            ("GET", [id, "input_items"]) if kind == ObjectKind::Response => ok(
+                json!({"object": "list", "data": [], "first_id": null, "last_id": null, "has_more": false, "response_id": id}),
+            ),
             ("POST", [id]) => {
                 // Update (metadata, name, ...).
                 let mut object = self.find(kind, id)?;
@@ -321,17 +325,31 @@ impl Objects {
                 self.put(kind, object)
             }
             ObjectKind::FineTuningJob if object["status"] == "validating_files" => {
-                let file = self.file("step_metrics.csv", "fine-tune-results", Bytes::from_static(b"step,train_loss\n1,0.5\n"));
+                let file = self.file(
+                    "step_metrics.csv",
+                    "fine-tune-results",
+                    Bytes::from_static(b"step,train_loss\n1,0.5\n"),
+                );
                 object["status"] = json!("succeeded");
                 object["result_files"] = json!([file["id"]]);
-                object["fine_tuned_model"] = json!(format!("ft:{}:tollgate-demo::{}", object["model"].as_str().unwrap_or("model"), tollgate_core::ids::random_base62(8)));
+                object["fine_tuned_model"] = json!(format!(
+                    "ft:{}:tollgate-demo::{}",
+                    object["model"].as_str().unwrap_or("model"),
+                    tollgate_core::ids::random_base62(8)
+                ));
                 self.put(kind, object)
             }
             _ => object,
         }
     }
 
-    fn create(&self, kind: ObjectKind, content_type: &str, body: &Bytes, json_body: &Value) -> Response {
+    fn create(
+        &self,
+        kind: ObjectKind,
+        content_type: &str,
+        body: &Bytes,
+        json_body: &Value,
+    ) -> Response {
         match kind {
             ObjectKind::File => {
                 let Some((name, data)) = multipart_part(content_type, body, "file") else {

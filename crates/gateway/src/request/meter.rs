@@ -13,9 +13,9 @@ use crate::state::AppState;
 use crate::tokens;
 use bytes::{Bytes, BytesMut};
 use std::time::Instant;
+use tollgate_core::objects::{is_object_id, yielded_files, ObjectKind};
 use tollgate_core::pricing::Price;
 use tollgate_core::usage::TokenUsage;
-use tollgate_core::objects::{is_object_id, yielded_files, ObjectKind};
 use tollgate_store::{CreatedObject, UsageEvent};
 
 /// Largest non-streamed response body kept to read its usage; larger ones pass through unread.

@@ -9,6 +9,7 @@ use crate::error::GatewayError;
 use crate::request::call::Call;
 use crate::request::forward::{forward, metered_reading, Outgoing};
 use crate::request::meter::Meter;
+use crate::request::tenancy::Tenant;
 use crate::settings::UnpricedPolicy;
 use crate::tokens;
 use crate::upstream::{RequestBody, Upstream};
@@ -21,7 +22,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::time::Instant;
-use crate::request::tenancy::Tenant;
 use tollgate_core::endpoints::Endpoint;
 use tollgate_core::objects::{self, ObjectKind};
 use tollgate_core::usage::TokenUsage;
@@ -311,7 +311,9 @@ pub(crate) async fn serve(
     }
     let stores = match endpoint {
         Endpoint::Responses => (prepared.store != Some(false)).then_some(ObjectKind::Response),
-        Endpoint::ChatCompletions => (prepared.store == Some(true)).then_some(ObjectKind::ChatCompletion),
+        Endpoint::ChatCompletions => {
+            (prepared.store == Some(true)).then_some(ObjectKind::ChatCompletion)
+        }
         _ => None,
     };
     let makes = tenant.as_ref().and_then(|tenant| {
@@ -321,8 +323,7 @@ pub(crate) async fn serve(
         };
         tenant.makes(&plan)
     });
-    let mut outgoing_headers =
-        upstream.headers(&headers, true, call.principal.key.project_id());
+    let mut outgoing_headers = upstream.headers(&headers, true, call.principal.key.project_id());
     outgoing_headers.insert(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -142,8 +142,9 @@ impl<'a> Tenant<'a> {
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let mut made = Vec::new();
         if let Some(kind) = plan.creates {
-            if let Some(id) = value["id"].as_str().filter(|id| objects::is_object_id(id)) {
-                made.push((kind, id.to_owned()));
+            match value["id"].as_str().filter(|id| objects::is_object_id(id)) {
+                Some(id) => made.push((kind, id.to_owned())),
+                None => self.unrecorded(kind).await,
             }
         }
         if plan.yields_files {
@@ -157,16 +158,34 @@ impl<'a> Tenant<'a> {
         Ok(Response::from_parts(parts, Body::from(bytes)))
     }
 
+    /// A create call the provider answered without an object id: the object (if there is
+    /// one) cannot be recorded, so no key reaches it through Tollgate. Audited, for the
+    /// operator to look at (the meter logs it too).
+    async fn unrecorded(&self, kind: ObjectKind) {
+        let entry = tollgate_store::AuditEntry {
+            id: tollgate_core::AuditId::generate(),
+            org_id: self.org.clone(),
+            event_type: "provider_object.unrecorded".into(),
+            actor: tollgate_store::Actor {
+                kind: "api_key".into(),
+                id: self.key.to_string(),
+            },
+            project_id: Some(self.project.clone()),
+            resource_id: None,
+            data: serde_json::json!({"provider": self.provider, "kind": kind.as_str(), "reason": "the provider answered a create call without an object id"}),
+            created_at: now(),
+        };
+        if let Err(err) = self.ledger.audit(&entry).await {
+            tracing::warn!(error = %err, "the unrecorded object could not be audited");
+        }
+    }
+
     /// Records objects as the tenant's, now.
     async fn record(&self, made: Vec<(ObjectKind, String)>, key: Option<&KeyId>) {
         if made.is_empty() {
             return;
         }
-        let now = tollgate_core::UnixTime(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
-        );
+        let now = now();
         let records = made
             .into_iter()
             .map(|(kind, id)| tollgate_store::ProviderObject {
@@ -217,7 +236,10 @@ impl<'a> Tenant<'a> {
                 .into_iter()
                 .map(str::to_owned)
                 .collect();
-            let last = data.last().and_then(|o| o["id"].as_str()).map(str::to_owned);
+            let last = data
+                .last()
+                .and_then(|o| o["id"].as_str())
+                .map(str::to_owned);
             for object in data {
                 if object["id"].as_str().is_some_and(|id| owned.contains(id)) {
                     self.record_yields(&object).await;
@@ -256,6 +278,14 @@ impl<'a> Tenant<'a> {
             .collect();
         self.record(files, None).await;
     }
+}
+
+fn now() -> tollgate_core::UnixTime {
+    tollgate_core::UnixTime(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    )
 }
 
 /// A list page with everything the provider sent but the fields the filter sets.
