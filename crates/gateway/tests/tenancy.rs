@@ -3,6 +3,7 @@
 //! chat completions, conversations, containers, evals) is A's alone. The demo provider keeps
 //! objects as one OpenAI account does (everyone who calls sees everything), so every refusal
 //! here is Tollgate's.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 mod support;
 
