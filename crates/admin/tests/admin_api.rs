@@ -921,6 +921,14 @@ async fn the_openapi_document_describes_every_admin_endpoint_and_is_public() {
         ("get", "/v1/organization/x-tollgate/usage/report"),
         ("get", "/v1/organization/x-tollgate/usage/events"),
         ("get", "/v1/organization/x-tollgate/audit"),
+        (
+            "get",
+            "/v1/organization/x-tollgate/projects/{project_id}/objects",
+        ),
+        (
+            "post",
+            "/v1/organization/x-tollgate/projects/{project_id}/objects",
+        ),
     ];
     let mut described = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
