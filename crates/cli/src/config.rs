@@ -368,7 +368,12 @@ impl Settings {
         let secret_file = overrides
             .secret_file
             .or(file.secret_file)
-            .unwrap_or_else(|| default_secret_file(database.path()));
+            .unwrap_or_else(|| match database.path() {
+                Some(file) => default_secret_file(file),
+                // A server on PostgreSQL keeps its secret in the working directory; replicas
+                // must share it (start-up refuses a secret the database was not set up with).
+                None => PathBuf::from("tollgate.secret"),
+            });
         let key_prefix = overrides.key_prefix.or(file.keys.prefix);
         if let Some(prefix) = &key_prefix {
             tollgate_core::KeyFormat::new(prefix)
@@ -437,6 +442,8 @@ impl Settings {
             // Beside the database, named after it without its extension (`tollgate.db`:
             // `tollgate.usage-spool`), so that it is not taken for one of SQLite's files.
             (None, DatabaseLocation::Sqlite(path)) => path.with_extension("usage-spool"),
+            // On PostgreSQL, in the working directory.
+            (None, DatabaseLocation::Postgres(_)) => PathBuf::from("tollgate.usage-spool"),
         };
         if let (Some(one), Some(all)) = (file.max_body_bytes, file.max_body_bytes_in_flight) {
             if all < one {
@@ -768,7 +775,7 @@ mod tests {
         })
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(settings.listen.port(), 9100);
-        assert_eq!(settings.database.path(), &PathBuf::from("/tmp/x.db"));
+        assert_eq!(settings.database.path(), Some(&PathBuf::from("/tmp/x.db")));
         assert_eq!(settings.secret_file, PathBuf::from("/tmp/x.secret"));
     }
 

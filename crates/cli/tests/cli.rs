@@ -840,10 +840,16 @@ fn bad_input_gets_clear_messages_exit_codes_and_loses_nothing() {
         3,
         "does not exist",
     );
+    // A PostgreSQL URL whose database, or server, is not there: what is wrong, where, and
+    // never the password.
+    let missing = "postgres://postgres:pw-never-shown@127.0.0.1:5432/tollgate_no_such_database";
+    let out = d.run(&["--database-url", missing, "keys", "list"]);
+    assert_fails(&out, 3, "tollgate_no_such_database\" does not exist");
+    assert!(!out.stderr.contains("pw-never-shown"), "{}", out.stderr);
     assert_fails(
-        &d.run(&["--database-url", "postgres://localhost/x", "keys", "list"]),
+        &d.run(&["--database-url", "postgres://u:pw@127.0.0.1:1/x", "keys", "list"]),
         3,
-        "PostgreSQL is not supported",
+        "postgres://u:*****@127.0.0.1:1/x",
     );
 
     let locked = Deployment::new();

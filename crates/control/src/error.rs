@@ -60,6 +60,8 @@ impl ControlError {
                 | StoreError::Unwritable { .. }
                 | StoreError::Corrupt { .. }
                 | StoreError::Foreign { .. }
+                | StoreError::ForeignSchema { .. }
+                | StoreError::Unreachable { .. }
                 | StoreError::TooNew(_) => ErrorClass::Environment,
                 StoreError::Database(_) | StoreError::Migration(_) | StoreError::Aborted => {
                     ErrorClass::Internal

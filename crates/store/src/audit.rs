@@ -5,9 +5,9 @@ pub(crate) use crate::write::Tx;
 
 /// Writes `entry` inside the caller's transaction.
 pub(crate) async fn append(tx: &mut Tx, entry: &AuditEntry) -> Result<()> {
-    sqlx::query(
+    in_tx!(tx, e => sqlx::query(
         "INSERT INTO audit_log (id, org_id, event_type, actor_type, actor_id, project_id, resource_id, data, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(entry.id.as_str())
     .bind(entry.org_id.as_str())
@@ -18,8 +18,8 @@ pub(crate) async fn append(tx: &mut Tx, entry: &AuditEntry) -> Result<()> {
     .bind(entry.resource_id.as_deref())
     .bind(entry.data.to_string())
     .bind(entry.created_at.seconds())
-    .execute(&mut **tx)
-    .await?;
+    .execute(e)
+    .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -54,6 +54,26 @@ impl From<AuditRow> for AuditEntry {
     }
 }
 
+/// The audit log's filtered, paged read in a dialect; each list filter is one JSON array.
+macro_rules! audit_query {
+    ($dialect:ident) => {
+        concat!(
+            "SELECT id, org_id, event_type, actor_type, actor_id, project_id, resource_id, data, created_at
+             FROM audit_log
+             WHERE org_id = $1
+               AND ($2 IS NULL OR created_at >= $2)
+               AND ($3 IS NULL OR created_at <= $3)
+               AND ($4 IS NULL OR event_type ", in_json_array!($dialect, "$4"), ")
+               AND ($5 IS NULL OR project_id ", in_json_array!($dialect, "$5"), ")
+               AND ($6 IS NULL OR actor_id ", in_json_array!($dialect, "$6"), ")
+               AND ($7 IS NULL OR resource_id ", in_json_array!($dialect, "$7"), ")
+               AND ($8 IS NULL OR seq < (SELECT seq FROM audit_log WHERE id = $8 AND org_id = $1))
+               AND ($10 IS NULL OR seq > (SELECT seq FROM audit_log WHERE id = $10 AND org_id = $1))
+             ORDER BY CASE WHEN $10 IS NULL THEN -seq ELSE seq END LIMIT $9"
+        )
+    };
+}
+
 impl Store {
     /// The newest audit entries first, optionally only those about `resource_id`.
     pub async fn audit_entries(
@@ -62,18 +82,18 @@ impl Store {
         resource_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<AuditEntry>> {
-        let rows: Vec<AuditRow> = sqlx::query_as(
+        let rows: Vec<AuditRow> = in_pool!(self.pool, e => sqlx::query_as(
             "SELECT id, org_id, event_type, actor_type, actor_id, project_id, resource_id, data, created_at
              FROM audit_log
-             WHERE org_id = ? AND (? IS NULL OR resource_id = ?)
-             ORDER BY seq DESC LIMIT ?",
+             WHERE org_id = $1 AND ($2 IS NULL OR resource_id = $3)
+             ORDER BY seq DESC LIMIT $4",
         )
         .bind(org.as_str())
         .bind(resource_id)
         .bind(resource_id)
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
 
@@ -90,20 +110,11 @@ impl Store {
             list(&query.actor_ids),
             list(&query.resource_ids),
         );
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT id, org_id, event_type, actor_type, actor_id, project_id, resource_id, data, created_at
-             FROM audit_log
-             WHERE org_id = ?1
-               AND (?2 IS NULL OR created_at >= ?2)
-               AND (?3 IS NULL OR created_at <= ?3)
-               AND (?4 IS NULL OR event_type IN (SELECT value FROM json_each(?4)))
-               AND (?5 IS NULL OR project_id IN (SELECT value FROM json_each(?5)))
-               AND (?6 IS NULL OR actor_id IN (SELECT value FROM json_each(?6)))
-               AND (?7 IS NULL OR resource_id IN (SELECT value FROM json_each(?7)))
-               AND (?8 IS NULL OR seq < (SELECT seq FROM audit_log WHERE id = ?8 AND org_id = ?1))
-               AND (?10 IS NULL OR seq > (SELECT seq FROM audit_log WHERE id = ?10 AND org_id = ?1))
-             ORDER BY CASE WHEN ?10 IS NULL THEN -seq ELSE seq END LIMIT ?9",
-        )
+        let sql = self
+            .pool
+            .dialect()
+            .pick(audit_query!(sqlite), audit_query!(postgres));
+        let rows: Vec<AuditRow> = in_pool!(self.pool, e => sqlx::query_as(sql)
         .bind(org.as_str())
         .bind(query.since.map(UnixTime::seconds))
         .bind(query.until.map(UnixTime::seconds))
@@ -114,8 +125,8 @@ impl Store {
         .bind(query.after.as_deref())
         .bind(query.limit.saturating_add(1))
         .bind(query.before.as_deref())
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         let mut entries: Vec<AuditEntry> = rows.into_iter().map(AuditEntry::from).collect();
         if query.before.is_some() {
             // Read oldest first from the cursor up; shown newest first like every page.

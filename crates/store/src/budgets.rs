@@ -29,27 +29,28 @@ impl BudgetRow {
 }
 
 /// Every budget of an organization.
-pub(crate) async fn read<'e>(
-    exec: impl sqlx::SqliteExecutor<'e>,
-    org: &OrgId,
-) -> Result<Vec<Budget>> {
-    let rows: Vec<BudgetRow> = sqlx::query_as(
-        "SELECT id, level, holder_id, limit_micro_usd, period, utc_offset_secs, alerts FROM budgets
-         WHERE org_id = ? ORDER BY level, holder_id",
-    )
-    .bind(org.as_str())
-    .fetch_all(exec)
-    .await?;
-    Ok(rows
-        .into_iter()
+pub(crate) async fn read(tx: &mut Tx, org: &OrgId) -> Result<Vec<Budget>> {
+    let rows: Vec<BudgetRow> =
+        in_tx!(tx, e => sqlx::query_as(READ).bind(org.as_str()).fetch_all(e).await)?;
+    Ok(budgets(rows))
+}
+
+const READ: &str =
+    "SELECT id, level, holder_id, limit_micro_usd, period, utc_offset_secs, alerts FROM budgets
+     WHERE org_id = $1 ORDER BY level, holder_id";
+
+fn budgets(rows: Vec<BudgetRow>) -> Vec<Budget> {
+    rows.into_iter()
         .filter_map(BudgetRow::into_budget)
-        .collect())
+        .collect()
 }
 
 impl Store {
     /// Every budget of an organization.
     pub async fn budgets(&self, org: &OrgId) -> Result<Vec<Budget>> {
-        read(&self.pool, org).await
+        let rows: Vec<BudgetRow> =
+            in_pool!(self.pool, e => sqlx::query_as(READ).bind(org.as_str()).fetch_all(e).await)?;
+        Ok(budgets(rows))
     }
 }
 
@@ -63,9 +64,9 @@ pub(crate) async fn set(
 ) -> Result<Budget> {
     let at = entry.created_at.seconds();
     let alerts = serde_json::to_string(&budget.alerts_permille).unwrap_or_else(|_| "[]".into());
-    let (id,): (i64,) = sqlx::query_as(
+    let (id,): (i64,) = in_tx!(tx, e => sqlx::query_as(
             "INSERT INTO budgets (org_id, level, holder_id, limit_micro_usd, period, utc_offset_secs, alerts, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (level, holder_id) DO UPDATE SET
                limit_micro_usd = excluded.limit_micro_usd, period = excluded.period,
                utc_offset_secs = excluded.utc_offset_secs, alerts = excluded.alerts,
@@ -81,8 +82,8 @@ pub(crate) async fn set(
         .bind(alerts)
         .bind(at)
         .bind(at)
-        .fetch_one(&mut **tx)
-        .await?;
+        .fetch_one(e)
+        .await)?;
     audit::append(tx, entry).await?;
     change_log::append(tx, &ChangedEntity::Limits, entry.created_at).await?;
     Ok(Budget {
@@ -93,10 +94,13 @@ pub(crate) async fn set(
 
 /// Removes a holder's budget; `false` if there was none.
 pub(crate) async fn remove(tx: &mut Tx, holder: &Holder, entry: &AuditEntry) -> Result<bool> {
-    let delete = sqlx::query("DELETE FROM budgets WHERE level = ? AND holder_id = ?")
+    let deleted = in_tx!(tx, e => sqlx::query("DELETE FROM budgets WHERE level = $1 AND holder_id = $2")
         .bind(holder.level.as_str())
-        .bind(&holder.id);
-    change_log::apply(tx, delete, &ChangedEntity::Limits, entry).await
+        .bind(&holder.id)
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))?;
+    change_log::applied(tx, deleted, &ChangedEntity::Limits, entry).await
 }
 
 /// Claims an alert: `true` (and the audit entry written) only for the first caller for this
@@ -109,18 +113,18 @@ pub(crate) async fn claim_alert(
     spent: MicroUsd,
     entry: &AuditEntry,
 ) -> Result<bool> {
-    let done = sqlx::query(
-            "INSERT OR IGNORE INTO budget_alerts (budget_id, period_start, threshold, spent_micro_usd, created_at)
-             VALUES (?, ?, ?, ?, ?)",
+    let done = in_tx!(tx, e => sqlx::query(
+            "INSERT INTO budget_alerts (budget_id, period_start, threshold, spent_micro_usd, created_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(budget_id)
         .bind(period_start.seconds())
         .bind(i64::from(threshold_permille))
         .bind(spent.0)
         .bind(entry.created_at.seconds())
-        .execute(&mut **tx)
-        .await?;
-    if done.rows_affected() == 0 {
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
+    if done == 0 {
         return Ok(false);
     }
     audit::append(tx, entry).await?;
@@ -141,27 +145,27 @@ impl Store {
         let day = first_midnight.utc_date();
         let (whole_days, partial): (Option<i64>, Option<i64>) = match holder.level {
             Level::Organization => (
-                self.sum_daily("SELECT SUM(cost_micro_usd) FROM usage_daily WHERE org_id = ? AND day >= ?", &holder.id, &day).await?,
-                self.sum_events("SELECT SUM(cost_micro_usd) FROM usage_events WHERE created_at >= ? AND created_at < ? AND org_id = ?", &holder.id, start, first_midnight).await?,
+                self.sum_daily("SELECT CAST(SUM(cost_micro_usd) AS BIGINT) FROM usage_daily WHERE org_id = $1 AND day >= $2", &holder.id, &day).await?,
+                self.sum_events("SELECT CAST(SUM(cost_micro_usd) AS BIGINT) FROM usage_events WHERE created_at >= $1 AND created_at < $2 AND org_id = $3", &holder.id, start, first_midnight).await?,
             ),
             Level::Project => (
-                self.sum_daily("SELECT SUM(cost_micro_usd) FROM usage_daily WHERE project_id = ? AND day >= ?", &holder.id, &day).await?,
-                self.sum_events("SELECT SUM(cost_micro_usd) FROM usage_events WHERE created_at >= ? AND created_at < ? AND project_id = ?", &holder.id, start, first_midnight).await?,
+                self.sum_daily("SELECT CAST(SUM(cost_micro_usd) AS BIGINT) FROM usage_daily WHERE project_id = $1 AND day >= $2", &holder.id, &day).await?,
+                self.sum_events("SELECT CAST(SUM(cost_micro_usd) AS BIGINT) FROM usage_events WHERE created_at >= $1 AND created_at < $2 AND project_id = $3", &holder.id, start, first_midnight).await?,
             ),
             Level::Key => (
-                self.sum_daily("SELECT SUM(cost_micro_usd) FROM usage_daily WHERE key_id = ? AND day >= ?", &holder.id, &day).await?,
-                self.sum_events("SELECT SUM(cost_micro_usd) FROM usage_events WHERE created_at >= ? AND created_at < ? AND key_id = ?", &holder.id, start, first_midnight).await?,
+                self.sum_daily("SELECT CAST(SUM(cost_micro_usd) AS BIGINT) FROM usage_daily WHERE key_id = $1 AND day >= $2", &holder.id, &day).await?,
+                self.sum_events("SELECT CAST(SUM(cost_micro_usd) AS BIGINT) FROM usage_events WHERE created_at >= $1 AND created_at < $2 AND key_id = $3", &holder.id, start, first_midnight).await?,
             ),
         };
         Ok(MicroUsd(whole_days.unwrap_or(0) + partial.unwrap_or(0)))
     }
 
     async fn sum_daily(&self, sql: &'static str, holder: &str, day: &str) -> Result<Option<i64>> {
-        let (sum,): (Option<i64>,) = sqlx::query_as(sql)
+        let (sum,): (Option<i64>,) = in_pool!(self.pool, e => sqlx::query_as(sql)
             .bind(holder)
             .bind(day)
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_one(e)
+            .await)?;
         Ok(sum)
     }
 
@@ -172,12 +176,12 @@ impl Store {
         from: UnixTime,
         to: UnixTime,
     ) -> Result<Option<i64>> {
-        let (sum,): (Option<i64>,) = sqlx::query_as(sql)
+        let (sum,): (Option<i64>,) = in_pool!(self.pool, e => sqlx::query_as(sql)
             .bind(from.seconds())
             .bind(to.seconds())
             .bind(holder)
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_one(e)
+            .await)?;
         Ok(sum)
     }
 }

@@ -17,29 +17,28 @@ pub(crate) async fn append(tx: &mut Tx, entity: &ChangedEntity, at: UnixTime) ->
     };
     // The number comes from the counter row, held until this transaction ends: commit order
     // (the migration that made `change_sequence` says why).
-    let (seq,): (i64,) =
-        sqlx::query_as("UPDATE change_sequence SET seq = seq + 1 WHERE id = 1 RETURNING seq")
-            .fetch_one(&mut **tx)
-            .await?;
-    sqlx::query("INSERT INTO change_log (seq, entity, entity_id, created_at) VALUES (?, ?, ?, ?)")
+    let (seq,): (i64,) = in_tx!(tx, e => sqlx::query_as("UPDATE change_sequence SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+            .fetch_one(e)
+            .await)?;
+    in_tx!(tx, e => sqlx::query("INSERT INTO change_log (seq, entity, entity_id, created_at) VALUES ($1, $2, $3, $4)")
         .bind(seq)
         .bind(kind)
         .bind(id)
         .bind(at.seconds())
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
-/// Runs one statement with its audit entry and a change-log row for `entity`; `false`, and
-/// nothing written, when it changed no row.
-pub(crate) async fn apply<'q>(
+/// Completes a statement that changed `affected` rows with its audit entry and a change-log
+/// row for `entity`; `false`, and nothing written, when it changed no row.
+pub(crate) async fn applied(
     tx: &mut Tx,
-    statement: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    affected: u64,
     entity: &ChangedEntity,
     entry: &AuditEntry,
 ) -> Result<bool> {
-    if statement.execute(&mut **tx).await?.rows_affected() == 0 {
+    if affected == 0 {
         return Ok(false);
     }
     crate::audit::append(tx, entry).await?;
@@ -50,21 +49,21 @@ pub(crate) async fn apply<'q>(
 impl Store {
     /// The sequence number of the newest change, 0 when there is none.
     pub async fn latest_change(&self) -> Result<i64> {
-        let (seq,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM change_log")
-            .fetch_one(&self.pool)
-            .await?;
+        let (seq,): (Option<i64>,) = in_pool!(self.pool, e => sqlx::query_as("SELECT MAX(seq) FROM change_log")
+            .fetch_one(e)
+            .await)?;
         Ok(seq.unwrap_or(0))
     }
 
     /// Changes after `seq`, oldest first, at most `limit`.
     pub async fn changes_after(&self, seq: i64, limit: i64) -> Result<Vec<Change>> {
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT seq, entity, entity_id FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?",
+        let rows: Vec<(i64, String, String)> = in_pool!(self.pool, e => sqlx::query_as(
+            "SELECT seq, entity, entity_id FROM change_log WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(seq)
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows
             .into_iter()
             .map(|(seq, entity, id)| Change {

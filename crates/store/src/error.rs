@@ -11,6 +11,10 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
     #[error("{path} belongs to another application (it has tables but is not a Tollgate database); refusing to change it. Point --database-url at a new or a Tollgate database file")]
     Foreign { path: PathBuf },
+    #[error("cannot use the PostgreSQL database {location} ({reason}); check that it is running and that the URL's host, port, user, password and database are right")]
+    Unreachable { location: String, reason: String },
+    #[error("the PostgreSQL schema at {location} belongs to another application (it has tables but is not Tollgate's); refusing to change it. Point --database-url at a new database, or one of Tollgate's")]
+    ForeignSchema { location: String },
     #[error("the database was written by a newer version of Tollgate ({0}); upgrade tollgate to open it")]
     TooNew(String),
     #[error("{entity} {id} was not found")]
@@ -52,10 +56,22 @@ pub(crate) const SQLITE_CORRUPT: i32 = 11;
 pub(crate) const SQLITE_NOTADB: i32 = 26;
 pub(crate) const SQLITE_CONSTRAINT: i32 = 19;
 
-/// Turns a uniqueness violation into a conflict with `message`; passes other errors through.
+/// Turns a constraint violation (a uniqueness one, in practice) into a conflict with
+/// `message`; passes other errors through.
 pub(crate) fn conflict_on_unique(err: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    use sqlx::error::ErrorKind;
     match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        sqlx::Error::Database(db)
+            if matches!(
+                db.kind(),
+                ErrorKind::UniqueViolation
+                    | ErrorKind::ForeignKeyViolation
+                    | ErrorKind::CheckViolation
+                    | ErrorKind::NotNullViolation
+            ) =>
+        {
+            StoreError::Conflict(message())
+        }
         _ if sqlite_code(&err) == Some(SQLITE_CONSTRAINT) => StoreError::Conflict(message()),
         _ => StoreError::Database(err),
     }

@@ -59,13 +59,13 @@ impl TryFrom<InviteRow> for Invite {
 /// not.
 async fn projects_are_open(tx: &mut Tx, org: &OrgId, projects: &[InvitedProject]) -> Result<()> {
     for project in projects {
-        let (open,): (bool,) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM projects WHERE id = ? AND org_id = ? AND status = 'active')",
+        let (open,): (bool,) = in_tx!(tx, e => sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM projects WHERE id = $1 AND org_id = $2 AND status = 'active')",
         )
         .bind(project.id.as_str())
         .bind(org.as_str())
-        .fetch_one(&mut **tx)
-        .await?;
+        .fetch_one(e)
+        .await)?;
         if !open {
             return Err(StoreError::Conflict(format!(
                 "project {} is archived or not in this organization",
@@ -84,17 +84,17 @@ pub(crate) async fn create(
     token_hash: &KeyHash,
     entry: &AuditEntry,
 ) -> Result<()> {
-    let (member, pending): (bool, bool) = sqlx::query_as(
+    let (member, pending): (bool, bool) = in_tx!(tx, e => sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
-                        WHERE m.org_id = ?1 AND u.email = ?2),
+                        WHERE m.org_id = $1 AND u.email = $2),
                 EXISTS (SELECT 1 FROM invites
-                        WHERE org_id = ?1 AND email = ?2 AND accepted_at IS NULL AND expires_at > ?3)",
+                        WHERE org_id = $1 AND email = $2 AND accepted_at IS NULL AND expires_at > $3)",
     )
     .bind(invite.org_id.as_str())
     .bind(&invite.email)
     .bind(invite.created_at.seconds())
-    .fetch_one(&mut **tx)
-    .await?;
+    .fetch_one(e)
+    .await)?;
     if member {
         return Err(StoreError::Conflict(format!(
             "{} is already a member of this organization",
@@ -110,9 +110,9 @@ pub(crate) async fn create(
     projects_are_open(tx, &invite.org_id, &invite.projects).await?;
     let projects = serde_json::to_string(&invite.projects)
         .map_err(|e| StoreError::Database(sqlx::Error::Encode(e.into())))?;
-    sqlx::query(
+    in_tx!(tx, e => sqlx::query(
         "INSERT INTO invites (id, org_id, email, role, projects, token_hash, created_by, created_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(invite.id.as_str())
     .bind(invite.org_id.as_str())
@@ -123,8 +123,8 @@ pub(crate) async fn create(
     .bind(&invite.created_by)
     .bind(invite.created_at.seconds())
     .bind(invite.expires_at.seconds())
-    .execute(&mut **tx)
-    .await?;
+    .execute(e)
+    .await.map(|r| r.rows_affected()))?;
     audit::append(tx, entry).await
 }
 
@@ -135,12 +135,11 @@ pub(crate) async fn delete(
     id: &InviteId,
     entry: &AuditEntry,
 ) -> Result<()> {
-    let accepted: Option<(Option<i64>,)> =
-        sqlx::query_as("SELECT accepted_at FROM invites WHERE id = ? AND org_id = ?")
+    let accepted: Option<(Option<i64>,)> = in_tx!(tx, e => sqlx::query_as("SELECT accepted_at FROM invites WHERE id = $1 AND org_id = $2")
             .bind(id.as_str())
             .bind(org.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
+            .fetch_optional(e)
+            .await)?;
     match accepted {
         None => return Err(StoreError::not_found("invite", id)),
         Some((Some(_),)) => {
@@ -150,10 +149,10 @@ pub(crate) async fn delete(
         }
         Some((None,)) => {}
     }
-    sqlx::query("DELETE FROM invites WHERE id = ?")
+    in_tx!(tx, e => sqlx::query("DELETE FROM invites WHERE id = $1")
         .bind(id.as_str())
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     audit::append(tx, entry).await
 }
 
@@ -175,16 +174,16 @@ pub(crate) async fn accept(
         ));
     }
     if let Some(hash) = password_hash {
-        sqlx::query(
-            "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        in_tx!(tx, e => sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(user.id.as_str())
         .bind(&user.email)
         .bind(&user.name)
         .bind(hash)
         .bind(user.created_at.seconds())
-        .execute(&mut **tx)
-        .await
+        .execute(e)
+        .await.map(|r| r.rows_affected()))
         .map_err(|e| {
             conflict_on_unique(e, || {
                 format!(
@@ -194,37 +193,37 @@ pub(crate) async fn accept(
             })
         })?;
     }
-    let claimed = sqlx::query(
-        "UPDATE invites SET accepted_at = ?, user_id = ?
-         WHERE id = ? AND accepted_at IS NULL AND expires_at > ?",
+    let claimed = in_tx!(tx, e => sqlx::query(
+        "UPDATE invites SET accepted_at = $1, user_id = $2
+         WHERE id = $3 AND accepted_at IS NULL AND expires_at > $4",
     )
     .bind(at.seconds())
     .bind(user.id.as_str())
     .bind(invite.id.as_str())
     .bind(at.seconds())
-    .execute(&mut **tx)
-    .await?;
-    if claimed.rows_affected() != 1 {
+    .execute(e)
+    .await.map(|r| r.rows_affected()))?;
+    if claimed != 1 {
         return Err(StoreError::Conflict(
             "this invite link is no longer valid: it was used, withdrawn or has expired".into(),
         ));
     }
-    sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, ?, ?)")
+    in_tx!(tx, e => sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
         .bind(invite.org_id.as_str())
         .bind(user.id.as_str())
         .bind(invite.role.as_str())
         .bind(at.seconds())
-        .execute(&mut **tx)
-        .await
+        .execute(e)
+        .await.map(|r| r.rows_affected()))
         .map_err(|e| {
             conflict_on_unique(e, || {
                 format!("{} is already a member of this organization", user.email)
             })
         })?;
     for project in &invite.projects {
-        sqlx::query(
+        in_tx!(tx, e => sqlx::query(
             "INSERT INTO project_members (project_id, user_id, role, added_at)
-             SELECT id, ?, ?, ? FROM projects WHERE id = ? AND org_id = ? AND status = 'active'
+             SELECT id, $1, $2, $3 FROM projects WHERE id = $4 AND org_id = $5 AND status = 'active'
              ON CONFLICT (project_id, user_id) DO NOTHING",
         )
         .bind(user.id.as_str())
@@ -232,8 +231,8 @@ pub(crate) async fn accept(
         .bind(at.seconds())
         .bind(project.id.as_str())
         .bind(invite.org_id.as_str())
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     }
     for entry in entries {
         audit::append(tx, entry).await?;
@@ -249,27 +248,32 @@ async fn sender_may_still_invite(tx: &mut Tx, invite: &Invite, at: UnixTime) -> 
         .split_once(':')
         .unwrap_or(("", invite.created_by.as_str()));
     let still: (bool,) = match kind {
-        "user" => {
-            sqlx::query_as(
-                "SELECT EXISTS (SELECT 1 FROM memberships WHERE org_id = ? AND user_id = ? AND role = 'owner')",
+        "user" => in_tx!(tx, e => sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2 AND role = 'owner')",
             )
             .bind(invite.org_id.as_str())
             .bind(id)
-            .fetch_one(&mut **tx)
-            .await?
-        }
+            .fetch_one(e)
+            .await)?,
         "api_key" => {
-            sqlx::query_as(
-                "SELECT EXISTS (SELECT 1 FROM api_keys
-                    WHERE org_id = ? AND id = ? AND kind = 'admin' AND revoked_at IS NULL
-                      AND (expires_at IS NULL OR expires_at > ?)
-                      AND json_extract(permissions, '$.mode') = 'all')",
-            )
+            macro_rules! sql {
+                ($dialect:ident) => {
+                    concat!(
+                        "SELECT EXISTS (SELECT 1 FROM api_keys
+                            WHERE org_id = $1 AND id = $2 AND kind = 'admin' AND revoked_at IS NULL
+                              AND (expires_at IS NULL OR expires_at > $3) AND ",
+                        owner_permissions!($dialect),
+                        ")"
+                    )
+                };
+            }
+            let sql = tx.dialect().pick(sql!(sqlite), sql!(postgres));
+            in_tx!(tx, e => sqlx::query_as(sql)
             .bind(invite.org_id.as_str())
             .bind(id)
             .bind(at.seconds())
-            .fetch_one(&mut **tx)
-            .await?
+            .fetch_one(e)
+            .await)?
         }
         _ => (true,),
     };
@@ -279,42 +283,41 @@ async fn sender_may_still_invite(tx: &mut Tx, invite: &Invite, at: UnixTime) -> 
 impl Store {
     /// The organization's invites (pending, expired and accepted), oldest first.
     pub async fn invites(&self, org: &OrgId) -> Result<Vec<Invite>> {
-        let rows: Vec<InviteRow> = sqlx::query_as(select_invites!(
-            "WHERE org_id = ? ORDER BY created_at, rowid"
+        let rows: Vec<InviteRow> = in_pool!(self.pool, e => sqlx::query_as(select_invites!(
+            "WHERE org_id = $1 ORDER BY created_at, rowid"
         ))
         .bind(org.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         rows.into_iter().map(Invite::try_from).collect()
     }
 
     /// One invite of the organization (`NotFound` for another organization's).
     pub async fn invite(&self, org: &OrgId, id: &InviteId) -> Result<Invite> {
-        let row: Option<InviteRow> = sqlx::query_as(select_invites!("WHERE id = ? AND org_id = ?"))
+        let row: Option<InviteRow> = in_pool!(self.pool, e => sqlx::query_as(select_invites!("WHERE id = $1 AND org_id = $2"))
             .bind(id.as_str())
             .bind(org.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(e)
+            .await)?;
         row.ok_or_else(|| StoreError::not_found("invite", id))?
             .try_into()
     }
 
     /// The invite a token's hash belongs to, whatever its state.
     pub async fn invite_by_token(&self, token_hash: &KeyHash) -> Result<Option<Invite>> {
-        let row: Option<InviteRow> = sqlx::query_as(select_invites!("WHERE token_hash = ?"))
+        let row: Option<InviteRow> = in_pool!(self.pool, e => sqlx::query_as(select_invites!("WHERE token_hash = $1"))
             .bind(&token_hash.0[..])
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(e)
+            .await)?;
         row.map(Invite::try_from).transpose()
     }
 
     /// The account with this (normalized) address, if there is one.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
-        let row: Option<(String, String, String, i64)> =
-            sqlx::query_as("SELECT id, email, name, created_at FROM users WHERE email = ?")
+        let row: Option<(String, String, String, i64)> = in_pool!(self.pool, e => sqlx::query_as("SELECT id, email, name, created_at FROM users WHERE email = $1")
                 .bind(email)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(e)
+                .await)?;
         Ok(row.map(|(id, email, name, created_at)| User {
             id: UserId::from_trusted(id),
             email,

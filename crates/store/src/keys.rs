@@ -107,11 +107,11 @@ pub(crate) async fn insert(tx: &mut Tx, key: &KeyRecord) -> Result<()> {
         KeyOwner::User(id) => (Some(id.as_str()), None),
         KeyOwner::ServiceAccount(id) => (None, Some(id.as_str())),
     };
-    sqlx::query(
+    in_tx!(tx, e => sqlx::query(
         "INSERT INTO api_keys (id, org_id, project_id, kind, name, hash, hash_version, redacted,
              owner_user_id, owner_service_account_id, permissions, created_by, created_at,
              last_used_at, expires_at, revoked_at, rotated_from, rotated_to, allowed_ips, allowed_models)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
     )
     .bind(key.id.as_str())
     .bind(key.org_id.as_str())
@@ -133,27 +133,20 @@ pub(crate) async fn insert(tx: &mut Tx, key: &KeyRecord) -> Result<()> {
     .bind(key.rotated_to.as_ref().map(KeyId::as_str))
     .bind(key.allowed_ips.to_json())
     .bind(key.allowed_models.to_json())
-    .execute(&mut **tx)
-    .await
+    .execute(e)
+    .await.map(|r| r.rows_affected()))
     .map_err(|e| conflict_on_unique(e, || format!("key {} already exists", key.id)))?;
     change_log::append(tx, &ChangedEntity::Key(key.id.clone()), key.created_at).await
 }
 
-/// Applies `update` (which must touch one row of `api_keys`, bound to `id` last) with its audit
-/// entry and change-log row.
-async fn update_one<'q>(
-    tx: &mut Tx,
-    id: &KeyId,
-    entry: &AuditEntry,
-    update: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-) -> Result<()> {
-    let done = update.execute(&mut **tx).await?;
-    if done.rows_affected() != 1 {
-        let (exists,): (bool,) =
-            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = ?)")
+/// Completes an update that must have changed the one row of key `id` (`updated` rows) with
+/// its audit entry and change-log row.
+async fn update_one(tx: &mut Tx, id: &KeyId, entry: &AuditEntry, updated: u64) -> Result<()> {
+    if updated != 1 {
+        let (exists,): (bool,) = in_tx!(tx, e => sqlx::query_as("SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1)")
                 .bind(id.as_str())
-                .fetch_one(&mut **tx)
-                .await?;
+                .fetch_one(e)
+                .await)?;
         return Err(if exists {
             StoreError::Conflict(format!("key {id} is revoked; nothing was changed"))
         } else {
@@ -177,10 +170,13 @@ pub(crate) async fn create_many(tx: &mut Tx, keys: &[KeyRecord], entry: &AuditEn
 }
 
 pub(crate) async fn rename(tx: &mut Tx, id: &KeyId, name: &str, entry: &AuditEntry) -> Result<()> {
-    let update = sqlx::query("UPDATE api_keys SET name = ? WHERE id = ?")
+    let updated = in_tx!(tx, e => sqlx::query("UPDATE api_keys SET name = $1 WHERE id = $2")
         .bind(name.to_owned())
-        .bind(id.as_str());
-    update_one(tx, id, entry, update).await
+        .bind(id.as_str())
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))?;
+    update_one(tx, id, entry, updated).await
 }
 
 pub(crate) async fn revoke(
@@ -189,16 +185,18 @@ pub(crate) async fn revoke(
     at: UnixTime,
     entry: &AuditEntry,
 ) -> Result<()> {
-    let update =
-        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+    let updated = in_tx!(tx, e => sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(at.seconds())
-            .bind(id.as_str());
-    update_one(tx, id, entry, update).await?;
+            .bind(id.as_str())
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected()))?;
+    update_one(tx, id, entry, updated).await?;
     // Invites an admin key sent are withdrawn with it.
-    sqlx::query("DELETE FROM invites WHERE created_by = ? AND accepted_at IS NULL")
+    in_tx!(tx, e => sqlx::query("DELETE FROM invites WHERE created_by = $1 AND accepted_at IS NULL")
         .bind(format!("api_key:{id}"))
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -206,28 +204,40 @@ pub(crate) async fn revoke(
 /// not expire: what the admin API needs so that nobody is ever locked out of it. Counted inside
 /// the caller's transaction, so two changes at once cannot both pass.
 async fn durable_owner_key_remains(tx: &mut Tx, org: &OrgId, except: &KeyId) -> Result<bool> {
-    let (others,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM api_keys
-         WHERE org_id = ? AND kind = 'admin' AND id != ? AND revoked_at IS NULL
-           AND expires_at IS NULL
-           AND json_extract(permissions, '$.mode') = 'all'",
-    )
+    macro_rules! sql {
+        ($dialect:ident) => {
+            concat!(
+                "SELECT COUNT(*) FROM api_keys
+                 WHERE org_id = $1 AND kind = 'admin' AND id != $2 AND revoked_at IS NULL
+                   AND expires_at IS NULL AND ",
+                owner_permissions!($dialect)
+            )
+        };
+    }
+    let sql = tx.dialect().pick(sql!(sqlite), sql!(postgres));
+    let (others,): (i64,) = in_tx!(tx, e => sqlx::query_as(sql)
     .bind(org.as_str())
     .bind(except.as_str())
-    .fetch_one(&mut **tx)
-    .await?;
+    .fetch_one(e)
+    .await)?;
     Ok(others > 0)
 }
 
 /// Whether `id` is an owner's admin key, and of which organization.
 async fn owner_admin_key_org(tx: &mut Tx, id: &KeyId) -> Result<Option<OrgId>> {
-    let row: Option<(String,)> = sqlx::query_as(
-        "SELECT org_id FROM api_keys
-         WHERE id = ? AND kind = 'admin' AND json_extract(permissions, '$.mode') = 'all'",
-    )
+    macro_rules! sql {
+        ($dialect:ident) => {
+            concat!(
+                "SELECT org_id FROM api_keys WHERE id = $1 AND kind = 'admin' AND ",
+                owner_permissions!($dialect)
+            )
+        };
+    }
+    let sql = tx.dialect().pick(sql!(sqlite), sql!(postgres));
+    let row: Option<(String,)> = in_tx!(tx, e => sqlx::query_as(sql)
     .bind(id.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
+    .fetch_optional(e)
+    .await)?;
     Ok(row.map(|(org,)| OrgId::from_trusted(org)))
 }
 
@@ -262,11 +272,13 @@ pub(crate) async fn set_expiry(
             }
         }
     }
-    let update =
-        sqlx::query("UPDATE api_keys SET expires_at = ? WHERE id = ? AND revoked_at IS NULL")
+    let updated = in_tx!(tx, e => sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(at.map(UnixTime::seconds))
-            .bind(id.as_str());
-    update_one(tx, id, entry, update).await
+            .bind(id.as_str())
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected()))?;
+    update_one(tx, id, entry, updated).await
 }
 
 pub(crate) async fn rotate(
@@ -277,16 +289,16 @@ pub(crate) async fn rotate(
     entries: &[AuditEntry],
 ) -> Result<()> {
     insert(tx, successor).await?;
-    let done = sqlx::query(
-        "UPDATE api_keys SET expires_at = ?, rotated_to = ?
-         WHERE id = ? AND revoked_at IS NULL AND rotated_to IS NULL",
+    let done = in_tx!(tx, e => sqlx::query(
+        "UPDATE api_keys SET expires_at = $1, rotated_to = $2
+         WHERE id = $3 AND revoked_at IS NULL AND rotated_to IS NULL",
     )
     .bind(old_expires_at.seconds())
     .bind(successor.id.as_str())
     .bind(old.as_str())
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() != 1 {
+    .execute(e)
+    .await.map(|r| r.rows_affected()))?;
+    if done != 1 {
         return Err(StoreError::Conflict(format!(
             "key {old} was revoked or rotated by someone else meanwhile; nothing was changed"
         )));
@@ -299,24 +311,26 @@ pub(crate) async fn rotate(
 
 pub(crate) async fn touch(tx: &mut Tx, used: &[(KeyId, UnixTime)]) -> Result<()> {
     for (id, at) in used {
-        sqlx::query(
-            "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
+        in_tx!(tx, e => sqlx::query(
+            "UPDATE api_keys
+             SET last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $1 THEN $1 ELSE last_used_at END
+             WHERE id = $2",
         )
         .bind(at.seconds())
         .bind(id.as_str())
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     }
     Ok(())
 }
 
 impl Store {
     pub async fn key(&self, org: &OrgId, id: &KeyId) -> Result<KeyRecord> {
-        let row: Option<KeyRow> = sqlx::query_as(select_keys!("WHERE k.org_id = ? AND k.id = ?"))
+        let row: Option<KeyRow> = in_pool!(self.pool, e => sqlx::query_as(select_keys!("WHERE k.org_id = $1 AND k.id = $2"))
             .bind(org.as_str())
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(e)
+            .await)?;
         row.map(|r| r.into_auth_key().key)
             .ok_or_else(|| StoreError::not_found("API key", id))
     }
@@ -325,8 +339,8 @@ impl Store {
     pub async fn keys(&self, org: &OrgId, filter: &KeyFilter) -> Result<Vec<KeyRecord>> {
         let project = filter.project_id.as_ref().map(ProjectId::as_str);
         let kind = filter.kind.map(KeyKind::as_str);
-        let rows: Vec<KeyRow> = sqlx::query_as(select_keys!(
-            "WHERE k.org_id = ? AND (? IS NULL OR k.project_id = ?) AND (? IS NULL OR k.kind = ?)
+        let rows: Vec<KeyRow> = in_pool!(self.pool, e => sqlx::query_as(select_keys!(
+            "WHERE k.org_id = $1 AND ($2 IS NULL OR k.project_id = $3) AND ($4 IS NULL OR k.kind = $5)
              ORDER BY k.created_at DESC, k.rowid DESC"
         ))
         .bind(org.as_str())
@@ -334,16 +348,16 @@ impl Store {
         .bind(project)
         .bind(kind)
         .bind(kind)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows.into_iter().map(|r| r.into_auth_key().key).collect())
     }
 
     /// Every key with its project's status: what a server loads into memory at start.
     pub async fn auth_keys(&self) -> Result<Vec<AuthKey>> {
-        let rows: Vec<KeyRow> = sqlx::query_as(select_keys!("ORDER BY k.rowid"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<KeyRow> = in_pool!(self.pool, e => sqlx::query_as(select_keys!("ORDER BY k.rowid"))
+            .fetch_all(e)
+            .await)?;
         Ok(rows.into_iter().map(KeyRow::into_auth_key).collect())
     }
 
@@ -351,29 +365,30 @@ impl Store {
     /// loading 100,000 keys never holds every row at once).
     pub async fn each_auth_key(&self, mut each: impl FnMut(AuthKey)) -> Result<()> {
         use futures_util::StreamExt;
-        let mut rows =
-            sqlx::query_as::<_, KeyRow>(select_keys!("ORDER BY k.rowid")).fetch(&self.pool);
-        while let Some(row) = rows.next().await {
-            each(row?.into_auth_key());
-        }
+        in_pool!(self.pool, e => {
+            let mut rows = sqlx::query_as::<_, KeyRow>(select_keys!("ORDER BY k.rowid")).fetch(e);
+            while let Some(row) = rows.next().await {
+                each(row?.into_auth_key());
+            }
+        });
         Ok(())
     }
 
     /// One key as authentication sees it; `None` if it no longer exists.
     pub async fn auth_key(&self, id: &KeyId) -> Result<Option<AuthKey>> {
-        let row: Option<KeyRow> = sqlx::query_as(select_keys!("WHERE k.id = ?"))
+        let row: Option<KeyRow> = in_pool!(self.pool, e => sqlx::query_as(select_keys!("WHERE k.id = $1"))
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(e)
+            .await)?;
         Ok(row.map(KeyRow::into_auth_key))
     }
 
     /// The keys of one project, as authentication sees them.
     pub async fn auth_keys_of_project(&self, project: &ProjectId) -> Result<Vec<AuthKey>> {
-        let rows: Vec<KeyRow> = sqlx::query_as(select_keys!("WHERE k.project_id = ?"))
+        let rows: Vec<KeyRow> = in_pool!(self.pool, e => sqlx::query_as(select_keys!("WHERE k.project_id = $1"))
             .bind(project.as_str())
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(e)
+            .await)?;
         Ok(rows.into_iter().map(KeyRow::into_auth_key).collect())
     }
 }

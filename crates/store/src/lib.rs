@@ -6,6 +6,8 @@
 //! Every mutation writes its audit entry, and for keys and projects a change-log row, in the
 //! same transaction, so a change is either wholly there or not at all.
 
+#[macro_use]
+mod backend;
 mod audit;
 mod budgets;
 mod change_log;
@@ -20,13 +22,15 @@ mod projects;
 mod provider_objects;
 mod rate_limits;
 mod records;
+#[cfg(feature = "scratch")]
+pub mod scratch;
 mod service_accounts;
 mod sessions;
 mod usage;
 mod write;
 
 pub use error::StoreError;
-pub use location::DatabaseLocation;
+pub use location::{DatabaseLocation, PostgresUrl};
 pub use provider_objects::ProviderObject;
 pub use records::*;
 pub use sessions::{NewSession, SessionRecord};
@@ -35,7 +39,7 @@ pub use write::Write;
 /// The database behind Tollgate.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: sqlx::SqlitePool,
+    pool: backend::Pool,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -6,6 +6,76 @@ use std::path::PathBuf;
 pub enum DatabaseLocation {
     /// A SQLite file: `./tollgate.db`, `sqlite://path`, `sqlite:path`.
     Sqlite(PathBuf),
+    /// A PostgreSQL database: `postgres://user:password@host:port/database?options`.
+    Postgres(PostgresUrl),
+}
+
+/// A PostgreSQL connection URL. It may hold a password, so it prints with the password
+/// replaced by `*****`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(pub(crate) String);
+
+impl PostgresUrl {
+    /// The URL itself, password included: for connecting, never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `*****`.
+    pub fn redacted(&self) -> String {
+        let url = &self.0;
+        let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+            return url.clone();
+        };
+        let authority_end = url[scheme_end..]
+            .find(['/', '?'])
+            .map_or(url.len(), |i| scheme_end + i);
+        let authority = &url[scheme_end..authority_end];
+        let mut redacted = match authority.rfind('@') {
+            Some(at) => match authority[..at].find(':') {
+                Some(colon) => format!(
+                    "{}{}:*****{}",
+                    &url[..scheme_end],
+                    &authority[..colon],
+                    &authority[at..]
+                ),
+                None => url[..authority_end].to_owned(),
+            },
+            None => url[..authority_end].to_owned(),
+        };
+        // A password can also ride in the query (`?password=...`).
+        let rest = &url[authority_end..];
+        match rest.split_once('?') {
+            Some((path, query)) => {
+                redacted.push_str(path);
+                redacted.push('?');
+                let pairs: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                            format!("{name}=*****")
+                        }
+                        _ => pair.to_owned(),
+                    })
+                    .collect();
+                redacted.push_str(&pairs.join("&"));
+            }
+            None => redacted.push_str(rest),
+        }
+        redacted
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({})", self.redacted())
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
 }
 
 impl DatabaseLocation {
@@ -17,9 +87,18 @@ impl DatabaseLocation {
             ));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(StoreError::BadLocation(
-                "PostgreSQL is not supported by this build of Tollgate yet; use a SQLite file such as ./tollgate.db".into(),
-            ));
+            let location = PostgresUrl(url.to_owned());
+            if let Err(err) = url.parse::<sqlx::postgres::PgConnectOptions>() {
+                // The parser's message can quote the URL; say what is wrong without it.
+                let reason = match err {
+                    sqlx::Error::Configuration(_) => "it is not a valid PostgreSQL URL",
+                    _ => "it cannot be read",
+                };
+                return Err(StoreError::BadLocation(format!(
+                    "`{location}` is not a database location Tollgate understands: {reason}; give one such as postgres://tollgate@127.0.0.1:5432/tollgate"
+                )));
+            }
+            return Ok(DatabaseLocation::Postgres(location));
         }
         let path = url
             .strip_prefix("sqlite://")
@@ -34,10 +113,19 @@ impl DatabaseLocation {
         Ok(DatabaseLocation::Sqlite(PathBuf::from(path)))
     }
 
-    /// The file that holds the data.
-    pub fn path(&self) -> &PathBuf {
+    /// The file that holds the data, for a SQLite database.
+    pub fn path(&self) -> Option<&PathBuf> {
         match self {
-            DatabaseLocation::Sqlite(path) => path,
+            DatabaseLocation::Sqlite(path) => Some(path),
+            DatabaseLocation::Postgres(_) => None,
+        }
+    }
+
+    /// The location as it may be printed (a PostgreSQL password as `*****`).
+    pub fn display(&self) -> String {
+        match self {
+            DatabaseLocation::Sqlite(path) => path.display().to_string(),
+            DatabaseLocation::Postgres(url) => url.redacted(),
         }
     }
 
@@ -45,7 +133,9 @@ impl DatabaseLocation {
     /// other than the owner can read, with their modes. They hold password hashes, client
     /// addresses and the audit log; Tollgate creates them readable by their owner only.
     pub fn readable_by_others(&self) -> Vec<(PathBuf, u32)> {
-        let DatabaseLocation::Sqlite(path) = self;
+        let DatabaseLocation::Sqlite(path) = self else {
+            return Vec::new();
+        };
         ["", "-wal", "-shm"]
             .into_iter()
             .filter_map(|suffix| {
@@ -92,8 +182,38 @@ mod tests {
 
     #[test]
     fn other_locations_get_a_clear_message() {
-        for url in ["", "postgres://x/y", "mysql://x/y", ":memory:"] {
+        for url in ["", "mysql://x/y", ":memory:", "postgres://x:99999999/y"] {
             assert!(DatabaseLocation::parse(url).is_err(), "{url}");
         }
+    }
+
+    #[test]
+    fn postgres_urls_are_understood_and_never_print_their_password() {
+        for (url, shown) in [
+            (
+                "postgres://127.0.0.1/tollgate",
+                "postgres://127.0.0.1/tollgate",
+            ),
+            (
+                "postgresql://app:s3cret@db:5432/tollgate",
+                "postgresql://app:*****@db:5432/tollgate",
+            ),
+            (
+                "postgres://app:p%40ss@db/t?sslmode=require&password=hunter2",
+                "postgres://app:*****@db/t?sslmode=require&password=*****",
+            ),
+            ("postgres://app@db/t", "postgres://app@db/t"),
+        ] {
+            let location = DatabaseLocation::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert!(matches!(&location, DatabaseLocation::Postgres(u) if u.expose() == url));
+            assert_eq!(location.display(), shown);
+            let debug = format!("{location:?}");
+            assert!(
+                !debug.contains("s3cret") && !debug.contains("hunter2"),
+                "{debug}"
+            );
+        }
+        let err = DatabaseLocation::parse("postgres://app:s3cret@db:notaport/t").unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 }

@@ -1,5 +1,7 @@
+use crate::backend::Pool;
 use crate::error::{sqlite_code, SQLITE_CANTOPEN, SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_READONLY};
-use crate::{DatabaseLocation, Result, Store, StoreError};
+use crate::{DatabaseLocation, PostgresUrl, Result, Store, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -8,6 +10,11 @@ use std::path::Path;
 use std::time::Duration;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections to PostgreSQL per server. Writes take turns under one lock, so more would only
+/// wait; reads (the admin API, the console, the key follower) share the rest.
+const POSTGRES_CONNECTIONS: u32 = 10;
 
 /// The value of `tollgate_meta.schema` in every Tollgate database.
 const SCHEMA_MARK: &str = "tollgate";
@@ -16,7 +23,13 @@ impl Store {
     /// Opens (creating if needed) the database at `location`, refuses a damaged or foreign one,
     /// and applies pending migrations.
     pub async fn open(location: &DatabaseLocation) -> Result<Store> {
-        let DatabaseLocation::Sqlite(path) = location;
+        match location {
+            DatabaseLocation::Sqlite(path) => Store::open_sqlite(path).await,
+            DatabaseLocation::Postgres(url) => Store::open_postgres(url).await,
+        }
+    }
+
+    async fn open_sqlite(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.is_dir() {
                 return Err(StoreError::BadLocation(format!(
@@ -61,29 +74,66 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|err| classify_open_error(path, err))?;
-        let store = Store { pool };
-        MIGRATIONS.run(&store.pool).await.map_err(|err| match err {
+        MIGRATIONS.run(&pool).await.map_err(|err| match err {
             sqlx::migrate::MigrateError::VersionMissing(version) => {
                 StoreError::TooNew(format!("migration {version} is unknown to this build"))
             }
             sqlx::migrate::MigrateError::Execute(inner) => classify_open_error(path, inner),
             other => StoreError::Migration(other),
         })?;
-        sqlx::query("INSERT OR IGNORE INTO tollgate_meta (name, value) VALUES ('schema', ?)")
+        let store = Store {
+            pool: Pool::Sqlite(pool),
+        };
+        in_pool!(store.pool, e => sqlx::query("INSERT INTO tollgate_meta (name, value) VALUES ('schema', $1) ON CONFLICT DO NOTHING")
             .bind(SCHEMA_MARK)
-            .execute(&store.pool)
-            .await
+            .execute(e)
+            .await.map(|r| r.rows_affected()))
             .map_err(|err| classify_open_error(path, err))?;
         Ok(store)
     }
 
+    async fn open_postgres(url: &PostgresUrl) -> Result<Store> {
+        let unreachable = |err: sqlx::Error| StoreError::Unreachable {
+            location: url.redacted(),
+            reason: err.to_string(),
+        };
+        let options: PgConnectOptions = url.expose().parse().map_err(unreachable)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POSTGRES_CONNECTIONS)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(unreachable)?;
+        check_postgres_ownership(&pool, url).await?;
+        POSTGRES_MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(|err| match err {
+                sqlx::migrate::MigrateError::VersionMissing(version) => {
+                    StoreError::TooNew(format!("migration {version} is unknown to this build"))
+                }
+                sqlx::migrate::MigrateError::Execute(inner) => unreachable(inner),
+                other => StoreError::Migration(other),
+            })?;
+        sqlx::query(
+            "INSERT INTO tollgate_meta (name, value) VALUES ('schema', $1) ON CONFLICT DO NOTHING",
+        )
+        .bind(SCHEMA_MARK)
+        .execute(&pool)
+        .await
+        .map_err(unreachable)?;
+        Ok(Store {
+            pool: Pool::Postgres(pool),
+        })
+    }
+
     /// Reads a value from the store's own settings table.
     pub async fn meta(&self, name: &str) -> Result<Option<String>> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT value FROM tollgate_meta WHERE name = ?")
+        let row: Option<(String,)> = in_pool!(self.pool, e => sqlx::query_as("SELECT value FROM tollgate_meta WHERE name = $1")
                 .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(e)
+                .await)?;
         Ok(row.map(|(value,)| value))
     }
 
@@ -123,6 +173,39 @@ fn classify_open_error(path: &Path, err: sqlx::Error) -> StoreError {
             reason,
         },
         _ => StoreError::Database(err),
+    }
+}
+
+/// Refuses a PostgreSQL schema that already holds another application's tables.
+async fn check_postgres_ownership(pool: &sqlx::PgPool, url: &PostgresUrl) -> Result<()> {
+    let unreachable = |err: sqlx::Error| StoreError::Unreachable {
+        location: url.redacted(),
+        reason: err.to_string(),
+    };
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations'",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(unreachable)?;
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let foreign = || StoreError::ForeignSchema {
+        location: url.redacted(),
+    };
+    if !tables.iter().any(|(name,)| name == "tollgate_meta") {
+        return Err(foreign());
+    }
+    let mark: Option<(String,)> =
+        sqlx::query_as("SELECT value FROM tollgate_meta WHERE name = 'schema'")
+            .fetch_optional(pool)
+            .await
+            .map_err(unreachable)?;
+    match mark {
+        Some((value,)) if value == SCHEMA_MARK => Ok(()),
+        _ => Err(foreign()),
     }
 }
 

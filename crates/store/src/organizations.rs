@@ -6,49 +6,49 @@ use crate::{
 use tollgate_core::{OrgId, UnixTime, UserId};
 
 pub(crate) async fn bootstrap(tx: &mut Tx, boot: &Bootstrap) -> Result<bool> {
-    let (orgs,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM organizations")
-        .fetch_one(&mut **tx)
-        .await?;
+    let (orgs,): (i64,) = in_tx!(tx, e => sqlx::query_as("SELECT COUNT(*) FROM organizations")
+        .fetch_one(e)
+        .await)?;
     if orgs > 0 {
         return Ok(false);
     }
     let org = &boot.organization;
-    sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)")
+    in_tx!(tx, e => sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
         .bind(org.id.as_str())
         .bind(&org.name)
         .bind(org.created_at.seconds())
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     let owner = &boot.owner;
-    sqlx::query(
-        "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+    in_tx!(tx, e => sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(owner.id.as_str())
     .bind(&owner.email)
     .bind(&owner.name)
     .bind(&boot.owner_password_hash)
     .bind(owner.created_at.seconds())
-    .execute(&mut **tx)
-    .await
+    .execute(e)
+    .await.map(|r| r.rows_affected()))
     .map_err(|e| {
         conflict_on_unique(e, || {
             format!("a user with email {} already exists", owner.email)
         })
     })?;
-    sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, ?, ?)")
+    in_tx!(tx, e => sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
         .bind(org.id.as_str())
         .bind(owner.id.as_str())
         .bind(Role::Owner.as_str())
         .bind(owner.created_at.seconds())
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     crate::projects::insert(tx, &boot.project).await?;
     keys::insert(tx, &boot.admin_key).await?;
-    sqlx::query("INSERT INTO tollgate_meta (name, value) VALUES ('secret_fingerprint', ?), ('key_prefix', ?)")
+    in_tx!(tx, e => sqlx::query("INSERT INTO tollgate_meta (name, value) VALUES ('secret_fingerprint', $1), ('key_prefix', $2)")
             .bind(&boot.secret_fingerprint)
             .bind(&boot.key_prefix)
-            .execute(&mut **tx)
-            .await?;
+            .execute(e)
+            .await.map(|r| r.rows_affected()))?;
     for entry in &boot.audit {
         audit::append(tx, entry).await?;
     }
@@ -57,12 +57,12 @@ pub(crate) async fn bootstrap(tx: &mut Tx, boot: &Bootstrap) -> Result<bool> {
 
 /// Renames the organization.
 pub(crate) async fn rename(tx: &mut Tx, org: &OrgId, name: &str, entry: &AuditEntry) -> Result<()> {
-    let done = sqlx::query("UPDATE organizations SET name = ? WHERE id = ?")
+    let done = in_tx!(tx, e => sqlx::query("UPDATE organizations SET name = $1 WHERE id = $2")
         .bind(name)
         .bind(org.as_str())
-        .execute(&mut **tx)
-        .await?;
-    if done.rows_affected() != 1 {
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
+    if done != 1 {
         return Err(StoreError::not_found("organization", org));
     }
     audit::append(tx, entry).await
@@ -78,8 +78,8 @@ pub(crate) async fn add_member(
     role: Role,
     entry: &AuditEntry,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)
+    in_tx!(tx, e => sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(user.id.as_str())
@@ -87,43 +87,43 @@ pub(crate) async fn add_member(
     .bind(&user.name)
     .bind(password_hash)
     .bind(user.created_at.seconds())
-    .execute(&mut **tx)
-    .await
+    .execute(e)
+    .await.map(|r| r.rows_affected()))
     .map_err(|e| {
         conflict_on_unique(e, || {
             format!("a user with email {} already exists", user.email)
         })
     })?;
-    sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, ?, ?)")
+    in_tx!(tx, e => sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
         .bind(org.as_str())
         .bind(user.id.as_str())
         .bind(role.as_str())
         .bind(entry.created_at.seconds())
-        .execute(&mut **tx)
-        .await
+        .execute(e)
+        .await.map(|r| r.rows_affected()))
         .map_err(|e| conflict_on_unique(e, || format!("{} is already a member", user.email)))?;
     audit::append(tx, entry).await
 }
 
 /// Withdraws the pending invites a user made (in the console) in an organization.
 async fn withdraw_invites_by(tx: &mut Tx, org: &OrgId, user: &UserId) -> Result<()> {
-    sqlx::query("DELETE FROM invites WHERE org_id = ? AND created_by = ? AND accepted_at IS NULL")
+    in_tx!(tx, e => sqlx::query("DELETE FROM invites WHERE org_id = $1 AND created_by = $2 AND accepted_at IS NULL")
         .bind(org.as_str())
         .bind(format!("user:{user}"))
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// Whether the organization keeps an owner other than `user`.
 async fn other_owner(tx: &mut Tx, org: &OrgId, user: &UserId) -> Result<bool> {
-    let (others,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM memberships WHERE org_id = ? AND user_id != ? AND role = 'owner'",
+    let (others,): (i64,) = in_tx!(tx, e => sqlx::query_as(
+        "SELECT COUNT(*) FROM memberships WHERE org_id = $1 AND user_id != $2 AND role = 'owner'",
     )
     .bind(org.as_str())
     .bind(user.as_str())
-    .fetch_one(&mut **tx)
-    .await?;
+    .fetch_one(e)
+    .await)?;
     Ok(others > 0)
 }
 
@@ -140,13 +140,13 @@ pub(crate) async fn set_member_role(
             "{user} is the organization's last owner; make another owner first"
         )));
     }
-    let done = sqlx::query("UPDATE memberships SET role = ? WHERE org_id = ? AND user_id = ?")
+    let done = in_tx!(tx, e => sqlx::query("UPDATE memberships SET role = $1 WHERE org_id = $2 AND user_id = $3")
         .bind(role.as_str())
         .bind(org.as_str())
         .bind(user.as_str())
-        .execute(&mut **tx)
-        .await?;
-    if done.rows_affected() != 1 {
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
+    if done != 1 {
         return Err(StoreError::not_found("user", user));
     }
     if role != Role::Owner {
@@ -165,14 +165,14 @@ pub(crate) async fn remove_member(
     user: &UserId,
     entry: &AuditEntry,
 ) -> Result<()> {
-    let (member, owner): (bool, bool) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM memberships WHERE org_id = ?1 AND user_id = ?2),
-                EXISTS (SELECT 1 FROM memberships WHERE org_id = ?1 AND user_id = ?2 AND role = 'owner')",
+    let (member, owner): (bool, bool) = in_tx!(tx, e => sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2),
+                EXISTS (SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2 AND role = 'owner')",
     )
     .bind(org.as_str())
     .bind(user.as_str())
-    .fetch_one(&mut **tx)
-    .await?;
+    .fetch_one(e)
+    .await)?;
     if !member {
         return Err(StoreError::not_found("user", user));
     }
@@ -181,30 +181,30 @@ pub(crate) async fn remove_member(
             "{user} is the organization's last owner; make another owner first"
         )));
     }
-    sqlx::query("DELETE FROM memberships WHERE org_id = ? AND user_id = ?")
+    in_tx!(tx, e => sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
         .bind(org.as_str())
         .bind(user.as_str())
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     crate::project_members::leave_organization(tx, org, user).await?;
     withdraw_invites_by(tx, org, user).await?;
     // Their sessions here end now (they would otherwise wake if the account joined again).
-    sqlx::query("DELETE FROM sessions WHERE user_id = ? AND org_id = ?")
+    in_tx!(tx, e => sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND org_id = $2")
         .bind(user.as_str())
         .bind(org.as_str())
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     audit::append(tx, entry).await
 }
 
 impl Store {
     /// The organization this deployment serves (the first one created).
     pub async fn default_organization(&self) -> Result<Option<Organization>> {
-        let row: Option<(String, String, i64)> = sqlx::query_as(
+        let row: Option<(String, String, i64)> = in_pool!(self.pool, e => sqlx::query_as(
             "SELECT id, name, created_at FROM organizations ORDER BY created_at, rowid LIMIT 1",
         )
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(e)
+        .await)?;
         Ok(row.map(|(id, name, created_at)| Organization {
             id: OrgId::from_trusted(id),
             name,
@@ -214,15 +214,15 @@ impl Store {
 
     /// The organization's first owner.
     pub async fn organization_owner(&self, org: &OrgId) -> Result<User> {
-        let row: Option<(String, String, String, i64)> = sqlx::query_as(
+        let row: Option<(String, String, String, i64)> = in_pool!(self.pool, e => sqlx::query_as(
             "SELECT u.id, u.email, u.name, u.created_at
              FROM users u JOIN memberships m ON m.user_id = u.id
-             WHERE m.org_id = ? AND m.role = 'owner'
+             WHERE m.org_id = $1 AND m.role = 'owner'
              ORDER BY m.created_at, u.rowid LIMIT 1",
         )
         .bind(org.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(e)
+        .await)?;
         let (id, email, name, created_at) =
             row.ok_or_else(|| StoreError::not_found("owner of organization", org))?;
         Ok(User {
@@ -235,25 +235,24 @@ impl Store {
 
     /// The Argon2 hash of a user's console password, looked up by email.
     pub async fn password_hash(&self, email: &str) -> Result<Option<String>> {
-        let row: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT password_hash FROM users WHERE email = ?")
+        let row: Option<(Option<String>,)> = in_pool!(self.pool, e => sqlx::query_as("SELECT password_hash FROM users WHERE email = $1")
                 .bind(email)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(e)
+                .await)?;
         Ok(row.and_then(|(hash,)| hash))
     }
 
     /// The organization's users with their roles, in the order they joined.
     pub async fn members(&self, org: &OrgId) -> Result<Vec<Member>> {
-        let rows: Vec<(String, String, String, i64, String, i64)> = sqlx::query_as(
+        let rows: Vec<(String, String, String, i64, String, i64)> = in_pool!(self.pool, e => sqlx::query_as(
             "SELECT u.id, u.email, u.name, u.created_at, m.role, m.created_at
              FROM users u JOIN memberships m ON m.user_id = u.id
-             WHERE m.org_id = ?
+             WHERE m.org_id = $1
              ORDER BY m.created_at, u.rowid",
         )
         .bind(org.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows
             .into_iter()
             .map(|(id, email, name, created_at, role, added_at)| Member {

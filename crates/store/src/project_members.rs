@@ -10,10 +10,10 @@ use tollgate_core::{ProjectId, UnixTime, UserId};
 /// The project is there and active (`NotFound`, or `Conflict` for an archived one: archived
 /// projects cannot be changed).
 async fn open_project(tx: &mut Tx, project: &ProjectId) -> Result<()> {
-    let status: Option<(String,)> = sqlx::query_as("SELECT status FROM projects WHERE id = ?")
+    let status: Option<(String,)> = in_tx!(tx, e => sqlx::query_as("SELECT status FROM projects WHERE id = $1")
         .bind(project.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
+        .fetch_optional(e)
+        .await)?;
     match status {
         None => Err(StoreError::not_found("project", project)),
         Some((status,)) if status != "active" => Err(StoreError::Conflict(format!(
@@ -34,26 +34,26 @@ pub(crate) async fn add(
     entry: &AuditEntry,
 ) -> Result<()> {
     open_project(tx, project).await?;
-    let (member,): (bool,) = sqlx::query_as(
+    let (member,): (bool,) = in_tx!(tx, e => sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM memberships m JOIN projects p ON p.org_id = m.org_id
-                        WHERE p.id = ? AND m.user_id = ?)",
+                        WHERE p.id = $1 AND m.user_id = $2)",
     )
     .bind(project.as_str())
     .bind(user.as_str())
-    .fetch_one(&mut **tx)
-    .await?;
+    .fetch_one(e)
+    .await)?;
     if !member {
         return Err(StoreError::not_found("user", user));
     }
-    sqlx::query(
-        "INSERT INTO project_members (project_id, user_id, role, added_at) VALUES (?, ?, ?, ?)",
+    in_tx!(tx, e => sqlx::query(
+        "INSERT INTO project_members (project_id, user_id, role, added_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(project.as_str())
     .bind(user.as_str())
     .bind(role.as_str())
     .bind(at.seconds())
-    .execute(&mut **tx)
-    .await
+    .execute(e)
+    .await.map(|r| r.rows_affected()))
     .map_err(|e| conflict_on_unique(e, || format!("{user} is already in project {project}")))?;
     audit::append(tx, entry).await
 }
@@ -67,14 +67,13 @@ pub(crate) async fn set_role(
     entry: &AuditEntry,
 ) -> Result<()> {
     open_project(tx, project).await?;
-    let done =
-        sqlx::query("UPDATE project_members SET role = ? WHERE project_id = ? AND user_id = ?")
+    let done = in_tx!(tx, e => sqlx::query("UPDATE project_members SET role = $1 WHERE project_id = $2 AND user_id = $3")
             .bind(role.as_str())
             .bind(project.as_str())
             .bind(user.as_str())
-            .execute(&mut **tx)
-            .await?;
-    if done.rows_affected() != 1 {
+            .execute(e)
+            .await.map(|r| r.rows_affected()))?;
+    if done != 1 {
         return Err(StoreError::not_found("user", user));
     }
     audit::append(tx, entry).await
@@ -88,12 +87,12 @@ pub(crate) async fn remove(
     entry: &AuditEntry,
 ) -> Result<()> {
     open_project(tx, project).await?;
-    let done = sqlx::query("DELETE FROM project_members WHERE project_id = ? AND user_id = ?")
+    let done = in_tx!(tx, e => sqlx::query("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2")
         .bind(project.as_str())
         .bind(user.as_str())
-        .execute(&mut **tx)
-        .await?;
-    if done.rows_affected() != 1 {
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
+    if done != 1 {
         return Err(StoreError::not_found("user", user));
     }
     audit::append(tx, entry).await
@@ -105,29 +104,29 @@ pub(crate) async fn leave_organization(
     org: &tollgate_core::OrgId,
     user: &UserId,
 ) -> Result<()> {
-    sqlx::query(
+    in_tx!(tx, e => sqlx::query(
         "DELETE FROM project_members
-         WHERE user_id = ? AND project_id IN (SELECT id FROM projects WHERE org_id = ?)",
+         WHERE user_id = $1 AND project_id IN (SELECT id FROM projects WHERE org_id = $2)",
     )
     .bind(user.as_str())
     .bind(org.as_str())
-    .execute(&mut **tx)
-    .await?;
+    .execute(e)
+    .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 impl Store {
     /// A project's users with their roles, in the order they were added.
     pub async fn project_members(&self, project: &ProjectId) -> Result<Vec<ProjectMember>> {
-        let rows: Vec<(String, String, String, i64, String, i64)> = sqlx::query_as(
+        let rows: Vec<(String, String, String, i64, String, i64)> = in_pool!(self.pool, e => sqlx::query_as(
             "SELECT u.id, u.email, u.name, u.created_at, pm.role, pm.added_at
              FROM project_members pm JOIN users u ON u.id = pm.user_id
-             WHERE pm.project_id = ?
+             WHERE pm.project_id = $1
              ORDER BY pm.added_at, pm.rowid",
         )
         .bind(project.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows
             .into_iter()
             .map(

@@ -37,9 +37,9 @@ impl From<ProjectRow> for Project {
 }
 
 pub(crate) async fn insert(tx: &mut Tx, project: &Project) -> Result<()> {
-    sqlx::query(
+    in_tx!(tx, e => sqlx::query(
         "INSERT INTO projects (id, org_id, name, status, is_default, created_at, archived_at, allowed_ips, allowed_models)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(project.id.as_str())
     .bind(project.org_id.as_str())
@@ -50,8 +50,8 @@ pub(crate) async fn insert(tx: &mut Tx, project: &Project) -> Result<()> {
     .bind(project.archived_at.map(UnixTime::seconds))
     .bind(project.allowed_ips.to_json())
     .bind(project.allowed_models.to_json())
-    .execute(&mut **tx)
-    .await
+    .execute(e)
+    .await.map(|r| r.rows_affected()))
     .map_err(|e| {
         conflict_on_unique(e, || {
             format!(
@@ -64,15 +64,11 @@ pub(crate) async fn insert(tx: &mut Tx, project: &Project) -> Result<()> {
 }
 
 /// Whether a project exists and is active.
-pub(crate) async fn is_active<'e>(
-    exec: impl sqlx::SqliteExecutor<'e>,
-    id: &ProjectId,
-) -> Result<bool> {
-    let (active,): (bool,) =
-        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM projects WHERE id = ? AND status = 'active')")
+pub(crate) async fn is_active(tx: &mut Tx, id: &ProjectId) -> Result<bool> {
+    let (active,): (bool,) = in_tx!(tx, e => sqlx::query_as("SELECT EXISTS (SELECT 1 FROM projects WHERE id = $1 AND status = 'active')")
             .bind(id.as_str())
-            .fetch_one(exec)
-            .await?;
+            .fetch_one(e)
+            .await)?;
     Ok(active)
 }
 
@@ -87,17 +83,19 @@ pub(crate) async fn archive(
     at: UnixTime,
     entry: &AuditEntry,
 ) -> Result<()> {
-    let archive = sqlx::query(
-        "UPDATE projects SET status = 'archived', archived_at = ? WHERE id = ? AND status = 'active'",
+    let archived = in_tx!(tx, e => sqlx::query(
+        "UPDATE projects SET status = 'archived', archived_at = $1 WHERE id = $2 AND status = 'active'",
     )
     .bind(at.seconds())
-    .bind(id.as_str());
-    if !change_log::apply(tx, archive, &ChangedEntity::Project(id.clone()), entry).await? {
-        let (exists,): (bool,) =
-            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM projects WHERE id = ?)")
+    .bind(id.as_str())
+    .execute(e)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if !change_log::applied(tx, archived, &ChangedEntity::Project(id.clone()), entry).await? {
+        let (exists,): (bool,) = in_tx!(tx, e => sqlx::query_as("SELECT EXISTS (SELECT 1 FROM projects WHERE id = $1)")
                 .bind(id.as_str())
-                .fetch_one(&mut **tx)
-                .await?;
+                .fetch_one(e)
+                .await)?;
         return Err(if exists {
             StoreError::Conflict(format!("project {id} is already archived"))
         } else {
@@ -113,9 +111,13 @@ pub(crate) async fn rename(
     name: &str,
     entry: &AuditEntry,
 ) -> Result<()> {
-    let update = sqlx::query("UPDATE projects SET name = ? WHERE id = ?")
+    let update = in_tx!(tx, e => sqlx::query("UPDATE projects SET name = $1 WHERE id = $2")
         .bind(name.to_owned())
-        .bind(id.as_str());
+        .bind(id.as_str())
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))
+    .map_err(StoreError::from);
     match update_one(tx, id, update, entry).await {
         Err(StoreError::Database(err)) => Err(conflict_on_unique(err, || {
             format!("a project named \"{name}\" already exists; pick another name")
@@ -130,9 +132,13 @@ pub(crate) async fn set_allowed_ips(
     list: &IpAllowList,
     entry: &AuditEntry,
 ) -> Result<()> {
-    let update = sqlx::query("UPDATE projects SET allowed_ips = ? WHERE id = ?")
+    let update = in_tx!(tx, e => sqlx::query("UPDATE projects SET allowed_ips = $1 WHERE id = $2")
         .bind(list.to_json())
-        .bind(id.as_str());
+        .bind(id.as_str())
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))
+    .map_err(StoreError::from);
     update_one(tx, id, update, entry).await
 }
 
@@ -142,20 +148,26 @@ pub(crate) async fn set_allowed_models(
     list: &ModelAllowList,
     entry: &AuditEntry,
 ) -> Result<()> {
-    let update = sqlx::query("UPDATE projects SET allowed_models = ? WHERE id = ?")
+    let update =
+        in_tx!(tx, e => sqlx::query("UPDATE projects SET allowed_models = $1 WHERE id = $2")
         .bind(list.to_json())
-        .bind(id.as_str());
+        .bind(id.as_str())
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(StoreError::from);
     update_one(tx, id, update, entry).await
 }
 
-/// Applies `update` to one project with its audit entry and change-log row.
-async fn update_one<'q>(
+/// Completes an update of one project (the rows it changed, or its failure) with its audit
+/// entry and change-log row.
+async fn update_one(
     tx: &mut Tx,
     id: &ProjectId,
-    update: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    updated: Result<u64>,
     entry: &AuditEntry,
 ) -> Result<()> {
-    if !change_log::apply(tx, update, &ChangedEntity::Project(id.clone()), entry).await? {
+    if !change_log::applied(tx, updated?, &ChangedEntity::Project(id.clone()), entry).await? {
         return Err(StoreError::not_found("project", id));
     }
     Ok(())
@@ -164,43 +176,43 @@ async fn update_one<'q>(
 impl Store {
     pub async fn projects(&self, org: &OrgId, include_archived: bool) -> Result<Vec<Project>> {
         // The flag decides in SQL whether archived projects are included.
-        let rows: Vec<ProjectRow> = sqlx::query_as(
+        let rows: Vec<ProjectRow> = in_pool!(self.pool, e => sqlx::query_as(
             "SELECT id, org_id, name, status, is_default, created_at, archived_at, allowed_ips, allowed_models
-             FROM projects WHERE org_id = ? AND (? OR status = 'active')
+             FROM projects WHERE org_id = $1 AND ($2 OR status = 'active')
              ORDER BY created_at, rowid",
         )
         .bind(org.as_str())
         .bind(include_archived)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows.into_iter().map(Project::from).collect())
     }
 
     /// A project found by id or by exact name.
     pub async fn find_project(&self, org: &OrgId, id_or_name: &str) -> Result<Project> {
-        let row: Option<ProjectRow> = sqlx::query_as(
+        let row: Option<ProjectRow> = in_pool!(self.pool, e => sqlx::query_as(
             "SELECT id, org_id, name, status, is_default, created_at, archived_at, allowed_ips, allowed_models
-             FROM projects WHERE org_id = ? AND (id = ? OR name = ?)
-             ORDER BY (id = ?) DESC LIMIT 1",
+             FROM projects WHERE org_id = $1 AND (id = $2 OR name = $3)
+             ORDER BY (id = $4) DESC LIMIT 1",
         )
         .bind(org.as_str())
         .bind(id_or_name)
         .bind(id_or_name)
         .bind(id_or_name)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(e)
+        .await)?;
         row.map(Project::from)
             .ok_or_else(|| StoreError::not_found("project", id_or_name))
     }
 
     pub async fn default_project(&self, org: &OrgId) -> Result<Project> {
-        let row: Option<ProjectRow> = sqlx::query_as(
+        let row: Option<ProjectRow> = in_pool!(self.pool, e => sqlx::query_as(
             "SELECT id, org_id, name, status, is_default, created_at, archived_at, allowed_ips, allowed_models
-             FROM projects WHERE org_id = ? AND is_default = 1 LIMIT 1",
+             FROM projects WHERE org_id = $1 AND is_default LIMIT 1",
         )
         .bind(org.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(e)
+        .await)?;
         row.map(Project::from)
             .ok_or_else(|| StoreError::not_found("default project of", org))
     }

@@ -42,9 +42,9 @@ fn from_row((provider, object_id, kind, org, project, key, at): Row) -> Option<P
 }
 
 async fn insert(tx: &mut Tx, object: &ProviderObject) -> Result<bool> {
-    let done = sqlx::query(
+    let done = in_tx!(tx, e => sqlx::query(
         "INSERT INTO provider_objects (provider, object_id, kind, org_id, project_id, key_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (provider, object_id) DO NOTHING",
     )
     .bind(&object.provider)
@@ -54,9 +54,9 @@ async fn insert(tx: &mut Tx, object: &ProviderObject) -> Result<bool> {
     .bind(object.project_id.as_str())
     .bind(object.key_id.as_ref().map(|k| k.as_str()))
     .bind(object.created_at.seconds())
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(e)
+    .await.map(|r| r.rows_affected()))?;
+    Ok(done == 1)
 }
 
 /// Records objects a provider made for a project's request; `true` for each that was new.
@@ -84,9 +84,9 @@ pub(crate) async fn adopt(
 /// transaction). An object of a project that is gone is skipped rather than failing the batch.
 pub(crate) async fn record_created(tx: &mut Tx, event: &crate::UsageEvent) -> Result<()> {
     for object in &event.objects {
-        sqlx::query(
+        in_tx!(tx, e => sqlx::query(
             "INSERT INTO provider_objects (provider, object_id, kind, org_id, project_id, key_id, created_at)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM projects WHERE id = ?5 AND org_id = ?4)
+             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM projects WHERE id = $5 AND org_id = $4)
              ON CONFLICT (provider, object_id) DO NOTHING",
         )
         .bind(&object.provider)
@@ -96,19 +96,19 @@ pub(crate) async fn record_created(tx: &mut Tx, event: &crate::UsageEvent) -> Re
         .bind(event.project_id.as_str())
         .bind(event.key_id.as_str())
         .bind(event.created_at.seconds())
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     }
     Ok(())
 }
 
 /// Forgets an object the provider deleted.
 pub(crate) async fn forget(tx: &mut Tx, provider: &str, object_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM provider_objects WHERE provider = ? AND object_id = ?")
+    in_tx!(tx, e => sqlx::query("DELETE FROM provider_objects WHERE provider = $1 AND object_id = $2")
         .bind(provider)
         .bind(object_id)
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -119,13 +119,13 @@ impl Store {
         provider: &str,
         object_id: &str,
     ) -> Result<Option<ProviderObject>> {
-        let row: Option<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM provider_objects WHERE provider = ? AND object_id = ?"
+        let row: Option<Row> = in_pool!(self.pool, e => sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM provider_objects WHERE provider = $1 AND object_id = $2"
         ))
         .bind(provider)
         .bind(object_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(e)
+        .await)?;
         Ok(row.and_then(from_row))
     }
 
@@ -141,14 +141,17 @@ impl Store {
         let ids = serde_json::to_string(ids).map_err(|e| {
             crate::StoreError::Conflict(format!("object ids cannot be written as JSON: {e}"))
         })?;
-        let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM provider_objects
-             WHERE provider = ? AND object_id IN (SELECT value FROM json_each(?))"
-        ))
+        let sql = format!(
+            "SELECT {COLUMNS} FROM provider_objects WHERE provider = $1 AND object_id {}",
+            self.pool
+                .dialect()
+                .pick(in_json_array!(sqlite, "$2"), in_json_array!(postgres, "$2"))
+        );
+        let rows: Vec<Row> = in_pool!(self.pool, e => sqlx::query_as(&sql)
         .bind(provider)
         .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows.into_iter().filter_map(from_row).collect())
     }
 
@@ -161,21 +164,21 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ProviderObject>> {
-        let rows: Vec<Row> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = in_pool!(self.pool, e => sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM provider_objects o
-             WHERE project_id = ?1 AND (?2 IS NULL OR kind = ?2)
-               AND (?3 IS NULL OR (created_at, object_id) < (
+             WHERE project_id = $1 AND ($2 IS NULL OR kind = $2)
+               AND ($3 IS NULL OR (created_at, object_id) < (
                     SELECT created_at, object_id FROM provider_objects
-                    WHERE project_id = ?1 AND object_id = ?3 LIMIT 1))
+                    WHERE project_id = $1 AND object_id = $3 LIMIT 1))
              ORDER BY created_at DESC, object_id DESC
-             LIMIT ?4"
+             LIMIT $4"
         ))
         .bind(project.as_str())
         .bind(kind.map(ObjectKind::as_str))
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows.into_iter().filter_map(from_row).collect())
     }
 }

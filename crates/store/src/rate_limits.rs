@@ -42,27 +42,28 @@ impl RateLimitRow {
 }
 
 /// Every rate-limit rule of an organization, by level, holder and model.
-pub(crate) async fn read<'e>(
-    exec: impl sqlx::SqliteExecutor<'e>,
-    org: &OrgId,
-) -> Result<Vec<LimitRule>> {
-    let rows: Vec<RateLimitRow> = sqlx::query_as(
-        "SELECT level, holder_id, model, rpm, rpd, tpm, tpd, max_concurrent FROM rate_limits
-         WHERE org_id = ? ORDER BY level, holder_id, model",
-    )
-    .bind(org.as_str())
-    .fetch_all(exec)
-    .await?;
-    Ok(rows
-        .into_iter()
+pub(crate) async fn read(tx: &mut Tx, org: &OrgId) -> Result<Vec<LimitRule>> {
+    let rows: Vec<RateLimitRow> =
+        in_tx!(tx, e => sqlx::query_as(READ).bind(org.as_str()).fetch_all(e).await)?;
+    Ok(rules(rows))
+}
+
+const READ: &str =
+    "SELECT level, holder_id, model, rpm, rpd, tpm, tpd, max_concurrent FROM rate_limits
+     WHERE org_id = $1 ORDER BY level, holder_id, model";
+
+fn rules(rows: Vec<RateLimitRow>) -> Vec<LimitRule> {
+    rows.into_iter()
         .filter_map(RateLimitRow::into_rule)
-        .collect())
+        .collect()
 }
 
 impl Store {
     /// Every rate-limit rule of an organization, by level, holder and model.
     pub async fn rate_limits(&self, org: &OrgId) -> Result<Vec<LimitRule>> {
-        read(&self.pool, org).await
+        let rows: Vec<RateLimitRow> =
+            in_pool!(self.pool, e => sqlx::query_as(READ).bind(org.as_str()).fetch_all(e).await)?;
+        Ok(rules(rows))
     }
 }
 
@@ -74,9 +75,9 @@ pub(crate) async fn set(
     entry: &AuditEntry,
 ) -> Result<()> {
     let at = entry.created_at.seconds();
-    let upsert = sqlx::query(
+    let upserted = in_tx!(tx, e => sqlx::query(
             "INSERT INTO rate_limits (org_id, level, holder_id, model, rpm, rpd, tpm, tpd, max_concurrent, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (level, holder_id, model) DO UPDATE SET
                rpm = excluded.rpm, rpd = excluded.rpd, tpm = excluded.tpm, tpd = excluded.tpd,
                max_concurrent = excluded.max_concurrent, updated_at = excluded.updated_at",
@@ -91,8 +92,11 @@ pub(crate) async fn set(
         .bind(column(rule.limits.tpd))
         .bind(column(rule.limits.concurrent))
         .bind(at)
-        .bind(at);
-    change_log::apply(tx, upsert, &ChangedEntity::Limits, entry).await?;
+        .bind(at)
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))?;
+    change_log::applied(tx, upserted, &ChangedEntity::Limits, entry).await?;
     Ok(())
 }
 
@@ -103,10 +107,12 @@ pub(crate) async fn remove(
     model: &ModelPattern,
     entry: &AuditEntry,
 ) -> Result<bool> {
-    let delete =
-        sqlx::query("DELETE FROM rate_limits WHERE level = ? AND holder_id = ? AND model = ?")
+    let deleted = in_tx!(tx, e => sqlx::query("DELETE FROM rate_limits WHERE level = $1 AND holder_id = $2 AND model = $3")
             .bind(holder.level.as_str())
             .bind(&holder.id)
-            .bind(model.as_str());
-    change_log::apply(tx, delete, &ChangedEntity::Limits, entry).await
+            .bind(model.as_str())
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected()))?;
+    change_log::applied(tx, deleted, &ChangedEntity::Limits, entry).await
 }

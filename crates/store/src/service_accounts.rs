@@ -31,9 +31,9 @@ pub(crate) async fn insert(
     account: &ServiceAccount,
     entry: &AuditEntry,
 ) -> Result<()> {
-    sqlx::query(
+    in_tx!(tx, e => sqlx::query(
         "INSERT INTO service_accounts (id, project_id, name, role, created_by, created_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(account.id.as_str())
     .bind(account.project_id.as_str())
@@ -41,8 +41,8 @@ pub(crate) async fn insert(
     .bind(&account.role)
     .bind(&account.created_by)
     .bind(account.created_at.seconds())
-    .execute(&mut **tx)
-    .await
+    .execute(e)
+    .await.map(|r| r.rows_affected()))
     .map_err(|e| {
         conflict_on_unique(e, || {
             format!(
@@ -63,26 +63,26 @@ pub(crate) async fn delete(
     at: UnixTime,
     entry: &AuditEntry,
 ) -> Result<Vec<KeyId>> {
-    let done = sqlx::query(
-        "UPDATE service_accounts SET deleted_at = ?, name = name || ' (deleted ' || id || ')'
-         WHERE id = ? AND deleted_at IS NULL",
+    let done = in_tx!(tx, e => sqlx::query(
+        "UPDATE service_accounts SET deleted_at = $1, name = name || ' (deleted ' || id || ')'
+         WHERE id = $2 AND deleted_at IS NULL",
     )
     .bind(at.seconds())
     .bind(id.as_str())
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() != 1 {
+    .execute(e)
+    .await.map(|r| r.rows_affected()))?;
+    if done != 1 {
         return Err(StoreError::not_found("service account", id));
     }
-    let keys: Vec<(String,)> = sqlx::query_as(
-        "UPDATE api_keys SET revoked_at = ?
-         WHERE owner_service_account_id = ? AND revoked_at IS NULL
+    let keys: Vec<(String,)> = in_tx!(tx, e => sqlx::query_as(
+        "UPDATE api_keys SET revoked_at = $1
+         WHERE owner_service_account_id = $2 AND revoked_at IS NULL
          RETURNING id",
     )
     .bind(at.seconds())
     .bind(id.as_str())
-    .fetch_all(&mut **tx)
-    .await?;
+    .fetch_all(e)
+    .await)?;
     let keys: Vec<KeyId> = keys
         .into_iter()
         .map(|(k,)| KeyId::from_trusted(k))
@@ -101,28 +101,28 @@ impl Store {
         org: &OrgId,
         project: Option<&ProjectId>,
     ) -> Result<Vec<ServiceAccount>> {
-        let rows: Vec<ServiceAccountRow> = sqlx::query_as(
+        let rows: Vec<ServiceAccountRow> = in_pool!(self.pool, e => sqlx::query_as(
             "SELECT s.id, s.project_id, s.name, s.role, s.created_by, s.created_at
              FROM service_accounts s JOIN projects p ON p.id = s.project_id
-             WHERE p.org_id = ? AND (? IS NULL OR s.project_id = ?) AND s.deleted_at IS NULL
+             WHERE p.org_id = $1 AND ($2 IS NULL OR s.project_id = $3) AND s.deleted_at IS NULL
              ORDER BY s.created_at, s.rowid",
         )
         .bind(org.as_str())
         .bind(project.map(ProjectId::as_str))
         .bind(project.map(ProjectId::as_str))
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows.into_iter().map(ServiceAccount::from).collect())
     }
 
     pub async fn service_account(&self, id: &ServiceAccountId) -> Result<ServiceAccount> {
-        let row: Option<ServiceAccountRow> = sqlx::query_as(
+        let row: Option<ServiceAccountRow> = in_pool!(self.pool, e => sqlx::query_as(
             "SELECT id, project_id, name, role, created_by, created_at FROM service_accounts
-             WHERE id = ? AND deleted_at IS NULL",
+             WHERE id = $1 AND deleted_at IS NULL",
         )
         .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(e)
+        .await)?;
         row.map(ServiceAccount::from)
             .ok_or_else(|| StoreError::not_found("service account", id))
     }

@@ -29,9 +29,9 @@ pub struct SessionRecord {
 }
 
 pub(crate) async fn create(tx: &mut Tx, session: &NewSession, entry: &AuditEntry) -> Result<()> {
-    sqlx::query(
+    in_tx!(tx, e => sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, org_id, created_at, expires_at, client_ip, user_agent)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&session.token_hash.0[..])
     .bind(session.user_id.as_str())
@@ -40,21 +40,21 @@ pub(crate) async fn create(tx: &mut Tx, session: &NewSession, entry: &AuditEntry
     .bind(session.expires_at.seconds())
     .bind(session.client_ip.as_deref())
     .bind(session.user_agent.as_deref())
-    .execute(&mut **tx)
-    .await?;
+    .execute(e)
+    .await.map(|r| r.rows_affected()))?;
     // Expired sessions go as new ones come: the table holds live ones (and a few stale).
-    sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+    in_tx!(tx, e => sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
         .bind(session.created_at.seconds())
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     audit::append(tx, entry).await
 }
 
 pub(crate) async fn end(tx: &mut Tx, token_hash: &KeyHash) -> Result<()> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+    in_tx!(tx, e => sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(&token_hash.0[..])
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -65,18 +65,18 @@ pub(crate) async fn set_password(
     password_hash: &str,
     entry: &AuditEntry,
 ) -> Result<()> {
-    let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+    let done = in_tx!(tx, e => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
         .bind(password_hash)
         .bind(user.as_str())
-        .execute(&mut **tx)
-        .await?;
-    if done.rows_affected() != 1 {
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
+    if done != 1 {
         return Err(StoreError::not_found("user", user));
     }
-    sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+    in_tx!(tx, e => sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user.as_str())
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     audit::append(tx, entry).await
 }
 
@@ -88,18 +88,17 @@ impl Store {
         now: UnixTime,
     ) -> Result<Option<SessionRecord>> {
         #[allow(clippy::type_complexity)]
-        let row: Option<(String, String, String, i64, String, i64, String, i64, i64)> =
-            sqlx::query_as(
+        let row: Option<(String, String, String, i64, String, i64, String, i64, i64)> = in_pool!(self.pool, e => sqlx::query_as(
                 "SELECT u.id, u.email, u.name, u.created_at, m.role, m.created_at, s.org_id, s.created_at, s.expires_at
                  FROM sessions s
                  JOIN users u ON u.id = s.user_id
                  JOIN memberships m ON m.user_id = s.user_id AND m.org_id = s.org_id
-                 WHERE s.token_hash = ? AND s.expires_at > ?",
+                 WHERE s.token_hash = $1 AND s.expires_at > $2",
             )
             .bind(&token_hash.0[..])
             .bind(now.seconds())
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(e)
+            .await)?;
         Ok(row.map(
             |(id, email, name, user_created, role, added, org, created, expires)| SessionRecord {
                 member: Member {
@@ -121,12 +120,11 @@ impl Store {
 
     /// How many live sessions a user has.
     pub async fn session_count(&self, user: &UserId, now: UnixTime) -> Result<i64> {
-        let (count,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM sessions WHERE user_id = ? AND expires_at > ?")
+        let (count,): (i64,) = in_pool!(self.pool, e => sqlx::query_as("SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND expires_at > $2")
                 .bind(user.as_str())
                 .bind(now.seconds())
-                .fetch_one(&self.pool)
-                .await?;
+                .fetch_one(e)
+                .await)?;
         Ok(count)
     }
 }

@@ -1,3 +1,4 @@
+use crate::backend::Dialect;
 use crate::write::Tx;
 use crate::{Result, Store, UsageEvent, UsageGrouping, UsageRow, UsageTotal};
 use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
@@ -16,14 +17,21 @@ fn inserts() -> &'static [(usize, String)] {
         ROWS_PER_INSERT
             .iter()
             .map(|&rows| {
-                let row = format!("({})", vec!["?"; 16].join(", "));
-                let values = vec![row; rows].join(", ");
+                let values = (0..rows)
+                    .map(|row| {
+                        let params: Vec<String> =
+                            (1..=16).map(|col| format!("${}", row * 16 + col)).collect();
+                        format!("({})", params.join(", "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 (
                     rows,
                     format!(
-                        "INSERT OR IGNORE INTO usage_events (request_id, org_id, project_id, key_id, model_requested,
+                        "INSERT INTO usage_events (request_id, org_id, project_id, key_id, model_requested,
                              model_served, endpoint, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
-                             cost_micro_usd, status, latency_ms, client_ip, created_at) VALUES {values}"
+                             cost_micro_usd, status, latency_ms, client_ip, created_at) VALUES {values}
+                         ON CONFLICT DO NOTHING"
                     ),
                 )
             })
@@ -36,10 +44,10 @@ fn inserts() -> &'static [(usize, String)] {
 macro_rules! usage_sql {
     ($column:literal, $order:literal) => {
         concat!(
-            "SELECT ", $column, " AS grp, SUM(requests) AS requests, SUM(input_tokens) AS input_tokens,
-                    SUM(cached_input_tokens) AS cached_input_tokens, SUM(output_tokens) AS output_tokens,
-                    SUM(reasoning_tokens) AS reasoning_tokens, SUM(cost_micro_usd) AS cost_micro_usd
-             FROM usage_daily WHERE org_id = ? AND day >= ? AND day <= ?
+            "SELECT ", $column, " AS grp, CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(input_tokens) AS BIGINT) AS input_tokens,
+                    CAST(SUM(cached_input_tokens) AS BIGINT) AS cached_input_tokens, CAST(SUM(output_tokens) AS BIGINT) AS output_tokens,
+                    CAST(SUM(reasoning_tokens) AS BIGINT) AS reasoning_tokens, CAST(SUM(cost_micro_usd) AS BIGINT) AS cost_micro_usd
+             FROM usage_daily WHERE org_id = $1 AND day >= $2 AND day <= $3
              GROUP BY grp ORDER BY ", $order
         )
     };
@@ -109,56 +117,64 @@ pub(crate) async fn record(tx: &mut Tx, events: &[UsageEvent]) -> Result<()> {
     }
     // Rows this transaction inserts get rowids above the current maximum (the write lock is
     // held from BEGIN IMMEDIATE), so the roll-up below sees exactly the new events.
-    let (before,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(rowid), 0) FROM usage_events")
-        .fetch_one(&mut **tx)
-        .await?;
+    let (before,): (i64,) = in_tx!(tx, e => sqlx::query_as("SELECT COALESCE(MAX(rowid), 0) FROM usage_events")
+        .fetch_one(e)
+        .await)?;
     let mut rest = events;
     for (size, sql) in inserts() {
         while rest.len() >= *size {
             let (chunk, tail) = rest.split_at(*size);
             rest = tail;
-            let mut insert = sqlx::query(sql.as_str());
-            for event in chunk {
-                insert = insert
-                    .bind(event.request_id.as_str())
-                    .bind(event.org_id.as_str())
-                    .bind(event.project_id.as_str())
-                    .bind(event.key_id.as_str())
-                    .bind(event.model_requested.as_str())
-                    .bind(event.model_served.as_str())
-                    .bind(event.endpoint.as_str())
-                    .bind(event.input_tokens)
-                    .bind(event.cached_input_tokens)
-                    .bind(event.output_tokens)
-                    .bind(event.reasoning_tokens)
-                    .bind(event.cost.0)
-                    .bind(i64::from(event.status))
-                    .bind(event.latency_ms)
-                    .bind(event.client_ip.as_deref())
-                    .bind(event.created_at.seconds());
-            }
-            insert.execute(&mut **tx).await?;
+            in_tx!(tx, e => {
+                let mut insert = sqlx::query(sql.as_str());
+                    for event in chunk {
+                        insert = insert
+                            .bind(event.request_id.as_str())
+                            .bind(event.org_id.as_str())
+                            .bind(event.project_id.as_str())
+                            .bind(event.key_id.as_str())
+                            .bind(event.model_requested.as_str())
+                            .bind(event.model_served.as_str())
+                            .bind(event.endpoint.as_str())
+                            .bind(event.input_tokens)
+                            .bind(event.cached_input_tokens)
+                            .bind(event.output_tokens)
+                            .bind(event.reasoning_tokens)
+                            .bind(event.cost.0)
+                            .bind(i64::from(event.status))
+                            .bind(event.latency_ms)
+                            .bind(event.client_ip.as_deref())
+                            .bind(event.created_at.seconds());
+                    }
+                insert.execute(e).await.map(|r| r.rows_affected())
+            })?;
         }
     }
-    sqlx::query(
-            "INSERT INTO usage_daily (day, org_id, project_id, key_id, model, requests, input_tokens,
+    macro_rules! roll_up {
+        ($dialect:ident) => {
+            concat!(
+                "INSERT INTO usage_daily (day, org_id, project_id, key_id, model, requests, input_tokens,
                  cached_input_tokens, output_tokens, reasoning_tokens, cost_micro_usd)
-             SELECT strftime('%Y-%m-%d', created_at, 'unixepoch'), org_id, project_id, key_id, model_served,
-                    COUNT(*), SUM(input_tokens), SUM(cached_input_tokens), SUM(output_tokens),
-                    SUM(reasoning_tokens), SUM(cost_micro_usd)
-             FROM usage_events WHERE rowid > ?
+             SELECT ", utc_day!($dialect), ", org_id, project_id, key_id, model_served,
+                    COUNT(*), CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(cached_input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT),
+                    CAST(SUM(reasoning_tokens) AS BIGINT), CAST(SUM(cost_micro_usd) AS BIGINT)
+             FROM usage_events WHERE rowid > $1
              GROUP BY 1, org_id, project_id, key_id, model_served
              ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET
-                 requests = requests + excluded.requests,
-                 input_tokens = input_tokens + excluded.input_tokens,
-                 cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
-                 output_tokens = output_tokens + excluded.output_tokens,
-                 reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-                 cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd",
-        )
+                 requests = usage_daily.requests + excluded.requests,
+                 input_tokens = usage_daily.input_tokens + excluded.input_tokens,
+                 cached_input_tokens = usage_daily.cached_input_tokens + excluded.cached_input_tokens,
+                 output_tokens = usage_daily.output_tokens + excluded.output_tokens,
+                 reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens,
+                 cost_micro_usd = usage_daily.cost_micro_usd + excluded.cost_micro_usd"
+            )
+        };
+    }
+    let sql = tx.dialect().pick(roll_up!(sqlite), roll_up!(postgres));
+    in_tx!(tx, e => sqlx::query(sql)
         .bind(before)
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
     for event in events.iter().filter(|e| !e.objects.is_empty()) {
         crate::provider_objects::record_created(tx, event).await?;
     }
@@ -168,15 +184,15 @@ pub(crate) async fn record(tx: &mut Tx, events: &[UsageEvent]) -> Result<()> {
 impl Store {
     /// The newest usage events, newest first.
     pub async fn recent_usage(&self, org: &OrgId, limit: i64) -> Result<Vec<UsageEvent>> {
-        let rows: Vec<EventRow> = sqlx::query_as(
+        let rows: Vec<EventRow> = in_pool!(self.pool, e => sqlx::query_as(
             "SELECT request_id, org_id, project_id, key_id, model_requested, model_served, endpoint, input_tokens,
                     cached_input_tokens, output_tokens, reasoning_tokens, cost_micro_usd, status, latency_ms, client_ip, created_at
-             FROM usage_events WHERE org_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+             FROM usage_events WHERE org_id = $1 ORDER BY created_at DESC, rowid DESC LIMIT $2",
         )
         .bind(org.as_str())
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows.into_iter().map(UsageEvent::from).collect())
     }
 
@@ -187,16 +203,16 @@ impl Store {
         key: &KeyId,
         limit: i64,
     ) -> Result<Vec<UsageEvent>> {
-        let rows: Vec<EventRow> = sqlx::query_as(
+        let rows: Vec<EventRow> = in_pool!(self.pool, e => sqlx::query_as(
             "SELECT request_id, org_id, project_id, key_id, model_requested, model_served, endpoint, input_tokens,
                     cached_input_tokens, output_tokens, reasoning_tokens, cost_micro_usd, status, latency_ms, client_ip, created_at
-             FROM usage_events WHERE org_id = ? AND key_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+             FROM usage_events WHERE org_id = $1 AND key_id = $2 ORDER BY created_at DESC, rowid DESC LIMIT $3",
         )
         .bind(org.as_str())
         .bind(key.as_str())
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows.into_iter().map(UsageEvent::from).collect())
     }
 
@@ -215,12 +231,12 @@ impl Store {
             UsageGrouping::Key => usage_sql!("key_id", "cost_micro_usd DESC, grp"),
             UsageGrouping::Project => usage_sql!("project_id", "cost_micro_usd DESC, grp"),
         };
-        let rows: Vec<UsageRowDb> = sqlx::query_as(sql)
+        let rows: Vec<UsageRowDb> = in_pool!(self.pool, e => sqlx::query_as(sql)
             .bind(org.as_str())
             .bind(since.utc_date())
             .bind(until.utc_date())
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(e)
+            .await)?;
         Ok(rows
             .into_iter()
             .map(|r| UsageRow {
@@ -246,23 +262,35 @@ impl Store {
         start: UnixTime,
     ) -> Result<(u64, u64)> {
         use tollgate_core::holder::Level;
-        // GLOB's `*` is our pattern's `*`; the holder column is picked by level, never spliced.
+        // GLOB's `*` is our pattern's `*` (on PostgreSQL, LIKE's `%` with LIKE's own wildcards
+        // escaped); the holder column is picked by level, never spliced.
+        macro_rules! sql {
+            ($dialect:ident, $holder:literal) => {
+                concat!(
+                    "SELECT COUNT(*), CAST(SUM(input_tokens + output_tokens) AS BIGINT) FROM usage_events
+                     WHERE created_at >= $1 AND ", $holder, " = $2 AND ",
+                    model_matches!($dialect)
+                )
+            };
+        }
+        let dialect = self.pool.dialect();
         let sql = match holder.level {
-            Level::Organization => "SELECT COUNT(*), SUM(input_tokens + output_tokens) FROM usage_events
-                 WHERE created_at >= ? AND org_id = ? AND (model_requested GLOB ? OR model_served GLOB ? OR ? = '*')",
-            Level::Project => "SELECT COUNT(*), SUM(input_tokens + output_tokens) FROM usage_events
-                 WHERE created_at >= ? AND project_id = ? AND (model_requested GLOB ? OR model_served GLOB ? OR ? = '*')",
-            Level::Key => "SELECT COUNT(*), SUM(input_tokens + output_tokens) FROM usage_events
-                 WHERE created_at >= ? AND key_id = ? AND (model_requested GLOB ? OR model_served GLOB ? OR ? = '*')",
+            Level::Organization => dialect.pick(sql!(sqlite, "org_id"), sql!(postgres, "org_id")),
+            Level::Project => {
+                dialect.pick(sql!(sqlite, "project_id"), sql!(postgres, "project_id"))
+            }
+            Level::Key => dialect.pick(sql!(sqlite, "key_id"), sql!(postgres, "key_id")),
         };
-        let (requests, tokens): (i64, Option<i64>) = sqlx::query_as(sql)
+        let model_pattern = match dialect {
+            Dialect::Sqlite => model_pattern.to_owned(),
+            Dialect::Postgres => like_pattern(model_pattern),
+        };
+        let (requests, tokens): (i64, Option<i64>) = in_pool!(self.pool, e => sqlx::query_as(sql)
             .bind(start.seconds())
             .bind(&holder.id)
-            .bind(model_pattern)
-            .bind(model_pattern)
-            .bind(model_pattern)
-            .fetch_one(&self.pool)
-            .await?;
+            .bind(&model_pattern)
+            .fetch_one(e)
+            .await)?;
         Ok((
             u64::try_from(requests).unwrap_or(0),
             u64::try_from(tokens.unwrap_or(0)).unwrap_or(0),
@@ -293,12 +321,12 @@ impl Store {
             i64,
             i64,
         );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT (created_at - ?2) / ?4 AS bucket, project_id, key_id, model_served, endpoint,
-                    COUNT(*), SUM(input_tokens), SUM(cached_input_tokens), SUM(output_tokens),
-                    SUM(reasoning_tokens), SUM(cost_micro_usd)
+        let rows: Vec<Row> = in_pool!(self.pool, e => sqlx::query_as(
+            "SELECT (created_at - $2) / $4 AS bucket, project_id, key_id, model_served, endpoint,
+                    COUNT(*), CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(cached_input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT),
+                    CAST(SUM(reasoning_tokens) AS BIGINT), CAST(SUM(cost_micro_usd) AS BIGINT)
              FROM usage_events
-             WHERE org_id = ?1 AND created_at >= ?2 AND created_at < ?3
+             WHERE org_id = $1 AND created_at >= $2 AND created_at < $3
              GROUP BY 1, 2, 3, 4, 5
              ORDER BY 1, 2, 3, 4, 5",
         )
@@ -306,8 +334,8 @@ impl Store {
         .bind(start.seconds())
         .bind(end.seconds())
         .bind(width.max(1))
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows
             .into_iter()
             .map(|r| UsageTotal {
@@ -324,5 +352,35 @@ impl Store {
                 cost: MicroUsd(r.10),
             })
             .collect())
+    }
+}
+
+/// A model pattern (`*` any run of characters) as a LIKE pattern: `*` becomes `%`, and LIKE's
+/// own wildcards and escape character match only themselves.
+fn like_pattern(pattern: &str) -> String {
+    let mut like = String::with_capacity(pattern.len() + 4);
+    for c in pattern.chars() {
+        match c {
+            '*' => like.push('%'),
+            '%' | '_' | '\\' => {
+                like.push('\\');
+                like.push(c);
+            }
+            c => like.push(c),
+        }
+    }
+    like
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn model_patterns_become_like_patterns_with_their_own_wildcards_escaped() {
+        assert_eq!(like_pattern("*"), "%");
+        assert_eq!(like_pattern("gpt-4o*"), "gpt-4o%");
+        assert_eq!(like_pattern("my_model%1"), "my\\_model\\%1");
+        assert_eq!(like_pattern("a\\b"), "a\\\\b");
     }
 }

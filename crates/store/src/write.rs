@@ -21,8 +21,13 @@ use tollgate_core::{
     InviteId, KeyHash, KeyId, MicroUsd, OrgId, ProjectId, ServiceAccountId, UnixTime, UserId,
 };
 
+use crate::backend::Pool;
 /// An open transaction on the backend.
-pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+pub(crate) use crate::backend::Tx;
+
+/// The PostgreSQL advisory lock every write transaction holds (a constant Tollgate owns:
+/// "tollgate" in ASCII): writers take turns as they do on SQLite.
+const WRITE_LOCK: i64 = 0x746f_6c6c_6761_7465;
 
 /// A transaction. Dropping it without [`Write::commit`] undoes everything it did. Once one of
 /// its changes has failed, it refuses to commit: a failed change may have written part of
@@ -42,10 +47,25 @@ impl std::fmt::Debug for Write {
 }
 
 impl Store {
+    /// Begins a transaction that holds the database's write lock from its start.
+    async fn begin(&self) -> Result<Tx> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Tx::Postgres(tx)
+            }
+        })
+    }
+
     /// Opens a transaction.
     pub async fn write(&self) -> Result<Write> {
         Ok(Write {
-            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            tx: self.begin().await?,
             failed: false,
         })
     }
@@ -73,14 +93,14 @@ impl Write {
     /// computed from it cannot lose another writer's (they wait for this one).
     pub async fn rate_limits(&mut self, org: &OrgId) -> Result<Vec<LimitRule>> {
         self.usable()?;
-        let result = crate::rate_limits::read(&mut *self.tx, org).await;
+        let result = crate::rate_limits::read(&mut self.tx, org).await;
         self.settle(result)
     }
 
     /// Every budget of an organization, read inside this transaction.
     pub async fn budgets(&mut self, org: &OrgId) -> Result<Vec<Budget>> {
         self.usable()?;
-        let result = crate::budgets::read(&mut *self.tx, org).await;
+        let result = crate::budgets::read(&mut self.tx, org).await;
         self.settle(result)
     }
 
@@ -88,7 +108,7 @@ impl Write {
     /// needs an active project cannot race its archiving.
     pub async fn project_is_active(&mut self, id: &ProjectId) -> Result<bool> {
         self.usable()?;
-        let result = crate::projects::is_active(&mut *self.tx, id).await;
+        let result = crate::projects::is_active(&mut self.tx, id).await;
         self.settle(result)
     }
 

@@ -1,7 +1,8 @@
 //! The store's contract: every method of [`Store`] and [`Write`], run against a fresh store.
 //! Nothing here knows which database is behind the store; the backend comes from
-//! `TOLLGATE_STORE_CONTRACT` (`sqlite`, the default, in a temporary file). A second backend
-//! (PostgreSQL) passes when this suite passes on it unchanged.
+//! `TOLLGATE_STORE_CONTRACT`: `sqlite` (the default, in a temporary file) or `postgres` (a
+//! scratch database on `TOLLGATE_TEST_POSTGRES`, see `tollgate_store::scratch`). Both pass
+//! this suite unchanged; the test command runs it on each.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
@@ -18,6 +19,7 @@ use tollgate_core::{
     AuditId, InviteId, KeyFormat, KeyHasher, KeyId, KeyKind, MicroUsd, OrgId, Permissions,
     ProjectId, ServerSecret, ServiceAccountId, UnixTime, UserId,
 };
+use tollgate_store::scratch::ScratchDatabase;
 use tollgate_store::{
     Actor, AuditEntry, AuditQuery, Bootstrap, ChangedEntity, DatabaseLocation, Invite,
     InvitedProject, KeyFilter, KeyOwner, KeyRecord, Organization, Project, ProjectRole,
@@ -35,17 +37,36 @@ struct World {
     hasher: KeyHasher,
     /// The change log's end after the bootstrap (which logs its admin key).
     base: i64,
-    _dir: tempfile::TempDir,
+    _scratch: Scratch,
 }
 
-async fn empty_store() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
+/// What a test's database lives in: a temporary directory (SQLite) or a scratch database
+/// (PostgreSQL), both removed when the test ends.
+#[allow(dead_code)] // held for its Drop
+enum Scratch {
+    Dir(tempfile::TempDir),
+    Postgres(ScratchDatabase),
+}
+
+async fn empty_store() -> (Store, Scratch) {
     let backend = std::env::var("TOLLGATE_STORE_CONTRACT").unwrap_or_else(|_| "sqlite".into());
-    let location = match backend.as_str() {
-        "sqlite" => DatabaseLocation::Sqlite(dir.path().join("contract.db")),
+    match backend.as_str() {
+        "sqlite" => {
+            let dir = tempfile::tempdir().unwrap();
+            let location = DatabaseLocation::Sqlite(dir.path().join("contract.db"));
+            (Store::open(&location).await.unwrap(), Scratch::Dir(dir))
+        }
+        "postgres" => {
+            let db = ScratchDatabase::create()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            (
+                Store::open(db.location()).await.unwrap(),
+                Scratch::Postgres(db),
+            )
+        }
         other => panic!("TOLLGATE_STORE_CONTRACT={other}: this build has no such store backend"),
-    };
-    (Store::open(&location).await.unwrap(), dir)
+    }
 }
 
 async fn world() -> World {
@@ -89,7 +110,7 @@ async fn world() -> World {
         admin,
         hasher,
         base,
-        _dir: dir,
+        _scratch: dir,
     }
 }
 

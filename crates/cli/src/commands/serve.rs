@@ -254,7 +254,7 @@ pub async fn init(settings: &Settings, json: bool) -> Result<(), Failure> {
         None => {
             println!(
                 "{} is already set up; nothing was changed.",
-                settings.database.path().display()
+                settings.database.display()
             );
             Ok(())
         }
@@ -291,7 +291,7 @@ fn print_banner(
          \x20 Admin key     {}\n\n\
          Create a key for an app:\n\
          \x20 tollgate keys create --name \"My app\"\n",
-        settings.database.path().display(),
+        settings.database.display(),
         first.organization.id,
         first.project.id,
         first.project.name,
