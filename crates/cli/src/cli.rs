@@ -24,9 +24,13 @@ pub struct Cli {
     /// Config file [default: ./tollgate.toml if it exists]
     #[arg(long, global = true, env = "TOLLGATE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Database: a SQLite file path or sqlite:// URL [default: ./tollgate.db]
+    /// Database: a SQLite file path or sqlite:// URL, or a postgres:// URL [default: ./tollgate.db]
     #[arg(long, global = true, env = "TOLLGATE_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
+    /// Redis for state shared by replicas (rate limits), such as redis://127.0.0.1:6379
+    /// [default: none: each server counts on its own]
+    #[arg(long, global = true, env = "TOLLGATE_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
     /// File holding the server secret [default: beside the database, NAME.secret]
     #[arg(long, global = true, env = "TOLLGATE_SECRET_FILE", value_name = "FILE")]
     pub secret_file: Option<PathBuf>,

@@ -62,6 +62,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub objects: ObjectsConfig,
     #[serde(default)]
+    pub redis: RedisConfig,
+    #[serde(default)]
     pub metering: MeteringConfig,
 }
 
@@ -300,6 +302,21 @@ pub struct ObjectsConfig {
     pub adopt_into: Option<String>,
 }
 
+/// Redis, for state every replica shares (`[redis]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`; `--redis-url` and `TOLLGATE_REDIS_URL` win.
+    pub url: Option<String>,
+    /// Starts every key Tollgate writes [default: "tollgate:"].
+    pub prefix: Option<String>,
+    /// Longest wait for an answer before a request is limited without Redis [default: 250].
+    pub timeout_ms: Option<u64>,
+    /// When Redis cannot be reached: "limit-locally" (each replica with its share of each
+    /// limit; the default) or "refuse" (503).
+    pub when_unreachable: Option<String>,
+}
+
 /// The settings every command resolves, after file, environment and flags.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -327,6 +344,8 @@ pub struct Settings {
     pub default_max_output_tokens: u64,
     pub alerts: tollgate_gateway::AlertSettings,
     pub connections: tollgate_gateway::ConnectionSettings,
+    /// Rate counters shared through Redis; `None`: each server counts on its own.
+    pub shared_limits: Option<tollgate_gateway::SharedLimitsSettings>,
     /// The usage spool's directory.
     pub spool_dir: PathBuf,
     pub max_spool_bytes: u64,
@@ -341,6 +360,7 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub database_url: Option<String>,
     pub secret_file: Option<PathBuf>,
+    pub redis_url: Option<String>,
     pub listen: Option<String>,
     pub owner_email: Option<String>,
     pub log_format: Option<LogFormat>,
@@ -437,6 +457,7 @@ impl Settings {
             .collect::<Result<Vec<_>, _>>()?;
         let alerts = resolve_alerts(&file.alerts)?;
         let connections = resolve_connections(&file.connections)?;
+        let shared_limits = resolve_redis(overrides.redis_url, &file.redis)?;
         let spool_dir = match (&file.metering.spool_dir, &database) {
             (Some(dir), _) => dir.clone(),
             // Beside the database, named after it without its extension (`tollgate.db`:
@@ -493,6 +514,7 @@ impl Settings {
             default_max_output_tokens: file.limits.default_max_output_tokens.unwrap_or(4_096),
             alerts,
             connections,
+            shared_limits,
             spool_dir,
             max_spool_bytes: file.metering.max_spool_bytes.unwrap_or(256 * 1024 * 1024),
             adopt_unknown_into: match (file.objects.unknown, file.objects.adopt_into) {
@@ -612,6 +634,53 @@ fn resolve_alerts(config: &AlertsConfig) -> Result<tollgate_gateway::AlertSettin
 }
 
 /// `tollgate.secret` beside `tollgate.db`.
+fn resolve_redis(
+    flag: Option<String>,
+    file: &RedisConfig,
+) -> Result<Option<tollgate_gateway::SharedLimitsSettings>, ConfigError> {
+    use tollgate_gateway::shared_limits::WhenUnreachable;
+    let Some(url) = flag
+        .or_else(|| file.url.clone())
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let url = url.trim().to_owned();
+    if !(url.starts_with("redis://")
+        || url.starts_with("rediss://")
+        || url.starts_with("redis+unix://")
+        || url.starts_with("unix://"))
+    {
+        return Err(ConfigError(
+            "redis url: not a Redis URL; write one such as redis://127.0.0.1:6379 (rediss:// for TLS)".into(),
+        ));
+    }
+    let when_unreachable = match file.when_unreachable.as_deref() {
+        None | Some("limit-locally") => WhenUnreachable::LimitLocally,
+        Some("refuse") => WhenUnreachable::Refuse,
+        Some(other) => {
+            return Err(ConfigError(format!(
+                "redis.when_unreachable: `{other}` is not a choice; write \"limit-locally\" or \"refuse\""
+            )))
+        }
+    };
+    let timeout_ms = file.timeout_ms.unwrap_or(250);
+    if !(1..=10_000).contains(&timeout_ms) {
+        return Err(ConfigError(format!(
+            "redis.timeout_ms: {timeout_ms} is out of range; give 1 to 10000"
+        )));
+    }
+    Ok(Some(tollgate_gateway::SharedLimitsSettings {
+        url,
+        prefix: file
+            .prefix
+            .clone()
+            .unwrap_or_else(|| "tollgate:".to_owned()),
+        timeout: std::time::Duration::from_millis(timeout_ms),
+        when_unreachable,
+    }))
+}
+
 pub fn default_secret_file(database: &Path) -> PathBuf {
     let stem = database
         .file_stem()

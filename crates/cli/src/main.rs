@@ -50,6 +50,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         config: cli.config,
         database_url: cli.database_url,
         secret_file: cli.secret_file,
+        redis_url: cli.redis_url,
         log_level: cli.log_level,
         ..Overrides::default()
     };

@@ -847,7 +847,12 @@ fn bad_input_gets_clear_messages_exit_codes_and_loses_nothing() {
     assert_fails(&out, 3, "tollgate_no_such_database\" does not exist");
     assert!(!out.stderr.contains("pw-never-shown"), "{}", out.stderr);
     assert_fails(
-        &d.run(&["--database-url", "postgres://u:pw@127.0.0.1:1/x", "keys", "list"]),
+        &d.run(&[
+            "--database-url",
+            "postgres://u:pw@127.0.0.1:1/x",
+            "keys",
+            "list",
+        ]),
         3,
         "postgres://u:*****@127.0.0.1:1/x",
     );

@@ -39,7 +39,7 @@ fn admission(c: &mut Criterion) {
             b.iter(|| {
                 let plan = limits.plan(black_box(&ask));
                 let admission = limits
-                    .admit(plan, black_box(512), MicroUsd::ZERO, "gpt-4o-mini")
+                    .admit_locally(plan, black_box(512), MicroUsd::ZERO, "gpt-4o-mini")
                     .unwrap();
                 admission.settle(black_box(300), MicroUsd::ZERO);
             })

@@ -8,14 +8,15 @@
 //! could make contended, and it makes "all limits or none" trivially atomic.
 
 use crate::error::GatewayError;
+use crate::shared_limits::{SharedCounter, SharedLimits, SharedVerdict, WhenUnreachable};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tollgate_core::budget::{crossed, Budget, BudgetState};
 use tollgate_core::holder::{Holder, Level};
 use tollgate_core::limit_rules::{rate_limit_message, LimitRule, Metric};
-use tollgate_core::limits::{Gcra, Rate};
+use tollgate_core::limits::{Gcra, Rate, Verdict};
 use tollgate_core::{Clock, MicroUsd, OrgId, UnixTime};
 use tollgate_store::{Store, StoreError};
 
@@ -47,6 +48,22 @@ impl CounterKey {
             model: model.to_owned(),
             metric,
         }
+    }
+}
+
+impl CounterKey {
+    /// The counter's name in shared state, with its limit and period: a changed limit starts
+    /// a new counter there, as it does here.
+    fn shared_name(&self, rate: Rate) -> String {
+        format!(
+            "rl:{}:{}:{}:{}:{}/{}s",
+            self.holder.level.as_str(),
+            self.holder.id,
+            self.model,
+            self.metric.short(),
+            rate.limit,
+            rate.period.as_secs()
+        )
     }
 }
 
@@ -182,6 +199,8 @@ pub struct Limits {
     default_rules: RwLock<HashMap<String, Arc<Vec<RuleEntry>>>>,
     /// How many reloads have completed (tests and diagnostics wait on it).
     reloads: std::sync::atomic::AtomicU64,
+    /// Rate counters shared with the other replicas (Redis), when configured.
+    shared: OnceLock<Arc<SharedLimits>>,
 }
 
 /// Who is asking, for what.
@@ -234,6 +253,18 @@ impl Plan {
         self.limits.is_empty() && self.budgets.is_empty()
     }
 
+    /// This plan with each request- and token-rate limit cut to one replica's share, for
+    /// limiting locally while shared state cannot be reached.
+    fn shared_out(mut self, replicas: u32) -> Plan {
+        let replicas = u64::from(replicas.max(1));
+        for limit in &mut self.limits {
+            if limit.key.metric.rate(limit.limit).is_some() && limit.limit > 0 {
+                limit.limit = (limit.limit / replicas).max(1);
+            }
+        }
+        self
+    }
+
     /// Whether admission needs the request's token estimate and maximum cost.
     pub fn needs_estimate(&self) -> bool {
         !self.budgets.is_empty() || self.limits.iter().any(|l| l.key.metric.counts_tokens())
@@ -258,6 +289,13 @@ enum Hold {
         period_start: UnixTime,
         reserved: MicroUsd,
     },
+    /// Tokens reserved on a counter in shared state.
+    SharedTokens {
+        counter: SharedCounter,
+        reserved: u64,
+    },
+    /// A request counted in shared state on its head, given back if refused later.
+    SharedRequest(SharedCounter),
 }
 
 /// What an admitted request holds: token and budget reservations and concurrency slots. It is
@@ -354,9 +392,21 @@ impl Limits {
                 defaults,
                 reloads: Default::default(),
                 default_rules: Default::default(),
+                shared: OnceLock::new(),
             }),
             receiver,
         )
+    }
+
+    /// Keeps request- and token-rate counters in shared state from now on (set once, at
+    /// start).
+    pub fn share_through(&self, shared: Arc<SharedLimits>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// The shared state rate counters live in, if any.
+    pub fn shared(&self) -> Option<&Arc<SharedLimits>> {
+        self.shared.get()
     }
 
     fn policy(&self) -> Arc<Policy> {
@@ -584,12 +634,92 @@ impl Limits {
     /// Admits a request against every limit of `plan`, all or nothing, reserving `tokens` on
     /// token limits and `max_cost` on budgets. `subject` names what is limited in messages
     /// (the model, or the path of a request without one).
-    pub fn admit(
+    pub async fn admit(
         self: &Arc<Self>,
         plan: Plan,
         tokens: u64,
         max_cost: MicroUsd,
         subject: &str,
+    ) -> Result<Admission, GatewayError> {
+        let Some(shared) = self.shared.get() else {
+            return self.admit_with(plan, tokens, max_cost, subject, &Rates::Local);
+        };
+        let counters: Vec<(usize, SharedCounter)> = plan
+            .limits
+            .iter()
+            .enumerate()
+            .filter_map(|(i, limit)| {
+                let rate = limit.key.metric.rate(limit.limit)?;
+                let cost = if limit.key.metric.counts_tokens() {
+                    tokens
+                } else {
+                    1
+                };
+                Some((
+                    i,
+                    SharedCounter {
+                        name: limit.key.shared_name(rate),
+                        limit: limit.limit,
+                        period: rate.period,
+                        cost,
+                    },
+                ))
+            })
+            .collect();
+        if counters.is_empty() {
+            return self.admit_with(plan, tokens, max_cost, subject, &Rates::Local);
+        }
+        let asked: Vec<SharedCounter> = counters.iter().map(|(_, c)| c.clone()).collect();
+        match shared.admit(&asked).await {
+            Ok((admitted, verdicts)) => {
+                let rates = Rates::Shared {
+                    admitted,
+                    verdicts: counters
+                        .into_iter()
+                        .zip(verdicts)
+                        .map(|((i, counter), verdict)| (i, (counter, verdict)))
+                        .collect(),
+                };
+                let result = self.admit_with(plan, tokens, max_cost, subject, &rates);
+                if admitted && result.is_err() {
+                    // Refused here (a budget, a concurrency slot) after Redis charged it all.
+                    let refunds = asked.into_iter().map(|c| {
+                        let units = -i64::try_from(c.cost).unwrap_or(i64::MAX);
+                        (c, units)
+                    });
+                    settle_shared(shared, refunds.collect());
+                }
+                result
+            }
+            Err(_) => match shared.when_unreachable {
+                WhenUnreachable::LimitLocally => {
+                    let share = plan.shared_out(shared.replicas());
+                    self.admit_with(share, tokens, max_cost, subject, &Rates::Local)
+                }
+                WhenUnreachable::Refuse => Err(GatewayError::SharedLimitsUnavailable),
+            },
+        }
+    }
+
+    /// [`Limits::admit`] on this gateway's own counters alone, whatever is shared.
+    pub fn admit_locally(
+        self: &Arc<Self>,
+        plan: Plan,
+        tokens: u64,
+        max_cost: MicroUsd,
+        subject: &str,
+    ) -> Result<Admission, GatewayError> {
+        self.admit_with(plan, tokens, max_cost, subject, &Rates::Local)
+    }
+
+    /// [`Limits::admit`] with the request- and token-rate verdicts decided by `rates`.
+    fn admit_with(
+        self: &Arc<Self>,
+        plan: Plan,
+        tokens: u64,
+        max_cost: MicroUsd,
+        subject: &str,
+        rates: &Rates,
     ) -> Result<Admission, GatewayError> {
         let now_ns = self.clock.nanos();
         let now = self.clock.now();
@@ -615,9 +745,37 @@ impl Limits {
 
         let mut headers = RateHeaders::default();
         let mut refusal: Option<Refusal> = None;
-        for limit in &plan.limits {
+        for (i, limit) in plan.limits.iter().enumerate() {
             let metric = limit.key.metric;
             let cost = if metric.counts_tokens() { tokens } else { 1 };
+            if let Some((counter, verdict)) = rates.verdict(i) {
+                headers.add(metric, limit.limit, &shown(verdict, rates.admitted()));
+                // Redis gives a wait only to a counter that refused a request it could take.
+                let over = !rates.admitted()
+                    && (!verdict.retry_after.is_zero() || cost > limit.limit || limit.limit == 0);
+                if over {
+                    let refused = Refusal {
+                        metric,
+                        holder: limit.key.holder.clone(),
+                        limit: limit.limit,
+                        used: limit.limit.saturating_sub(verdict.remaining),
+                        requested: counter.cost,
+                        retry_after: (cost <= limit.limit && limit.limit > 0)
+                            .then_some(verdict.retry_after),
+                    };
+                    let longer = match (&refusal, refused.retry_after) {
+                        (None, _) => true,
+                        (Some(current), None) => current.retry_after.is_some(),
+                        (Some(current), Some(wait)) => {
+                            current.retry_after.is_some_and(|c| wait > c)
+                        }
+                    };
+                    if longer {
+                        refusal = Some(refused);
+                    }
+                }
+                continue;
+            }
             let counter = counter(counters, limit);
             let refused = match counter {
                 Counter::Rate(gcra) => {
@@ -684,9 +842,21 @@ impl Limits {
         // Everything fits: charge it all.
         let mut holds = Vec::new();
         let mut headers = RateHeaders::default();
-        for limit in &plan.limits {
+        for (i, limit) in plan.limits.iter().enumerate() {
             let metric = limit.key.metric;
             let cost = if metric.counts_tokens() { tokens } else { 1 };
+            if let Some((counter, verdict)) = rates.verdict(i) {
+                headers.add(metric, limit.limit, &shown(verdict, true));
+                if metric.counts_tokens() {
+                    holds.push(Hold::SharedTokens {
+                        counter: counter.clone(),
+                        reserved: cost,
+                    });
+                } else if plan.refundable {
+                    holds.push(Hold::SharedRequest(counter.clone()));
+                }
+                continue;
+            }
             match counter(counters, limit) {
                 Counter::Rate(gcra) => {
                     let verdict = gcra.check(now_ns, cost);
@@ -732,6 +902,7 @@ impl Limits {
     fn settle(&self, holds: Vec<Hold>, tokens: u64, cost: MicroUsd, refund: bool) {
         let now = self.clock.now();
         let mut fired = Vec::new();
+        let mut shared_moves = Vec::new();
         {
             let mut state = self.state();
             for hold in holds {
@@ -785,13 +956,82 @@ impl Limits {
                             fired.push(self.alert(slot, threshold, now));
                         }
                     }
+                    Hold::SharedTokens { counter, reserved } => {
+                        let delta = i128::from(tokens) - i128::from(reserved);
+                        let delta = i64::try_from(delta).unwrap_or(if delta < 0 {
+                            i64::MIN
+                        } else {
+                            i64::MAX
+                        });
+                        shared_moves.push((counter, delta));
+                    }
+                    Hold::SharedRequest(counter) => {
+                        if refund {
+                            shared_moves.push((counter, -1));
+                        }
+                    }
                 }
             }
+        }
+        if let Some(shared) = self.shared.get() {
+            settle_shared(shared, shared_moves);
         }
         for alert in fired {
             let _ = self.alerts.send(alert);
         }
     }
+}
+
+/// Where the request- and token-rate verdicts of an admission come from.
+enum Rates {
+    /// This gateway's own counters.
+    Local,
+    /// Shared state, already asked: whether it admitted (and charged) the request, and each
+    /// counter's verdict by the limit's index in the plan.
+    Shared {
+        admitted: bool,
+        verdicts: HashMap<usize, (SharedCounter, SharedVerdict)>,
+    },
+}
+
+impl Rates {
+    fn verdict(&self, index: usize) -> Option<(&SharedCounter, &SharedVerdict)> {
+        match self {
+            Rates::Local => None,
+            Rates::Shared { verdicts, .. } => verdicts.get(&index).map(|(c, v)| (c, v)),
+        }
+    }
+
+    fn admitted(&self) -> bool {
+        matches!(self, Rates::Shared { admitted: true, .. })
+    }
+}
+
+/// A shared counter's state as rate-limit headers show it.
+fn shown(verdict: &SharedVerdict, allowed: bool) -> Verdict {
+    Verdict {
+        allowed,
+        remaining: verdict.remaining,
+        reset_after: verdict.reset_after,
+        retry_after: verdict.retry_after,
+    }
+}
+
+/// Moves shared counters off the request path (a settled reservation, a refund); a failure
+/// only loses the correction, never a request.
+fn settle_shared(shared: &Arc<SharedLimits>, moves: Vec<(SharedCounter, i64)>) {
+    if moves.iter().all(|(_, units)| *units == 0) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let shared = shared.clone();
+    runtime.spawn(async move {
+        if let Err(err) = shared.settle(&moves).await {
+            tracing::debug!(error = %err, "a shared rate counter was not settled");
+        }
+    });
 }
 
 /// The counter of a limit, made (or remade, when its limit changed) as needed.
@@ -852,7 +1092,7 @@ mod tests {
     }
 
     fn admit(limits: &Arc<Limits>, key: &str, tokens: u64) -> Result<Admission, GatewayError> {
-        limits.admit(limits.plan(&ask(key)), tokens, MicroUsd::ZERO, "gpt-4o")
+        limits.admit_locally(limits.plan(&ask(key)), tokens, MicroUsd::ZERO, "gpt-4o")
     }
 
     /// Admits a request in two stages, as a metered endpoint does.
@@ -866,14 +1106,14 @@ mod tests {
             ..ask(key)
         };
         let head = limits
-            .admit(
+            .admit_locally(
                 limits.plan_stage(&head_ask, Stage::Head),
                 0,
                 MicroUsd::ZERO,
                 "/v1/chat/completions",
             )
             .map_err(|_| "head")?;
-        match limits.admit(
+        match limits.admit_locally(
             limits.plan_stage(&ask(key), Stage::Body),
             tokens,
             MicroUsd::ZERO,
@@ -948,7 +1188,7 @@ mod tests {
         // request is given back too, so the last of the rpm is still there afterwards.
         for _ in 0..3 {
             let head = limits
-                .admit(
+                .admit_locally(
                     limits.plan_stage(&head_ask, Stage::Head),
                     0,
                     MicroUsd::ZERO,

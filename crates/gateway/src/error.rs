@@ -69,6 +69,10 @@ pub enum GatewayError {
     /// Usage events wait in the spool past its bound (the store is not keeping up): retryable.
     #[error("usage spool over its bound")]
     MeteringBacklog,
+    /// Rate limits are shared through Redis, Redis cannot be reached, and the configuration
+    /// says to refuse rather than limit locally.
+    #[error("shared rate limits are unavailable")]
+    SharedLimitsUnavailable,
     #[error("model {0} is not routed")]
     ModelNotFound(String),
     #[error("model {model} not allowed for this {holder}")]
@@ -184,6 +188,10 @@ impl GatewayError {
                 "The server is holding as many request bodies as it allows right now. Please retry in a second.",
             )
             .with_code("server_busy"),
+            GatewayError::SharedLimitsUnavailable => OpenAiError::new(
+                Unavailable,
+                "The server cannot check this request's rate limits right now (their shared state is unreachable), so it is not taking it. Please retry in a few seconds.",
+            ),
             GatewayError::MeteringBacklog => OpenAiError::new(
                 Unavailable,
                 "The server cannot record usage as fast as it is asked to right now, so it is not taking new requests. Please retry in a few seconds.",
@@ -283,7 +291,8 @@ impl IntoResponse for GatewayError {
             }
             GatewayError::KeyUnchecked
             | GatewayError::BodiesOverBudget
-            | GatewayError::MeteringBacklog => {
+            | GatewayError::MeteringBacklog
+            | GatewayError::SharedLimitsUnavailable => {
                 headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1u64));
                 headers.insert(X_SHOULD_RETRY, HeaderValue::from_static("true"));
             }

@@ -18,6 +18,7 @@ mod request_id;
 mod serve;
 mod server;
 mod settings;
+pub mod shared_limits;
 mod state;
 mod tokens;
 mod upstream;
@@ -30,6 +31,6 @@ pub use request::auth::Principal;
 pub use server::{Gateway, RunningGateway, StartError};
 pub use settings::{
     AlertSettings, ConnectionSettings, GatewaySettings, MeteringSettings, ProviderKey,
-    ProviderSettings, UnpricedPolicy, WebhookSecret, WebhookSettings,
+    ProviderSettings, SharedLimitsSettings, UnpricedPolicy, WebhookSecret, WebhookSettings,
 };
 pub use upstream::dedicated_projects;

@@ -41,6 +41,8 @@ pub enum StartError {
     Client { provider: String, reason: String },
     #[error(transparent)]
     Spool(#[from] crate::background::spool::SpoolError),
+    #[error("the Redis URL for shared rate limits cannot be used: {0}")]
+    SharedLimits(String),
 }
 
 /// The data plane, ready to start.
@@ -102,6 +104,23 @@ impl Gateway {
         let (limits, alerts) =
             Limits::new(self.settings.default_limits.clone(), self.clock.clone());
         limits.reload(&self.store, &org).await?;
+        let shared = match &self.settings.shared_limits {
+            Some(shared) => {
+                let limits_shared = crate::shared_limits::SharedLimits::new(
+                    &shared.url,
+                    &shared.prefix,
+                    shared.timeout,
+                    shared.when_unreachable,
+                )
+                .map_err(|err| StartError::SharedLimits(err.to_string()))?;
+                let limits_shared = Arc::new(limits_shared);
+                limits_shared.warm_up().await;
+                limits.share_through(limits_shared.clone());
+                tracing::info!(prefix = %shared.prefix, "rate limits are shared with every replica through Redis");
+                Some(limits_shared)
+            }
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(self.settings.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -164,6 +183,10 @@ impl Gateway {
                 stop_rx.clone(),
             )),
         ];
+        let mut background = background;
+        if let Some(shared) = shared {
+            background.push(tokio::spawn(shared.keep_heartbeat(stop_rx.clone())));
+        }
         // Alerts stop last, after the requests that may still raise them have finished.
         let (alerts_stop, alerts_stop_rx) = watch::channel(false);
         let alerts = budget_alerts::start(

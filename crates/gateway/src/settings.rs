@@ -189,6 +189,32 @@ pub struct GatewaySettings {
     pub alerts: AlertSettings,
     /// What happens to provider objects the ownership ledger has never seen.
     pub unknown_objects: crate::ledger::UnknownObjects,
+    /// Rate counters shared with other replicas through Redis; `None`: each replica counts
+    /// on its own.
+    pub shared_limits: Option<SharedLimitsSettings>,
+}
+
+/// Where rate counters are shared, and what happens when they cannot be reached.
+#[derive(Clone)]
+pub struct SharedLimitsSettings {
+    /// `redis://[user:password@]host:port[/db]` (or `rediss://`); may hold a password.
+    pub url: String,
+    /// Starts every key Tollgate writes in Redis.
+    pub prefix: String,
+    /// Longest wait for Redis before a request is limited without it.
+    pub timeout: Duration,
+    pub when_unreachable: crate::shared_limits::WhenUnreachable,
+}
+
+impl std::fmt::Debug for SharedLimitsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLimitsSettings")
+            .field("url", &"*****")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("when_unreachable", &self.when_unreachable)
+            .finish()
+    }
 }
 
 impl GatewaySettings {
@@ -227,6 +253,7 @@ impl GatewaySettings {
                 timeout: Duration::from_secs(10),
             },
             unknown_objects: crate::ledger::UnknownObjects::Hide,
+            shared_limits: None,
         }
     }
 }

@@ -49,6 +49,15 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     gateway_settings.connections = settings.connections;
     gateway_settings.metering.spool_dir = Some(settings.spool_dir.clone());
     gateway_settings.metering.max_spool_bytes = settings.max_spool_bytes;
+    gateway_settings.shared_limits = settings.shared_limits.clone();
+    if settings.shared_limits.is_none()
+        && matches!(
+            settings.database,
+            tollgate_store::DatabaseLocation::Postgres(_)
+        )
+    {
+        tracing::warn!("rate limits are per replica: without Redis (--redis-url) each server on this database counts on its own; keys, revocations and budgets are shared through the database");
+    }
     warn_about_unpriced_routes(settings);
     let gateway = Gateway {
         settings: gateway_settings,

@@ -53,19 +53,22 @@ impl Call {
     }
 
     /// Checks a request that names no model against every rate limit that applies, once.
-    pub(crate) fn admit(&self, subject: &str) -> Result<Admission, GatewayError> {
+    pub(crate) async fn admit(&self, subject: &str) -> Result<Admission, GatewayError> {
         self.recordable()?;
         let plan = self.state.limits.plan(&self.ask(None));
         if plan.is_empty() {
             return Ok(Admission::default());
         }
-        self.state.limits.admit(plan, 0, MicroUsd::ZERO, subject)
+        self.state
+            .limits
+            .admit(plan, 0, MicroUsd::ZERO, subject)
+            .await
     }
 
     /// Checks a request's head, before its body is read, against the limits that need neither
     /// (request rates and concurrency for every model); see [`Stage`]. Dropped without being
     /// joined (the request refused for its body, its model, or abandoned), it is refunded.
-    pub(crate) fn admit_head(&self, subject: &str) -> Result<Admission, GatewayError> {
+    pub(crate) async fn admit_head(&self, subject: &str) -> Result<Admission, GatewayError> {
         self.recordable()?;
         let plan = self.state.limits.plan_stage(&self.ask(None), Stage::Head);
         if plan.is_empty() {
@@ -74,6 +77,7 @@ impl Call {
         self.state
             .limits
             .admit(plan, 0, MicroUsd::ZERO, subject)
+            .await
             .map(Admission::refunded_unless_joined)
     }
 
@@ -105,7 +109,7 @@ impl Call {
         } else {
             (None, 0, MicroUsd::ZERO)
         };
-        match self.state.limits.admit(plan, tokens, most, subject) {
+        match self.state.limits.admit(plan, tokens, most, subject).await {
             Ok(admission) => Ok((admission.join(head), input)),
             Err(err) => {
                 head.refund();

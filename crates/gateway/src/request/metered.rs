@@ -248,7 +248,7 @@ pub(crate) async fn serve(
     let routes = call.state.catalog.routes();
     let max_body = call.state.settings.max_body_bytes;
     let stall = call.state.settings.connections.head_timeout;
-    let (head, body) = match call.admit_head(endpoint.path()) {
+    let (head, body) = match call.admit_head(endpoint.path()).await {
         Ok(head) => (head, Unread(body)),
         // Refused on its head. A small body is read after all, for OpenAI's message, which
         // names the model ("Rate limit reached for gpt-4o in ..."), and for the connection,
@@ -267,7 +267,7 @@ pub(crate) async fn serve(
             };
             let served = routes.resolve(&model).map_or(model, |r| r.model);
             // Decided again, now with the model's name (a slot may have come free meanwhile).
-            (call.admit_head(&served)?, Read(read))
+            (call.admit_head(&served).await?, Read(read))
         }
         Err(refused) => return Err(refused),
     };

@@ -43,7 +43,7 @@ pub(crate) async fn serve(
             .map_err(GatewayError::MalformedObjectId)?,
         None => objects::Plan::default(),
     };
-    let admission = call.admit(path)?;
+    let admission = call.admit(path).await?;
     if let Some(tenant) = &tenant {
         tenant.check(&plan.named).await?;
     }

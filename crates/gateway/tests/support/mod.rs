@@ -111,6 +111,10 @@ pub struct TestApp {
     pub mock: MockProvider,
     pub _tls: Option<TlsFront>,
     pub _dir: tempfile::TempDir,
+    /// The PostgreSQL database the store is in, when the suite runs on PostgreSQL.
+    pub _scratch: Option<tollgate_store::scratch::ScratchDatabase>,
+    pub location: DatabaseLocation,
+    pub hasher: KeyHasher,
     pub control: Control,
     pub store: Store,
     pub clock: ManualClock,
@@ -150,7 +154,38 @@ impl TestApp {
         adjust: impl FnOnce(&mut GatewaySettings, &tollgate_control::FirstRun),
     ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let location = DatabaseLocation::Sqlite(dir.path().join("tollgate.db"));
+        // The suite runs on SQLite, or on PostgreSQL with TOLLGATE_TEST_STORE=postgres.
+        let scratch = match std::env::var("TOLLGATE_TEST_STORE").as_deref() {
+            Ok("postgres") => Some(
+                tollgate_store::scratch::ScratchDatabase::create()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            Ok("sqlite") | Err(_) => None,
+            Ok(other) => panic!("TOLLGATE_TEST_STORE={other}: write sqlite or postgres"),
+        };
+        TestApp::spawn_on(dir, scratch, transport, adjust).await
+    }
+
+    /// A gateway over a store on PostgreSQL, whatever the suite runs on.
+    pub async fn spawn_on_postgres(adjust: impl FnOnce(&mut GatewaySettings)) -> TestApp {
+        let scratch = tollgate_store::scratch::ScratchDatabase::create()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        TestApp::spawn_on(dir, Some(scratch), Transport::Http, |s, _| adjust(s)).await
+    }
+
+    async fn spawn_on(
+        dir: tempfile::TempDir,
+        scratch: Option<tollgate_store::scratch::ScratchDatabase>,
+        transport: Transport,
+        adjust: impl FnOnce(&mut GatewaySettings, &tollgate_control::FirstRun),
+    ) -> TestApp {
+        let location = match &scratch {
+            Some(db) => db.location().clone(),
+            None => DatabaseLocation::Sqlite(dir.path().join("tollgate.db")),
+        };
         let store = Store::open(&location).await.unwrap();
         let mut secret = vec![0u8; 32];
         tollgate_core::ids::fill_random(&mut secret);
@@ -216,7 +251,7 @@ impl TestApp {
         let gateway = Gateway {
             settings,
             store: store.clone(),
-            hasher,
+            hasher: hasher.clone(),
             format: KeyFormat::default(),
             clock: Arc::new(clock.clone()),
             admin: None,
@@ -230,6 +265,9 @@ impl TestApp {
             mock,
             _tls: tls,
             _dir: dir,
+            _scratch: scratch,
+            location,
+            hasher,
             control,
             store,
             clock,
@@ -239,6 +277,46 @@ impl TestApp {
             org_id: first.organization.id.to_string(),
             project_id: first.project.id.to_string(),
         }
+    }
+
+    /// Another gateway (a replica) on this one's database, secret and provider, with its own
+    /// store connections, counters and key table; `adjust` changes its settings.
+    pub async fn replica(&self, adjust: impl FnOnce(&mut GatewaySettings)) -> RunningGateway {
+        let mut settings = GatewaySettings::new("127.0.0.1:0".parse().unwrap());
+        settings.providers = vec![ProviderSettings {
+            name: "mock".into(),
+            base_url: self.mock.base_url(),
+            api_key: Some(ProviderKey::new(PROVIDER_KEY.into())),
+            headers: Vec::new(),
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            ca_file: None,
+            project_keys: Vec::new(),
+        }];
+        settings.routes = RouteTable::new(
+            1,
+            [
+                (ModelPattern::new("gpt-4o-mini"), 0),
+                (ModelPattern::new("gpt-4o"), 0),
+            ]
+            .into_iter()
+            .collect(),
+            HashMap::new(),
+        );
+        settings.follow_interval = Duration::from_millis(50);
+        adjust(&mut settings);
+        Gateway {
+            settings,
+            store: Store::open(&self.location).await.unwrap(),
+            hasher: self.hasher.clone(),
+            format: KeyFormat::default(),
+            clock: Arc::new(self.clock.clone()),
+            admin: None,
+            console: None,
+        }
+        .start()
+        .await
+        .unwrap()
     }
 
     pub fn actor() -> Actor {

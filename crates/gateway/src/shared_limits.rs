@@ -1,0 +1,404 @@
+//! Rate limits shared by every replica through Redis.
+//!
+//! Each request- and token-rate counter (a holder's rpm, rpd, tpm or tpd on a model pattern)
+//! lives in Redis as one GCRA "theoretical arrival time", and a request is admitted against all
+//! of its counters by one server-side script: every counter is read, and all are charged or
+//! none, in one atomic step on the Redis server, on the Redis server's clock. There is no
+//! read-then-write between replicas, so N replicas together admit what one would.
+//!
+//! Times are microseconds since 2023-11-14 (small enough that Lua's doubles hold them exactly),
+//! and one unit of a limit of `L` per period `P` costs `ceil(P / L)` microseconds: never more
+//! than `L` a period, and an idle holder may spend all `L` at once, as in
+//! `tollgate_core::limits`.
+//!
+//! When Redis cannot be reached (an error, or no answer within the timeout), the caller falls
+//! back: the gateway limits locally with its share of each limit (the limit divided by the
+//! replicas last seen alive) or refuses with 503, as configured, and tries Redis again after a
+//! short pause. A heartbeat keeps the count of live replicas.
+//!
+//! This module imports nothing from the rest of the crate.
+
+use redis::aio::ConnectionManager;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Admits `cost` units on every counter (KEYS) if all fit, charging all or none.
+/// ARGV: for each key, its unit cost (µs), its limit and the cost asked.
+/// Returns: 1 if admitted, 0 if not; then, per key, the units remaining, the microseconds
+/// until a refused request would fit (0 when it fits or never can), and until the counter is
+/// full again. A refusal reports the counters as they stand, uncharged.
+const ADMIT: &str = r"
+local t = redis.call('TIME')
+local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
+local n = #KEYS
+local starts, ends, fits = {}, {}, {}
+local all = true
+for i = 1, n do
+  local unit = tonumber(ARGV[3 * i - 2])
+  local limit = tonumber(ARGV[3 * i - 1])
+  local cost = tonumber(ARGV[3 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i])) or 0
+  local start = math.max(tat, now)
+  local finish = start + cost * unit
+  local fit = limit > 0 and cost <= limit and finish <= now + limit * unit
+  starts[i], ends[i], fits[i] = start, finish, fit
+  if not fit then all = false end
+end
+local out = { all and 1 or 0 }
+for i = 1, n do
+  local unit = tonumber(ARGV[3 * i - 2])
+  local limit = tonumber(ARGV[3 * i - 1])
+  local cost = tonumber(ARGV[3 * i])
+  local kept = starts[i]
+  if all then
+    kept = ends[i]
+    local ttl = math.ceil((kept - now) / 1000) + 1000
+    redis.call('SET', KEYS[i], string.format('%.0f', kept), 'PX', ttl)
+  end
+  local remaining = math.floor(math.max(0, now + limit * unit - kept) / unit)
+  if remaining > limit then remaining = limit end
+  local retry = 0
+  if not fits[i] and cost <= limit and limit > 0 then
+    retry = ends[i] - now - limit * unit
+  end
+  out[#out + 1] = remaining
+  out[#out + 1] = retry
+  out[#out + 1] = math.max(0, kept - now)
+end
+return out
+";
+
+/// Moves each counter (KEYS) by a signed number of microseconds (ARGV): a reservation settled
+/// to what was really used, or a refund. A counter that expired meanwhile is left alone.
+const SETTLE: &str = r"
+local t = redis.call('TIME')
+local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
+for i = 1, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]))
+  if tat then
+    tat = math.max(0, tat + tonumber(ARGV[i]))
+    local ttl = math.max(1000, math.ceil((tat - now) / 1000) + 1000)
+    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', ttl)
+  end
+end
+return 1
+";
+
+/// Records this replica as alive and counts the replicas seen in the last few seconds.
+const HEARTBEAT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2000)
+return redis.call('ZCARD', KEYS[1])
+";
+
+/// What to do when Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenUnreachable {
+    /// Limit locally with this replica's share of each limit (the default).
+    LimitLocally,
+    /// Refuse requests that have rate limits with 503.
+    Refuse,
+}
+
+/// One counter to admit a request against.
+#[derive(Debug, Clone)]
+pub struct SharedCounter {
+    /// The counter's name without the prefix: its holder, model pattern, metric and limit.
+    pub name: String,
+    pub limit: u64,
+    pub period: Duration,
+    pub cost: u64,
+}
+
+impl SharedCounter {
+    /// Microseconds one unit costs: `ceil(P / L)`, at least 1.
+    pub fn unit_us(&self) -> u64 {
+        let period = u64::try_from(self.period.as_micros()).unwrap_or(u64::MAX);
+        period.div_ceil(self.limit.max(1)).max(1)
+    }
+}
+
+/// One counter's state after an admission, as Redis reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedVerdict {
+    pub remaining: u64,
+    pub retry_after: Duration,
+    pub reset_after: Duration,
+}
+
+/// Why Redis could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("Redis is being given a pause after a failure")]
+    Paused,
+    #[error("Redis answered something this version cannot read")]
+    Unreadable,
+}
+
+/// The connection to Redis and what the gateway knows about it.
+pub struct SharedLimits {
+    connection: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    pub when_unreachable: WhenUnreachable,
+    admit: redis::Script,
+    settle: redis::Script,
+    heartbeat: redis::Script,
+    replica: String,
+    /// Replicas seen alive at the last heartbeat (at least 1).
+    replicas: AtomicU32,
+    /// Until when (ms since `epoch`) Redis is left alone after a failure.
+    paused_until_ms: AtomicU64,
+    epoch: Instant,
+    /// Whether the last attempt reached Redis (for logs, `/readyz` and metrics).
+    reachable: AtomicBool,
+}
+
+impl std::fmt::Debug for SharedLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLimits")
+            .field("prefix", &self.prefix)
+            .field("reachable", &self.reachable.load(Ordering::Relaxed))
+            .field("replicas", &self.replicas.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long Redis is left alone after a failure before it is tried again.
+const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+/// How often a replica says it is alive, and how long it counts as alive after.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const ALIVE_FOR_SECS: u64 = 5;
+
+impl SharedLimits {
+    /// Connects lazily to Redis at `url` (nothing is sent until the first use, so a gateway
+    /// starts while Redis is down). `prefix` starts every key Tollgate writes.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        when_unreachable: WhenUnreachable,
+    ) -> Result<SharedLimits, SharedError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Ok(SharedLimits {
+            connection,
+            prefix: prefix.to_owned(),
+            timeout,
+            when_unreachable,
+            admit: redis::Script::new(ADMIT),
+            settle: redis::Script::new(SETTLE),
+            heartbeat: redis::Script::new(HEARTBEAT),
+            replica: format!("{}-{nanos}", std::process::id()),
+            replicas: AtomicU32::new(1),
+            paused_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            reachable: AtomicBool::new(true),
+        })
+    }
+
+    /// Replicas seen alive at the last heartbeat, at least 1: a limit's local share divides
+    /// by it.
+    pub fn replicas(&self) -> u32 {
+        self.replicas.load(Ordering::Relaxed).max(1)
+    }
+
+    /// Whether the last attempt reached Redis.
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn paused(&self) -> bool {
+        self.now_ms() < self.paused_until_ms.load(Ordering::Relaxed)
+    }
+
+    fn failed(&self, err: &SharedError) {
+        let pause = u64::try_from(PAUSE_AFTER_FAILURE.as_millis()).unwrap_or(1_000);
+        self.paused_until_ms
+            .store(self.now_ms() + pause, Ordering::Relaxed);
+        if self.reachable.swap(false, Ordering::Relaxed) {
+            let policy = match self.when_unreachable {
+                WhenUnreachable::LimitLocally => "limiting locally with this replica's share",
+                WhenUnreachable::Refuse => "refusing rate-limited requests with 503",
+            };
+            tracing::error!(error = %err, policy, "shared rate limits are unavailable");
+        }
+    }
+
+    fn succeeded(&self) {
+        if !self.reachable.swap(true, Ordering::Relaxed) {
+            tracing::info!("shared rate limits are back: Redis answers again");
+        }
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<T, SharedError> {
+        if self.paused() {
+            return Err(SharedError::Paused);
+        }
+        let mut connection = self.connection.clone();
+        let result =
+            match tokio::time::timeout(self.timeout, invocation.invoke_async::<T>(&mut connection))
+                .await
+            {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(err)) => Err(SharedError::Redis(err)),
+                Err(_) => Err(SharedError::Timeout(self.timeout)),
+            };
+        match &result {
+            Ok(_) => self.succeeded(),
+            Err(err) => self.failed(err),
+        }
+        result
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Admits a request against every counter, charging all or none. `Ok((admitted,
+    /// verdicts))`, one verdict per counter in order.
+    pub async fn admit(
+        &self,
+        counters: &[SharedCounter],
+    ) -> Result<(bool, Vec<SharedVerdict>), SharedError> {
+        let mut invocation = self.admit.prepare_invoke();
+        for counter in counters {
+            invocation
+                .key(self.key(&counter.name))
+                .arg(counter.unit_us())
+                .arg(counter.limit)
+                .arg(counter.cost);
+        }
+        let answer: Vec<i64> = self.run(invocation).await?;
+        if answer.len() != 1 + 3 * counters.len() {
+            return Err(SharedError::Unreadable);
+        }
+        let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+        let verdicts = answer[1..]
+            .chunks_exact(3)
+            .map(|c| SharedVerdict {
+                remaining: u64::try_from(c[0]).unwrap_or(0),
+                retry_after: micros(c[1]),
+                reset_after: micros(c[2]),
+            })
+            .collect();
+        Ok((answer[0] == 1, verdicts))
+    }
+
+    /// Moves counters by signed numbers of units: a settled reservation (more or fewer tokens
+    /// than reserved) or a refund.
+    pub async fn settle(&self, moves: &[(SharedCounter, i64)]) -> Result<(), SharedError> {
+        let moves: Vec<&(SharedCounter, i64)> = moves.iter().filter(|(_, d)| *d != 0).collect();
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.settle.prepare_invoke();
+        for (counter, units) in moves {
+            let unit = i64::try_from(counter.unit_us()).unwrap_or(i64::MAX);
+            invocation
+                .key(self.key(&counter.name))
+                .arg(units.saturating_mul(unit));
+        }
+        let _: i64 = self.run(invocation).await?;
+        Ok(())
+    }
+
+    /// Connects, loads the scripts and counts the replicas once, so the first requests do not
+    /// wait for any of it. A Redis that cannot be reached now is logged (and the fallback
+    /// applies) but does not stop the gateway.
+    pub async fn warm_up(&self) {
+        let mut connection = self.connection.clone();
+        let loaded = tokio::time::timeout(self.timeout.max(Duration::from_secs(2)), async {
+            self.admit
+                .prepare_invoke()
+                .load_async(&mut connection)
+                .await?;
+            self.settle
+                .prepare_invoke()
+                .load_async(&mut connection)
+                .await?;
+            self.heartbeat
+                .prepare_invoke()
+                .load_async(&mut connection)
+                .await
+        })
+        .await;
+        match loaded {
+            Ok(Ok(_)) => self.beat().await,
+            Ok(Err(err)) => self.failed(&SharedError::Redis(err)),
+            Err(_) => self.failed(&SharedError::Timeout(self.timeout)),
+        }
+    }
+
+    async fn beat(&self) {
+        let mut invocation = self.heartbeat.prepare_invoke();
+        invocation
+            .key(self.key("replicas"))
+            .arg(&self.replica)
+            .arg(ALIVE_FOR_SECS);
+        if let Ok(count) = self.run::<u32>(invocation).await {
+            self.replicas.store(count.max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Says this replica is alive and learns how many are, every second until `stop`.
+    pub async fn keep_heartbeat(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            // The heartbeat also probes a paused connection: Redis coming back is noticed
+            // within a second even when no request comes.
+            self.paused_until_ms.store(0, Ordering::Relaxed);
+            self.beat().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unit_costs_the_period_over_the_limit_rounded_up() {
+        let counter = |limit, secs| SharedCounter {
+            name: String::new(),
+            limit,
+            period: Duration::from_secs(secs),
+            cost: 1,
+        };
+        assert_eq!(counter(40, 60).unit_us(), 1_500_000);
+        assert_eq!(counter(7, 60).unit_us(), 8_571_429);
+        assert_eq!(counter(0, 60).unit_us(), 60_000_000);
+        assert_eq!(counter(u64::MAX, 60).unit_us(), 1);
+    }
+}

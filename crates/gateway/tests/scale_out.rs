@@ -1,0 +1,410 @@
+//! Replicas on one PostgreSQL database and one Redis, both really running: a key's request
+//! and token rates hold across replicas as on one server, a revocation through one replica
+//! reaches the other, every usage event lands once, and Redis going away (and coming back)
+//! neither hangs a request nor lifts the limits. Each test writes under its own Redis key
+//! prefix and removes it at the end; Redis is `TOLLGATE_TEST_REDIS` (default
+//! redis://127.0.0.1:6379).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::TestApp;
+use tollgate_control::{KeyOwnerRequest, NewKey};
+use tollgate_core::limit_rules::RateLimits;
+use tollgate_core::Permissions;
+use tollgate_gateway::shared_limits::WhenUnreachable;
+use tollgate_gateway::SharedLimitsSettings;
+
+fn redis_url() -> String {
+    std::env::var("TOLLGATE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A key prefix of this test's own, removed from Redis when dropped.
+struct Prefix(String);
+
+impl Prefix {
+    fn new() -> Prefix {
+        let mut bytes = [0u8; 8];
+        tollgate_core::ids::fill_random(&mut bytes);
+        let tag: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Prefix(format!("tollgate-test:{tag}:"))
+    }
+
+    /// Shared limits under this prefix. Counting tests give Redis a generous wait (a loaded
+    /// test machine must not fall back to local shares); outage tests a short one.
+    fn settings(&self, url: &str, when_unreachable: WhenUnreachable) -> SharedLimitsSettings {
+        let timeout = match url == redis_url() {
+            true => Duration::from_secs(2),
+            false => Duration::from_millis(200),
+        };
+        SharedLimitsSettings {
+            url: url.to_owned(),
+            prefix: self.0.clone(),
+            timeout,
+            when_unreachable,
+        }
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let pattern = format!("{}*", self.0);
+        let Ok(client) = redis::Client::open(redis_url()) else {
+            return;
+        };
+        if let Ok(mut conn) = client.get_connection() {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
+        }
+    }
+}
+
+/// Fails loudly when Redis is not there: these tests never skip.
+async fn require_redis() {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("Redis at {} cannot be reached ({e}); these tests need it running (set TOLLGATE_TEST_REDIS)", redis_url()));
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    assert_eq!(pong, "PONG");
+}
+
+async fn key_with(app: &TestApp, limits: RateLimits) -> String {
+    app.control
+        .create_key(
+            &TestApp::actor(),
+            NewKey {
+                name: "shared".into(),
+                owner: KeyOwnerRequest::Project(None),
+                permissions: Permissions::All,
+                expires_in: None,
+                allowed_ips: Default::default(),
+                allowed_models: Default::default(),
+                limits,
+                budget: None,
+            },
+        )
+        .await
+        .unwrap()
+        .secret
+        .expose()
+        .to_owned()
+}
+
+async fn chat(http: &reqwest::Client, base: &str, key: &str, max_tokens: u64) -> (StatusCode, u64) {
+    let reply = http
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({
+            "model": "gpt-4o-mini",
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "Say hello"}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status();
+    let body: serde_json::Value = reply.json().await.unwrap_or_default();
+    (status, body["usage"]["total_tokens"].as_u64().unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_rate_holds_across_replicas_and_every_event_lands_once() {
+    require_redis().await;
+    let prefix = Prefix::new();
+    let shared = prefix.settings(&redis_url(), WhenUnreachable::LimitLocally);
+    let app = TestApp::spawn_on_postgres(|s| s.shared_limits = Some(shared.clone())).await;
+    let b = app
+        .replica(|s| s.shared_limits = Some(shared.clone()))
+        .await;
+    let bases = [app.base.clone(), format!("http://{}", b.addr())];
+    let key = key_with(
+        &app,
+        RateLimits {
+            rpm: Some(20),
+            ..RateLimits::default()
+        },
+    )
+    .await;
+
+    // Twice the limit, split over both replicas, half of it at once.
+    let http = reqwest::Client::new();
+    let mut admitted = 0;
+    let mut refused = 0;
+    for round in 0..2 {
+        let calls = (0..20).map(|i| {
+            let (http, base, key) = (http.clone(), bases[(i + round) % 2].clone(), key.clone());
+            async move { chat(&http, &base, &key, 16).await.0 }
+        });
+        for status in futures_util::future::join_all(calls).await {
+            match status {
+                StatusCode::OK => admitted += 1,
+                StatusCode::TOO_MANY_REQUESTS => refused += 1,
+                other => panic!("unexpected {other}"),
+            }
+        }
+    }
+    // 20 a minute: 20 at once, and one more refilled every 3 s.
+    assert!(
+        (19..=21).contains(&admitted),
+        "admitted {admitted} of 40 (refused {refused})"
+    );
+
+    // Both replicas' metering writers put every event in the one database, once.
+    let events = app.usage_events(admitted).await;
+    assert_eq!(events.len(), admitted);
+    let mut ids: Vec<&str> = events.iter().map(|e| e.request_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), admitted, "each event once");
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_rate_holds_across_replicas() {
+    require_redis().await;
+    let prefix = Prefix::new();
+    let shared = prefix.settings(&redis_url(), WhenUnreachable::LimitLocally);
+    let app = TestApp::spawn_on_postgres(|s| s.shared_limits = Some(shared.clone())).await;
+    let b = app
+        .replica(|s| s.shared_limits = Some(shared.clone()))
+        .await;
+    let bases = [app.base.clone(), format!("http://{}", b.addr())];
+    let key = key_with(
+        &app,
+        RateLimits {
+            tpm: Some(1_000),
+            ..RateLimits::default()
+        },
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let mut used = 0;
+    let mut admitted = 0;
+    for i in 0..40 {
+        let (status, tokens) = chat(&http, &bases[i % 2], &key, 50).await;
+        if status == StatusCode::OK {
+            admitted += 1;
+            used += tokens;
+        }
+    }
+    // Each request reserves its prompt and its 50 output tokens and settles to what it used;
+    // both replicas together stay within the minute's 1,000 (plus at most one request).
+    assert!(
+        used <= 1_000 + 100,
+        "used {used} tokens in {admitted} requests"
+    );
+    assert!(
+        used >= 600,
+        "used only {used} tokens in {admitted} requests"
+    );
+    assert!(admitted < 40, "the limit refused nothing");
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_through_one_replica_is_refused_by_the_other_within_a_second() {
+    let app = TestApp::spawn_on_postgres(|_| {}).await;
+    let b = app.replica(|_| {}).await;
+    let b_base = format!("http://{}", b.addr());
+    let created = app.project_key().await;
+    let key = created.secret.expose().to_owned();
+    let http = reqwest::Client::new();
+    assert_eq!(chat(&http, &b_base, &key, 8).await.0, StatusCode::OK);
+    app.control
+        .revoke_key(&TestApp::actor(), created.record.id.as_str())
+        .await
+        .unwrap();
+    let revoked = Instant::now();
+    loop {
+        let (status, _) = chat(&http, &b_base, &key, 8).await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "replica B still takes the key a second after its revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.shutdown().await;
+}
+
+/// A TCP relay to Redis that can be cut (every connection closed, new ones refused) and
+/// restored: Redis going away and coming back, as replicas see it.
+struct Relay {
+    addr: std::net::SocketAddr,
+    up: Arc<AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Relay {
+    async fn start() -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let target = redis_url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_owned();
+        let (up_, cut_) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up_.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let mut cuts = cut_.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay { addr, up, cut }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_each_replica_limits_with_its_share_and_nothing_hangs() {
+    require_redis().await;
+    let relay = Relay::start().await;
+    let prefix = Prefix::new();
+    let shared = prefix.settings(&relay.url(), WhenUnreachable::LimitLocally);
+    let app = TestApp::spawn_on_postgres(|s| s.shared_limits = Some(shared.clone())).await;
+    let b = app
+        .replica(|s| s.shared_limits = Some(shared.clone()))
+        .await;
+    let b_base = format!("http://{}", b.addr());
+    let key = key_with(
+        &app,
+        RateLimits {
+            rpm: Some(20),
+            ..RateLimits::default()
+        },
+    )
+    .await;
+    let http = reqwest::Client::new();
+    // Both replicas are seen alive (their heartbeats) before Redis goes away.
+    let limits = app.gateway.as_ref().unwrap().limits();
+    let seen = Instant::now();
+    while limits.shared().unwrap().replicas() < 2 {
+        assert!(
+            seen.elapsed() < Duration::from_secs(3),
+            "replicas never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(chat(&http, &app.base, &key, 8).await.0, StatusCode::OK);
+
+    relay.cut();
+    let mut admitted = 0;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let (status, _) = chat(&http, &b_base, &key, 8).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a request waited {:?} on Redis",
+            started.elapsed()
+        );
+        if status == StatusCode::OK {
+            admitted += 1;
+        } else {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        }
+    }
+    // Replica B alone, with its share: 20 / 2 replicas.
+    assert_eq!(
+        admitted, 10,
+        "replica B admitted {admitted} with Redis away"
+    );
+    assert!(!limits.shared().unwrap().reachable() || !b.limits().shared().unwrap().reachable());
+
+    // Redis back: the shared counter decides again (it already holds the one request made
+    // before the cut), noticed within the heartbeat's second.
+    relay.restore();
+    let back = Instant::now();
+    while !b.limits().shared().unwrap().reachable() {
+        assert!(
+            back.elapsed() < Duration::from_secs(3),
+            "Redis never noticed back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = chat(&http, &b_base, &key, 8).await;
+    }
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_a_fail_closed_replica_answers_503_at_once() {
+    let relay = Relay::start().await;
+    relay.cut();
+    let prefix = Prefix::new();
+    let shared = prefix.settings(&relay.url(), WhenUnreachable::Refuse);
+    let app = TestApp::spawn_on_postgres(|s| s.shared_limits = Some(shared.clone())).await;
+    let key = key_with(
+        &app,
+        RateLimits {
+            rpm: Some(100),
+            ..RateLimits::default()
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let reply = app
+        .post(
+            "/v1/chat/completions",
+            &key,
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+            &[],
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    reply.assert_error(503, None, "rate limits");
+    assert_eq!(reply.headers["retry-after"], "1");
+    // A key without rate limits never needs Redis.
+    let free = app.project_key().await;
+    let reply = app
+        .post(
+            "/v1/chat/completions",
+            free.secret.expose(),
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
