@@ -8,7 +8,9 @@
 //! could make contended, and it makes "all limits or none" trivially atomic.
 
 use crate::error::GatewayError;
-use crate::shared_limits::{SharedCounter, SharedLimits, SharedVerdict, WhenUnreachable};
+use crate::shared_limits::{
+    SharedBudget, SharedCounter, SharedLimits, SharedVerdict, WhenUnreachable,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
@@ -296,6 +298,13 @@ enum Hold {
     },
     /// A request counted in shared state on its head, given back if refused later.
     SharedRequest(SharedCounter),
+    /// Spend held in a budget's period in shared state.
+    SharedBudget {
+        name: String,
+        holder: Holder,
+        period_start: UnixTime,
+        reserved: MicroUsd,
+    },
 }
 
 /// What an admitted request holds: token and budget reservations and concurrency slots. It is
@@ -666,12 +675,26 @@ impl Limits {
                 ))
             })
             .collect();
-        if counters.is_empty() {
+        let budgets = self.shared_budgets(&plan, max_cost);
+        if counters.is_empty() && budgets.is_empty() {
             return self.admit_with(plan, tokens, max_cost, subject, &Rates::Local);
         }
         let asked: Vec<SharedCounter> = counters.iter().map(|(_, c)| c.clone()).collect();
-        match shared.admit(&asked).await {
-            Ok((admitted, verdicts)) => {
+        let asked_budgets: Vec<SharedBudget> = budgets.iter().map(|(_, b)| b.clone()).collect();
+        match shared.admit(&asked, &asked_budgets).await {
+            Ok((admitted, verdicts, spent)) => {
+                // A spent budget refuses first, as on one server: no wait helps.
+                if let Some((budget, _)) = budgets
+                    .iter()
+                    .zip(&spent)
+                    .find(|(_, s)| **s)
+                    .map(|(b, _)| b)
+                {
+                    return Err(GatewayError::SpendLimit {
+                        message: budget.refusal_message(self.clock.now()),
+                        code: budget.refusal_code(),
+                    });
+                }
                 let rates = Rates::Shared {
                     admitted,
                     verdicts: counters
@@ -679,15 +702,24 @@ impl Limits {
                         .zip(verdicts)
                         .map(|((i, counter), verdict)| (i, (counter, verdict)))
                         .collect(),
+                    budgets: budgets
+                        .iter()
+                        .map(|(b, s)| (b.holder.clone(), s.name.clone()))
+                        .collect(),
                 };
                 let result = self.admit_with(plan, tokens, max_cost, subject, &rates);
                 if admitted && result.is_err() {
-                    // Refused here (a budget, a concurrency slot) after Redis charged it all.
+                    // Refused here (a concurrency slot) after Redis charged it all.
                     let refunds = asked.into_iter().map(|c| {
                         let units = -i64::try_from(c.cost).unwrap_or(i64::MAX);
                         (c, units)
                     });
                     settle_shared(shared, refunds.collect());
+                    let held = asked_budgets
+                        .into_iter()
+                        .map(|b| (b.name, b.max_cost, 0))
+                        .collect();
+                    settle_shared_budgets(shared, held);
                 }
                 result
             }
@@ -699,6 +731,42 @@ impl Limits {
                 WhenUnreachable::Refuse => Err(GatewayError::SharedLimitsUnavailable),
             },
         }
+    }
+
+    /// The budgets of `plan` as shared state keeps them: each one's current period (rolled
+    /// over here when it ended), with the spend this gateway knows to start from.
+    fn shared_budgets(&self, plan: &Plan, max_cost: MicroUsd) -> Vec<(Arc<Budget>, SharedBudget)> {
+        if plan.budgets.is_empty() {
+            return Vec::new();
+        }
+        let now = self.clock.now();
+        let mut state = self.state();
+        plan.budgets
+            .iter()
+            .filter_map(|budget| {
+                let slot = state.budgets.get_mut(&budget.holder)?;
+                if now >= slot.period.1 {
+                    slot.period = slot.budget.period.bounds(now, slot.budget.utc_offset_secs);
+                    slot.state = BudgetState::new(slot.budget.limit, MicroUsd::ZERO);
+                }
+                let keep = slot.period.1.seconds().saturating_sub(now.seconds()) + 86_400;
+                Some((
+                    budget.clone(),
+                    SharedBudget {
+                        name: format!(
+                            "bg:{}:{}:{}",
+                            budget.holder.level.as_str(),
+                            budget.holder.id,
+                            slot.period.0.seconds()
+                        ),
+                        limit: slot.budget.limit.0,
+                        baseline: slot.state.spent.0,
+                        max_cost: max_cost.0,
+                        keep: Duration::from_secs(u64::try_from(keep).unwrap_or(86_400)),
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// [`Limits::admit`] on this gateway's own counters alone, whatever is shared.
@@ -727,7 +795,11 @@ impl Limits {
         let State { counters, budgets } = &mut *state;
 
         // Budgets first: when one is spent, no wait helps and nothing else matters.
-        for budget in &plan.budgets {
+        for budget in plan
+            .budgets
+            .iter()
+            .filter(|b| !rates.shares_budget(&b.holder))
+        {
             let Some(slot) = budgets.get_mut(&budget.holder) else {
                 continue;
             };
@@ -881,6 +953,17 @@ impl Limits {
             }
         }
         for budget in &plan.budgets {
+            if let Some(name) = rates.shared_budget(&budget.holder) {
+                if let Some(slot) = budgets.get(&budget.holder) {
+                    holds.push(Hold::SharedBudget {
+                        name: name.to_owned(),
+                        holder: budget.holder.clone(),
+                        period_start: slot.period.0,
+                        reserved: max_cost,
+                    });
+                }
+                continue;
+            }
             if let Some(slot) = budgets.get_mut(&budget.holder) {
                 if slot.state.reserve(max_cost).is_ok() {
                     holds.push(Hold::Budget {
@@ -903,6 +986,7 @@ impl Limits {
         let now = self.clock.now();
         let mut fired = Vec::new();
         let mut shared_moves = Vec::new();
+        let mut shared_budgets = Vec::new();
         {
             let mut state = self.state();
             for hold in holds {
@@ -970,11 +1054,32 @@ impl Limits {
                             shared_moves.push((counter, -1));
                         }
                     }
+                    Hold::SharedBudget {
+                        name,
+                        holder,
+                        period_start,
+                        reserved,
+                    } => {
+                        shared_budgets.push((name, reserved.0, cost.0));
+                        // This gateway's own view of the spend, for its alerts (each alert is
+                        // claimed once in the database, whichever replica crosses it).
+                        let Some(slot) = state.budgets.get_mut(&holder) else {
+                            continue;
+                        };
+                        if slot.period.0 != period_start {
+                            continue;
+                        }
+                        let thresholds = slot.budget.alerts_permille.clone();
+                        for threshold in slot.state.settle(MicroUsd::ZERO, cost, &thresholds) {
+                            fired.push(self.alert(slot, threshold, now));
+                        }
+                    }
                 }
             }
         }
         if let Some(shared) = self.shared.get() {
             settle_shared(shared, shared_moves);
+            settle_shared_budgets(shared, shared_budgets);
         }
         for alert in fired {
             let _ = self.alerts.send(alert);
@@ -991,6 +1096,8 @@ enum Rates {
     Shared {
         admitted: bool,
         verdicts: HashMap<usize, (SharedCounter, SharedVerdict)>,
+        /// The budgets shared state holds, with their periods' names there.
+        budgets: Vec<(Holder, String)>,
     },
 }
 
@@ -1000,6 +1107,20 @@ impl Rates {
             Rates::Local => None,
             Rates::Shared { verdicts, .. } => verdicts.get(&index).map(|(c, v)| (c, v)),
         }
+    }
+
+    fn shared_budget(&self, holder: &Holder) -> Option<&str> {
+        match self {
+            Rates::Local => None,
+            Rates::Shared { budgets, .. } => budgets
+                .iter()
+                .find(|(h, _)| h == holder)
+                .map(|(_, name)| name.as_str()),
+        }
+    }
+
+    fn shares_budget(&self, holder: &Holder) -> bool {
+        self.shared_budget(holder).is_some()
     }
 
     fn admitted(&self) -> bool {
@@ -1030,6 +1151,22 @@ fn settle_shared(shared: &Arc<SharedLimits>, moves: Vec<(SharedCounter, i64)>) {
     runtime.spawn(async move {
         if let Err(err) = shared.settle(&moves).await {
             tracing::debug!(error = %err, "a shared rate counter was not settled");
+        }
+    });
+}
+
+/// Settles budget holds in shared state off the request path: `(period, held, cost)`.
+fn settle_shared_budgets(shared: &Arc<SharedLimits>, holds: Vec<(String, i64, i64)>) {
+    if holds.is_empty() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let shared = shared.clone();
+    runtime.spawn(async move {
+        if let Err(err) = shared.settle_budgets(&holds).await {
+            tracing::warn!(error = %err, "a budget's spend was not settled in shared state");
         }
     });
 }

@@ -23,21 +23,44 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Admits `cost` units on every counter (KEYS) if all fit, charging all or none.
-/// ARGV: for each key, its unit cost (µs), its limit and the cost asked.
-/// Returns: 1 if admitted, 0 if not; then, per key, the units remaining, the microseconds
-/// until a refused request would fit (0 when it fits or never can), and until the counter is
-/// full again. A refusal reports the counters as they stand, uncharged.
+/// Admits a request on every rate counter and budget it needs, charging all or none.
+/// KEYS: the rate counters, then the budgets (hashes of `spent` and `reserved` micro-USD in
+/// the budget's current period). ARGV[1]: how many rate counters; then, per counter, its unit
+/// cost (µs), its limit and the cost asked; then, per budget, its limit, the spend to start
+/// from when the period is new to Redis, the most the request can cost, and how long to keep
+/// the period (ms).
+/// Returns: 1 if admitted, 0 if not; per counter, the units remaining, the microseconds until a
+/// refused request would fit (0 when it fits or never can), and until the counter is full
+/// again; per budget, 1 if it is spent (spent and held reach its limit), else 0. A refusal
+/// reports the counters as they stand, uncharged.
 const ADMIT: &str = r"
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
-local n = #KEYS
+local n = tonumber(ARGV[1])
 local starts, ends, fits = {}, {}, {}
 local all = true
+local spent_out = {}
+for b = n + 1, #KEYS do
+  local a = 1 + 3 * n + 4 * (b - n - 1)
+  local limit = tonumber(ARGV[a + 1])
+  if redis.call('EXISTS', KEYS[b]) == 0 then
+    redis.call('HSET', KEYS[b], 'spent', ARGV[a + 2], 'reserved', 0)
+    redis.call('PEXPIRE', KEYS[b], ARGV[a + 4])
+  end
+  local spent = tonumber(redis.call('HGET', KEYS[b], 'spent')) or 0
+  local reserved = tonumber(redis.call('HGET', KEYS[b], 'reserved')) or 0
+  if spent + reserved >= limit then
+    spent_out[b] = 1
+    all = false
+  else
+    spent_out[b] = 0
+  end
+end
+local ARGV_RATE_BASE = 1
 for i = 1, n do
-  local unit = tonumber(ARGV[3 * i - 2])
-  local limit = tonumber(ARGV[3 * i - 1])
-  local cost = tonumber(ARGV[3 * i])
+  local unit = tonumber(ARGV[ARGV_RATE_BASE + 3 * i - 2])
+  local limit = tonumber(ARGV[ARGV_RATE_BASE + 3 * i - 1])
+  local cost = tonumber(ARGV[ARGV_RATE_BASE + 3 * i])
   local tat = tonumber(redis.call('GET', KEYS[i])) or 0
   local start = math.max(tat, now)
   local finish = start + cost * unit
@@ -47,9 +70,9 @@ for i = 1, n do
 end
 local out = { all and 1 or 0 }
 for i = 1, n do
-  local unit = tonumber(ARGV[3 * i - 2])
-  local limit = tonumber(ARGV[3 * i - 1])
-  local cost = tonumber(ARGV[3 * i])
+  local unit = tonumber(ARGV[ARGV_RATE_BASE + 3 * i - 2])
+  local limit = tonumber(ARGV[ARGV_RATE_BASE + 3 * i - 1])
+  local cost = tonumber(ARGV[ARGV_RATE_BASE + 3 * i])
   local kept = starts[i]
   if all then
     kept = ends[i]
@@ -65,6 +88,13 @@ for i = 1, n do
   out[#out + 1] = remaining
   out[#out + 1] = retry
   out[#out + 1] = math.max(0, kept - now)
+end
+for b = n + 1, #KEYS do
+  if all then
+    local a = 1 + 3 * n + 4 * (b - n - 1)
+    redis.call('HINCRBY', KEYS[b], 'reserved', ARGV[a + 3])
+  end
+  out[#out + 1] = spent_out[b]
 end
 return out
 ";
@@ -83,6 +113,27 @@ for i = 1, #KEYS do
   end
 end
 return 1
+";
+
+/// Settles budget holds (KEYS): ARGV per key: the amount held, the request's real cost.
+/// Returns each budget's spend before and after, for alerts.
+const SETTLE_BUDGETS: &str = r"
+local out = {}
+for i = 1, #KEYS do
+  local before = 0
+  local after = 0
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'reserved', -tonumber(ARGV[2 * i - 1]))
+    if tonumber(redis.call('HGET', KEYS[i], 'reserved')) < 0 then
+      redis.call('HSET', KEYS[i], 'reserved', 0)
+    end
+    after = redis.call('HINCRBY', KEYS[i], 'spent', ARGV[2 * i])
+    before = after - tonumber(ARGV[2 * i])
+  end
+  out[#out + 1] = before
+  out[#out + 1] = after
+end
+return out
 ";
 
 /// Records this replica as alive and counts the replicas seen in the last few seconds.
@@ -122,6 +173,20 @@ impl SharedCounter {
     }
 }
 
+/// A budget's current period to admit a request against.
+#[derive(Debug, Clone)]
+pub struct SharedBudget {
+    /// The budget's period's name without the prefix: its holder and period start.
+    pub name: String,
+    pub limit: i64,
+    /// The spend to start from when Redis has not seen the period (read from the database).
+    pub baseline: i64,
+    /// The most the request can cost: held until it settles.
+    pub max_cost: i64,
+    /// How long Redis keeps the period (until it ends, and a day more).
+    pub keep: Duration,
+}
+
 /// One counter's state after an admission, as Redis reported it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SharedVerdict {
@@ -151,6 +216,7 @@ pub struct SharedLimits {
     pub when_unreachable: WhenUnreachable,
     admit: redis::Script,
     settle: redis::Script,
+    settle_budgets: redis::Script,
     heartbeat: redis::Script,
     replica: String,
     /// Replicas seen alive at the last heartbeat (at least 1).
@@ -204,6 +270,7 @@ impl SharedLimits {
             when_unreachable,
             admit: redis::Script::new(ADMIT),
             settle: redis::Script::new(SETTLE),
+            settle_budgets: redis::Script::new(SETTLE_BUDGETS),
             heartbeat: redis::Script::new(HEARTBEAT),
             replica: format!("{}-{nanos}", std::process::id()),
             replicas: AtomicU32::new(1),
@@ -278,26 +345,45 @@ impl SharedLimits {
         format!("{}{name}", self.prefix)
     }
 
-    /// Admits a request against every counter, charging all or none. `Ok((admitted,
-    /// verdicts))`, one verdict per counter in order.
+    /// Admits a request against every counter and budget, charging all or none. `Ok((admitted,
+    /// verdicts, spent))`: one verdict per counter, and per budget whether it is spent.
     pub async fn admit(
         &self,
         counters: &[SharedCounter],
-    ) -> Result<(bool, Vec<SharedVerdict>), SharedError> {
+        budgets: &[SharedBudget],
+    ) -> Result<(bool, Vec<SharedVerdict>, Vec<bool>), SharedError> {
         let mut invocation = self.admit.prepare_invoke();
+        invocation.arg(counters.len());
+        for counter in counters {
+            invocation.key(self.key(&counter.name));
+        }
+        for budget in budgets {
+            invocation.key(self.key(&budget.name));
+        }
         for counter in counters {
             invocation
-                .key(self.key(&counter.name))
                 .arg(counter.unit_us())
                 .arg(counter.limit)
                 .arg(counter.cost);
         }
+        for budget in budgets {
+            invocation
+                .arg(budget.limit)
+                .arg(budget.baseline)
+                .arg(budget.max_cost.max(0))
+                .arg(
+                    u64::try_from(budget.keep.as_millis())
+                        .unwrap_or(u64::MAX)
+                        .max(1),
+                );
+        }
         let answer: Vec<i64> = self.run(invocation).await?;
-        if answer.len() != 1 + 3 * counters.len() {
+        if answer.len() != 1 + 3 * counters.len() + budgets.len() {
             return Err(SharedError::Unreadable);
         }
+        let rates_end = 1 + 3 * counters.len();
         let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
-        let verdicts = answer[1..]
+        let verdicts = answer[1..rates_end]
             .chunks_exact(3)
             .map(|c| SharedVerdict {
                 remaining: u64::try_from(c[0]).unwrap_or(0),
@@ -305,7 +391,25 @@ impl SharedLimits {
                 reset_after: micros(c[2]),
             })
             .collect();
-        Ok((answer[0] == 1, verdicts))
+        let spent = answer[rates_end..].iter().map(|v| *v == 1).collect();
+        Ok((answer[0] == 1, verdicts, spent))
+    }
+
+    /// Settles budget holds: `(budget, held, cost)`; returns each budget's spend before and
+    /// after.
+    pub async fn settle_budgets(
+        &self,
+        holds: &[(String, i64, i64)],
+    ) -> Result<Vec<(i64, i64)>, SharedError> {
+        if holds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.settle_budgets.prepare_invoke();
+        for (name, held, cost) in holds {
+            invocation.key(self.key(name)).arg(*held).arg(*cost);
+        }
+        let answer: Vec<i64> = self.run(invocation).await?;
+        Ok(answer.chunks_exact(2).map(|c| (c[0], c[1])).collect())
     }
 
     /// Moves counters by signed numbers of units: a settled reservation (more or fewer tokens
@@ -337,6 +441,10 @@ impl SharedLimits {
                 .load_async(&mut connection)
                 .await?;
             self.settle
+                .prepare_invoke()
+                .load_async(&mut connection)
+                .await?;
+            self.settle_budgets
                 .prepare_invoke()
                 .load_async(&mut connection)
                 .await?;

@@ -408,3 +408,82 @@ async fn without_redis_a_fail_closed_replica_answers_503_at_once() {
         .await;
     assert_eq!(reply.status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_stops_fifty_requests_split_across_replicas_within_one_request_s_cost() {
+    require_redis().await;
+    let prefix = Prefix::new();
+    let shared = prefix.settings(&redis_url(), WhenUnreachable::LimitLocally);
+    let app = TestApp::spawn_on_postgres(|s| s.shared_limits = Some(shared.clone())).await;
+    let b = app
+        .replica(|s| s.shared_limits = Some(shared.clone()))
+        .await;
+    let bases = [app.base.clone(), format!("http://{}", b.addr())];
+    let limit = 300; // micro-USD: about ten requests of gpt-4o-mini with 50 output tokens
+    let key = app
+        .control
+        .create_key(
+            &TestApp::actor(),
+            NewKey {
+                name: "budgeted".into(),
+                owner: KeyOwnerRequest::Project(None),
+                permissions: Permissions::All,
+                expires_in: None,
+                allowed_ips: Default::default(),
+                allowed_models: Default::default(),
+                limits: RateLimits::default(),
+                budget: Some(tollgate_control::BudgetRequest {
+                    limit: tollgate_core::MicroUsd(limit),
+                    period: tollgate_core::budget::BudgetPeriod::Day,
+                    utc_offset_secs: 0,
+                    alerts_permille: Vec::new(),
+                }),
+            },
+        )
+        .await
+        .unwrap()
+        .secret
+        .expose()
+        .to_owned();
+    // Both replicas know the budget (their followers reload limits) before the rush.
+    for gateway in [app.gateway.as_ref().unwrap().limits(), b.limits()] {
+        let seen = Instant::now();
+        while gateway.reloads() < 2 {
+            assert!(
+                seen.elapsed() < Duration::from_secs(3),
+                "the budget never loaded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let http = reqwest::Client::new();
+    let calls = (0..50).map(|i| {
+        let (http, base, key) = (http.clone(), bases[i % 2].clone(), key.clone());
+        async move { chat(&http, &base, &key, 50).await.0 }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    let admitted = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    let events = app.usage_events(admitted).await;
+    let spent: i64 = events.iter().map(|e| e.cost.0).sum();
+    let most = events.iter().map(|e| e.cost.0).max().unwrap_or(0);
+    // One request may take spend past the limit (it was admitted with something left), and
+    // no more: a request's most possible cost here is under 40 micro-USD.
+    assert!(
+        spent <= limit + 40,
+        "spent {spent} of {limit} in {admitted} requests (most {most})"
+    );
+    // Requests are held at their most possible cost while running, so a rush admits at least
+    // the limit over that.
+    assert!(
+        admitted >= (limit / 40) as usize,
+        "admitted only {admitted} (spent {spent})"
+    );
+    assert!(admitted < 50, "the budget stopped nothing");
+    b.shutdown().await;
+}
