@@ -295,6 +295,7 @@ impl RunningGateway {
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .fallback(unknown_route)
         .with_state(state)
 }
@@ -308,6 +309,46 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
         "body_bytes_held": state.body_budget.held(),
         "usage_spool_bytes": state.usage.spooled_bytes(),
     }))
+}
+
+/// How long readiness waits for the database to answer.
+const READY_STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Readiness, for a load balancer: `200` while this server can take traffic, `503` when it
+/// cannot (the database does not answer, or Redis does not and the configuration says to
+/// refuse without it). With `redis.when_unreachable = "limit-locally"` a replica whose Redis is
+/// away stays ready: it limits with its share. The key table is loaded before the server
+/// listens, so a server that answers has it.
+async fn ready(State(state): State<AppState>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+    use crate::shared_limits::WhenUnreachable;
+    let store = match tokio::time::timeout(READY_STORE_WAIT, state.store.ping()).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(_)) => "unreachable",
+        Err(_) => "timeout",
+    };
+    let (redis, redis_ok) = match state.limits.shared() {
+        None => ("off", true),
+        Some(shared) if shared.reachable() => ("ok", true),
+        Some(shared) => match shared.when_unreachable {
+            WhenUnreachable::LimitLocally => ("unreachable: limiting locally", true),
+            WhenUnreachable::Refuse => ("unreachable", false),
+        },
+    };
+    let is_ready = store == "ok" && redis_ok;
+    let status = if is_ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({
+            "status": if is_ready { "ready" } else { "not_ready" },
+            "store": store,
+            "redis": redis,
+            "keys": state.keys.len(),
+        })),
+    )
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> GatewayError {

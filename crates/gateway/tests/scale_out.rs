@@ -80,7 +80,28 @@ async fn require_redis() {
     assert_eq!(pong, "PONG");
 }
 
+/// Two gateways on one scratch PostgreSQL database sharing limits as `shared` says, and their
+/// base URLs.
+async fn two_replicas(
+    shared: &SharedLimitsSettings,
+) -> (TestApp, tollgate_gateway::RunningGateway, [String; 2]) {
+    let app = TestApp::spawn_on_postgres(|s| s.shared_limits = Some(shared.clone())).await;
+    let b = app
+        .replica(|s| s.shared_limits = Some(shared.clone()))
+        .await;
+    let bases = [app.base.clone(), format!("http://{}", b.addr())];
+    (app, b, bases)
+}
+
 async fn key_with(app: &TestApp, limits: RateLimits) -> String {
+    key_with_budget(app, limits, None).await
+}
+
+async fn key_with_budget(
+    app: &TestApp,
+    limits: RateLimits,
+    budget: Option<tollgate_control::BudgetRequest>,
+) -> String {
     app.control
         .create_key(
             &TestApp::actor(),
@@ -92,7 +113,7 @@ async fn key_with(app: &TestApp, limits: RateLimits) -> String {
                 allowed_ips: Default::default(),
                 allowed_models: Default::default(),
                 limits,
-                budget: None,
+                budget,
             },
         )
         .await
@@ -124,11 +145,7 @@ async fn a_request_rate_holds_across_replicas_and_every_event_lands_once() {
     require_redis().await;
     let prefix = Prefix::new();
     let shared = prefix.settings(&redis_url(), WhenUnreachable::LimitLocally);
-    let app = TestApp::spawn_on_postgres(|s| s.shared_limits = Some(shared.clone())).await;
-    let b = app
-        .replica(|s| s.shared_limits = Some(shared.clone()))
-        .await;
-    let bases = [app.base.clone(), format!("http://{}", b.addr())];
+    let (app, b, bases) = two_replicas(&shared).await;
     let key = key_with(
         &app,
         RateLimits {
@@ -176,11 +193,7 @@ async fn a_token_rate_holds_across_replicas() {
     require_redis().await;
     let prefix = Prefix::new();
     let shared = prefix.settings(&redis_url(), WhenUnreachable::LimitLocally);
-    let app = TestApp::spawn_on_postgres(|s| s.shared_limits = Some(shared.clone())).await;
-    let b = app
-        .replica(|s| s.shared_limits = Some(shared.clone()))
-        .await;
-    let bases = [app.base.clone(), format!("http://{}", b.addr())];
+    let (app, b, bases) = two_replicas(&shared).await;
     let key = key_with(
         &app,
         RateLimits {
@@ -250,15 +263,21 @@ struct Relay {
 }
 
 impl Relay {
+    /// A relay to Redis.
     async fn start() -> Relay {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let (cut, _) = tokio::sync::watch::channel(0u64);
         let target = redis_url()
             .trim_start_matches("redis://")
             .trim_end_matches('/')
             .to_owned();
+        Relay::to(target).await
+    }
+
+    /// A relay to `target` (host:port).
+    async fn to(target: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
         let (up_, cut_) = (up.clone(), cut.clone());
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
@@ -301,11 +320,7 @@ async fn without_redis_each_replica_limits_with_its_share_and_nothing_hangs() {
     let relay = Relay::start().await;
     let prefix = Prefix::new();
     let shared = prefix.settings(&relay.url(), WhenUnreachable::LimitLocally);
-    let app = TestApp::spawn_on_postgres(|s| s.shared_limits = Some(shared.clone())).await;
-    let b = app
-        .replica(|s| s.shared_limits = Some(shared.clone()))
-        .await;
-    let b_base = format!("http://{}", b.addr());
+    let (app, b, [_, b_base]) = two_replicas(&shared).await;
     let key = key_with(
         &app,
         RateLimits {
@@ -414,37 +429,19 @@ async fn a_budget_stops_fifty_requests_split_across_replicas_within_one_request_
     require_redis().await;
     let prefix = Prefix::new();
     let shared = prefix.settings(&redis_url(), WhenUnreachable::LimitLocally);
-    let app = TestApp::spawn_on_postgres(|s| s.shared_limits = Some(shared.clone())).await;
-    let b = app
-        .replica(|s| s.shared_limits = Some(shared.clone()))
-        .await;
-    let bases = [app.base.clone(), format!("http://{}", b.addr())];
+    let (app, b, bases) = two_replicas(&shared).await;
     let limit = 300; // micro-USD: about ten requests of gpt-4o-mini with 50 output tokens
-    let key = app
-        .control
-        .create_key(
-            &TestApp::actor(),
-            NewKey {
-                name: "budgeted".into(),
-                owner: KeyOwnerRequest::Project(None),
-                permissions: Permissions::All,
-                expires_in: None,
-                allowed_ips: Default::default(),
-                allowed_models: Default::default(),
-                limits: RateLimits::default(),
-                budget: Some(tollgate_control::BudgetRequest {
-                    limit: tollgate_core::MicroUsd(limit),
-                    period: tollgate_core::budget::BudgetPeriod::Day,
-                    utc_offset_secs: 0,
-                    alerts_permille: Vec::new(),
-                }),
-            },
-        )
-        .await
-        .unwrap()
-        .secret
-        .expose()
-        .to_owned();
+    let key = key_with_budget(
+        &app,
+        RateLimits::default(),
+        Some(tollgate_control::BudgetRequest {
+            limit: tollgate_core::MicroUsd(limit),
+            period: tollgate_core::budget::BudgetPeriod::Day,
+            utc_offset_secs: 0,
+            alerts_permille: Vec::new(),
+        }),
+    )
+    .await;
     // Both replicas know the budget (their followers reload limits) before the rush.
     for gateway in [app.gateway.as_ref().unwrap().limits(), b.limits()] {
         let seen = Instant::now();
@@ -486,4 +483,117 @@ async fn a_budget_stops_fifty_requests_split_across_replicas_within_one_request_
     );
     assert!(admitted < 50, "the budget stopped nothing");
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_postgres_serves_warm_keys_spools_usage_and_is_not_ready() {
+    let app = TestApp::spawn_on_postgres(|_| {}).await;
+    let url = app._scratch.as_ref().unwrap().url().to_owned();
+    let server = url
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(host, _)| host.to_owned())
+        .unwrap();
+    let relay = Relay::to(server.clone()).await;
+    let through_relay = url.replacen(&server, &relay.addr.to_string(), 1);
+    let location = tollgate_store::DatabaseLocation::parse(&through_relay).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let b = app
+        .replica_at(&location, |s| {
+            s.metering.spool_dir = Some(spool.path().to_owned());
+        })
+        .await;
+    let b_base = format!("http://{}", b.addr());
+    let http = reqwest::Client::new();
+    let ready = |http: reqwest::Client, base: String| async move {
+        let reply = http.get(format!("{base}/readyz")).send().await.unwrap();
+        let status = reply.status();
+        (status, reply.json::<serde_json::Value>().await.unwrap())
+    };
+    let (status, body) = ready(http.clone(), b_base.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["store"], "ok");
+    assert_eq!(body["redis"], "off");
+
+    let key = app.project_key().await.secret.expose().to_owned();
+    assert_eq!(
+        chat(&http, &b_base, &key, 8).await.0,
+        StatusCode::OK,
+        "the key warms up on B"
+    );
+
+    relay.cut();
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert_eq!(chat(&http, &b_base, &key, 8).await.0, StatusCode::OK);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let (status, body) = ready(http.clone(), b_base.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "not_ready");
+    // A key B has never seen cannot be checked: a clear, retryable 503, without hanging.
+    let unknown = app.project_key().await.secret.expose().to_owned();
+    let started = Instant::now();
+    let reply = http
+        .post(format!("{b_base}/v1/chat/completions"))
+        .bearer_auth(&unknown)
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be checked"),
+        "{body}"
+    );
+
+    relay.restore();
+    // The six requests' events, spooled while the database was away, land once (the writer
+    // retries with a growing pause, up to 5 s).
+    let org = app.control.organization().await.unwrap();
+    let back = Instant::now();
+    loop {
+        let events = app.store.recent_usage(&org.id, 100).await.unwrap();
+        if events.len() >= 6 {
+            assert_eq!(events.len(), 6, "each event once");
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "only {} events landed",
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let back = Instant::now();
+    loop {
+        let (status, _) = ready(http.clone(), b_base.clone()).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "B never ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.shutdown().await;
+    assert_eq!(
+        app.usage_events(6).await.len(),
+        6,
+        "still once after B stopped"
+    );
 }

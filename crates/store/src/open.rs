@@ -128,6 +128,12 @@ impl Store {
         })
     }
 
+    /// Whether the database answers (a `SELECT 1` on a pooled connection).
+    pub async fn ping(&self) -> Result<()> {
+        in_pool!(self.pool, e => sqlx::query("SELECT 1").execute(e).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
     /// Reads a value from the store's own settings table.
     pub async fn meta(&self, name: &str) -> Result<Option<String>> {
         let row: Option<(String,)> = in_pool!(self.pool, e => sqlx::query_as("SELECT value FROM tollgate_meta WHERE name = $1")

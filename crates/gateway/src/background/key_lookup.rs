@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use tollgate_core::{KeyHash, SecretKey};
 
+/// Longest wait for the database when looking up a key new to this server.
+const LOOKUP_WAIT: Duration = Duration::from_secs(2);
+
 /// How long the store's "no such key" is believed.
 const NEGATIVE_FOR: Duration = Duration::from_secs(10);
 /// Most keys remembered as unknown; at the rate cap the cache never gets near it.
@@ -187,18 +190,27 @@ impl KeyLookups {
             .lookup
             .get_or_init(|| async {
                 self.made.fetch_add(1, Ordering::Relaxed);
-                match self.follower.store().auth_key(&secret.id()).await {
+                // A database that does not answer (PostgreSQL away) fails the lookup after
+                // LOOKUP_WAIT with a retryable 503, rather than holding the request.
+                let looked_up =
+                    tokio::time::timeout(LOOKUP_WAIT, self.follower.store().auth_key(&secret.id()))
+                        .await;
+                match looked_up {
                     // The id is derived from the key; the hash proves it is this key.
-                    Ok(Some(key)) if key.key.hash == hash => {
+                    Ok(Ok(Some(key))) if key.key.hash == hash => {
                         if self.follower.catch_up().await {
                             Found::Key(self.follower.keys().get(&hash))
                         } else {
                             Found::Failed
                         }
                     }
-                    Ok(_) => Found::Missing,
-                    Err(err) => {
+                    Ok(Ok(_)) => Found::Missing,
+                    Ok(Err(err)) => {
                         tracing::warn!(error = %err, "could not look up a key new to this server");
+                        Found::Failed
+                    }
+                    Err(_) => {
+                        tracing::warn!(wait = ?LOOKUP_WAIT, "could not look up a key new to this server: the database did not answer");
                         Found::Failed
                     }
                 }

@@ -282,6 +282,16 @@ impl TestApp {
     /// Another gateway (a replica) on this one's database, secret and provider, with its own
     /// store connections, counters and key table; `adjust` changes its settings.
     pub async fn replica(&self, adjust: impl FnOnce(&mut GatewaySettings)) -> RunningGateway {
+        self.replica_at(&self.location.clone(), adjust).await
+    }
+
+    /// A replica reaching this one's database at `location` (the same database, by another
+    /// way: through a relay that can be cut).
+    pub async fn replica_at(
+        &self,
+        location: &DatabaseLocation,
+        adjust: impl FnOnce(&mut GatewaySettings),
+    ) -> RunningGateway {
         let mut settings = GatewaySettings::new("127.0.0.1:0".parse().unwrap());
         settings.providers = vec![ProviderSettings {
             name: "mock".into(),
@@ -307,7 +317,7 @@ impl TestApp {
         adjust(&mut settings);
         Gateway {
             settings,
-            store: Store::open(&self.location).await.unwrap(),
+            store: Store::open(location).await.unwrap(),
             hasher: self.hasher.clone(),
             format: KeyFormat::default(),
             clock: Arc::new(self.clock.clone()),
