@@ -9,21 +9,23 @@ use tollgate_core::lifecycle::KeyStatus;
 use tollgate_core::{
     KeyFormat, KeyHasher, KeyKind, ManualClock, Permissions, ServerSecret, UnixTime,
 };
-use tollgate_store::{Actor, DatabaseLocation, KeyOwner, Store, UsageEvent, UsageGrouping};
+use tollgate_store::{Actor, KeyOwner, UsageEvent, UsageGrouping};
 
 const START: UnixTime = UnixTime(1_800_000_000);
 
 struct Setup {
     _dir: tempfile::TempDir,
+    _scratch: Option<tollgate_store::scratch::ScratchDatabase>,
     control: Control,
     clock: ManualClock,
 }
 
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&DatabaseLocation::Sqlite(dir.path().join("t.db")))
+    // SQLite, or PostgreSQL with TOLLGATE_TEST_STORE=postgres.
+    let (store, _, scratch) = tollgate_store::scratch::test_store(dir.path())
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}"));
     let hasher = KeyHasher::new(ServerSecret::new(vec![42; 32]).unwrap());
     let clock = ManualClock::at(START);
     let control = Control::new(store, hasher, KeyFormat::default(), Arc::new(clock.clone()));
@@ -34,6 +36,7 @@ async fn setup() -> Setup {
         .unwrap();
     Setup {
         _dir: dir,
+        _scratch: scratch,
         control,
         clock,
     }

@@ -11,6 +11,31 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// The server tests use unless `TOLLGATE_TEST_POSTGRES` says otherwise.
 pub const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// The store a test runs on: a SQLite file in `dir`, or, with `TOLLGATE_TEST_STORE=postgres`,
+/// a scratch PostgreSQL database (keep the returned [`ScratchDatabase`] as long as the store).
+/// Suites that use it run unchanged on both backends.
+pub async fn test_store(
+    dir: &std::path::Path,
+) -> Result<(crate::Store, DatabaseLocation, Option<ScratchDatabase>), String> {
+    let scratch = match std::env::var("TOLLGATE_TEST_STORE").as_deref() {
+        Ok("postgres") => Some(ScratchDatabase::create().await?),
+        Ok("sqlite") | Err(_) => None,
+        Ok(other) => {
+            return Err(format!(
+                "TOLLGATE_TEST_STORE={other}: write sqlite or postgres"
+            ))
+        }
+    };
+    let location = match &scratch {
+        Some(db) => db.location().clone(),
+        None => DatabaseLocation::Sqlite(dir.join("tollgate.db")),
+    };
+    let store = crate::Store::open(&location)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((store, location, scratch))
+}
+
 /// A database made for one test; dropped with everything in it when this value is.
 #[derive(Debug)]
 pub struct ScratchDatabase {

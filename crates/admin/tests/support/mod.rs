@@ -13,7 +13,7 @@ use tollgate_core::routing::{ModelPattern, RouteTable};
 use tollgate_core::{KeyFormat, KeyHasher, ManualClock, Permissions, ServerSecret, UnixTime};
 use tollgate_gateway::mock::{MockProvider, MockSettings};
 use tollgate_gateway::{Gateway, GatewaySettings, ProviderKey, ProviderSettings, RunningGateway};
-use tollgate_store::{Actor, DatabaseLocation, Store, UsageEvent};
+use tollgate_store::{Actor, Store, UsageEvent};
 
 pub const START: UnixTime = UnixTime(1_800_000_000);
 
@@ -24,6 +24,8 @@ pub type Sums = (i64, i64, i64, i64);
 
 pub struct App {
     pub _dir: tempfile::TempDir,
+    /// The PostgreSQL database, when the suite runs on PostgreSQL.
+    pub _scratch: Option<tollgate_store::scratch::ScratchDatabase>,
     pub _mock: MockProvider,
     pub control: Control,
     pub store: Store,
@@ -48,9 +50,10 @@ impl App {
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut GatewaySettings)) -> App {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&DatabaseLocation::Sqlite(dir.path().join("tollgate.db")))
+        // SQLite, or PostgreSQL with TOLLGATE_TEST_STORE=postgres.
+        let (store, _, scratch) = tollgate_store::scratch::test_store(dir.path())
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut secret = vec![0u8; 32];
         tollgate_core::ids::fill_random(&mut secret);
         let hasher = KeyHasher::new(ServerSecret::new(secret).unwrap());
@@ -100,6 +103,7 @@ impl App {
         App {
             base: format!("http://{}", gateway.addr()),
             _dir: dir,
+            _scratch: scratch,
             _mock: mock,
             control,
             store,

@@ -155,16 +155,10 @@ impl TestApp {
     ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         // The suite runs on SQLite, or on PostgreSQL with TOLLGATE_TEST_STORE=postgres.
-        let scratch = match std::env::var("TOLLGATE_TEST_STORE").as_deref() {
-            Ok("postgres") => Some(
-                tollgate_store::scratch::ScratchDatabase::create()
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}")),
-            ),
-            Ok("sqlite") | Err(_) => None,
-            Ok(other) => panic!("TOLLGATE_TEST_STORE={other}: write sqlite or postgres"),
-        };
-        TestApp::spawn_on(dir, scratch, transport, adjust).await
+        let (store, location, scratch) = tollgate_store::scratch::test_store(dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        TestApp::spawn_on(dir, store, location, scratch, transport, adjust).await
     }
 
     /// A gateway over a store on PostgreSQL, whatever the suite runs on.
@@ -173,20 +167,27 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let dir = tempfile::tempdir().unwrap();
-        TestApp::spawn_on(dir, Some(scratch), Transport::Http, |s, _| adjust(s)).await
+        let location = scratch.location().clone();
+        let store = Store::open(&location).await.unwrap();
+        TestApp::spawn_on(
+            dir,
+            store,
+            location,
+            Some(scratch),
+            Transport::Http,
+            |s, _| adjust(s),
+        )
+        .await
     }
 
     async fn spawn_on(
         dir: tempfile::TempDir,
+        store: Store,
+        location: DatabaseLocation,
         scratch: Option<tollgate_store::scratch::ScratchDatabase>,
         transport: Transport,
         adjust: impl FnOnce(&mut GatewaySettings, &tollgate_control::FirstRun),
     ) -> TestApp {
-        let location = match &scratch {
-            Some(db) => db.location().clone(),
-            None => DatabaseLocation::Sqlite(dir.path().join("tollgate.db")),
-        };
-        let store = Store::open(&location).await.unwrap();
         let mut secret = vec![0u8; 32];
         tollgate_core::ids::fill_random(&mut secret);
         let hasher = KeyHasher::new(ServerSecret::new(secret).unwrap());
