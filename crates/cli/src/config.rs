@@ -65,6 +65,19 @@ pub struct FileConfig {
     pub redis: RedisConfig,
     #[serde(default)]
     pub metering: MeteringConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics at `GET /metrics` (`[metrics]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` [default: true].
+    pub enabled: Option<bool>,
+    /// Client addresses (IPs or CIDR ranges, after trusted_proxies) that may scrape; `[]`:
+    /// every address [default: loopback and the private ranges].
+    pub allow_from: Option<Vec<String>>,
 }
 
 /// Where usage events wait before they are stored (`[metering]`).
@@ -346,6 +359,7 @@ pub struct Settings {
     pub connections: tollgate_gateway::ConnectionSettings,
     /// Rate counters shared through Redis; `None`: each server counts on its own.
     pub shared_limits: Option<tollgate_gateway::SharedLimitsSettings>,
+    pub metrics: tollgate_gateway::MetricsSettings,
     /// The usage spool's directory.
     pub spool_dir: PathBuf,
     pub max_spool_bytes: u64,
@@ -515,6 +529,7 @@ impl Settings {
             alerts,
             connections,
             shared_limits,
+            metrics: resolve_metrics(&file.metrics)?,
             spool_dir,
             max_spool_bytes: file.metering.max_spool_bytes.unwrap_or(256 * 1024 * 1024),
             adopt_unknown_into: match (file.objects.unknown, file.objects.adopt_into) {
@@ -542,6 +557,26 @@ impl Settings {
             .collect();
         RouteTable::new(self.providers.len(), routes, self.aliases.clone())
     }
+}
+
+/// Who may scrape `/metrics`.
+fn resolve_metrics(
+    config: &MetricsConfig,
+) -> Result<tollgate_gateway::MetricsSettings, ConfigError> {
+    let mut metrics = tollgate_gateway::MetricsSettings::default();
+    if let Some(enabled) = config.enabled {
+        metrics.enabled = enabled;
+    }
+    if let Some(ranges) = &config.allow_from {
+        metrics.allow_from = ranges
+            .iter()
+            .map(|c| {
+                tollgate_core::network::Cidr::parse(c)
+                    .map_err(|e| ConfigError(format!("metrics.allow_from: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(metrics)
 }
 
 /// Connection limits, defaults filled in and checked.
@@ -879,6 +914,22 @@ mod tests {
             .map(|e| e.0)
             .unwrap_or_default()
             .contains("http://"));
+
+        let (_dir, path) = write("[metrics]\nallow_from = [\"10.0.0.0/33\"]\n");
+        let err = Settings::resolve(Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        });
+        let message = err.err().map(|e| e.0).unwrap_or_default();
+        assert!(message.starts_with("metrics.allow_from: "), "{message}");
+        let (_dir, path) = write("[metrics]\nallow_from = [\"10.1.0.0/16\"]\nenabled = false\n");
+        let settings = Settings::resolve(Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!settings.metrics.enabled);
+        assert_eq!(settings.metrics.allow_from.len(), 1);
 
         let missing = Settings::resolve(Overrides {
             config: Some(PathBuf::from("/nonexistent/tollgate.toml")),

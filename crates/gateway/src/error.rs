@@ -1,4 +1,5 @@
 use crate::headers::{RETRY_AFTER_MS, X_SHOULD_RETRY};
+use crate::metrics::Refusal;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tollgate_core::{ErrorKind, OpenAiError};
@@ -302,6 +303,47 @@ impl IntoResponse for GatewayError {
             }
             _ => {}
         }
+        if let Some(refusal) = self.refusal() {
+            response.extensions_mut().insert(refusal);
+        }
         response
+    }
+}
+
+impl GatewayError {
+    /// What the metrics count this error as (see `metrics::Refusal`).
+    fn refusal(&self) -> Option<Refusal> {
+        use crate::upstream::failure::UpstreamError;
+        Some(match self {
+            GatewayError::RateLimited { tokens: true, .. } => Refusal::Limit("tokens"),
+            GatewayError::RateLimited { tokens: false, .. } => Refusal::Limit("requests"),
+            GatewayError::SpendLimit { .. } => Refusal::Limit("budget"),
+            GatewayError::SharedLimitsUnavailable => Refusal::Limit("shared_state_unavailable"),
+            GatewayError::BodiesOverBudget | GatewayError::MeteringBacklog => {
+                Refusal::Limit("server_busy")
+            }
+            GatewayError::MissingKey => Refusal::Auth("missing"),
+            GatewayError::InvalidKey { .. } => Refusal::Auth("invalid"),
+            GatewayError::RevokedKey { .. } => Refusal::Auth("revoked"),
+            GatewayError::ExpiredKey { .. } => Refusal::Auth("expired"),
+            GatewayError::KeyUnchecked => Refusal::Auth("unchecked"),
+            GatewayError::IpNotAuthorized { .. } => Refusal::Auth("ip_not_allowed"),
+            GatewayError::MissingScope(_) => Refusal::Auth("scope"),
+            GatewayError::ArchivedProject { .. }
+            | GatewayError::MismatchedOrganization
+            | GatewayError::MismatchedProject => Refusal::Auth("project"),
+            GatewayError::Upstream(err) => {
+                let (provider, kind) = match err {
+                    UpstreamError::Connect { provider, .. } => (provider, "connect"),
+                    UpstreamError::Timeout { provider, .. } => (provider, "timeout"),
+                    UpstreamError::Failed { provider, .. } => (provider, "failed"),
+                };
+                Refusal::Upstream {
+                    provider: provider.clone(),
+                    kind,
+                }
+            }
+            _ => return None,
+        })
     }
 }

@@ -11,6 +11,7 @@ mod body_budget;
 mod error;
 mod headers;
 mod ledger;
+mod metrics;
 pub mod mock;
 mod rate_headers;
 mod request;
@@ -30,7 +31,8 @@ pub use ledger::UnknownObjects;
 pub use request::auth::Principal;
 pub use server::{Gateway, RunningGateway, StartError};
 pub use settings::{
-    AlertSettings, ConnectionSettings, GatewaySettings, MeteringSettings, ProviderKey,
-    ProviderSettings, SharedLimitsSettings, UnpricedPolicy, WebhookSecret, WebhookSettings,
+    AlertSettings, ConnectionSettings, GatewaySettings, MeteringSettings, MetricsSettings,
+    ProviderKey, ProviderSettings, SharedLimitsSettings, UnpricedPolicy, WebhookSecret,
+    WebhookSettings,
 };
 pub use upstream::dedicated_projects;

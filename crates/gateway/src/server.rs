@@ -13,8 +13,9 @@ use crate::serve::workers::{self, Workers};
 use crate::settings::GatewaySettings;
 use crate::state::{AppState, Shared};
 use crate::upstream::Upstream;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{Method, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use std::net::SocketAddr;
@@ -158,6 +159,7 @@ impl Gateway {
             self.store.clone(),
             self.settings.unknown_objects.clone(),
         ));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let (usage, metering) = metering::start(
             self.store.clone(),
             self.settings.metering.capacity,
@@ -165,6 +167,7 @@ impl Gateway {
             self.settings.metering.linger,
             spool,
             Some(ledger.clone()),
+            metrics.clone(),
         );
         let background = vec![
             tokio::spawn(
@@ -225,6 +228,8 @@ impl Gateway {
             limits: limits.clone(),
             body_budget: crate::body_budget::BodyBudget::new(body_budget),
             ledger,
+            metrics,
+            connections_open: Arc::default(),
         }));
         let app = Dispatch::new(router(state.clone()), self.admin, self.console, state);
         let workers = Workers::start(worker_count).map_err(StartError::Workers)?;
@@ -296,6 +301,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(unknown_route)
         .with_state(state)
 }
@@ -349,6 +355,41 @@ async fn ready(State(state): State<AppState>) -> (axum::http::StatusCode, Json<s
             "keys": state.keys.len(),
         })),
     )
+}
+
+/// Prometheus metrics (see `metrics`), for callers whose address `metrics.allow_from` holds.
+async fn metrics(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let client = crate::request::auth::client_ip(&state, &headers, peer.ip());
+    let allowed = state.settings.metrics.enabled
+        && client.is_some_and(|ip| {
+            tollgate_core::network::allowed(ip, &state.settings.metrics.allow_from)
+        });
+    if !allowed {
+        // As if there were nothing here: the metrics are not advertised to the world.
+        return unknown_route(method, uri).await.into_response();
+    }
+    let readings = crate::metrics::Readings {
+        keys: state.keys.len() as i64,
+        body_bytes_held: state.body_budget.held() as i64,
+        usage_spool_bytes: state.usage.spooled_bytes() as i64,
+        usage_queue_events: state.usage.queued() as i64,
+        redis_up: state.limits.shared().map(|shared| shared.reachable()),
+        connections_open: state
+            .connections_open
+            .load(std::sync::atomic::Ordering::Relaxed) as i64,
+    };
+    let mut response = state.metrics.encode(readings).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    response
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> GatewayError {

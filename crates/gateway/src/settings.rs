@@ -192,6 +192,40 @@ pub struct GatewaySettings {
     /// Rate counters shared with other replicas through Redis; `None`: each replica counts
     /// on its own.
     pub shared_limits: Option<SharedLimitsSettings>,
+    pub metrics: MetricsSettings,
+}
+
+/// Who may read `GET /metrics`.
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    /// Client addresses (after `trusted_proxies`) that may scrape; others get a 404.
+    pub allow_from: Vec<tollgate_core::network::Cidr>,
+}
+
+impl MetricsSettings {
+    /// Loopback and the private ranges, where scrapers live; never the open internet.
+    pub const DEFAULT_ALLOW_FROM: [&'static str; 7] = [
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+    ];
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            enabled: true,
+            allow_from: MetricsSettings::DEFAULT_ALLOW_FROM
+                .iter()
+                .filter_map(|range| tollgate_core::network::Cidr::parse(range).ok())
+                .collect(),
+        }
+    }
 }
 
 /// Where rate counters are shared, and what happens when they cannot be reached.
@@ -254,6 +288,7 @@ impl GatewaySettings {
             },
             unknown_objects: crate::ledger::UnknownObjects::Hide,
             shared_limits: None,
+            metrics: MetricsSettings::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::background::last_used::LastUsed;
 use crate::background::metering::UsageSink;
 use crate::body_budget::BodyBudget;
 use crate::ledger::Ledger;
+use crate::metrics::Metrics;
 use crate::settings::GatewaySettings;
 use crate::upstream::Upstream;
 use std::sync::Arc;
@@ -47,4 +48,7 @@ pub(crate) struct Shared {
     pub limits: Arc<Limits>,
     pub body_budget: Arc<BodyBudget>,
     pub ledger: Arc<Ledger>,
+    pub metrics: Arc<Metrics>,
+    /// Client connections open (kept by the accept loop).
+    pub connections_open: Arc<std::sync::atomic::AtomicUsize>,
 }

@@ -411,6 +411,23 @@ async fn without_redis_a_fail_closed_replica_answers_503_at_once() {
     );
     reply.assert_error(503, None, "rate limits");
     assert_eq!(reply.headers["retry-after"], "1");
+    // Operators see why: Redis down, and the refusal it caused.
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "tollgate_redis_up 0"),
+        "{metrics}"
+    );
+    assert!(metrics
+        .lines()
+        .any(|l| l == r#"tollgate_limit_refusals_total{reason="shared_state_unavailable"} 1"#));
     // A key without rate limits never needs Redis.
     let free = app.project_key().await;
     let reply = app

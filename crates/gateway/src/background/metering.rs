@@ -10,6 +10,7 @@
 //! cost a thread switch per request.)
 
 use crate::background::spool::{Leftover, Spool};
+use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -35,6 +36,7 @@ pub struct UsageSink {
     /// The runtime the writer runs on: an event that has to wait for room waits there, not on
     /// a serving thread that may be stopping.
     background: Handle,
+    metrics: Arc<Metrics>,
 }
 
 impl UsageSink {
@@ -63,9 +65,15 @@ impl UsageSink {
         self.spool.as_ref().map_or(0, |s| s.bytes())
     }
 
+    /// Events queued for the writer.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Spools the event, then queues it now, or hands it to a task that waits for room
     /// (returned).
     fn queue(&self, event: UsageEvent) -> Option<tokio::task::JoinHandle<()>> {
+        self.metrics.usage(&event);
         let segment = self.spool.as_ref().and_then(|s| s.append(&event));
         match self.tx.try_send(Spooled { event, segment }) {
             Ok(()) => {
@@ -161,6 +169,7 @@ pub fn start(
     linger: Duration,
     spool: Option<(Arc<Spool>, Leftover)>,
     ledger: Option<Arc<crate::ledger::Ledger>>,
+    metrics: Arc<Metrics>,
 ) -> (UsageSink, tokio::task::JoinHandle<()>) {
     let batch = batch.clamp(1, capacity.max(1));
     let (tx, rx) = mpsc::channel(capacity.max(1));
@@ -197,10 +206,12 @@ pub fn start(
         store,
         rx,
         full.clone(),
-        batch,
-        linger,
-        spool.clone(),
-        ledger,
+        (batch, linger),
+        Told {
+            spool: spool.clone(),
+            ledger,
+            metrics: metrics.clone(),
+        },
     ));
     let sink = UsageSink {
         tx,
@@ -208,19 +219,31 @@ pub fn start(
         full,
         batch,
         background: Handle::current(),
+        metrics,
     };
     (sink, writer)
 }
 
+/// Who hears that a batch was stored.
+struct Told {
+    spool: Option<Arc<Spool>>,
+    ledger: Option<Arc<crate::ledger::Ledger>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Stores batches of at most `max` events, waiting up to `linger` for a batch to fill.
 async fn write_batches(
     store: Store,
     mut rx: mpsc::Receiver<Spooled>,
     full: Arc<Notify>,
-    max: usize,
-    linger: Duration,
-    spool: Option<Arc<Spool>>,
-    ledger: Option<Arc<crate::ledger::Ledger>>,
+    (max, linger): (usize, Duration),
+    told: Told,
 ) {
+    let Told {
+        spool,
+        ledger,
+        metrics,
+    } = told;
     let mut batch = Vec::with_capacity(max);
     let mut events = Vec::with_capacity(max);
     let mut segments = Vec::with_capacity(max);
@@ -254,11 +277,14 @@ async fn write_batches(
         }
         let mut delay = Duration::from_millis(100);
         while let Err(err) = store.record_usage(&events).await {
+            metrics.usage_write_failed(oldest_age(&events));
             tracing::warn!(error = %err, events = events.len(), "could not store usage events; retrying (they are safe in the spool)");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
         tracing::debug!(events = events.len(), "stored usage events");
+        metrics.usage_stored(events.len());
+        metrics.usage_writer_lag(Duration::ZERO);
         if let Some(ledger) = &ledger {
             ledger.stored(&events);
         }
@@ -271,6 +297,15 @@ async fn write_batches(
     if let Some(spool) = &spool {
         spool.retire();
     }
+}
+
+/// How long ago the oldest of `events` happened.
+fn oldest_age(events: &[UsageEvent]) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let oldest = events.iter().map(|e| e.created_at.0).min().unwrap_or(now);
+    Duration::from_secs(now.saturating_sub(oldest).max(0) as u64)
 }
 
 #[cfg(test)]
@@ -319,7 +354,15 @@ pub(crate) mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         // Only a full batch can end the linger time early.
         let linger = Duration::from_secs(3);
-        let (sink, writer) = start(store.clone(), 16, 3, linger, None, None);
+        let (sink, writer) = start(
+            store.clone(),
+            16,
+            3,
+            linger,
+            None,
+            None,
+            Arc::new(Metrics::new()),
+        );
         let started = tokio::time::Instant::now();
         // The writer takes the first event and starts lingering; three more queue up.
         sink.record(event(0)).await;
@@ -362,6 +405,7 @@ pub(crate) mod tests {
             Duration::from_millis(10),
             Some((Arc::new(spool), leftover)),
             None,
+            Arc::new(Metrics::new()),
         );
         // The store is down: another connection holds it locked.
         let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))

@@ -2,6 +2,7 @@
 //! the request's [`Meter`] reading the answer on the way.
 
 use crate::error::GatewayError;
+use crate::metrics::Forwarded;
 use crate::request::meter::{BodyCopy, Ending, Meter, Reading};
 use crate::request::sse::{Oversized, SseMeter};
 use crate::upstream::{client_headers, RequestBody, Upstream, UpstreamError};
@@ -40,6 +41,7 @@ pub(crate) async fn forward(
     mut meter: Meter,
     reading: impl FnOnce(bool) -> Reading,
 ) -> Result<Response, GatewayError> {
+    let sent = std::time::Instant::now();
     let response = match upstream
         .send(
             request.method,
@@ -84,6 +86,10 @@ pub(crate) async fn forward(
     let mut reply = Response::new(relay_body(relay));
     *reply.status_mut() = status;
     *reply.headers_mut() = headers;
+    reply.extensions_mut().insert(Forwarded {
+        provider: upstream.settings.name.clone(),
+        wait: sent.elapsed(),
+    });
     Ok(reply)
 }
 

@@ -3,6 +3,7 @@
 //! serves: a pass-through group's here, the others' in their handlers, which know the access
 //! they need), and OpenAI's identity headers on whatever comes back.
 
+use crate::metrics::Served;
 use crate::request::auth::{identified, Principal};
 use crate::request::call::Call;
 use crate::request::{metered, models, pass_through};
@@ -23,6 +24,11 @@ pub(crate) async fn serve(
     body: Body,
 ) -> Response {
     let key = principal.key.clone();
+    let served = Served(match target {
+        Target::ModelList | Target::Model(_) => "models",
+        Target::Metered(endpoint) => endpoint.scope().as_str(),
+        Target::PassThrough { scope, .. } => scope.as_str(),
+    });
     let reply = match target {
         Target::ModelList => models::list(&state, &principal),
         Target::Model(id) => models::retrieve(&state, &principal, id),
@@ -38,5 +44,7 @@ pub(crate) async fn serve(
             Err(err) => Err(err),
         },
     };
-    identified(&key, reply)
+    let mut response = identified(&key, reply);
+    response.extensions_mut().insert(served);
+    response
 }

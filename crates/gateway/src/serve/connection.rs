@@ -1,4 +1,5 @@
 use crate::headers::{OPENAI_PROCESSING_MS, X_REQUEST_ID};
+use crate::metrics::{Forwarded, Refusal, Served};
 use crate::request_id::{new_request_id, RequestId};
 use crate::serve::dispatch::Dispatch;
 use crate::serve::trust::Trust;
@@ -32,8 +33,17 @@ pub(crate) async fn tag(
         key_id = tracing::field::Empty,
     );
     async move {
+        let metrics = app.state().metrics.clone();
         let mut response = app.serve(request, peer).await;
         let elapsed = started.elapsed();
+        let marks = response.extensions();
+        metrics.request(
+            response.status().as_u16(),
+            elapsed,
+            marks.get::<Served>().copied(),
+            marks.get::<Forwarded>(),
+            marks.get::<Refusal>(),
+        );
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&id) {
             headers.insert(X_REQUEST_ID, value);

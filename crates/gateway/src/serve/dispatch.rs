@@ -10,6 +10,7 @@
 //! the gateway's router.
 
 use crate::error::GatewayError;
+use crate::metrics::Served;
 use crate::request::auth::{self, identified};
 use crate::request::handler;
 use crate::serve::trust::Trust;
@@ -53,12 +54,22 @@ impl Dispatch {
         }
     }
 
-    /// Serves a request that arrived from `peer`.
-    pub(crate) async fn serve(
-        mut self,
-        mut request: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Response {
+    /// The state the `/v1` API is served with.
+    pub(crate) fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves a request that arrived from `peer`, its response marked with what served it
+    /// (see `metrics::Served`).
+    pub(crate) async fn serve(self, request: Request<Incoming>, peer: SocketAddr) -> Response {
+        let mut response = self.route(request, peer).await;
+        if response.extensions().get::<Served>().is_none() {
+            response.extensions_mut().insert(Served("other"));
+        }
+        response
+    }
+
+    async fn route(mut self, mut request: Request<Incoming>, peer: SocketAddr) -> Response {
         let method = Method::parse(request.method().as_str());
         let raw = request.uri().path();
         let path = match canonicalize(raw) {
@@ -82,18 +93,29 @@ impl Dispatch {
         };
         if endpoints::is_control_plane(&path) {
             if let Some(admin) = self.admin.as_mut() {
-                return control_plane(admin, &self.state, request, &path, peer).await;
+                return served(
+                    "admin",
+                    control_plane(admin, &self.state, request, &path, peer).await,
+                );
             }
         }
         if endpoints::is_console(&path) {
             if let Some(console) = self.console.as_mut() {
-                return control_plane(console, &self.state, request, &path, peer).await;
+                return served(
+                    "console",
+                    control_plane(console, &self.state, request, &path, peer).await,
+                );
             }
         }
         if path != "/v1" && !path.starts_with("/v1/") {
             request.extensions_mut().insert(ConnectInfo(peer));
             let Ok(response) = self.router.call(request).await;
-            return response;
+            let part = match path.as_str() {
+                "/healthz" | "/readyz" => "health",
+                "/metrics" => "metrics",
+                _ => "other",
+            };
+            return served(part, response);
         }
         let (parts, body) = request.into_parts();
         // The API's shape is shown only to a caller with a key: 401 before 404 and 405.
@@ -114,7 +136,7 @@ impl Dispatch {
                         axum::http::HeaderValue::from_static("close"),
                     );
                 }
-                return response;
+                return served("v1", response);
             }
         };
         match endpoints::route(method, &path) {
@@ -127,10 +149,15 @@ impl Dispatch {
                     Unrouted::NotFound => GatewayError::UnknownRoute { method, path },
                     Unrouted::MethodNotAllowed => GatewayError::MethodNotAllowed { method, path },
                 };
-                identified(&principal.key, error)
+                served("v1", identified(&principal.key, error))
             }
         }
     }
+}
+
+fn served(part: &'static str, mut response: Response) -> Response {
+    response.extensions_mut().insert(Served(part));
+    response
 }
 
 /// How long an admin API answer waits for its change to be applied on this server.

@@ -109,7 +109,7 @@ pub(crate) async fn serve(
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let open = Arc::new(AtomicUsize::new(0));
+    let open = app.state().connections_open.clone();
     let unauthenticated = Arc::new(AtomicUsize::new(0));
     let mut keyless = Keyless::default();
     let mut next = 0usize;
