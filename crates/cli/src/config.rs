@@ -15,6 +15,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE: &str = "./tollgate.db";
 pub const DEFAULT_CONFIG: &str = "tollgate.toml";
 pub const DEFAULT_OWNER_EMAIL: &str = "owner@localhost";
+/// The shortest usage retention: a monthly budget's first day is read from the events.
+pub const MIN_RETENTION_DAYS: u32 = 35;
 
 /// The file's shape. Unknown fields are errors, so a typo never goes unnoticed.
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +69,9 @@ pub struct FileConfig {
     pub metering: MeteringConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Days usage events are kept; the daily roll-up (reports by day, budgets) is kept for
+    /// ever [default: for ever].
+    pub usage_retention_days: Option<u32>,
 }
 
 /// Prometheus metrics at `GET /metrics` (`[metrics]`).
@@ -360,6 +365,8 @@ pub struct Settings {
     /// Rate counters shared through Redis; `None`: each server counts on its own.
     pub shared_limits: Option<tollgate_gateway::SharedLimitsSettings>,
     pub metrics: tollgate_gateway::MetricsSettings,
+    /// How long usage events are kept; `None`: for ever.
+    pub usage_retention: Option<std::time::Duration>,
     /// The usage spool's directory.
     pub spool_dir: PathBuf,
     pub max_spool_bytes: u64,
@@ -530,6 +537,15 @@ impl Settings {
             connections,
             shared_limits,
             metrics: resolve_metrics(&file.metrics)?,
+            usage_retention: match file.usage_retention_days {
+                None => None,
+                Some(days) if (MIN_RETENTION_DAYS..=36_500).contains(&days) => {
+                    Some(std::time::Duration::from_secs(u64::from(days) * 86_400))
+                }
+                Some(days) => return Err(ConfigError(format!(
+                    "usage_retention_days: {days} is out of range; give {MIN_RETENTION_DAYS} to 36500 (budgets and daily limits read up to a month of events), or leave it out to keep events for ever"
+                ))),
+            },
             spool_dir,
             max_spool_bytes: file.metering.max_spool_bytes.unwrap_or(256 * 1024 * 1024),
             adopt_unknown_into: match (file.objects.unknown, file.objects.adopt_into) {
@@ -930,6 +946,25 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(!settings.metrics.enabled);
         assert_eq!(settings.metrics.allow_from.len(), 1);
+        assert_eq!(settings.usage_retention, None, "kept for ever by default");
+
+        let (_dir, path) = write("usage_retention_days = 7\n");
+        let err = Settings::resolve(Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        });
+        let message = err.err().map(|e| e.0).unwrap_or_default();
+        assert!(message.contains("give 35 to 36500"), "{message}");
+        let (_dir, path) = write("usage_retention_days = 90\n");
+        let settings = Settings::resolve(Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            settings.usage_retention,
+            Some(std::time::Duration::from_secs(90 * 86_400))
+        );
 
         let missing = Settings::resolve(Overrides {
             config: Some(PathBuf::from("/nonexistent/tollgate.toml")),

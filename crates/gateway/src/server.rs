@@ -190,6 +190,14 @@ impl Gateway {
         if let Some(shared) = shared {
             background.push(tokio::spawn(shared.keep_heartbeat(stop_rx.clone())));
         }
+        if let Some(keep) = self.settings.usage_retention {
+            background.push(tokio::spawn(crate::background::retention::run(
+                self.store.clone(),
+                self.clock.clone(),
+                keep,
+                stop_rx.clone(),
+            )));
+        }
         // Alerts stop last, after the requests that may still raise them have finished.
         let (alerts_stop, alerts_stop_rx) = watch::channel(false);
         let alerts = budget_alerts::start(

@@ -193,6 +193,8 @@ pub struct GatewaySettings {
     /// on its own.
     pub shared_limits: Option<SharedLimitsSettings>,
     pub metrics: MetricsSettings,
+    /// How long usage events are kept (the daily roll-up is kept for ever); `None`: for ever.
+    pub usage_retention: Option<Duration>,
 }
 
 /// Who may read `GET /metrics`.
@@ -289,6 +291,7 @@ impl GatewaySettings {
             unknown_objects: crate::ledger::UnknownObjects::Hide,
             shared_limits: None,
             metrics: MetricsSettings::default(),
+            usage_retention: None,
         }
     }
 }

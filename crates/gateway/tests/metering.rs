@@ -345,3 +345,64 @@ async fn a_provider_event_that_never_ends_is_cut_with_an_error_event_and_metered
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn events_past_their_retention_are_deleted_and_their_daily_sums_kept() {
+    let app = TestApp::spawn().await;
+    let key = app.project_key().await;
+    let reply = app
+        .post(
+            "/v1/chat/completions",
+            key.secret.expose(),
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let served = app.usage_events(1).await.remove(0);
+    let now = app.clock_now().seconds();
+    let aged = |id: &str, days: i64| {
+        let mut event = served.clone();
+        event.request_id = id.into();
+        event.created_at = tollgate_core::UnixTime(now - days * 86_400);
+        event
+    };
+    app.store
+        .record_usage(&[
+            aged("req_old_1", 50),
+            aged("req_old_2", 50),
+            aged("req_recent", 10),
+        ])
+        .await
+        .unwrap();
+    let old_day = tollgate_core::UnixTime(now - 50 * 86_400);
+    let org = app.control.organization().await.unwrap().id;
+    let by_day = || {
+        app.store
+            .usage_report(&org, tollgate_store::UsageGrouping::Day, old_day, old_day)
+    };
+    let before = by_day().await.unwrap();
+    assert_eq!(before[0].requests, 2);
+
+    let replica = app
+        .replica(|s| s.usage_retention = Some(Duration::from_secs(40 * 86_400)))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let left = loop {
+        let left: Vec<String> = app
+            .store
+            .recent_usage(&org, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect();
+        if left.len() == 2 || std::time::Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(left, [served.request_id.clone(), "req_recent".to_owned()]);
+    assert_eq!(by_day().await.unwrap(), before, "the daily roll-up stays");
+    replica.shutdown().await;
+}

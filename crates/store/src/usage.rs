@@ -181,6 +181,21 @@ pub(crate) async fn record(tx: &mut Tx, events: &[UsageEvent]) -> Result<()> {
     Ok(())
 }
 
+/// Deletes up to `limit` events made before `before`, oldest first, through the `created_at`
+/// index; the roll-up in `usage_daily` is left as it is.
+pub(crate) async fn prune(tx: &mut Tx, before: UnixTime, limit: i64) -> Result<u64> {
+    let deleted = in_tx!(tx, e => sqlx::query(
+        "DELETE FROM usage_events WHERE rowid IN
+             (SELECT rowid FROM usage_events WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+    )
+    .bind(before.seconds())
+    .bind(limit.max(1))
+    .execute(e)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(deleted)
+}
+
 impl Store {
     /// The newest usage events, newest first.
     pub async fn recent_usage(&self, org: &OrgId, limit: i64) -> Result<Vec<UsageEvent>> {

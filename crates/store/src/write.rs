@@ -248,4 +248,7 @@ changes! {
     /// Writes a batch of usage events and folds them into the daily roll-up. An event whose
     /// request id is already stored is skipped, so a retried batch counts once.
     fn record_usage(events: &[UsageEvent]) -> () = crate::usage::record;
+    /// Deletes up to `limit` usage events made before `before`, oldest first (retention); the
+    /// daily roll-up keeps their sums. How many were deleted.
+    fn prune_usage(before: UnixTime, limit: i64) -> u64 = crate::usage::prune;
 }

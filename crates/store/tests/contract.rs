@@ -1359,6 +1359,53 @@ async fn usage_is_recorded_once_and_read_back_in_every_shape() {
 }
 
 #[tokio::test]
+async fn retention_prunes_old_events_oldest_first_and_keeps_the_daily_roll_up() {
+    let w = world().await;
+    let s = &w.store;
+    let a = w.project_key(1).await;
+    let day = 86_400 * 20_000;
+    let events: Vec<UsageEvent> = (0..7)
+        .map(|n| event(&w, &format!("req_{n}"), &a, "gpt-4o", day + n * 1_000))
+        .collect();
+    s.record_usage(&events).await.unwrap();
+    let report = |s: &Store| {
+        let org = w.org.id.clone();
+        let s = s.clone();
+        async move {
+            s.usage_report(&org, UsageGrouping::Day, UnixTime(day), UnixTime(day))
+                .await
+                .unwrap()
+        }
+    };
+    let before = report(s).await;
+
+    // At most `limit` at a time, oldest first, only those before the cut.
+    assert_eq!(s.prune_usage(UnixTime(day + 5_000), 2).await.unwrap(), 2);
+    assert_eq!(s.prune_usage(UnixTime(day + 5_000), 100).await.unwrap(), 3);
+    assert_eq!(s.prune_usage(UnixTime(day + 5_000), 100).await.unwrap(), 0);
+    let left: Vec<String> = s
+        .recent_usage(&w.org.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.request_id)
+        .collect();
+    assert_eq!(left, ["req_6", "req_5"]);
+    assert_eq!(report(s).await, before, "the roll-up keeps the day's sums");
+
+    // Events after pruning (even of everything) are rolled up once each.
+    let later = event(&w, "req_7", &a, "gpt-4o", day + 8_000);
+    s.record_usage(std::slice::from_ref(&later)).await.unwrap();
+    let after = report(s).await;
+    assert_eq!(after[0].requests, before[0].requests + 1);
+    assert_eq!(s.prune_usage(UnixTime(i64::MAX), 100).await.unwrap(), 3);
+    s.record_usage(&[event(&w, "req_8", &a, "gpt-4o", day + 9_000)])
+        .await
+        .unwrap();
+    assert_eq!(report(s).await[0].requests, before[0].requests + 2);
+}
+
+#[tokio::test]
 async fn audit_entries_are_filtered_and_paged() {
     let w = world().await;
     let s = &w.store;

@@ -51,6 +51,7 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     gateway_settings.metering.max_spool_bytes = settings.max_spool_bytes;
     gateway_settings.shared_limits = settings.shared_limits.clone();
     gateway_settings.metrics = settings.metrics.clone();
+    gateway_settings.usage_retention = settings.usage_retention;
     if settings.shared_limits.is_none()
         && matches!(
             settings.database,

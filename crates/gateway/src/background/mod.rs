@@ -1,6 +1,6 @@
 //! Work off the request path: the in-memory key table and the change-log follower that keeps
 //! it current, last-used times, the metering writer and its crash-safe spool, the model catalog's refresh, budget alert
-//! delivery and the IP-denial audit.
+//! delivery, the IP-denial audit and usage retention.
 
 pub(crate) mod budget_alerts;
 pub(crate) mod catalog;
@@ -10,4 +10,5 @@ pub(crate) mod key_lookup;
 pub mod key_table;
 pub(crate) mod last_used;
 pub(crate) mod metering;
+pub(crate) mod retention;
 pub(crate) mod spool;
