@@ -80,6 +80,9 @@ pub enum Command {
     /// A project's objects at its provider (files, batches, vector stores, stored responses, ...)
     #[command(subcommand)]
     Objects(ObjectsCommand),
+    /// Copy this SQLite deployment (--database-url, default ./tollgate.db) into an empty
+    /// PostgreSQL database, for running several replicas; stop its server first
+    Migrate(MigrateArgs),
     /// Tools for benchmarks and development (not part of the stable CLI)
     #[command(subcommand, hide = true)]
     Dev(DevCommand),
@@ -152,6 +155,14 @@ pub struct ServeArgs {
     pub workers: Option<u16>,
     #[command(flatten)]
     pub init: InitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The PostgreSQL database to copy into, such as postgres://tollgate:PASSWORD@db:5432/tollgate
+    /// (created tables and all; it must hold no Tollgate data yet)
+    #[arg(long, env = "TOLLGATE_MIGRATE_TO", value_name = "URL")]
+    pub to: String,
 }
 
 #[derive(Debug, Args)]

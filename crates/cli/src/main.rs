@@ -127,6 +127,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             commands::users::run(&app::manage(&settings).await?, command, json).await
         }
+        Command::Migrate(args) => {
+            if remote.is_some() {
+                return Err(failure::Failure::invalid(
+                    "`tollgate migrate` copies the local database; leave out --url/TOLLGATE_URL",
+                ));
+            }
+            commands::migrate::run(&settings, &args, json).await
+        }
         Command::Dev(command) => {
             if remote.is_some() {
                 return Err(failure::Failure::invalid(

@@ -11,6 +11,7 @@ mod backend;
 mod audit;
 mod budgets;
 mod change_log;
+mod copy;
 mod error;
 mod invites;
 mod keys;
@@ -29,6 +30,7 @@ mod sessions;
 mod usage;
 mod write;
 
+pub use copy::{CopiedTable, TABLES};
 pub use error::StoreError;
 pub use location::{DatabaseLocation, PostgresUrl};
 pub use provider_objects::ProviderObject;

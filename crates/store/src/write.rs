@@ -27,7 +27,7 @@ pub(crate) use crate::backend::Tx;
 
 /// The PostgreSQL advisory lock every write transaction holds (a constant Tollgate owns:
 /// "tollgate" in ASCII): writers take turns as they do on SQLite.
-const WRITE_LOCK: i64 = 0x746f_6c6c_6761_7465;
+pub(crate) const WRITE_LOCK: i64 = 0x746f_6c6c_6761_7465;
 
 /// A transaction. Dropping it without [`Write::commit`] undoes everything it did. Once one of
 /// its changes has failed, it refuses to commit: a failed change may have written part of

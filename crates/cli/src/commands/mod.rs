@@ -4,6 +4,7 @@ pub mod audit;
 pub mod dev;
 pub mod keys;
 pub mod limits;
+pub mod migrate;
 pub mod objects;
 pub mod projects;
 pub mod serve;
