@@ -885,6 +885,49 @@ mod tests {
         (dir, path)
     }
 
+    /// The block of YAML text under the first line ending in `marker`, dedented.
+    fn yaml_block(text: &str, marker: &str) -> String {
+        let mut lines = text.lines().skip_while(|l| !l.trim_end().ends_with(marker));
+        let head = lines.next().unwrap_or_else(|| panic!("no {marker}"));
+        let indent = head.len() - head.trim_start().len();
+        let body: Vec<&str> = lines
+            .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+            .collect();
+        let inner = body
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.len() - l.trim_start().len())
+            .min()
+            .unwrap_or(0);
+        body.iter()
+            .map(|l| l.get(inner..).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_deployment_examples_configs_are_valid() {
+        let examples = [
+            (
+                include_str!("../../../deploy/kubernetes.yaml"),
+                "tollgate.toml: |",
+            ),
+            (include_str!("../../../deploy/compose.yaml"), "content: |"),
+        ];
+        for (yaml, marker) in examples {
+            let toml = yaml_block(yaml, marker);
+            assert!(toml.contains("trusted_proxies"), "{toml}");
+            let (_dir, path) = write(&toml);
+            let settings = Settings::resolve(Overrides {
+                config: Some(path),
+                ..Overrides::default()
+            })
+            .unwrap_or_else(|e| panic!("{marker}: {e}\n{toml}"));
+            assert_eq!(settings.trusted_proxies.len(), 1);
+            assert!(settings.usage_retention.is_some());
+        }
+    }
+
     #[test]
     fn flags_beat_the_file_and_the_file_beats_defaults() {
         let (_dir, path) = write("listen = \"127.0.0.1:9000\"\ndatabase_url = \"/tmp/x.db\"\n");
