@@ -69,9 +69,36 @@ pub struct FileConfig {
     pub metering: MeteringConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub tracing: TracingConfig,
     /// Days usage events are kept; the daily roll-up (reports by day, budgets) is kept for
     /// ever [default: for ever].
     pub usage_retention_days: Option<u32>,
+}
+
+/// OpenTelemetry traces (`[tracing]`), off unless an endpoint is given.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// The OTLP/HTTP collector's base URL, such as http://127.0.0.1:4318 (`/v1/traces` is
+    /// added); `OTEL_EXPORTER_OTLP_ENDPOINT` wins.
+    pub otlp_endpoint: Option<String>,
+    /// "http/protobuf" (default) or "http/json".
+    pub otlp_protocol: Option<String>,
+    /// The traces' `service.name` [default: tollgate]; `OTEL_SERVICE_NAME` wins.
+    pub service_name: Option<String>,
+    /// Share of requests traced, 0 to 1 [default: 1].
+    pub sample_ratio: Option<f64>,
+}
+
+/// Where traces go, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    /// The full URL spans are posted to (`.../v1/traces`).
+    pub traces_url: String,
+    pub json: bool,
+    pub service_name: String,
+    pub sample_ratio: f64,
 }
 
 /// Prometheus metrics at `GET /metrics` (`[metrics]`).
@@ -365,6 +392,8 @@ pub struct Settings {
     /// Rate counters shared through Redis; `None`: each server counts on its own.
     pub shared_limits: Option<tollgate_gateway::SharedLimitsSettings>,
     pub metrics: tollgate_gateway::MetricsSettings,
+    /// OpenTelemetry traces; `None`: off.
+    pub tracing: Option<TracingSettings>,
     /// How long usage events are kept; `None`: for ever.
     pub usage_retention: Option<std::time::Duration>,
     /// The usage spool's directory.
@@ -537,6 +566,11 @@ impl Settings {
             connections,
             shared_limits,
             metrics: resolve_metrics(&file.metrics)?,
+            tracing: resolve_tracing(
+                &file.tracing,
+                std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok(),
+                std::env::var("OTEL_SERVICE_NAME").ok(),
+            )?,
             usage_retention: match file.usage_retention_days {
                 None => None,
                 Some(days) if (MIN_RETENTION_DAYS..=36_500).contains(&days) => {
@@ -573,6 +607,56 @@ impl Settings {
             .collect();
         RouteTable::new(self.providers.len(), routes, self.aliases.clone())
     }
+}
+
+/// Where traces go: the environment's endpoint and service name over the file's.
+fn resolve_tracing(
+    config: &TracingConfig,
+    env_endpoint: Option<String>,
+    env_service: Option<String>,
+) -> Result<Option<TracingSettings>, ConfigError> {
+    let endpoint = env_endpoint
+        .filter(|e| !e.trim().is_empty())
+        .or_else(|| config.otlp_endpoint.clone());
+    let Some(endpoint) = endpoint else {
+        return Ok(None);
+    };
+    let base = endpoint.trim().trim_end_matches('/');
+    if !base.starts_with("http://") {
+        return Err(ConfigError(format!(
+            "tracing.otlp_endpoint: `{base}` is not an http:// URL; give the OTLP/HTTP collector's base URL, such as http://127.0.0.1:4318 (an agent or collector beside the server; https is not supported)"
+        )));
+    }
+    let traces_url = if base.ends_with("/v1/traces") {
+        base.to_owned()
+    } else {
+        format!("{base}/v1/traces")
+    };
+    let json = match config.otlp_protocol.as_deref() {
+        None | Some("http/protobuf") => false,
+        Some("http/json") => true,
+        Some(other) => {
+            return Err(ConfigError(format!(
+                "tracing.otlp_protocol: `{other}` is not a choice; write \"http/protobuf\" or \"http/json\""
+            )))
+        }
+    };
+    let sample_ratio = config.sample_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        return Err(ConfigError(format!(
+            "tracing.sample_ratio: {sample_ratio} is out of range; give 0 to 1"
+        )));
+    }
+    let service_name = env_service
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| config.service_name.clone())
+        .unwrap_or_else(|| "tollgate".to_owned());
+    Ok(Some(TracingSettings {
+        traces_url,
+        json,
+        service_name,
+        sample_ratio,
+    }))
 }
 
 /// Who may scrape `/metrics`.
@@ -903,6 +987,62 @@ mod tests {
             .map(|l| l.get(inner..).unwrap_or(""))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    #[test]
+    fn traces_are_off_unless_an_endpoint_is_given_and_checked_when_it_is() {
+        let none = TracingConfig::default();
+        assert_eq!(resolve_tracing(&none, None, None).ok(), Some(None));
+        let file = TracingConfig {
+            otlp_endpoint: Some("http://collector:4318/".into()),
+            otlp_protocol: Some("http/json".into()),
+            ..TracingConfig::default()
+        };
+        let on = resolve_tracing(&file, None, Some("edge".into()))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("traces on"));
+        assert_eq!(on.traces_url, "http://collector:4318/v1/traces");
+        assert!(on.json);
+        assert_eq!(on.service_name, "edge");
+        assert_eq!(on.sample_ratio, 1.0);
+        let env = resolve_tracing(&none, Some("http://agent:4318/v1/traces".into()), None)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("traces on"));
+        assert_eq!(env.traces_url, "http://agent:4318/v1/traces");
+        assert!(!env.json);
+        for (bad, says) in [
+            (
+                TracingConfig {
+                    otlp_endpoint: Some("https://x:4318".into()),
+                    ..TracingConfig::default()
+                },
+                "not an http:// URL",
+            ),
+            (
+                TracingConfig {
+                    otlp_endpoint: Some("http://x:4318".into()),
+                    otlp_protocol: Some("grpc".into()),
+                    ..TracingConfig::default()
+                },
+                "not a choice",
+            ),
+            (
+                TracingConfig {
+                    otlp_endpoint: Some("http://x:4318".into()),
+                    sample_ratio: Some(1.5),
+                    ..TracingConfig::default()
+                },
+                "out of range",
+            ),
+        ] {
+            let message = resolve_tracing(&bad, None, None)
+                .err()
+                .map(|e| e.0)
+                .unwrap_or_default();
+            assert!(message.contains(says), "{message}");
+        }
     }
 
     #[test]

@@ -35,7 +35,16 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // The spans still queued go out before the process ends (bounded by the exporter's
+    // timeout), outside the runtime: the exporter blocks.
+    if let Some(provider) = TRACES.get() {
+        if let Err(err) = provider.shutdown() {
+            eprintln!("warning: traces not all sent: {err}");
+        }
+    }
+    drop(runtime);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {}", failure.message);
@@ -78,7 +87,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         "warn"
     };
     // Held until the command ends, so every log line is written before exit.
-    let _log_writer = init_logging(level, settings.log_format)?;
+    let traces = if serving {
+        settings.tracing.as_ref()
+    } else {
+        None
+    };
+    let _log_writer = init_logging(level, settings.log_format, traces)?;
     let json = cli.json;
     // Management commands act on a running server when given its address, else on the
     // local database.
@@ -148,10 +162,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 /// Logs go to stderr from a background thread, so a request never waits on a terminal or pipe;
 /// the writer blocks rather than drop lines when it falls behind.
+/// The trace exporter, when traces are on: shut down (flushed) when the process ends.
+static TRACES: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> =
+    std::sync::OnceLock::new();
+
+/// The log filter applies to logs only: traces export every request's span (see
+/// `traces_layer`) whatever the log level.
 fn init_logging(
     level: &str,
     format: LogFormat,
+    traces: Option<&config::TracingSettings>,
 ) -> Result<tracing_appender::non_blocking::WorkerGuard, Failure> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
         Failure::environment(format!(
             "the log filter `{level}` is not valid ({e}); use info, warn, debug or target=level"
@@ -162,14 +186,67 @@ fn init_logging(
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(writer);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let logs = match format {
+        LogFormat::Text => logs.with_filter(filter).boxed(),
+        LogFormat::Json => logs.json().with_filter(filter).boxed(),
     };
-    result.map_err(|e| Failure::environment(format!("cannot start logging: {e}")))?;
+    let traces = traces.map(traces_layer).transpose()?;
+    tracing_subscriber::registry()
+        .with(traces)
+        .with(logs)
+        .try_init()
+        .map_err(|e| Failure::environment(format!("cannot start logging: {e}")))?;
     Ok(guard)
+}
+
+/// OpenTelemetry: each request's server span (`request`) and, for a metered request, its
+/// model call's GenAI client span (`gen_ai`, named after the operation and model, with the
+/// GenAI semantic conventions' attributes) go to an OTLP/HTTP collector, batched on the
+/// exporter's own thread; nothing else (log events, other spans) is exported.
+fn traces_layer<S>(
+    traces: &config::TracingSettings,
+) -> Result<impl tracing_subscriber::Layer<S>, Failure>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig;
+    use tracing_subscriber::Layer;
+    let protocol = if traces.json {
+        opentelemetry_otlp::Protocol::HttpJson
+    } else {
+        opentelemetry_otlp::Protocol::HttpBinary
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(protocol)
+        .with_endpoint(traces.traces_url.clone())
+        .with_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| Failure::environment(format!("tracing: cannot export traces: {e}")))?;
+    let sampler = opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+        opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(traces.sample_ratio),
+    ));
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(sampler)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(traces.service_name.clone())
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("tollgate");
+    let _ = TRACES.set(provider);
+    let only_requests = tracing_subscriber::filter::filter_fn(|meta| {
+        meta.is_span()
+            && matches!(meta.name(), "request" | "gen_ai")
+            && meta.target().starts_with("tollgate")
+    });
+    Ok(tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(only_requests))
 }

@@ -41,6 +41,7 @@ pub(crate) async fn forward(
     mut meter: Meter,
     reading: impl FnOnce(bool) -> Reading,
 ) -> Result<Response, GatewayError> {
+    meter.sent_to(&upstream.settings.name);
     let sent = std::time::Instant::now();
     let response = match upstream
         .send(

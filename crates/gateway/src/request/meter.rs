@@ -121,6 +121,20 @@ pub(crate) struct Meter {
     failed_after_sending: bool,
     /// What the answer may make, to record in the ownership ledger.
     makes: Option<Makes>,
+    /// A metered model call's span (OpenTelemetry's GenAI client span, when traces are
+    /// exported), a child of the request's: it lasts until the meter closes (a stream's end)
+    /// and gets the attributes of what was metered.
+    span: tracing::Span,
+}
+
+/// The GenAI semantic conventions' operation for a metered endpoint.
+fn operation(endpoint: &str) -> Option<&'static str> {
+    match endpoint {
+        "/v1/chat/completions" | "/v1/responses" | "/v1/responses/compact" => Some("chat"),
+        "/v1/completions" => Some("text_completion"),
+        "/v1/embeddings" => Some("embeddings"),
+        _ => None,
+    }
 }
 
 impl Meter {
@@ -132,6 +146,23 @@ impl Meter {
         request: Bytes,
         admission: Admission,
     ) -> Meter {
+        let span = match operation(&event.endpoint) {
+            Some(operation) => tracing::info_span!(
+                "gen_ai",
+                otel.name = %format_args!("{operation} {}", event.model_requested),
+                otel.kind = "client",
+                gen_ai.operation.name = operation,
+                gen_ai.request.model = %event.model_requested,
+                gen_ai.provider.name = tracing::field::Empty,
+                gen_ai.response.model = tracing::field::Empty,
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
+                tollgate.project_id = %event.project_id,
+                tollgate.cost_usd = tracing::field::Empty,
+                tollgate.status = tracing::field::Empty,
+            ),
+            None => tracing::Span::none(),
+        };
         Meter {
             state,
             event: Some(event),
@@ -145,6 +176,7 @@ impl Meter {
             reading: Reading::Skipped,
             failed_after_sending: false,
             makes: None,
+            span,
         }
     }
 
@@ -160,6 +192,11 @@ impl Meter {
         self.input_tokens = input_tokens;
         self._held = held;
         self
+    }
+
+    /// The request goes to `provider` (for its trace).
+    pub(crate) fn sent_to(&self, provider: &str) {
+        self.span.record("gen_ai.provider.name", provider);
     }
 
     pub(crate) fn admission(&self) -> &Admission {
@@ -217,6 +254,14 @@ impl Meter {
         }
         let tokens = usage.input.max(0).saturating_add(usage.output.max(0));
         std::mem::take(&mut self.admission).settle(tokens as u64, event.cost);
+        if !self.span.is_none() {
+            let span = &self.span;
+            span.record("tollgate.status", i64::from(event.status));
+            span.record("gen_ai.response.model", event.model_served.as_str());
+            span.record("gen_ai.usage.input_tokens", event.input_tokens);
+            span.record("gen_ai.usage.output_tokens", event.output_tokens);
+            span.record("tollgate.cost_usd", event.cost.0 as f64 / 1_000_000.0);
+        }
         Some(event)
     }
 

@@ -31,11 +31,20 @@ pub(crate) async fn tag(
         method = %request.method(),
         path = %tollgate_core::key::loggable_path(request.uri().path()),
         key_id = tracing::field::Empty,
+        // OpenTelemetry (when traces are exported): a server span named after the method,
+        // with the response's status; a metered request's model call is its child (`Meter`).
+        otel.kind = "server",
+        otel.name = %request.method(),
+        http.response.status_code = tracing::field::Empty,
     );
     async move {
         let metrics = app.state().metrics.clone();
         let mut response = app.serve(request, peer).await;
         let elapsed = started.elapsed();
+        tracing::Span::current().record(
+            "http.response.status_code",
+            i64::from(response.status().as_u16()),
+        );
         let marks = response.extensions();
         metrics.request(
             response.status().as_u16(),
