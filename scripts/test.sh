@@ -11,8 +11,8 @@ echo "== tests"
 cargo test --workspace --locked
 echo "== the store contract on PostgreSQL (TOLLGATE_TEST_POSTGRES, default 127.0.0.1:5432)"
 TOLLGATE_STORE_CONTRACT=postgres cargo test --locked -p tollgate-store --test contract
-echo "== the gateway, admin API and control-plane suites on PostgreSQL"
-TOLLGATE_TEST_STORE=postgres cargo test --locked -p tollgate-gateway -p tollgate-admin -p tollgate-control --tests
+echo "== the gateway, admin API, control-plane and CLI suites on PostgreSQL"
+TOLLGATE_TEST_STORE=postgres cargo test --locked -p tollgate-gateway -p tollgate-admin -p tollgate-control -p tollgate --tests
 
 echo "== the official OpenAI Python SDK against tollgate serve"
 cargo build --locked --bin tollgate --features test-hooks

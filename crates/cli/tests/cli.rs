@@ -517,6 +517,9 @@ async fn a_key_created_with_the_cli_works_at_once_every_time() {
 #[tokio::test]
 async fn database_files_are_private_and_loose_ones_are_reported() {
     use std::os::unix::fs::PermissionsExt;
+    if support::sqlite_only("it reads the SQLite database's own files") {
+        return;
+    }
     let d = Deployment::new();
     let server = d.serve(&[]);
     let key = secret_from_env_line(
@@ -679,6 +682,9 @@ fn serve_help_documents_every_option() {
 
 #[test]
 fn bad_input_gets_clear_messages_exit_codes_and_loses_nothing() {
+    if support::sqlite_only("it copies and corrupts the SQLite database's file") {
+        return;
+    }
     let d = Deployment::new();
     assert_fails(&d.run(&["keys", "list"]), 3, "has not been set up yet");
     d.run(&["init"]).ok();
@@ -898,6 +904,9 @@ fn bad_input_gets_clear_messages_exit_codes_and_loses_nothing() {
 
 #[tokio::test]
 async fn no_secret_appears_in_the_database_files_logs_or_other_output() {
+    if support::sqlite_only("it scans the SQLite database's files for secrets") {
+        return;
+    }
     let mut d = Deployment::new();
     d.env.push(("TOLLGATE_LOG".into(), "debug".into()));
     let server = d.serve(&[]);

@@ -73,7 +73,7 @@ async fn a_sqlite_deployment_moves_to_postgres_whole() {
         other => panic!("{other:?}"),
     };
 
-    let d = Deployment::new();
+    let d = Deployment::sqlite();
     let server = d.serve(&["--demo"]);
     d.run(&["projects", "create", "beta"]).ok();
     let a = d
@@ -189,7 +189,7 @@ async fn a_sqlite_deployment_moves_to_postgres_whole() {
 
 #[test]
 fn migrate_says_what_it_needs() {
-    let d = Deployment::new();
+    let d = Deployment::sqlite();
     let run = d.run(&["migrate", "--to", "postgres://127.0.0.1:1/x"]);
     assert_fails(&run, 3, "no such database to copy");
     d.run(&["init"]).ok();

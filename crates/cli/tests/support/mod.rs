@@ -45,19 +45,69 @@ pub struct Deployment {
     pub dir: tempfile::TempDir,
     pub env: Vec<(String, String)>,
     pub runs: Arc<Mutex<Vec<Run>>>,
+    /// The PostgreSQL database commands use (`TOLLGATE_DATABASE_URL`), when the suite runs on
+    /// PostgreSQL (`TOLLGATE_TEST_STORE=postgres`); dropped with the deployment.
+    pub scratch: Option<tollgate_store::scratch::ScratchDatabase>,
+}
+
+/// Whether the suite runs on PostgreSQL rather than the default SQLite file.
+pub fn on_postgres() -> bool {
+    std::env::var("TOLLGATE_TEST_STORE").is_ok_and(|v| v == "postgres")
+}
+
+/// On the PostgreSQL pass, says so and returns true for a test that is about SQLite's own
+/// files (it runs in the SQLite pass of the same suite).
+pub fn sqlite_only(why: &str) -> bool {
+    if on_postgres() {
+        eprintln!("this test runs on SQLite only: {why}");
+        return true;
+    }
+    false
+}
+
+/// A scratch PostgreSQL database, made on a runtime of its own (the tests that use a
+/// deployment are not all async).
+fn scratch_database() -> tollgate_store::scratch::ScratchDatabase {
+    std::thread::spawn(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(tollgate_store::scratch::ScratchDatabase::create())
+            .unwrap_or_else(|e| panic!("{e}"))
+    })
+    .join()
+    .unwrap()
 }
 
 impl Deployment {
     pub fn new() -> Deployment {
+        Deployment::with_store(on_postgres())
+    }
+
+    /// A deployment on the SQLite file `./tollgate.db`, whatever the suite runs on.
+    pub fn sqlite() -> Deployment {
+        Deployment::with_store(false)
+    }
+
+    fn with_store(postgres: bool) -> Deployment {
+        // Test traffic stays on this machine: the default provider points at a closed port.
+        let mut env: Vec<(String, String)> = vec![
+            ("USER".into(), "tester".into()),
+            ("OPENAI_BASE_URL".into(), "http://127.0.0.1:9/v1".into()),
+        ];
+        let scratch = postgres.then(scratch_database);
+        if let Some(scratch) = &scratch {
+            if let tollgate_store::DatabaseLocation::Postgres(url) = scratch.location() {
+                env.push(("TOLLGATE_DATABASE_URL".into(), url.expose().to_owned()));
+            }
+        }
         Deployment {
             dir: tempfile::tempdir().unwrap(),
-            // Test traffic stays on this machine: the default provider points at a closed port.
-            env: vec![
-                ("USER".into(), "tester".into()),
-                ("OPENAI_BASE_URL".into(), "http://127.0.0.1:9/v1".into()),
-            ],
+            env,
             runs: Arc::default(),
             server: None,
+            scratch,
         }
     }
 
