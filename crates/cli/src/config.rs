@@ -108,7 +108,7 @@ pub struct MetricsConfig {
     /// Serve `/metrics` [default: true].
     pub enabled: Option<bool>,
     /// Client addresses (IPs or CIDR ranges, after trusted_proxies) that may scrape; `[]`:
-    /// every address [default: loopback and the private ranges].
+    /// every address [default: loopback only].
     pub allow_from: Option<Vec<String>>,
 }
 
@@ -394,6 +394,9 @@ pub struct Settings {
     pub metrics: tollgate_gateway::MetricsSettings,
     /// OpenTelemetry traces; `None`: off.
     pub tracing: Option<TracingSettings>,
+    /// Why the traces' settings are unusable: only `serve` refuses to start for it, so that an
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` meant for something else does not stop management commands.
+    pub tracing_problem: Option<String>,
     /// How long usage events are kept; `None`: for ever.
     pub usage_retention: Option<std::time::Duration>,
     /// The usage spool's directory.
@@ -531,6 +534,11 @@ impl Settings {
                 ))
             })?,
         };
+        let tracing = resolve_tracing(
+            &file.tracing,
+            std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok(),
+            std::env::var("OTEL_SERVICE_NAME").ok(),
+        );
         Ok(Settings {
             database,
             secret_file,
@@ -566,11 +574,8 @@ impl Settings {
             connections,
             shared_limits,
             metrics: resolve_metrics(&file.metrics)?,
-            tracing: resolve_tracing(
-                &file.tracing,
-                std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok(),
-                std::env::var("OTEL_SERVICE_NAME").ok(),
-            )?,
+            tracing: tracing.as_ref().ok().cloned().flatten(),
+            tracing_problem: tracing.err().map(|e| e.0),
             usage_retention: match file.usage_retention_days {
                 None => None,
                 Some(days) if (MIN_RETENTION_DAYS..=36_500).contains(&days) => {

@@ -88,6 +88,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     // Held until the command ends, so every log line is written before exit.
     let traces = if serving {
+        if let Some(problem) = &settings.tracing_problem {
+            return Err(Failure::environment(problem.clone()));
+        }
         settings.tracing.as_ref()
     } else {
         None

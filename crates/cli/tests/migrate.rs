@@ -92,6 +92,21 @@ async fn a_sqlite_deployment_moves_to_postgres_whole() {
         ])
         .ok()
         .json();
+    // Six hundred keys, then `a` rotated: its successor lands in a later batch of the copy
+    // than `a`, which points at it.
+    d.run(&["dev", "seed-keys", "600"]).ok();
+    let successor = d
+        .run(&[
+            "keys",
+            "rotate",
+            a["id"].as_str().unwrap(),
+            "--grace",
+            "24h",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let successor_key = successor["value"].as_str().unwrap().to_owned();
     let gone = d
         .run(&["keys", "create", "--name", "gone", "--json"])
         .ok()
@@ -124,7 +139,7 @@ async fn a_sqlite_deployment_moves_to_postgres_whole() {
     };
     assert_eq!(rows("usage_events"), 5, "{copied}");
     assert_eq!(rows("provider_objects"), 1, "{copied}");
-    assert!(rows("api_keys") >= 4, "{copied}");
+    assert!(rows("api_keys") >= 604, "{copied}");
     assert!(
         !copied["to"].as_str().unwrap().contains("PASSWORD"),
         "{copied}"
@@ -148,6 +163,9 @@ async fn a_sqlite_deployment_moves_to_postgres_whole() {
         chat(&server.base, gone["value"].as_str().unwrap()).await,
         401
     );
+    // The rotated key's successor (written after six hundred others) works: the old key's
+    // link to it was copied once both were in.
+    assert_eq!(chat(&server.base, &successor_key).await, 200);
     // New rows follow the copied ones (identity sequences moved past them).
     let c = d
         .run(&[
@@ -184,7 +202,7 @@ async fn a_sqlite_deployment_moves_to_postgres_whole() {
         .iter()
         .map(|r| r["requests"].as_i64().unwrap())
         .sum();
-    assert_eq!(requests, 8, "5 copied, 3 made on PostgreSQL: {usage}");
+    assert_eq!(requests, 9, "5 copied, 4 made on PostgreSQL: {usage}");
 }
 
 #[test]
@@ -195,6 +213,12 @@ fn migrate_says_what_it_needs() {
     d.run(&["init"]).ok();
     let run = d.run(&["migrate", "--to", "./other.db"]);
     assert_fails(&run, 2, "give a PostgreSQL URL");
+    // Usage a killed server left in its spool (in its process's directory) is not left behind.
+    let process = d.path("tollgate.usage-spool").join("p1-1");
+    std::fs::create_dir_all(&process).unwrap();
+    std::fs::write(process.join("usage-000000000001.jsonl"), "{}\n").unwrap();
+    let run = d.run(&["migrate", "--to", "postgres://127.0.0.1:1/x"]);
+    assert_fails(&run, 3, "usage events not yet stored");
     let run = d.run(&[
         "--database-url",
         "postgres://127.0.0.1:1/x",

@@ -346,8 +346,18 @@ impl Metrics {
             .inc();
     }
 
-    /// Records a usage event's tokens and cost.
+    /// Records a usage event's tokens and cost. An event with neither (a refused or failed
+    /// request, a pass-through call) makes no series: made-up model names cannot use up the
+    /// bound without being billed.
     pub fn usage(&self, event: &UsageEvent) {
+        let billed = event.input_tokens > 0
+            || event.output_tokens > 0
+            || event.cached_input_tokens > 0
+            || event.reasoning_tokens > 0
+            || event.cost.0 > 0;
+        if !billed {
+            return;
+        }
         let project = event.project_id.to_string();
         let model = self.usage_model(&project, &event.model_served);
         let cost_labels = CostLabels {
@@ -526,7 +536,12 @@ mod tests {
         let metrics = Metrics::new();
         metrics.usage(&event("gpt-4o", 10, 5, 1_500));
         metrics.usage(&event("gpt-4o", 1, 1, 500));
+        metrics.usage(&event("unbilled-made-up", 0, 0, 0));
         let text = metrics.encode(Readings::default());
+        assert!(
+            !text.contains("unbilled-made-up"),
+            "no series without tokens or cost"
+        );
         assert!(text
             .contains(r#"tollgate_tokens_total{project="proj_a",model="gpt-4o",type="input"} 11"#));
         assert!(text

@@ -206,16 +206,10 @@ pub struct MetricsSettings {
 }
 
 impl MetricsSettings {
-    /// Loopback and the private ranges, where scrapers live; never the open internet.
-    pub const DEFAULT_ALLOW_FROM: [&'static str; 7] = [
-        "127.0.0.0/8",
-        "::1/128",
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "fc00::/7",
-        "fe80::/10",
-    ];
+    /// Loopback only: clients often come from private addresses too (an office, a VPN, a
+    /// load balancer that is not a trusted proxy), so a scraper elsewhere is named in
+    /// `[metrics] allow_from`.
+    pub const DEFAULT_ALLOW_FROM: [&'static str; 2] = ["127.0.0.0/8", "::1/128"];
 }
 
 impl Default for MetricsSettings {

@@ -57,6 +57,11 @@ fn seeded(table: &str) -> Option<&'static str> {
         .map(|(_, conflict)| *conflict)
 }
 
+/// Columns that refer to a later row of their own table (a rotated key's successor is
+/// written after it): copied as NULL, then set once the whole table is in. `(table, key
+/// column, column)`.
+const LATER: [(&str, &str, &str); 1] = [("api_keys", "id", "rotated_to")];
+
 /// Rows read from SQLite and written to PostgreSQL per statement (within PostgreSQL's 65,535
 /// parameters for the widest table).
 const ROWS_PER_INSERT: usize = 500;
@@ -208,9 +213,25 @@ async fn copy_table(
         .map(|c| quoted(&c.name))
         .collect::<Vec<_>>()
         .join(", ");
+    let later: Vec<(&str, &str)> = LATER
+        .iter()
+        .filter(|(t, _, _)| *t == table)
+        .map(|(_, key, column)| (*key, *column))
+        .collect();
+    let read_list = columns
+        .iter()
+        .map(|c| {
+            if later.iter().any(|(_, column)| *column == c.name) {
+                format!("NULL AS {}", quoted(&c.name))
+            } else {
+                quoted(&c.name)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     // One read of the whole table (a snapshot: SQLite's WAL keeps it while writers go on),
     // written in statements of ROWS_PER_INSERT rows as it streams.
-    let select = format!("SELECT {list} FROM {}", quoted(table));
+    let select = format!("SELECT {read_list} FROM {}", quoted(table));
     let overriding = if columns.iter().any(|c| c.identity) {
         " OVERRIDING SYSTEM VALUE"
     } else {
@@ -251,15 +272,49 @@ async fn copy_table(
         }
     }
     drop(rows);
+    for (key, column) in later {
+        let pairs: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT {k}, {c} FROM {t} WHERE {c} IS NOT NULL",
+            k = quoted(key),
+            c = quoted(column),
+            t = quoted(table)
+        ))
+        .fetch_all(&mut **source)
+        .await?;
+        let update = format!(
+            "UPDATE {t} SET {c} = $1 WHERE {k} = $2",
+            k = quoted(key),
+            c = quoted(column),
+            t = quoted(table)
+        );
+        for (id, value) in pairs {
+            sqlx::query(&update)
+                .bind(value)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    // SQLite's AUTOINCREMENT never hands out an id again, even one whose row was deleted
+    // (`sqlite_sequence` keeps the highest given): neither may PostgreSQL's sequence.
+    let given: Option<i64> =
+        sqlx::query_as::<_, (i64,)>("SELECT seq FROM sqlite_sequence WHERE name = $1")
+            .bind(table)
+            .fetch_optional(&mut **source)
+            .await
+            .ok()
+            .flatten()
+            .map(|(seq,)| seq);
     for column in columns.iter().filter(|c| c.identity) {
         let sql = format!(
-            "SELECT setval(pg_get_serial_sequence($1, $2), COALESCE((SELECT MAX({col}) FROM {t}), 0) + 1, false)",
+            "SELECT setval(pg_get_serial_sequence($1, $2), COALESCE(GREATEST((SELECT MAX({col}) FROM {t}), $3), 0) + 1, false)",
             col = quoted(&column.name),
             t = quoted(table)
         );
         sqlx::query(&sql)
             .bind(table)
             .bind(&column.name)
+            .bind(given)
             .execute(&mut **tx)
             .await?;
     }

@@ -27,17 +27,19 @@ impl PostgresUrl {
         let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
             return url.clone();
         };
-        let authority_end = url[scheme_end..]
+        // The user information ends at the last `@` (a password may hold `/`, `?` or `@`
+        // unencoded); a query's `@` makes this hide more, never less.
+        let userinfo_end = url[scheme_end..].rfind('@').map(|i| scheme_end + i);
+        let host_start = userinfo_end.map_or(scheme_end, |at| at + 1);
+        let authority_end = url[host_start..]
             .find(['/', '?'])
-            .map_or(url.len(), |i| scheme_end + i);
-        let authority = &url[scheme_end..authority_end];
-        let mut redacted = match authority.rfind('@') {
-            Some(at) => match authority[..at].find(':') {
+            .map_or(url.len(), |i| host_start + i);
+        let mut redacted = match userinfo_end {
+            Some(at) => match url[scheme_end..at].find(':') {
                 Some(colon) => format!(
-                    "{}{}:*****{}",
-                    &url[..scheme_end],
-                    &authority[..colon],
-                    &authority[at..]
+                    "{}:*****{}",
+                    &url[..scheme_end + colon],
+                    &url[at..authority_end]
                 ),
                 None => url[..authority_end].to_owned(),
             },
@@ -215,5 +217,14 @@ mod tests {
         }
         let err = DatabaseLocation::parse("postgres://app:s3cret@db:notaport/t").unwrap_err();
         assert!(!err.to_string().contains("s3cret"), "{err}");
+        // A password with `/`, `?` or `@` left unencoded is still hidden whole.
+        for url in [
+            "postgres://app:s3/cret@db/t",
+            "postgres://app:s3?cret@db/t",
+            "postgres://app:s3@cret@db/t",
+        ] {
+            let shown = PostgresUrl(url.to_owned()).redacted();
+            assert_eq!(shown, "postgres://app:*****@db/t", "{url}");
+        }
     }
 }

@@ -89,15 +89,30 @@ pub async fn run(settings: &Settings, args: &MigrateArgs, json: bool) -> Result<
     Ok(())
 }
 
-/// Bytes in the spool's files (0 when it does not exist).
+/// Bytes of usage events in the spool: its `usage-*.jsonl` segments, in the directory or in a
+/// process's directory under it (0 when there is none).
 fn spooled_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
+    spooled_bytes_within(dir, 1)
+}
+
+fn spooled_bytes_within(dir: &std::path::Path, depth: u32) -> u64 {
+    let mut bytes = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            if depth > 0 {
+                bytes += spooled_bytes_within(&path, depth - 1);
+            }
+        } else if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("usage-") && n.ends_with(".jsonl"))
+        {
+            bytes += entry.metadata().map_or(0, |m| m.len());
+        }
+    }
+    bytes
 }

@@ -16,15 +16,22 @@ pub const BATCH: i64 = 5_000;
 /// How often old events are looked for.
 pub const EVERY: Duration = Duration::from_secs(3_600);
 
-/// Deletes the events older than `keep` (as `clock` tells the time); how many.
-pub async fn prune(store: &Store, clock: &dyn Clock, keep: Duration) -> u64 {
+/// Deletes the events older than `keep` (as `clock` tells the time), until none is left or
+/// `stop` turns true (between batches: a first pass over years of events does not hold a
+/// shutdown); how many.
+pub async fn prune(
+    store: &Store,
+    clock: &dyn Clock,
+    keep: Duration,
+    stop: &watch::Receiver<bool>,
+) -> u64 {
     let cut = UnixTime(clock.now().seconds() - keep.as_secs() as i64);
     let mut deleted = 0;
     loop {
         match store.prune_usage(cut, BATCH).await {
             Ok(n) => {
                 deleted += n;
-                if n < BATCH as u64 {
+                if n < BATCH as u64 || *stop.borrow() {
                     break;
                 }
                 // Let the writers that queued behind this batch go first.
@@ -59,6 +66,6 @@ pub async fn run(
             _ = stop.wait_for(|stop| *stop) => return,
             _ = ticker.tick() => {}
         }
-        prune(&store, clock.as_ref(), keep).await;
+        prune(&store, clock.as_ref(), keep, &stop).await;
     }
 }
