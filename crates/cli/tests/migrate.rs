@@ -9,7 +9,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{assert_fails, Deployment};
+use support::{assert_fails, upload, Deployment};
 use tollgate_store::scratch::ScratchDatabase;
 
 async fn chat(base: &str, key: &str) -> u16 {
@@ -22,25 +22,6 @@ async fn chat(base: &str, key: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
-}
-
-async fn upload(base: &str, key: &str) -> String {
-    let boundary = "migrate-test";
-    let body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{{}}\r\n--{boundary}--\r\n");
-    let response = reqwest::Client::new()
-        .post(format!("{base}/v1/files"))
-        .bearer_auth(key)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let file: Value = response.json().await.unwrap();
-    file["id"].as_str().unwrap().to_owned()
 }
 
 /// What management commands show of a deployment, on the database `url`.

@@ -7,27 +7,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{assert_fails, Deployment};
-
-/// Uploads a file through the server as `key`'s project; its id.
-async fn upload(base: &str, key: &str) -> String {
-    let boundary = "cli-test";
-    let body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{{}}\r\n--{boundary}--\r\n");
-    let response = reqwest::Client::new()
-        .post(format!("{base}/v1/files"))
-        .bearer_auth(key)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let file: Value = response.json().await.unwrap();
-    file["id"].as_str().unwrap().to_owned()
-}
+use support::{assert_fails, upload, Deployment};
 
 fn ids(list: &Value) -> Vec<String> {
     list["data"]

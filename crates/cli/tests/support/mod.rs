@@ -370,3 +370,23 @@ pub fn assert_fails(run: &Run, code: i32, message: &str) {
         run.stderr
     );
 }
+
+/// Uploads a one-line JSONL file through the server at `base` as `key`'s project; its id.
+pub async fn upload(base: &str, key: &str) -> String {
+    let boundary = "cli-test";
+    let body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{{}}\r\n--{boundary}--\r\n");
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/files"))
+        .bearer_auth(key)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let file: serde_json::Value = response.json().await.unwrap();
+    file["id"].as_str().unwrap().to_owned()
+}
