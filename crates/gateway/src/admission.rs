@@ -9,7 +9,7 @@
 
 use crate::error::GatewayError;
 use crate::shared_limits::{
-    SharedBudget, SharedCounter, SharedLimits, SharedVerdict, WhenUnreachable,
+    Lease, SharedBudget, SharedCounter, SharedLimits, SharedSlots, SharedVerdict, WhenUnreachable,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -54,6 +54,18 @@ impl CounterKey {
 }
 
 impl CounterKey {
+    /// A concurrency limit's set of leases in shared state (its limit is not in the name: a
+    /// changed limit counts the requests already running, as it does here).
+    fn shared_slots_name(&self) -> String {
+        format!(
+            "cc:{}:{}:{}:{}",
+            self.holder.level.as_str(),
+            self.holder.id,
+            self.model,
+            self.metric.short(),
+        )
+    }
+
     /// The counter's name in shared state, with its limit and period: a changed limit starts
     /// a new counter there, as it does here.
     fn shared_name(&self, rate: Rate) -> String {
@@ -255,12 +267,12 @@ impl Plan {
         self.limits.is_empty() && self.budgets.is_empty()
     }
 
-    /// This plan with each request- and token-rate limit cut to one replica's share, for
+    /// This plan with each rate and concurrency limit cut to one replica's share, for
     /// limiting locally while shared state cannot be reached.
     fn shared_out(mut self, replicas: u32) -> Plan {
         let replicas = u64::from(replicas.max(1));
         for limit in &mut self.limits {
-            if limit.key.metric.rate(limit.limit).is_some() && limit.limit > 0 {
+            if limit.limit > 0 {
                 limit.limit = (limit.limit / replicas).max(1);
             }
         }
@@ -298,6 +310,8 @@ enum Hold {
     },
     /// A request counted in shared state on its head, given back if refused later.
     SharedRequest(SharedCounter),
+    /// Concurrency slots taken in shared state.
+    SharedLease(Lease),
     /// Spend held in a budget's period in shared state.
     SharedBudget {
         name: String,
@@ -384,6 +398,21 @@ struct Refusal {
     requested: u64,
     /// `None`: no wait helps (the request alone is over the limit).
     retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    /// Keeps the tightest of two refusals: the one that keeps the caller waiting longest (no
+    /// wait at all, when one can never fit).
+    fn keep_tightest(kept: &mut Option<Refusal>, refused: Refusal) {
+        let tighter = match (&*kept, refused.retry_after) {
+            (None, _) => true,
+            (Some(current), None) => current.retry_after.is_some(),
+            (Some(current), Some(wait)) => current.retry_after.is_some_and(|c| wait > c),
+        };
+        if tighter {
+            *kept = Some(refused);
+        }
+    }
 }
 
 impl Limits {
@@ -675,18 +704,35 @@ impl Limits {
                 ))
             })
             .collect();
+        let slots: Vec<(usize, SharedSlots)> = plan
+            .limits
+            .iter()
+            .enumerate()
+            .filter(|(_, limit)| limit.key.metric == Metric::Concurrent)
+            .map(|(i, limit)| {
+                (
+                    i,
+                    SharedSlots {
+                        name: limit.key.shared_slots_name(),
+                        limit: limit.limit,
+                    },
+                )
+            })
+            .collect();
         let budgets = self.shared_budgets(&plan, max_cost);
-        if counters.is_empty() && budgets.is_empty() {
+        if counters.is_empty() && slots.is_empty() && budgets.is_empty() {
             return self.admit_with(plan, tokens, max_cost, subject, &Rates::Local);
         }
         let asked: Vec<SharedCounter> = counters.iter().map(|(_, c)| c.clone()).collect();
+        let asked_slots: Vec<SharedSlots> = slots.iter().map(|(_, s)| s.clone()).collect();
         let asked_budgets: Vec<SharedBudget> = budgets.iter().map(|(_, b)| b.clone()).collect();
-        match shared.admit(&asked, &asked_budgets).await {
-            Ok((admitted, verdicts, spent)) => {
+        match shared.admit(&asked, &asked_slots, &asked_budgets).await {
+            Ok(answer) => {
+                let admitted = answer.admitted;
                 // A spent budget refuses first, as on one server: no wait helps.
                 if let Some((budget, _)) = budgets
                     .iter()
-                    .zip(&spent)
+                    .zip(&answer.spent)
                     .find(|(_, s)| **s)
                     .map(|(b, _)| b)
                 {
@@ -699,29 +745,44 @@ impl Limits {
                     admitted,
                     verdicts: counters
                         .into_iter()
-                        .zip(verdicts)
+                        .zip(answer.verdicts)
                         .map(|((i, counter), verdict)| (i, (counter, verdict)))
+                        .collect(),
+                    in_use: slots
+                        .iter()
+                        .zip(answer.in_use)
+                        .map(|((i, _), used)| (*i, used))
                         .collect(),
                     budgets: budgets
                         .iter()
                         .map(|(b, s)| (b.holder.clone(), s.name.clone()))
                         .collect(),
                 };
-                let result = self.admit_with(plan, tokens, max_cost, subject, &rates);
-                if admitted && result.is_err() {
-                    // Refused here (a concurrency slot) after Redis charged it all.
-                    let refunds = asked.into_iter().map(|c| {
-                        let units = -i64::try_from(c.cost).unwrap_or(i64::MAX);
-                        (c, units)
-                    });
-                    settle_shared(shared, refunds.collect());
-                    let held = asked_budgets
-                        .into_iter()
-                        .map(|b| (b.name, b.max_cost, 0))
-                        .collect();
-                    settle_shared_budgets(shared, held);
+                match self.admit_with(plan, tokens, max_cost, subject, &rates) {
+                    Ok(mut admission) => {
+                        if let Some(lease) = answer.lease {
+                            admission.holds.push(Hold::SharedLease(lease));
+                        }
+                        Ok(admission)
+                    }
+                    Err(refused) => {
+                        if admitted {
+                            // Refused here after Redis charged it all: give it all back.
+                            let refunds = asked.into_iter().map(|c| {
+                                let units = -i64::try_from(c.cost).unwrap_or(i64::MAX);
+                                (c, units)
+                            });
+                            settle_shared(shared, refunds.collect());
+                            let held = asked_budgets
+                                .into_iter()
+                                .map(|b| (b.name, b.max_cost, 0))
+                                .collect();
+                            settle_shared_budgets(shared, held);
+                            release_shared(shared, answer.lease.into_iter().collect());
+                        }
+                        Err(refused)
+                    }
                 }
-                result
             }
             Err(_) => match shared.when_unreachable {
                 WhenUnreachable::LimitLocally => {
@@ -820,6 +881,20 @@ impl Limits {
         for (i, limit) in plan.limits.iter().enumerate() {
             let metric = limit.key.metric;
             let cost = if metric.counts_tokens() { tokens } else { 1 };
+            if let Some(used) = rates.in_use(i) {
+                if !rates.admitted() && used >= limit.limit {
+                    let refused = Refusal {
+                        metric,
+                        holder: limit.key.holder.clone(),
+                        limit: limit.limit,
+                        used,
+                        requested: 1,
+                        retry_after: (limit.limit > 0).then_some(Duration::from_secs(1)),
+                    };
+                    Refusal::keep_tightest(&mut refusal, refused);
+                }
+                continue;
+            }
             if let Some((counter, verdict)) = rates.verdict(i) {
                 headers.add(metric, limit.limit, &shown(verdict, rates.admitted()));
                 // Redis gives a wait only to a counter that refused a request it could take.
@@ -835,16 +910,7 @@ impl Limits {
                         retry_after: (cost <= limit.limit && limit.limit > 0)
                             .then_some(verdict.retry_after),
                     };
-                    let longer = match (&refusal, refused.retry_after) {
-                        (None, _) => true,
-                        (Some(current), None) => current.retry_after.is_some(),
-                        (Some(current), Some(wait)) => {
-                            current.retry_after.is_some_and(|c| wait > c)
-                        }
-                    };
-                    if longer {
-                        refusal = Some(refused);
-                    }
+                    Refusal::keep_tightest(&mut refusal, refused);
                 }
                 continue;
             }
@@ -877,15 +943,7 @@ impl Limits {
                 }),
             };
             if let Some(refused) = refused {
-                // The tightest refusal decides: the one that keeps the caller waiting longest.
-                let longer = match (&refusal, refused.retry_after) {
-                    (None, _) => true,
-                    (Some(current), None) => current.retry_after.is_some(),
-                    (Some(current), Some(wait)) => current.retry_after.is_some_and(|c| wait > c),
-                };
-                if longer {
-                    refusal = Some(refused);
-                }
+                Refusal::keep_tightest(&mut refusal, refused);
             }
         }
         if let Some(refusal) = refusal {
@@ -917,6 +975,9 @@ impl Limits {
         for (i, limit) in plan.limits.iter().enumerate() {
             let metric = limit.key.metric;
             let cost = if metric.counts_tokens() { tokens } else { 1 };
+            if rates.in_use(i).is_some() {
+                continue;
+            }
             if let Some((counter, verdict)) = rates.verdict(i) {
                 headers.add(metric, limit.limit, &shown(verdict, true));
                 if metric.counts_tokens() {
@@ -987,6 +1048,7 @@ impl Limits {
         let mut fired = Vec::new();
         let mut shared_moves = Vec::new();
         let mut shared_budgets = Vec::new();
+        let mut leases = Vec::new();
         {
             let mut state = self.state();
             for hold in holds {
@@ -1054,6 +1116,7 @@ impl Limits {
                             shared_moves.push((counter, -1));
                         }
                     }
+                    Hold::SharedLease(lease) => leases.push(lease),
                     Hold::SharedBudget {
                         name,
                         holder,
@@ -1080,6 +1143,7 @@ impl Limits {
         if let Some(shared) = self.shared.get() {
             settle_shared(shared, shared_moves);
             settle_shared_budgets(shared, shared_budgets);
+            release_shared(shared, leases);
         }
         for alert in fired {
             let _ = self.alerts.send(alert);
@@ -1096,6 +1160,8 @@ enum Rates {
     Shared {
         admitted: bool,
         verdicts: HashMap<usize, (SharedCounter, SharedVerdict)>,
+        /// Each concurrency limit's slots in use (before this request), by its index.
+        in_use: HashMap<usize, u64>,
         /// The budgets shared state holds, with their periods' names there.
         budgets: Vec<(Holder, String)>,
     },
@@ -1106,6 +1172,13 @@ impl Rates {
         match self {
             Rates::Local => None,
             Rates::Shared { verdicts, .. } => verdicts.get(&index).map(|(c, v)| (c, v)),
+        }
+    }
+
+    fn in_use(&self, index: usize) -> Option<u64> {
+        match self {
+            Rates::Local => None,
+            Rates::Shared { in_use, .. } => in_use.get(&index).copied(),
         }
     }
 
@@ -1151,6 +1224,22 @@ fn settle_shared(shared: &Arc<SharedLimits>, moves: Vec<(SharedCounter, i64)>) {
     runtime.spawn(async move {
         if let Err(err) = shared.settle(&moves).await {
             tracing::debug!(error = %err, "a shared rate counter was not settled");
+        }
+    });
+}
+
+/// Gives concurrency leases back in shared state off the request path.
+fn release_shared(shared: &Arc<SharedLimits>, leases: Vec<Lease>) {
+    if leases.is_empty() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let shared = shared.clone();
+    runtime.spawn(async move {
+        if let Err(err) = shared.release(leases).await {
+            tracing::debug!(error = %err, "concurrency leases were left to lapse");
         }
     });
 }
@@ -1262,6 +1351,38 @@ mod tests {
                 Err("body")
             }
         }
+    }
+
+    #[test]
+    fn a_replica_s_share_cuts_every_limit_concurrency_included() {
+        let clock = ManualClock::at(UnixTime(1_000));
+        let limits = limits_with(
+            RateLimits {
+                rpm: Some(7),
+                tpm: Some(1_000),
+                concurrent: Some(4),
+                rpd: Some(1),
+                ..RateLimits::default()
+            },
+            &clock,
+        );
+        let share = limits.plan(&ask("key_a")).shared_out(3);
+        let mut cut: Vec<(Metric, u64)> = share
+            .limits
+            .iter()
+            .map(|l| (l.key.metric, l.limit))
+            .collect();
+        cut.sort_by_key(|(m, _)| m.short());
+        assert_eq!(
+            cut,
+            vec![
+                (Metric::Concurrent, 1),
+                (Metric::RequestsPerDay, 1),
+                (Metric::RequestsPerMinute, 2),
+                (Metric::TokensPerMinute, 333),
+            ],
+            "each limit over three replicas, never below one"
+        );
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //! than `L` a period, and an idle holder may spend all `L` at once, as in
 //! `tollgate_core::limits`.
 //!
+//! A concurrency limit is a sorted set of leases, one per request in flight on any replica,
+//! scored by when the lease lapses: the same script drops lapsed leases, counts the rest and
+//! adds the request's own. A replica renews its leases while their requests run and removes
+//! them when they end; the leases of a replica that dies lapse within [`LEASE_LASTS`].
+//!
 //! When Redis cannot be reached (an error, or no answer within the timeout), the caller falls
 //! back: the gateway limits locally with its share of each limit (the limit divided by the
 //! replicas last seen alive) or refuses with 503, as configured, and tries Redis again after a
@@ -23,25 +28,34 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Admits a request on every rate counter and budget it needs, charging all or none.
-/// KEYS: the rate counters, then the budgets (hashes of `spent` and `reserved` micro-USD in
-/// the budget's current period). ARGV[1]: how many rate counters; then, per counter, its unit
-/// cost (µs), its limit and the cost asked; then, per budget, its limit, the spend to start
-/// from when the period is new to Redis, the most the request can cost, and how long to keep
-/// the period (ms).
+/// Admits a request on every rate counter, concurrency slot set and budget it needs, charging
+/// all or none.
+/// KEYS: the rate counters, then the slot sets (sorted sets of leases scored by when they
+/// lapse, in ms), then the budgets (hashes of `spent` and `reserved` micro-USD in the budget's
+/// current period). ARGV[1]: how many rate counters; ARGV[2]: how many slot sets; ARGV[3]: the
+/// request's lease; ARGV[4]: how long a lease lasts unrenewed (ms); then, per counter, its unit
+/// cost (µs), its limit and the cost asked; then, per slot set, its limit; then, per budget,
+/// its limit, the spend to start from when the period is new to Redis, the most the request
+/// can cost, and how long to keep the period (ms).
 /// Returns: 1 if admitted, 0 if not; per counter, the units remaining, the microseconds until a
 /// refused request would fit (0 when it fits or never can), and until the counter is full
-/// again; per budget, 1 if it is spent (spent and held reach its limit), else 0. A refusal
-/// reports the counters as they stand, uncharged.
+/// again; per slot set, the slots in use (before this request); per budget, 1 if it is spent
+/// (spent and held reach its limit), else 0. A refusal reports everything as it stands,
+/// uncharged.
 const ADMIT: &str = r"
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[1])
+local m = tonumber(ARGV[2])
+local lease = ARGV[3]
+local lease_ms = tonumber(ARGV[4])
 local starts, ends, fits = {}, {}, {}
 local all = true
 local spent_out = {}
-for b = n + 1, #KEYS do
-  local a = 1 + 3 * n + 4 * (b - n - 1)
+local used_out = {}
+for b = n + m + 1, #KEYS do
+  local a = 4 + 3 * n + m + 4 * (b - n - m - 1)
   local limit = tonumber(ARGV[a + 1])
   if redis.call('EXISTS', KEYS[b]) == 0 then
     redis.call('HSET', KEYS[b], 'spent', ARGV[a + 2], 'reserved', 0)
@@ -56,7 +70,14 @@ for b = n + 1, #KEYS do
     spent_out[b] = 0
   end
 end
-local ARGV_RATE_BASE = 1
+for j = 1, m do
+  local key = KEYS[n + j]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms)
+  local used = redis.call('ZCARD', key)
+  used_out[j] = used
+  if used >= tonumber(ARGV[4 + 3 * n + j]) then all = false end
+end
+local ARGV_RATE_BASE = 4
 for i = 1, n do
   local unit = tonumber(ARGV[ARGV_RATE_BASE + 3 * i - 2])
   local limit = tonumber(ARGV[ARGV_RATE_BASE + 3 * i - 1])
@@ -89,14 +110,42 @@ for i = 1, n do
   out[#out + 1] = retry
   out[#out + 1] = math.max(0, kept - now)
 end
-for b = n + 1, #KEYS do
+for j = 1, m do
   if all then
-    local a = 1 + 3 * n + 4 * (b - n - 1)
+    redis.call('ZADD', KEYS[n + j], now_ms + lease_ms, lease)
+    redis.call('PEXPIRE', KEYS[n + j], lease_ms * 2)
+  end
+  out[#out + 1] = used_out[j]
+end
+for b = n + m + 1, #KEYS do
+  if all then
+    local a = 4 + 3 * n + m + 4 * (b - n - m - 1)
     redis.call('HINCRBY', KEYS[b], 'reserved', ARGV[a + 3])
   end
   out[#out + 1] = spent_out[b]
 end
 return out
+";
+
+/// Gives leases back: KEYS are slot sets, ARGV the lease held in each.
+const RELEASE: &str = r"
+for i = 1, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[i])
+end
+return 1
+";
+
+/// Extends leases still held: ARGV[1] is how long from now (ms); KEYS are slot sets, ARGV[i + 1]
+/// the lease held in each. A lease that lapsed (or was given back) is not made again.
+const RENEW: &str = r"
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease_ms = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], 'XX', now_ms + lease_ms, ARGV[i + 1])
+  redis.call('PEXPIRE', KEYS[i], lease_ms * 2)
+end
+return 1
 ";
 
 /// Moves each counter (KEYS) by a signed number of microseconds (ARGV): a reservation settled
@@ -173,6 +222,25 @@ impl SharedCounter {
     }
 }
 
+/// A concurrency limit to admit a request against: a set of leases, one per request in flight
+/// on any replica.
+#[derive(Debug, Clone)]
+pub struct SharedSlots {
+    /// The set's name without the prefix: its holder, model pattern and metric.
+    pub name: String,
+    pub limit: u64,
+}
+
+/// The slots a request holds in shared state: one lease (a name unique to the request) in each
+/// set. Renewed while the request runs; given back when it ends; left to lapse
+/// ([`LEASE_LASTS`]) if the replica holding it dies.
+#[derive(Debug)]
+pub struct Lease {
+    id: u64,
+    member: String,
+    sets: Vec<String>,
+}
+
 /// A budget's current period to admit a request against.
 #[derive(Debug, Clone)]
 pub struct SharedBudget {
@@ -193,6 +261,20 @@ pub struct SharedVerdict {
     pub remaining: u64,
     pub retry_after: Duration,
     pub reset_after: Duration,
+}
+
+/// What Redis answered to an admission.
+#[derive(Debug)]
+pub struct SharedAnswer {
+    pub admitted: bool,
+    /// One per counter asked.
+    pub verdicts: Vec<SharedVerdict>,
+    /// Per slot set asked, the slots in use before this request.
+    pub in_use: Vec<u64>,
+    /// Per budget asked, whether it is spent.
+    pub spent: Vec<bool>,
+    /// The slots taken, when the request was admitted with any.
+    pub lease: Option<Lease>,
 }
 
 /// Why Redis could not answer.
@@ -218,7 +300,12 @@ pub struct SharedLimits {
     settle: redis::Script,
     settle_budgets: redis::Script,
     heartbeat: redis::Script,
+    release: redis::Script,
+    renew: redis::Script,
     replica: String,
+    /// Leases this replica holds, renewed while their requests run.
+    leases: std::sync::Mutex<std::collections::HashMap<u64, (String, Vec<String>)>>,
+    next_lease: AtomicU64,
     /// Replicas seen alive at the last heartbeat (at least 1).
     replicas: AtomicU32,
     /// Until when (ms since `epoch`) Redis is left alone after a failure.
@@ -243,6 +330,11 @@ const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// How often a replica says it is alive, and how long it counts as alive after.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const ALIVE_FOR_SECS: u64 = 5;
+/// How long a concurrency lease lasts unless renewed: the slots of a replica that died come
+/// back after at most this long.
+pub const LEASE_LASTS: Duration = Duration::from_secs(30);
+/// How often the leases of running requests are renewed (every tenth heartbeat).
+const RENEW_EVERY_BEATS: u32 = 10;
 
 impl SharedLimits {
     /// Connects lazily to Redis at `url` (nothing is sent until the first use, so a gateway
@@ -272,6 +364,10 @@ impl SharedLimits {
             settle: redis::Script::new(SETTLE),
             settle_budgets: redis::Script::new(SETTLE_BUDGETS),
             heartbeat: redis::Script::new(HEARTBEAT),
+            release: redis::Script::new(RELEASE),
+            renew: redis::Script::new(RENEW),
+            leases: Default::default(),
+            next_lease: AtomicU64::new(1),
             replica: format!("{}-{nanos}", std::process::id()),
             replicas: AtomicU32::new(1),
             paused_until_ms: AtomicU64::new(0),
@@ -345,17 +441,26 @@ impl SharedLimits {
         format!("{}{name}", self.prefix)
     }
 
-    /// Admits a request against every counter and budget, charging all or none. `Ok((admitted,
-    /// verdicts, spent))`: one verdict per counter, and per budget whether it is spent.
+    /// Admits a request against every counter, slot set and budget, charging all or none.
     pub async fn admit(
         &self,
         counters: &[SharedCounter],
+        slots: &[SharedSlots],
         budgets: &[SharedBudget],
-    ) -> Result<(bool, Vec<SharedVerdict>, Vec<bool>), SharedError> {
+    ) -> Result<SharedAnswer, SharedError> {
+        let lease_id = self.next_lease.fetch_add(1, Ordering::Relaxed);
+        let member = format!("{}:{lease_id}", self.replica);
         let mut invocation = self.admit.prepare_invoke();
-        invocation.arg(counters.len());
+        invocation
+            .arg(counters.len())
+            .arg(slots.len())
+            .arg(&member)
+            .arg(u64::try_from(LEASE_LASTS.as_millis()).unwrap_or(30_000));
         for counter in counters {
             invocation.key(self.key(&counter.name));
+        }
+        for set in slots {
+            invocation.key(self.key(&set.name));
         }
         for budget in budgets {
             invocation.key(self.key(&budget.name));
@@ -365,6 +470,9 @@ impl SharedLimits {
                 .arg(counter.unit_us())
                 .arg(counter.limit)
                 .arg(counter.cost);
+        }
+        for set in slots {
+            invocation.arg(set.limit);
         }
         for budget in budgets {
             invocation
@@ -378,10 +486,11 @@ impl SharedLimits {
                 );
         }
         let answer: Vec<i64> = self.run(invocation).await?;
-        if answer.len() != 1 + 3 * counters.len() + budgets.len() {
+        if answer.len() != 1 + 3 * counters.len() + slots.len() + budgets.len() {
             return Err(SharedError::Unreadable);
         }
         let rates_end = 1 + 3 * counters.len();
+        let slots_end = rates_end + slots.len();
         let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
         let verdicts = answer[1..rates_end]
             .chunks_exact(3)
@@ -391,8 +500,82 @@ impl SharedLimits {
                 reset_after: micros(c[2]),
             })
             .collect();
-        let spent = answer[rates_end..].iter().map(|v| *v == 1).collect();
-        Ok((answer[0] == 1, verdicts, spent))
+        let in_use = answer[rates_end..slots_end]
+            .iter()
+            .map(|v| u64::try_from(*v).unwrap_or(0))
+            .collect();
+        let spent = answer[slots_end..].iter().map(|v| *v == 1).collect();
+        let admitted = answer[0] == 1;
+        let lease = (admitted && !slots.is_empty()).then(|| {
+            let sets: Vec<String> = slots.iter().map(|s| self.key(&s.name)).collect();
+            self.leases_held()
+                .insert(lease_id, (member.clone(), sets.clone()));
+            Lease {
+                id: lease_id,
+                member,
+                sets,
+            }
+        });
+        Ok(SharedAnswer {
+            admitted,
+            verdicts,
+            in_use,
+            spent,
+            lease,
+        })
+    }
+
+    fn leases_held(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, (String, Vec<String>)>> {
+        self.leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Gives leases back: the requests holding them ended (or were refused after all). A
+    /// lease Redis does not get back lapses by itself.
+    pub async fn release(&self, leases: Vec<Lease>) -> Result<(), SharedError> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.release.prepare_invoke();
+        {
+            let mut held = self.leases_held();
+            for lease in &leases {
+                held.remove(&lease.id);
+            }
+        }
+        for lease in &leases {
+            for set in &lease.sets {
+                invocation.key(set).arg(&lease.member);
+            }
+        }
+        let _: i64 = self.run(invocation).await?;
+        Ok(())
+    }
+
+    /// How many leases this replica holds for running requests.
+    pub fn leases(&self) -> usize {
+        self.leases_held().len()
+    }
+
+    /// Extends every lease this replica holds by [`LEASE_LASTS`].
+    pub async fn renew_leases(&self) {
+        let held: Vec<(String, Vec<String>)> = self.leases_held().values().cloned().collect();
+        if held.is_empty() {
+            return;
+        }
+        let mut invocation = self.renew.prepare_invoke();
+        invocation.arg(u64::try_from(LEASE_LASTS.as_millis()).unwrap_or(30_000));
+        for (member, sets) in &held {
+            for set in sets {
+                invocation.key(set).arg(member);
+            }
+        }
+        if let Err(err) = self.run::<i64>(invocation).await {
+            tracing::warn!(error = %err, "concurrency leases were not renewed");
+        }
     }
 
     /// Settles budget holds: `(budget, held, cost)`; returns each budget's spend before and
@@ -448,6 +631,14 @@ impl SharedLimits {
                 .prepare_invoke()
                 .load_async(&mut connection)
                 .await?;
+            self.release
+                .prepare_invoke()
+                .load_async(&mut connection)
+                .await?;
+            self.renew
+                .prepare_invoke()
+                .load_async(&mut connection)
+                .await?;
             self.heartbeat
                 .prepare_invoke()
                 .load_async(&mut connection)
@@ -476,6 +667,7 @@ impl SharedLimits {
     pub async fn keep_heartbeat(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beats = 0u32;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -488,6 +680,10 @@ impl SharedLimits {
             // within a second even when no request comes.
             self.paused_until_ms.store(0, Ordering::Relaxed);
             self.beat().await;
+            beats = beats.wrapping_add(1);
+            if beats.is_multiple_of(RENEW_EVERY_BEATS) {
+                self.renew_leases().await;
+            }
         }
     }
 }

@@ -227,6 +227,130 @@ async fn a_token_rate_holds_across_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_limit_holds_across_replicas_and_slots_come_back() {
+    require_redis().await;
+    let prefix = Prefix::new();
+    let shared = prefix.settings(&redis_url(), WhenUnreachable::LimitLocally);
+    let (app, b, bases) = two_replicas(&shared).await;
+    let key = key_with(
+        &app,
+        RateLimits {
+            concurrent: Some(2),
+            ..RateLimits::default()
+        },
+    )
+    .await;
+    let http = reqwest::Client::new();
+    // Two requests the provider holds (until the replicas' 2 s provider timeout), one on each
+    // replica: each replica alone would still have a slot free.
+    let held: Vec<_> = bases
+        .iter()
+        .map(|base| {
+            let (http, base, key) = (http.clone(), base.clone(), key.clone());
+            tokio::spawn(async move {
+                http.post(format!("{base}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .header("x-mock-fail", "slow")
+                    .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hold"}]}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    let asked = Instant::now();
+    while app.mock.requests().len() < 2 {
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "the held requests never reached the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for base in &bases {
+        let reply = http
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "third"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::TOO_MANY_REQUESTS, "{base}");
+        assert_eq!(reply.headers()["retry-after"], "1");
+        let body: serde_json::Value = reply.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("on concurrent requests: Limit 2, Used 2, Requested 1"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        app.mock.requests().len(),
+        2,
+        "a refused request reached the provider"
+    );
+    assert_eq!(
+        app.gateway
+            .as_ref()
+            .unwrap()
+            .limits()
+            .shared()
+            .unwrap()
+            .leases(),
+        1
+    );
+    assert_eq!(b.limits().shared().unwrap().leases(), 1);
+
+    // The held requests end (the provider timed out): their slots come back on both replicas.
+    for request in held {
+        assert_eq!(request.await.unwrap(), StatusCode::GATEWAY_TIMEOUT);
+    }
+    let ended = Instant::now();
+    for base in &bases {
+        loop {
+            let (status, _) = chat(&http, base, &key, 4).await;
+            if status == StatusCode::OK {
+                break;
+            }
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            assert!(
+                ended.elapsed() < Duration::from_secs(2),
+                "the slots were never given back"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert_eq!(
+        app.gateway
+            .as_ref()
+            .unwrap()
+            .limits()
+            .shared()
+            .unwrap()
+            .leases(),
+        0
+    );
+    assert_eq!(b.limits().shared().unwrap().leases(), 0);
+    // Nothing is left in Redis either.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let sets: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}cc:*", prefix.0))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for set in sets {
+        let held: u64 = redis::cmd("ZCARD")
+            .arg(&set)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(held, 0, "{set} still holds leases");
+    }
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_revoked_through_one_replica_is_refused_by_the_other_within_a_second() {
     let app = TestApp::spawn_on_postgres(|_| {}).await;
     let b = app.replica(|_| {}).await;
@@ -613,4 +737,117 @@ async fn a_replica_cut_off_from_postgres_serves_warm_keys_spools_usage_and_is_no
         6,
         "still once after B stopped"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_replica_s_concurrency_leases_lapse_and_stop_counting() {
+    use tollgate_gateway::shared_limits::{SharedLimits, SharedSlots, LEASE_LASTS};
+    require_redis().await;
+    let prefix = Prefix::new();
+    let shared = SharedLimits::new(
+        &redis_url(),
+        &prefix.0,
+        Duration::from_secs(2),
+        WhenUnreachable::Refuse,
+    )
+    .unwrap();
+    let set = SharedSlots {
+        name: "cc:key:k1:*:concurrent".into(),
+        limit: 2,
+    };
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let full = format!("{}{}", prefix.0, set.name);
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    let now_ms = secs * 1000 + micros / 1000;
+    // A replica that died holding both slots: one lease lapsed a moment ago, one lapses later.
+    let _: () = redis::cmd("ZADD")
+        .arg(&full)
+        .arg(now_ms - 1)
+        .arg("dead:1")
+        .arg(now_ms + 60_000)
+        .arg("dead:2")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let first = shared
+        .admit(&[], std::slice::from_ref(&set), &[])
+        .await
+        .unwrap();
+    assert!(first.admitted, "the lapsed lease still counted");
+    assert_eq!(first.in_use, vec![1]);
+    let lease = first.lease.expect("a lease");
+    // Its lease lapses LEASE_LASTS from now unless renewed.
+    let member = lease_member(&mut conn, &full).await;
+    let lapses = |conn: &mut redis::aio::MultiplexedConnection| {
+        let (full, member) = (full.clone(), member.clone());
+        let mut conn = conn.clone();
+        async move {
+            let score: f64 = redis::cmd("ZSCORE")
+                .arg(&full)
+                .arg(&member)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            score as u64
+        }
+    };
+    let lasts = LEASE_LASTS.as_millis() as u64;
+    let ahead = lapses(&mut conn).await - now_ms;
+    assert!(
+        (lasts - 1_000..=lasts + 1_000).contains(&ahead),
+        "lease lapses {ahead} ms ahead"
+    );
+    // Renewal pushes a lease about to lapse a whole LEASE_LASTS ahead again.
+    let _: () = redis::cmd("ZADD")
+        .arg(&full)
+        .arg("XX")
+        .arg(now_ms + 10)
+        .arg(&member)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    shared.renew_leases().await;
+    let ahead = lapses(&mut conn).await - now_ms;
+    assert!(
+        (lasts - 1_000..=lasts + 1_000).contains(&ahead),
+        "renewed lease lapses {ahead} ms ahead"
+    );
+    let second = shared
+        .admit(&[], std::slice::from_ref(&set), &[])
+        .await
+        .unwrap();
+    assert!(!second.admitted);
+    assert_eq!(second.in_use, vec![2]);
+    assert!(second.lease.is_none());
+    assert_eq!(shared.leases(), 1);
+
+    shared.release(vec![lease]).await.unwrap();
+    assert_eq!(shared.leases(), 0);
+    let third = shared
+        .admit(&[], std::slice::from_ref(&set), &[])
+        .await
+        .unwrap();
+    assert!(third.admitted);
+    assert_eq!(
+        third.in_use,
+        vec![1],
+        "only the dead replica's live lease counts"
+    );
+}
+
+/// The one lease in `set` that is not the dead replica's.
+async fn lease_member(conn: &mut redis::aio::MultiplexedConnection, set: &str) -> String {
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(set)
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await
+        .unwrap();
+    members
+        .into_iter()
+        .find(|m| !m.starts_with("dead:"))
+        .expect("this replica's lease")
 }
