@@ -83,6 +83,13 @@ pub enum Command {
     /// Copy this SQLite deployment (--database-url, default ./tollgate.db) into an empty
     /// PostgreSQL database, for running several replicas; stop its server first
     Migrate(MigrateArgs),
+    /// Find secrets (Tollgate keys, OpenAI, Anthropic, Google, AWS, GitHub, Stripe and Slack
+    /// keys) in files, staged changes or git history; exits 1 when any is found
+    #[command(after_help = SCAN_HELP)]
+    Scan(ScanArgs),
+    /// Git hooks: `hook install` makes every commit run `tollgate scan --staged` first
+    #[command(subcommand)]
+    Hook(HookCommand),
     /// Tools for benchmarks and development (not part of the stable CLI)
     #[command(subcommand, hide = true)]
     Dev(DevCommand),
@@ -155,6 +162,66 @@ pub struct ServeArgs {
     pub workers: Option<u16>,
     #[command(flatten)]
     pub init: InitArgs,
+}
+
+const SCAN_HELP: &str = "\
+Exit status: 0 nothing found, 1 secrets found, 2 the scan could not be done.
+A line holding `tollgate:allow` is not reported. The rules are listed in the README.";
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Files or directories to scan (directories respect .gitignore; binaries are skipped);
+    /// with --staged or --history, the repository [default: .]
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Scan the changes staged for the next commit (what `git commit` would record)
+    #[arg(long, conflicts_with = "history")]
+    pub staged: bool,
+    /// Scan every commit of every branch, tag and stash in the repository's history
+    #[arg(long)]
+    pub history: bool,
+    /// How to print findings [default: table, or json with --json]
+    #[arg(long, value_enum)]
+    pub format: Option<ScanFormat>,
+    /// Revoke each Tollgate key found (on the local database, or the server given by --url)
+    /// and say what became of it
+    #[arg(long)]
+    pub revoke: bool,
+    /// Skip files larger than this many MiB
+    #[arg(long, default_value_t = 100, value_name = "MIB")]
+    pub max_file_size: u64,
+    /// Print no progress on a terminal
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanFormat {
+    /// A table for people
+    Table,
+    /// A JSON array of findings
+    Json,
+    /// SARIF 2.1.0, for GitHub code scanning and other tools
+    Sarif,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookCommand {
+    /// Install a git pre-commit hook that runs `tollgate scan --staged`
+    Install {
+        /// The repository [default: the one around the current directory]
+        #[arg(long, value_name = "DIR")]
+        repo: Option<PathBuf>,
+        /// Replace a pre-commit hook that is not Tollgate's
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove the pre-commit hook `hook install` wrote
+    Uninstall {
+        /// The repository [default: the one around the current directory]
+        #[arg(long, value_name = "DIR")]
+        repo: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

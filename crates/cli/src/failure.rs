@@ -7,6 +7,9 @@
 //! | 3 | configuration or environment (config file, database file, server secret) |
 //! | 4 | not found |
 //! | 5 | conflict with the current state (duplicate name, revoked key, ...) |
+//!
+//! `tollgate scan` follows secret scanners instead: 1 means secrets were found (and the
+//! findings are the message), 2 that the scan could not be done.
 
 use tollgate_control::{ControlError, ErrorClass};
 
@@ -21,6 +24,14 @@ impl Failure {
         Failure {
             code: 2,
             message: message.into(),
+        }
+    }
+
+    /// A command that ends with this status and says nothing more (what it found is printed).
+    pub fn silent(code: u8) -> Failure {
+        Failure {
+            code,
+            message: String::new(),
         }
     }
 

@@ -47,13 +47,24 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
+            if !failure.message.is_empty() {
+                eprintln!("error: {}", failure.message);
+            }
             ExitCode::from(failure.code)
         }
     }
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    // Scanning and hooks need no settings (a broken tollgate.toml in a scanned tree must not
+    // stop them); revoking what was found does.
+    match &cli.command {
+        Command::Scan(args) if !args.revoke => {
+            return commands::scan::run(args, cli.json, None::<&manage::remote::Remote>).await;
+        }
+        Command::Hook(command) => return commands::hook::run(command),
+        _ => {}
+    }
     let serving = matches!(cli.command, Command::Serve(_));
     let mut overrides = Overrides {
         config: cli.config,
@@ -152,6 +163,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             commands::migrate::run(&settings, &args, json).await
         }
+        Command::Scan(args) => managed!(m => commands::scan::run(&args, json, Some(m))),
+        Command::Hook(command) => commands::hook::run(&command),
         Command::Dev(command) => {
             if remote.is_some() {
                 return Err(failure::Failure::invalid(
