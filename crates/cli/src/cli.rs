@@ -193,6 +193,9 @@ pub struct ScanArgs {
     /// Print no progress on a terminal
     #[arg(long)]
     pub no_progress: bool,
+    /// Print the rules (id, what, keywords, regular expression) instead of scanning
+    #[arg(long, conflicts_with_all = ["staged", "history", "revoke"])]
+    pub list_rules: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -122,26 +122,36 @@ impl Finding {
     }
 }
 
-/// `sk-proj-...abcd`: what comes before the random part, and the last four characters; never
-/// more than a third of the secret.
+/// `sk-proj-...abcd`: the secret's type prefix (what comes before its random part) and its last
+/// four characters; never more than a third of the secret.
 fn redact(rule: &Rule, secret: &str) -> String {
-    if matches!(
-        rule.id,
-        "tollgate-key" | "openai-api-key" | "anthropic-api-key"
-    ) {
-        return tollgate_core::key::redact(secret);
-    }
-    let head = rule
-        .keywords
-        .iter()
-        .filter(|k| secret.starts_with(*k))
-        .map(|k| k.len())
-        .max()
-        .unwrap_or(0)
-        .min(secret.len() / 3);
-    if secret.len() < 12 {
+    if secret.len() < 12 || !secret.is_ascii() {
         return "*****".to_owned();
     }
+    let after_dashes = |n: usize| {
+        secret
+            .match_indices('-')
+            .nth(n - 1)
+            .map_or(0, |(i, _)| i + 1)
+    };
+    let head = match rule.id {
+        "tollgate-key" => after_dashes(2),
+        "anthropic-api-key" => after_dashes(3),
+        "openai-api-key" => {
+            let tagged = ["proj-", "svcacct-", "admin-", "None-"]
+                .iter()
+                .any(|tag| secret[3..].starts_with(tag));
+            after_dashes(if tagged { 2 } else { 1 })
+        }
+        _ => rule
+            .keywords
+            .iter()
+            .filter(|k| secret.starts_with(*k))
+            .map(|k| k.len())
+            .max()
+            .unwrap_or(0),
+    }
+    .min(secret.len() / 3);
     format!("{}...{}", &secret[..head], &secret[secret.len() - 4..])
 }
 
@@ -312,6 +322,13 @@ mod tests {
                 "sk-abcdefghij0123456789T3BlbkFJabcdefghij0123456789"
             ),
             "sk-...6789"
+        );
+        let project = "sk-proj-D_KM-abcdefghijabcdefghijabcdefghijabcdefghijT3BlbkFJabcdefghijabcdefghij-_OJl";
+        assert_eq!(redact(openai, project), "sk-proj-..._OJl");
+        let tollgate = rule("tollgate-key").unwrap();
+        assert_eq!(
+            redact(tollgate, "acme-svcacct-0123456789012345678901234567890123456789012345678"),
+            "acme-svcacct-...5678"
         );
         let slack = rule("slack-webhook-url").unwrap();
         let url = "hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX";

@@ -22,6 +22,9 @@ pub async fn run<M: Manage>(
         (None, true) => ScanFormat::Json,
         (None, false) => ScanFormat::Table,
     };
+    if args.list_rules {
+        return list_rules(format);
+    }
     let started = Instant::now();
     let progress = progress_bar(args.no_progress);
     let (findings, summary) = if args.staged || args.history {
@@ -161,6 +164,35 @@ async fn revoke<M: Manage>(manage: &M, findings: &[Finding]) {
             Err(failure) => eprintln!("{id}, found at {place}, was not revoked: {}", failure.message),
         }
     }
+}
+
+/// The rule set, as a table or JSON.
+fn list_rules(format: ScanFormat) -> Result<(), Failure> {
+    let rules = tollgate_scan::rules::RULES;
+    if format == ScanFormat::Table {
+        for rule in rules {
+            println!("{:<26} {}", rule.id, rule.description);
+            println!("{:<26} keywords: {}", "", rule.keywords.join(" "));
+            println!("{:<26} pattern:  {}", "", rule.pattern);
+            if rule.check.is_some() {
+                println!("{:<26} checked:  the key's CRC32 checksum", "");
+            }
+        }
+        return Ok(());
+    }
+    let list: Vec<serde_json::Value> = rules
+        .iter()
+        .map(|rule| {
+            serde_json::json!({
+                "id": rule.id,
+                "description": rule.description,
+                "keywords": rule.keywords,
+                "pattern": rule.pattern,
+                "checksum": rule.check.is_some(),
+            })
+        })
+        .collect();
+    crate::output::print_json(&list).map_err(|e| Failure::invalid(e.to_string()))
 }
 
 fn mib(bytes: u64) -> String {
