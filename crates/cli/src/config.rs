@@ -71,6 +71,8 @@ pub struct FileConfig {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub tracing: TracingConfig,
+    #[serde(default)]
+    pub secret_scanning: SecretScanningConfig,
     /// Days usage events are kept; the daily roll-up (reports by day, budgets) is kept for
     /// ever [default: for ever].
     pub usage_retention_days: Option<u32>,
@@ -170,6 +172,18 @@ pub struct DefaultLimitConfig {
 
 fn every_model() -> String {
     "*".to_owned()
+}
+
+/// Leak reports from GitHub's secret scanning (`[secret_scanning]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretScanningConfig {
+    /// Serve `POST /secret-scanning/github` [default: true].
+    pub enabled: Option<bool>,
+    /// Where the keys that sign reports are published [default: GitHub's].
+    pub github_keys_url: Option<String>,
+    /// `revoke` (the default) or `flag` (record and alert only).
+    pub on_report: Option<String>,
 }
 
 /// Where budget alerts are posted.
@@ -392,6 +406,7 @@ pub struct Settings {
     /// Rate counters shared through Redis; `None`: each server counts on its own.
     pub shared_limits: Option<tollgate_gateway::SharedLimitsSettings>,
     pub metrics: tollgate_gateway::MetricsSettings,
+    pub secret_scanning: tollgate_gateway::SecretScanningSettings,
     /// OpenTelemetry traces; `None`: off.
     pub tracing: Option<TracingSettings>,
     /// Why the traces' settings are unusable: only `serve` refuses to start for it, so that an
@@ -574,6 +589,7 @@ impl Settings {
             connections,
             shared_limits,
             metrics: resolve_metrics(&file.metrics)?,
+            secret_scanning: resolve_secret_scanning(&file.secret_scanning)?,
             tracing: tracing.as_ref().ok().cloned().flatten(),
             tracing_problem: tracing.err().map(|e| e.0),
             usage_retention: match file.usage_retention_days {
@@ -665,6 +681,33 @@ fn resolve_tracing(
 }
 
 /// Who may scrape `/metrics`.
+fn resolve_secret_scanning(
+    config: &SecretScanningConfig,
+) -> Result<tollgate_gateway::SecretScanningSettings, ConfigError> {
+    let url = config
+        .github_keys_url
+        .clone()
+        .unwrap_or_else(|| tollgate_gateway::GITHUB_SECRET_SCANNING_KEYS.to_owned());
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(ConfigError(format!(
+            "secret_scanning.github_keys_url: `{url}` must be an http:// or https:// URL"
+        )));
+    }
+    let on_report = match config.on_report.as_deref() {
+        None | Some("revoke") => tollgate_gateway::LeakAction::Revoke,
+        Some("flag") => tollgate_gateway::LeakAction::Flag,
+        Some(other) => {
+            return Err(ConfigError(format!(
+                "secret_scanning.on_report: `{other}` is not known; give `revoke` (the default: a reported key stops at once) or `flag` (recorded and alerted only)"
+            )))
+        }
+    };
+    Ok(tollgate_gateway::SecretScanningSettings {
+        github_keys_url: config.enabled.unwrap_or(true).then_some(url),
+        on_report,
+    })
+}
+
 fn resolve_metrics(
     config: &MetricsConfig,
 ) -> Result<tollgate_gateway::MetricsSettings, ConfigError> {
@@ -992,6 +1035,37 @@ mod tests {
             .map(|l| l.get(inner..).unwrap_or(""))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    #[test]
+    fn leak_reports_are_on_with_github_s_keys_and_revoke_unless_told_otherwise() {
+        let default = resolve_secret_scanning(&SecretScanningConfig::default())
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            default.github_keys_url.as_deref(),
+            Some(tollgate_gateway::GITHUB_SECRET_SCANNING_KEYS)
+        );
+        assert_eq!(default.on_report, tollgate_gateway::LeakAction::Revoke);
+        let flag = resolve_secret_scanning(&SecretScanningConfig {
+            on_report: Some("flag".into()),
+            enabled: Some(false),
+            ..SecretScanningConfig::default()
+        })
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(flag.on_report, tollgate_gateway::LeakAction::Flag);
+        assert_eq!(flag.github_keys_url, None, "off");
+        for bad in [
+            SecretScanningConfig {
+                on_report: Some("delete".into()),
+                ..SecretScanningConfig::default()
+            },
+            SecretScanningConfig {
+                github_keys_url: Some("ftp://keys".into()),
+                ..SecretScanningConfig::default()
+            },
+        ] {
+            assert!(resolve_secret_scanning(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -106,6 +106,13 @@ pub enum GatewayError {
     /// A key that belongs to no project asked for objects a provider keeps per project.
     #[error("key without a project")]
     NoProject,
+    /// A leak report (GitHub secret scanning) that is not signed by a key the sender
+    /// publishes, or was already received.
+    #[error("{0}")]
+    LeakReportRefused(String),
+    /// The keys leak reports are signed with could not be fetched.
+    #[error("the keys that sign leak reports could not be fetched: {0}")]
+    LeakReportKeysUnavailable(String),
     #[error("The server had an error while processing your request. Sorry about that!")]
     Internal,
 }
@@ -234,6 +241,12 @@ impl GatewayError {
                 PermissionDenied,
                 "This key belongs to no project, and objects at the provider (files, batches, stored responses, ...) belong to projects. Use a project's key.",
             ),
+            GatewayError::LeakReportRefused(why) => {
+                OpenAiError::new(Authentication, why.clone()).with_code("invalid_signature")
+            }
+            GatewayError::LeakReportKeysUnavailable(_) => {
+                OpenAiError::new(Unavailable, format!("{self}. Please retry later."))
+            }
             GatewayError::Internal => OpenAiError::new(Server, self.to_string()),
             GatewayError::Upstream(err) => match err {
                 crate::upstream::failure::UpstreamError::Timeout { .. } => OpenAiError::new(

@@ -16,6 +16,7 @@ pub mod mock;
 mod rate_headers;
 mod request;
 mod request_id;
+pub mod secret_scanning;
 mod serve;
 mod server;
 mod settings;
@@ -31,8 +32,8 @@ pub use ledger::UnknownObjects;
 pub use request::auth::Principal;
 pub use server::{Gateway, RunningGateway, StartError};
 pub use settings::{
-    AlertSettings, ConnectionSettings, GatewaySettings, MeteringSettings, MetricsSettings,
-    ProviderKey, ProviderSettings, SharedLimitsSettings, UnpricedPolicy, WebhookSecret,
-    WebhookSettings,
+    AlertSettings, ConnectionSettings, GatewaySettings, LeakAction, MeteringSettings,
+    MetricsSettings, ProviderKey, ProviderSettings, SecretScanningSettings, SharedLimitsSettings,
+    UnpricedPolicy, WebhookSecret, WebhookSettings, GITHUB_SECRET_SCANNING_KEYS,
 };
 pub use upstream::dedicated_projects;

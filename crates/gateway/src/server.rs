@@ -237,6 +237,7 @@ impl Gateway {
             body_budget: crate::body_budget::BodyBudget::new(body_budget),
             ledger,
             metrics,
+            published_keys: Default::default(),
             connections_open: Arc::default(),
         }));
         let app = Dispatch::new(router(state.clone()), self.admin, self.console, state);
@@ -310,6 +311,10 @@ fn router(state: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route(
+            "/secret-scanning/github",
+            axum::routing::post(crate::secret_scanning::github),
+        )
         .fallback(unknown_route)
         .with_state(state)
 }

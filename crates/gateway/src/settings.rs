@@ -52,6 +52,27 @@ pub struct WebhookSettings {
     pub secret: WebhookSecret,
 }
 
+/// What a leak report (GitHub secret scanning) does to a key of this deployment it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeakAction {
+    /// Revoke it at once (the default).
+    Revoke,
+    /// Only record and alert: the owner decides.
+    Flag,
+}
+
+/// GitHub's secret scanning partner program endpoint, `POST /secret-scanning/github`.
+#[derive(Debug, Clone)]
+pub struct SecretScanningSettings {
+    /// Where the keys that sign reports are published; `None` turns the endpoint off (404).
+    pub github_keys_url: Option<String>,
+    pub on_report: LeakAction,
+}
+
+/// GitHub's published secret-scanning signing keys.
+pub const GITHUB_SECRET_SCANNING_KEYS: &str =
+    "https://api.github.com/meta/public_keys/secret_scanning";
+
 /// Budget alert delivery.
 #[derive(Debug, Clone)]
 pub struct AlertSettings {
@@ -187,6 +208,8 @@ pub struct GatewaySettings {
     /// `max_tokens` (or `max_completion_tokens`, `max_output_tokens`).
     pub default_max_output_tokens: u64,
     pub alerts: AlertSettings,
+    /// Leak reports from GitHub's secret scanning.
+    pub secret_scanning: SecretScanningSettings,
     /// What happens to provider objects the ownership ledger has never seen.
     pub unknown_objects: crate::ledger::UnknownObjects,
     /// Rate counters shared with other replicas through Redis; `None`: each replica counts
@@ -281,6 +304,10 @@ impl GatewaySettings {
                 attempts: 8,
                 first_retry: Duration::from_secs(2),
                 timeout: Duration::from_secs(10),
+            },
+            secret_scanning: SecretScanningSettings {
+                github_keys_url: Some(GITHUB_SECRET_SCANNING_KEYS.to_owned()),
+                on_report: LeakAction::Revoke,
             },
             unknown_objects: crate::ledger::UnknownObjects::Hide,
             shared_limits: None,

@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub body_budget: Arc<BodyBudget>,
     pub ledger: Arc<Ledger>,
     pub metrics: Arc<Metrics>,
+    /// The keys leak reports from GitHub are signed with, as last fetched.
+    pub published_keys: Arc<crate::secret_scanning::PublishedKeys>,
     /// Client connections open (kept by the accept loop).
     pub connections_open: Arc<std::sync::atomic::AtomicUsize>,
 }

@@ -327,7 +327,10 @@ mod tests {
         assert_eq!(redact(openai, project), "sk-proj-..._OJl");
         let tollgate = rule("tollgate-key").unwrap();
         assert_eq!(
-            redact(tollgate, "acme-svcacct-0123456789012345678901234567890123456789012345678"),
+            redact(
+                tollgate,
+                "acme-svcacct-0123456789012345678901234567890123456789012345678"
+            ),
             "acme-svcacct-...5678"
         );
         let slack = rule("slack-webhook-url").unwrap();

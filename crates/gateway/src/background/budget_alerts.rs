@@ -3,20 +3,16 @@
 //! posted to every configured webhook, signed, with retries and exponential backoff.
 
 use crate::admission::Alert;
-use crate::settings::{AlertSettings, WebhookSettings};
+use crate::background::webhooks;
+use crate::settings::AlertSettings;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tollgate_core::budget::{dollars, format_utc_offset, percent};
 use tollgate_core::holder::Level;
-use tollgate_core::signature::sign;
 use tollgate_core::{AuditId, Clock, OrgId, ProjectId};
 use tollgate_store::{Actor, AuditEntry, Store};
-
-/// Longest wait between two attempts of one delivery.
-const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 /// Claims and sends alerts until `stop` says so; then claims what is still queued (so every
 /// alert reaches the audit log) and returns. Deliveries still being retried are abandoned.
@@ -29,17 +25,7 @@ pub fn start(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .build()
-        {
-            Ok(client) => client,
-            Err(err) => {
-                tracing::error!(error = %err, "could not set up the webhook client; budget alerts go to the audit log only");
-                reqwest::Client::new()
-            }
-        };
+        let client = webhooks::client(&settings);
         let settings = Arc::new(settings);
         loop {
             let alert = tokio::select! {
@@ -81,13 +67,14 @@ pub fn start(
                     );
                     let body = event.to_string();
                     for webhook in &settings.webhooks {
-                        tokio::spawn(deliver(
+                        tokio::spawn(webhooks::deliver(
                             client.clone(),
                             webhook.clone(),
                             settings.clone(),
                             clock.clone(),
                             event["id"].as_str().unwrap_or_default().to_owned(),
                             body.clone(),
+                            "budget alert",
                         ));
                     }
                 }
@@ -124,47 +111,4 @@ fn event(alert: &Alert) -> serde_json::Value {
             "spent_micro_usd": alert.spent.0,
         }
     })
-}
-
-/// Posts one event to one webhook until it answers 2xx or the attempts run out.
-async fn deliver(
-    client: reqwest::Client,
-    webhook: WebhookSettings,
-    settings: Arc<AlertSettings>,
-    clock: Arc<dyn Clock>,
-    event_id: String,
-    body: String,
-) {
-    let mut backoff = settings.first_retry;
-    for attempt in 1..=settings.attempts.max(1) {
-        let timestamp = clock.now().seconds();
-        let signature = sign(webhook.secret.expose(), timestamp, body.as_bytes());
-        let result = client
-            .post(&webhook.url)
-            .header("content-type", "application/json")
-            .header("user-agent", "Tollgate-Webhooks/1")
-            .header("tollgate-event-id", &event_id)
-            .header("tollgate-delivery-attempt", attempt.to_string())
-            .header("tollgate-signature", signature)
-            .body(body.clone())
-            .send()
-            .await;
-        match result {
-            Ok(response) if response.status().is_success() => {
-                tracing::info!(url = %webhook.url, event = %event_id, attempt, "budget alert delivered");
-                return;
-            }
-            Ok(response) => {
-                tracing::warn!(url = %webhook.url, event = %event_id, attempt, status = response.status().as_u16(), "budget alert webhook refused the delivery")
-            }
-            Err(err) => {
-                tracing::warn!(url = %webhook.url, event = %event_id, attempt, error = %err, "budget alert webhook unreachable")
-            }
-        }
-        if attempt < settings.attempts {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-    tracing::error!(url = %webhook.url, event = %event_id, attempts = settings.attempts, "gave up delivering a budget alert; it is in the audit log");
 }

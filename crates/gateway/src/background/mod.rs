@@ -12,3 +12,4 @@ pub(crate) mod last_used;
 pub(crate) mod metering;
 pub(crate) mod retention;
 pub(crate) mod spool;
+pub(crate) mod webhooks;

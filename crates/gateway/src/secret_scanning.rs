@@ -1,0 +1,389 @@
+//! Leak reports from outside: GitHub's secret scanning partner program.
+//!
+//! When GitHub finds text matching Tollgate's key pattern in a public repository, gist or npm
+//! package, it posts `[{"token", "type", "url", "source"}, ...]` to `POST
+//! /secret-scanning/github`, signed with ECDSA P-256/SHA-256: the `Github-Public-Key-Signature`
+//! header holds the DER signature of the raw body, in base64, by the key named in
+//! `Github-Public-Key-Identifier`, one of those GitHub publishes at
+//! [`GITHUB_SECRET_SCANNING_KEYS`](crate::settings::GITHUB_SECRET_SCANNING_KEYS) (fetched, and
+//! cached; fetched again for an identifier not seen, at most once a minute).
+//!
+//! A report that is unsigned, signed by an unknown key, or does not verify is refused with 401,
+//! as is one already received (the same signature twice: a replay); nothing changes. A
+//! verified report is recorded in the audit log (which also tells replays apart), and each
+//! token that is one of this deployment's keys is revoked at once (or, with `on_report =
+//! "flag"`, only recorded), audited as `api_key.leaked`, and announced to the alert webhooks.
+//! The answer tells GitHub which tokens were real (`true_positive`) by their SHA-256.
+
+use crate::background::webhooks;
+use crate::error::GatewayError;
+use crate::settings::LeakAction;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tollgate_core::{AuditId, KeyId};
+use tollgate_store::{Actor, AuditEntry};
+
+/// The largest report read (GitHub batches a few matches; a megabyte is thousands).
+const MAX_REPORT_BYTES: usize = 1024 * 1024;
+/// The most tokens one report may name.
+const MAX_TOKENS: usize = 1_000;
+/// How often the published keys may be fetched again for an identifier not seen.
+const REFETCH_AFTER: Duration = Duration::from_secs(60);
+/// Longest wait for the published keys.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SubjectPublicKeyInfo DER prefix of every P-256 public key; the 65-byte uncompressed
+/// point follows it.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// Published keys by identifier (their P-256 points), and when they were last fetched.
+type Fetched = (HashMap<String, Vec<u8>>, Option<Instant>);
+
+/// The signing keys GitHub publishes, by identifier, as fetched.
+#[derive(Debug, Default)]
+pub(crate) struct PublishedKeys {
+    cached: tokio::sync::Mutex<Fetched>,
+}
+
+impl PublishedKeys {
+    /// The P-256 point of the key `id`, fetching the list when the id is not known (at most
+    /// once a minute). `Err` when the list could not be fetched and the id is not known.
+    async fn point(&self, url: &str, id: &str) -> Result<Option<Vec<u8>>, String> {
+        let mut cached = self.cached.lock().await;
+        if let Some(point) = cached.0.get(id) {
+            return Ok(Some(point.clone()));
+        }
+        if cached.1.is_some_and(|at| at.elapsed() < REFETCH_AFTER) {
+            return Ok(None);
+        }
+        cached.1 = Some(Instant::now());
+        let fetched = fetch(url).await?;
+        cached.0 = fetched;
+        Ok(cached.0.get(id).cloned())
+    }
+}
+
+/// GitHub's key list: `{"public_keys": [{"key_identifier", "key" (PEM), "is_current"}]}`.
+async fn fetch(url: &str) -> Result<HashMap<String, Vec<u8>>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .get(url)
+        .header("user-agent", "Tollgate-Secret-Scanning/1")
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("{url} answered {}", response.status()));
+    }
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    if body.len() > MAX_REPORT_BYTES {
+        return Err(format!("{url} answered more than a megabyte"));
+    }
+    let list: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    let mut keys = HashMap::new();
+    for key in list["public_keys"].as_array().into_iter().flatten() {
+        let (Some(id), Some(pem)) = (key["key_identifier"].as_str(), key["key"].as_str()) else {
+            continue;
+        };
+        if let Some(point) = p256_point(pem) {
+            keys.insert(id.to_owned(), point);
+        }
+    }
+    if keys.is_empty() {
+        return Err(format!("{url} listed no P-256 keys"));
+    }
+    Ok(keys)
+}
+
+/// The uncompressed point of a P-256 public key in PEM (SubjectPublicKeyInfo); `None` for
+/// anything else.
+pub(crate) fn p256_point(pem: &str) -> Option<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    let point = der.strip_prefix(&P256_SPKI_PREFIX[..])?;
+    (point.len() == 65 && point[0] == 0x04).then(|| point.to_vec())
+}
+
+/// Whether `signature` (DER) is `point`'s ECDSA P-256/SHA-256 signature of `body`.
+pub(crate) fn verify(point: &[u8], body: &[u8], signature: &[u8]) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
+        .verify(body, signature)
+        .is_ok()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Reported {
+    token: String,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+/// `POST /secret-scanning/github`.
+pub(crate) async fn github(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match report(&state, &headers, &body).await {
+        Ok(labels) => Json(labels).into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "a leak report was refused");
+            err.into_response()
+        }
+    }
+}
+
+async fn report(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<serde_json::Value>, GatewayError> {
+    let settings = &state.settings.secret_scanning;
+    let Some(url) = settings.github_keys_url.as_deref() else {
+        return Err(GatewayError::UnknownRoute {
+            method: "POST".into(),
+            path: "/secret-scanning/github".into(),
+        });
+    };
+    if body.len() > MAX_REPORT_BYTES {
+        return Err(GatewayError::BodyTooLarge {
+            limit: MAX_REPORT_BYTES,
+        });
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(key_id), Some(signature)) = (
+        header("github-public-key-identifier"),
+        header("github-public-key-signature"),
+    ) else {
+        return Err(GatewayError::LeakReportRefused(
+            "A leak report must be signed: the Github-Public-Key-Identifier and Github-Public-Key-Signature headers are missing.".into(),
+        ));
+    };
+    let refused = || {
+        GatewayError::LeakReportRefused(
+            "The leak report's signature does not verify with the key it names.".into(),
+        )
+    };
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(signature.trim())
+        .map_err(|_| refused())?;
+    let point = state
+        .published_keys
+        .point(url, key_id)
+        .await
+        .map_err(GatewayError::LeakReportKeysUnavailable)?
+        .ok_or_else(refused)?;
+    if !verify(&point, body, &signature) {
+        return Err(refused());
+    }
+
+    // The same signature twice is the same report sent again: refused, nothing changes.
+    let report_id = format!("ghss_{}", &hex(&Sha256::digest(&signature))[..32]);
+    let org = match state.store.default_organization().await {
+        Ok(Some(org)) => org,
+        Ok(None) => return Err(GatewayError::Internal),
+        Err(err) => {
+            tracing::error!(error = %err, "a leak report could not be read");
+            return Err(GatewayError::Internal);
+        }
+    };
+    let seen = state
+        .store
+        .audit_entries(&org.id, Some(&report_id), 1)
+        .await
+        .map_err(|_| GatewayError::Internal)?;
+    if !seen.is_empty() {
+        return Err(GatewayError::LeakReportRefused(
+            "This leak report was already received.".into(),
+        ));
+    }
+    let tokens: Vec<Reported> =
+        serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+    if tokens.len() > MAX_TOKENS {
+        return Err(GatewayError::InvalidJson(format!(
+            "a leak report names at most {MAX_TOKENS} tokens"
+        )));
+    }
+
+    let now = state.clock.now();
+    let actor = Actor {
+        kind: "system".into(),
+        id: "github-secret-scanning".into(),
+    };
+    let mut labels = Vec::with_capacity(tokens.len());
+    let mut ours = 0;
+    let mut revoked_any = false;
+    for reported in &tokens {
+        let found = match state.format.parse(reported.token.trim()) {
+            Ok(parsed) => {
+                let id: KeyId = parsed.secret.id();
+                match state.store.key(&org.id, &id).await {
+                    Ok(key) if key.hash == state.hasher.hash(&parsed.secret) => Some(key),
+                    _ => None,
+                }
+            }
+            Err(_) => None,
+        };
+        labels.push(json!({
+            "token_hash": hex(&Sha256::digest(reported.token.as_bytes())),
+            "token_type": reported.kind.clone().unwrap_or_default(),
+            "label": if found.is_some() { "true_positive" } else { "false_positive" },
+        }));
+        let Some(key) = found else { continue };
+        ours += 1;
+        let was_live = key.revoked_at.is_none();
+        let revoke = settings.on_report == LeakAction::Revoke && was_live;
+        let leak = json!({
+            "name": key.name,
+            "redacted_value": key.redacted,
+            "source": "github",
+            "url": reported.url,
+            "where": reported.source,
+            "report": report_id,
+            "action": if revoke { "revoked" } else if was_live { "flagged" } else { "already_revoked" },
+        });
+        let entry = |event: &str| AuditEntry {
+            id: AuditId::generate(),
+            org_id: org.id.clone(),
+            event_type: event.to_owned(),
+            actor: actor.clone(),
+            project_id: key.project_id.clone(),
+            resource_id: Some(key.id.to_string()),
+            data: leak.clone(),
+            created_at: now,
+        };
+        if revoke {
+            match state
+                .store
+                .revoke_key(&key.id, now, &entry("api_key.revoked"))
+                .await
+            {
+                Ok(()) => revoked_any = true,
+                Err(err) => {
+                    tracing::error!(error = %err, key = %key.id, "a leaked key could not be revoked")
+                }
+            }
+        }
+        if let Err(err) = state.store.record_audit(&entry("api_key.leaked")).await {
+            tracing::error!(error = %err, key = %key.id, "a leak report could not be audited");
+        }
+        tracing::warn!(key = %key.id, url = reported.url.as_deref().unwrap_or(""), revoked = revoke, "a key of this deployment was reported leaked");
+        alert(
+            state,
+            &key.id,
+            key.project_id.as_ref().map(|p| p.to_string()),
+            &leak,
+            now.seconds(),
+        );
+    }
+    // In force on this server before GitHub hears back; the others follow the change log.
+    if revoked_any {
+        if let Err(err) = state.keys.catch_up(&state.store).await {
+            tracing::warn!(error = %err, "the key table did not catch up after a leak report");
+        }
+    }
+    let entry = AuditEntry {
+        id: AuditId::generate(),
+        org_id: org.id.clone(),
+        event_type: "secret_scanning.report_received".into(),
+        actor,
+        project_id: None,
+        resource_id: Some(report_id.clone()),
+        data: json!({"source": "github", "tokens": tokens.len(), "keys_of_this_deployment": ours, "signing_key": key_id}),
+        created_at: now,
+    };
+    state.store.record_audit(&entry).await.map_err(|err| {
+        tracing::error!(error = %err, "a leak report could not be recorded");
+        GatewayError::Internal
+    })?;
+    Ok(labels)
+}
+
+/// Tells the alert webhooks (signed, retried) that a key leaked.
+fn alert(
+    state: &AppState,
+    key: &KeyId,
+    project: Option<String>,
+    leak: &serde_json::Value,
+    at: i64,
+) {
+    let alerts = &state.settings.alerts;
+    if alerts.webhooks.is_empty() {
+        return;
+    }
+    let event = json!({
+        "id": format!("evt_leak_{}_{}", key, leak["report"].as_str().unwrap_or_default()),
+        "object": "event",
+        "type": "api_key.leaked",
+        "created_at": at,
+        "data": {"key_id": key.to_string(), "project_id": project, "leak": leak},
+    });
+    let body = event.to_string();
+    let id = event["id"].as_str().unwrap_or_default().to_owned();
+    let settings = Arc::new(alerts.clone());
+    let client = webhooks::client(alerts);
+    for webhook in &alerts.webhooks {
+        tokio::spawn(webhooks::deliver(
+            client.clone(),
+            webhook.clone(),
+            settings.clone(),
+            state.clock.clone(),
+            id.clone(),
+            body.clone(),
+            "leaked-key alert",
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_p256_public_key_in_pem_gives_a_point() {
+        let generated = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let point = p256_point(&generated.public_key_pem()).unwrap();
+        assert_eq!(point.len(), 65);
+        assert_eq!(point, generated.public_key_raw());
+        let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        assert_eq!(p256_point(&p384.public_key_pem()), None);
+        let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        assert_eq!(p256_point(&ed.public_key_pem()), None);
+        assert_eq!(
+            p256_point("-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----"),
+            None
+        );
+    }
+}
