@@ -196,6 +196,9 @@ pub struct AlertsConfig {
     pub attempts: Option<u32>,
     /// Seconds before the first retry; doubles each time [default: 2].
     pub first_retry_secs: Option<u64>,
+    /// Days before a key expires that its owner is alerted (`api_key.expiring`); 0: never
+    /// [default: 7].
+    pub expiry_warning_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -407,6 +410,8 @@ pub struct Settings {
     pub shared_limits: Option<tollgate_gateway::SharedLimitsSettings>,
     pub metrics: tollgate_gateway::MetricsSettings,
     pub secret_scanning: tollgate_gateway::SecretScanningSettings,
+    /// How long before expiry keys are announced; `None`: never.
+    pub key_expiry_warning: Option<std::time::Duration>,
     /// OpenTelemetry traces; `None`: off.
     pub tracing: Option<TracingSettings>,
     /// Why the traces' settings are unusable: only `serve` refuses to start for it, so that an
@@ -590,6 +595,13 @@ impl Settings {
             shared_limits,
             metrics: resolve_metrics(&file.metrics)?,
             secret_scanning: resolve_secret_scanning(&file.secret_scanning)?,
+            key_expiry_warning: match file.alerts.expiry_warning_days.unwrap_or(7) {
+                0 => None,
+                days if days <= 365 => Some(std::time::Duration::from_secs(u64::from(days) * 86_400)),
+                days => return Err(ConfigError(format!(
+                    "alerts.expiry_warning_days: {days} is more than a year; give 1 to 365, or 0 for no expiry alerts"
+                ))),
+            },
             tracing: tracing.as_ref().ok().cloned().flatten(),
             tracing_problem: tracing.err().map(|e| e.0),
             usage_retention: match file.usage_retention_days {

@@ -77,6 +77,7 @@ pub struct RunningGateway {
     metering_grace: Option<std::time::Duration>,
     alerts: JoinHandle<()>,
     alerts_stop: watch::Sender<bool>,
+    expiry_looks: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Gateway {
@@ -190,6 +191,20 @@ impl Gateway {
         if let Some(shared) = shared {
             background.push(tokio::spawn(shared.keep_heartbeat(stop_rx.clone())));
         }
+        let expiry_looks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        if let Some(warn_before) = self.settings.key_expiry_warning {
+            let alerts = crate::background::expiry_alerts::ExpiryAlerts {
+                store: self.store.clone(),
+                keys: keys.clone(),
+                org: org.clone(),
+                clock: self.clock.clone(),
+                alerts: self.settings.alerts.clone(),
+                warn_before,
+                every: self.settings.key_expiry_check,
+                looks: expiry_looks.clone(),
+            };
+            background.push(tokio::spawn(alerts.run(stop_rx.clone())));
+        }
         if let Some(keep) = self.settings.usage_retention {
             background.push(tokio::spawn(crate::background::retention::run(
                 self.store.clone(),
@@ -263,6 +278,7 @@ impl Gateway {
             metering_grace,
             alerts,
             alerts_stop,
+            expiry_looks,
         })
     }
 }
@@ -286,6 +302,11 @@ impl RunningGateway {
     /// The live rate limits and budgets (for tests and diagnostics).
     pub fn limits(&self) -> &Arc<Limits> {
         &self.limits
+    }
+
+    /// How many times keys nearing expiry were looked for.
+    pub fn expiry_looks(&self) -> u64 {
+        self.expiry_looks.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Stops accepting, lets requests in flight finish (up to the grace period), then writes

@@ -208,6 +208,10 @@ pub struct GatewaySettings {
     /// `max_tokens` (or `max_completion_tokens`, `max_output_tokens`).
     pub default_max_output_tokens: u64,
     pub alerts: AlertSettings,
+    /// How long before a key expires its owner is alerted (`None`: never), and how often keys
+    /// are looked at.
+    pub key_expiry_warning: Option<Duration>,
+    pub key_expiry_check: Duration,
     /// Leak reports from GitHub's secret scanning.
     pub secret_scanning: SecretScanningSettings,
     /// What happens to provider objects the ownership ledger has never seen.
@@ -305,6 +309,8 @@ impl GatewaySettings {
                 first_retry: Duration::from_secs(2),
                 timeout: Duration::from_secs(10),
             },
+            key_expiry_warning: Some(Duration::from_secs(7 * 86_400)),
+            key_expiry_check: crate::background::expiry_alerts::EVERY,
             secret_scanning: SecretScanningSettings {
                 github_keys_url: Some(GITHUB_SECRET_SCANNING_KEYS.to_owned()),
                 on_report: LeakAction::Revoke,

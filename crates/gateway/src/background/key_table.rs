@@ -174,6 +174,18 @@ impl KeyTable {
         self.read(|e| e.by_hash.len())
     }
 
+    /// Live keys (not revoked) that expire after `from` and no later than `until`.
+    pub fn expiring(&self, from: UnixTime, until: UnixTime) -> Vec<Arc<LiveKey>> {
+        self.read(|e| {
+            e.by_hash
+                .values()
+                .filter(|k| k.revoked_at.is_none())
+                .filter(|k| k.expires_at.is_some_and(|at| at > from && at <= until))
+                .cloned()
+                .collect()
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

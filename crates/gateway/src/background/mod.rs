@@ -5,6 +5,7 @@
 pub(crate) mod budget_alerts;
 pub(crate) mod catalog;
 pub(crate) mod denials;
+pub(crate) mod expiry_alerts;
 pub(crate) mod follower;
 pub(crate) mod key_lookup;
 pub mod key_table;

@@ -1,4 +1,5 @@
-//! GitHub's secret scanning partner program, with a locally generated ECDSA P-256 key standing
+//! Alerts about keys. Keys nearing expiry are announced once to the alert webhook and the audit
+//! log. GitHub's secret scanning partner program, with a locally generated ECDSA P-256 key standing
 //! in for GitHub's (published at a loopback URL in GitHub's format): a signed report of one of
 //! the deployment's keys revokes it at once, audits it and alerts the webhook; a bad, missing
 //! or unknown signature and a replayed report are refused with 401 and change nothing; the
@@ -324,5 +325,78 @@ async fn the_flag_setting_records_and_alerts_without_revoking() {
     assert_eq!(
         hook.wait_for(1).await[0].1["data"]["leak"]["action"],
         "flagged"
+    );
+}
+
+async fn key_expiring_in(
+    app: &TestApp,
+    name: &str,
+    seconds: Option<i64>,
+) -> tollgate_control::CreatedKey {
+    app.control
+        .create_key(
+            &TestApp::actor(),
+            tollgate_control::NewKey {
+                name: name.into(),
+                owner: tollgate_control::KeyOwnerRequest::Project(None),
+                permissions: tollgate_core::Permissions::All,
+                expires_in: seconds.map(tollgate_core::duration::Span),
+                allowed_ips: Default::default(),
+                allowed_models: Default::default(),
+                limits: Default::default(),
+                budget: None,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_key_nearing_expiry_is_announced_once() {
+    let hook = Hook::default();
+    let hook_url = hook.start().await;
+    let app = TestApp::spawn_with(move |s| {
+        s.alerts.webhooks = vec![tollgate_gateway::WebhookSettings {
+            url: hook_url,
+            secret: tollgate_gateway::WebhookSecret::new("whsec_expiry".into()),
+        }];
+        s.key_expiry_warning = Some(Duration::from_secs(7 * 86_400));
+        s.key_expiry_check = Duration::from_millis(20);
+    })
+    .await;
+    let day = 86_400;
+    let soon = key_expiring_in(&app, "soon", Some(3 * day)).await;
+    key_expiring_in(&app, "later", Some(30 * day)).await;
+    key_expiring_in(&app, "never", None).await;
+    let gone = key_expiring_in(&app, "revoked", Some(2 * day)).await;
+    app.control
+        .revoke_key(&TestApp::actor(), gone.record.id.as_str())
+        .await
+        .unwrap();
+
+    let alerts = hook.wait_for(1).await;
+    let event = &alerts[0].1;
+    assert_eq!(event["type"], "api_key.expiring");
+    assert_eq!(event["data"]["key_id"], soon.record.id.as_str());
+    assert_eq!(event["data"]["expires_in_seconds"], 3 * day);
+    // Several more looks later, still once.
+    let gateway = app.gateway.as_ref().unwrap();
+    let looked = gateway.expiry_looks();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gateway.expiry_looks() < looked + 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the expiry check stopped looking"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(hook.0.lock().unwrap().len(), 1, "announced more than once");
+    let entries = audit(&app, soon.record.id.as_str()).await;
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.event_type == "api_key.expiring")
+            .count(),
+        1
     );
 }
