@@ -73,6 +73,8 @@ pub struct FileConfig {
     pub tracing: TracingConfig,
     #[serde(default)]
     pub secret_scanning: SecretScanningConfig,
+    #[serde(default)]
+    pub anomalies: AnomaliesConfig,
     /// Days usage events are kept; the daily roll-up (reports by day, budgets) is kept for
     /// ever [default: for ever].
     pub usage_retention_days: Option<u32>,
@@ -172,6 +174,29 @@ pub struct DefaultLimitConfig {
 
 fn every_model() -> String {
     "*".to_owned()
+}
+
+/// Suspicious-use detection (`[anomalies]`); see `tollgate_core::anomaly`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomaliesConfig {
+    /// [default: true]
+    pub enabled: Option<bool>,
+    /// Alert on addresses a key was never used from [default: true].
+    pub new_address: Option<bool>,
+    /// Distinct addresses remembered per key; past them, new ones no longer alert [default: 16].
+    pub max_addresses: Option<usize>,
+    /// A five-minute window this many times the key's hourly average is a spike [default: 10].
+    pub spike_factor: Option<u64>,
+    /// ...with at least this many requests [default: 100]...
+    pub spike_min_requests: Option<u64>,
+    /// ...or this many dollars [default: 5].
+    pub spike_min_usd: Option<f64>,
+    /// Refused requests naming one key within a minute that make a burst; 0: off [default: 20].
+    pub failed_auth_burst: Option<u32>,
+    /// Two networks (IPv4 /16, IPv6 /32) within this many seconds are "at once"; 0: off
+    /// [default: 60].
+    pub distant_within_secs: Option<i64>,
 }
 
 /// Leak reports from GitHub's secret scanning (`[secret_scanning]`).
@@ -410,6 +435,8 @@ pub struct Settings {
     pub shared_limits: Option<tollgate_gateway::SharedLimitsSettings>,
     pub metrics: tollgate_gateway::MetricsSettings,
     pub secret_scanning: tollgate_gateway::SecretScanningSettings,
+    /// Suspicious-use detection; `None`: off.
+    pub anomalies: Option<tollgate_core::anomaly::Thresholds>,
     /// How long before expiry keys are announced; `None`: never.
     pub key_expiry_warning: Option<std::time::Duration>,
     /// OpenTelemetry traces; `None`: off.
@@ -595,6 +622,7 @@ impl Settings {
             shared_limits,
             metrics: resolve_metrics(&file.metrics)?,
             secret_scanning: resolve_secret_scanning(&file.secret_scanning)?,
+            anomalies: resolve_anomalies(&file.anomalies)?,
             key_expiry_warning: match file.alerts.expiry_warning_days.unwrap_or(7) {
                 0 => None,
                 days if days <= 365 => Some(std::time::Duration::from_secs(u64::from(days) * 86_400)),
@@ -693,6 +721,47 @@ fn resolve_tracing(
 }
 
 /// Who may scrape `/metrics`.
+fn resolve_anomalies(
+    config: &AnomaliesConfig,
+) -> Result<Option<tollgate_core::anomaly::Thresholds>, ConfigError> {
+    if config.enabled == Some(false) {
+        return Ok(None);
+    }
+    let mut t = tollgate_core::anomaly::Thresholds::default();
+    if let Some(on) = config.new_address {
+        t.new_address = on;
+    }
+    if let Some(n) = config.max_addresses {
+        t.max_addresses = n.clamp(1, 1_000);
+    }
+    if let Some(factor) = config.spike_factor {
+        if factor < 2 {
+            return Err(ConfigError(format!(
+                "anomalies.spike_factor: {factor} would call ordinary use a spike; give 2 or more"
+            )));
+        }
+        t.spike_factor = factor;
+    }
+    if let Some(n) = config.spike_min_requests {
+        t.spike_min_requests = n;
+    }
+    if let Some(usd) = config.spike_min_usd {
+        if !(usd.is_finite() && usd >= 0.0) {
+            return Err(ConfigError(format!(
+                "anomalies.spike_min_usd: {usd} is not an amount of dollars"
+            )));
+        }
+        t.spike_min_cost = tollgate_core::MicroUsd((usd * 1_000_000.0).round() as i64);
+    }
+    if let Some(n) = config.failed_auth_burst {
+        t.failed_auth_burst = n;
+    }
+    if let Some(secs) = config.distant_within_secs {
+        t.distant_within_secs = secs.clamp(0, 3_600);
+    }
+    Ok(Some(t))
+}
+
 fn resolve_secret_scanning(
     config: &SecretScanningConfig,
 ) -> Result<tollgate_gateway::SecretScanningSettings, ConfigError> {

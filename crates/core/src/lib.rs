@@ -2,6 +2,7 @@
 //! the clock. Nothing in this crate performs I/O; every rule here is a plain function or type
 //! with unit tests beside it.
 
+pub mod anomaly;
 pub mod base62;
 pub mod budget;
 pub mod clock;

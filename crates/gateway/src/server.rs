@@ -78,6 +78,7 @@ pub struct RunningGateway {
     alerts: JoinHandle<()>,
     alerts_stop: watch::Sender<bool>,
     expiry_looks: Arc<std::sync::atomic::AtomicU64>,
+    anomalies: crate::background::anomalies::Observer,
 }
 
 impl Gateway {
@@ -191,6 +192,21 @@ impl Gateway {
         if let Some(shared) = shared {
             background.push(tokio::spawn(shared.keep_heartbeat(stop_rx.clone())));
         }
+        let anomalies = match self.settings.anomalies.clone() {
+            Some(thresholds) => {
+                let (observer, task) = crate::background::anomalies::start(
+                    thresholds,
+                    self.store.clone(),
+                    org.clone(),
+                    self.clock.clone(),
+                    self.settings.alerts.clone(),
+                    stop_rx.clone(),
+                );
+                background.push(task);
+                observer
+            }
+            None => Default::default(),
+        };
         let expiry_looks = Arc::new(std::sync::atomic::AtomicU64::new(0));
         if let Some(warn_before) = self.settings.key_expiry_warning {
             let alerts = crate::background::expiry_alerts::ExpiryAlerts {
@@ -253,6 +269,7 @@ impl Gateway {
             ledger,
             metrics,
             published_keys: Default::default(),
+            anomalies: anomalies.clone(),
             connections_open: Arc::default(),
         }));
         let app = Dispatch::new(router(state.clone()), self.admin, self.console, state);
@@ -279,6 +296,7 @@ impl Gateway {
             alerts,
             alerts_stop,
             expiry_looks,
+            anomalies,
         })
     }
 }
@@ -302,6 +320,11 @@ impl RunningGateway {
     /// The live rate limits and budgets (for tests and diagnostics).
     pub fn limits(&self) -> &Arc<Limits> {
         &self.limits
+    }
+
+    /// Requests the suspicious-use detector has judged.
+    pub fn anomalies_judged(&self) -> u64 {
+        self.anomalies.judged()
     }
 
     /// How many times keys nearing expiry were looked for.

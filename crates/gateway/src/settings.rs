@@ -212,6 +212,8 @@ pub struct GatewaySettings {
     /// are looked at.
     pub key_expiry_warning: Option<Duration>,
     pub key_expiry_check: Duration,
+    /// Suspicious-use detection; `None`: off.
+    pub anomalies: Option<tollgate_core::anomaly::Thresholds>,
     /// Leak reports from GitHub's secret scanning.
     pub secret_scanning: SecretScanningSettings,
     /// What happens to provider objects the ownership ledger has never seen.
@@ -309,6 +311,7 @@ impl GatewaySettings {
                 first_retry: Duration::from_secs(2),
                 timeout: Duration::from_secs(10),
             },
+            anomalies: Some(tollgate_core::anomaly::Thresholds::default()),
             key_expiry_warning: Some(Duration::from_secs(7 * 86_400)),
             key_expiry_check: crate::background::expiry_alerts::EVERY,
             secret_scanning: SecretScanningSettings {

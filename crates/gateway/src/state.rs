@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     /// The keys leak reports from GitHub are signed with, as last fetched.
     pub published_keys: Arc<crate::secret_scanning::PublishedKeys>,
+    /// Where requests are handed to the suspicious-use detector.
+    pub anomalies: crate::background::anomalies::Observer,
     /// Client connections open (kept by the accept loop).
     pub connections_open: Arc<std::sync::atomic::AtomicUsize>,
 }

@@ -400,3 +400,103 @@ async fn a_key_nearing_expiry_is_announced_once() {
         1
     );
 }
+
+/// A chat request with `key` as if from `from` (the test's loopback address is a trusted
+/// proxy, so `X-Forwarded-For` names the client).
+async fn chat_from(app: &TestApp, key: &str, from: &str) -> u16 {
+    app.post(
+        "/v1/chat/completions",
+        key,
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+        &[("x-forwarded-for", from)],
+    )
+    .await
+    .status
+    .as_u16()
+}
+
+#[tokio::test]
+async fn suspicious_use_raises_exactly_the_expected_alerts() {
+    let hook = Hook::default();
+    let hook_url = hook.start().await;
+    let app = TestApp::spawn_with(move |s| {
+        s.alerts.webhooks = vec![tollgate_gateway::WebhookSettings {
+            url: hook_url,
+            secret: tollgate_gateway::WebhookSecret::new("whsec_anomaly".into()),
+        }];
+        s.trusted_proxies = vec![tollgate_core::network::Cidr::parse("127.0.0.1/32").unwrap()];
+    })
+    .await;
+    let gateway = app.gateway.as_ref().unwrap();
+    let key = app.project_key().await;
+    let secret = key.secret.expose();
+    // Its usual address, learned silently; then a new one in the same network.
+    for _ in 0..3 {
+        assert_eq!(chat_from(&app, secret, "10.20.0.1").await, 200);
+    }
+    assert_eq!(chat_from(&app, secret, "10.20.0.2").await, 200);
+    // A revoked key tried 25 times within a minute: one burst.
+    let gone = app.project_key().await;
+    app.control
+        .revoke_key(&TestApp::actor(), gone.record.id.as_str())
+        .await
+        .unwrap();
+    for _ in 0..25 {
+        assert_eq!(
+            chat_from(&app, gone.secret.expose(), "192.0.2.7").await,
+            401
+        );
+    }
+    // A rotated key turning up somewhere new.
+    let old = app.project_key().await;
+    assert_eq!(chat_from(&app, old.secret.expose(), "10.30.0.1").await, 200);
+    app.control
+        .rotate_key(
+            &TestApp::actor(),
+            old.record.id.as_str(),
+            tollgate_core::duration::Span(3_600),
+        )
+        .await
+        .unwrap();
+    assert_eq!(chat_from(&app, old.secret.expose(), "10.30.0.9").await, 200);
+
+    // Everything handed over has been judged; exactly three alerts.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gateway.anomalies_judged() < 4 + 25 + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "judged {}",
+            gateway.anomalies_judged()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let alerts = hook.wait_for(3).await;
+    let mut seen: Vec<(String, String)> = alerts
+        .iter()
+        .map(|(_, e)| {
+            assert_eq!(e["type"], "api_key.anomaly");
+            (
+                e["data"]["key_id"].as_str().unwrap().to_owned(),
+                e["data"]["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let mut expected = vec![
+        (key.record.id.to_string(), "new_address".to_owned()),
+        (gone.record.id.to_string(), "failed_auth_burst".to_owned()),
+        (
+            old.record.id.to_string(),
+            "new_address_after_rotation".to_owned(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert_eq!(hook.0.lock().unwrap().len(), 3, "more alerts than expected");
+    let entries = audit(&app, key.record.id.as_str()).await;
+    let anomaly = entries
+        .iter()
+        .find(|e| e.event_type == "api_key.anomaly")
+        .unwrap();
+    assert_eq!(anomaly.data["address"], "10.20.0.2");
+}

@@ -2,6 +2,7 @@
 //! it current, last-used times, the metering writer and its crash-safe spool, the model catalog's refresh, budget alert
 //! delivery, the IP-denial audit and usage retention.
 
+pub mod anomalies;
 pub(crate) mod budget_alerts;
 pub(crate) mod catalog;
 pub(crate) mod denials;

@@ -111,16 +111,24 @@ async fn resolve(
     };
     let record = &*key;
     let now = state.clock.now();
+    let client_ip = client_ip(state, headers, peer);
+    // A refusal naming one of this deployment's keys is watched for bursts.
+    let refused = |err: GatewayError| {
+        state
+            .anomalies
+            .refused(&record.id, record.project_id(), client_ip, now);
+        Err(err)
+    };
     match record.status(now) {
         KeyStatus::Active => {}
         KeyStatus::Revoked => {
             tracing::warn!(key_id = %record.id, "a revoked key was presented");
-            return Err(GatewayError::RevokedKey {
+            return refused(GatewayError::RevokedKey {
                 redacted: record.redacted.to_string(),
             });
         }
         KeyStatus::Expired => {
-            return Err(GatewayError::ExpiredKey {
+            return refused(GatewayError::ExpiredKey {
                 redacted: record.redacted.to_string(),
                 at: record.expires_at.map(|t| t.rfc3339()).unwrap_or_default(),
             })
@@ -135,7 +143,6 @@ async fn resolve(
             project: project.id.to_string(),
         });
     }
-    let client_ip = client_ip(state, headers, peer);
     let open = IpAllowList::default();
     let project_ips = record.project.as_deref().map_or(&open, |p| &p.allowed_ips);
     for (list, what) in [(project_ips, "project"), (&record.allowed_ips, "API key")] {
@@ -144,7 +151,7 @@ async fn resolve(
             state
                 .ip_denials
                 .record(&state.store, &key, client_ip, what, now);
-            return Err(GatewayError::IpNotAuthorized { what });
+            return refused(GatewayError::IpNotAuthorized { what });
         }
     }
     if let Some(org) = header(headers, OPENAI_ORGANIZATION) {

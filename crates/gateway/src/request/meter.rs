@@ -212,6 +212,7 @@ impl Meter {
     /// Records the request as ended, waiting for room in the metering queue if it is full.
     pub(crate) async fn finish(mut self, ending: Ending) {
         if let Some(event) = self.close(ending) {
+            self.state.anomalies.used(&event);
             self.state.usage.record(event).await;
         }
     }
@@ -333,6 +334,7 @@ impl Drop for Meter {
         if event.status == CLIENT_CLOSED {
             tracing::info!(request_id = %event.request_id, input_tokens = event.input_tokens, output_tokens = event.output_tokens, "client went away; billed what the provider was asked and delivered");
         }
+        self.state.anomalies.used(&event);
         self.state.usage.record_detached(event);
     }
 }

@@ -1,0 +1,240 @@
+//! Suspicious-use detection, off the request path: every metered request and every refused
+//! request naming an existing key is handed (without waiting: a full queue drops it and counts
+//! it) to one task that keeps [`Watch`] and turns what stands out into an `api_key.anomaly`
+//! audit entry and a signed `api_key.anomaly` webhook event. A new address on a key whose
+//! rotation has begun is reported as `new_address_after_rotation`: the old key should be
+//! fading out, not turning up somewhere new.
+//!
+//! Each replica watches the requests it serves (a spike split evenly over N replicas shows
+//! on each at 1/N; new addresses and refusal bursts show where they land).
+
+use crate::background::webhooks;
+use crate::settings::AlertSettings;
+use serde_json::json;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tollgate_core::anomaly::{Anomaly, Thresholds, Watch};
+use tollgate_core::{AuditId, Clock, KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
+use tollgate_store::{Actor, AuditEntry, Store};
+
+/// Observations waiting for the task; more are dropped (and counted).
+const QUEUE: usize = 65_536;
+
+enum Observation {
+    Used {
+        key: KeyId,
+        project: Option<ProjectId>,
+        address: Option<IpAddr>,
+        cost: MicroUsd,
+        at: UnixTime,
+    },
+    Refused {
+        key: KeyId,
+        project: Option<ProjectId>,
+        address: Option<IpAddr>,
+        at: UnixTime,
+    },
+}
+
+/// Where the request path hands observations; does nothing when detection is off.
+#[derive(Debug, Clone, Default)]
+pub struct Observer {
+    tx: Option<mpsc::Sender<Observation>>,
+    dropped: Arc<AtomicU64>,
+    /// Observations the task has judged (tests wait on it).
+    judged: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Observation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observation")
+    }
+}
+
+impl Observer {
+    /// A metered request.
+    pub fn used(&self, event: &tollgate_store::UsageEvent) {
+        self.send(Observation::Used {
+            key: event.key_id.clone(),
+            project: Some(event.project_id.clone()),
+            address: event.client_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            cost: event.cost,
+            at: event.created_at,
+        });
+    }
+
+    /// A request refused although it named an existing key.
+    pub fn refused(
+        &self,
+        key: &KeyId,
+        project: Option<&ProjectId>,
+        address: Option<IpAddr>,
+        at: UnixTime,
+    ) {
+        self.send(Observation::Refused {
+            key: key.clone(),
+            project: project.cloned(),
+            address,
+            at,
+        });
+    }
+
+    fn send(&self, observation: Observation) {
+        if let Some(tx) = &self.tx {
+            if tx.try_send(observation).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Observations judged so far.
+    pub fn judged(&self) -> u64 {
+        self.judged.load(Ordering::SeqCst)
+    }
+}
+
+/// Starts the task; the observer feeds it.
+pub fn start(
+    thresholds: Thresholds,
+    store: Store,
+    org: OrgId,
+    clock: Arc<dyn Clock>,
+    alerts: AlertSettings,
+    mut stop: watch::Receiver<bool>,
+) -> (Observer, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel(QUEUE);
+    let observer = Observer {
+        tx: Some(tx),
+        ..Observer::default()
+    };
+    let judged = observer.judged.clone();
+    let task = tokio::spawn(async move {
+        let mut watch = Watch::new(thresholds);
+        let client = webhooks::client(&alerts);
+        let settings = Arc::new(alerts);
+        loop {
+            let observation = tokio::select! {
+                o = rx.recv() => o,
+                _ = stop.changed() => None,
+            };
+            let Some(observation) = observation else {
+                return;
+            };
+            let (key, project, found) = match observation {
+                Observation::Used {
+                    key,
+                    project,
+                    address,
+                    cost,
+                    at,
+                } => {
+                    let found = watch.used(&key, address, cost, at);
+                    (key, project, found)
+                }
+                Observation::Refused {
+                    key,
+                    project,
+                    address,
+                    at,
+                } => {
+                    let found = watch.failed(&key, address, at);
+                    (key, project, found)
+                }
+            };
+            for anomaly in found {
+                report(
+                    &store,
+                    &org,
+                    &clock,
+                    &client,
+                    &settings,
+                    &key,
+                    project.as_ref(),
+                    &anomaly,
+                )
+                .await;
+            }
+            judged.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (observer, task)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn report(
+    store: &Store,
+    org: &OrgId,
+    clock: &Arc<dyn Clock>,
+    client: &reqwest::Client,
+    settings: &Arc<AlertSettings>,
+    key: &KeyId,
+    project: Option<&ProjectId>,
+    anomaly: &Anomaly,
+) {
+    let mut kind = anomaly.kind();
+    if matches!(anomaly, Anomaly::NewAddress { .. }) {
+        // A new address on a key being rotated out says more.
+        if let Ok(record) = store.key(org, key).await {
+            if record.rotated_to.is_some() {
+                kind = "new_address_after_rotation";
+            }
+        }
+    }
+    let now = clock.now();
+    let mut details = match anomaly {
+        Anomaly::NewAddress { address, known } => {
+            json!({"address": address.to_string(), "addresses_before": known})
+        }
+        Anomaly::RequestSpike { requests, baseline } => {
+            json!({"requests": requests, "usual_requests": baseline, "window_seconds": 300})
+        }
+        Anomaly::SpendSpike { cost, baseline } => {
+            json!({"spent_micro_usd": cost.0, "usual_micro_usd": baseline.0, "window_seconds": 300})
+        }
+        Anomaly::FailedAuthBurst {
+            failures,
+            addresses,
+        } => json!({"refused_requests": failures, "addresses": addresses, "window_seconds": 60}),
+        Anomaly::DistantNetworks { first, second } => {
+            json!({"first": first.to_string(), "second": second.to_string()})
+        }
+    };
+    details["kind"] = json!(kind);
+    details["key_id"] = json!(key.to_string());
+    details["description"] = json!(anomaly.describe());
+    tracing::warn!(key = %key, kind, description = %anomaly.describe(), "suspicious use of a key");
+    let entry = AuditEntry {
+        id: AuditId::generate(),
+        org_id: org.clone(),
+        event_type: "api_key.anomaly".into(),
+        actor: Actor::system(),
+        project_id: project.cloned(),
+        resource_id: Some(key.to_string()),
+        data: details.clone(),
+        created_at: now,
+    };
+    if let Err(err) = store.record_audit(&entry).await {
+        tracing::warn!(error = %err, "could not record suspicious use of a key");
+    }
+    let event = json!({
+        "id": format!("evt_anomaly_{}", entry.id),
+        "object": "event",
+        "type": "api_key.anomaly",
+        "created_at": now.seconds(),
+        "data": details,
+    });
+    let body = event.to_string();
+    for webhook in &settings.webhooks {
+        tokio::spawn(webhooks::deliver(
+            client.clone(),
+            webhook.clone(),
+            settings.clone(),
+            clock.clone(),
+            event["id"].as_str().unwrap_or_default().to_owned(),
+            body.clone(),
+            "suspicious-use alert",
+        ));
+    }
+}
