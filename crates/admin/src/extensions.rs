@@ -352,6 +352,30 @@ pub async fn revoke(
     Ok(Json(json!(KeyView::new(&record, state.control.now()))))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/organization/x-tollgate/keys/{key_id}/unsuspend",
+    tag = "Tollgate extensions",
+    summary = "Lift a key's suspension after suspicious use: it works again on every server within a second",
+    params(("key_id" = String, Path, description = "The key's id (`key_...`).")),
+    responses((status = 200, body = Object), crate::error::Errors),
+    security(("admin_key" = []))
+)]
+pub async fn unsuspend(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Answer {
+    let caller = caller.owner()?;
+    let (record, lifted) = state
+        .control
+        .unsuspend_key(&caller.actor(), &key_id(id)?)
+        .await?;
+    let mut view = json!(KeyView::new(&record, state.control.now()));
+    view["suspension_lifted"] = json!(lifted);
+    Ok(Json(view))
+}
+
 /// Whose limit or budget: the organization, a project or a key (give at most one id).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -172,6 +172,10 @@ pub fn router(control: Control) -> Router {
         .route("/x-tollgate/keys/{key_id}/rotate", post(extensions::rotate))
         .route("/x-tollgate/keys/{key_id}/revoke", post(extensions::revoke))
         .route(
+            "/x-tollgate/keys/{key_id}/unsuspend",
+            post(extensions::unsuspend),
+        )
+        .route(
             "/x-tollgate/limits",
             get(extensions::limits).post(extensions::set_limits),
         )

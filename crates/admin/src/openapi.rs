@@ -88,6 +88,7 @@ use utoipa::{Modify, OpenApi};
         extensions::key,
         extensions::rotate,
         extensions::revoke,
+        extensions::unsuspend,
         extensions::limits,
         extensions::set_limits,
         extensions::remove_limits,

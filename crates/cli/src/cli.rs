@@ -279,6 +279,8 @@ pub enum KeysCommand {
     Rename { key_id: String, name: String },
     /// Revoke a key: it stops working at once on every server
     Revoke { key_id: String },
+    /// Lift a key's suspension after suspicious use: it works again on every server
+    Unsuspend { key_id: String },
     /// Replace a key with a new one; the old one keeps working for the grace period
     Rotate {
         key_id: String,

@@ -197,6 +197,16 @@ pub struct AnomaliesConfig {
     /// Two networks (IPv4 /16, IPv6 /32) within this many seconds are "at once"; 0: off
     /// [default: 60].
     pub distant_within_secs: Option<i64>,
+    /// Findings that suspend the key at once (`new_address`, `request_spike`, `spend_spike`,
+    /// `failed_auth_burst`, `distant_networks`) [default: none].
+    #[serde(default)]
+    pub suspend_on: Vec<String>,
+    /// Only keys of these projects are suspended (ids) [default: every project's].
+    #[serde(default)]
+    pub suspend_projects: Vec<String>,
+    /// Only these keys are suspended (ids), besides the projects' [default: every key].
+    #[serde(default)]
+    pub suspend_keys: Vec<String>,
 }
 
 /// Leak reports from GitHub's secret scanning (`[secret_scanning]`).
@@ -437,6 +447,7 @@ pub struct Settings {
     pub secret_scanning: tollgate_gateway::SecretScanningSettings,
     /// Suspicious-use detection; `None`: off.
     pub anomalies: Option<tollgate_core::anomaly::Thresholds>,
+    pub anomaly_suspend: tollgate_gateway::SuspendPolicy,
     /// How long before expiry keys are announced; `None`: never.
     pub key_expiry_warning: Option<std::time::Duration>,
     /// OpenTelemetry traces; `None`: off.
@@ -623,6 +634,7 @@ impl Settings {
             metrics: resolve_metrics(&file.metrics)?,
             secret_scanning: resolve_secret_scanning(&file.secret_scanning)?,
             anomalies: resolve_anomalies(&file.anomalies)?,
+            anomaly_suspend: resolve_suspend_policy(&file.anomalies)?,
             key_expiry_warning: match file.alerts.expiry_warning_days.unwrap_or(7) {
                 0 => None,
                 days if days <= 365 => Some(std::time::Duration::from_secs(u64::from(days) * 86_400)),
@@ -760,6 +772,55 @@ fn resolve_anomalies(
         t.distant_within_secs = secs.clamp(0, 3_600);
     }
     Ok(Some(t))
+}
+
+fn resolve_suspend_policy(
+    config: &AnomaliesConfig,
+) -> Result<tollgate_gateway::SuspendPolicy, ConfigError> {
+    const KINDS: [&str; 5] = [
+        "new_address",
+        "request_spike",
+        "spend_spike",
+        "failed_auth_burst",
+        "distant_networks",
+    ];
+    if let Some(bad) = config
+        .suspend_on
+        .iter()
+        .find(|k| !KINDS.contains(&k.as_str()))
+    {
+        return Err(ConfigError(format!(
+            "anomalies.suspend_on: `{bad}` is not a finding; give some of {}",
+            KINDS.join(", ")
+        )));
+    }
+    let projects = config
+        .suspend_projects
+        .iter()
+        .map(|p| {
+            tollgate_core::ProjectId::parse(p).map_err(|_| {
+                ConfigError(format!(
+                    "anomalies.suspend_projects: `{p}` is not a project id (proj_...)"
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let keys = config
+        .suspend_keys
+        .iter()
+        .map(|k| {
+            tollgate_core::KeyId::parse(k).map_err(|_| {
+                ConfigError(format!(
+                    "anomalies.suspend_keys: `{k}` is not a key id (key_...)"
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(tollgate_gateway::SuspendPolicy {
+        kinds: config.suspend_on.clone(),
+        projects,
+        keys,
+    })
 }
 
 fn resolve_secret_scanning(

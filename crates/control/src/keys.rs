@@ -447,6 +447,23 @@ impl Control {
         })
     }
 
+    /// Lifts a key's suspension (after suspicious use): the key works again on every server
+    /// within a second. `Ok((key, false))` when it was not suspended (nothing changes).
+    pub async fn unsuspend_key(&self, actor: &Actor, id: &str) -> Result<(KeyRecord, bool)> {
+        let org = self.organization().await?;
+        let key = self.key(id).await?;
+        let entry = self.audit_entry(
+            &org,
+            actor,
+            "api_key.unsuspended",
+            key.project_id.as_ref(),
+            key.id.as_str(),
+            json!({"name": key.name, "redacted_value": key.redacted}),
+        );
+        let lifted = self.store.lift_key_suspension(&key.id, &entry).await?;
+        Ok((key, lifted))
+    }
+
     /// Makes a key expire `after` from now (`immediate` expires it at once).
     pub async fn expire_key(&self, actor: &Actor, id: &str, after: Span) -> Result<KeyRecord> {
         self.update_key(actor, id, None, Some(after)).await

@@ -106,6 +106,9 @@ pub enum GatewayError {
     /// A key that belongs to no project asked for objects a provider keeps per project.
     #[error("key without a project")]
     NoProject,
+    /// A key suspended after suspicious use.
+    #[error("suspended key")]
+    SuspendedKey { redacted: String, reason: String },
     /// A leak report (GitHub secret scanning) that is not signed by a key the sender
     /// publishes, or was already received.
     #[error("{0}")]
@@ -241,6 +244,11 @@ impl GatewayError {
                 PermissionDenied,
                 "This key belongs to no project, and objects at the provider (files, batches, stored responses, ...) belong to projects. Use a project's key.",
             ),
+            GatewayError::SuspendedKey { redacted, reason } => OpenAiError::new(
+                Authentication,
+                format!("The API key {redacted} was suspended after suspicious use ({reason}). Its owner can review the activity and lift the suspension with `tollgate keys unsuspend` or in the console."),
+            )
+            .with_code("api_key_suspended"),
             GatewayError::LeakReportRefused(why) => {
                 OpenAiError::new(Authentication, why.clone()).with_code("invalid_signature")
             }
@@ -338,6 +346,7 @@ impl GatewayError {
             GatewayError::MissingKey => Refusal::Auth("missing"),
             GatewayError::InvalidKey { .. } => Refusal::Auth("invalid"),
             GatewayError::RevokedKey { .. } => Refusal::Auth("revoked"),
+            GatewayError::SuspendedKey { .. } => Refusal::Auth("suspended"),
             GatewayError::ExpiredKey { .. } => Refusal::Auth("expired"),
             GatewayError::KeyUnchecked => Refusal::Auth("unchecked"),
             GatewayError::IpNotAuthorized { .. } => Refusal::Auth("ip_not_allowed"),

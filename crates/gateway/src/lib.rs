@@ -34,6 +34,6 @@ pub use server::{Gateway, RunningGateway, StartError};
 pub use settings::{
     AlertSettings, ConnectionSettings, GatewaySettings, LeakAction, MeteringSettings,
     MetricsSettings, ProviderKey, ProviderSettings, SecretScanningSettings, SharedLimitsSettings,
-    UnpricedPolicy, WebhookSecret, WebhookSettings, GITHUB_SECRET_SCANNING_KEYS,
+    SuspendPolicy, UnpricedPolicy, WebhookSecret, WebhookSettings, GITHUB_SECRET_SCANNING_KEYS,
 };
 pub use upstream::dedicated_projects;

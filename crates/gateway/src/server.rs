@@ -196,6 +196,8 @@ impl Gateway {
             Some(thresholds) => {
                 let (observer, task) = crate::background::anomalies::start(
                     thresholds,
+                    self.settings.anomaly_suspend.clone(),
+                    keys.clone(),
                     self.store.clone(),
                     org.clone(),
                     self.clock.clone(),

@@ -69,6 +69,37 @@ pub struct SecretScanningSettings {
     pub on_report: LeakAction,
 }
 
+/// Which suspicious-use findings suspend a key at once (it then gets 401 saying so until an
+/// owner lifts the suspension).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SuspendPolicy {
+    /// Finding kinds that suspend (`request_spike`, `new_address`, ...); empty: none.
+    pub kinds: Vec<String>,
+    /// Only keys of these projects; empty: every project's.
+    pub projects: Vec<tollgate_core::ProjectId>,
+    /// Only these keys, besides the projects'; empty (with no projects): every key.
+    pub keys: Vec<tollgate_core::KeyId>,
+}
+
+impl SuspendPolicy {
+    /// Whether finding `kind` on `key` (of `project`) suspends it.
+    pub fn suspends(
+        &self,
+        kind: &str,
+        key: &tollgate_core::KeyId,
+        project: Option<&tollgate_core::ProjectId>,
+    ) -> bool {
+        let kind = kind.strip_suffix("_after_rotation").unwrap_or(kind);
+        if !self.kinds.iter().any(|k| k == kind) {
+            return false;
+        }
+        if self.projects.is_empty() && self.keys.is_empty() {
+            return true;
+        }
+        self.keys.contains(key) || project.is_some_and(|p| self.projects.contains(p))
+    }
+}
+
 /// GitHub's published secret-scanning signing keys.
 pub const GITHUB_SECRET_SCANNING_KEYS: &str =
     "https://api.github.com/meta/public_keys/secret_scanning";
@@ -214,6 +245,8 @@ pub struct GatewaySettings {
     pub key_expiry_check: Duration,
     /// Suspicious-use detection; `None`: off.
     pub anomalies: Option<tollgate_core::anomaly::Thresholds>,
+    /// Which findings suspend the key at once.
+    pub anomaly_suspend: SuspendPolicy,
     /// Leak reports from GitHub's secret scanning.
     pub secret_scanning: SecretScanningSettings,
     /// What happens to provider objects the ownership ledger has never seen.
@@ -312,6 +345,7 @@ impl GatewaySettings {
                 timeout: Duration::from_secs(10),
             },
             anomalies: Some(tollgate_core::anomaly::Thresholds::default()),
+            anomaly_suspend: SuspendPolicy::default(),
             key_expiry_warning: Some(Duration::from_secs(7 * 86_400)),
             key_expiry_check: crate::background::expiry_alerts::EVERY,
             secret_scanning: SecretScanningSettings {

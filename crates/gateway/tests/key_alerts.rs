@@ -500,3 +500,85 @@ async fn suspicious_use_raises_exactly_the_expected_alerts() {
         .unwrap();
     assert_eq!(anomaly.data["address"], "10.20.0.2");
 }
+
+#[tokio::test]
+async fn a_finding_the_policy_names_suspends_the_key_until_its_owner_lifts_it() {
+    let hook = Hook::default();
+    let hook_url = hook.start().await;
+    let app = TestApp::spawn_with(move |s| {
+        s.alerts.webhooks = vec![tollgate_gateway::WebhookSettings {
+            url: hook_url,
+            secret: tollgate_gateway::WebhookSecret::new("whsec_suspend".into()),
+        }];
+        s.trusted_proxies = vec![tollgate_core::network::Cidr::parse("127.0.0.1/32").unwrap()];
+        s.anomaly_suspend = tollgate_gateway::SuspendPolicy {
+            kinds: vec!["new_address".into()],
+            ..Default::default()
+        };
+    })
+    .await;
+    let gateway = app.gateway.as_ref().unwrap();
+    let key = app.project_key().await;
+    let secret = key.secret.expose();
+    assert_eq!(chat_from(&app, secret, "10.40.0.1").await, 200);
+    // The request from the new address is served (detection is off the request path); the key
+    // is suspended as soon as it is judged, on this server at once.
+    assert_eq!(chat_from(&app, secret, "10.40.0.2").await, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gateway.anomalies_judged() < 2 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = app
+        .post(
+            "/v1/chat/completions",
+            secret,
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+            &[("x-forwarded-for", "10.40.0.1")],
+        )
+        .await;
+    refused.assert_error(
+        401,
+        Some("api_key_suspended"),
+        "suspended after suspicious use",
+    );
+    let alert = &hook.wait_for(1).await[0].1;
+    assert_eq!(alert["data"]["suspended"], true);
+    let events: Vec<String> = audit(&app, key.record.id.as_str())
+        .await
+        .iter()
+        .map(|e| e.event_type.clone())
+        .collect();
+    assert!(
+        events.contains(&"api_key.suspended".to_owned()),
+        "{events:?}"
+    );
+
+    // The owner lifts it: the key works again (the change log brings it to this server).
+    let (_, lifted) = app
+        .control
+        .unsuspend_key(&TestApp::actor(), key.record.id.as_str())
+        .await
+        .unwrap();
+    assert!(lifted);
+    let (_, again) = app
+        .control
+        .unsuspend_key(&TestApp::actor(), key.record.id.as_str())
+        .await
+        .unwrap();
+    assert!(!again, "lifting twice changes nothing");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while chat_from(&app, secret, "10.40.0.1").await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the lifted key is still refused after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Another key of the deployment was never touched.
+    let other = app.project_key().await;
+    assert_eq!(
+        chat_from(&app, other.secret.expose(), "10.40.0.9").await,
+        200
+    );
+}

@@ -15,7 +15,7 @@ use futures_util::TryStreamExt;
 use sqlx::Row;
 
 /// Tollgate's tables, parents before children.
-pub const TABLES: [&str; 19] = [
+pub const TABLES: [&str; 20] = [
     "tollgate_meta",
     "organizations",
     "users",
@@ -35,6 +35,7 @@ pub const TABLES: [&str; 19] = [
     "project_members",
     "sessions",
     "provider_objects",
+    "key_suspensions",
 ];
 
 /// Tables whose migration wrote a row the copy replaces (the schema's name, the change

@@ -2,7 +2,7 @@ use crate::error::conflict_on_unique;
 use crate::write::Tx;
 use crate::{
     audit, change_log, AuditEntry, AuthKey, ChangedEntity, KeyFilter, KeyOwner, KeyRecord,
-    ProjectStatus, Result, Store, StoreError,
+    ProjectStatus, Result, Store, StoreError, Suspension,
 };
 use tollgate_core::network::IpAllowList;
 use tollgate_core::routing::ModelAllowList;
@@ -35,6 +35,9 @@ struct KeyRow {
     project_status: Option<String>,
     project_allowed_ips: Option<String>,
     project_allowed_models: Option<String>,
+    suspended_kind: Option<String>,
+    suspended_reason: Option<String>,
+    suspended_at: Option<i64>,
 }
 
 impl KeyRow {
@@ -83,6 +86,18 @@ impl KeyRow {
                 .as_deref()
                 .map(ModelAllowList::from_json)
                 .unwrap_or_default(),
+            suspension: match (
+                self.suspended_kind,
+                self.suspended_reason,
+                self.suspended_at,
+            ) {
+                (Some(kind), Some(reason), Some(at)) => Some(Suspension {
+                    kind,
+                    reason,
+                    at: UnixTime(at),
+                }),
+                _ => None,
+            },
         }
     }
 }
@@ -95,8 +110,10 @@ macro_rules! select_keys {
                     k.owner_user_id, k.owner_service_account_id, k.permissions, k.created_by,
                     k.created_at, k.last_used_at, k.expires_at, k.revoked_at, k.rotated_from,
                     k.rotated_to, k.allowed_ips, k.allowed_models, p.status AS project_status,
-                    p.allowed_ips AS project_allowed_ips, p.allowed_models AS project_allowed_models
-             FROM api_keys k LEFT JOIN projects p ON p.id = k.project_id ",
+                    p.allowed_ips AS project_allowed_ips, p.allowed_models AS project_allowed_models,
+                    s.kind AS suspended_kind, s.reason AS suspended_reason, s.suspended_at
+             FROM api_keys k LEFT JOIN projects p ON p.id = k.project_id
+                  LEFT JOIN key_suspensions s ON s.key_id = k.id ",
             $tail
         )
     };
@@ -198,6 +215,49 @@ pub(crate) async fn revoke(
         .execute(e)
         .await.map(|r| r.rows_affected()))?;
     Ok(())
+}
+
+/// Suspends a live key (audited, and announced through the change log); `false` when it was
+/// suspended already (nothing changes).
+pub(crate) async fn suspend(
+    tx: &mut Tx,
+    id: &KeyId,
+    suspension: &Suspension,
+    entry: &AuditEntry,
+) -> Result<bool> {
+    let inserted = in_tx!(tx, e => sqlx::query(
+        "INSERT INTO key_suspensions (key_id, org_id, kind, reason, suspended_at)
+         SELECT id, org_id, $1, $2, $3 FROM api_keys WHERE id = $4 AND revoked_at IS NULL
+         ON CONFLICT (key_id) DO NOTHING",
+    )
+    .bind(&suspension.kind)
+    .bind(&suspension.reason)
+    .bind(suspension.at.seconds())
+    .bind(id.as_str())
+    .execute(e)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    audit::append(tx, entry).await?;
+    change_log::append(tx, &ChangedEntity::Key(id.clone()), entry.created_at).await?;
+    Ok(true)
+}
+
+/// Lifts a key's suspension (audited, announced); `false` when it was not suspended.
+pub(crate) async fn lift_suspension(tx: &mut Tx, id: &KeyId, entry: &AuditEntry) -> Result<bool> {
+    let deleted = in_tx!(tx, e => sqlx::query("DELETE FROM key_suspensions WHERE key_id = $1")
+        .bind(id.as_str())
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))?;
+    if deleted == 0 {
+        return Ok(false);
+    }
+    audit::append(tx, entry).await?;
+    change_log::append(tx, &ChangedEntity::Key(id.clone()), entry.created_at).await?;
+    Ok(true)
 }
 
 /// Whether the organization keeps an owner admin key, other than `except`, that works and will

@@ -175,11 +175,23 @@ impl KeyRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthKey {
     pub key: KeyRecord,
+    /// Set while the key is suspended after suspicious use.
+    pub suspension: Option<Suspension>,
     pub project_status: Option<ProjectStatus>,
     /// The project's allow-list (empty for admin keys and open projects).
     pub project_allowed_ips: IpAllowList,
     /// The project's model allow-list.
     pub project_allowed_models: ModelAllowList,
+}
+
+/// Why and since when a key is suspended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Suspension {
+    /// What was noticed (`request_spike`, `new_address`, ...).
+    pub kind: String,
+    /// The finding, in a sentence.
+    pub reason: String,
+    pub at: UnixTime,
 }
 
 /// Which keys to list.

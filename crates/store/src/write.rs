@@ -217,6 +217,10 @@ changes! {
     /// Stores many keys with one audit entry (bulk seeding for benchmarks).
     fn insert_keys(keys: &[KeyRecord], entry: &AuditEntry) -> () = crate::keys::create_many;
     fn rename_key(id: &KeyId, name: &str, entry: &AuditEntry) -> () = crate::keys::rename;
+    /// Suspends a live key; `false` when it was suspended already.
+    fn suspend_key(id: &KeyId, suspension: &crate::Suspension, entry: &AuditEntry) -> bool = crate::keys::suspend;
+    /// Lifts a key's suspension; `false` when it was not suspended.
+    fn lift_key_suspension(id: &KeyId, entry: &AuditEntry) -> bool = crate::keys::lift_suspension;
     /// Revokes a live key. A key that is already revoked is left as it is (`Conflict`).
     fn revoke_key(id: &KeyId, at: UnixTime, entry: &AuditEntry) -> () = crate::keys::revoke;
     /// Revokes an owner's admin key unless it is the organization's last active one (the count

@@ -25,7 +25,7 @@ use tollgate_store::{
     InvitedProject, KeyFilter, KeyOwner, KeyRecord, Organization, Project, ProjectRole,
     ProjectStatus, Role, ServiceAccount, Store, StoreError, UsageEvent, UsageGrouping, User,
 };
-use tollgate_store::{CreatedObject, ProviderObject};
+use tollgate_store::{CreatedObject, ProviderObject, Suspension};
 
 /// A new store on the backend under test, with one organization bootstrapped in it.
 struct World {
@@ -1024,6 +1024,65 @@ async fn authentication_sees_keys_with_their_projects() {
     let of_project = s.auth_keys_of_project(&w.project.id).await.unwrap();
     assert_eq!(of_project.len(), 1);
     assert_eq!(of_project[0].project_status, Some(ProjectStatus::Archived));
+}
+
+#[tokio::test]
+async fn a_suspension_is_seen_by_authentication_and_the_change_log_until_lifted() {
+    let w = world().await;
+    let s = &w.store;
+    let a = w.project_key(1).await;
+    let before = s.latest_change().await.unwrap();
+    let suspension = Suspension {
+        kind: "request_spike".into(),
+        reason: "500 requests in five minutes, against 10 usually".into(),
+        at: UnixTime(3_000),
+    };
+    let e = |event: &str, at| entry(&w.org, event, a.id.as_str(), at);
+    assert!(s
+        .suspend_key(&a.id, &suspension, &e("api_key.suspended", 3_000))
+        .await
+        .unwrap());
+    // Twice: nothing changes, nothing audited again.
+    assert!(!s
+        .suspend_key(&a.id, &suspension, &e("api_key.suspended", 3_001))
+        .await
+        .unwrap());
+    let seen = s.auth_key(&a.id).await.unwrap().unwrap();
+    assert_eq!(seen.suspension, Some(suspension.clone()));
+    assert_eq!(seen.key, a, "the key itself is unchanged");
+    let changes = s.changes_after(before, 100).await.unwrap();
+    assert_eq!(changes.len(), 1);
+    let audited = s
+        .audit_entries(&w.org.id, Some(a.id.as_str()), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        audited
+            .iter()
+            .filter(|e| e.event_type == "api_key.suspended")
+            .count(),
+        1
+    );
+
+    assert!(s
+        .lift_key_suspension(&a.id, &e("api_key.unsuspended", 3_100))
+        .await
+        .unwrap());
+    assert!(!s
+        .lift_key_suspension(&a.id, &e("api_key.unsuspended", 3_101))
+        .await
+        .unwrap());
+    assert_eq!(s.auth_key(&a.id).await.unwrap().unwrap().suspension, None);
+    assert_eq!(s.changes_after(before, 100).await.unwrap().len(), 2);
+
+    // A revoked key is not suspended (it is refused already).
+    s.revoke_key(&a.id, UnixTime(3_200), &e("api_key.revoked", 3_200))
+        .await
+        .unwrap();
+    assert!(!s
+        .suspend_key(&a.id, &suspension, &e("api_key.suspended", 3_300))
+        .await
+        .unwrap());
 }
 
 #[tokio::test]

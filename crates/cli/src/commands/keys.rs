@@ -127,6 +127,24 @@ pub async fn run(manage: &impl Manage, command: KeysCommand, json: bool) -> Resu
             println!("Renamed {} to \"{}\".", key.id, key.name);
             Ok(())
         }
+        KeysCommand::Unsuspend { key_id } => {
+            let (key, lifted) = manage.unsuspend_key(&key_id).await?;
+            if json {
+                return Ok(print_json(&key)?);
+            }
+            if lifted {
+                println!(
+                    "Lifted the suspension of {} ({}). It works again on every running server within a second.",
+                    key.id, key.redacted_value
+                );
+            } else {
+                println!(
+                    "{} ({}) is not suspended; nothing changed.",
+                    key.id, key.redacted_value
+                );
+            }
+            Ok(())
+        }
         KeysCommand::Revoke { key_id } => {
             let (key, already) = manage.revoke_key(&key_id).await?;
             if json {

@@ -38,6 +38,7 @@ pub async fn serve(settings: &Settings) -> Result<(), Failure> {
     gateway_settings.secret_scanning = settings.secret_scanning.clone();
     gateway_settings.key_expiry_warning = settings.key_expiry_warning;
     gateway_settings.anomalies = settings.anomalies.clone();
+    gateway_settings.anomaly_suspend = settings.anomaly_suspend.clone();
     gateway_settings.pricing = settings.pricing.clone();
     gateway_settings.unpriced = settings.unpriced;
     gateway_settings.max_body_bytes = settings.max_body_bytes;

@@ -54,6 +54,11 @@ impl Manage for Control {
         })
     }
 
+    async fn unsuspend_key(&self, id: &str) -> Result<(KeyView, bool)> {
+        let (key, lifted) = Control::unsuspend_key(self, &cli_actor(), id).await?;
+        Ok((KeyView::new(&key, self.now()), lifted))
+    }
+
     async fn rotate_key(&self, id: &str, grace: Span) -> Result<(KeyView, CreatedKeyView)> {
         let rotation = Control::rotate_key(self, &cli_actor(), id, grace).await?;
         Ok((

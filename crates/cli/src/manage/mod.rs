@@ -32,6 +32,8 @@ pub trait Manage {
     async fn rename_key(&self, id: &str, name: &str) -> Result<KeyView>;
     /// The key, and whether it had been revoked before (then nothing changed).
     async fn revoke_key(&self, id: &str) -> Result<(KeyView, bool)>;
+    /// The key, and whether a suspension was lifted (else it was not suspended).
+    async fn unsuspend_key(&self, id: &str) -> Result<(KeyView, bool)>;
     /// The old key (with the end of its grace) and its successor.
     async fn rotate_key(&self, id: &str, grace: Span) -> Result<(KeyView, CreatedKeyView)>;
     async fn expire_key(&self, id: &str, after: Span) -> Result<KeyView>;

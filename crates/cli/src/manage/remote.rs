@@ -348,6 +348,20 @@ impl Manage for Remote {
         Ok((key, false))
     }
 
+    async fn unsuspend_key(&self, id: &str) -> Result<(KeyView, bool)> {
+        #[derive(serde::Deserialize)]
+        struct Lifted {
+            #[serde(flatten)]
+            key: KeyView,
+            suspension_lifted: bool,
+        }
+        let id = key_id(id)?;
+        let lifted: Lifted = self
+            .post(&format!("{EXT}/keys"), &[&id, "unsuspend"], json!({}))
+            .await?;
+        Ok((lifted.key, lifted.suspension_lifted))
+    }
+
     async fn rotate_key(&self, id: &str, grace: Span) -> Result<(KeyView, CreatedKeyView)> {
         #[derive(serde::Deserialize)]
         struct Rotated {

@@ -5,11 +5,16 @@
 //! rotation has begun is reported as `new_address_after_rotation`: the old key should be
 //! fading out, not turning up somewhere new.
 //!
+//! A finding the [`SuspendPolicy`] names suspends the key at once (`api_key.suspended` in the
+//! audit log; the key gets 401 saying so, on every replica through the change log, until an
+//! owner lifts it).
+//!
 //! Each replica watches the requests it serves (a spike split evenly over N replicas shows
 //! on each at 1/N; new addresses and refusal bursts show where they land).
 
+use crate::background::key_table::KeyTable;
 use crate::background::webhooks;
-use crate::settings::AlertSettings;
+use crate::settings::{AlertSettings, SuspendPolicy};
 use serde_json::json;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,8 +101,11 @@ impl Observer {
 }
 
 /// Starts the task; the observer feeds it.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     thresholds: Thresholds,
+    suspend: SuspendPolicy,
+    keys: Arc<KeyTable>,
     store: Store,
     org: OrgId,
     clock: Arc<dyn Clock>,
@@ -143,18 +151,17 @@ pub fn start(
                     (key, project, found)
                 }
             };
+            let context = Context {
+                store: &store,
+                org: &org,
+                clock: &clock,
+                client: &client,
+                settings: &settings,
+                keys: &keys,
+                suspend: &suspend,
+            };
             for anomaly in found {
-                report(
-                    &store,
-                    &org,
-                    &clock,
-                    &client,
-                    &settings,
-                    &key,
-                    project.as_ref(),
-                    &anomaly,
-                )
-                .await;
+                report(&context, &key, project.as_ref(), &anomaly).await;
             }
             judged.fetch_add(1, Ordering::SeqCst);
         }
@@ -162,17 +169,32 @@ pub fn start(
     (observer, task)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What reporting a finding needs.
+struct Context<'a> {
+    store: &'a Store,
+    org: &'a OrgId,
+    clock: &'a Arc<dyn Clock>,
+    client: &'a reqwest::Client,
+    settings: &'a Arc<AlertSettings>,
+    keys: &'a Arc<KeyTable>,
+    suspend: &'a SuspendPolicy,
+}
+
 async fn report(
-    store: &Store,
-    org: &OrgId,
-    clock: &Arc<dyn Clock>,
-    client: &reqwest::Client,
-    settings: &Arc<AlertSettings>,
+    context: &Context<'_>,
     key: &KeyId,
     project: Option<&ProjectId>,
     anomaly: &Anomaly,
 ) {
+    let Context {
+        store,
+        org,
+        clock,
+        client,
+        settings,
+        keys,
+        suspend,
+    } = *context;
     let mut kind = anomaly.kind();
     if matches!(anomaly, Anomaly::NewAddress { .. }) {
         // A new address on a key being rotated out says more.
@@ -204,6 +226,19 @@ async fn report(
     details["kind"] = json!(kind);
     details["key_id"] = json!(key.to_string());
     details["description"] = json!(anomaly.describe());
+    let suspended = suspend.suspends(kind, key, project)
+        && suspend_key(
+            store,
+            org,
+            keys,
+            key,
+            project,
+            kind,
+            &anomaly.describe(),
+            now,
+        )
+        .await;
+    details["suspended"] = json!(suspended);
     tracing::warn!(key = %key, kind, description = %anomaly.describe(), "suspicious use of a key");
     let entry = AuditEntry {
         id: AuditId::generate(),
@@ -236,5 +271,49 @@ async fn report(
             body.clone(),
             "suspicious-use alert",
         ));
+    }
+}
+
+/// Suspends `key` for finding `kind`; whether it was (not already suspended, not revoked).
+#[allow(clippy::too_many_arguments)]
+async fn suspend_key(
+    store: &Store,
+    org: &OrgId,
+    keys: &Arc<KeyTable>,
+    key: &KeyId,
+    project: Option<&ProjectId>,
+    kind: &str,
+    reason: &str,
+    now: UnixTime,
+) -> bool {
+    let suspension = tollgate_store::Suspension {
+        kind: kind.to_owned(),
+        reason: reason.to_owned(),
+        at: now,
+    };
+    let entry = AuditEntry {
+        id: AuditId::generate(),
+        org_id: org.clone(),
+        event_type: "api_key.suspended".into(),
+        actor: Actor::system(),
+        project_id: project.cloned(),
+        resource_id: Some(key.to_string()),
+        data: json!({"kind": kind, "reason": reason}),
+        created_at: now,
+    };
+    match store.suspend_key(key, &suspension, &entry).await {
+        Ok(true) => {
+            tracing::warn!(key = %key, kind, "key suspended after suspicious use");
+            // In force on this server at once; the others follow the change log.
+            if let Err(err) = keys.catch_up(store).await {
+                tracing::warn!(error = %err, "the key table did not catch up after a suspension");
+            }
+            true
+        }
+        Ok(false) => false,
+        Err(err) => {
+            tracing::error!(error = %err, key = %key, "could not suspend a key");
+            false
+        }
     }
 }

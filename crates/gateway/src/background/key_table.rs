@@ -39,6 +39,8 @@ pub struct LiveKey {
     pub revoked_at: Option<UnixTime>,
     pub allowed_ips: IpAllowList,
     pub allowed_models: ModelAllowList,
+    /// Why the key is suspended, while it is.
+    pub suspended: Option<Box<str>>,
 }
 
 impl LiveKey {
@@ -90,6 +92,7 @@ impl Entries {
     fn live(&mut self, key: AuthKey) -> LiveKey {
         let AuthKey {
             key: record,
+            suspension,
             project_status,
             project_allowed_ips,
             project_allowed_models,
@@ -127,6 +130,7 @@ impl Entries {
             revoked_at: record.revoked_at,
             allowed_ips: record.allowed_ips,
             allowed_models: record.allowed_models,
+            suspended: suspension.map(|s| s.reason.into_boxed_str()),
         }
     }
 }
@@ -289,6 +293,7 @@ mod tests {
                 allowed_ips: IpAllowList::default(),
                 allowed_models: ModelAllowList::default(),
             },
+            suspension: None,
             project_status: archived.then_some(ProjectStatus::Archived),
             project_allowed_ips: IpAllowList::default(),
             project_allowed_models: ModelAllowList::default(),

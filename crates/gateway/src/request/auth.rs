@@ -134,6 +134,12 @@ async fn resolve(
             })
         }
     }
+    if let Some(reason) = &record.suspended {
+        return Err(GatewayError::SuspendedKey {
+            redacted: record.redacted.to_string(),
+            reason: reason.to_string(),
+        });
+    }
     if let Some(project) = record
         .project
         .as_deref()
