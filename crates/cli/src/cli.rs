@@ -177,7 +177,7 @@ pub struct ScanArgs {
     /// Scan the changes staged for the next commit (what `git commit` would record)
     #[arg(long, conflicts_with = "history")]
     pub staged: bool,
-    /// Scan every commit of every branch, tag and stash in the repository's history
+    /// Scan every commit of every branch and tag (all refs) in the repository's history
     #[arg(long)]
     pub history: bool,
     /// How to print findings [default: table, or json with --json]

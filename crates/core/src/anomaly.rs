@@ -8,7 +8,9 @@
 //!   be used widely and new ones no longer alert);
 //! * **request or spend spike**: more requests (or spend) in one window than
 //!   [`Thresholds::spike_factor`] times the key's average over the windows before it, and at
-//!   least a floor, once the key has [`Thresholds::baseline_windows`] windows of history;
+//!   least a floor, and more than its busiest window ever (a key that works in regular
+//!   bursts alerts the first time only), once the key has [`Thresholds::baseline_windows`]
+//!   windows of history;
 //! * **failed-authentication burst**: [`Thresholds::failed_auth_burst`] refusals naming one
 //!   key (revoked, expired, from an address outside its allow-list) within a minute;
 //! * **distant networks**: one key used from two different networks (IPv4 /16, IPv6 /32)
@@ -127,13 +129,18 @@ struct KeyActivity {
     windows: VecDeque<Window>,
     first_seen: i64,
     last_seen: i64,
+    /// The busiest window ever seen (requests, spend): a key that regularly works in bursts
+    /// (a nightly batch after an idle day) alerts the first time, not every time.
+    peak_requests: u64,
+    peak_cost: i64,
     /// The last network used and when.
     last_network: Option<(IpAddr, i64)>,
     /// The window distant networks were last reported in.
     distant_reported: Option<i64>,
-    /// Refused authentications in the current minute.
-    failures: u32,
-    failure_minute: i64,
+    /// Times of the latest refused authentications (at most a burst's worth), and when a
+    /// burst was last reported.
+    failures: VecDeque<i64>,
+    burst_reported: Option<i64>,
     failure_addresses: Vec<IpAddr>,
 }
 
@@ -168,12 +175,18 @@ impl Watch {
         })
     }
 
-    /// Forgets the half of the keys idle longest.
+    /// Forgets the half of the keys idle longest (exactly half, however many were last seen
+    /// at the same second).
     fn forget_idlest(&mut self) {
-        let mut seen: Vec<i64> = self.keys.values().map(|k| k.last_seen).collect();
+        let mut seen: Vec<(i64, KeyId)> = self
+            .keys
+            .iter()
+            .map(|(id, k)| (k.last_seen, id.clone()))
+            .collect();
         seen.sort_unstable();
-        let cut = seen[seen.len() / 2];
-        self.keys.retain(|_, k| k.last_seen > cut);
+        for (_, id) in seen.iter().take(seen.len().div_ceil(2)) {
+            self.keys.remove(id);
+        }
     }
 
     /// A request made with `key` from `address` that cost `cost`.
@@ -253,6 +266,7 @@ impl Watch {
             let n = history.max(1) as u64;
             (r / n, c / n as i64)
         };
+        let (peak_requests, peak_cost) = (activity.peak_requests, activity.peak_cost);
         if let Some(window) = activity.windows.back_mut() {
             window.requests += 1;
             window.cost = window.cost.saturating_add(cost.0);
@@ -260,6 +274,7 @@ impl Watch {
                 && !window.spiked_requests
                 && window.requests >= t.spike_min_requests
                 && window.requests > t.spike_factor.saturating_mul(requests_base.max(1))
+                && window.requests > peak_requests
             {
                 window.spiked_requests = true;
                 found.push(Anomaly::RequestSpike {
@@ -271,6 +286,7 @@ impl Watch {
                 && !window.spiked_cost
                 && window.cost >= t.spike_min_cost.0
                 && window.cost > (t.spike_factor as i64).saturating_mul(cost_base.max(1))
+                && window.cost > peak_cost
             {
                 window.spiked_cost = true;
                 found.push(Anomaly::SpendSpike {
@@ -278,6 +294,8 @@ impl Watch {
                     baseline: MicroUsd(cost_base),
                 });
             }
+            activity.peak_requests = activity.peak_requests.max(window.requests);
+            activity.peak_cost = activity.peak_cost.max(window.cost);
         }
         found
     }
@@ -291,13 +309,17 @@ impl Watch {
         let now = at.seconds();
         let activity = self.activity(key, now);
         activity.last_seen = activity.last_seen.max(now);
-        let minute = now.div_euclid(60);
-        if activity.failure_minute != minute {
-            activity.failure_minute = minute;
-            activity.failures = 0;
+        // A sliding minute: the latest refusals, the oldest dropped once over a minute old.
+        activity.failures.push_back(now);
+        while activity.failures.front().is_some_and(|t| *t <= now - 60) {
+            activity.failures.pop_front();
+        }
+        while activity.failures.len() > burst as usize {
+            activity.failures.pop_front();
+        }
+        if activity.failures.len() == 1 {
             activity.failure_addresses.clear();
         }
-        activity.failures += 1;
         if let Some(address) = address {
             if !activity.failure_addresses.contains(&address)
                 && activity.failure_addresses.len() < 64
@@ -305,7 +327,9 @@ impl Watch {
                 activity.failure_addresses.push(address);
             }
         }
-        if activity.failures == burst {
+        let reported_lately = activity.burst_reported.is_some_and(|t| t > now - 60);
+        if activity.failures.len() == burst as usize && !reported_lately {
+            activity.burst_reported = Some(now);
             return vec![Anomaly::FailedAuthBurst {
                 failures: burst,
                 addresses: activity.failure_addresses.len(),
@@ -382,6 +406,25 @@ mod tests {
     }
 
     #[test]
+    fn a_key_that_works_in_regular_bursts_alerts_the_first_time_only() {
+        let mut watch = Watch::new(Thresholds::default());
+        let k = key(9);
+        let mut all = Vec::new();
+        // An hour of light use, then two nights of a 300-request batch after idle hours.
+        let start = 1_800_000_000;
+        for w in 0..13 {
+            all.extend(watch.used(&k, ip("10.9.9.9"), MicroUsd(1), UnixTime(start + w * 300)));
+        }
+        for night in 1..=2 {
+            let batch = start + night * 86_400;
+            for i in 0..300 {
+                all.extend(watch.used(&k, ip("10.9.9.9"), MicroUsd(1), UnixTime(batch + i / 2)));
+            }
+        }
+        assert_eq!(kinds(&all), vec!["request_spike"], "{all:?}");
+    }
+
+    #[test]
     fn spend_spikes_need_history_and_a_floor() {
         let t = Thresholds {
             spike_min_cost: MicroUsd(1_000_000),
@@ -389,10 +432,10 @@ mod tests {
         };
         let mut watch = Watch::new(t);
         let k = key(2);
-        // A new key spending a lot at once has no baseline: not judged.
+        // A new key spending at once has no baseline: not judged.
         let mut all = Vec::new();
         for i in 0..50 {
-            all.extend(watch.used(&k, ip("10.0.0.1"), MicroUsd(100_000), UnixTime(i)));
+            all.extend(watch.used(&k, ip("10.0.0.1"), MicroUsd(10_000), UnixTime(i)));
         }
         assert_eq!(all, vec![]);
         // After an hour of a cent a window, $2 in one window is a spend spike (once).
@@ -493,6 +536,12 @@ mod tests {
         for n in 0..250u32 {
             let id = KeyId::from_trusted(format!("key_{n:020}"));
             watch.used(&id, None, MicroUsd(0), UnixTime(1_000 + i64::from(n)));
+        }
+        assert!(watch.keys() <= 100, "{} keys followed", watch.keys());
+        // Keys all last seen in the same second are still forgotten, half at a time.
+        for n in 0..250u32 {
+            let id = KeyId::from_trusted(format!("key_{:020}", 1_000 + n));
+            watch.used(&id, None, MicroUsd(0), UnixTime(9_000));
         }
         assert!(watch.keys() <= 100, "{} keys followed", watch.keys());
     }

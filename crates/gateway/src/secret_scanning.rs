@@ -9,7 +9,8 @@
 //! cached; fetched again for an identifier not seen, at most once a minute).
 //!
 //! A report that is unsigned, signed by an unknown key, or does not verify is refused with 401,
-//! as is one already received (the same signature twice: a replay); nothing changes. A
+//! as is one already received (the same body twice: a replay); nothing changes. When the keys
+//! cannot be fetched, a report naming a key not known yet gets 503 (the sender retries). A
 //! verified report is recorded in the audit log (which also tells replays apart), and each
 //! token that is one of this deployment's keys is revoked at once (or, with `on_report =
 //! "flag"`, only recorded), audited as `api_key.leaked`, and announced to the alert webhooks.
@@ -49,8 +50,14 @@ const P256_SPKI_PREFIX: [u8; 26] = [
     0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
-/// Published keys by identifier (their P-256 points), and when they were last fetched.
-type Fetched = (HashMap<String, Vec<u8>>, Option<Instant>);
+/// Published keys by identifier (their P-256 points), when they were last fetched, and when a
+/// fetch last failed.
+#[derive(Debug, Default)]
+struct Fetched {
+    keys: HashMap<String, Vec<u8>>,
+    at: Option<Instant>,
+    failed_at: Option<Instant>,
+}
 
 /// The signing keys GitHub publishes, by identifier, as fetched.
 #[derive(Debug, Default)]
@@ -58,21 +65,41 @@ pub(crate) struct PublishedKeys {
     cached: tokio::sync::Mutex<Fetched>,
 }
 
+/// How long after a failed fetch reports with an unknown identifier get 503 without another
+/// fetch.
+const RETRY_FAILED_FETCH_AFTER: Duration = Duration::from_secs(5);
+
 impl PublishedKeys {
     /// The P-256 point of the key `id`, fetching the list when the id is not known (at most
-    /// once a minute). `Err` when the list could not be fetched and the id is not known.
+    /// once a minute after a fetch that worked). `Err` when the list could not be fetched
+    /// (lately) and the id is not known: the sender should try again, not be told its report
+    /// is forged.
     async fn point(&self, url: &str, id: &str) -> Result<Option<Vec<u8>>, String> {
         let mut cached = self.cached.lock().await;
-        if let Some(point) = cached.0.get(id) {
+        if let Some(point) = cached.keys.get(id) {
             return Ok(Some(point.clone()));
         }
-        if cached.1.is_some_and(|at| at.elapsed() < REFETCH_AFTER) {
+        if cached.at.is_some_and(|at| at.elapsed() < REFETCH_AFTER) {
             return Ok(None);
         }
-        cached.1 = Some(Instant::now());
-        let fetched = fetch(url).await?;
-        cached.0 = fetched;
-        Ok(cached.0.get(id).cloned())
+        if cached
+            .failed_at
+            .is_some_and(|at| at.elapsed() < RETRY_FAILED_FETCH_AFTER)
+        {
+            return Err("the last fetch failed a moment ago".into());
+        }
+        match fetch(url).await {
+            Ok(keys) => {
+                cached.keys = keys;
+                cached.at = Some(Instant::now());
+                cached.failed_at = None;
+                Ok(cached.keys.get(id).cloned())
+            }
+            Err(err) => {
+                cached.failed_at = Some(Instant::now());
+                Err(err)
+            }
+        }
     }
 }
 
@@ -93,9 +120,14 @@ async fn fetch(url: &str) -> Result<HashMap<String, Vec<u8>>, String> {
     if !response.status().is_success() {
         return Err(format!("{url} answered {}", response.status()));
     }
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
-    if body.len() > MAX_REPORT_BYTES {
-        return Err(format!("{url} answered more than a megabyte"));
+    // Read in pieces, never past a megabyte.
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_REPORT_BYTES {
+            return Err(format!("{url} answered more than a megabyte"));
+        }
+        body.extend_from_slice(&chunk);
     }
     let list: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
     let mut keys = HashMap::new();
@@ -209,8 +241,9 @@ async fn report(
         return Err(refused());
     }
 
-    // The same signature twice is the same report sent again: refused, nothing changes.
-    let report_id = format!("ghss_{}", &hex(&Sha256::digest(&signature))[..32]);
+    // The same report twice (its body: a signature can be re-encoded, a body cannot be changed
+    // without breaking it) is a replay: refused, nothing changes.
+    let report_id = format!("ghss_{}", &hex(&Sha256::digest(body))[..32]);
     let org = match state.store.default_organization().await {
         Ok(Some(org)) => org,
         Ok(None) => return Err(GatewayError::Internal),
@@ -242,8 +275,22 @@ async fn report(
         kind: "system".into(),
         id: "github-secret-scanning".into(),
     };
+    // Recorded before anything is acted on: a report that fails half-way is not replayable.
+    let entry = AuditEntry {
+        id: AuditId::generate(),
+        org_id: org.id.clone(),
+        event_type: "secret_scanning.report_received".into(),
+        actor: actor.clone(),
+        project_id: None,
+        resource_id: Some(report_id.clone()),
+        data: json!({"source": "github", "tokens": tokens.len(), "signing_key": key_id}),
+        created_at: now,
+    };
+    state.store.record_audit(&entry).await.map_err(|err| {
+        tracing::error!(error = %err, "a leak report could not be recorded");
+        GatewayError::Internal
+    })?;
     let mut labels = Vec::with_capacity(tokens.len());
-    let mut ours = 0;
     let mut revoked_any = false;
     for reported in &tokens {
         let found = match state.format.parse(reported.token.trim()) {
@@ -262,7 +309,6 @@ async fn report(
             "label": if found.is_some() { "true_positive" } else { "false_positive" },
         }));
         let Some(key) = found else { continue };
-        ours += 1;
         let was_live = key.revoked_at.is_none();
         let revoke = settings.on_report == LeakAction::Revoke && was_live;
         let leak = json!({
@@ -314,20 +360,6 @@ async fn report(
             tracing::warn!(error = %err, "the key table did not catch up after a leak report");
         }
     }
-    let entry = AuditEntry {
-        id: AuditId::generate(),
-        org_id: org.id.clone(),
-        event_type: "secret_scanning.report_received".into(),
-        actor,
-        project_id: None,
-        resource_id: Some(report_id.clone()),
-        data: json!({"source": "github", "tokens": tokens.len(), "keys_of_this_deployment": ours, "signing_key": key_id}),
-        created_at: now,
-    };
-    state.store.record_audit(&entry).await.map_err(|err| {
-        tracing::error!(error = %err, "a leak report could not be recorded");
-        GatewayError::Internal
-    })?;
     Ok(labels)
 }
 

@@ -306,6 +306,8 @@ pub struct SharedLimits {
     /// Leases this replica holds, renewed while their requests run.
     leases: std::sync::Mutex<std::collections::HashMap<u64, (String, Vec<String>)>>,
     next_lease: AtomicU64,
+    /// Leases (set, lease) a release could not give back yet.
+    unreleased: std::sync::Mutex<Vec<(String, String)>>,
     /// Replicas seen alive at the last heartbeat (at least 1).
     replicas: AtomicU32,
     /// Until when (ms since `epoch`) Redis is left alone after a failure.
@@ -335,6 +337,8 @@ const ALIVE_FOR_SECS: u64 = 5;
 pub const LEASE_LASTS: Duration = Duration::from_secs(30);
 /// How often the leases of running requests are renewed (every tenth heartbeat).
 const RENEW_EVERY_BEATS: u32 = 10;
+/// The most leases kept to give back later.
+const MAX_UNRELEASED: usize = 100_000;
 
 impl SharedLimits {
     /// Connects lazily to Redis at `url` (nothing is sent until the first use, so a gateway
@@ -368,6 +372,7 @@ impl SharedLimits {
             renew: redis::Script::new(RENEW),
             leases: Default::default(),
             next_lease: AtomicU64::new(1),
+            unreleased: Default::default(),
             replica: format!("{}-{nanos}", std::process::id()),
             replicas: AtomicU32::new(1),
             paused_until_ms: AtomicU64::new(0),
@@ -421,6 +426,15 @@ impl SharedLimits {
         if self.paused() {
             return Err(SharedError::Paused);
         }
+        self.run_now(invocation).await
+    }
+
+    /// [`SharedLimits::run`] even while Redis is paused: for giving leases back and renewing
+    /// them, which must not wait out a pause another call's failure began.
+    async fn run_now<T: redis::FromRedisValue>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<T, SharedError> {
         let mut connection = self.connection.clone();
         let result =
             match tokio::time::timeout(self.timeout, invocation.invoke_async::<T>(&mut connection))
@@ -533,26 +547,47 @@ impl SharedLimits {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Gives leases back: the requests holding them ended (or were refused after all). A
-    /// lease Redis does not get back lapses by itself.
+    /// Gives leases back: the requests holding them ended (or were refused after all). Leases
+    /// Redis does not take back now are given back again with the next renewal (and lapse by
+    /// themselves if Redis stays away).
     pub async fn release(&self, leases: Vec<Lease>) -> Result<(), SharedError> {
         if leases.is_empty() {
             return Ok(());
         }
-        let mut invocation = self.release.prepare_invoke();
         {
             let mut held = self.leases_held();
             for lease in &leases {
                 held.remove(&lease.id);
             }
         }
-        for lease in &leases {
-            for set in &lease.sets {
-                invocation.key(set).arg(&lease.member);
+        let pairs: Vec<(String, String)> = leases
+            .into_iter()
+            .flat_map(|lease| {
+                let member = lease.member;
+                lease.sets.into_iter().map(move |set| (set, member.clone()))
+            })
+            .collect();
+        self.give_back(pairs).await
+    }
+
+    async fn give_back(&self, pairs: Vec<(String, String)>) -> Result<(), SharedError> {
+        let mut invocation = self.release.prepare_invoke();
+        for (set, member) in &pairs {
+            invocation.key(set).arg(member);
+        }
+        match self.run_now::<i64>(invocation).await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let mut pending = self
+                    .unreleased
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // Bounded: past it, the rest lapse by themselves.
+                let room = MAX_UNRELEASED.saturating_sub(pending.len());
+                pending.extend(pairs.into_iter().take(room));
+                Err(err)
             }
         }
-        let _: i64 = self.run(invocation).await?;
-        Ok(())
     }
 
     /// How many leases this replica holds for running requests.
@@ -560,8 +595,18 @@ impl SharedLimits {
         self.leases_held().len()
     }
 
-    /// Extends every lease this replica holds by [`LEASE_LASTS`].
+    /// Extends every lease this replica holds by [`LEASE_LASTS`], and gives back the leases
+    /// an earlier release could not.
     pub async fn renew_leases(&self) {
+        let unreleased: Vec<(String, String)> = std::mem::take(
+            &mut *self
+                .unreleased
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !unreleased.is_empty() {
+            let _ = self.give_back(unreleased).await;
+        }
         let held: Vec<(String, Vec<String>)> = self.leases_held().values().cloned().collect();
         if held.is_empty() {
             return;
@@ -573,7 +618,7 @@ impl SharedLimits {
                 invocation.key(set).arg(member);
             }
         }
-        if let Err(err) = self.run::<i64>(invocation).await {
+        if let Err(err) = self.run_now::<i64>(invocation).await {
             tracing::warn!(error = %err, "concurrency leases were not renewed");
         }
     }
@@ -681,7 +726,12 @@ impl SharedLimits {
             self.paused_until_ms.store(0, Ordering::Relaxed);
             self.beat().await;
             beats = beats.wrapping_add(1);
-            if beats.is_multiple_of(RENEW_EVERY_BEATS) {
+            let behind = !self
+                .unreleased
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_empty();
+            if behind || beats.is_multiple_of(RENEW_EVERY_BEATS) {
                 self.renew_leases().await;
             }
         }

@@ -582,3 +582,27 @@ async fn a_finding_the_policy_names_suspends_the_key_until_its_owner_lifts_it() 
         200
     );
 }
+
+#[tokio::test]
+async fn when_the_signing_keys_cannot_be_fetched_reports_get_503_not_401() {
+    let app = TestApp::spawn_with(|s| {
+        s.secret_scanning.github_keys_url =
+            Some("http://127.0.0.1:9/meta/public_keys/secret_scanning".into());
+    })
+    .await;
+    let key = app.project_key().await;
+    let body = json!([{"token": key.secret.expose(), "type": "tollgate_api_key"}]).to_string();
+    for _ in 0..2 {
+        let (status, error) = report(
+            &app,
+            &body,
+            &[
+                ("Github-Public-Key-Identifier", "abc"),
+                ("Github-Public-Key-Signature", "MEQCIA=="),
+            ],
+        )
+        .await;
+        assert_eq!(status, 503, "{error}");
+    }
+    assert_eq!(status_of(&app, key.secret.expose()).await, 200);
+}

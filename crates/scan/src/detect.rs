@@ -71,6 +71,7 @@ impl Detector {
     /// Every secret in `haystack`, in order.
     pub fn find(&self, haystack: &[u8]) -> Vec<Hit> {
         let mut hits: Vec<Hit> = Vec::new();
+        let mut seen: std::collections::HashSet<(usize, usize)> = Default::default();
         // Overlapping keywords (`-proj-` inside `sk-proj-...T3BlbkFJ`) each open a window.
         for keyword in self.keywords.find_overlapping_iter(haystack) {
             let index = self.owner[keyword.pattern().as_usize()];
@@ -94,13 +95,12 @@ impl Detector {
                         None => continue,
                     }
                 }
-                if !stands_alone(haystack, start, end) {
+                // A checksummed key needs no boundary before it: its checksum already says it
+                // is one (and text such as `%20` or `\n` may run into it).
+                if !stands_alone(haystack, start, end, rule.check.is_some()) {
                     continue;
                 }
-                if hits
-                    .iter()
-                    .any(|h| h.start == start && h.rule.id == rule.id)
-                {
+                if !seen.insert((start, index)) {
                     continue;
                 }
                 let line_text = &haystack[line_start..line_end];
@@ -115,7 +115,12 @@ impl Detector {
                     start,
                     end,
                     line: 0,
-                    column: start - line_start + 1,
+                    // In characters (UTF-8 continuation bytes are not counted), as SARIF says.
+                    column: haystack[line_start..start]
+                        .iter()
+                        .filter(|b| (**b & 0xC0) != 0x80)
+                        .count()
+                        + 1,
                 });
             }
         }
@@ -150,13 +155,21 @@ impl Default for Detector {
     }
 }
 
-/// The secret is not part of a longer token: no letter or digit just before it, and no letter,
-/// digit, `-` or `_` just after it.
-fn stands_alone(haystack: &[u8], start: usize, end: usize) -> bool {
-    let before = start
-        .checked_sub(1)
-        .map(|i| haystack[i])
-        .is_some_and(|b| b.is_ascii_alphanumeric());
+/// The secret is not part of a longer token: no letter, digit, `-` or `_` just after it, and
+/// (unless `checked`) no letter or digit just before it, but for a percent-encoded byte
+/// (`%20`) or an escape (`\n`), which text often puts right before a secret.
+fn stands_alone(haystack: &[u8], start: usize, end: usize, checked: bool) -> bool {
+    let escaped = (start >= 3
+        && haystack[start - 3] == b'%'
+        && haystack[start - 2].is_ascii_hexdigit()
+        && haystack[start - 1].is_ascii_hexdigit())
+        || (start >= 2 && haystack[start - 2] == b'\\');
+    let before = !checked
+        && !escaped
+        && start
+            .checked_sub(1)
+            .map(|i| haystack[i])
+            .is_some_and(|b| b.is_ascii_alphanumeric());
     let after = haystack
         .get(end)
         .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
@@ -227,6 +240,27 @@ mod tests {
         for text in texts {
             assert_eq!(ids(&detector, text), vec![], "{text}");
         }
+    }
+
+    #[test]
+    fn secrets_after_percent_encoding_or_an_escape_are_found_and_columns_count_characters() {
+        let detector = Detector::new();
+        let key = KeyFormat::default().generate(KeyKind::Project);
+        let text = format!(
+            "Bearer%20{k}\n\"x\\n{k}\" ?key%3DAKIAIOSFODNN7EXAMPLE\nhéllo {k}\n",
+            k = key.expose()
+        );
+        let found = ids(&detector, &text);
+        assert_eq!(
+            found,
+            vec![
+                ("tollgate-key", 1, 10),
+                ("tollgate-key", 2, 5),
+                ("aws-access-key-id", 2, 71),
+                ("tollgate-key", 3, 7),
+            ],
+            "{text}"
+        );
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! lines each change adds are scanned, so a secret is reported at the commit that brought it
 //! in, with the line it had there.
 //!
-//! History covers every commit reachable from any ref (`--all`: branches, tags, stashes,
-//! remotes' refs). A merge's own changes (lines written while resolving a conflict) are not
-//! read, as `git log -p` does not show them; every line a merged branch added is read in its
-//! own commit.
+//! History covers every commit reachable from any ref (`--all`: branches, tags, remotes'
+//! refs). Not read: a merge's own changes (lines written while resolving a conflict) and a
+//! stash's (a stash is a merge commit), as `git log -p` does not show them; files git is told
+//! to treat as binary (`.gitattributes` `-diff`). Every line a merged branch added is read in
+//! its own commit.
 
 use crate::detect::Detector;
 use crate::error::ScanError;
@@ -57,7 +58,14 @@ fn read_diff(
     command
         .arg("-C")
         .arg(repo)
-        .args(["-c", "core.quotePath=false", "-c", "diff.noprefix=false"])
+        .args([
+            "-c",
+            "core.quotePath=false",
+            "-c",
+            "diff.noprefix=false",
+            "-c",
+            "diff.mnemonicPrefix=false",
+        ])
         .args(args)
         .args([
             "-p",
@@ -66,6 +74,8 @@ fn read_diff(
             "--no-ext-diff",
             "--no-textconv",
             "--no-renames",
+            "--src-prefix=a/",
+            "--dst-prefix=b/",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

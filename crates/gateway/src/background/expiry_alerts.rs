@@ -60,15 +60,18 @@ impl ExpiryAlerts {
             let Some(expires_at) = key.expires_at else {
                 continue;
             };
-            let announced = match self
-                .store
-                .audit_entries(&self.org, Some(key.id.as_str()), 200)
-                .await
-            {
-                Ok(entries) => entries.iter().any(|e| {
-                    e.event_type == "api_key.expiring"
-                        && e.data["expires_at"].as_i64() == Some(expires_at.seconds())
-                }),
+            // Only this key's expiry announcements are read: other entries about it (its
+            // refusals, say) never push an announcement out of sight.
+            let query = tollgate_store::AuditQuery {
+                event_types: vec!["api_key.expiring".into()],
+                resource_ids: vec![key.id.to_string()],
+                limit: 100,
+                ..Default::default()
+            };
+            let announced = match self.store.audit_page(&self.org, &query).await {
+                Ok(entries) => entries
+                    .iter()
+                    .any(|e| e.data["expires_at"].as_i64() == Some(expires_at.seconds())),
                 Err(err) => {
                     tracing::warn!(error = %err, "could not check which keys were announced as expiring");
                     return;
