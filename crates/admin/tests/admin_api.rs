@@ -897,6 +897,10 @@ async fn the_openapi_document_describes_every_admin_endpoint_and_is_public() {
         ("get", "/v1/organization/x-tollgate/keys/{key_id}"),
         ("post", "/v1/organization/x-tollgate/keys/{key_id}/rotate"),
         ("post", "/v1/organization/x-tollgate/keys/{key_id}/revoke"),
+        (
+            "post",
+            "/v1/organization/x-tollgate/keys/{key_id}/unsuspend",
+        ),
         ("get", "/v1/organization/x-tollgate/limits"),
         ("post", "/v1/organization/x-tollgate/limits"),
         ("post", "/v1/organization/x-tollgate/limits/remove"),
@@ -1075,6 +1079,84 @@ async fn admin_keys_are_made_shown_once_and_deleted_but_never_the_last_owner_s()
     )
     .await
     .error(404, None);
+}
+
+#[tokio::test]
+async fn a_suspended_key_is_lifted_through_the_admin_api_and_works_at_once() {
+    let app = App::spawn().await;
+    let made = app
+        .post(
+            "/v1/organization/x-tollgate/keys",
+            json!({"name": "watched"}),
+        )
+        .await;
+    let made = made.ok().clone();
+    let secret = made["value"].as_str().unwrap().to_owned();
+    let id = made["id"].as_str().unwrap().to_owned();
+    let key_id = tollgate_core::KeyId::from_trusted(id.clone());
+    let entry = tollgate_store::AuditEntry {
+        id: tollgate_core::AuditId::generate(),
+        org_id: tollgate_core::OrgId::from_trusted(
+            app.store
+                .default_organization()
+                .await
+                .unwrap()
+                .unwrap()
+                .id
+                .to_string(),
+        ),
+        event_type: "api_key.suspended".into(),
+        actor: tollgate_store::Actor::system(),
+        project_id: None,
+        resource_id: Some(id.clone()),
+        data: json!({}),
+        created_at: START,
+    };
+    let suspension = tollgate_store::Suspension {
+        kind: "request_spike".into(),
+        reason: "500 requests in five minutes, against 10 usually".into(),
+        at: START,
+    };
+    assert!(app
+        .store
+        .suspend_key(&key_id, &suspension, &entry)
+        .await
+        .unwrap());
+    // The server learns of the suspension from the change log (made here behind its back).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let refused = app.call("GET", "/v1/models", Some(&secret), None).await;
+        if refused.status == 401 {
+            assert_eq!(refused.body["error"]["code"], "api_key_suspended");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the suspension never reached the server"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A lifted suspension is in force on this server before the answer.
+    let lifted = app
+        .post(
+            &format!("/v1/organization/x-tollgate/keys/{id}/unsuspend"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(lifted.ok()["suspension_lifted"], true);
+    assert_eq!(
+        app.call("GET", "/v1/models", Some(&secret), None)
+            .await
+            .status,
+        200
+    );
+    let again = app
+        .post(
+            &format!("/v1/organization/x-tollgate/keys/{id}/unsuspend"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(again.ok()["suspension_lifted"], false);
 }
 
 #[tokio::test]
