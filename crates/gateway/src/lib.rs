@@ -13,6 +13,7 @@ mod headers;
 mod ledger;
 mod metrics;
 pub mod mock;
+pub mod published_keys;
 mod rate_headers;
 mod request;
 mod request_id;

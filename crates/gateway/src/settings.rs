@@ -347,7 +347,7 @@ impl GatewaySettings {
             anomalies: Some(tollgate_core::anomaly::Thresholds::default()),
             anomaly_suspend: SuspendPolicy::default(),
             key_expiry_warning: Some(Duration::from_secs(7 * 86_400)),
-            key_expiry_check: crate::background::expiry_alerts::EVERY,
+            key_expiry_check: Duration::from_secs(600),
             secret_scanning: SecretScanningSettings {
                 github_keys_url: Some(GITHUB_SECRET_SCANNING_KEYS.to_owned()),
                 on_report: LeakAction::Revoke,

@@ -50,7 +50,7 @@ pub(crate) struct Shared {
     pub ledger: Arc<Ledger>,
     pub metrics: Arc<Metrics>,
     /// The keys leak reports from GitHub are signed with, as last fetched.
-    pub published_keys: Arc<crate::secret_scanning::PublishedKeys>,
+    pub published_keys: Arc<crate::published_keys::PublishedKeys>,
     /// Where requests are handed to the suspicious-use detector.
     pub anomalies: crate::background::anomalies::Observer,
     /// Client connections open (kept by the accept loop).

@@ -1,4 +1,4 @@
-//! Keys nearing expiry: every [`EVERY`] (and at start), each live key that expires within the
+//! Keys nearing expiry: every `key_expiry_check` (ten minutes by default; and at start), each live key that expires within the
 //! warning period is announced once: an `api_key.expiring` audit entry and a signed event to
 //! the alert webhooks, so its owner can rotate it before clients start failing. Once per key and
 //! expiry: a key given a new expiry is announced again. Replicas each look; the audit log says
@@ -15,9 +15,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tollgate_core::{AuditId, Clock, OrgId, UnixTime};
 use tollgate_store::{Actor, AuditEntry, Store};
-
-/// How often keys are looked at.
-pub const EVERY: Duration = Duration::from_secs(600);
 
 /// The alerts' settings and state.
 pub struct ExpiryAlerts {
