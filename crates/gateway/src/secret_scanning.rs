@@ -253,19 +253,7 @@ fn alert(
         "created_at": at,
         "data": {"key_id": key.to_string(), "project_id": project, "leak": leak},
     });
-    let body = event.to_string();
-    let id = event["id"].as_str().unwrap_or_default().to_owned();
     let settings = Arc::new(alerts.clone());
     let client = webhooks::client(alerts);
-    for webhook in &alerts.webhooks {
-        tokio::spawn(webhooks::deliver(
-            client.clone(),
-            webhook.clone(),
-            settings.clone(),
-            state.clock.clone(),
-            id.clone(),
-            body.clone(),
-            "leaked-key alert",
-        ));
-    }
+    webhooks::post_event(&client, &settings, &state.clock, &event, "leaked-key alert");
 }

@@ -260,18 +260,7 @@ async fn report(
         "created_at": now.seconds(),
         "data": details,
     });
-    let body = event.to_string();
-    for webhook in &settings.webhooks {
-        tokio::spawn(webhooks::deliver(
-            client.clone(),
-            webhook.clone(),
-            settings.clone(),
-            clock.clone(),
-            event["id"].as_str().unwrap_or_default().to_owned(),
-            body.clone(),
-            "suspicious-use alert",
-        ));
-    }
+    webhooks::post_event(client, settings, clock, &event, "suspicious-use alert");
 }
 
 /// Suspends `key` for finding `kind`; whether it was (not already suspended, not revoked).

@@ -65,18 +65,7 @@ pub fn start(
                         spent = %alert.spent,
                         "budget alert threshold reached"
                     );
-                    let body = event.to_string();
-                    for webhook in &settings.webhooks {
-                        tokio::spawn(webhooks::deliver(
-                            client.clone(),
-                            webhook.clone(),
-                            settings.clone(),
-                            clock.clone(),
-                            event["id"].as_str().unwrap_or_default().to_owned(),
-                            body.clone(),
-                            "budget alert",
-                        ));
-                    }
+                    webhooks::post_event(&client, &settings, &clock, &event, "budget alert");
                 }
                 Ok(false) => {}
                 Err(err) => {

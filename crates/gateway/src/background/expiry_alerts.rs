@@ -107,18 +107,7 @@ impl ExpiryAlerts {
                 "created_at": now.seconds(),
                 "data": data,
             });
-            let body = event.to_string();
-            for webhook in &settings.webhooks {
-                tokio::spawn(webhooks::deliver(
-                    client.clone(),
-                    webhook.clone(),
-                    settings.clone(),
-                    self.clock.clone(),
-                    event["id"].as_str().unwrap_or_default().to_owned(),
-                    body.clone(),
-                    "key expiry alert",
-                ));
-            }
+            webhooks::post_event(client, settings, &self.clock, &event, "key expiry alert");
         }
     }
 }

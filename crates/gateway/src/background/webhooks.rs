@@ -25,8 +25,32 @@ pub(crate) fn client(settings: &AlertSettings) -> reqwest::Client {
     }
 }
 
+/// Posts `event` (an object with an `id`) to every webhook, each delivery in its own task.
+/// `what` names the event in logs.
+pub(crate) fn post_event(
+    client: &reqwest::Client,
+    settings: &Arc<AlertSettings>,
+    clock: &Arc<dyn Clock>,
+    event: &serde_json::Value,
+    what: &'static str,
+) {
+    let body = event.to_string();
+    let id = event["id"].as_str().unwrap_or_default().to_owned();
+    for webhook in &settings.webhooks {
+        tokio::spawn(deliver(
+            client.clone(),
+            webhook.clone(),
+            settings.clone(),
+            clock.clone(),
+            id.clone(),
+            body.clone(),
+            what,
+        ));
+    }
+}
+
 /// Posts one event to one webhook until it answers 2xx or the attempts run out.
-pub(crate) async fn deliver(
+async fn deliver(
     client: reqwest::Client,
     webhook: WebhookSettings,
     settings: Arc<AlertSettings>,
