@@ -368,11 +368,8 @@ async fn a_key_nearing_expiry_is_announced_once() {
     let soon = key_expiring_in(&app, "soon", Some(3 * day)).await;
     key_expiring_in(&app, "later", Some(30 * day)).await;
     key_expiring_in(&app, "never", None).await;
-    let gone = key_expiring_in(&app, "revoked", Some(2 * day)).await;
-    app.control
-        .revoke_key(&TestApp::actor(), gone.record.id.as_str())
-        .await
-        .unwrap();
+    // (Revoked keys are left out: the key table's own test; here a key revoked a moment after
+    // it was made could rightly be announced in between.)
 
     let alerts = hook.wait_for(1).await;
     let event = &alerts[0].1;

@@ -301,6 +301,34 @@ mod tests {
     }
 
     #[test]
+    fn keys_nearing_expiry_are_the_live_ones_expiring_in_the_window() {
+        let table = KeyTable::default();
+        let at = |key: &mut AuthKey, expires: Option<i64>, revoked: Option<i64>| {
+            key.key.expires_at = expires.map(UnixTime);
+            key.key.revoked_at = revoked.map(UnixTime);
+        };
+        let mut soon = key("proj_a", false);
+        at(&mut soon, Some(1_300), None);
+        let soon_id = soon.key.id.clone();
+        let mut revoked = key("proj_a", false);
+        at(&mut revoked, Some(1_200), Some(900));
+        let mut later = key("proj_a", false);
+        at(&mut later, Some(9_000), None);
+        let mut past = key("proj_a", false);
+        at(&mut past, Some(999), None);
+        let never = key("proj_a", false);
+        for k in [soon, revoked, later, past, never] {
+            table.upsert(k);
+        }
+        let found: Vec<KeyId> = table
+            .expiring(UnixTime(1_000), UnixTime(2_000))
+            .iter()
+            .map(|k| k.id.clone())
+            .collect();
+        assert_eq!(found, vec![soon_id]);
+    }
+
+    #[test]
     fn keys_share_their_organization_and_project_and_a_changed_project_is_taken_up() {
         let table = KeyTable::default();
         let (a, b, other) = (
