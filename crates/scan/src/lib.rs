@@ -13,4 +13,4 @@ pub mod rules;
 
 pub use detect::{Detector, Hit};
 pub use error::ScanError;
-pub use report::{Finding, Format};
+pub use report::Finding;

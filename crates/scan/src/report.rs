@@ -61,11 +61,6 @@ impl Finding {
         }
     }
 
-    /// The whole secret: only for revoking it, never for printing.
-    pub fn expose_secret(&self) -> &str {
-        &self.secret
-    }
-
     /// Whether this is a Tollgate key.
     pub fn is_tollgate_key(&self) -> bool {
         self.rule.check == Some(Check::TollgateChecksum)
@@ -153,14 +148,6 @@ fn redact(rule: &Rule, secret: &str) -> String {
     }
     .min(secret.len() / 3);
     format!("{}...{}", &secret[..head], &secret[secret.len() - 4..])
-}
-
-/// How findings are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Table,
-    Json,
-    Sarif,
 }
 
 /// The findings as a table, one per line, with a header; empty when none.
