@@ -135,6 +135,8 @@ pub enum Target<'a> {
     Model(&'a str),
     /// Forwarded to the default provider as it is, under `scope`.
     PassThrough { scope: Scope, access: Access },
+    /// `POST /v1/realtime/client_secrets`: Tollgate mints a client token (`ek_...`) for the key.
+    ClientSecrets,
 }
 
 /// Why a request has no target.
@@ -191,6 +193,12 @@ const GROUPS: &[Group] = &[
 
 /// Where a request for a canonical path (see [`crate::path::canonicalize`]) under `/v1` goes.
 pub fn route<'a>(method: Option<Method>, path: &'a str) -> Result<Target<'a>, Unrouted> {
+    if path == "/v1/realtime/client_secrets" {
+        return match method {
+            Some(Method::Post) => Ok(Target::ClientSecrets),
+            _ => Err(Unrouted::MethodNotAllowed),
+        };
+    }
     let group = GROUPS
         .iter()
         .find(|g| {
@@ -328,6 +336,22 @@ mod tests {
     }
 
     #[test]
+    fn client_secrets_are_minted_by_post_only() {
+        assert_eq!(
+            route(POST, "/v1/realtime/client_secrets"),
+            Ok(Target::ClientSecrets)
+        );
+        assert_eq!(
+            route(GET, "/v1/realtime/client_secrets"),
+            Err(Unrouted::MethodNotAllowed)
+        );
+        assert_eq!(
+            route(None, "/v1/realtime/client_secrets"),
+            Err(Unrouted::MethodNotAllowed)
+        );
+    }
+
+    #[test]
     fn unknown_groups_and_near_misses_are_not_found() {
         for path in [
             "/v1",
@@ -340,7 +364,8 @@ mod tests {
             "/v1/filesx",
             "/v1/admin/x",
             "/v1/organization/projects",
-            "/v1/realtime/client_secrets",
+            "/v1/realtime/client_secrets/x",
+            "/v1/realtime/sessions",
             "/v1/assistants",
             "/v1/threads/t/runs",
             "/v2/chat/completions",

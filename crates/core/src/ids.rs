@@ -119,6 +119,10 @@ define_id!(
     InviteId, "invite-", 24, "invite"
 );
 define_id!(
+    /// A short-lived client token (`ek_…`), by its public id `ekid_…`.
+    ClientTokenId, "ekid_", 24, "client token"
+);
+define_id!(
     /// An audit-log entry, `audit_log-…`.
     AuditId, "audit_log-", 24, "audit log entry"
 );

@@ -183,6 +183,11 @@ pub struct ParsedKey {
 pub struct SecretKey(String);
 
 impl SecretKey {
+    /// Wraps text this crate checked or made (a client token, see `client_token`).
+    pub(crate) fn from_checked(text: String) -> SecretKey {
+        SecretKey(text)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -5,6 +5,7 @@
 pub mod anomaly;
 pub mod base62;
 pub mod budget;
+pub mod client_token;
 pub mod clock;
 pub mod duration;
 pub mod endpoints;
@@ -32,7 +33,9 @@ pub mod usage;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use error::{ErrorKind, OpenAiError};
-pub use ids::{AuditId, InviteId, KeyId, OrgId, ProjectId, ServiceAccountId, UserId};
+pub use ids::{
+    AuditId, ClientTokenId, InviteId, KeyId, OrgId, ProjectId, ServiceAccountId, UserId,
+};
 pub use key::{KeyFormat, KeyKind, ParsedKey, SecretKey};
 pub use money::MicroUsd;
 pub use permissions::{Access, Permissions, Scope};

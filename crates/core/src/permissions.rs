@@ -29,10 +29,12 @@ pub enum Scope {
     Batches,
     #[serde(rename = "fine_tuning")]
     FineTuning,
+    #[serde(rename = "realtime")]
+    Realtime,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 10] = [
+    pub const ALL: [Scope; 11] = [
         Scope::Models,
         Scope::ChatCompletions,
         Scope::Responses,
@@ -43,6 +45,7 @@ impl Scope {
         Scope::Moderations,
         Scope::Batches,
         Scope::FineTuning,
+        Scope::Realtime,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +60,7 @@ impl Scope {
             Scope::Moderations => "moderations",
             Scope::Batches => "batches",
             Scope::FineTuning => "fine_tuning",
+            Scope::Realtime => "realtime",
         }
     }
 
@@ -80,6 +84,7 @@ impl Scope {
             (Scope::Batches, false) => "api.batch.read",
             (Scope::FineTuning, true) => "api.fine_tuning.jobs.write",
             (Scope::FineTuning, false) => "api.fine_tuning.jobs.read",
+            (Scope::Realtime, _) => "api.model.realtime.request",
         }
     }
 }

@@ -116,6 +116,27 @@ pub enum GatewayError {
     /// The keys leak reports are signed with could not be fetched.
     #[error("the keys that sign leak reports could not be fetched: {0}")]
     LeakReportKeysUnavailable(String),
+    /// A client token (`ek_...`) past its lifetime.
+    #[error("expired client token {redacted}")]
+    ExpiredClientToken { redacted: String, at: String },
+    /// A client token used from a browser origin its grant does not name.
+    #[error("origin {origin} not allowed for this client token")]
+    OriginNotAllowed { origin: String },
+    /// A CORS preflight from an origin no live client token names.
+    #[error("origin {origin} not allowed")]
+    PreflightRefused { origin: String },
+    /// A client token that has made its requests or used its tokens.
+    #[error("client token spent")]
+    ClientTokenSpent { redacted: String },
+    /// A client token asked to do what only a key may (mint tokens, use the admin API).
+    #[error("client tokens cannot {0}")]
+    ClientTokenCannot(&'static str),
+    /// A request body naming a field it may not, or a value out of range.
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
     #[error("The server had an error while processing your request. Sorry about that!")]
     Internal,
 }
@@ -255,6 +276,38 @@ impl GatewayError {
             GatewayError::LeakReportKeysUnavailable(_) => {
                 OpenAiError::new(Unavailable, format!("{self}. Please retry later."))
             }
+            GatewayError::ExpiredClientToken { redacted, at } => OpenAiError::new(
+                Authentication,
+                format!("The client token {redacted} expired at {at}. Ask the server that gave it to you for a new one."),
+            )
+            .with_code("client_token_expired"),
+            GatewayError::OriginNotAllowed { origin } => OpenAiError::new(
+                PermissionDenied,
+                format!("This client token may not be used from the origin {origin}. The server that mints it lists the origins it may be used from in `allowed_origins`."),
+            )
+            .with_code("origin_not_allowed"),
+            GatewayError::PreflightRefused { origin } => OpenAiError::new(
+                PermissionDenied,
+                format!("No client token may be used from the origin {origin}, so this Tollgate does not answer its cross-origin requests. API keys are never for browsers: mint a client token (`POST /v1/realtime/client_secrets`) on your server with this origin in `allowed_origins`."),
+            )
+            .with_code("origin_not_allowed"),
+            GatewayError::ClientTokenSpent { redacted } => OpenAiError::new(
+                InsufficientQuota,
+                format!("The client token {redacted} has used all the requests or tokens it was minted with. Ask the server that gave it to you for a new one."),
+            )
+            .with_code("client_token_exhausted"),
+            GatewayError::ClientTokenCannot(what) => OpenAiError::new(
+                PermissionDenied,
+                format!("A client token cannot {what}; use the API key it was minted from, on your server."),
+            )
+            .with_code("client_token_not_allowed"),
+            GatewayError::InvalidRequest { message, param } => {
+                let error = OpenAiError::new(InvalidRequest, message.clone());
+                match param {
+                    Some(param) => error.with_param(param.clone()),
+                    None => error,
+                }
+            }
             GatewayError::Internal => OpenAiError::new(Server, self.to_string()),
             GatewayError::Upstream(err) => match err {
                 crate::upstream::failure::UpstreamError::Timeout { .. } => OpenAiError::new(
@@ -319,7 +372,7 @@ impl IntoResponse for GatewayError {
                 headers.insert(X_SHOULD_RETRY, HeaderValue::from_static("true"));
             }
             // Waiting does not refill a budget: tell SDKs not to retry.
-            GatewayError::SpendLimit { .. } => {
+            GatewayError::SpendLimit { .. } | GatewayError::ClientTokenSpent { .. } => {
                 headers.insert(X_SHOULD_RETRY, HeaderValue::from_static("false"));
             }
             _ => {}
@@ -347,7 +400,13 @@ impl GatewayError {
             GatewayError::InvalidKey { .. } => Refusal::Auth("invalid"),
             GatewayError::RevokedKey { .. } => Refusal::Auth("revoked"),
             GatewayError::SuspendedKey { .. } => Refusal::Auth("suspended"),
-            GatewayError::ExpiredKey { .. } => Refusal::Auth("expired"),
+            GatewayError::ExpiredKey { .. } | GatewayError::ExpiredClientToken { .. } => {
+                Refusal::Auth("expired")
+            }
+            GatewayError::OriginNotAllowed { .. } | GatewayError::PreflightRefused { .. } => {
+                Refusal::Auth("origin")
+            }
+            GatewayError::ClientTokenSpent { .. } => Refusal::Limit("client_token"),
             GatewayError::KeyUnchecked => Refusal::Auth("unchecked"),
             GatewayError::IpNotAuthorized { .. } => Refusal::Auth("ip_not_allowed"),
             GatewayError::MissingScope(_) => Refusal::Auth("scope"),

@@ -15,7 +15,7 @@ use futures_util::TryStreamExt;
 use sqlx::Row;
 
 /// Tollgate's tables, parents before children.
-pub const TABLES: [&str; 20] = [
+pub const TABLES: [&str; 22] = [
     "tollgate_meta",
     "organizations",
     "users",
@@ -36,6 +36,8 @@ pub const TABLES: [&str; 20] = [
     "sessions",
     "provider_objects",
     "key_suspensions",
+    "client_tokens",
+    "client_token_origins",
 ];
 
 /// Tables whose migration wrote a row the copy replaces (the schema's name, the change

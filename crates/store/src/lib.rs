@@ -11,6 +11,7 @@ mod backend;
 mod audit;
 mod budgets;
 mod change_log;
+mod client_tokens;
 mod copy;
 mod error;
 mod invites;
@@ -30,6 +31,7 @@ mod sessions;
 mod usage;
 mod write;
 
+pub use client_tokens::{ClientToken, FoundClientToken};
 pub use copy::{CopiedTable, TABLES};
 pub use error::StoreError;
 pub use location::{DatabaseLocation, PostgresUrl};

@@ -196,6 +196,9 @@ changes! {
     /// Forgets an object its provider deleted.
     fn forget_provider_object(provider: &str, object_id: &str) -> () = crate::provider_objects::forget;
 
+    /// Stores a new client token (`ek_...`) minted by a project key.
+    fn create_client_token(token: &crate::ClientToken) -> () = crate::client_tokens::create;
+
     /// Writes one audit entry on its own (for events the data plane observes).
     fn record_audit(entry: &AuditEntry) -> () = crate::audit::append;
 

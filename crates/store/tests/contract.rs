@@ -1854,3 +1854,96 @@ async fn objects_ride_with_usage_events_once_and_never_fail_a_batch() {
     assert_eq!(all.len(), 2);
     assert_eq!(w.store.recent_usage(&w.org.id, 10).await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn client_tokens_are_found_by_hash_and_counted_atomically_within_their_caps() {
+    use tollgate_core::client_token::GrantAsk;
+    let w = world().await;
+    let s = &w.store;
+    let key = w.project_key(1).await;
+    let ask = GrantAsk {
+        max_requests: Some(3),
+        allowed_origins: vec!["https://app.example.com".into()],
+        user: Some("user-1".into()),
+        ..GrantAsk::default()
+    };
+    let grant = ask
+        .grant(
+            &Permissions::All,
+            &ModelAllowList::default(),
+            UnixTime(5_000),
+        )
+        .unwrap();
+    let secret = tollgate_core::client_token::generate();
+    let token = tollgate_store::ClientToken {
+        id: tollgate_core::ClientTokenId::generate(),
+        token_hash: w.hasher.hash(&secret),
+        key_id: key.id.clone(),
+        org_id: w.org.id.clone(),
+        grant: grant.clone(),
+        session: Some(r#"{"type":"realtime"}"#.into()),
+        requests_used: 0,
+        tokens_used: 0,
+    };
+    s.create_client_token(&token).await.unwrap();
+    let found = s.client_token(&token.token_hash).await.unwrap().unwrap();
+    assert_eq!(found.token, token);
+    assert_eq!(
+        found.key_hash, key.hash,
+        "the key is found through its hash"
+    );
+    let other = w.hasher.hash(&tollgate_core::client_token::generate());
+    assert!(s.client_token(&other).await.unwrap().is_none());
+
+    assert!(s
+        .client_origin_live("https://app.example.com", UnixTime(5_001))
+        .await
+        .unwrap());
+    assert!(!s
+        .client_origin_live("https://other.example.com", UnixTime(5_001))
+        .await
+        .unwrap());
+    assert!(!s
+        .client_origin_live("https://app.example.com", grant.expires_at)
+        .await
+        .unwrap());
+
+    // Eight takers at once for three requests: exactly three get one.
+    let takes = futures_util::future::join_all(
+        (0..8).map(|_| s.take_client_token_request(&token.id, UnixTime(5_002))),
+    )
+    .await;
+    assert_eq!(takes.iter().filter(|t| *t.as_ref().unwrap()).count(), 3);
+    let found = s.client_token(&token.token_hash).await.unwrap().unwrap();
+    assert_eq!(found.token.requests_used, 3);
+
+    // A token cap stops requests once reached; an expired token gives none.
+    let mut capped = token.clone();
+    capped.id = tollgate_core::ClientTokenId::generate();
+    capped.token_hash = other;
+    capped.grant.max_requests = None;
+    capped.grant.max_tokens = Some(100);
+    s.create_client_token(&capped).await.unwrap();
+    assert!(s
+        .take_client_token_request(&capped.id, UnixTime(5_003))
+        .await
+        .unwrap());
+    s.add_client_token_tokens(&capped.id, 100).await.unwrap();
+    assert!(!s
+        .take_client_token_request(&capped.id, UnixTime(5_004))
+        .await
+        .unwrap());
+    let mut live = token.clone();
+    live.id = tollgate_core::ClientTokenId::generate();
+    live.token_hash = w.hasher.hash(&tollgate_core::client_token::generate());
+    live.grant.max_requests = None;
+    s.create_client_token(&live).await.unwrap();
+    assert!(s
+        .take_client_token_request(&live.id, UnixTime(5_004))
+        .await
+        .unwrap());
+    assert!(!s
+        .take_client_token_request(&live.id, grant.expires_at)
+        .await
+        .unwrap());
+}

@@ -2,24 +2,40 @@ use crate::background::key_table::LiveKey;
 use crate::error::GatewayError;
 use crate::headers::{OPENAI_ORGANIZATION, OPENAI_PROJECT, OPENAI_VERSION, X_FORWARDED_FOR};
 use crate::state::AppState;
-use axum::http::header::FORWARDED;
+use axum::http::header::{FORWARDED, ORIGIN};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use std::net::IpAddr;
 use std::sync::Arc;
+use tollgate_core::client_token::{self, Grant};
 use tollgate_core::key::mask_presented;
 use tollgate_core::lifecycle::KeyStatus;
 use tollgate_core::network::{client_address, ClientIpHeader, IpAllowList};
-use tollgate_core::{Access, KeyKind, Scope};
+use tollgate_core::{Access, ClientTokenId, KeyKind, Scope};
 use tollgate_store::ProjectStatus;
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The key the request is made with, or for: a client token acts for the key that minted
+    /// it (its use is that key's, metered, limited and budgeted as such).
     pub key: Arc<LiveKey>,
     /// The client's address (behind trusted proxies, the one they report); `None` when a
     /// trusted proxy reported one it could not name.
     pub client_ip: Option<IpAddr>,
+    /// Set when the request came with a client token (`ek_...`) rather than the key.
+    pub token: Option<Arc<TokenUse>>,
+}
+
+/// A client token a request came with: what it may do beyond its key's own checks.
+#[derive(Debug)]
+pub struct TokenUse {
+    pub id: ClientTokenId,
+    pub grant: Grant,
+    /// `ek_...abcd`.
+    pub redacted: String,
+    /// The session configuration it was minted with (JSON), for Realtime sessions.
+    pub session: Option<String>,
 }
 
 impl Principal {
@@ -43,6 +59,14 @@ impl Principal {
                 holder: "This API key".to_owned(),
             });
         }
+        if let Some(token) = &self.token {
+            if !token.grant.allows_model(requested, served) {
+                return Err(GatewayError::ModelNotAllowed {
+                    model: requested.to_owned(),
+                    holder: "This client token".to_owned(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -50,6 +74,13 @@ impl Principal {
     pub fn require(&self, scope: Scope, access: Access) -> Result<(), GatewayError> {
         let record = &self.key;
         if record.kind == KeyKind::Admin || !record.permissions.allows(scope, access) {
+            return Err(GatewayError::MissingScope(scope.openai_name(access)));
+        }
+        if self
+            .token
+            .as_ref()
+            .is_some_and(|t| !t.grant.allows(scope, access))
+        {
             return Err(GatewayError::MissingScope(scope.openai_name(access)));
         }
         Ok(())
@@ -89,6 +120,9 @@ async fn resolve(
     peer: IpAddr,
 ) -> Result<Principal, GatewayError> {
     let presented = bearer(headers).ok_or(GatewayError::MissingKey)?;
+    if client_token::is_client_token(presented) {
+        return resolve_client_token(state, headers, peer, presented).await;
+    }
     // Format and checksum first: junk costs no hashing and no lookup.
     let parsed = state
         .format
@@ -109,9 +143,40 @@ async fn resolve(
                 shown: mask_presented(presented),
             })?,
     };
-    let record = &*key;
     let now = state.clock.now();
     let client_ip = client_ip(state, headers, peer);
+    check_key(state, headers, &key, client_ip, now, Through::Key)?;
+    state.last_used.record(&key.id, now);
+    Ok(Principal {
+        key,
+        client_ip,
+        token: None,
+    })
+}
+
+/// How a request reaches its key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Through {
+    /// The key itself was presented.
+    Key,
+    /// A client token the key minted was.
+    ClientToken,
+}
+
+/// The checks a key passes on every request, made with it or with one of its client tokens:
+/// its status, its project's, the IP allow-lists, the identity headers. A client token is used
+/// from browsers and phones, not from where the key lives: the key's own IP allow-list (where
+/// the key may be used) does not apply to it; its project's (where the organization's traffic
+/// may come from) does.
+fn check_key(
+    state: &AppState,
+    headers: &HeaderMap,
+    key: &Arc<LiveKey>,
+    client_ip: Option<IpAddr>,
+    now: tollgate_core::UnixTime,
+    through: Through,
+) -> Result<(), GatewayError> {
+    let record = &**key;
     // A refusal naming one of this deployment's keys is watched for bursts.
     let refused = |err: GatewayError| {
         state
@@ -151,12 +216,16 @@ async fn resolve(
     }
     let open = IpAllowList::default();
     let project_ips = record.project.as_deref().map_or(&open, |p| &p.allowed_ips);
-    for (list, what) in [(project_ips, "project"), (&record.allowed_ips, "API key")] {
+    let key_ips = match through {
+        Through::Key => &record.allowed_ips,
+        Through::ClientToken => &open,
+    };
+    for (list, what) in [(project_ips, "project"), (key_ips, "API key")] {
         if !admits(list, client_ip) {
             tracing::warn!(key_id = %record.id, client_ip = ?client_ip, list = what, "request from an address outside an IP allow-list");
             state
                 .ip_denials
-                .record(&state.store, &key, client_ip, what, now);
+                .record(&state.store, key, client_ip, what, now);
             return refused(GatewayError::IpNotAuthorized { what });
         }
     }
@@ -170,8 +239,73 @@ async fn resolve(
             return Err(GatewayError::MismatchedProject);
         }
     }
-    state.last_used.record(&record.id, now);
-    Ok(Principal { key, client_ip })
+    Ok(())
+}
+
+/// The caller of a request made with a client token: the token found by its hash, live, used
+/// from an origin it names, with requests and tokens left (one request is counted here), and
+/// its key passing its own checks.
+async fn resolve_client_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: IpAddr,
+    presented: &str,
+) -> Result<Principal, GatewayError> {
+    let invalid = || GatewayError::InvalidKey {
+        shown: mask_presented(presented),
+    };
+    let secret = client_token::parse(presented).map_err(|_| invalid())?;
+    let found = state
+        .store
+        .client_token(&state.hasher.hash(&secret))
+        .await
+        .map_err(|err| {
+            tracing::warn!(error = %err, "a client token could not be looked up");
+            GatewayError::KeyUnchecked
+        })?
+        .ok_or_else(invalid)?;
+    let token = found.token;
+    let redacted = client_token::redact(presented);
+    tracing::Span::current().record("client_token", token.id.as_str());
+    let now = state.clock.now();
+    if now >= token.grant.expires_at {
+        return Err(GatewayError::ExpiredClientToken {
+            redacted,
+            at: token.grant.expires_at.rfc3339(),
+        });
+    }
+    // Not in the key table: the key was deleted (its tokens go with it).
+    let key = state.keys.get(&found.key_hash).ok_or_else(invalid)?;
+    let client_ip = client_ip(state, headers, peer);
+    check_key(state, headers, &key, client_ip, now, Through::ClientToken)?;
+    let origin = header(headers, ORIGIN);
+    if !token.grant.admits_origin(origin) {
+        let origin: String = origin.unwrap_or_default().chars().take(200).collect();
+        tracing::warn!(key_id = %key.id, client_token = %token.id, %origin, "a client token was used from an origin it does not name");
+        return Err(GatewayError::OriginNotAllowed { origin });
+    }
+    let taken = state
+        .store
+        .take_client_token_request(&token.id, now)
+        .await
+        .map_err(|err| {
+            tracing::warn!(error = %err, "a client token's request could not be counted");
+            GatewayError::KeyUnchecked
+        })?;
+    if !taken {
+        return Err(GatewayError::ClientTokenSpent { redacted });
+    }
+    state.last_used.record(&key.id, now);
+    Ok(Principal {
+        key,
+        client_ip,
+        token: Some(Arc::new(TokenUse {
+            id: token.id,
+            grant: token.grant,
+            redacted,
+            session: token.session,
+        })),
+    })
 }
 
 /// The client's address: the peer, or what trusted proxies' forwarding header says (see

@@ -6,7 +6,7 @@
 use crate::metrics::Served;
 use crate::request::auth::{identified, Principal};
 use crate::request::call::Call;
-use crate::request::{metered, models, pass_through};
+use crate::request::{client_secrets, metered, models, pass_through};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::http::request::Parts;
@@ -28,6 +28,7 @@ pub(crate) async fn serve(
         Target::ModelList | Target::Model(_) => "models",
         Target::Metered(endpoint) => endpoint.scope().as_str(),
         Target::PassThrough { scope, .. } => scope.as_str(),
+        Target::ClientSecrets => "client_secrets",
     });
     let reply = match target {
         Target::ModelList => models::list(&state, &principal),
@@ -43,6 +44,9 @@ pub(crate) async fn serve(
             }
             Err(err) => Err(err),
         },
+        Target::ClientSecrets => {
+            client_secrets::mint(&state, &principal, &parts.headers, body).await
+        }
     };
     let mut response = identified(&key, reply);
     response.extensions_mut().insert(served);

@@ -125,6 +125,8 @@ pub(crate) struct Meter {
     /// exported), a child of the request's: it lasts until the meter closes (a stream's end)
     /// and gets the attributes of what was metered.
     span: tracing::Span,
+    /// The client token the request came with, whose token count it adds to.
+    client_token: Option<tollgate_core::ClientTokenId>,
 }
 
 /// The GenAI semantic conventions' operation for a metered endpoint.
@@ -177,6 +179,32 @@ impl Meter {
             failed_after_sending: false,
             makes: None,
             span,
+            client_token: None,
+        }
+    }
+
+    /// The meter of a request made with a client token (`None`: with its key).
+    pub(crate) fn for_client_token(mut self, token: Option<tollgate_core::ClientTokenId>) -> Meter {
+        self.client_token = token;
+        self
+    }
+
+    /// Adds what the request used to its client token's count, off the request's path.
+    fn charge_client_token(&self, event: &UsageEvent) {
+        let Some(token) = self.client_token.clone() else {
+            return;
+        };
+        let tokens = event.input_tokens.saturating_add(event.output_tokens);
+        if tokens <= 0 {
+            return;
+        }
+        let store = self.state.store.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(err) = store.add_client_token_tokens(&token, tokens).await {
+                    tracing::warn!(error = %err, client_token = %token, "a client token's tokens could not be counted");
+                }
+            });
         }
     }
 
@@ -212,6 +240,7 @@ impl Meter {
     /// Records the request as ended, waiting for room in the metering queue if it is full.
     pub(crate) async fn finish(mut self, ending: Ending) {
         if let Some(event) = self.close(ending) {
+            self.charge_client_token(&event);
             self.state.anomalies.used(&event);
             self.state.usage.record(event).await;
         }
@@ -334,6 +363,7 @@ impl Drop for Meter {
         if event.status == CLIENT_CLOSED {
             tracing::info!(request_id = %event.request_id, input_tokens = event.input_tokens, output_tokens = event.output_tokens, "client went away; billed what the provider was asked and delivered");
         }
+        self.charge_client_token(&event);
         self.state.anomalies.used(&event);
         self.state.usage.record_detached(event);
     }

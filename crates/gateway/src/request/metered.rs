@@ -60,9 +60,12 @@ struct Prepared {
     store: Option<bool>,
 }
 
+/// `end_user`: a client token's end-user id, sent as the request's `user` (replacing the
+/// client's own: the minting server, not the browser, says who the user is).
 fn prepare(
     endpoint: Endpoint,
     raw: &Bytes,
+    end_user: Option<&str>,
     served_model: impl FnOnce(&str) -> Result<String, GatewayError>,
 ) -> Result<Prepared, GatewayError> {
     if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -96,7 +99,7 @@ fn prepare(
     .flatten()
     .find_map(|v| serde_json::from_str::<u64>(v.get()).ok());
     let add_usage = stream && endpoint.takes_stream_options() && !client_wants_usage;
-    if served == model && !add_usage {
+    if served == model && !add_usage && end_user.is_none() {
         return Ok(Prepared {
             body: raw.clone(),
             model: served,
@@ -115,6 +118,12 @@ fn prepare(
         "model".into(),
         to_raw(&serde_json::Value::String(served.clone()))?,
     );
+    if let Some(user) = end_user {
+        fields.insert(
+            "user".into(),
+            to_raw(&serde_json::Value::String(user.to_owned()))?,
+        );
+    }
     if add_usage {
         let mut options = options;
         options.insert("include_usage".into(), serde_json::Value::Bool(true));
@@ -167,11 +176,12 @@ fn requested_model(raw: &[u8]) -> Option<String> {
 fn routed(
     endpoint: Endpoint,
     raw: &Bytes,
+    end_user: Option<&str>,
     routes: &tollgate_core::routing::RouteTable,
 ) -> Result<(Prepared, String, usize), GatewayError> {
     let mut provider = 0;
     let mut requested = String::new();
-    let prepared = prepare(endpoint, raw, |model| {
+    let prepared = prepare(endpoint, raw, end_user, |model| {
         requested = model.to_owned();
         let resolved = routes
             .resolve(model)
@@ -275,14 +285,19 @@ pub(crate) async fn serve(
         Read(read) => read,
         Unread(body) => read_body(body, &headers, max_body, &call.state.body_budget, stall).await?,
     };
+    let end_user = call
+        .principal
+        .token
+        .as_ref()
+        .and_then(|t| t.grant.user.clone());
     let (prepared, requested, provider) = if raw.len() <= tokens::INLINE_BYTES {
-        routed(endpoint, &raw, &routes)?
+        routed(endpoint, &raw, end_user.as_deref(), &routes)?
     } else {
         // Parsing a large body takes milliseconds that the other connections of this serving
         // thread would wait (bench/abuse.py: /healthz beside a 29 MiB prompt, 15.3 ms worst
         // parsed here, 2.8 ms on the blocking pool): the blocking pool does it.
         let raw = raw.clone();
-        tokens::off_thread(move || routed(endpoint, &raw, &routes))
+        tokens::off_thread(move || routed(endpoint, &raw, end_user.as_deref(), &routes))
             .await
             .ok_or_else(|| GatewayError::InvalidJson("the body could not be parsed".into()))??
     };
@@ -374,7 +389,8 @@ pub(crate) async fn serve(
         admission,
     )
     .with_body(input_tokens, held)
-    .making(makes);
+    .making(makes)
+    .for_client_token(call.principal.token.as_ref().map(|t| t.id.clone()));
     let withhold = prepared.stream && !prepared.client_wants_usage;
     let max_event = call.state.settings.max_stream_event_bytes;
     forward(upstream, request, meter, |is_sse| {
@@ -398,7 +414,7 @@ mod tests {
     #[test]
     fn untouched_requests_are_forwarded_byte_for_byte() {
         let raw = Bytes::from_static(br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],  "temperature":0.2}"#);
-        let prepared = prepare(Endpoint::ChatCompletions, &raw, served)
+        let prepared = prepare(Endpoint::ChatCompletions, &raw, None, served)
             .ok()
             .map(|p| p.body);
         assert_eq!(prepared, Some(raw));
@@ -407,8 +423,8 @@ mod tests {
     #[test]
     fn streaming_gets_include_usage_and_aliases_are_rewritten() {
         let raw = Bytes::from_static(br#"{"model":"fast","stream":true,"stream_options":{"include_obfuscation":false},"messages":[]}"#);
-        let prepared =
-            prepare(Endpoint::ChatCompletions, &raw, served).unwrap_or_else(|_| unreachable!());
+        let prepared = prepare(Endpoint::ChatCompletions, &raw, None, served)
+            .unwrap_or_else(|_| unreachable!());
         let sent: serde_json::Value = serde_json::from_slice(&prepared.body).unwrap_or_default();
         assert_eq!(sent["model"], "gpt-4o-mini");
         assert_eq!(
@@ -419,18 +435,28 @@ mod tests {
         let asked = Bytes::from_static(
             br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#,
         );
-        let prepared =
-            prepare(Endpoint::ChatCompletions, &asked, served).unwrap_or_else(|_| unreachable!());
+        let prepared = prepare(Endpoint::ChatCompletions, &asked, None, served)
+            .unwrap_or_else(|_| unreachable!());
         assert!(prepared.client_wants_usage);
         assert_eq!(prepared.body, asked);
         let responses = Bytes::from_static(br#"{"model":"gpt-4o","stream":true,"input":"x"}"#);
         assert_eq!(
-            prepare(Endpoint::Responses, &responses, served)
+            prepare(Endpoint::Responses, &responses, None, served)
                 .map(|p| p.body)
                 .ok(),
             Some(responses),
             "responses takes no stream_options"
         );
+    }
+
+    #[test]
+    fn a_client_tokens_end_user_replaces_the_clients() {
+        let raw = Bytes::from_static(br#"{"model":"gpt-4o","user":"mallory","messages":[]}"#);
+        let prepared = prepare(Endpoint::ChatCompletions, &raw, Some("user-42"), served)
+            .unwrap_or_else(|_| unreachable!());
+        let sent: serde_json::Value = serde_json::from_slice(&prepared.body).unwrap_or_default();
+        assert_eq!(sent["user"], "user-42");
+        assert_eq!(sent["messages"], serde_json::json!([]));
     }
 
     #[test]
@@ -444,6 +470,7 @@ mod tests {
             let err = prepare(
                 Endpoint::ChatCompletions,
                 &Bytes::copy_from_slice(raw),
+                None,
                 served,
             )
             .err()

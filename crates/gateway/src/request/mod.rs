@@ -5,6 +5,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod call;
+pub(crate) mod client_secrets;
 pub(crate) mod forward;
 pub(crate) mod handler;
 pub(crate) mod meter;

@@ -31,6 +31,7 @@ pub(crate) async fn tag(
         method = %request.method(),
         path = %tollgate_core::key::loggable_path(request.uri().path()),
         key_id = tracing::field::Empty,
+        client_token = tracing::field::Empty,
         // OpenTelemetry (when traces are exported): a server span named after the method,
         // with the response's status; a metered request's model call is its child (`Meter`).
         otel.kind = "server",

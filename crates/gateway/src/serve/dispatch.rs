@@ -13,6 +13,7 @@ use crate::error::GatewayError;
 use crate::metrics::Served;
 use crate::request::auth::{self, identified};
 use crate::request::handler;
+use crate::serve::cors::{self, Caller, CrossOrigin};
 use crate::serve::trust::Trust;
 use crate::state::AppState;
 use axum::body::Body;
@@ -117,6 +118,12 @@ impl Dispatch {
             };
             return served(part, response);
         }
+        if let Some(response) =
+            cors::preflight(&self.state, request.method(), request.headers()).await
+        {
+            return served("v1", response);
+        }
+        let cross_origin = CrossOrigin::of(request.headers());
         let (parts, body) = request.into_parts();
         // The API's shape is shown only to a caller with a key: 401 before 404 and 405.
         let trust = parts.extensions.get::<Trust>();
@@ -136,10 +143,19 @@ impl Dispatch {
                         axum::http::HeaderValue::from_static("close"),
                     );
                 }
+                if let Some(cross_origin) = &cross_origin {
+                    cross_origin
+                        .mark(&self.state, Caller::Refused, &mut response)
+                        .await;
+                }
                 return served("v1", response);
             }
         };
-        match endpoints::route(method, &path) {
+        // Kept for the response's CORS headers, only when a page sent the request.
+        let cors_caller = cross_origin
+            .as_ref()
+            .map(|_| (self.state.clone(), principal.token.clone()));
+        let mut response = match endpoints::route(method, &path) {
             Ok(target) => {
                 handler::serve(self.state, principal, target, &path, parts, Body::new(body)).await
             }
@@ -151,7 +167,15 @@ impl Dispatch {
                 };
                 served("v1", identified(&principal.key, error))
             }
+        };
+        if let (Some(cross_origin), Some((state, token))) = (&cross_origin, cors_caller) {
+            let caller = match token.as_deref() {
+                Some(token) => Caller::Token(token),
+                None => Caller::Key,
+            };
+            cross_origin.mark(&state, caller, &mut response).await;
         }
+        response
     }
 }
 
