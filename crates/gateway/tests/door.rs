@@ -180,13 +180,29 @@ fn corpus() -> Vec<(Who, &'static str, String, &'static str, Expect)> {
         "/v1/nope",
         "/v1/admin/x",
         "/v1/organization/projects",
-        "/v1/realtime/client_secrets",
+        "/v1/realtime/sessions",
+        "/v1/realtime/client_secrets/x",
         "/v1/chat/other",
         "/v1/completions/x",
         "/v1",
     ] {
         add(Who::All, "POST", target, MINI, Refused(404));
     }
+    // Client tokens are minted here, never forwarded: a chat body is not a minting request.
+    add(
+        Who::All,
+        "POST",
+        "/v1/realtime/client_secrets",
+        MINI,
+        Refused(400),
+    );
+    add(
+        Who::All,
+        "POST",
+        "/v1/realtime/%63lient_secrets",
+        MINI,
+        Refused(400),
+    );
     // Methods OpenAI's API does not use are never forwarded.
     for method in [
         "TRACE", "PUT", "PATCH", "HEAD", "OPTIONS", "CONNECT", "PROPFIND",
