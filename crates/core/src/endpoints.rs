@@ -137,6 +137,8 @@ pub enum Target<'a> {
     PassThrough { scope: Scope, access: Access },
     /// `POST /v1/realtime/client_secrets`: Tollgate mints a client token (`ek_...`) for the key.
     ClientSecrets,
+    /// `GET /v1/realtime` upgraded to a WebSocket: a Realtime session, proxied and metered.
+    Realtime,
 }
 
 /// Why a request has no target.
@@ -164,8 +166,9 @@ const fn group(prefix: &'static str, scope: Scope, nested: bool) -> Group {
     }
 }
 
-/// OpenAI's path groups that Tollgate forwards, and the scope of each. Left out on purpose:
-/// `realtime` (it mints provider-side client secrets and speaks WebSocket), `assistants` and
+/// OpenAI's path groups that Tollgate forwards, and the scope of each. Answered apart from them:
+/// `/v1/realtime` (a WebSocket, see [`Target::Realtime`]) and its client secrets (Tollgate's
+/// own client tokens). Left out on purpose: the rest of `realtime`, `assistants` and
 /// `threads` (retired by OpenAI in August 2026), `organization` and `projects` (Tollgate's own
 /// admin API), and anything OpenAI does not have.
 const GROUPS: &[Group] = &[
@@ -193,6 +196,12 @@ const GROUPS: &[Group] = &[
 
 /// Where a request for a canonical path (see [`crate::path::canonicalize`]) under `/v1` goes.
 pub fn route<'a>(method: Option<Method>, path: &'a str) -> Result<Target<'a>, Unrouted> {
+    if path == "/v1/realtime" {
+        return match method {
+            Some(Method::Get) => Ok(Target::Realtime),
+            _ => Err(Unrouted::MethodNotAllowed),
+        };
+    }
     if path == "/v1/realtime/client_secrets" {
         return match method {
             Some(Method::Post) => Ok(Target::ClientSecrets),
@@ -349,6 +358,8 @@ mod tests {
             route(None, "/v1/realtime/client_secrets"),
             Err(Unrouted::MethodNotAllowed)
         );
+        assert_eq!(route(GET, "/v1/realtime"), Ok(Target::Realtime));
+        assert_eq!(route(POST, "/v1/realtime"), Err(Unrouted::MethodNotAllowed));
     }
 
     #[test]

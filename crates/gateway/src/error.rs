@@ -131,6 +131,9 @@ pub enum GatewayError {
     /// A client token asked to do what only a key may (mint tokens, use the admin API).
     #[error("client tokens cannot {0}")]
     ClientTokenCannot(&'static str),
+    /// An API key used from a browser page (a WebSocket with an `Origin`).
+    #[error("API key used from a browser page")]
+    KeyInBrowser,
     /// A request body naming a field it may not, or a value out of range.
     #[error("{message}")]
     InvalidRequest {
@@ -301,6 +304,11 @@ impl GatewayError {
                 format!("A client token cannot {what}; use the API key it was minted from, on your server."),
             )
             .with_code("client_token_not_allowed"),
+            GatewayError::KeyInBrowser => OpenAiError::new(
+                PermissionDenied,
+                "API keys cannot be used from browser pages, where anyone can read them. Mint a client token on your server (`POST /v1/realtime/client_secrets`) and give the page that.",
+            )
+            .with_code("api_key_in_browser"),
             GatewayError::InvalidRequest { message, param } => {
                 let error = OpenAiError::new(InvalidRequest, message.clone());
                 match param {

@@ -382,9 +382,22 @@ fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The token of an `Authorization: Bearer …` header.
+/// The subprotocol a browser's WebSocket names its credential with (a browser cannot set
+/// `Authorization` on one), as OpenAI's Realtime API and SDKs do.
+pub(crate) const KEY_SUBPROTOCOL: &str = "openai-insecure-api-key.";
+
+/// The token of an `Authorization: Bearer …` header; without one, a WebSocket handshake's
+/// credential subprotocol (`openai-insecure-api-key.<token>`).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = header(headers, axum::http::header::AUTHORIZATION)?;
+    let Some(value) = header(headers, axum::http::header::AUTHORIZATION) else {
+        return headers
+            .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .find_map(|p| p.trim().strip_prefix(KEY_SUBPROTOCOL))
+            .filter(|token| !token.is_empty());
+    };
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

@@ -6,7 +6,7 @@
 use crate::metrics::Served;
 use crate::request::auth::{identified, Principal};
 use crate::request::call::Call;
-use crate::request::{client_secrets, metered, models, pass_through};
+use crate::request::{client_secrets, metered, models, pass_through, realtime};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::http::request::Parts;
@@ -29,6 +29,7 @@ pub(crate) async fn serve(
         Target::Metered(endpoint) => endpoint.scope().as_str(),
         Target::PassThrough { scope, .. } => scope.as_str(),
         Target::ClientSecrets => "client_secrets",
+        Target::Realtime => "realtime",
     });
     let reply = match target {
         Target::ModelList => models::list(&state, &principal),
@@ -46,6 +47,11 @@ pub(crate) async fn serve(
         },
         Target::ClientSecrets => {
             client_secrets::mint(&state, &principal, &parts.headers, body).await
+        }
+        Target::Realtime => {
+            let call = Call::new(state, principal, &mut parts.extensions);
+            let query = parts.uri.query().map(str::to_owned);
+            realtime::serve(call, query.as_deref(), parts).await
         }
     };
     let mut response = identified(&key, reply);

@@ -12,5 +12,6 @@ pub(crate) mod meter;
 pub(crate) mod metered;
 pub(crate) mod models;
 pub(crate) mod pass_through;
+pub(crate) mod realtime;
 pub(crate) mod sse;
 pub(crate) mod tenancy;

@@ -9,6 +9,7 @@ pub use http1::RequestBody;
 use http1::{Http1Client, Http1Error};
 
 pub(crate) mod failure;
+pub(crate) mod websocket;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
