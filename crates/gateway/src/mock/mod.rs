@@ -2,7 +2,7 @@
 //! inside its own process (`tollgate serve --demo`, or a provider with `type = "mock"`). Replies
 //! are deterministic text marked `[simulated]`, usage is counted with the real tokenizer, and
 //! streams send one word per event with a configurable delay. A request with `tools` gets a call
-//! of its first function.
+//! of its first function. `/v1/realtime` holds text-only Realtime sessions (`realtime`).
 //!
 //! With the `test-hooks` cargo feature (tests and the SDK suites build with it; release builds
 //! do not), it is also the tests' fake upstream: it keeps the last 1,000 requests it received
@@ -15,6 +15,7 @@
 //! answer an object without an `id`.
 
 mod objects;
+mod realtime;
 
 use crate::tokens;
 use axum::body::Body;
@@ -44,6 +45,7 @@ pub const DEMO_MODELS: &[&str] = &[
     "gpt-4.1",
     "o4-mini",
     "text-embedding-3-small",
+    "gpt-realtime",
 ];
 
 #[derive(Debug, Clone)]
@@ -133,6 +135,7 @@ impl MockProvider {
             .route("/v1/responses", post(responses))
             .route("/v1/responses/compact", post(compact))
             .route("/v1/embeddings", post(embeddings))
+            .route("/v1/realtime", get(realtime::realtime))
             .fallback(echo)
             .with_state(state);
         let (stop, mut stop_rx) = watch::channel(false);

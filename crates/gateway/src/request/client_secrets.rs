@@ -172,11 +172,22 @@ pub(crate) async fn mint(
         })?;
     tracing::info!(key_id = %key.id, client_token = %token.id, expires_at = token.grant.expires_at.seconds(), "client token minted");
     let grant = &token.grant;
+    // The effective session, as OpenAI answers it: an id, and the object its type names.
     let mut session = session.unwrap_or_else(|| serde_json::json!({ "type": "realtime" }));
     if let Some(session) = session.as_object_mut() {
+        let kind = session
+            .entry("type")
+            .or_insert_with(|| "realtime".into())
+            .clone();
+        let object = match kind.as_str() {
+            Some("transcription") => "realtime.transcription_session",
+            _ => "realtime.session",
+        };
+        session.entry("object").or_insert_with(|| object.into());
+        let suffix = token.id.as_str().trim_start_matches(ClientTokenId::PREFIX);
         session
-            .entry("object")
-            .or_insert_with(|| "realtime.session".into());
+            .entry("id")
+            .or_insert_with(|| format!("sess_{suffix}").into());
     }
     let answer = serde_json::json!({
         "value": secret.expose(),
