@@ -1,8 +1,9 @@
 // Client tokens in real Chromium: a static page on another localhost origin asks its own server
 // (a sample app backend holding a project key) for an `ek_` token, then streams a chat completion
 // straight from Tollgate with `fetch`, as the README shows. The stream arrives and is metered to
-// the server's key. A page on an origin the token does not name is stopped by the browser (the
-// preflight is refused) and by Tollgate; a token over its request cap and an expired token are
+// the server's key, and it holds a Realtime session over a browser WebSocket (the token as a
+// subprotocol). A page on an origin the token does not name is stopped by the browser (the
+// preflight is refused) and by Tollgate, its WebSocket too; a token over its request cap and an expired token are
 // refused, with an answer the page can read.
 // Needs TOLLGATE_BIN (scripts/test.sh sets it) and CHROMIUM (default /usr/bin/chromium).
 
@@ -72,6 +73,24 @@ window.chat = async (tollgate, token) => {
   document.getElementById("out").textContent = text;
   return { status: response.status, text, requestId: response.headers.get("x-request-id") };
 };
+// A Realtime session as OpenAI's browser SDK opens one: the token as a subprotocol.
+window.realtime = (tollgate, token) => new Promise((resolve) => {
+  const socket = new WebSocket(tollgate.replace(/^http/, "ws") + "/v1/realtime?model=gpt-realtime", ["realtime", "openai-insecure-api-key." + token]);
+  let text = "";
+  socket.onopen = () => {
+    socket.send(JSON.stringify({ type: "conversation.item.create", item: { type: "message", role: "user", content: [{ type: "input_text", text: "hello by voice" }] } }));
+    socket.send(JSON.stringify({ type: "response.create" }));
+  };
+  socket.onmessage = (message) => {
+    const event = JSON.parse(message.data);
+    if (event.type === "response.output_text.delta") text += event.delta;
+    if (event.type === "response.done") {
+      socket.close();
+      resolve({ protocol: socket.protocol, text, usage: event.response.usage });
+    }
+  };
+  socket.onerror = () => resolve({ failed: true });
+});
 </script></body></html>`;
 
 /** A sample app: serves the page, and mints tokens for it with the project key (server side). */
@@ -156,6 +175,13 @@ test("a page streams a chat completion with a token from its server; wrong origi
   assert.equal(events.length, 1, "one usage event, on the app's key");
   assert.ok(events[0].output_tokens > 0, JSON.stringify(events[0]));
 
+  // The Realtime API over a browser WebSocket, with a token the page got from its server.
+  const voice = await page.evaluate(async () => (await fetch("/token", { method: "POST", body: JSON.stringify({ session: { type: "realtime", model: "gpt-realtime" } }) })).json());
+  const session = await page.evaluate(([t, v]) => window.realtime(t, v), [tollgate, voice.value]);
+  assert.equal(session.protocol, "realtime", JSON.stringify(session));
+  assert.match(session.text, /simulated/);
+  assert.ok(session.usage.input_tokens > 0 && session.usage.output_tokens > 0);
+
   // Over its cap (one request): refused, and the page can read why.
   const token = await page.evaluate(async () => (await fetch("/token", { method: "POST", body: JSON.stringify({ max_requests: 1 }) })).json());
   assert.equal((await page.evaluate(([t, v]) => window.chat(t, v), [tollgate, token.value])).status, 200);
@@ -168,6 +194,9 @@ test("a page streams a chat completion with a token from its server; wrong origi
   const elsewhere = await pageAt(other.origin);
   const stolen = await elsewhere.evaluate(([t]) => window.run(t, {}), [tollgate]);
   assert.ok(stolen.blocked, JSON.stringify(stolen));
+  // Nor can it open a Realtime session with a token minted for the first page.
+  const other_voice = await elsewhere.evaluate(([t, v]) => window.realtime(t, v), [tollgate, voice.value]);
+  assert.ok(other_voice.failed, JSON.stringify(other_voice));
   // And Tollgate refuses it even without a browser's help.
   const forged = await fetch(`${tollgate}/v1/chat/completions`, {
     method: "POST",
