@@ -34,13 +34,14 @@ pub const MAX_USER_LEN: usize = 64;
 /// The longest origin.
 const MAX_ORIGIN_LEN: usize = 253 + "https://".len() + ":65535".len();
 
-/// The scopes a token gets when its minter names none: calling models, no files, batches or
-/// fine-tuning (each still capped by the key's own access).
-pub const DEFAULT_SCOPES: [(Scope, Access); 5] = [
+/// The scopes a token gets when its minter names none: calling models and listing them (each
+/// still capped by the key's own access). Whatever its scopes, a token reaches only the metered
+/// endpoints, the Realtime API and the model list: never stored objects, files or the
+/// endpoints passed through to the provider unmetered.
+pub const DEFAULT_SCOPES: [(Scope, Access); 4] = [
     (Scope::ChatCompletions, Access::Write),
     (Scope::Responses, Access::Write),
     (Scope::Realtime, Access::Write),
-    (Scope::Audio, Access::Write),
     (Scope::Models, Access::Read),
 ];
 

@@ -11,6 +11,7 @@ mod body_budget;
 mod error;
 mod headers;
 mod ledger;
+mod live_origins;
 mod metrics;
 pub mod mock;
 pub mod published_keys;

@@ -272,6 +272,7 @@ impl Gateway {
             metrics,
             published_keys: Default::default(),
             anomalies: anomalies.clone(),
+            live_origins: Arc::default(),
             connections_open: Arc::default(),
         }));
         let app = Dispatch::new(router(state.clone()), self.admin, self.console, state);

@@ -53,6 +53,27 @@ pub(crate) struct Shared {
     pub published_keys: Arc<crate::published_keys::PublishedKeys>,
     /// Where requests are handed to the suspicious-use detector.
     pub anomalies: crate::background::anomalies::Observer,
+    /// Which browser origins live client tokens name, remembered for CORS preflights.
+    pub live_origins: Arc<crate::live_origins::LiveOrigins>,
     /// Client connections open (kept by the accept loop).
     pub connections_open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One open client connection, counted (in `connections_open`) until it is dropped: by the
+/// accept loop for each connection, and by a Realtime session for the connection it took over
+/// (hyper lets a connection go once it is upgraded).
+#[derive(Debug)]
+pub(crate) struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Counted {
+    pub(crate) fn new(open: Arc<std::sync::atomic::AtomicUsize>) -> Counted {
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counted(open)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }

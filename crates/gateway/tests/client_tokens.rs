@@ -48,7 +48,6 @@ async fn a_minted_token_calls_models_in_its_keys_name_and_within_its_grant() {
             "models:read",
             "chat.completions:write",
             "responses:write",
-            "audio:write",
             "realtime:write"
         ])
     );
@@ -69,6 +68,17 @@ async fn a_minted_token_calls_models_in_its_keys_name_and_within_its_grant() {
         401,
         None,
         "Missing scopes: api.files.read",
+    );
+    // Nor stored objects, even within its scopes: listing stored chat completions is the
+    // project's data, not a browser's.
+    let reply = app.get("/v1/chat/completions", Some(&token), &[]).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert_eq!(reply.body["error"]["code"], "client_token_not_allowed");
+    let reply = app.get("/v1/responses/resp_123", Some(&token), &[]).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(
+        app.mock.requests().iter().all(|r| r.method != "GET"),
+        "nothing reached the provider"
     );
     // A token mints no tokens.
     let reply = mint(&app, &token, json!({})).await;

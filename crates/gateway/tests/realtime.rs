@@ -79,6 +79,25 @@ async fn fake_provider(seen: Seen) -> String {
                         Some("session.update") => {
                             vec![json!({"type": "session.updated", "session": event["session"]})]
                         }
+                        Some("response.create")
+                            if event["response"]["metadata"]["hold"] == "yes" =>
+                        {
+                            // Started, and held until cancelled.
+                            n += 1;
+                            let id = format!("resp_{n}");
+                            vec![
+                                json!({"type": "response.created", "response": {"id": id, "status": "in_progress"}}),
+                                json!({"type": "response.output_audio.delta", "response_id": id, "delta": "AAAA"}),
+                            ]
+                        }
+                        Some("response.cancel") => {
+                            let id = format!("resp_{n}");
+                            vec![
+                                json!({"type": "response.done", "response": {"id": id, "status": "cancelled",
+                                "usage": {"total_tokens": 107, "input_tokens": 100, "output_tokens": 7,
+                                    "input_token_details": {"cached_tokens": 0}, "output_token_details": {"audio_tokens": 7}}}}),
+                            ]
+                        }
                         Some("response.create") => {
                             n += 1;
                             let id = format!("resp_{n}");
@@ -196,6 +215,18 @@ fn refused(result: Result<(Client, Option<String>), WsError>) -> (u16, Value) {
         }
         Err(other) => panic!("not an HTTP refusal: {other}"),
         Ok(_) => panic!("the handshake was accepted"),
+    }
+}
+
+/// The next event, within 5 s (`None`: the socket closed).
+async fn next_event(socket: &mut Client) -> Option<Value> {
+    let message = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next())
+        .await
+        .expect("an event within 5 s")?;
+    match message {
+        Ok(Message::Text(text)) => Some(serde_json::from_str(text.as_str()).unwrap()),
+        Ok(Message::Close(_)) | Err(_) => None,
+        Ok(other) => panic!("unexpected frame {other:?}"),
     }
 }
 
@@ -458,4 +489,151 @@ async fn revoked_keys_browsers_with_keys_bad_handshakes_and_full_limits_are_refu
         2,
         "refused sessions never reach the provider"
     );
+}
+
+#[tokio::test]
+async fn an_open_session_ends_when_its_key_is_revoked_or_its_token_spent() {
+    let seen = Seen::default();
+    let app = app_with_realtime(&seen).await;
+    let key = app.project_key().await;
+    let auth = format!("Bearer {}", key.secret.expose());
+    let (mut socket, _) = connect(&app, "?model=gpt-realtime", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    one_response(&mut socket).await;
+    // A token capped at 150 tokens: its second response (120 + 240) ends the session.
+    let minted = app
+        .post(
+            "/v1/realtime/client_secrets",
+            key.secret.expose(),
+            json!({"max_tokens": 150}),
+            &[],
+        )
+        .await;
+    let token = format!("Bearer {}", minted.body["value"].as_str().unwrap());
+    let (mut spent, _) = connect(&app, "?model=gpt-realtime", &[("authorization", &token)])
+        .await
+        .unwrap();
+    one_response(&mut spent).await;
+    one_response(&mut spent).await;
+    let ended = next_event(&mut spent).await.unwrap();
+    assert_eq!(ended["type"], "error");
+    assert_eq!(ended["error"]["code"], "client_token_exhausted");
+    assert!(next_event(&mut spent).await.is_none(), "then closed");
+    // And no new session for it.
+    let (status, code) =
+        refused(connect(&app, "?model=gpt-realtime", &[("authorization", &token)]).await);
+    assert_eq!((status, code), (429, json!("client_token_exhausted")));
+
+    // The key revoked: its open session ends at its next response.
+    app.control
+        .revoke_key(&TestApp::actor(), key.record.id.as_str())
+        .await
+        .unwrap();
+    app.gateway
+        .as_ref()
+        .unwrap()
+        .keys()
+        .catch_up(&app.store)
+        .await
+        .unwrap();
+    one_response(&mut socket).await;
+    let ended = next_event(&mut socket).await.unwrap();
+    assert_eq!(ended["error"]["code"], "session_key_invalid", "{ended}");
+    assert!(next_event(&mut socket).await.is_none());
+    // Every response the provider ran was metered: 2 on the key's session, 2 on the token's.
+    assert_eq!(app.usage_events(4).await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_response_its_client_left_is_cancelled_and_still_metered() {
+    let seen = Seen::default();
+    let app = app_with_realtime(&seen).await;
+    let key = app.project_key().await;
+    let auth = format!("Bearer {}", key.secret.expose());
+    let (mut socket, _) = connect(&app, "?model=gpt-realtime", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(
+            json!({"type": "response.create", "response": {"metadata": {"hold": "yes"}}})
+                .to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut socket).await.unwrap()["type"],
+        "response.created"
+    );
+    assert_eq!(
+        next_event(&mut socket).await.unwrap()["type"],
+        "response.output_audio.delta"
+    );
+    // The client vanishes mid-response.
+    drop(socket);
+    let events = app.usage_events(1).await;
+    assert_eq!(events[0].input_tokens, 100);
+    assert_eq!(
+        events[0].output_tokens, 7,
+        "what the provider billed for the cancelled response"
+    );
+    let cancels = seen
+        .0
+        .lock()
+        .unwrap()
+        .1
+        .iter()
+        .filter(|e| e["type"] == "response.cancel")
+        .count();
+    assert_eq!(cancels, 1);
+}
+
+#[tokio::test]
+async fn each_response_is_admitted_against_the_budget() {
+    let seen = Seen::default();
+    let app = app_with_realtime(&seen).await;
+    let key = app.project_key().await;
+    // The n-th response costs $0.00072·n; a response is admitted while the budget has anything
+    // left.
+    app.limits_change(app.control.set_budget(
+        &TestApp::actor(),
+        &tollgate_control::HolderRequest::Key(key.record.id.to_string()),
+        tollgate_control::BudgetRequest {
+            limit: tollgate_core::MicroUsd(2_000),
+            period: tollgate_core::budget::BudgetPeriod::Month,
+            utc_offset_secs: 0,
+            alerts_permille: vec![],
+        },
+    ))
+    .await
+    .unwrap();
+    let auth = format!("Bearer {}", key.secret.expose());
+    let (mut socket, _) = connect(&app, "?model=gpt-realtime", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    // $0.00216 spent after two: the budget is spent, a third is refused.
+    for _ in 0..2 {
+        let events = one_response(&mut socket).await;
+        assert!(events.iter().all(|e| e["type"] != "error"), "{events:?}");
+    }
+    let third = one_response(&mut socket).await;
+    let refusal = third
+        .iter()
+        .find(|e| e["type"] == "error")
+        .unwrap_or_else(|| panic!("an error event: {third:?}"));
+    assert_eq!(refusal["error"]["type"], "insufficient_quota", "{refusal}");
+    let cancelled = seen
+        .0
+        .lock()
+        .unwrap()
+        .1
+        .iter()
+        .filter(|e| e["type"] == "response.cancel")
+        .count();
+    assert_eq!(cancelled, 1, "the provider was told to stop");
+    socket.close(None).await.unwrap();
+    // A new session is refused outright.
+    let (status, _) =
+        refused(connect(&app, "?model=gpt-realtime", &[("authorization", &auth)]).await);
+    assert_eq!(status, 429);
 }

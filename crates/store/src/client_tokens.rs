@@ -199,16 +199,22 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// Adds a finished request's tokens to its client token's count.
-    pub async fn add_client_token_tokens(&self, id: &ClientTokenId, tokens: i64) -> Result<()> {
-        in_pool!(self.pool, e => sqlx::query(
-            "UPDATE client_tokens SET tokens_used = tokens_used + $2 WHERE id = $1",
+    /// Adds a finished request's tokens to its client token's count; the count after it
+    /// (`None` for a token that is gone).
+    pub async fn add_client_token_tokens(
+        &self,
+        id: &ClientTokenId,
+        tokens: i64,
+    ) -> Result<Option<i64>> {
+        let row: Option<(i64,)> = in_pool!(self.pool, e => sqlx::query_as(
+            "UPDATE client_tokens SET tokens_used = tokens_used + $2 WHERE id = $1
+             RETURNING tokens_used",
         )
         .bind(id.as_str())
         .bind(tokens.max(0))
-        .execute(e)
-        .await.map(|r| r.rows_affected()))?;
-        Ok(())
+        .fetch_optional(e)
+        .await)?;
+        Ok(row.map(|(used,)| used))
     }
 
     /// Whether some live token may be used from `origin` (normalized): what a CORS preflight,

@@ -1928,7 +1928,14 @@ async fn client_tokens_are_found_by_hash_and_counted_atomically_within_their_cap
         .take_client_token_request(&capped.id, UnixTime(5_003))
         .await
         .unwrap());
-    s.add_client_token_tokens(&capped.id, 100).await.unwrap();
+    assert_eq!(
+        s.add_client_token_tokens(&capped.id, 60).await.unwrap(),
+        Some(60)
+    );
+    assert_eq!(
+        s.add_client_token_tokens(&capped.id, 40).await.unwrap(),
+        Some(100)
+    );
     assert!(!s
         .take_client_token_request(&capped.id, UnixTime(5_004))
         .await

@@ -386,10 +386,15 @@ fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
 /// `Authorization` on one), as OpenAI's Realtime API and SDKs do.
 pub(crate) const KEY_SUBPROTOCOL: &str = "openai-insecure-api-key.";
 
-/// The token of an `Authorization: Bearer …` header; without one, a WebSocket handshake's
-/// credential subprotocol (`openai-insecure-api-key.<token>`).
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+/// The token of an `Authorization: Bearer …` header; without one, on a WebSocket handshake
+/// (`Upgrade: websocket`), its credential subprotocol (`openai-insecure-api-key.<token>`).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let Some(value) = header(headers, axum::http::header::AUTHORIZATION) else {
+        let upgrade = header(headers, axum::http::header::UPGRADE)
+            .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+        if !upgrade {
+            return None;
+        }
         return headers
             .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
             .iter()

@@ -6,9 +6,8 @@
 //! and shown once, in this answer.
 
 use crate::error::GatewayError;
-use crate::request::auth::Principal;
+use crate::request::call::Call;
 use crate::request::metered::read_body;
-use crate::state::AppState;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +17,8 @@ use tollgate_core::client_token::{self, GrantAsk};
 use tollgate_core::{ClientTokenId, KeyKind};
 use tollgate_store::ClientToken;
 
+/// Where tokens are minted.
+const PATH: &str = "/v1/realtime/client_secrets";
 /// The largest minting request read.
 const MAX_BODY: usize = 64 * 1024;
 /// The largest session configuration kept with a token.
@@ -62,11 +63,11 @@ fn invalid(message: impl Into<String>, param: &str) -> GatewayError {
 
 /// Reads the request, mints the token and answers with it.
 pub(crate) async fn mint(
-    state: &AppState,
-    principal: &Principal,
+    call: Call,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
+    let (state, principal) = (&call.state, &call.principal);
     if principal.token.is_some() {
         return Err(GatewayError::ClientTokenCannot("mint client tokens"));
     }
@@ -74,6 +75,8 @@ pub(crate) async fn mint(
     if key.kind == KeyKind::Admin {
         return Err(GatewayError::MissingScope("api.model.realtime.request"));
     }
+    // Minting is a request of the key's like any other: its rate limits apply.
+    let _admission = call.admit(PATH).await?;
     let stall = state.settings.connections.head_timeout;
     let (raw, _held) = read_body(body, headers, MAX_BODY, &state.body_budget, stall).await?;
     let mint: Mint = if raw.iter().all(u8::is_ascii_whitespace) {
@@ -171,6 +174,9 @@ pub(crate) async fn mint(
             GatewayError::Internal
         })?;
     tracing::info!(key_id = %key.id, client_token = %token.id, expires_at = token.grant.expires_at.seconds(), "client token minted");
+    for origin in &token.grant.allowed_origins {
+        state.live_origins.minted(origin, token.grant.expires_at);
+    }
     let grant = &token.grant;
     // The effective session, as OpenAI answers it: an id, and the object its type names.
     let mut session = session.unwrap_or_else(|| serde_json::json!({ "type": "realtime" }));

@@ -3,6 +3,7 @@
 //! serves: a pass-through group's here, the others' in their handlers, which know the access
 //! they need), and OpenAI's identity headers on whatever comes back.
 
+use crate::error::GatewayError;
 use crate::metrics::Served;
 use crate::request::auth::{identified, Principal};
 use crate::request::call::Call;
@@ -39,6 +40,11 @@ pub(crate) async fn serve(
             metered::serve(call, endpoint, parts.uri.query(), parts.headers, body).await
         }
         Target::PassThrough { scope, access } => match principal.require(scope, access) {
+            // Stored objects, files, audio, images, ...: what a browser has no business
+            // reaching, and what goes to the provider unmetered by token and unchecked by model.
+            Ok(()) if principal.token.is_some() => Err(GatewayError::ClientTokenCannot(
+                "reach this endpoint: client tokens call models (chat completions, responses, completions, embeddings, the Realtime API) and list them",
+            )),
             Ok(()) => {
                 let call = Call::new(state, principal, &mut parts.extensions);
                 pass_through::serve(call, path, parts, body).await
@@ -46,7 +52,8 @@ pub(crate) async fn serve(
             Err(err) => Err(err),
         },
         Target::ClientSecrets => {
-            client_secrets::mint(&state, &principal, &parts.headers, body).await
+            let call = Call::new(state, principal, &mut parts.extensions);
+            client_secrets::mint(call, &parts.headers, body).await
         }
         Target::Realtime => {
             let call = Call::new(state, principal, &mut parts.extensions);

@@ -2,14 +2,22 @@
 //! model's provider, authenticated with a key (`Authorization`) or a client token (also as the
 //! `openai-insecure-api-key.<token>` subprotocol browsers use).
 //!
-//! A session is admitted as one request when it opens (request rates, concurrency, which it
-//! holds while open, token limits and budgets, with the default output reservation), and the
-//! provider's WebSocket is opened before the client's is accepted, so a refusal or a provider
-//! that cannot be reached is an ordinary HTTP error. Each `response.done` event the provider
-//! sends is metered as a usage event of its own (the session's request id and the response's
-//! number, endpoint `/v1/realtime`) from its `usage`; the session's admission is settled with
-//! the sum when it ends. Frames go through unchanged, bounded in size; a session lasts at most
-//! an hour (OpenAI's own limit), then both sides are closed.
+//! A session is admitted as a request when it opens (request rates, and concurrency, which it
+//! holds while open; token limits and budgets are checked then too), and the provider's
+//! WebSocket is opened before the client's is accepted, so a refusal or a provider that cannot
+//! be reached is an ordinary HTTP error. Each response is then admitted when the provider starts
+//! it (`response.created`) against token limits and budgets, reserving the default output as an
+//! HTTP call does; a refused one is cancelled at the provider and the client gets an `error`
+//! event. Each `response.done` is metered from its `usage` as a usage event of its own (the
+//! session's request id and the response's number, endpoint `/v1/realtime`) and settles its
+//! admission. A client that leaves mid-response has it cancelled, and its `response.done`
+//! (what the provider billed) is still awaited for a few seconds and metered.
+//!
+//! The session's key is checked again every few seconds and at each response: a key revoked,
+//! expired or suspended, an archived project, or a client token past its token cap ends the
+//! session (an `error` event, then both sides closed). Frames go through unchanged, bounded in
+//! size; a side that takes no frame for long ends the session; a session lasts at most an hour
+//! (OpenAI's own limit).
 //!
 //! A client token's session configuration (`session` at minting) is sent to the provider as the
 //! session's first `session.update`. An API key is refused on a handshake from a browser page
@@ -19,6 +27,7 @@ use crate::admission::Admission;
 use crate::error::GatewayError;
 use crate::request::call::Call;
 use crate::settings::UnpricedPolicy;
+use crate::state::Counted;
 use crate::upstream::websocket::ProviderSocket;
 use axum::http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
 use axum::http::request::Parts;
@@ -43,6 +52,12 @@ const ENDPOINT: &str = "/v1/realtime";
 const MAX_MESSAGE: usize = 16 << 20;
 /// The longest session.
 const MAX_SESSION: Duration = Duration::from_secs(60 * 60);
+/// How often an open session's key is checked again.
+const RECHECK: Duration = Duration::from_secs(5);
+/// The longest wait for one side to take a frame.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a cancelled response's `response.done` is awaited after its client left.
+const DRAIN: Duration = Duration::from_secs(5);
 
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -63,6 +78,13 @@ pub(crate) async fn serve(
     if call.principal.token.is_none() && headers.contains_key(axum::http::header::ORIGIN) {
         return Err(GatewayError::KeyInBrowser);
     }
+    let on_upgrade = parts
+        .extensions
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .ok_or_else(|| GatewayError::InvalidRequest {
+            message: "This connection cannot be upgraded to a WebSocket (HTTP/1.1 only).".into(),
+            param: None,
+        })?;
     let session_config = call
         .principal
         .token
@@ -93,20 +115,27 @@ pub(crate) async fn serve(
         .state
         .upstreams
         .get(resolved.provider)
-        .ok_or_else(|| GatewayError::ModelNotFound(requested.clone()))?;
-    let head = call.admit_head(ENDPOINT).await?;
-    let output = call.state.settings.default_max_output_tokens;
-    let (admission, _) = call
-        .admit_body(head, (&requested, &served), &served, || async move {
-            let most = price.cost(&TokenUsage {
-                input: 0,
-                cached_input: 0,
-                output: i64::try_from(output).unwrap_or(i64::MAX),
-                reasoning: 0,
-            });
-            (0, output, most)
-        })
-        .await?;
+        .ok_or_else(|| GatewayError::ModelNotFound(requested.clone()))?
+        .clone();
+    // The session's own admission (request rates, concurrency), held while it is open; token
+    // limits and budgets are asked now too, so a session over them never opens.
+    let session_admission = call.admit_head(ENDPOINT).await?;
+    let mut meter = SessionMeter {
+        template: call.event(ENDPOINT, &requested, &served),
+        call,
+        requested,
+        served: served.clone(),
+        price,
+        session_admission: Some(session_admission),
+        responses: std::collections::VecDeque::new(),
+        metered: 0,
+        in_progress: false,
+        response_started: Instant::now(),
+    };
+    // Refused here, the session's admission is dropped unjoined: its request is given back.
+    let first = meter.admit_response().await?;
+    // Nothing is reserved until a response starts.
+    first.settle(0, MicroUsd::ZERO);
     let mut forwarded = Vec::new();
     if let Some(beta) = headers.get("openai-beta") {
         forwarded.push(("openai-beta", beta.clone()));
@@ -116,7 +145,7 @@ pub(crate) async fn serve(
         .websocket(
             &format!("{ENDPOINT}?model={model}"),
             &forwarded,
-            call.principal.key.project_id(),
+            meter.call.principal.key.project_id(),
             config(),
         )
         .await?;
@@ -127,33 +156,18 @@ pub(crate) async fn serve(
             .await
             .map_err(|e| upstream_failed(&upstream.settings.name, e))?;
     }
-    let on_upgrade = parts
-        .extensions
-        .remove::<hyper::upgrade::OnUpgrade>()
-        .ok_or_else(|| GatewayError::InvalidRequest {
-            message: "This connection cannot be upgraded to a WebSocket (HTTP/1.1 only).".into(),
-            param: None,
-        })?;
     let offered_realtime = headers
         .get_all(SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|p| p.trim() == "realtime");
-    let meter = SessionMeter {
-        template: call.event(ENDPOINT, &requested, &served),
-        price,
-        admission: Some(admission),
-        responses: 0,
-        tokens: 0,
-        cost: MicroUsd::ZERO,
-        response_started: Instant::now(),
-        client_token: call.principal.token.as_ref().map(|t| t.id.clone()),
-        state: call.state.clone(),
-    };
     tracing::info!(model = %served, provider = %upstream.settings.name, "realtime session opened");
+    // The connection is hyper's no longer once upgraded: the session counts it.
+    let counted = Counted::new(meter.call.state.connections_open.clone());
     tokio::spawn(tracing::Instrument::instrument(
         async move {
+            let _counted = counted;
             let client = match on_upgrade.await {
                 Ok(upgraded) => {
                     WebSocketStream::from_raw_socket(
@@ -165,6 +179,7 @@ pub(crate) async fn serve(
                 }
                 Err(err) => {
                     tracing::info!(error = %err, "the client left before its WebSocket opened");
+                    meter.close();
                     return;
                 }
             };
@@ -235,35 +250,103 @@ fn query_model(query: Option<&str>) -> Option<String> {
 
 /// What a session has used, metered response by response.
 struct SessionMeter {
-    state: crate::state::AppState,
+    call: Call,
+    requested: String,
+    served: String,
     /// The session's usage event as it started: each response's event is a copy.
     template: UsageEvent,
     price: Price,
-    admission: Option<Admission>,
-    responses: u64,
-    tokens: u64,
-    cost: MicroUsd,
+    /// The session's admission (request counts, its concurrency slot), settled when it ends.
+    session_admission: Option<Admission>,
+    /// The admissions of responses under way, oldest first (`None`: refused, being cancelled).
+    responses: std::collections::VecDeque<Option<Admission>>,
+    metered: u64,
+    /// A response has started and not ended.
+    in_progress: bool,
     response_started: Instant,
-    client_token: Option<tollgate_core::ClientTokenId>,
+}
+
+/// Why a session ends early: the message the client's `error` event carries.
+struct Ending {
+    code: &'static str,
+    message: String,
+}
+
+/// What one of the provider's events asks of the session.
+enum Seen {
+    Nothing,
+    /// A response started and was refused: cancel it, tell the client.
+    Refused {
+        response_id: String,
+        error: GatewayError,
+    },
+    /// A response ended: is the session still allowed to go on?
+    Ended,
 }
 
 impl SessionMeter {
+    /// Admits one response against token limits and budgets, reserving the default output.
+    async fn admit_response(&self) -> Result<Admission, GatewayError> {
+        let output = self.call.state.settings.default_max_output_tokens;
+        let price = self.price;
+        self.call
+            .admit_body(
+                Admission::default(),
+                (&self.requested, &self.served),
+                &self.served,
+                || async move {
+                    let most = price.cost(&TokenUsage {
+                        input: 0,
+                        cached_input: 0,
+                        output: i64::try_from(output).unwrap_or(i64::MAX),
+                        reasoning: 0,
+                    });
+                    (0, output, most)
+                },
+            )
+            .await
+            .map(|(admission, _)| admission)
+    }
+
     /// Looks at one of the provider's events: a response's start and its end, with its usage.
-    async fn observe(&mut self, text: &str) {
-        if text.contains("\"response.created\"") {
-            self.response_started = Instant::now();
-            return;
-        }
-        if !text.contains("\"response.done\"") {
-            return;
+    async fn observe(&mut self, text: &str) -> Seen {
+        let created = text.contains("\"response.created\"");
+        if !created && !text.contains("\"response.done\"") {
+            return Seen::Nothing;
         }
         let Ok(event) = serde_json::from_str::<serde_json::Value>(text) else {
-            return;
+            return Seen::Nothing;
         };
-        if event["type"] != "response.done" {
-            return;
+        match event["type"].as_str() {
+            Some("response.created") => {
+                self.in_progress = true;
+                self.response_started = Instant::now();
+                match self.admit_response().await {
+                    Ok(admission) => {
+                        self.responses.push_back(Some(admission));
+                        Seen::Nothing
+                    }
+                    Err(error) => {
+                        self.responses.push_back(None);
+                        let response_id = event["response"]["id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned();
+                        Seen::Refused { response_id, error }
+                    }
+                }
+            }
+            Some("response.done") => {
+                self.in_progress = false;
+                self.meter(&event["response"]["usage"]).await;
+                Seen::Ended
+            }
+            _ => Seen::Nothing,
         }
-        let usage = &event["response"]["usage"];
+    }
+
+    /// Meters one response's usage and settles its admission.
+    async fn meter(&mut self, usage: &serde_json::Value) {
         let int = |v: &serde_json::Value| v.as_i64().unwrap_or(0).max(0);
         let used = TokenUsage {
             input: int(&usage["input_tokens"]),
@@ -271,10 +354,14 @@ impl SessionMeter {
             output: int(&usage["output_tokens"]),
             reasoning: 0,
         };
-        self.responses += 1;
+        self.metered += 1;
         let cost = self.price.cost(&used);
+        let tokens = used.input.saturating_add(used.output);
+        if let Some(Some(admission)) = self.responses.pop_front() {
+            admission.settle(u64::try_from(tokens).unwrap_or(0), cost);
+        }
         let mut record = self.template.clone();
-        record.request_id = format!("{}-{}", self.template.request_id, self.responses);
+        record.request_id = format!("{}-{}", self.template.request_id, self.metered);
         record.input_tokens = used.input;
         record.cached_input_tokens = used.cached_input;
         record.output_tokens = used.output;
@@ -282,45 +369,104 @@ impl SessionMeter {
         record.status = 200;
         record.latency_ms =
             i64::try_from(self.response_started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        record.created_at = self.state.clock.now();
-        let tokens = used.input.saturating_add(used.output);
-        self.tokens = self.tokens.saturating_add(tokens as u64);
-        self.cost = self.cost.saturating_add(cost);
-        if let Some(token) = &self.client_token {
-            if let Err(err) = self
-                .state
-                .store
-                .add_client_token_tokens(token, tokens)
-                .await
-            {
-                tracing::warn!(error = %err, "a client token's tokens could not be counted");
-            }
-        }
+        let state = &self.call.state;
+        record.created_at = state.clock.now();
         tracing::info!(
-            response = self.responses,
+            response = self.metered,
             input_tokens = used.input,
             output_tokens = used.output,
             "realtime response metered"
         );
-        self.state.anomalies.used(&record);
-        self.state.usage.record(record).await;
+        state.anomalies.used(&record);
+        state.usage.record(record).await;
+        if let Some(token) = &self.call.principal.token {
+            match state.store.add_client_token_tokens(&token.id, tokens).await {
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "a client token's tokens could not be counted")
+                }
+            }
+        }
     }
 
-    /// The session ended: its admission is settled with what it used.
-    fn close(&mut self) {
-        if let Some(admission) = self.admission.take() {
-            admission.settle(self.tokens, self.cost);
+    /// Whether the session may go on: its key still good, its client token within its cap.
+    async fn may_go_on(&self) -> Result<(), Ending> {
+        let state = &self.call.state;
+        let principal = &self.call.principal;
+        let now = state.clock.now();
+        let key = state.keys.get(&principal.key.hash);
+        let refusal = match key.as_deref() {
+            None => Some("the API key was deleted"),
+            Some(key) if key.status(now) != tollgate_core::lifecycle::KeyStatus::Active => {
+                Some("the API key was revoked or expired")
+            }
+            Some(key) if key.suspended.is_some() => Some("the API key was suspended"),
+            Some(key)
+                if key
+                    .project
+                    .as_deref()
+                    .is_some_and(|p| p.status == Some(tollgate_store::ProjectStatus::Archived)) =>
+            {
+                Some("the project was archived")
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = refusal {
+            return Err(Ending {
+                code: "session_key_invalid",
+                message: format!("This session ended: {why}."),
+            });
         }
-        tracing::info!(
-            responses = self.responses,
-            tokens = self.tokens,
-            "realtime session closed"
-        );
+        if let Some(token) = &principal.token {
+            if let Some(cap) = token.grant.max_tokens {
+                // One read of the count other sessions and requests share.
+                let used = state.store.add_client_token_tokens(&token.id, 0).await;
+                if used.is_ok_and(|used| used.is_some_and(|used| used >= cap)) {
+                    return Err(Ending {
+                        code: "client_token_exhausted",
+                        message: format!(
+                            "This session ended: the client token {} has used its {cap} tokens.",
+                            token.redacted
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The session ended: its admission is settled (its request counted, its slot given back).
+    fn close(&mut self) {
+        if let Some(admission) = self.session_admission.take() {
+            admission.settle(0, MicroUsd::ZERO);
+        }
+        self.responses.clear();
+        tracing::info!(responses = self.metered, "realtime session closed");
     }
 }
 
-/// Relays frames both ways until either side closes, the session's hour is up, or a side
-/// breaks the protocol.
+/// An `error` event in the Realtime API's shape.
+fn error_event(code: &str, message: &str, kind: &str) -> Message {
+    Message::text(
+        serde_json::json!({"type": "error", "event_id": format!("event_tollgate_{code}"),
+            "error": {"type": kind, "code": code, "message": message, "param": null, "event_id": null}})
+        .to_string(),
+    )
+}
+
+/// Sends one message, bounded in time.
+async fn send<S>(socket: &mut WebSocketStream<S>, message: Message) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Relays frames both ways until either side closes, the session's hour is up, a side stops
+/// taking frames, or the session may not go on.
 async fn run(
     mut client: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
     mut provider: ProviderSocket,
@@ -328,69 +474,128 @@ async fn run(
 ) {
     let deadline = tokio::time::sleep(MAX_SESSION);
     tokio::pin!(deadline);
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.tick().await;
+    let mut client_left = false;
     loop {
         tokio::select! {
             from_client = client.next() => match from_client {
                 Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
-                    if provider.send(message).await.is_err() {
-                        let _ = client.close(None).await;
+                    if !send(&mut provider, message).await {
+                        let _ = send(&mut client, Message::Close(None)).await;
                         break;
                     }
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    let _ = provider.close(frame).await;
-                    break;
-                }
                 // Pings are answered by the socket itself.
-                Some(Ok(_)) => {}
-                Some(Err(err)) => {
-                    tracing::info!(error = %err, "the client's WebSocket failed");
-                    let _ = provider.close(None).await;
-                    break;
-                }
-                None => {
-                    let _ = provider.close(None).await;
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                    client_left = true;
                     break;
                 }
             },
             from_provider = provider.next() => match from_provider {
                 Some(Ok(Message::Text(text))) => {
-                    meter.observe(text.as_str()).await;
-                    if client.send(Message::Text(text)).await.is_err() {
-                        let _ = provider.close(None).await;
+                    let seen = meter.observe(text.as_str()).await;
+                    if !send(&mut client, Message::Text(text)).await {
+                        client_left = true;
                         break;
+                    }
+                    match seen {
+                        Seen::Nothing => {}
+                        Seen::Refused { response_id, error } => {
+                            let cancel = serde_json::json!({"type": "response.cancel", "response_id": response_id});
+                            let _ = send(&mut provider, Message::text(cancel.to_string())).await;
+                            let openai = error.to_openai();
+                            let code = openai.code.unwrap_or("rate_limit_exceeded");
+                            let _ = send(&mut client, error_event(code, &openai.message, openai.kind.type_name())).await;
+                        }
+                        Seen::Ended => {
+                            if let Err(ending) = meter.may_go_on().await {
+                                end(&mut client, &mut provider, ending).await;
+                                break;
+                            }
+                        }
                     }
                 }
                 Some(Ok(message @ Message::Binary(_))) => {
-                    if client.send(message).await.is_err() {
-                        let _ = provider.close(None).await;
+                    if !send(&mut client, message).await {
+                        client_left = true;
                         break;
                     }
                 }
                 Some(Ok(Message::Close(frame))) => {
-                    let _ = client.close(frame).await;
+                    let _ = send(&mut client, Message::Close(frame)).await;
                     break;
                 }
                 Some(Ok(_)) => {}
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, "the provider's WebSocket failed");
-                    let _ = client.close(None).await;
+                    let _ = send(&mut client, Message::Close(None)).await;
                     break;
                 }
                 None => {
-                    let _ = client.close(None).await;
+                    let _ = send(&mut client, Message::Close(None)).await;
                     break;
                 }
             },
+            _ = recheck.tick() => {
+                if let Err(ending) = meter.may_go_on().await {
+                    end(&mut client, &mut provider, ending).await;
+                    break;
+                }
+            }
             () = &mut deadline => {
                 tracing::info!("realtime session reached its hour");
-                let _ = client.close(None).await;
-                let _ = provider.close(None).await;
+                end(&mut client, &mut provider, Ending {
+                    code: "session_expired",
+                    message: "This session reached its maximum duration of 60 minutes.".into(),
+                }).await;
                 break;
             }
         }
     }
+    if client_left && meter.in_progress {
+        drain(&mut provider, &mut meter).await;
+    }
+    let _ = tokio::time::timeout(SEND_TIMEOUT, provider.close(None)).await;
     meter.close();
+}
+
+/// Ends a session early: the client is told why; both sides are closed.
+async fn end<S>(client: &mut WebSocketStream<S>, provider: &mut ProviderSocket, ending: Ending)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tracing::info!(code = ending.code, "realtime session ended early");
+    let _ = send(
+        client,
+        error_event(ending.code, &ending.message, "invalid_request_error"),
+    )
+    .await;
+    let _ = send(client, Message::Close(None)).await;
+    let _ = tokio::time::timeout(SEND_TIMEOUT, provider.close(None)).await;
+}
+
+/// The client left mid-response: the response is cancelled and its `response.done` (what the
+/// provider billed for it) awaited a few seconds and metered.
+async fn drain(provider: &mut ProviderSocket, meter: &mut SessionMeter) {
+    let cancel = serde_json::json!({"type": "response.cancel"}).to_string();
+    let _ = send(provider, Message::text(cancel)).await;
+    let waited = tokio::time::timeout(DRAIN, async {
+        while let Some(Ok(message)) = provider.next().await {
+            if let Message::Text(text) = message {
+                if let Seen::Ended = meter.observe(text.as_str()).await {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    if waited.is_err() {
+        tracing::warn!(
+            "a response its client left was not reported done by the provider; it is not metered"
+        );
+    }
 }
 
 #[cfg(test)]

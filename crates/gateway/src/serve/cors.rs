@@ -10,7 +10,7 @@
 //! (cookies): a bearer token needs none.
 
 use crate::error::GatewayError;
-use crate::request::auth::TokenUse;
+use crate::request::auth::{self, TokenUse};
 use crate::state::AppState;
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -49,11 +49,7 @@ impl CrossOrigin {
     /// `None` for a request from no browser page (no `Origin`).
     pub(crate) fn of(headers: &HeaderMap) -> Option<CrossOrigin> {
         let origin = headers.get(ORIGIN)?.clone();
-        let client_token = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .is_some_and(|(_, token)| is_client_token(token.trim()));
+        let client_token = auth::bearer(headers).is_some_and(is_client_token);
         Some(CrossOrigin {
             origin,
             client_token,
@@ -80,17 +76,21 @@ impl CrossOrigin {
     }
 }
 
-/// Whether some live client token names the origin.
+/// Whether some live client token names the origin (remembered for a moment; see
+/// `live_origins`).
 async fn live(state: &AppState, origin: Option<&str>) -> bool {
     let Some(origin) = origin.and_then(|o| normalize_origin(o).ok()) else {
         return false;
     };
-    match state
-        .store
-        .client_origin_live(&origin, state.clock.now())
-        .await
-    {
-        Ok(live) => live,
+    let now = state.clock.now();
+    if let Some(live) = state.live_origins.get(&origin, now) {
+        return live;
+    }
+    match state.store.client_origin_live(&origin, now).await {
+        Ok(live) => {
+            state.live_origins.remember(&origin, live, now);
+            live
+        }
         Err(err) => {
             tracing::warn!(error = %err, "could not check an origin against the client tokens");
             false
@@ -112,7 +112,7 @@ pub(crate) async fn preflight(
     let text = origin.to_str().ok();
     if !live(state, text).await {
         let shown: String = text.unwrap_or("(unreadable)").chars().take(200).collect();
-        tracing::info!(origin = %shown, "CORS preflight refused");
+        tracing::debug!(origin = %shown, "CORS preflight refused");
         let mut response = GatewayError::PreflightRefused { origin: shown }.into_response();
         response
             .headers_mut()

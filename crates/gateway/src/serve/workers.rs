@@ -23,6 +23,7 @@ use crate::serve::dispatch::Dispatch;
 use crate::serve::stall::StallGuard;
 use crate::serve::trust::{Keyless, Trust};
 use crate::settings::ConnectionSettings;
+use crate::state::Counted;
 use crate::worker;
 use hyper::body::Incoming;
 use hyper::Request;
@@ -172,22 +173,6 @@ pub(crate) async fn serve(
         tracing::warn!("requests still in flight after the shutdown grace period were cut off");
     }
     workers.stop().await;
-}
-
-/// One open client connection, counted until it is dropped.
-struct Counted(Arc<AtomicUsize>);
-
-impl Counted {
-    fn new(open: Arc<AtomicUsize>) -> Counted {
-        open.fetch_add(1, Ordering::Relaxed);
-        Counted(open)
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// The answer to a connection over the limit, written without waiting (a fresh socket's send

@@ -44,6 +44,11 @@ const NOT_TO_PROVIDER: &[&str] = &[
     "x-forwarded-host",
     "x-forwarded-proto",
     "x-real-ip",
+    // A WebSocket handshake's own (its subprotocols may carry the client's credential).
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
 ];
 
 /// Provider headers kept from the client: ones that identify the provider account or are
