@@ -88,6 +88,8 @@ pub struct Upstream {
     /// Projects whose credential no other project (nor the shared key) has: the provider keeps
     /// their objects apart by itself.
     dedicated: Arc<HashSet<String>>,
+    /// TLS for Realtime WebSockets, made at the first one (see `websocket`).
+    websocket_tls: Arc<std::sync::OnceLock<Arc<rustls::ClientConfig>>>,
 }
 
 impl Upstream {
@@ -165,6 +167,7 @@ impl Upstream {
             own_headers: Arc::new(own_headers),
             project_auth: Arc::new(project_auth),
             dedicated: Arc::new(dedicated),
+            websocket_tls: Arc::default(),
         })
     }
 

@@ -68,14 +68,8 @@ impl Upstream {
         for (name, value) in forwarded {
             request = request.header(*name, value.clone());
         }
-        let mut headers = HeaderMap::new();
-        for (name, value) in self.own_headers.iter() {
-            headers.insert(name.clone(), value.clone());
-        }
-        if let Some(auth) = project.and_then(|p| self.project_auth.get(p.as_str())) {
-            headers.insert(axum::http::header::AUTHORIZATION, auth.clone());
-        }
-        for (name, value) in &headers {
+        // The provider's own headers and key (no client header is passed but `forwarded`).
+        for (name, value) in &self.headers(&HeaderMap::new(), false, project) {
             request = request.header(name, value);
         }
         let request = request
@@ -122,8 +116,18 @@ impl Upstream {
         Ok(socket)
     }
 
-    /// The TLS client configuration: the public roots, and the provider's `ca_file`.
+    /// The TLS client configuration: the public roots, and the provider's `ca_file`; made at
+    /// the first session and kept.
     fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, UpstreamError> {
+        if let Some(config) = self.websocket_tls.get() {
+            return Ok(config.clone());
+        }
+        let config = self.make_tls_config()?;
+        let _ = self.websocket_tls.set(config.clone());
+        Ok(config)
+    }
+
+    fn make_tls_config(&self) -> Result<Arc<rustls::ClientConfig>, UpstreamError> {
         let failed = |reason: String| UpstreamError::Failed {
             provider: self.settings.name.clone(),
             reason,
