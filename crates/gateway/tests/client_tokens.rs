@@ -246,17 +246,7 @@ async fn expiry_caps_and_the_keys_revocation_end_a_token() {
     assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
 
     // The key revoked: its tokens die with it.
-    app.control
-        .revoke_key(&TestApp::actor(), key.record.id.as_str())
-        .await
-        .unwrap();
-    app.gateway
-        .as_ref()
-        .unwrap()
-        .keys()
-        .catch_up(&app.store)
-        .await
-        .unwrap();
+    app.revoke(&key.record.id).await;
     app.models(&day)
         .await
         .assert_error(401, Some("invalid_api_key"), "has been revoked");

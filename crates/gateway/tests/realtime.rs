@@ -471,17 +471,7 @@ async fn revoked_keys_browsers_with_keys_bad_handshakes_and_full_limits_are_refu
         .contains("WebSocket"));
 
     // A revoked key's session is refused.
-    app.control
-        .revoke_key(&TestApp::actor(), limited.record.id.as_str())
-        .await
-        .unwrap();
-    app.gateway
-        .as_ref()
-        .unwrap()
-        .keys()
-        .catch_up(&app.store)
-        .await
-        .unwrap();
+    app.revoke(&limited.record.id).await;
     let (status, code) = refused(connect(&app, "?model=gpt-realtime", &headers).await);
     assert_eq!((status, code), (401, json!("invalid_api_key")));
     assert_eq!(
@@ -526,17 +516,7 @@ async fn an_open_session_ends_when_its_key_is_revoked_or_its_token_spent() {
     assert_eq!((status, code), (429, json!("client_token_exhausted")));
 
     // The key revoked: its open session ends at its next response.
-    app.control
-        .revoke_key(&TestApp::actor(), key.record.id.as_str())
-        .await
-        .unwrap();
-    app.gateway
-        .as_ref()
-        .unwrap()
-        .keys()
-        .catch_up(&app.store)
-        .await
-        .unwrap();
+    app.revoke(&key.record.id).await;
     one_response(&mut socket).await;
     let ended = next_event(&mut socket).await.unwrap();
     assert_eq!(ended["error"]["code"], "session_key_invalid", "{ended}");
@@ -622,6 +602,15 @@ async fn each_response_is_admitted_against_the_budget() {
         .find(|e| e["type"] == "error")
         .unwrap_or_else(|| panic!("an error event: {third:?}"));
     assert_eq!(refusal["error"]["type"], "insufficient_quota", "{refusal}");
+    // The provider, told to stop, reports the cancelled response (and it is metered).
+    loop {
+        let event = next_event(&mut socket)
+            .await
+            .expect("the cancelled response");
+        if event["type"] == "response.done" && event["response"]["status"] == "cancelled" {
+            break;
+        }
+    }
     let cancelled = seen
         .0
         .lock()

@@ -400,6 +400,21 @@ impl TestApp {
         created
     }
 
+    /// Revokes a key and applies the change on this server before returning.
+    pub async fn revoke(&self, id: &tollgate_core::KeyId) {
+        self.control
+            .revoke_key(&Self::actor(), id.as_str())
+            .await
+            .unwrap();
+        self.gateway
+            .as_ref()
+            .unwrap()
+            .keys()
+            .catch_up(&self.store)
+            .await
+            .unwrap();
+    }
+
     pub async fn project_key(&self) -> CreatedKey {
         self.create_key("app", KeyOwnerRequest::Project(None), Permissions::All)
             .await
