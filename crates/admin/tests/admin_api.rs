@@ -2989,6 +2989,7 @@ async fn the_organization_never_loses_its_last_lasting_owner_admin_key() {
     let k2 = app
         .post("/v1/organization/admin_api_keys", json!({"name": "second"}))
         .await;
+    let k2_secret = k2.ok()["value"].as_str().unwrap().to_owned();
     let k2 = k2.ok()["id"].as_str().unwrap().to_owned();
     // K2 set to expire later: allowed (K1 lasts); then K1 cannot be deleted or expired.
     app.post(
@@ -3014,7 +3015,9 @@ async fn the_organization_never_loses_its_last_lasting_owner_admin_key() {
         .await;
     assert_eq!(refused.status, 409, "{}", refused.body);
 
-    // Two lasting owner keys expired at the same moment: exactly one may go.
+    // Two lasting owner keys expired at the same moment: exactly one may go. Both calls are
+    // made with K2 (not lasting, so never the one at stake): made with K1, the call expiring K3
+    // could rightly be refused 401 once the other had expired K1.
     let k3 = app
         .post("/v1/organization/admin_api_keys", json!({"name": "third"}))
         .await;
@@ -3024,7 +3027,7 @@ async fn the_organization_never_loses_its_last_lasting_owner_admin_key() {
         let (http, url, admin) = (
             app.http.clone(),
             format!("{}/v1/organization/x-tollgate/keys/{key}", app.base),
-            app.admin.clone(),
+            k2_secret.clone(),
         );
         calls.spawn(async move {
             http.post(url)
