@@ -603,3 +603,59 @@ async fn when_the_signing_keys_cannot_be_fetched_reports_get_503_not_401() {
     }
     assert_eq!(status_of(&app, key.secret.expose()).await, 200);
 }
+
+#[tokio::test]
+async fn a_keys_client_tokens_used_from_anywhere_raise_no_address_findings() {
+    let hook = Hook::default();
+    let hook_url = hook.start().await;
+    let app = TestApp::spawn_with(move |s| {
+        s.alerts.webhooks = vec![tollgate_gateway::WebhookSettings {
+            url: hook_url,
+            secret: tollgate_gateway::WebhookSecret::new("whsec_tokens".into()),
+        }];
+        s.trusted_proxies = vec![tollgate_core::network::Cidr::parse("127.0.0.1/32").unwrap()];
+        s.anomaly_suspend = tollgate_gateway::SuspendPolicy {
+            kinds: vec!["new_address".into(), "distant_networks".into()],
+            ..Default::default()
+        };
+    })
+    .await;
+    let gateway = app.gateway.as_ref().unwrap();
+    let key = app.project_key().await;
+    let secret = key.secret.expose();
+    assert_eq!(chat_from(&app, secret, "10.50.0.1").await, 200);
+    // The key's server mints a token; the browsers using it are everywhere.
+    let minted = app
+        .post(
+            "/v1/realtime/client_secrets",
+            secret,
+            json!({}),
+            &[("x-forwarded-for", "10.50.0.1")],
+        )
+        .await;
+    let token = minted.body["value"].as_str().unwrap().to_owned();
+    for browser in [
+        "198.51.100.1",
+        "203.0.113.9",
+        "192.0.2.44",
+        "2001:db8::7",
+        "100.64.3.2",
+    ] {
+        assert_eq!(chat_from(&app, &token, browser).await, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gateway.anomalies_judged() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "judged {}",
+            gateway.anomalies_judged()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Judged, and nothing found: the key is not suspended and no alert went out.
+    assert_eq!(chat_from(&app, secret, "10.50.0.1").await, 200);
+    assert_eq!(hook.0.lock().unwrap().len(), 0);
+    // The key itself from a new address is still news.
+    assert_eq!(chat_from(&app, secret, "10.50.0.2").await, 200);
+    assert_eq!(hook.wait_for(1).await[0].1["data"]["kind"], "new_address");
+}

@@ -60,11 +60,19 @@ impl std::fmt::Debug for Observation {
 
 impl Observer {
     /// A metered request.
-    pub fn used(&self, event: &tollgate_store::UsageEvent) {
+    ///
+    /// `through_client_token`: the request came with one of the key's client tokens, from a
+    /// browser or an app anywhere: its address says nothing about where the key is, so only
+    /// the key's rates and spend are watched, not its addresses.
+    pub fn used(&self, event: &tollgate_store::UsageEvent, through_client_token: bool) {
+        let address = match through_client_token {
+            true => None,
+            false => event.client_ip.as_deref().and_then(|ip| ip.parse().ok()),
+        };
         self.send(Observation::Used {
             key: event.key_id.clone(),
             project: Some(event.project_id.clone()),
-            address: event.client_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            address,
             cost: event.cost,
             at: event.created_at,
         });

@@ -241,7 +241,9 @@ impl Meter {
     pub(crate) async fn finish(mut self, ending: Ending) {
         if let Some(event) = self.close(ending) {
             self.charge_client_token(&event);
-            self.state.anomalies.used(&event);
+            self.state
+                .anomalies
+                .used(&event, self.client_token.is_some());
             self.state.usage.record(event).await;
         }
     }
@@ -364,7 +366,9 @@ impl Drop for Meter {
             tracing::info!(request_id = %event.request_id, input_tokens = event.input_tokens, output_tokens = event.output_tokens, "client went away; billed what the provider was asked and delivered");
         }
         self.charge_client_token(&event);
-        self.state.anomalies.used(&event);
+        self.state
+            .anomalies
+            .used(&event, self.client_token.is_some());
         self.state.usage.record_detached(event);
     }
 }

@@ -377,7 +377,9 @@ impl SessionMeter {
             output_tokens = used.output,
             "realtime response metered"
         );
-        state.anomalies.used(&record);
+        state
+            .anomalies
+            .used(&record, self.call.principal.token.is_some());
         state.usage.record(record).await;
         if let Some(token) = &self.call.principal.token {
             match state.store.add_client_token_tokens(&token.id, tokens).await {
