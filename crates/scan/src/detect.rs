@@ -88,12 +88,18 @@ impl Detector {
                 if start > keyword.start() || end < keyword.end() {
                     continue;
                 }
-                if rule.check == Some(Check::TollgateChecksum) {
-                    let text = std::str::from_utf8(&haystack[start..end]).unwrap_or("");
-                    match tollgate_key_start(text) {
+                let text = || std::str::from_utf8(&haystack[start..end]).unwrap_or("");
+                match rule.check {
+                    Some(Check::TollgateChecksum) => match tollgate_key_start(text()) {
                         Some(offset) => start += offset,
                         None => continue,
+                    },
+                    Some(Check::ClientTokenChecksum) => {
+                        if tollgate_core::client_token::parse(text()).is_err() {
+                            continue;
+                        }
                     }
+                    None => {}
                 }
                 // A checksummed key needs no boundary before it: its checksum already says it
                 // is one (and text such as `%20` or `\n` may run into it).
@@ -187,6 +193,23 @@ mod tests {
             .iter()
             .map(|h| (h.rule.id, h.line, h.column))
             .collect()
+    }
+
+    #[test]
+    fn client_tokens_are_found_by_their_checksum() {
+        let detector = Detector::new();
+        let token = tollgate_core::client_token::generate();
+        let mut typo = token.expose().as_bytes().to_vec();
+        typo[20] = if typo[20] == b'a' { b'b' } else { b'a' };
+        let typo = String::from_utf8(typo).unwrap_or_default();
+        let text = format!(
+            "const token = \"{}\";\nconst old = \"{typo}\";\nweek_0123456789012345678901234567890123456789012345678\n",
+            token.expose()
+        );
+        assert_eq!(
+            ids(&detector, &text),
+            vec![("tollgate-client-token", 1, 16)]
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | id | what | recognised by |
 //! |---|---|---|
 //! | `tollgate-key` | Tollgate secret keys of any deployment prefix (`sk-proj-`, `sk-svcacct-`, `sk-admin-`, `acme-proj-`, ...) | prefix, 49 base62 characters, CRC32 checksum |
+//! | `tollgate-client-token` | Tollgate client tokens (`ek_`, minted for browsers and apps, live at most a day) | `ek_`, 49 base62 characters, CRC32 checksum |
 //! | `openai-api-key` | OpenAI keys (`sk-proj-`, `sk-svcacct-`, `sk-admin-`, legacy `sk-`) | the `T3BlbkFJ` marker every OpenAI key carries |
 //! | `anthropic-api-key` | Anthropic API and admin keys | `sk-ant-api03-` / `sk-ant-admin01-`, 93 characters, `AA` |
 //! | `google-api-key` | Google Cloud / Gemini API keys | `AIza` and 35 characters |
@@ -43,6 +44,8 @@ pub enum Check {
     /// A Tollgate key: the checksum of some trailing part of the match (its deployment prefix
     /// may have been run into by the text before it) holds.
     TollgateChecksum,
+    /// A Tollgate client token (`ek_...`): its checksum holds.
+    ClientTokenChecksum,
 }
 
 /// The longest secret any rule matches, in bytes (the scanner looks this far around a keyword).
@@ -55,6 +58,13 @@ pub const RULES: &[Rule] = &[
         keywords: &["-proj-", "-svcacct-", "-admin-"],
         pattern: r"[a-z0-9]{1,32}-(?:proj|svcacct|admin)-[A-Za-z0-9]{49}",
         check: Some(Check::TollgateChecksum),
+    },
+    Rule {
+        id: "tollgate-client-token",
+        description: "Tollgate client token (short-lived, minted for browsers and apps)",
+        keywords: &["ek_"],
+        pattern: r"ek_[A-Za-z0-9]{49}",
+        check: Some(Check::ClientTokenChecksum),
     },
     Rule {
         id: "openai-api-key",

@@ -139,6 +139,17 @@ pub async fn run<M: Manage>(
 /// Revokes each Tollgate key found, once, and says what became of it (on stderr: stdout holds
 /// the report).
 async fn revoke<M: Manage>(manage: &M, findings: &[Finding]) {
+    for finding in findings
+        .iter()
+        .filter(|f| f.rule.id == "tollgate-client-token")
+    {
+        eprintln!(
+            "client token {}, found at {}:{}, expires by itself (within a day at most); revoke the key that minted it to end it now",
+            finding.redacted(),
+            finding.file,
+            finding.line
+        );
+    }
     let mut keys: BTreeMap<String, &Finding> = BTreeMap::new();
     for finding in findings {
         if let Some(id) = finding.key_id() {
