@@ -94,12 +94,12 @@ impl Detector {
                         Some(offset) => start += offset,
                         None => continue,
                     },
-                    Some(Check::ClientTokenChecksum) => {
-                        if tollgate_core::client_token::parse(text()).is_err() {
-                            continue;
-                        }
+                    Some(Check::ClientTokenChecksum)
+                        if tollgate_core::client_token::parse(text()).is_err() =>
+                    {
+                        continue;
                     }
-                    None => {}
+                    Some(Check::ClientTokenChecksum) | None => {}
                 }
                 // A checksummed key needs no boundary before it: its checksum already says it
                 // is one (and text such as `%20` or `\n` may run into it).
