@@ -274,6 +274,8 @@ impl Gateway {
             anomalies: anomalies.clone(),
             live_origins: Arc::default(),
             connections_open: Arc::default(),
+            stopping: stop_rx.clone(),
+            sessions: Arc::default(),
         }));
         let app = Dispatch::new(router(state.clone()), self.admin, self.console, state);
         let workers = Workers::start(worker_count).map_err(StartError::Workers)?;

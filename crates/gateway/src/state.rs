@@ -55,6 +55,11 @@ pub(crate) struct Shared {
     pub anomalies: crate::background::anomalies::Observer,
     /// Which browser origins live client tokens name, remembered for CORS preflights.
     pub live_origins: Arc<crate::live_origins::LiveOrigins>,
+    /// Turns `true` when the server begins to stop: what outlives a request (a Realtime
+    /// session) ends itself then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Realtime sessions open: a stopping server waits for them (they end themselves).
+    pub sessions: Arc<Sessions>,
     /// Client connections open (kept by the accept loop).
     pub connections_open: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -75,5 +80,42 @@ impl Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The Realtime sessions open on this server, counted so that a stopping server can wait for
+/// them: hyper lets go of a connection once it is upgraded, so its graceful shutdown does not.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    open: tokio::sync::watch::Sender<usize>,
+}
+
+impl Default for Sessions {
+    fn default() -> Sessions {
+        Sessions {
+            open: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+/// One open session, counted until it is dropped.
+#[derive(Debug)]
+pub(crate) struct SessionOpen(Arc<Sessions>);
+
+impl Sessions {
+    pub(crate) fn open(self: &Arc<Self>) -> SessionOpen {
+        self.open.send_modify(|n| *n += 1);
+        SessionOpen(self.clone())
+    }
+
+    /// Returns once no session is open.
+    pub(crate) async fn all_ended(&self) {
+        let _ = self.open.subscribe().wait_for(|n| *n == 0).await;
+    }
+}
+
+impl Drop for SessionOpen {
+    fn drop(&mut self) {
+        self.0.open.send_modify(|n| *n = n.saturating_sub(1));
     }
 }

@@ -626,3 +626,44 @@ async fn each_response_is_admitted_against_the_budget() {
         refused(connect(&app, "?model=gpt-realtime", &[("authorization", &auth)]).await);
     assert_eq!(status, 429);
 }
+
+#[tokio::test]
+async fn a_stopping_server_ends_its_sessions_and_meters_their_last_response() {
+    let seen = Seen::default();
+    let mut app = app_with_realtime(&seen).await;
+    let key = app.project_key().await;
+    let auth = format!("Bearer {}", key.secret.expose());
+    let (mut socket, _) = connect(&app, "?model=gpt-realtime", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(
+            json!({"type": "response.create", "response": {"metadata": {"hold": "yes"}}})
+                .to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut socket).await.unwrap()["type"],
+        "response.created"
+    );
+    assert_eq!(
+        next_event(&mut socket).await.unwrap()["type"],
+        "response.output_audio.delta"
+    );
+    // SIGTERM, as `tollgate serve` gets it: the session is told, its response cancelled and
+    // metered, and the server stops (it does not wait out the session's hour).
+    let stopping = tokio::spawn(app.gateway.take().unwrap().shutdown());
+    let ended = next_event(&mut socket).await.unwrap();
+    assert_eq!(ended["error"]["code"], "server_shutting_down", "{ended}");
+    assert!(next_event(&mut socket).await.is_none());
+    tokio::time::timeout(std::time::Duration::from_secs(10), stopping)
+        .await
+        .expect("the server stopped")
+        .unwrap();
+    // Stored before the server finished stopping.
+    let org = app.control.organization().await.unwrap();
+    let events = app.store.recent_usage(&org.id, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].output_tokens, 7);
+}

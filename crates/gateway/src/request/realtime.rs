@@ -15,7 +15,9 @@
 //!
 //! The session's key is checked again every few seconds and at each response: a key revoked,
 //! expired or suspended, an archived project, or a client token past its token cap ends the
-//! session (an `error` event, then both sides closed). Frames go through unchanged, bounded in
+//! session (an `error` event and the client's side closed; a response under way is cancelled
+//! and metered before the provider's side is closed). So does the server stopping
+//! (`server_shutting_down`) and the session's hour. Frames go through unchanged, bounded in
 //! size; a side that takes no frame for long ends the session; a session lasts at most an hour
 //! (OpenAI's own limit).
 //!
@@ -165,9 +167,11 @@ pub(crate) async fn serve(
     tracing::info!(model = %served, provider = %upstream.settings.name, "realtime session opened");
     // The connection is hyper's no longer once upgraded: the session counts it.
     let counted = Counted::new(meter.call.state.connections_open.clone());
+    let open = meter.call.state.sessions.open();
     tokio::spawn(tracing::Instrument::instrument(
         async move {
             let _counted = counted;
+            let _open = open;
             let client = match on_upgrade.await {
                 Ok(upgraded) => {
                     WebSocketStream::from_raw_socket(
@@ -478,7 +482,9 @@ async fn run(
     tokio::pin!(deadline);
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.tick().await;
-    let mut client_left = false;
+    let mut stopping = meter.call.state.stopping.clone();
+    // The client left, or was sent away: a response under way is cancelled and metered.
+    let mut client_gone = false;
     loop {
         tokio::select! {
             from_client = client.next() => match from_client {
@@ -491,7 +497,7 @@ async fn run(
                 // Pings are answered by the socket itself.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                    client_left = true;
+                    client_gone = true;
                     break;
                 }
             },
@@ -499,7 +505,7 @@ async fn run(
                 Some(Ok(Message::Text(text))) => {
                     let seen = meter.observe(text.as_str()).await;
                     if !send(&mut client, Message::Text(text)).await {
-                        client_left = true;
+                        client_gone = true;
                         break;
                     }
                     match seen {
@@ -513,7 +519,8 @@ async fn run(
                         }
                         Seen::Ended => {
                             if let Err(ending) = meter.may_go_on().await {
-                                end(&mut client, &mut provider, ending).await;
+                                tell(&mut client, ending).await;
+                                client_gone = true;
                                 break;
                             }
                         }
@@ -521,7 +528,7 @@ async fn run(
                 }
                 Some(Ok(message @ Message::Binary(_))) => {
                     if !send(&mut client, message).await {
-                        client_left = true;
+                        client_gone = true;
                         break;
                     }
                 }
@@ -542,29 +549,41 @@ async fn run(
             },
             _ = recheck.tick() => {
                 if let Err(ending) = meter.may_go_on().await {
-                    end(&mut client, &mut provider, ending).await;
+                    tell(&mut client, ending).await;
+                    client_gone = true;
                     break;
                 }
             }
+            // The server is stopping: the session ends now, its response in progress cancelled
+            // and metered, before the usage writer's last batch.
+            true = async { stopping.wait_for(|stop| *stop).await.is_ok() } => {
+                tell(&mut client, Ending {
+                    code: "server_shutting_down",
+                    message: "This session ended: the server is restarting. Reconnect to continue.".into(),
+                }).await;
+                client_gone = true;
+                break;
+            }
             () = &mut deadline => {
                 tracing::info!("realtime session reached its hour");
-                end(&mut client, &mut provider, Ending {
+                tell(&mut client, Ending {
                     code: "session_expired",
                     message: "This session reached its maximum duration of 60 minutes.".into(),
                 }).await;
+                client_gone = true;
                 break;
             }
         }
     }
-    if client_left && meter.in_progress {
+    if client_gone && meter.in_progress {
         drain(&mut provider, &mut meter).await;
     }
     let _ = tokio::time::timeout(SEND_TIMEOUT, provider.close(None)).await;
     meter.close();
 }
 
-/// Ends a session early: the client is told why; both sides are closed.
-async fn end<S>(client: &mut WebSocketStream<S>, provider: &mut ProviderSocket, ending: Ending)
+/// Tells the client why its session ends, and closes its side.
+async fn tell<S>(client: &mut WebSocketStream<S>, ending: Ending)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -575,10 +594,9 @@ where
     )
     .await;
     let _ = send(client, Message::Close(None)).await;
-    let _ = tokio::time::timeout(SEND_TIMEOUT, provider.close(None)).await;
 }
 
-/// The client left mid-response: the response is cancelled and its `response.done` (what the
+/// The client left (or was sent away) mid-response: the response is cancelled and its `response.done` (what the
 /// provider billed for it) awaited a few seconds and metered.
 async fn drain(provider: &mut ProviderSocket, meter: &mut SessionMeter) {
     let cancel = serde_json::json!({"type": "response.cancel"}).to_string();

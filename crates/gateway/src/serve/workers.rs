@@ -166,11 +166,21 @@ pub(crate) async fn serve(
         ));
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
+    let deadline = tokio::time::Instant::now() + grace;
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("requests still in flight after the shutdown grace period were cut off");
+    }
+    // Realtime sessions end themselves once told the server is stopping (their last responses
+    // cancelled and metered); their connections are hyper's no longer.
+    let sessions = app.state().sessions.clone();
+    if tokio::time::timeout_at(deadline, sessions.all_ended())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Realtime sessions still open after the shutdown grace period were cut off");
     }
     workers.stop().await;
 }
