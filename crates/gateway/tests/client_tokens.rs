@@ -18,6 +18,17 @@ fn chat(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hello there"}]})
 }
 
+/// A chat completion made with `secret` from a page on `origin`.
+async fn from_page(app: &TestApp, secret: &str, origin: &str) -> support::Reply {
+    app.post(
+        "/v1/chat/completions",
+        secret,
+        chat("gpt-4o-mini"),
+        &[("origin", origin)],
+    )
+    .await
+}
+
 async fn mint(app: &TestApp, key: &str, body: Value) -> support::Reply {
     app.post("/v1/realtime/client_secrets", key, body, &[])
         .await
@@ -307,14 +318,7 @@ async fn browsers_on_allowed_origins_and_no_others_get_cors_answers() {
         StatusCode::FORBIDDEN
     );
 
-    let reply = app
-        .post(
-            "/v1/chat/completions",
-            &token,
-            chat("gpt-4o-mini"),
-            &[("origin", PAGE)],
-        )
-        .await;
+    let reply = from_page(&app, &token, PAGE).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.headers["access-control-allow-origin"], PAGE);
     assert!(reply.headers["access-control-expose-headers"]
@@ -322,51 +326,22 @@ async fn browsers_on_allowed_origins_and_no_others_get_cors_answers() {
         .unwrap()
         .contains("x-request-id"));
     // From another page: refused, and nothing the page could read.
-    let reply = app
-        .post(
-            "/v1/chat/completions",
-            &token,
-            chat("gpt-4o-mini"),
-            &[("origin", "https://evil.example")],
-        )
-        .await;
+    let reply = from_page(&app, &token, "https://evil.example").await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert_eq!(reply.body["error"]["code"], "origin_not_allowed");
     assert!(reply.headers.get("access-control-allow-origin").is_none());
     // A key is never usable from a page, even one a token names.
-    let reply = app
-        .post(
-            "/v1/chat/completions",
-            key.secret.expose(),
-            chat("gpt-4o-mini"),
-            &[("origin", PAGE)],
-        )
-        .await;
+    let reply = from_page(&app, key.secret.expose(), PAGE).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.headers.get("access-control-allow-origin").is_none());
-    // An expired token's refusal is readable by the page that holds it.
+    // Expired: refused, and (no live token naming the page any more) nothing the page can read.
     app.clock.advance(599);
-    let reply = app
-        .post(
-            "/v1/chat/completions",
-            &token,
-            chat("gpt-4o-mini"),
-            &[("origin", PAGE)],
-        )
-        .await;
+    let reply = from_page(&app, &token, PAGE).await;
     assert_eq!(reply.status, StatusCode::OK);
     app.clock.advance(1);
-    let reply = app
-        .post(
-            "/v1/chat/completions",
-            &token,
-            chat("gpt-4o-mini"),
-            &[("origin", PAGE)],
-        )
-        .await;
+    let reply = from_page(&app, &token, PAGE).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.body["error"]["code"], "client_token_expired");
-    // The token expired: no live token names the page any more.
     assert!(reply.headers.get("access-control-allow-origin").is_none());
     assert_eq!(
         preflight(PAGE).await.unwrap().status(),

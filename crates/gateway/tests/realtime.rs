@@ -525,30 +525,26 @@ async fn an_open_session_ends_when_its_key_is_revoked_or_its_token_spent() {
     assert_eq!(app.usage_events(4).await.len(), 4);
 }
 
+/// A session on a new key with a response started and held by the provider until cancelled.
+async fn held_response(app: &TestApp) -> Client {
+    let key = app.project_key().await;
+    let auth = format!("Bearer {}", key.secret.expose());
+    let (mut socket, _) = connect(app, "?model=gpt-realtime", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    let hold = json!({"type": "response.create", "response": {"metadata": {"hold": "yes"}}});
+    socket.send(Message::text(hold.to_string())).await.unwrap();
+    for expected in ["response.created", "response.output_audio.delta"] {
+        assert_eq!(next_event(&mut socket).await.unwrap()["type"], expected);
+    }
+    socket
+}
+
 #[tokio::test]
 async fn a_response_its_client_left_is_cancelled_and_still_metered() {
     let seen = Seen::default();
     let app = app_with_realtime(&seen).await;
-    let key = app.project_key().await;
-    let auth = format!("Bearer {}", key.secret.expose());
-    let (mut socket, _) = connect(&app, "?model=gpt-realtime", &[("authorization", &auth)])
-        .await
-        .unwrap();
-    socket
-        .send(Message::text(
-            json!({"type": "response.create", "response": {"metadata": {"hold": "yes"}}})
-                .to_string(),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(
-        next_event(&mut socket).await.unwrap()["type"],
-        "response.created"
-    );
-    assert_eq!(
-        next_event(&mut socket).await.unwrap()["type"],
-        "response.output_audio.delta"
-    );
+    let socket = held_response(&app).await;
     // The client vanishes mid-response.
     drop(socket);
     let events = app.usage_events(1).await;
@@ -631,26 +627,7 @@ async fn each_response_is_admitted_against_the_budget() {
 async fn a_stopping_server_ends_its_sessions_and_meters_their_last_response() {
     let seen = Seen::default();
     let mut app = app_with_realtime(&seen).await;
-    let key = app.project_key().await;
-    let auth = format!("Bearer {}", key.secret.expose());
-    let (mut socket, _) = connect(&app, "?model=gpt-realtime", &[("authorization", &auth)])
-        .await
-        .unwrap();
-    socket
-        .send(Message::text(
-            json!({"type": "response.create", "response": {"metadata": {"hold": "yes"}}})
-                .to_string(),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(
-        next_event(&mut socket).await.unwrap()["type"],
-        "response.created"
-    );
-    assert_eq!(
-        next_event(&mut socket).await.unwrap()["type"],
-        "response.output_audio.delta"
-    );
+    let mut socket = held_response(&app).await;
     // SIGTERM, as `tollgate serve` gets it: the session is told, its response cancelled and
     // metered, and the server stops (it does not wait out the session's hour).
     let stopping = tokio::spawn(app.gateway.take().unwrap().shutdown());
