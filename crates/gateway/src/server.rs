@@ -79,6 +79,7 @@ pub struct RunningGateway {
     alerts_stop: watch::Sender<bool>,
     expiry_looks: Arc<std::sync::atomic::AtomicU64>,
     anomalies: crate::background::anomalies::Observer,
+    client_tokens: Arc<crate::background::client_tokens::ClientTokens>,
 }
 
 impl Gateway {
@@ -252,6 +253,7 @@ impl Gateway {
             .settings
             .max_body_bytes_in_flight
             .max(self.settings.max_body_bytes);
+        let client_tokens = Arc::new(crate::background::client_tokens::ClientTokens::default());
         let state = AppState(Arc::new(Shared {
             keys: keys.clone(),
             key_lookups: key_lookups.clone(),
@@ -272,6 +274,7 @@ impl Gateway {
             metrics,
             published_keys: Default::default(),
             anomalies: anomalies.clone(),
+            client_tokens: client_tokens.clone(),
             live_origins: Arc::default(),
             connections_open: Arc::default(),
             stopping: stop_rx.clone(),
@@ -302,6 +305,7 @@ impl Gateway {
             alerts_stop,
             expiry_looks,
             anomalies,
+            client_tokens,
         })
     }
 }
@@ -320,6 +324,11 @@ impl RunningGateway {
     /// diagnostics).
     pub fn key_lookups_made(&self) -> u64 {
         self.key_lookups.made()
+    }
+
+    /// Store lookups of client tokens new to this server so far.
+    pub fn client_token_lookups_made(&self) -> u64 {
+        self.client_tokens.lookups_made()
     }
 
     /// The live rate limits and budgets (for tests and diagnostics).

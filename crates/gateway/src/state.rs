@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub published_keys: Arc<crate::published_keys::PublishedKeys>,
     /// Where requests are handed to the suspicious-use detector.
     pub anomalies: crate::background::anomalies::Observer,
+    /// Client tokens this server has seen, and the cap on looking up new ones.
+    pub client_tokens: Arc<crate::background::client_tokens::ClientTokens>,
     /// Which browser origins live client tokens name, remembered for CORS preflights.
     pub live_origins: Arc<crate::live_origins::LiveOrigins>,
     /// Turns `true` when the server begins to stop: what outlives a request (a Realtime

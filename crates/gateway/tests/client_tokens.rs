@@ -348,3 +348,31 @@ async fn browsers_on_allowed_origins_and_no_others_get_cors_answers() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn forged_tokens_cost_one_lookup_each_and_known_ones_none() {
+    let app = TestApp::spawn().await;
+    let gateway = app.gateway.as_ref().unwrap();
+    let key = app.project_key().await;
+    let (token, _) = minted(&app, key.secret.expose(), json!({})).await;
+    for _ in 0..3 {
+        assert_eq!(app.models(&token).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        gateway.client_token_lookups_made(),
+        0,
+        "a token minted here is known here"
+    );
+    // Checksum-valid tokens nobody minted: each is looked up once, then known to be unknown.
+    let forged: Vec<String> = (0..5)
+        .map(|_| tollgate_core::client_token::generate().expose().to_owned())
+        .collect();
+    for _ in 0..3 {
+        for token in &forged {
+            app.models(token)
+                .await
+                .assert_error(401, Some("invalid_api_key"), "Incorrect API key");
+        }
+    }
+    assert_eq!(gateway.client_token_lookups_made(), 5);
+}

@@ -5,6 +5,7 @@
 pub mod anomalies;
 pub(crate) mod budget_alerts;
 pub(crate) mod catalog;
+pub(crate) mod client_tokens;
 pub(crate) mod denials;
 pub(crate) mod expiry_alerts;
 pub(crate) mod follower;

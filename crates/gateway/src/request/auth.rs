@@ -1,3 +1,4 @@
+use crate::background::client_tokens::Lookup;
 use crate::background::key_table::LiveKey;
 use crate::error::GatewayError;
 use crate::headers::{OPENAI_ORGANIZATION, OPENAI_PROJECT, OPENAI_VERSION, X_FORWARDED_FOR};
@@ -255,16 +256,17 @@ async fn resolve_client_token(
         shown: mask_presented(presented),
     };
     let secret = client_token::parse(presented).map_err(|_| invalid())?;
-    let found = state
-        .store
-        .client_token(&state.hasher.hash(&secret))
+    let hash = state.hasher.hash(&secret);
+    let found = match state
+        .client_tokens
+        .find(&state.store, hash, state.clock.now())
         .await
-        .map_err(|err| {
-            tracing::warn!(error = %err, "a client token could not be looked up");
-            GatewayError::KeyUnchecked
-        })?
-        .ok_or_else(invalid)?;
-    let token = found.token;
+    {
+        Lookup::Found(found) => found,
+        Lookup::Unknown => return Err(invalid()),
+        Lookup::Unchecked => return Err(GatewayError::KeyUnchecked),
+    };
+    let token = &found.token;
     let redacted = client_token::redact(presented);
     tracing::Span::current().record("client_token", token.id.as_str());
     let now = state.clock.now();
@@ -300,10 +302,10 @@ async fn resolve_client_token(
         key,
         client_ip,
         token: Some(Arc::new(TokenUse {
-            id: token.id,
-            grant: token.grant,
+            id: token.id.clone(),
+            grant: token.grant.clone(),
             redacted,
-            session: token.session,
+            session: token.session.clone(),
         })),
     })
 }

@@ -177,6 +177,14 @@ pub(crate) async fn mint(
     for origin in &token.grant.allowed_origins {
         state.live_origins.minted(origin, token.grant.expires_at);
     }
+    // Known here at once: its first use costs no lookup.
+    state.client_tokens.remember(
+        std::sync::Arc::new(tollgate_store::FoundClientToken {
+            token: token.clone(),
+            key_hash: key.hash,
+        }),
+        now,
+    );
     let grant = &token.grant;
     // The effective session, as OpenAI answers it: an id, and the object its type names.
     let mut session = session.unwrap_or_else(|| serde_json::json!({ "type": "realtime" }));
