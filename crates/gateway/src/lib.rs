@@ -12,6 +12,7 @@ mod error;
 mod headers;
 mod ledger;
 mod live_origins;
+mod lookup_cap;
 mod metrics;
 pub mod mock;
 pub mod published_keys;

@@ -7,6 +7,7 @@
 //! the store a bounded trickle of indexed reads, and a token that could not be looked up gets
 //! a retryable 503, not a 401, as keys new to the server do (see `key_lookup`).
 
+use crate::lookup_cap::LookupCap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,8 +44,7 @@ pub struct ClientTokens {
 struct Inner {
     known: HashMap<KeyHash, Arc<FoundClientToken>>,
     unknown: HashMap<KeyHash, Instant>,
-    allowance: f64,
-    refilled: Instant,
+    cap: LookupCap,
 }
 
 impl Default for ClientTokens {
@@ -53,8 +53,7 @@ impl Default for ClientTokens {
             inner: Mutex::new(Inner {
                 known: HashMap::new(),
                 unknown: HashMap::new(),
-                allowance: f64::from(LOOKUPS_PER_SECOND),
-                refilled: Instant::now(),
+                cap: LookupCap::new(LOOKUPS_PER_SECOND),
             }),
             lookups: Default::default(),
         }
@@ -80,7 +79,7 @@ impl ClientTokens {
                 }
                 inner.unknown.remove(&hash);
             }
-            if !inner.take(at) {
+            if !inner.cap.take(at) {
                 return Lookup::Unchecked;
             }
         }
@@ -135,41 +134,22 @@ impl ClientTokens {
     }
 }
 
-impl Inner {
-    fn take(&mut self, now: Instant) -> bool {
-        let rate = f64::from(LOOKUPS_PER_SECOND);
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.allowance = (self.allowance + elapsed * rate).min(rate);
-        self.refilled = now;
-        if self.allowance >= 1.0 {
-            self.allowance -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn lookups_are_capped_per_second_and_the_allowance_refills() {
+        let tokens = ClientTokens::default();
+        let mut inner = tokens.lock();
         let start = Instant::now();
-        let mut inner = Inner {
-            known: HashMap::new(),
-            unknown: HashMap::new(),
-            allowance: f64::from(LOOKUPS_PER_SECOND),
-            refilled: start,
-        };
         let taken = (0..LOOKUPS_PER_SECOND * 2)
-            .filter(|_| inner.take(start))
+            .filter(|_| inner.cap.take(start))
             .count();
         assert_eq!(taken, LOOKUPS_PER_SECOND as usize);
-        assert!(!inner.take(start + Duration::from_micros(100)));
+        assert!(!inner.cap.take(start + Duration::from_micros(100)));
         assert!(
-            inner.take(start + Duration::from_millis(10)),
+            inner.cap.take(start + Duration::from_millis(10)),
             "5 more after 10 ms"
         );
     }

@@ -20,6 +20,7 @@
 
 use crate::background::follower::Follower;
 use crate::background::key_table::LiveKey;
+use crate::lookup_cap::LookupCap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,7 +63,6 @@ struct InFlight {
 #[derive(Debug)]
 pub struct KeyLookups {
     follower: Arc<Follower>,
-    per_second: u32,
     state: Mutex<State>,
     /// Store lookups made (for tests and diagnostics).
     made: AtomicU64,
@@ -70,9 +70,8 @@ pub struct KeyLookups {
 
 #[derive(Debug)]
 struct State {
-    /// Tokens left, refilled continuously at `per_second` up to `per_second`.
-    tokens: f64,
-    refilled: Instant,
+    /// The cap on lookups a second.
+    cap: LookupCap,
     in_flight: HashMap<KeyHash, InFlight>,
     unknown: HashMap<KeyHash, Instant>,
     /// Lookups refused over the rate since the last warning, and when that was.
@@ -124,7 +123,6 @@ impl KeyLookups {
     pub fn new(follower: Arc<Follower>, per_second: u32) -> KeyLookups {
         KeyLookups {
             follower,
-            per_second,
             state: Mutex::new(State::new(per_second)),
             made: AtomicU64::new(0),
         }
@@ -164,7 +162,7 @@ impl KeyLookups {
             });
             let lookup = match joined {
                 Some(lookup) => lookup,
-                None if state.take_token(self.per_second, now) => {
+                None if state.cap.take(now) => {
                     let lookup = Lookup::default();
                     state.in_flight.insert(
                         hash,
@@ -229,8 +227,7 @@ impl KeyLookups {
 impl State {
     fn new(per_second: u32) -> State {
         State {
-            tokens: f64::from(per_second),
-            refilled: Instant::now(),
+            cap: LookupCap::new(per_second),
             in_flight: HashMap::new(),
             unknown: HashMap::new(),
             refused: 0,
@@ -257,19 +254,6 @@ impl State {
         self.warned = Some(now);
     }
 
-    fn take_token(&mut self, per_second: u32, now: Instant) -> bool {
-        let rate = f64::from(per_second);
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(rate);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
     fn remember_unknown(&mut self, hash: KeyHash, now: Instant) {
         if self.unknown.len() >= MAX_NEGATIVE {
             self.unknown
@@ -285,20 +269,6 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_bucket_allows_its_rate_and_refills_continuously() {
-        let mut state = State::new(10);
-        let start = Instant::now();
-        let taken = (0..100).filter(|_| state.take_token(10, start)).count();
-        assert_eq!(taken, 10, "a full bucket holds one second's worth");
-        assert!(!state.take_token(10, start + Duration::from_millis(50)));
-        assert!(state.take_token(10, start + Duration::from_millis(150)));
-        let later = start + Duration::from_secs(60);
-        let taken = (0..100).filter(|_| state.take_token(10, later)).count();
-        assert_eq!(taken, 10, "an idle bucket never holds more than its rate");
-        assert!(!State::new(0).take_token(0, later), "0 looks nothing up");
-    }
 
     #[test]
     fn the_negative_cache_stays_bounded() {
