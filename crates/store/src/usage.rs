@@ -10,17 +10,25 @@ use tollgate_core::{KeyId, MicroUsd, OrgId, ProjectId, UnixTime};
 /// batch, and writing its placeholders cost more than binding).
 const ROWS_PER_INSERT: [usize; 3] = [256, 16, 1];
 
-/// The inserts of [`ROWS_PER_INSERT`] events, largest first, with their sizes; the texts are
-/// written once per process.
-fn inserts() -> &'static [(usize, String)] {
-    static TEXTS: std::sync::LazyLock<Vec<(usize, String)>> = std::sync::LazyLock::new(|| {
+/// Columns of one event's row.
+const COLUMNS: usize = 16;
+
+/// The inserts of [`ROWS_PER_INSERT`] events for `dialect`, largest first, with their sizes;
+/// the texts are written once per process.
+///
+/// SQLite's are written with anonymous `?` placeholders, not `$N`: SQLite keeps named
+/// parameters (`$N` and `?NNN` alike) in a list it scans linearly for each name, and sqlx asks
+/// each parameter's name when binding, so binding 4,096 `$N` took quadratic time (40% of the
+/// server's CPU at saturation, `bench/proxy-cpu.sh`); anonymous ones are bound by position.
+fn inserts(dialect: Dialect) -> &'static [(usize, String)] {
+    fn texts(placeholder: impl Fn(usize) -> String) -> Vec<(usize, String)> {
         ROWS_PER_INSERT
             .iter()
             .map(|&rows| {
                 let values = (0..rows)
                     .map(|row| {
                         let params: Vec<String> =
-                            (1..=16).map(|col| format!("${}", row * 16 + col)).collect();
+                            (1..=COLUMNS).map(|col| placeholder(row * COLUMNS + col)).collect();
                         format!("({})", params.join(", "))
                     })
                     .collect::<Vec<_>>()
@@ -36,8 +44,15 @@ fn inserts() -> &'static [(usize, String)] {
                 )
             })
             .collect()
-    });
-    &TEXTS
+    }
+    static SQLITE: std::sync::LazyLock<Vec<(usize, String)>> =
+        std::sync::LazyLock::new(|| texts(|_| "?".to_owned()));
+    static POSTGRES: std::sync::LazyLock<Vec<(usize, String)>> =
+        std::sync::LazyLock::new(|| texts(|n| format!("${n}")));
+    match dialect {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Postgres => &POSTGRES,
+    }
 }
 
 /// The roll-up summed by one column; `$column` and `$order` are literals, never input.
@@ -121,7 +136,7 @@ pub(crate) async fn record(tx: &mut Tx, events: &[UsageEvent]) -> Result<()> {
         .fetch_one(e)
         .await)?;
     let mut rest = events;
-    for (size, sql) in inserts() {
+    for (size, sql) in inserts(tx.dialect()) {
         while rest.len() >= *size {
             let (chunk, tail) = rest.split_at(*size);
             rest = tail;

@@ -1281,6 +1281,40 @@ async fn rate_limits_and_budgets_are_set_replaced_and_removed() {
 }
 
 #[tokio::test]
+async fn a_large_batch_of_usage_events_is_stored_field_for_field() {
+    // 256 + 16 + 1 + 3 rows: every size of multi-row insert, each row's values its own.
+    let w = world().await;
+    let a = w.project_key(1).await;
+    let b = w.project_key(2).await;
+    let events: Vec<UsageEvent> = (0..276i64)
+        .map(|i| {
+            let key = if i % 3 == 0 { &b } else { &a };
+            let mut e = event(
+                &w,
+                &format!("req_{i:03}"),
+                key,
+                &format!("model-{i}"),
+                1_000 + i,
+            );
+            e.endpoint = format!("/v1/endpoint-{i}");
+            e.input_tokens = i;
+            e.cached_input_tokens = 1_000 + i;
+            e.output_tokens = 2_000 + i;
+            e.reasoning_tokens = 3_000 + i;
+            e.cost = MicroUsd(4_000 + i);
+            e.status = 200 + u16::try_from(i % 300).unwrap();
+            e.latency_ms = 5_000 + i;
+            e.client_ip = (i % 2 == 0).then(|| format!("10.0.{}.{}", i / 256, i % 256));
+            e
+        })
+        .collect();
+    w.store.record_usage(&events).await.unwrap();
+    let mut stored = w.store.recent_usage(&w.org.id, 1_000).await.unwrap();
+    stored.reverse();
+    assert_eq!(stored, events);
+}
+
+#[tokio::test]
 async fn usage_is_recorded_once_and_read_back_in_every_shape() {
     let w = world().await;
     let s = &w.store;

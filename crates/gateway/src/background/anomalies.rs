@@ -27,6 +27,12 @@ use tollgate_store::{Actor, AuditEntry, Store};
 /// Observations waiting for the task; more are dropped (and counted).
 const QUEUE: usize = 65_536;
 
+/// How long the task gathers observations after the first before judging them: under load it
+/// wakes at most this often, not once a request (woken for each, it cost the server 77 µs of
+/// CPU a request at saturation against 59-65 µs gathered: wrk, 32 connections, 2 cores), and a
+/// finding is at most this late.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
+
 enum Observation {
     Used {
         key: KeyId,
@@ -130,51 +136,65 @@ pub fn start(
         let mut watch = Watch::new(thresholds);
         let client = webhooks::client(&alerts);
         let settings = Arc::new(alerts);
+        let context = Context {
+            store: &store,
+            org: &org,
+            clock: &clock,
+            client: &client,
+            settings: &settings,
+            keys: &keys,
+            suspend: &suspend,
+        };
         loop {
-            let observation = tokio::select! {
+            let first = tokio::select! {
                 o = rx.recv() => o,
                 _ = stop.changed() => None,
             };
-            let Some(observation) = observation else {
+            let Some(first) = first else {
                 return;
             };
-            let (key, project, found) = match observation {
-                Observation::Used {
-                    key,
-                    project,
-                    address,
-                    cost,
-                    at,
-                } => {
-                    let found = watch.used(&key, address, cost, at);
-                    (key, project, found)
-                }
-                Observation::Refused {
-                    key,
-                    project,
-                    address,
-                    at,
-                } => {
-                    let found = watch.failed(&key, address, at);
-                    (key, project, found)
-                }
-            };
-            let context = Context {
-                store: &store,
-                org: &org,
-                clock: &clock,
-                client: &client,
-                settings: &settings,
-                keys: &keys,
-                suspend: &suspend,
-            };
-            for anomaly in found {
-                report(&context, &key, project.as_ref(), &anomaly).await;
+            // What arrives in the next moment is judged with it: a task woken for each
+            // request cost every request a wake-up of another thread.
+            tokio::select! {
+                _ = tokio::time::sleep(GATHER) => {}
+                _ = stop.changed() => return,
             }
-            judged.fetch_add(1, Ordering::SeqCst);
+            let mut next = Some(first);
+            while let Some(observation) = next.take().or_else(|| rx.try_recv().ok()) {
+                judge(&mut watch, &context, observation).await;
+                judged.fetch_add(1, Ordering::SeqCst);
+            }
         }
     });
     (observer, task)
+}
+
+/// Judges one observation and reports what stands out.
+async fn judge(watch: &mut Watch, context: &Context<'_>, observation: Observation) {
+    let (key, project, found) = match observation {
+        Observation::Used {
+            key,
+            project,
+            address,
+            cost,
+            at,
+        } => {
+            let found = watch.used(&key, address, cost, at);
+            (key, project, found)
+        }
+        Observation::Refused {
+            key,
+            project,
+            address,
+            at,
+        } => {
+            let found = watch.failed(&key, address, at);
+            (key, project, found)
+        }
+    };
+    for anomaly in found {
+        report(context, &key, project.as_ref(), &anomaly).await;
+    }
 }
 
 /// What reporting a finding needs.
