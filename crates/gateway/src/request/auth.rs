@@ -54,7 +54,7 @@ impl Principal {
                 holder: format!("Project `{project}`"),
             });
         }
-        if !admits(&self.key.allowed_models) {
+        if !admits(self.key.allowed_models()) {
             return Err(GatewayError::ModelNotAllowed {
                 model: requested.to_owned(),
                 holder: "This API key".to_owned(),
@@ -218,7 +218,7 @@ fn check_key(
     let open = IpAllowList::default();
     let project_ips = record.project.as_deref().map_or(&open, |p| &p.allowed_ips);
     let key_ips = match through {
-        Through::Key => &record.allowed_ips,
+        Through::Key => record.allowed_ips(),
         Through::ClientToken => &open,
     };
     for (list, what) in [(project_ips, "project"), (key_ips, "API key")] {

@@ -146,7 +146,7 @@ pub(crate) async fn mint(
     };
     let now = state.clock.now();
     let grant = ask
-        .grant(&key.permissions, &key.allowed_models, now)
+        .grant(&key.permissions, key.allowed_models(), now)
         .map_err(|err| invalid(err.to_string(), err.param()))?;
     if grant.scopes.is_empty() {
         return Err(invalid(
