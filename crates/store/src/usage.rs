@@ -20,6 +20,8 @@ const COLUMNS: usize = 16;
 /// parameters (`$N` and `?NNN` alike) in a list it scans linearly for each name, and sqlx asks
 /// each parameter's name when binding, so binding 4,096 `$N` took quadratic time (40% of the
 /// server's CPU at saturation, `bench/proxy-cpu.sh`); anonymous ones are bound by position.
+/// `cargo bench -p tollgate-store --bench usage_writes`: 22.2 ms a batch of 256 with `$N`,
+/// 1.46 ms with `?`.
 fn inserts(dialect: Dialect) -> &'static [(usize, String)] {
     fn texts(placeholder: impl Fn(usize) -> String) -> Vec<(usize, String)> {
         ROWS_PER_INSERT
