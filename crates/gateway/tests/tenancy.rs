@@ -415,6 +415,29 @@ async fn ids_where_ids_do_not_belong_are_a_400_and_stray_ones_a_404() {
             "No such File object: file-neverseen"
         );
     }
+    // The same past the size a serving thread reads itself (the blocking pool reads these):
+    // a stray id deep in a 200 KB body, metered and passed through, and a malformed one.
+    let long = "x".repeat(200_000);
+    for (path, body, status) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [{"type": "text", "text": long}, {"type": "file", "file": {"file_id": "file-neverseen"}}]}]}),
+            404,
+        ),
+        (
+            "/v1/batches",
+            json!({"metadata": {"note": long}, "input_file_id": "file-neverseen", "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+            404,
+        ),
+        (
+            "/v1/batches",
+            json!({"metadata": {"note": long}, "input_file_id": 12, "endpoint": "/v1/chat/completions"}),
+            400,
+        ),
+    ] {
+        let (got, err) = t.call("POST", path, &t.a, Some(body)).await;
+        assert_eq!(got, status, "{path}: {err}");
+    }
     assert_eq!(t.app.mock.requests().len(), before, "nothing was forwarded");
     // A chat message that merely mentions an id is not a reference.
     let (status, _) = t

@@ -85,14 +85,21 @@ impl<'a> Tenant<'a> {
     }
 
     /// Checks the objects a JSON body names (a body that names none is not parsed for it).
-    pub(crate) async fn check_body(&self, raw: &[u8]) -> Result<(), GatewayError> {
-        if !objects::may_name_objects(raw) {
-            return Ok(());
+    pub(crate) async fn check_body(&self, raw: &Bytes) -> Result<(), GatewayError> {
+        let named = if raw.len() <= crate::tokens::INLINE_BYTES {
+            named_in(raw)?
+        } else {
+            // Reading a large body takes milliseconds the serving thread's other connections
+            // would wait: the blocking pool does it.
+            let raw = raw.clone();
+            crate::tokens::off_thread(move || named_in(&raw))
+                .await
+                .ok_or_else(|| GatewayError::InvalidJson("the body could not be parsed".into()))??
+        };
+        match named {
+            Some(named) => self.check(&named).await,
+            None => Ok(()),
         }
-        let value: Value =
-            serde_json::from_slice(raw).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
-        let named = objects::body_references(&value).map_err(GatewayError::MalformedObjectId)?;
-        self.check(&named).await
     }
 
     /// What the request's answer makes, for the meter to record.
@@ -399,4 +406,16 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
             let v = v.trim_start().to_ascii_lowercase();
             v.starts_with("application/json") || v.contains("+json")
         })
+}
+
+/// The objects a JSON body names; `None` when it holds none of the fields that name one.
+fn named_in(raw: &[u8]) -> Result<Option<Vec<Named>>, GatewayError> {
+    if !objects::may_name_objects(raw) {
+        return Ok(None);
+    }
+    let value: Value =
+        serde_json::from_slice(raw).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+    objects::body_references(&value)
+        .map(Some)
+        .map_err(GatewayError::MalformedObjectId)
 }
