@@ -217,6 +217,17 @@ impl Store {
         Ok(row.map(|(used,)| used))
     }
 
+    /// The tokens a client token has used so far (`None` for a token that is gone).
+    pub async fn client_token_tokens_used(&self, id: &ClientTokenId) -> Result<Option<i64>> {
+        let row: Option<(i64,)> = in_pool!(self.pool, e => sqlx::query_as(
+            "SELECT tokens_used FROM client_tokens WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(e)
+        .await)?;
+        Ok(row.map(|(used,)| used))
+    }
+
     /// Whether some live token may be used from `origin` (normalized): what a CORS preflight,
     /// which carries no token, is answered by.
     pub async fn client_origin_live(&self, origin: &str, now: UnixTime) -> Result<bool> {

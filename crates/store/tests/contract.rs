@@ -1970,6 +1970,16 @@ async fn client_tokens_are_found_by_hash_and_counted_atomically_within_their_cap
         s.add_client_token_tokens(&capped.id, 40).await.unwrap(),
         Some(100)
     );
+    assert_eq!(
+        s.client_token_tokens_used(&capped.id).await.unwrap(),
+        Some(100)
+    );
+    assert_eq!(
+        s.client_token_tokens_used(&tollgate_core::ClientTokenId::generate())
+            .await
+            .unwrap(),
+        None
+    );
     assert!(!s
         .take_client_token_request(&capped.id, UnixTime(5_004))
         .await

@@ -7,7 +7,7 @@
 //! the store a bounded trickle of indexed reads, and a token that could not be looked up gets
 //! a retryable 503, not a 401, as keys new to the server do (see `key_lookup`).
 
-use crate::lookup_cap::LookupCap;
+use crate::lookup_cap::{LookupCap, Unknown};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,9 +18,7 @@ use tollgate_store::{FoundClientToken, Store};
 pub const LOOKUPS_PER_SECOND: u32 = 500;
 /// Longest wait for the store.
 const LOOKUP_WAIT: Duration = Duration::from_secs(2);
-/// How long the store's "no such token" is believed.
-const UNKNOWN_FOR: Duration = Duration::from_secs(10);
-/// Most tokens remembered, known or unknown (each map); past that, expired ones go, then all.
+/// Most tokens remembered; past that, expired ones go, then all.
 const MAX_REMEMBERED: usize = 100_000;
 
 /// What looking a token up found.
@@ -43,7 +41,7 @@ pub struct ClientTokens {
 #[derive(Debug)]
 struct Inner {
     known: HashMap<KeyHash, Arc<FoundClientToken>>,
-    unknown: HashMap<KeyHash, Instant>,
+    unknown: Unknown,
     cap: LookupCap,
 }
 
@@ -52,7 +50,7 @@ impl Default for ClientTokens {
         ClientTokens {
             inner: Mutex::new(Inner {
                 known: HashMap::new(),
-                unknown: HashMap::new(),
+                unknown: Unknown::default(),
                 cap: LookupCap::new(LOOKUPS_PER_SECOND),
             }),
             lookups: Default::default(),
@@ -73,11 +71,8 @@ impl ClientTokens {
                 return Lookup::Found(found.clone());
             }
             let at = Instant::now();
-            if let Some(since) = inner.unknown.get(&hash) {
-                if at.duration_since(*since) < UNKNOWN_FOR {
-                    return Lookup::Unknown;
-                }
-                inner.unknown.remove(&hash);
+            if inner.unknown.holds(&hash, at) {
+                return Lookup::Unknown;
             }
             if !inner.cap.take(at) {
                 return Lookup::Unchecked;
@@ -92,17 +87,7 @@ impl ClientTokens {
                 Lookup::Found(found)
             }
             Ok(Ok(None)) => {
-                let mut inner = self.lock();
-                let at = Instant::now();
-                if inner.unknown.len() >= MAX_REMEMBERED {
-                    inner
-                        .unknown
-                        .retain(|_, since| at.duration_since(*since) < UNKNOWN_FOR);
-                    if inner.unknown.len() >= MAX_REMEMBERED {
-                        inner.unknown.clear();
-                    }
-                }
-                inner.unknown.insert(hash, at);
+                self.lock().unknown.remember(hash, Instant::now());
                 Lookup::Unknown
             }
             Ok(Err(err)) => {
@@ -124,7 +109,7 @@ impl ClientTokens {
                 inner.known.clear();
             }
         }
-        inner.unknown.remove(&found.token.token_hash);
+        inner.unknown.forget(&found.token.token_hash);
         inner.known.insert(found.token.token_hash, found);
     }
 

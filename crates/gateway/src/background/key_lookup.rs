@@ -20,7 +20,7 @@
 
 use crate::background::follower::Follower;
 use crate::background::key_table::LiveKey;
-use crate::lookup_cap::LookupCap;
+use crate::lookup_cap::{LookupCap, Unknown};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,10 +31,6 @@ use tollgate_core::{KeyHash, SecretKey};
 /// Longest wait for the database when looking up a key new to this server.
 const LOOKUP_WAIT: Duration = Duration::from_secs(2);
 
-/// How long the store's "no such key" is believed.
-const NEGATIVE_FOR: Duration = Duration::from_secs(10);
-/// Most keys remembered as unknown; at the rate cap the cache never gets near it.
-const MAX_NEGATIVE: usize = 100_000;
 /// Shortest time between two warnings about refused lookups.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -73,7 +69,7 @@ struct State {
     /// The cap on lookups a second.
     cap: LookupCap,
     in_flight: HashMap<KeyHash, InFlight>,
-    unknown: HashMap<KeyHash, Instant>,
+    unknown: Unknown,
     /// Lookups refused over the rate since the last warning, and when that was.
     refused: u64,
     warned: Option<Instant>,
@@ -102,7 +98,7 @@ impl Drop for Share<'_> {
         if finished.is_some() || entry.waiters == 0 {
             state.in_flight.remove(&self.hash);
             if matches!(finished, Some(Found::Missing)) {
-                state.remember_unknown(self.hash, Instant::now());
+                state.unknown.remember(self.hash, Instant::now());
             }
         }
     }
@@ -150,11 +146,8 @@ impl KeyLookups {
         let share = {
             let mut state = self.lock();
             let now = Instant::now();
-            if let Some(since) = state.unknown.get(&hash) {
-                if now.duration_since(*since) < NEGATIVE_FOR {
-                    return Ok(None);
-                }
-                state.unknown.remove(&hash);
+            if state.unknown.holds(&hash, now) {
+                return Ok(None);
             }
             let joined = state.in_flight.get_mut(&hash).map(|entry| {
                 entry.waiters += 1;
@@ -229,7 +222,7 @@ impl State {
         State {
             cap: LookupCap::new(per_second),
             in_flight: HashMap::new(),
-            unknown: HashMap::new(),
+            unknown: Unknown::default(),
             refused: 0,
             warned: None,
         }
@@ -252,33 +245,5 @@ impl State {
         );
         self.refused = 0;
         self.warned = Some(now);
-    }
-
-    fn remember_unknown(&mut self, hash: KeyHash, now: Instant) {
-        if self.unknown.len() >= MAX_NEGATIVE {
-            self.unknown
-                .retain(|_, since| now.duration_since(*since) < NEGATIVE_FOR);
-            if self.unknown.len() >= MAX_NEGATIVE {
-                self.unknown.clear();
-            }
-        }
-        self.unknown.insert(hash, now);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_negative_cache_stays_bounded() {
-        let mut state = State::new(10);
-        let now = Instant::now();
-        for n in 0..(MAX_NEGATIVE as u64 + 10) {
-            let mut bytes = [0u8; 32];
-            bytes[..8].copy_from_slice(&n.to_le_bytes());
-            state.remember_unknown(KeyHash(bytes), now);
-        }
-        assert!(state.unknown.len() <= MAX_NEGATIVE);
     }
 }

@@ -426,7 +426,7 @@ impl SessionMeter {
         if let Some(token) = &principal.token {
             if let Some(cap) = token.grant.max_tokens {
                 // One read of the count other sessions and requests share.
-                let used = state.store.add_client_token_tokens(&token.id, 0).await;
+                let used = state.store.client_token_tokens_used(&token.id).await;
                 if used.is_ok_and(|used| used.is_some_and(|used| used >= cap)) {
                     return Err(Ending {
                         code: "client_token_exhausted",
@@ -596,8 +596,8 @@ where
     let _ = send(client, Message::Close(None)).await;
 }
 
-/// The client left (or was sent away) mid-response: the response is cancelled and its `response.done` (what the
-/// provider billed for it) awaited a few seconds and metered.
+/// The client left (or was sent away) mid-response: the response is cancelled and its
+/// `response.done` (what the provider billed for it) awaited a few seconds and metered.
 async fn drain(provider: &mut ProviderSocket, meter: &mut SessionMeter) {
     let cancel = serde_json::json!({"type": "response.cancel"}).to_string();
     let _ = send(provider, Message::text(cancel)).await;
