@@ -8,10 +8,12 @@
 //!   take with it. Nothing is `fsync`ed: a power cut can still lose the last seconds, as it can
 //!   the database's own un-synced pages. The append costs 3.3k instructions of user space
 //!   (callgrind; the line written by [`encode_line`]) and one `write(2)` a request.
-//! - **Segments.** Events go to numbered segment files (`usage-<n>.jsonl`). A segment is
-//!   deleted once the writer has stored every event appended to it; the current one is
-//!   emptied when all of its events are stored, so an idle gateway keeps an empty spool. A new
-//!   segment starts every [`SEGMENT_BYTES`].
+//! - **Segments and lanes.** Events go to numbered segment files (`usage-<n>.jsonl`). Each
+//!   appending thread has a lane, with an open segment and a lock of its own, so the serving
+//!   threads never wait for each other's write. A segment is deleted once the writer has stored
+//!   every event appended to it; a lane's open one is emptied when all of its events are
+//!   stored, so an idle gateway keeps an empty spool. A lane starts a new segment every
+//!   [`SEGMENT_BYTES`].
 //! - **Replayed exactly once.** At start, the segments a previous process left are read (a
 //!   torn last line is skipped with a warning) and their events go to the writer like any
 //!   other; the segments are deleted once stored. The database ignores an event whose request
@@ -129,25 +131,56 @@ struct Segment {
     appended: u64,
     stored: u64,
     bytes: u64,
+    /// The lane appending to it, while it is that lane's open segment.
+    lane: Option<usize>,
 }
 
-#[derive(Debug)]
-struct Current {
-    number: u64,
-    file: File,
-    segments: BTreeMap<u64, Segment>,
+/// Where one thread (or a few) appends: its own open segment, so that the serving threads
+/// never wait for each other's `write(2)`. Opened at its first append.
+#[derive(Debug, Default)]
+struct Lane {
+    open: Option<(u64, File)>,
 }
 
 /// The spool of one gateway; see the module's documentation.
+///
+/// Appends go to lanes, each with its own segment file and lock, picked by the appending
+/// thread. With one file and one lock, both serving threads of a 2-core machine took the lock
+/// around every `write(2)`: `perf` put 1.4% of the process in contended futex calls
+/// (bench/README.md, 2026-12-08).
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
-    current: Mutex<Current>,
+    lanes: Box<[Mutex<Lane>]>,
+    /// Every live segment's counts. Taken after a lane's lock, never before it, and never
+    /// held across I/O.
+    segments: Mutex<BTreeMap<u64, Segment>>,
+    /// The number of the next segment a lane opens.
+    next_number: AtomicU64,
     /// Bytes in every live segment.
     bytes: AtomicU64,
     max_bytes: u64,
     /// Held for the lock on the directory.
     _lock: File,
+}
+
+/// The lane of the calling thread: threads are given lanes in turn the first time they append
+/// (a serving thread appends for every request, so each gets one of its own when there are
+/// enough lanes; a shared lane is still correct, only contended).
+fn lane_of_thread(lanes: usize) -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static TURN: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    let turn = TURN.with(|t| *t);
+    (turn % lanes.max(1) as u64) as usize
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
@@ -324,31 +357,25 @@ impl Spool {
                     appended,
                     stored: 0,
                     bytes,
+                    lane: None,
                 },
             );
         }
         let number = found.last().map_or(1, |(n, _)| n + 1);
-        let file = open_segment(dir, number)?;
-        segments.insert(number, Segment::default());
+        // A lane for every serving thread (one a core) and as many again for the threads
+        // that append now and then (a request dropped mid-way queues its event from the
+        // background runtime).
+        let lanes = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
         let spool = Spool {
             dir: dir.to_owned(),
-            current: Mutex::new(Current {
-                number,
-                file,
-                segments,
-            }),
+            lanes: (0..lanes).map(|_| Mutex::new(Lane::default())).collect(),
+            segments: Mutex::new(segments),
+            next_number: AtomicU64::new(number),
             bytes: AtomicU64::new(total),
             max_bytes,
             _lock: lock,
         };
         Ok((spool, leftover))
-    }
-
-    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
-        match self.current.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
     }
 
     /// Bytes of events not yet stored (or not yet known to be).
@@ -365,43 +392,96 @@ impl Spool {
     /// not be written (a full disk) is logged and goes to the database unspooled (`None`).
     pub fn append(&self, event: &UsageEvent) -> Option<u64> {
         let line = encode_line(event);
-        let mut current = self.current();
-        if let Err(err) = current.file.write_all(&line) {
+        let index = lane_of_thread(self.lanes.len());
+        let mut lane = lock(&self.lanes[index]);
+        if lane.open.is_none() {
+            lane.open = self.open_next(index);
+        }
+        let (number, file) = lane.open.as_mut()?;
+        let number = *number;
+        if let Err(err) = file.write_all(&line) {
             tracing::error!(error = %err, request_id = %event.request_id, "could not spool a usage event; it is only in memory until stored");
             // A write cut short (a full disk) must not leave half a line for the next event to
-            // be appended to, unreadable: the segment is cut back to its last whole line.
-            let number = current.number;
-            let whole = current.segments.get(&number).map_or(0, |s| s.bytes);
-            if let Err(err) = current.file.set_len(whole) {
+            // be appended to, unreadable: the segment is cut back to its last whole line, or
+            // the lane moves to a new segment.
+            let whole = lock(&self.segments).get(&number).map_or(0, |s| s.bytes);
+            if let Err(err) = file.set_len(whole) {
                 tracing::error!(error = %err, "could not cut a torn line from the usage spool");
-                self.start_segment(&mut current);
+                self.close_lane(&mut lane);
             }
             return None;
         }
-        let number = current.number;
         let bytes = line.len() as u64;
         let full = {
-            let segment = current.segments.entry(number).or_default();
+            let mut segments = lock(&self.segments);
+            let segment = segments.entry(number).or_default();
             segment.appended += 1;
             segment.bytes += bytes;
             segment.bytes >= SEGMENT_BYTES
         };
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         if full {
-            self.start_segment(&mut current);
+            self.close_lane(&mut lane);
         }
         Some(number)
     }
 
-    fn start_segment(&self, current: &mut Current) {
-        let next = current.number + 1;
-        match open_segment(&self.dir, next) {
+    /// Opens a new segment for lane `index`.
+    fn open_next(&self, index: usize) -> Option<(u64, File)> {
+        let number = self.next_number.fetch_add(1, Ordering::Relaxed);
+        match open_segment(&self.dir, number) {
             Ok(file) => {
-                current.file = file;
-                current.number = next;
-                current.segments.insert(next, Segment::default());
+                let mut segments = lock(&self.segments);
+                segments.insert(
+                    number,
+                    Segment {
+                        lane: Some(index),
+                        ..Segment::default()
+                    },
+                );
+                Some((number, file))
             }
-            Err(err) => tracing::error!(error = %err, "could not start a usage spool segment"),
+            Err(err) => {
+                tracing::error!(error = %err, "could not start a usage spool segment");
+                None
+            }
+        }
+    }
+
+    /// The lane's segment takes no more events: its next append opens a new one. The closed
+    /// segment goes once its events are stored (at once if they are).
+    fn close_lane(&self, lane: &mut Lane) {
+        let Some((number, _)) = lane.open.take() else {
+            return;
+        };
+        let done = {
+            let mut segments = lock(&self.segments);
+            match segments.get_mut(&number) {
+                Some(segment) => {
+                    segment.lane = None;
+                    segment.stored >= segment.appended
+                }
+                None => false,
+            }
+        };
+        if done {
+            self.delete([number]);
+        }
+    }
+
+    /// Deletes segments whose events are all stored and that no lane appends to.
+    fn delete(&self, numbers: impl IntoIterator<Item = u64>) {
+        for number in numbers {
+            let path = segment_path(&self.dir, number);
+            if let Err(err) = std::fs::remove_file(&path) {
+                if err.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(error = %err, path = %path.display(), "could not delete a stored usage spool segment");
+                    continue;
+                }
+            }
+            if let Some(segment) = lock(&self.segments).remove(&number) {
+                self.bytes.fetch_sub(segment.bytes, Ordering::Relaxed);
+            }
         }
     }
 
@@ -414,52 +494,83 @@ impl Spool {
             );
             return;
         }
-        let current = self.current();
-        for number in current.segments.keys() {
-            let _ = std::fs::remove_file(segment_path(&self.dir, *number));
+        let numbers: Vec<u64> = lock(&self.segments).keys().copied().collect();
+        for number in numbers {
+            let _ = std::fs::remove_file(segment_path(&self.dir, number));
         }
         let _ = std::fs::remove_file(self.dir.join("spool.lock"));
         let _ = std::fs::remove_dir(&self.dir);
     }
 
     /// The writer stored the events of these segments: segments whose events are all stored
-    /// are deleted (the current one emptied).
-    pub fn stored(&self, segments: impl IntoIterator<Item = u64>) {
-        let mut current = self.current();
-        let mut touched = Vec::new();
-        for number in segments {
-            if let Some(segment) = current.segments.get_mut(&number) {
-                segment.stored += 1;
-                if touched.last() != Some(&number) {
-                    touched.push(number);
+    /// are deleted, and a lane's open one emptied in place.
+    pub fn stored(&self, numbers: impl IntoIterator<Item = u64>) {
+        let mut closed = Vec::new();
+        let mut open = Vec::new();
+        {
+            let mut segments = lock(&self.segments);
+            let mut touched = Vec::new();
+            for number in numbers {
+                if let Some(segment) = segments.get_mut(&number) {
+                    segment.stored += 1;
+                    if touched.last() != Some(&number) {
+                        touched.push(number);
+                    }
+                }
+            }
+            for number in touched {
+                match segments.get(&number) {
+                    Some(s) if s.stored >= s.appended => match s.lane {
+                        Some(lane) => open.push((lane, number)),
+                        None => closed.push(number),
+                    },
+                    _ => {}
                 }
             }
         }
-        for number in touched {
-            let done = current
-                .segments
-                .get(&number)
-                .is_some_and(|s| s.stored >= s.appended);
-            if !done {
-                continue;
-            }
-            let bytes = current.segments.get(&number).map_or(0, |s| s.bytes);
-            if number == current.number {
-                // Emptied in place: appends go on at its (new) end.
-                if let Err(err) = current.file.set_len(0) {
+        self.delete(closed);
+        for (index, number) in open {
+            self.empty(index, number);
+        }
+    }
+
+    /// Empties lane `index`'s open segment `number` if its events are all stored: appends go
+    /// on at its (new) start. The lane's lock, then the counts', as in [`Spool::append`]; under
+    /// the lane's lock no event can be appended between the check and the emptying.
+    fn empty(&self, index: usize, number: u64) {
+        let Some(lane) = self.lanes.get(index) else {
+            return;
+        };
+        let mut lane = lock(lane);
+        match lane.open.as_mut() {
+            Some((open, file)) if *open == number => {
+                let mut segments = lock(&self.segments);
+                let Some(segment) = segments.get_mut(&number) else {
+                    return;
+                };
+                if segment.stored < segment.appended {
+                    return;
+                }
+                if let Err(err) = file.set_len(0) {
                     tracing::warn!(error = %err, "could not empty the usage spool segment");
-                    continue;
+                    return;
                 }
-                current.segments.insert(number, Segment::default());
-            } else {
-                let path = segment_path(&self.dir, number);
-                if let Err(err) = std::fs::remove_file(&path) {
-                    tracing::warn!(error = %err, path = %path.display(), "could not delete a stored usage spool segment");
-                    continue;
-                }
-                current.segments.remove(&number);
+                self.bytes.fetch_sub(segment.bytes, Ordering::Relaxed);
+                *segment = Segment {
+                    lane: Some(index),
+                    ..Segment::default()
+                };
             }
-            self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+            // Closed since (it filled up): it goes like any closed segment.
+            _ => {
+                drop(lane);
+                let done = lock(&self.segments)
+                    .get(&number)
+                    .is_some_and(|s| s.lane.is_none() && s.stored >= s.appended);
+                if done {
+                    self.delete([number]);
+                }
+            }
         }
     }
 }
@@ -481,6 +592,16 @@ mod tests {
             .unwrap_or_default();
         names.sort();
         names
+    }
+
+    impl Spool {
+        /// The segments lanes append to.
+        fn open_segments(&self) -> Vec<u64> {
+            self.lanes
+                .iter()
+                .filter_map(|lane| lock(lane).open.as_ref().map(|(n, _)| *n))
+                .collect()
+        }
     }
 
     fn open(root: &Path) -> (Spool, Leftover) {
@@ -540,7 +661,7 @@ mod tests {
         }
         assert!(spool.bytes() > 0);
         // The process dies: nothing stored, a line half written.
-        let last = segment_path(&spool.dir, spool.current().number);
+        let last = segment_path(&spool.dir, spool.open_segments()[0]);
         drop(spool);
         let mut torn = OpenOptions::new()
             .append(true)
@@ -564,7 +685,10 @@ mod tests {
         );
         // Stored: the adopted segment goes.
         spool.stored(leftover.events.iter().map(|(_, s)| *s));
-        assert_eq!(files(&spool.dir).len(), 1, "only the new, current segment");
+        assert!(
+            files(&spool.dir).is_empty(),
+            "a lane opens a segment when it appends"
+        );
         assert_eq!(spool.bytes(), 0);
     }
 
@@ -588,7 +712,7 @@ mod tests {
         spool.stored(first.iter().copied());
         assert_eq!(files(&spool.dir).len(), 1);
         assert_eq!(spool.bytes(), 0);
-        let current = segment_path(&spool.dir, spool.current().number);
+        let current = segment_path(&spool.dir, spool.open_segments()[0]);
         assert_eq!(
             std::fs::metadata(&current).map(|m| m.len()).ok(),
             Some(0),
@@ -602,6 +726,81 @@ mod tests {
             1,
             "appends after emptying are at the start"
         );
+    }
+
+    #[test]
+    fn threads_append_beside_a_writer_storing_and_every_event_is_kept_until_stored() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (spool, _) = open(root.path());
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, u64)>();
+        let per_thread = 3_000;
+        let (unstored, all) = std::thread::scope(|scope| {
+            let spool = &spool;
+            for t in 0..4 {
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    for n in t * per_thread..(t + 1) * per_thread {
+                        let segment = spool.append(&event(n));
+                        tx.send((n, segment.unwrap_or_else(|| panic!("not spooled"))))
+                            .unwrap_or_else(|e| panic!("{e}"));
+                    }
+                });
+            }
+            drop(tx);
+            // The writer stores what arrives in batches while the threads append, and never
+            // stores the last 100.
+            let writer = scope.spawn(move || {
+                let mut held = Vec::new();
+                let mut all = Vec::new();
+                for spooled in rx {
+                    all.push(spooled);
+                    held.push(spooled);
+                    if held.len() >= 164 {
+                        spool.stored(held.drain(..64).map(|(_, s)| s));
+                    }
+                }
+                let tail = held.split_off(held.len() - 100);
+                spool.stored(held.into_iter().map(|(_, s)| s));
+                (tail, all)
+            });
+            writer
+                .join()
+                .unwrap_or_else(|_| panic!("the writer panicked"))
+        });
+        assert!(spool.bytes() > 0);
+        drop(spool);
+        let (spool, leftover) = open(root.path());
+        assert_eq!(leftover.unreadable, 0, "no line torn by another thread's");
+        let mut ids: Vec<String> = leftover
+            .events
+            .iter()
+            .map(|(e, _)| e.request_id.clone())
+            .collect();
+        ids.sort();
+        let read = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), read, "each event once");
+        for (n, _) in &unstored {
+            assert!(
+                ids.binary_search(&event(*n).request_id).is_ok(),
+                "unstored event {n} kept"
+            );
+        }
+        // Nothing else is read back than what shares a segment with an unstored event.
+        let kept: std::collections::HashSet<u64> = unstored.iter().map(|(_, s)| *s).collect();
+        let mut could: Vec<String> = all
+            .iter()
+            .filter(|(_, s)| kept.contains(s))
+            .map(|(n, _)| event(*n).request_id)
+            .collect();
+        could.sort();
+        assert!(
+            ids.iter().all(|id| could.binary_search(id).is_ok()),
+            "stored segments went, or were emptied"
+        );
+        spool.stored(leftover.events.iter().map(|(_, s)| *s));
+        assert!(files(&spool.dir).is_empty());
+        assert_eq!(spool.bytes(), 0);
     }
 
     #[test]
