@@ -15,7 +15,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 use tollgate_store::UsageEvent;
 
@@ -95,6 +97,33 @@ struct CostLabels {
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// One (project, model) pair's token and cost counters, shared with their families.
+#[derive(Debug)]
+struct UsageSeries {
+    /// Input, cached input, output and reasoning tokens.
+    tokens: [Counter; 4],
+    cost: Counter<f64, AtomicU64>,
+}
+
+/// A (project, model) pair looked up without owning it; hashes as `(String, String)` does.
+struct PairRef<'a>(&'a str, &'a str);
+
+impl Hash for PairRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<(String, String)> for PairRef<'_> {
+    fn equivalent(&self, key: &(String, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
+/// Token kinds, in [`UsageSeries::tokens`]' order.
+const TOKEN_KINDS: [&str; 4] = ["input", "cached_input", "output", "reasoning"];
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms to ~65 s.
     Histogram::new(exponential_buckets(0.000_5, 2.0, 18))
@@ -130,8 +159,9 @@ pub struct Metrics {
     auth_failures: Family<ReasonLabels, Counter>,
     tokens: Family<TokenLabels, Counter>,
     cost: Family<CostLabels, Counter<f64, AtomicU64>>,
-    /// The (project, model) pairs tokens and cost are kept for.
-    usage_series: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The counters of each (project, model) pair tokens and cost are kept for, found without
+    /// hashing or cloning a label set per event.
+    usage_series: std::sync::RwLock<hashbrown::HashMap<(String, String), Arc<UsageSeries>>>,
     usage_stored: Counter,
     usage_write_failures: Counter,
     usage_writer_lag: Gauge<f64, AtomicU64>,
@@ -358,51 +388,70 @@ impl Metrics {
         if !billed {
             return;
         }
-        let project = event.project_id.to_string();
-        let model = self.usage_model(&project, &event.model_served);
-        let cost_labels = CostLabels {
-            project: project.clone(),
-            model: model.clone(),
-        };
+        let series = self.usage_series(event.project_id.as_str(), &event.model_served);
         let counts = [
-            ("input", event.input_tokens),
-            ("cached_input", event.cached_input_tokens),
-            ("output", event.output_tokens),
-            ("reasoning", event.reasoning_tokens),
+            event.input_tokens,
+            event.cached_input_tokens,
+            event.output_tokens,
+            event.reasoning_tokens,
         ];
-        for (kind, count) in counts {
+        for (counter, count) in series.tokens.iter().zip(counts) {
             if count > 0 {
-                self.tokens
-                    .get_or_create(&TokenLabels {
-                        project: project.clone(),
-                        model: model.clone(),
-                        r#type: kind,
-                    })
-                    .inc_by(count as u64);
+                counter.inc_by(count as u64);
             }
         }
-        let cost = self.cost.get_or_create(&cost_labels);
         if event.cost.0 > 0 {
-            cost.inc_by(event.cost.0 as f64 / 1_000_000.0);
+            series.cost.inc_by(event.cost.0 as f64 / 1_000_000.0);
         }
     }
 
-    /// The model label for a usage event: the model, or `other` once the bound of pairs is
-    /// reached by others.
-    fn usage_model(&self, project: &str, model: &str) -> String {
-        let pair = format!("{project}\u{0}{model}");
-        let mut seen = self
+    /// The counters for a pair: its own, or its project's `other` once the bound of pairs is
+    /// reached by others. A pair's series (cost and every token kind, at 0 until counted) exist
+    /// from its first billed event.
+    fn usage_series(&self, project: &str, model: &str) -> Arc<UsageSeries> {
+        let read = |key: PairRef<'_>| {
+            self.usage_series
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&key)
+                .cloned()
+        };
+        if let Some(series) = read(PairRef(project, model)) {
+            return series;
+        }
+        let mut all = self
             .usage_series
-            .lock()
+            .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if seen.contains(&pair) {
-            return model.to_owned();
+        let model = if all.len() < MAX_USAGE_SERIES || all.contains_key(&PairRef(project, model)) {
+            model
+        } else {
+            // Past the bound: one more `other` series for each project, as the projects are.
+            "other"
+        };
+        let key = (project.to_owned(), model.to_owned());
+        if let Some(series) = all.get(&key) {
+            return Arc::clone(series);
         }
-        if seen.len() < MAX_USAGE_SERIES {
-            seen.insert(pair);
-            return model.to_owned();
-        }
-        "other".to_owned()
+        let tokens = TOKEN_KINDS.map(|kind| {
+            self.tokens
+                .get_or_create(&TokenLabels {
+                    project: key.0.clone(),
+                    model: key.1.clone(),
+                    r#type: kind,
+                })
+                .clone()
+        });
+        let cost = self
+            .cost
+            .get_or_create(&CostLabels {
+                project: key.0.clone(),
+                model: key.1.clone(),
+            })
+            .clone();
+        let series = Arc::new(UsageSeries { tokens, cost });
+        all.insert(key, Arc::clone(&series));
+        series
     }
 
     /// Records a batch of usage events stored.
@@ -560,6 +609,13 @@ mod tests {
             MAX_USAGE_SERIES + 1,
             "the pairs past the bound fold into `other`"
         );
+        assert!(text
+            .contains(r#"tollgate_tokens_total{project="proj_a",model="other",type="input"} 51"#));
+        // A pair seen before the bound keeps its own series after it.
+        metrics.usage(&event("gpt-4o", 2, 0, 0));
+        let text = metrics.encode(Readings::default());
+        assert!(text
+            .contains(r#"tollgate_tokens_total{project="proj_a",model="gpt-4o",type="input"} 13"#));
         assert!(text
             .contains(r#"tollgate_tokens_total{project="proj_a",model="other",type="input"} 51"#));
     }

@@ -1315,6 +1315,77 @@ async fn a_large_batch_of_usage_events_is_stored_field_for_field() {
 }
 
 #[tokio::test]
+async fn the_daily_roll_up_counts_every_new_event_once_however_its_batch_is_summed() {
+    // All-new batches are summed by the store before they reach the roll-up; a batch with
+    // events already stored (a replay) is summed by the database from the rows it inserted.
+    // Both must come to the same rows.
+    let w = world().await;
+    let keys = [w.project_key(1).await, w.project_key(2).await];
+    let day = 86_400 * 20_001;
+    let make = |i: i64| {
+        let key = &keys[(i % 2) as usize];
+        let model = if i % 3 == 0 { "gpt-4o" } else { "gpt-4o-mini" };
+        // Two days, the second starting at event 30.
+        let at = day + if i < 30 { i * 60 } else { 86_400 + i };
+        let mut e = event(&w, &format!("req_roll_{i:03}"), key, model, at);
+        e.input_tokens = i;
+        e.cached_input_tokens = 2 * i;
+        e.output_tokens = 3 * i;
+        e.reasoning_tokens = i % 5;
+        e.cost = MicroUsd(7 * i);
+        e
+    };
+    let first: Vec<UsageEvent> = (0..40).map(make).collect();
+    let replayed: Vec<UsageEvent> = (20..60).map(make).collect();
+    let later: Vec<UsageEvent> = (60..70).map(make).collect();
+    w.store.record_usage(&first).await.unwrap();
+    w.store.record_usage(&replayed).await.unwrap();
+    w.store.record_usage(&later).await.unwrap();
+    let all: Vec<UsageEvent> = (0..70).map(make).collect();
+    for grouping in [UsageGrouping::Day, UsageGrouping::Key, UsageGrouping::Model] {
+        let report = w
+            .store
+            .usage_report(&w.org.id, grouping, UnixTime(day), UnixTime(day + 86_400))
+            .await
+            .unwrap();
+        let mut expected: std::collections::BTreeMap<String, [i64; 6]> = Default::default();
+        for e in &all {
+            let group = match grouping {
+                UsageGrouping::Day => e.created_at.utc_date(),
+                UsageGrouping::Key => e.key_id.as_str().to_owned(),
+                _ => e.model_served.clone(),
+            };
+            let sums = expected.entry(group).or_default();
+            for (t, v) in sums.iter_mut().zip([
+                1,
+                e.input_tokens,
+                e.cached_input_tokens,
+                e.output_tokens,
+                e.reasoning_tokens,
+                e.cost.0,
+            ]) {
+                *t += v;
+            }
+        }
+        let mut got: std::collections::BTreeMap<String, [i64; 6]> = Default::default();
+        for r in &report {
+            got.insert(
+                r.group.clone(),
+                [
+                    r.requests,
+                    r.input_tokens,
+                    r.cached_input_tokens,
+                    r.output_tokens,
+                    r.reasoning_tokens,
+                    r.cost.0,
+                ],
+            );
+        }
+        assert_eq!(got, expected, "{grouping:?}");
+    }
+}
+
+#[tokio::test]
 async fn usage_is_recorded_once_and_read_back_in_every_shape() {
     let w = world().await;
     let s = &w.store;
