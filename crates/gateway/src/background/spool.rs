@@ -518,6 +518,9 @@ impl Spool {
                     }
                 }
             }
+            // Lanes interleave their segments in a batch: each is looked at once.
+            touched.sort_unstable();
+            touched.dedup();
             for number in touched {
                 match segments.get(&number) {
                     Some(s) if s.stored >= s.appended => match s.lane {
