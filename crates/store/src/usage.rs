@@ -58,6 +58,19 @@ fn inserts(dialect: Dialect) -> &'static [(usize, String)] {
     }
 }
 
+/// The end of an insert into the daily roll-up: a row already there is added to.
+macro_rules! add_to_daily {
+    () => {
+        "ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET
+             requests = usage_daily.requests + excluded.requests,
+             input_tokens = usage_daily.input_tokens + excluded.input_tokens,
+             cached_input_tokens = usage_daily.cached_input_tokens + excluded.cached_input_tokens,
+             output_tokens = usage_daily.output_tokens + excluded.output_tokens,
+             reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens,
+             cost_micro_usd = usage_daily.cost_micro_usd + excluded.cost_micro_usd"
+    };
+}
+
 /// The roll-up summed by one column; `$column` and `$order` are literals, never input.
 macro_rules! usage_sql {
     ($column:literal, $order:literal) => {
@@ -190,14 +203,8 @@ pub(crate) async fn record(tx: &mut Tx, events: &[UsageEvent]) -> Result<()> {
                     COUNT(*), CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(cached_input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT),
                     CAST(SUM(reasoning_tokens) AS BIGINT), CAST(SUM(cost_micro_usd) AS BIGINT)
              FROM usage_events WHERE rowid > $1
-             GROUP BY 1, org_id, project_id, key_id, model_served
-             ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET
-                 requests = usage_daily.requests + excluded.requests,
-                 input_tokens = usage_daily.input_tokens + excluded.input_tokens,
-                 cached_input_tokens = usage_daily.cached_input_tokens + excluded.cached_input_tokens,
-                 output_tokens = usage_daily.output_tokens + excluded.output_tokens,
-                 reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens,
-                 cost_micro_usd = usage_daily.cost_micro_usd + excluded.cost_micro_usd"
+             GROUP BY 1, org_id, project_id, key_id, model_served ",
+                add_to_daily!()
             )
         };
     }
@@ -266,17 +273,12 @@ fn rolled_up(events: &[UsageEvent]) -> Option<BTreeMap<DayKey<'_>, [i64; 6]>> {
 
 /// Adds summed rows to the daily roll-up.
 async fn add_to_roll_up(tx: &mut Tx, rows: BTreeMap<DayKey<'_>, [i64; 6]>) -> Result<()> {
-    const ADD: &str =
+    const ADD: &str = concat!(
         "INSERT INTO usage_daily (day, org_id, project_id, key_id, model, requests, input_tokens,
              cached_input_tokens, output_tokens, reasoning_tokens, cost_micro_usd)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET
-             requests = usage_daily.requests + excluded.requests,
-             input_tokens = usage_daily.input_tokens + excluded.input_tokens,
-             cached_input_tokens = usage_daily.cached_input_tokens + excluded.cached_input_tokens,
-             output_tokens = usage_daily.output_tokens + excluded.output_tokens,
-             reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens,
-             cost_micro_usd = usage_daily.cost_micro_usd + excluded.cost_micro_usd";
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ",
+        add_to_daily!()
+    );
     for ((day, org, project, key, model), sums) in rows {
         let [requests, input, cached, output, reasoning, cost] = sums;
         in_tx!(tx, e => sqlx::query(ADD)

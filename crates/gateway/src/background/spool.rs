@@ -152,8 +152,8 @@ struct Lane {
 pub struct Spool {
     dir: PathBuf,
     lanes: Box<[Mutex<Lane>]>,
-    /// Every live segment's counts. Taken after a lane's lock, never before it, and never
-    /// held across I/O.
+    /// Every live segment's counts. Taken after a lane's lock, never before it; held across
+    /// I/O only to empty a lane's stored segment (one `ftruncate`, while the lane is locked).
     segments: Mutex<BTreeMap<u64, Segment>>,
     /// The number of the next segment a lane opens.
     next_number: AtomicU64,
