@@ -419,6 +419,20 @@ impl Metrics {
         if let Some(series) = read(PairRef(project, model)) {
             return series;
         }
+        // Past the bound, a pair not seen before is its project's `other`: found under the
+        // read lock too, so that a provider making up model names does not take the write
+        // lock for every event.
+        let full = self
+            .usage_series
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+            >= MAX_USAGE_SERIES;
+        if full {
+            if let Some(series) = read(PairRef(project, "other")) {
+                return series;
+            }
+        }
         let mut all = self
             .usage_series
             .write()

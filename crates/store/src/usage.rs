@@ -189,7 +189,9 @@ pub(crate) async fn record(tx: &mut Tx, events: &[UsageEvent]) -> Result<()> {
         }
     }
     if inserted == events.len() as u64 {
-        if let Some(days) = rolled_up(events) {
+        // Many rows (a batch from many keys and models) are left to the database's one
+        // statement rather than sent one upsert each.
+        if let Some(days) = rolled_up(events).filter(|rows| rows.len() <= MAX_SUMMED_ROWS) {
             add_to_roll_up(tx, days).await?;
             return record_objects(tx, events).await;
         }
@@ -222,6 +224,9 @@ async fn record_objects(tx: &mut Tx, events: &[UsageEvent]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Most roll-up rows a batch is summed into here; past it the database sums the batch.
+const MAX_SUMMED_ROWS: usize = 32;
 
 /// One roll-up row's key: (day, org, project, key, model served).
 type DayKey<'a> = (String, &'a str, &'a str, &'a str, &'a str);

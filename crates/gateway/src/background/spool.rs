@@ -152,8 +152,8 @@ struct Lane {
 pub struct Spool {
     dir: PathBuf,
     lanes: Box<[Mutex<Lane>]>,
-    /// Every live segment's counts. Taken after a lane's lock, never before it; held across
-    /// I/O only to empty a lane's stored segment (one `ftruncate`, while the lane is locked).
+    /// Every live segment's counts. Taken after a lane's lock, never before it, and never
+    /// held across I/O.
     segments: Mutex<BTreeMap<u64, Segment>>,
     /// The number of the next segment a lane opens.
     next_number: AtomicU64,
@@ -547,22 +547,23 @@ impl Spool {
         let mut lane = lock(lane);
         match lane.open.as_mut() {
             Some((open, file)) if *open == number => {
-                let mut segments = lock(&self.segments);
-                let Some(segment) = segments.get_mut(&number) else {
-                    return;
+                let (appended, bytes) = match lock(&self.segments).get(&number) {
+                    Some(s) if s.stored >= s.appended => (s.appended, s.bytes),
+                    _ => return,
                 };
-                if segment.stored < segment.appended {
-                    return;
-                }
+                // The counts' lock is not held across the truncation (every lane's appends
+                // take it); under the lane's lock nothing is appended to this segment, and
+                // the counts are taken back by what was seen.
                 if let Err(err) = file.set_len(0) {
                     tracing::warn!(error = %err, "could not empty the usage spool segment");
                     return;
                 }
-                self.bytes.fetch_sub(segment.bytes, Ordering::Relaxed);
-                *segment = Segment {
-                    lane: Some(index),
-                    ..Segment::default()
-                };
+                if let Some(segment) = lock(&self.segments).get_mut(&number) {
+                    segment.appended -= appended;
+                    segment.stored = segment.stored.saturating_sub(appended);
+                    segment.bytes -= bytes;
+                    self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+                }
             }
             // Closed since (it filled up): it goes like any closed segment.
             _ => {
