@@ -409,40 +409,39 @@ impl Metrics {
     /// reached by others. A pair's series (cost and every token kind, at 0 until counted) exist
     /// from its first billed event.
     fn usage_series(&self, project: &str, model: &str) -> Arc<UsageSeries> {
-        let read = |key: PairRef<'_>| {
-            self.usage_series
+        {
+            // Past the bound, a pair not seen before is its project's `other`: found under the
+            // read lock too, so that a provider making up model names does not take the write
+            // lock for every event.
+            let all = self
+                .usage_series
                 .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(&key)
-                .cloned()
-        };
-        if let Some(series) = read(PairRef(project, model)) {
-            return series;
-        }
-        // Past the bound, a pair not seen before is its project's `other`: found under the
-        // read lock too, so that a provider making up model names does not take the write
-        // lock for every event.
-        let full = self
-            .usage_series
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
-            >= MAX_USAGE_SERIES;
-        if full {
-            if let Some(series) = read(PairRef(project, "other")) {
-                return series;
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let found = all.get(&PairRef(project, model)).or_else(|| {
+                (all.len() >= MAX_USAGE_SERIES)
+                    .then(|| all.get(&PairRef(project, "other")))
+                    .flatten()
+            });
+            if let Some(series) = found {
+                return Arc::clone(series);
             }
         }
         let mut all = self
             .usage_series
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let model = if all.len() < MAX_USAGE_SERIES || all.contains_key(&PairRef(project, model)) {
+        if let Some(series) = all.get(&PairRef(project, model)) {
+            return Arc::clone(series);
+        }
+        // Past the bound: one more `other` series for each project, as the projects are.
+        let model = if all.len() < MAX_USAGE_SERIES {
             model
         } else {
-            // Past the bound: one more `other` series for each project, as the projects are.
             "other"
         };
+        if let Some(series) = all.get(&PairRef(project, model)) {
+            return Arc::clone(series);
+        }
         let key = (project.to_owned(), model.to_owned());
         if let Some(series) = all.get(&key) {
             return Arc::clone(series);

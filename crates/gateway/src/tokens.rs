@@ -31,6 +31,19 @@ pub async fn count_request_off_thread(body: Bytes) -> i64 {
         .unwrap_or(estimate)
 }
 
+/// Runs `work` on `body` here when the body is small, and on the blocking pool
+/// ([`off_thread`]) when it is larger than [`INLINE_BYTES`]; `None` if the work panicked.
+pub async fn by_size<T: Send + 'static>(
+    body: &Bytes,
+    work: impl FnOnce(&Bytes) -> T + Send + 'static,
+) -> Option<T> {
+    if body.len() <= INLINE_BYTES {
+        return Some(work(body));
+    }
+    let body = body.clone();
+    off_thread(move || work(&body)).await
+}
+
 /// Runs work on large input on the blocking pool, at most [`BIG_AT_ONCE`] at a time; the turn
 /// is held by the work itself, so a caller that goes away (its client left) does not free it
 /// while the work still runs. `None` if the work panicked.

@@ -29,7 +29,7 @@
 //!   with events unstored), so a restart on another port, or another replica on the same
 //!   root, still replays them, and exactly one process does (the lock decides).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -509,18 +509,14 @@ impl Spool {
         let mut open = Vec::new();
         {
             let mut segments = lock(&self.segments);
-            let mut touched = Vec::new();
+            // Lanes interleave their segments in a batch: each is looked at once.
+            let mut touched = BTreeSet::new();
             for number in numbers {
                 if let Some(segment) = segments.get_mut(&number) {
                     segment.stored += 1;
-                    if touched.last() != Some(&number) {
-                        touched.push(number);
-                    }
+                    touched.insert(number);
                 }
             }
-            // Lanes interleave their segments in a batch: each is looked at once.
-            touched.sort_unstable();
-            touched.dedup();
             for number in touched {
                 match segments.get(&number) {
                     Some(s) if s.stored >= s.appended => match s.lane {
@@ -565,16 +561,9 @@ impl Spool {
                     self.bytes.fetch_sub(bytes, Ordering::Relaxed);
                 }
             }
-            // Closed since (it filled up): it goes like any closed segment.
-            _ => {
-                drop(lane);
-                let done = lock(&self.segments)
-                    .get(&number)
-                    .is_some_and(|s| s.lane.is_none() && s.stored >= s.appended);
-                if done {
-                    self.delete([number]);
-                }
-            }
+            // Closed since (it filled up): closing deleted it, its events being stored, or
+            // the store of the events appended after decides.
+            _ => {}
         }
     }
 }

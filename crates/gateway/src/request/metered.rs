@@ -290,17 +290,14 @@ pub(crate) async fn serve(
         .token
         .as_ref()
         .and_then(|t| t.grant.user.clone());
-    let (prepared, requested, provider) = if raw.len() <= tokens::INLINE_BYTES {
-        routed(endpoint, &raw, end_user.as_deref(), &routes)?
-    } else {
-        // Parsing a large body takes milliseconds that the other connections of this serving
-        // thread would wait (bench/abuse.py: /healthz beside a 29 MiB prompt, 15.3 ms worst
-        // parsed here, 2.8 ms on the blocking pool): the blocking pool does it.
-        let raw = raw.clone();
-        tokens::off_thread(move || routed(endpoint, &raw, end_user.as_deref(), &routes))
-            .await
-            .ok_or_else(|| GatewayError::InvalidJson("the body could not be parsed".into()))??
-    };
+    // Parsing a large body takes milliseconds that the other connections of this serving
+    // thread would wait (bench/abuse.py: /healthz beside a 29 MiB prompt, 15.3 ms worst parsed
+    // here, 2.8 ms on the blocking pool): the blocking pool does it.
+    let (prepared, requested, provider) = tokens::by_size(&raw, move |raw| {
+        routed(endpoint, raw, end_user.as_deref(), &routes)
+    })
+    .await
+    .ok_or_else(|| GatewayError::InvalidJson("the body could not be parsed".into()))??;
     call.principal.check_model(&requested, &prepared.model)?;
     let price = match (
         call.state.settings.pricing.price(&prepared.model),

@@ -86,16 +86,11 @@ impl<'a> Tenant<'a> {
 
     /// Checks the objects a JSON body names (a body that names none is not parsed for it).
     pub(crate) async fn check_body(&self, raw: &Bytes) -> Result<(), GatewayError> {
-        let named = if raw.len() <= crate::tokens::INLINE_BYTES {
-            named_in(raw)?
-        } else {
-            // Reading a large body takes milliseconds the serving thread's other connections
-            // would wait: the blocking pool does it.
-            let raw = raw.clone();
-            crate::tokens::off_thread(move || named_in(&raw))
-                .await
-                .ok_or_else(|| GatewayError::InvalidJson("the body could not be parsed".into()))??
-        };
+        // Reading a large body takes milliseconds the serving thread's other connections
+        // would wait: the blocking pool does it.
+        let named = crate::tokens::by_size(raw, |raw| named_in(raw))
+            .await
+            .ok_or_else(|| GatewayError::InvalidJson("the body could not be parsed".into()))??;
         match named {
             Some(named) => self.check(&named).await,
             None => Ok(()),
